@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * bpfilter request protocol: what the kernel module (or the userspace
+ * front door) sends to the usermode helper, and what the helper answers.
+ *
+ * One request, then one reply, over a byte stream. A request is a
+ * struct bpfilter_request followed by data_len bytes of optval; a reply is
+ * a struct bpfilter_reply followed by data_len bytes. All fields are in
+ * host byte order: both ends run on the same machine.
+ */
+#ifndef _UAPI_BPFILTER_MSG_H
+#define _UAPI_BPFILTER_MSG_H
+
+#include <linux/types.h>
+
+#define BPFILTER_REQ_MAGIC	0x71726662U	/* "bfrq" */
+#define BPFILTER_REPLY_MAGIC	0x70726662U	/* "bfrp" */
+#define BPFILTER_PROTO_VERSION	1
+
+/* Largest optval a request may carry: ip_tables' own ceiling is memory. */
+#define BPFILTER_MAX_DATA	(256U << 20)
+
+enum bpfilter_op {
+	/* No data; the helper answers status 0 when it is ready to serve. */
+	BPFILTER_OP_HEALTH = 0,
+	/* optname is an IPT_SO_SET_*; data is the optval the caller passed. */
+	BPFILTER_OP_SETSOCKOPT = 1,
+	/*
+	 * optname is an IPT_SO_GET_*; optlen is the caller's *optlen and data
+	 * is the leading part of optval that the get reads as input (the whole
+	 * struct ipt_getinfo, the struct ipt_get_entries header, the struct
+	 * xt_get_revision).
+	 */
+	BPFILTER_OP_GETSOCKOPT = 2,
+	/* No data; the network namespace netns_cookie is gone: drop its state. */
+	BPFILTER_OP_NETNS_GONE = 3,
+	/*
+	 * No data; an interface appeared (or was renamed) in netns_cookie:
+	 * arg is its ifindex. The helper attaches the namespace's program.
+	 */
+	BPFILTER_OP_LINK_ADDED = 4,
+};
+
+struct bpfilter_request {
+	__u32 magic;		/* BPFILTER_REQ_MAGIC */
+	__u16 version;		/* BPFILTER_PROTO_VERSION */
+	__u16 op;		/* enum bpfilter_op */
+	__u32 optname;		/* IPT_SO_* for the sockopt ops */
+	__u32 optlen;		/* the caller's optlen (set) or *optlen (get) */
+	__u32 data_len;		/* bytes of data that follow this header */
+	__u32 arg;		/* op specific, 0 when unused */
+	/*
+	 * The caller's network namespace: a cookie that stays unique for the
+	 * life of the machine, and a descriptor for it that is valid in the
+	 * helper's descriptor table for this request only (-1: the helper's
+	 * own namespace). The helper closes netns_fd after the request.
+	 */
+	__u64 netns_cookie;
+	__s32 netns_fd;
+	__u32 seq;		/* echoed in the reply */
+};
+
+struct bpfilter_reply {
+	__u32 magic;		/* BPFILTER_REPLY_MAGIC */
+	__u32 seq;		/* the request's seq */
+	/*
+	 * What the sockopt call returns: 0 or a negative errno; for
+	 * IPT_SO_GET_REVISION_* the best revision, as ip_tables does.
+	 */
+	__s32 status;
+	/*
+	 * Bytes that follow. A get: the bytes to copy to optval (data_len
+	 * becomes *optlen). IPT_SO_SET_REPLACE: the old table's counters, a
+	 * struct xt_counters for each of the replaced table's entries, to be
+	 * written at ipt_replace.counters in the caller's memory.
+	 */
+	__u32 data_len;
+};
+
+#endif /* _UAPI_BPFILTER_MSG_H */

@@ -1,0 +1,56 @@
+// The helper's log: one line a message, to stderr or the kernel log.
+#include "common/log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+namespace bpfilter::log {
+namespace {
+
+struct State {
+	Sink sink = Sink::Stderr;
+	int kmsg_fd = -1;
+};
+
+State &state()
+{
+	static State s;
+	return s;
+}
+
+void emit(const char *level, int kern_level, std::string_view line)
+{
+	State &s = state();
+	std::string text;
+	if (s.sink == Sink::Kmsg && s.kmsg_fd >= 0) {
+		text = "<" + std::to_string(kern_level) + ">bpfilter: ";
+		text.append(line);
+		text.push_back('\n');
+		if (write(s.kmsg_fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()))
+			return;
+	}
+	text = std::string("bpfilter: ") + level + ": ";
+	text.append(line);
+	text.push_back('\n');
+	fwrite(text.data(), 1, text.size(), stderr);
+	fflush(stderr);
+}
+
+} // namespace
+
+void set_sink(Sink sink)
+{
+	State &s = state();
+	s.sink = sink;
+	if (sink == Sink::Kmsg && s.kmsg_fd < 0)
+		s.kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+}
+
+void info(std::string_view line) { emit("info", 6, line); }
+void warn(std::string_view line) { emit("warning", 4, line); }
+void error(std::string_view line) { emit("error", 3, line); }
+
+} // namespace bpfilter::log

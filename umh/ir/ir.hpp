@@ -1,0 +1,137 @@
+// The IR: a validated iptables table as plain data, the contract between the ABI parser and codegen.
+//
+// The table keeps ip_tables' own shape: a flat list of rules (one per ipt_entry, in blob
+// order) with a jump stack at run time. Chains are not a separate structure because the
+// kernel has none: a jump may land on any rule, a built-in chain starts at its hook entry
+// and ends at its underflow (policy) rule, a user chain ends with an unconditional RETURN.
+// Rule indices are also counter indices.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <variant>
+#include <vector>
+
+namespace bpfilter::ir {
+
+// netfilter's hooks, numbered as NF_INET_*.
+enum class Hook : uint8_t { PreRouting = 0, LocalIn = 1, Forward = 2, LocalOut = 3, PostRouting = 4 };
+inline constexpr unsigned num_hooks = 5;
+
+// An interface name test as the kernel does it: (devname[i] ^ name[i]) & mask[i] == 0 for
+// all 16 bytes. iptables sets mask to 0xff over the name and its NUL, or only over the
+// name for "eth+". An all-zero mask matches every interface.
+struct Iface {
+	std::array<uint8_t, 16> name{};
+	std::array<uint8_t, 16> mask{};
+	bool operator==(const Iface &) const = default;
+};
+
+// The ipt_ip part of an entry, kept as the kernel evaluates it (ip_packet_match):
+// (saddr & src_mask) != src fails the rule unless inverted; proto 0 is any; proto is
+// 16 bits wide as in struct ipt_ip.
+struct IpHeaderMatch {
+	uint32_t src = 0, src_mask = 0; // network byte order
+	uint32_t dst = 0, dst_mask = 0; // network byte order
+	Iface in, out;
+	uint16_t proto = 0;
+	uint8_t flags = 0;    // IPT_F_FRAG (IPT_F_GOTO is lifted into the target)
+	uint8_t invflags = 0; // IPT_INV_* (VIA_IN, VIA_OUT, SRCIP, DSTIP, PROTO, FRAG)
+	bool operator==(const IpHeaderMatch &) const = default;
+};
+
+// Inclusive range of ports, host byte order.
+struct PortRange {
+	uint16_t lo = 0, hi = 0xffff;
+	bool operator==(const PortRange &) const = default;
+};
+
+// -m tcp (struct xt_tcp): invflags are XT_TCP_INV_*; option 0 means no --tcp-option.
+struct TcpMatch {
+	PortRange sport, dport;
+	uint8_t option = 0;
+	uint8_t flg_mask = 0, flg_cmp = 0;
+	uint8_t invflags = 0;
+	bool operator==(const TcpMatch &) const = default;
+};
+
+// -m udp (struct xt_udp): invflags are XT_UDP_INV_*.
+struct UdpMatch {
+	PortRange sport, dport;
+	uint8_t invflags = 0;
+	bool operator==(const UdpMatch &) const = default;
+};
+
+// -m icmp (struct ipt_icmp): type 0xff matches any type.
+struct IcmpMatch {
+	uint8_t type = 0;
+	uint8_t code_min = 0, code_max = 0xff;
+	bool invert = false;
+	bool operator==(const IcmpMatch &) const = default;
+};
+
+// -m multiport revision 1: the packet's ports tested against each range in order; the
+// first hit decides (true ^ invert), no hit gives invert. A single port is a range lo == hi.
+struct MultiportMatch {
+	enum class Dir : uint8_t { Source = 1, Destination = 2, Either = 3 };
+	Dir dir = Dir::Destination;
+	std::vector<PortRange> ports;
+	bool invert = false;
+	bool operator==(const MultiportMatch &) const = default;
+};
+
+// -m iprange revision 1, IPv4: flags are IPRANGE_SRC, IPRANGE_DST, IPRANGE_SRC_INV,
+// IPRANGE_DST_INV; bounds in host byte order.
+struct IprangeMatch {
+	uint8_t flags = 0;
+	uint32_t src_min = 0, src_max = 0;
+	uint32_t dst_min = 0, dst_max = 0;
+	bool operator==(const IprangeMatch &) const = default;
+};
+
+// Matches with an effect on packets. -m comment has none and does not appear here; its
+// bytes live on in the stored blob that GET_ENTRIES returns.
+using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch>;
+
+// What a rule does when it matches (after its counters are bumped).
+struct Target {
+	enum class Kind : uint8_t {
+		Accept,   // NF_ACCEPT verdict
+		Drop,     // NF_DROP verdict
+		Return,   // pop the jump stack; at the bottom, go to the hook's underflow rule
+		Jump,     // push this rule, continue at rule `to`
+		Goto,     // continue at rule `to` without pushing (IPT_F_GOTO)
+		Continue, // a standard jump to the very next rule: the kernel pushes nothing
+		Error,    // the ERROR target (chain headers): the kernel drops the packet
+	};
+	Kind kind = Kind::Accept;
+	uint32_t to = 0; // rule index, for Jump and Goto
+	bool operator==(const Target &) const = default;
+};
+
+struct Rule {
+	IpHeaderMatch ip;
+	std::vector<Match> matches;
+	Target target;
+	uint32_t offset = 0; // byte offset of the ipt_entry in the table blob, for messages
+	bool operator==(const Rule &) const = default;
+};
+
+struct Table {
+	std::vector<Rule> rules;
+	uint32_t valid_hooks = 0; // bit n set: hook n is served by this table
+	// For each valid hook: index of the rule where it starts, and of its policy rule.
+	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
+	std::array<std::optional<uint32_t>, num_hooks> underflow{};
+	bool operator==(const Table &) const = default;
+};
+
+// Per-rule counters as netfilter keeps them: packets, and bytes of the IP datagram.
+struct Counter {
+	uint64_t packets = 0;
+	uint64_t bytes = 0;
+	bool operator==(const Counter &) const = default;
+};
+
+} // namespace bpfilter::ir

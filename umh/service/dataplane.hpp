@@ -1,0 +1,32 @@
+// The service's view of the data plane: something that runs a table on packets and counts.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/result.hpp"
+#include "ir/ir.hpp"
+
+namespace bpfilter::service {
+
+// One network namespace's packet filter. The loader implements it with XDP programs;
+// unit tests of the sockopt service use an in-memory one.
+class Dataplane {
+public:
+	virtual ~Dataplane() = default;
+
+	// Refuse tables this data plane cannot run with their meaning intact (EOPNOTSUPP,
+	// and a message saying which rule or chain and why). Nothing changes.
+	virtual Status check(const ir::Table &table) const = 0;
+
+	// Translate, load and attach `table` in place of the current one, atomically: every
+	// packet is judged by the old table or the new one. On success returns the old
+	// table's final counters, one per old rule (empty when there was none), read once no
+	// packet can still reach the old program. On failure nothing changed.
+	virtual Result<std::vector<ir::Counter>> replace(const ir::Table &table) = 0;
+
+	// What the installed table has counted so far, one per rule, summed over CPUs.
+	virtual Result<std::vector<ir::Counter>> counters() const = 0;
+};
+
+} // namespace bpfilter::service
