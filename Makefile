@@ -63,3 +63,6 @@ $(BUILD)/tools/%: tests/tools/%.cpp $(CORE_OBJS)
 .PHONY: all clean check unit host lint kmod guest difftest bench
 clean:
 	rm -rf $(BUILD)
+
+# Each part of the project may add its own targets in mk/*.mk.
+-include $(sort $(wildcard mk/*.mk))
