@@ -39,6 +39,18 @@ enum bpfilter_op {
 	 * arg is its ifindex. The helper attaches the namespace's program.
 	 */
 	BPFILTER_OP_LINK_ADDED = 4,
+	/*
+	 * No data; an IPv4 address was added to or removed from an interface
+	 * of netns_cookie (arg: its ifindex, or 0). The helper re-reads the
+	 * namespace's local routes, which tell INPUT traffic from forwarded.
+	 */
+	BPFILTER_OP_ADDRS_CHANGED = 5,
+	/*
+	 * No data; detach every program the helper attached in netns_cookie
+	 * and drop the namespace's state. The module sends it for each
+	 * namespace before it stops the helper for good (rmmod).
+	 */
+	BPFILTER_OP_DETACH = 6,
 };
 
 struct bpfilter_request {
