@@ -1,0 +1,159 @@
+// The matches and targets this helper knows, looked up the way x_tables finds extensions.
+#include "abi/extensions.hpp"
+
+#include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_tcpudp.h>
+#include <linux/in.h>
+
+#include <array>
+
+#include "abi/layout.hpp"
+
+namespace bpfilter::abi {
+namespace {
+
+// In registration order, as the kernel's lists would hold them; the order does not change
+// any answer because names within a family are unique per revision.
+constexpr std::array<Extension, 8> registry = {{
+	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
+	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
+	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
+	{ExtKind::Match, ExtId::Tcp, "tcp", 0, false, sizeof(struct xt_tcp), IPPROTO_TCP},
+	{ExtKind::Match, ExtId::Udp, "udp", 0, false, sizeof(struct xt_udp), IPPROTO_UDP},
+	{ExtKind::Match, ExtId::Multiport, "multiport", 1, false, sizeof(struct xt_multiport_v1), 0},
+	{ExtKind::Match, ExtId::Iprange, "iprange", 1, false, sizeof(struct xt_iprange_mtinfo), 0},
+	{ExtKind::Match, ExtId::Comment, "comment", 0, true, sizeof(struct xt_comment_info), 0},
+}};
+
+static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
+static_assert(sizeof(struct ipt_icmp) == 4 && sizeof(struct xt_multiport_v1) == 48);
+static_assert(sizeof(struct xt_iprange_mtinfo) == 68 && sizeof(struct xt_comment_info) == 256);
+
+// One pass of xt_find_match/xt_find_target over one family's list.
+Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
+				  uint8_t revision)
+{
+	int err = ENOENT;
+	for (const Extension &ext : registry) {
+		if (ext.kind != kind || ext.unspec != unspec || ext.name != name)
+			continue;
+		if (ext.revision == revision)
+			return &ext;
+		err = EPROTOTYPE; // found something
+	}
+	return make_error(err, "");
+}
+
+// match_revfn / target_revfn over one family's list.
+bool revfn(ExtKind kind, bool unspec, std::string_view name, uint8_t revision, int &best)
+{
+	bool have_rev = false;
+	for (const Extension &ext : registry) {
+		if (ext.kind != kind || ext.unspec != unspec || ext.name != name)
+			continue;
+		if (ext.revision > best)
+			best = ext.revision;
+		if (ext.revision == revision)
+			have_rev = true;
+	}
+	return have_rev;
+}
+
+int check_multiport(std::span<const uint8_t> data, uint16_t proto, uint8_t ip_invflags)
+{
+	const auto flags = load<uint8_t>(data, offsetof(struct xt_multiport_v1, flags));
+	const auto count = load<uint8_t>(data, offsetof(struct xt_multiport_v1, count));
+	const bool proto_ok = proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
+			      proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP ||
+			      proto == IPPROTO_DCCP;
+	if (!proto_ok || (ip_invflags & XT_INV_PROTO) ||
+	    !(flags == XT_MULTIPORT_SOURCE || flags == XT_MULTIPORT_DESTINATION ||
+	      flags == XT_MULTIPORT_EITHER) ||
+	    count > XT_MULTI_PORTS)
+		return -EINVAL;
+	// multiport_valid_ranges: a range flag needs a following plain port not below it.
+	auto port = [&](unsigned i) {
+		return load<uint16_t>(data, offsetof(struct xt_multiport_v1, ports) + 2 * i);
+	};
+	auto pflag = [&](unsigned i) {
+		return load<uint8_t>(data, offsetof(struct xt_multiport_v1, pflags) + i);
+	};
+	for (unsigned i = 0; i < count; i++) {
+		if (!pflag(i))
+			continue;
+		if (++i >= count)
+			return -EINVAL;
+		if (pflag(i))
+			return -EINVAL;
+		if (port(i - 1) > port(i))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+} // namespace
+
+Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> name_field,
+					 uint8_t revision)
+{
+	if (field_unterminated(name_field, 0, ext_name_len))
+		return make_error(EINVAL, "extension name is not NUL-terminated");
+	const std::string_view name = field_name(name_field, 0, ext_name_len);
+	// The IPv4 list first; when it has no exact hit the kernel searches the
+	// family-independent list and returns that search's answer, so an EPROTOTYPE from
+	// the first pass is lost. request_module and a retry would find nothing new.
+	auto hit = find_in(kind, false, name, revision);
+	if (hit.ok())
+		return hit;
+	hit = find_in(kind, true, name, revision);
+	if (hit.ok())
+		return hit;
+	const char *what = kind == ExtKind::Match ? "match" : "target";
+	if (hit.error().errnum == EPROTOTYPE)
+		return make_error(EPROTOTYPE, std::string(what) + " \"" + std::string(name) +
+						      "\" has no revision " + std::to_string(revision));
+	return make_error(ENOENT, std::string("no such ") + what + " \"" + std::string(name) +
+					  "\" revision " + std::to_string(revision));
+}
+
+int find_revision(ExtKind kind, std::string_view name, uint8_t revision)
+{
+	int best = -1;
+	bool have_rev = revfn(kind, false, name, revision, best);
+	if (!have_rev)
+		have_rev = revfn(kind, true, name, revision, best);
+	if (best == -1)
+		return -ENOENT;
+	return have_rev ? best : -EPROTONOSUPPORT;
+}
+
+int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_t proto,
+		    uint8_t ip_invflags)
+{
+	switch (ext.id) {
+	case ExtId::Tcp: // tcp_mt_check
+		return (load<uint8_t>(data, offsetof(struct xt_tcp, invflags)) & ~XT_TCP_INV_MASK)
+			       ? -EINVAL
+			       : 0;
+	case ExtId::Udp: // udp_mt_check
+		return (load<uint8_t>(data, offsetof(struct xt_udp, invflags)) & ~XT_UDP_INV_MASK)
+			       ? -EINVAL
+			       : 0;
+	case ExtId::Icmp: // icmp_checkentry
+		return (load<uint8_t>(data, offsetof(struct ipt_icmp, invflags)) & ~IPT_ICMP_INV)
+			       ? -EINVAL
+			       : 0;
+	case ExtId::Multiport:
+		return check_multiport(data, proto, ip_invflags);
+	case ExtId::Iprange: // xt_iprange has no checkentry
+	case ExtId::Comment:
+	case ExtId::Standard:
+	case ExtId::Error:
+		return 0;
+	}
+	return 0;
+}
+
+} // namespace bpfilter::abi

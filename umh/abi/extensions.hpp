@@ -1,0 +1,47 @@
+// The matches and targets this helper knows, looked up the way x_tables finds extensions.
+//
+// bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
+// built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
+// xt_iprange and xt_comment. Anything else is missing, with the errno such a kernel gives.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace bpfilter::abi {
+
+enum class ExtKind : uint8_t { Match, Target };
+
+// Which extension it is, for the checks and the translation that follow a lookup.
+enum class ExtId : uint8_t { Tcp, Udp, Icmp, Multiport, Iprange, Comment, Standard, Error };
+
+struct Extension {
+	ExtKind kind;
+	ExtId id;
+	std::string_view name;
+	uint8_t revision;
+	bool unspec;	  // registered for NFPROTO_UNSPEC rather than NFPROTO_IPV4
+	uint32_t size;	  // matchsize / targetsize (before XT_ALIGN)
+	uint16_t proto;	  // the protocol the rule must name (-p), 0 for any
+};
+
+// xt_request_find_match / xt_request_find_target: EINVAL for a name without a NUL in its 29
+// bytes, ENOENT when no such extension exists, EPROTOTYPE when the family-independent
+// list has the name at another revision. `name_field` is the 29-byte name field.
+Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> name_field,
+					 uint8_t revision);
+
+// xt_find_revision as IPT_SO_GET_REVISION_* answers it: the best revision known when the
+// asked one exists, -EPROTONOSUPPORT when only others do, -ENOENT when none does.
+int find_revision(ExtKind kind, std::string_view name, uint8_t revision);
+
+// The extension's own checkentry (tcp_mt_check, udp_mt_check, icmp_checkentry,
+// multiport_mt_check): 0 or a negative errno. `data` is the match's data, of XT_ALIGN(size)
+// bytes; proto and invflags are the entry's ipt_ip fields.
+int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_t proto,
+		    uint8_t ip_invflags);
+
+} // namespace bpfilter::abi

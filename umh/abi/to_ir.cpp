@@ -1,0 +1,210 @@
+// A stored iptables table turned into the IR: one rule per entry, in blob order.
+#include <endian.h>
+#include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_tcpudp.h>
+
+#include <algorithm>
+
+#include "abi/extensions.hpp"
+#include "abi/table.hpp"
+
+namespace bpfilter::abi {
+namespace {
+
+ir::IpHeaderMatch ip_of(std::span<const uint8_t> b, uint32_t off)
+{
+	ir::IpHeaderMatch ip;
+	ip.src = load<uint32_t>(b, off + ip_src);
+	ip.dst = load<uint32_t>(b, off + ip_dst);
+	ip.src_mask = load<uint32_t>(b, off + ip_smsk);
+	ip.dst_mask = load<uint32_t>(b, off + ip_dmsk);
+	std::memcpy(ip.in.name.data(), b.data() + off + ip_iniface, 16);
+	std::memcpy(ip.in.mask.data(), b.data() + off + ip_iniface_mask, 16);
+	std::memcpy(ip.out.name.data(), b.data() + off + ip_outiface, 16);
+	std::memcpy(ip.out.mask.data(), b.data() + off + ip_outiface_mask, 16);
+	ip.proto = load<uint16_t>(b, off + ip_proto);
+	ip.flags = b[off + ip_flags] & IPT_F_FRAG; // IPT_F_GOTO becomes Target::Goto
+	ip.invflags = b[off + ip_invflags];
+	return ip;
+}
+
+ir::TcpMatch tcp_of(std::span<const uint8_t> d)
+{
+	ir::TcpMatch m;
+	m.sport = {load<uint16_t>(d, offsetof(struct xt_tcp, spts)),
+		   load<uint16_t>(d, offsetof(struct xt_tcp, spts) + 2)};
+	m.dport = {load<uint16_t>(d, offsetof(struct xt_tcp, dpts)),
+		   load<uint16_t>(d, offsetof(struct xt_tcp, dpts) + 2)};
+	m.option = d[offsetof(struct xt_tcp, option)];
+	m.flg_mask = d[offsetof(struct xt_tcp, flg_mask)];
+	m.flg_cmp = d[offsetof(struct xt_tcp, flg_cmp)];
+	m.invflags = d[offsetof(struct xt_tcp, invflags)];
+	return m;
+}
+
+ir::UdpMatch udp_of(std::span<const uint8_t> d)
+{
+	ir::UdpMatch m;
+	m.sport = {load<uint16_t>(d, offsetof(struct xt_udp, spts)),
+		   load<uint16_t>(d, offsetof(struct xt_udp, spts) + 2)};
+	m.dport = {load<uint16_t>(d, offsetof(struct xt_udp, dpts)),
+		   load<uint16_t>(d, offsetof(struct xt_udp, dpts) + 2)};
+	m.invflags = d[offsetof(struct xt_udp, invflags)];
+	return m;
+}
+
+ir::IcmpMatch icmp_of(std::span<const uint8_t> d)
+{
+	ir::IcmpMatch m;
+	m.type = d[offsetof(struct ipt_icmp, type)];
+	m.code_min = d[offsetof(struct ipt_icmp, code)];
+	m.code_max = d[offsetof(struct ipt_icmp, code) + 1];
+	m.invert = d[offsetof(struct ipt_icmp, invflags)] & IPT_ICMP_INV;
+	return m;
+}
+
+// ports_match_v1's reading of ports[] and pflags[]: a set pflag starts a range whose end
+// is the next port (multiport_mt_check made sure it exists).
+ir::MultiportMatch multiport_of(std::span<const uint8_t> d)
+{
+	ir::MultiportMatch m;
+	switch (d[offsetof(struct xt_multiport_v1, flags)]) {
+	case XT_MULTIPORT_SOURCE:
+		m.dir = ir::MultiportMatch::Dir::Source;
+		break;
+	case XT_MULTIPORT_DESTINATION:
+		m.dir = ir::MultiportMatch::Dir::Destination;
+		break;
+	default:
+		m.dir = ir::MultiportMatch::Dir::Either;
+		break;
+	}
+	const unsigned count = d[offsetof(struct xt_multiport_v1, count)];
+	auto port = [&](unsigned i) {
+		return load<uint16_t>(d, offsetof(struct xt_multiport_v1, ports) + 2 * i);
+	};
+	for (unsigned i = 0; i < count; i++) {
+		const uint16_t s = port(i);
+		if (d[offsetof(struct xt_multiport_v1, pflags) + i])
+			m.ports.push_back({s, port(++i)});
+		else
+			m.ports.push_back({s, s});
+	}
+	m.invert = d[offsetof(struct xt_multiport_v1, invert)];
+	return m;
+}
+
+ir::IprangeMatch iprange_of(std::span<const uint8_t> d)
+{
+	ir::IprangeMatch m;
+	// Only these bits have a meaning in iprange_mt4; xt_iprange has no checkentry.
+	m.flags = d[offsetof(struct xt_iprange_mtinfo, flags)] &
+		  (IPRANGE_SRC | IPRANGE_DST | IPRANGE_SRC_INV | IPRANGE_DST_INV);
+	m.src_min = be32toh(load<uint32_t>(d, offsetof(struct xt_iprange_mtinfo, src_min)));
+	m.src_max = be32toh(load<uint32_t>(d, offsetof(struct xt_iprange_mtinfo, src_max)));
+	m.dst_min = be32toh(load<uint32_t>(d, offsetof(struct xt_iprange_mtinfo, dst_min)));
+	m.dst_max = be32toh(load<uint32_t>(d, offsetof(struct xt_iprange_mtinfo, dst_max)));
+	return m;
+}
+
+Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
+{
+	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
+					  std::to_string(off) + ": " + what);
+}
+
+} // namespace
+
+Result<ir::Table> to_ir(const StoredTable &table)
+{
+	const std::span<const uint8_t> b = table.entries;
+	ir::Table out;
+	out.valid_hooks = table.valid_hooks;
+	auto index_of = [&](uint32_t off) -> std::optional<uint32_t> {
+		auto it = std::lower_bound(table.offsets.begin(), table.offsets.end(), off);
+		if (it == table.offsets.end() || *it != off)
+			return std::nullopt;
+		return static_cast<uint32_t>(it - table.offsets.begin());
+	};
+	for (uint32_t h = 0; h < num_hooks; h++) {
+		if (!(table.valid_hooks & (1u << h)))
+			continue;
+		out.hook_entry[h] = index_of(table.hook_entry[h]);
+		out.underflow[h] = index_of(table.underflow[h]);
+	}
+	out.rules.reserve(table.offsets.size());
+	for (uint32_t k = 0; k < table.offsets.size(); k++) {
+		const uint32_t off = table.offsets[k];
+		ir::Rule rule;
+		rule.offset = off;
+		rule.ip = ip_of(b, off);
+		const uint32_t target_offset = load<uint16_t>(b, off + entry_target_offset);
+		for (uint32_t i = entry_size; i < target_offset;) {
+			const uint32_t m = off + i;
+			const uint16_t match_size = load<uint16_t>(b, m + ext_size);
+			auto ext = find_extension(ExtKind::Match, b.subspan(m + ext_name, ext_name_len),
+						  b[m + ext_revision]);
+			if (!ext.ok()) // parse_replace accepted it, so this is not reached
+				return rule_error(ext.error().errnum, k, off, ext.error().message);
+			const auto data = b.subspan(m + ext_header_size, match_size - ext_header_size);
+			switch ((*ext)->id) {
+			case ExtId::Tcp:
+				rule.matches.emplace_back(tcp_of(data));
+				break;
+			case ExtId::Udp:
+				rule.matches.emplace_back(udp_of(data));
+				break;
+			case ExtId::Icmp:
+				rule.matches.emplace_back(icmp_of(data));
+				break;
+			case ExtId::Multiport:
+				rule.matches.emplace_back(multiport_of(data));
+				break;
+			case ExtId::Iprange:
+				rule.matches.emplace_back(iprange_of(data));
+				break;
+			default: // -m comment has no effect on packets
+				break;
+			}
+			i += match_size;
+		}
+		const uint32_t t = off + target_offset;
+		if (b[t + ext_name] != 0) {
+			// ERROR, the only other target parse_replace lets through: ipt_error drops.
+			rule.target.kind = ir::Target::Kind::Error;
+		} else {
+			const auto verdict = load<int32_t>(b, t + ext_header_size);
+			const bool go = b[off + ip_flags] & IPT_F_GOTO;
+			if (verdict == verdict_accept) {
+				rule.target.kind = ir::Target::Kind::Accept;
+			} else if (verdict == verdict_drop) {
+				rule.target.kind = ir::Target::Kind::Drop;
+			} else if (verdict == verdict_return) {
+				rule.target.kind = ir::Target::Kind::Return;
+			} else if (verdict < 0) {
+				return rule_error(EOPNOTSUPP, k, off,
+						  "verdict " + std::to_string(verdict) +
+							  " (NF_QUEUE) is not supported by bpfilter");
+			} else if (auto to = index_of(static_cast<uint32_t>(verdict))) {
+				const uint32_t next = off + load<uint16_t>(b, off + entry_next_offset);
+				if (go)
+					rule.target = {ir::Target::Kind::Goto, *to};
+				else if (static_cast<uint32_t>(verdict) == next)
+					rule.target.kind = ir::Target::Kind::Continue;
+				else
+					rule.target = {ir::Target::Kind::Jump, *to};
+			} else {
+				// A jump to no entry's start is refused by mark_source_chains on
+				// every path it walks; it only survives in an entry that no
+				// packet can reach (not a policy, not marked from any hook).
+				// The kernel keeps such an entry and never runs its target.
+				rule.target.kind = ir::Target::Kind::Drop;
+			}
+		}
+		out.rules.push_back(std::move(rule));
+	}
+	return out;
+}
+
+} // namespace bpfilter::abi

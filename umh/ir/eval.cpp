@@ -1,0 +1,327 @@
+// Reference evaluator: runs a packet through an IR table the way ipt_do_table does.
+//
+// Each function names the kernel function it follows (net/ipv4/netfilter/ip_tables.c,
+// net/netfilter/xt_tcpudp.c, xt_multiport.c, xt_iprange.c). skb_header_pointer's test is
+// "offset + len <= skb->len", and skb->len at these hooks is the IP datagram, so reads past
+// packet.ip.size() are the kernel's failed header reads (hotdrop where the match says so).
+#include "ir/eval.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+namespace bpfilter::ir {
+namespace {
+
+// Values from the uapi headers, spelled here so the evaluator reads on its own.
+constexpr uint8_t ipt_f_frag = 0x01;
+constexpr uint8_t ipt_inv_via_in = 0x01, ipt_inv_via_out = 0x02, ipt_inv_srcip = 0x08,
+		  ipt_inv_dstip = 0x10, ipt_inv_frag = 0x20, ipt_inv_proto = 0x40;
+constexpr uint8_t tcp_inv_srcpt = 0x01, tcp_inv_dstpt = 0x02, tcp_inv_flags = 0x04,
+		  tcp_inv_option = 0x08;
+constexpr uint8_t udp_inv_srcpt = 0x01, udp_inv_dstpt = 0x02;
+constexpr uint8_t iprange_src = 0x01, iprange_dst = 0x02, iprange_src_inv = 0x10,
+		  iprange_dst_inv = 0x20;
+constexpr uint16_t ip_offset_mask = 0x1fff;
+
+// What ipt_do_table's xt_action_param carries for the matches.
+struct Param {
+	std::span<const uint8_t> skb; // the IP datagram: skb->data .. skb->len
+	uint16_t fragoff = 0;
+	uint32_t thoff = 0;
+	bool hotdrop = false;
+};
+
+// skb_header_pointer(): the bytes, or nothing when the datagram is too short.
+std::optional<std::span<const uint8_t>> header_pointer(const Param &par, uint32_t off, uint32_t len)
+{
+	if (static_cast<uint64_t>(off) + len > par.skb.size())
+		return std::nullopt;
+	return par.skb.subspan(off, len);
+}
+
+uint16_t be16(std::span<const uint8_t> b, size_t off)
+{
+	return static_cast<uint16_t>(b[off] << 8 | b[off + 1]);
+}
+
+uint32_t be32(std::span<const uint8_t> b, size_t off)
+{
+	return static_cast<uint32_t>(b[off]) << 24 | static_cast<uint32_t>(b[off + 1]) << 16 |
+	       static_cast<uint32_t>(b[off + 2]) << 8 | b[off + 3];
+}
+
+// NF_INVF(ptr, flag, boolean)
+bool invf(uint8_t invflags, uint8_t flag, bool boolean)
+{
+	return boolean ^ !!(invflags & flag);
+}
+
+// ifname_compare_aligned(): nonzero when a masked byte differs.
+bool ifname_differs(const std::array<uint8_t, 16> &dev, const Iface &iface)
+{
+	uint8_t ret = 0;
+	for (size_t i = 0; i < 16; i++)
+		ret |= (dev[i] ^ iface.name[i]) & iface.mask[i];
+	return ret != 0;
+}
+
+// ip_packet_match()
+bool ip_packet_match(std::span<const uint8_t> ip, const PacketView &pkt, const IpHeaderMatch &info,
+		     uint16_t isfrag)
+{
+	uint32_t saddr, daddr; // network byte order, as the rule stores them
+	std::memcpy(&saddr, ip.data() + 12, 4);
+	std::memcpy(&daddr, ip.data() + 16, 4);
+	if (invf(info.invflags, ipt_inv_srcip, (saddr & info.src_mask) != info.src) ||
+	    invf(info.invflags, ipt_inv_dstip, (daddr & info.dst_mask) != info.dst))
+		return false;
+	if (invf(info.invflags, ipt_inv_via_in, ifname_differs(pkt.in_ifname, info.in)))
+		return false;
+	if (invf(info.invflags, ipt_inv_via_out, ifname_differs(pkt.out_ifname, info.out)))
+		return false;
+	if (info.proto && invf(info.invflags, ipt_inv_proto, ip[9] != info.proto))
+		return false;
+	if (invf(info.invflags, ipt_inv_frag, (info.flags & ipt_f_frag) && !isfrag))
+		return false;
+	return true;
+}
+
+// port_match() in xt_tcpudp.c
+bool port_match(PortRange r, uint16_t port, bool invert)
+{
+	return (port >= r.lo && port <= r.hi) ^ invert;
+}
+
+// tcp_find_option()
+bool tcp_find_option(uint8_t option, Param &par, uint32_t optlen, bool invert)
+{
+	if (!optlen)
+		return invert;
+	auto op = header_pointer(par, par.thoff + 20, optlen);
+	if (!op) {
+		par.hotdrop = true;
+		return false;
+	}
+	for (uint32_t i = 0; i < optlen;) {
+		if ((*op)[i] == option)
+			return !invert;
+		if ((*op)[i] < 2 || i == optlen - 1)
+			i++;
+		else
+			i += (*op)[i + 1] ? (*op)[i + 1] : 1;
+	}
+	return invert;
+}
+
+// tcp_mt()
+bool tcp_mt(const TcpMatch &info, Param &par)
+{
+	if (par.fragoff != 0) {
+		// Don't allow a fragment of TCP 8 bytes in.
+		if (par.fragoff == 1)
+			par.hotdrop = true;
+		return false;
+	}
+	auto th = header_pointer(par, par.thoff, 20);
+	if (!th) {
+		par.hotdrop = true;
+		return false;
+	}
+	if (!port_match(info.sport, be16(*th, 0), info.invflags & tcp_inv_srcpt))
+		return false;
+	if (!port_match(info.dport, be16(*th, 2), info.invflags & tcp_inv_dstpt))
+		return false;
+	if (!invf(info.invflags, tcp_inv_flags, ((*th)[13] & info.flg_mask) == info.flg_cmp))
+		return false;
+	if (info.option) {
+		const uint32_t doff = (*th)[12] >> 4;
+		if (doff * 4 < 20) {
+			par.hotdrop = true;
+			return false;
+		}
+		if (!tcp_find_option(info.option, par, doff * 4 - 20, info.invflags & tcp_inv_option))
+			return false;
+	}
+	return true;
+}
+
+// udp_mt()
+bool udp_mt(const UdpMatch &info, Param &par)
+{
+	if (par.fragoff != 0)
+		return false;
+	auto uh = header_pointer(par, par.thoff, 8);
+	if (!uh) {
+		par.hotdrop = true;
+		return false;
+	}
+	return port_match(info.sport, be16(*uh, 0), info.invflags & udp_inv_srcpt) &&
+	       port_match(info.dport, be16(*uh, 2), info.invflags & udp_inv_dstpt);
+}
+
+// icmp_match() and icmp_type_code_match()
+bool icmp_match(const IcmpMatch &info, Param &par)
+{
+	if (par.fragoff != 0)
+		return false;
+	auto ic = header_pointer(par, par.thoff, 8); // sizeof(struct icmphdr)
+	if (!ic) {
+		par.hotdrop = true;
+		return false;
+	}
+	const uint8_t type = (*ic)[0], code = (*ic)[1];
+	return ((info.type == 0xff) ||
+		(type == info.type && code >= info.code_min && code <= info.code_max)) ^
+	       info.invert;
+}
+
+// multiport_mt() and ports_match_v1()
+bool multiport_mt(const MultiportMatch &info, Param &par)
+{
+	if (par.fragoff != 0)
+		return false;
+	auto pptr = header_pointer(par, par.thoff, 4);
+	if (!pptr) {
+		par.hotdrop = true;
+		return false;
+	}
+	const uint16_t src = be16(*pptr, 0), dst = be16(*pptr, 2);
+	for (const PortRange &r : info.ports) {
+		const bool s = src >= r.lo && src <= r.hi;
+		const bool d = dst >= r.lo && dst <= r.hi;
+		switch (info.dir) {
+		case MultiportMatch::Dir::Source:
+			if (s)
+				return true ^ info.invert;
+			break;
+		case MultiportMatch::Dir::Destination:
+			if (d)
+				return true ^ info.invert;
+			break;
+		case MultiportMatch::Dir::Either:
+			if (d || s)
+				return true ^ info.invert;
+			break;
+		}
+	}
+	return info.invert;
+}
+
+// iprange_mt4()
+bool iprange_mt4(const IprangeMatch &info, const Param &par)
+{
+	const uint32_t saddr = be32(par.skb, 12), daddr = be32(par.skb, 16);
+	if (info.flags & iprange_src) {
+		bool m = saddr < info.src_min;
+		m |= saddr > info.src_max;
+		m ^= !!(info.flags & iprange_src_inv);
+		if (m)
+			return false;
+	}
+	if (info.flags & iprange_dst) {
+		bool m = daddr < info.dst_min;
+		m |= daddr > info.dst_max;
+		m ^= !!(info.flags & iprange_dst_inv);
+		if (m)
+			return false;
+	}
+	return true;
+}
+
+bool run_match(const Match &m, Param &par)
+{
+	if (auto *x = std::get_if<TcpMatch>(&m))
+		return tcp_mt(*x, par);
+	if (auto *x = std::get_if<UdpMatch>(&m))
+		return udp_mt(*x, par);
+	if (auto *x = std::get_if<IcmpMatch>(&m))
+		return icmp_match(*x, par);
+	if (auto *x = std::get_if<MultiportMatch>(&m))
+		return multiport_mt(*x, par);
+	return iprange_mt4(std::get<IprangeMatch>(m), par);
+}
+
+} // namespace
+
+EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
+{
+	EvalResult res;
+	const auto h = static_cast<unsigned>(hook);
+	// ip_rcv_core drops what is shorter than its own header before any hook runs.
+	if (packet.ip.size() < 20 || (packet.ip[0] & 0x0f) * 4u < 20 ||
+	    (packet.ip[0] & 0x0f) * 4u > packet.ip.size() || h >= num_hooks ||
+	    !table.hook_entry[h] || !table.underflow[h])
+		return res;
+
+	Param par;
+	par.skb = packet.ip;
+	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
+	par.thoff = (packet.ip[0] & 0x0f) * 4u;
+
+	// The jump stack has one slot per ERROR entry (translate_table's stacksize).
+	const size_t stacksize = std::count_if(table.rules.begin(), table.rules.end(), [](const Rule &r) {
+		return r.target.kind == Target::Kind::Error;
+	});
+	std::vector<uint32_t> jumpstack;
+	jumpstack.reserve(stacksize);
+
+	// A table from the parser has no loops (ELOOP) and no path off its end; a
+	// hand-made IR that has either is cut short here and judged NF_DROP.
+	uint64_t budget = (static_cast<uint64_t>(table.rules.size()) + 1) * (stacksize + 1) * 64 + 1024;
+
+	uint32_t e = *table.hook_entry[h];
+	bool verdict_accept = false; // verdict starts as NF_DROP
+	do {
+		if (e >= table.rules.size() || budget-- == 0)
+			break;
+		const Rule &rule = table.rules[e];
+		bool matched = ip_packet_match(packet.ip, packet, rule.ip, par.fragoff);
+		for (size_t i = 0; matched && i < rule.matches.size(); i++)
+			matched = run_match(rule.matches[i], par);
+		if (!matched) {
+			e = e + 1;
+			continue;
+		}
+		res.counted_rules.push_back(e);
+
+		const Target &t = rule.target;
+		switch (t.kind) {
+		case Target::Kind::Accept:
+			verdict_accept = true;
+			goto out;
+		case Target::Kind::Drop:
+		case Target::Kind::Error: // ipt_error() returns NF_DROP
+			verdict_accept = false;
+			goto out;
+		case Target::Kind::Return:
+			if (jumpstack.empty()) {
+				e = *table.underflow[h];
+			} else {
+				e = jumpstack.back() + 1;
+				jumpstack.pop_back();
+			}
+			continue;
+		case Target::Kind::Jump:
+		case Target::Kind::Goto:
+		case Target::Kind::Continue: {
+			const uint32_t to = t.kind == Target::Kind::Continue ? e + 1 : t.to;
+			if (to != e + 1 && t.kind == Target::Kind::Jump) {
+				if (jumpstack.size() >= stacksize) {
+					verdict_accept = false;
+					goto out;
+				}
+				jumpstack.push_back(e);
+			}
+			e = to;
+			continue;
+		}
+		}
+	} while (!par.hotdrop);
+out:
+	res.hotdrop = par.hotdrop;
+	res.accept = !par.hotdrop && verdict_accept;
+	return res;
+}
+
+} // namespace bpfilter::ir
