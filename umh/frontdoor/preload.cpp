@@ -1,0 +1,273 @@
+// LD_PRELOAD library: sends iptables' IPT_SO_* sockopts to bpfilter_umh over a Unix socket, passes every other call through.
+//
+// The helper answers exactly as ip_tables would, so this file only moves bytes: it sends
+// the caller's optval (for a get, the part the kernel reads as input), then applies the
+// reply the way the kernel's sockopt path would (return value, errno, optval, *optlen,
+// and for IPT_SO_SET_REPLACE the old counters written through ipt_replace.counters).
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "server/wire.hpp"
+
+namespace {
+
+constexpr const char *default_socket = "/run/bpfilter.sock";
+
+using getsockopt_fn = int (*)(int, int, int, void *, socklen_t *);
+using setsockopt_fn = int (*)(int, int, int, const void *, socklen_t);
+
+getsockopt_fn real_getsockopt()
+{
+	static std::atomic<getsockopt_fn> fn{nullptr};
+	getsockopt_fn f = fn.load(std::memory_order_acquire);
+	if (!f) {
+		f = reinterpret_cast<getsockopt_fn>(dlsym(RTLD_NEXT, "getsockopt"));
+		fn.store(f, std::memory_order_release);
+	}
+	return f;
+}
+
+setsockopt_fn real_setsockopt()
+{
+	static std::atomic<setsockopt_fn> fn{nullptr};
+	setsockopt_fn f = fn.load(std::memory_order_acquire);
+	if (!f) {
+		f = reinterpret_cast<setsockopt_fn>(dlsym(RTLD_NEXT, "setsockopt"));
+		fn.store(f, std::memory_order_release);
+	}
+	return f;
+}
+
+const char *socket_path()
+{
+	const char *p = getenv("BPFILTER_SOCKET");
+	return p && *p ? p : default_socket;
+}
+
+// Only IPv4 sockets reach ip_tables' sockopts in the kernel; anything else is the kernel's.
+bool is_ipv4_socket(int fd)
+{
+	int domain = 0;
+	socklen_t len = sizeof(domain);
+	if (real_getsockopt()(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return false;
+	return domain == AF_INET;
+}
+
+bool ours_set(int level, int optname)
+{
+	return level == SOL_IP && optname >= IPT_SO_SET_REPLACE && optname <= IPT_SO_SET_MAX;
+}
+
+bool ours_get(int level, int optname)
+{
+	return level == SOL_IP && optname >= IPT_SO_GET_INFO && optname <= IPT_SO_GET_MAX;
+}
+
+// The leading part of a get's optval that ip_tables reads as input.
+size_t get_input_size(int optname)
+{
+	switch (optname) {
+	case IPT_SO_GET_INFO:
+		return sizeof(struct ipt_getinfo);
+	case IPT_SO_GET_ENTRIES:
+		return sizeof(struct ipt_get_entries);
+	default:
+		return sizeof(struct xt_get_revision);
+	}
+}
+
+uint64_t netns_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	if (real_getsockopt()(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}
+
+// One line on stderr the first time the helper cannot be reached, so that the user sees
+// why iptables failed without a line per sockopt.
+void complain(const char *what, const char *path, int err)
+{
+	static std::atomic<bool> said{false};
+	if (said.exchange(true))
+		return;
+	fprintf(stderr, "bpfilter: %s %s: %s\n", what, path, strerror(err));
+}
+
+struct Fd {
+	int fd;
+	~Fd()
+	{
+		if (fd >= 0)
+			close(fd);
+	}
+};
+
+// A reply: the sockopt's status and its data.
+struct Answer {
+	int status = 0;
+	std::vector<uint8_t> data;
+};
+
+// Sends one request and reads its reply. Returns 0, or -errno for the caller when the
+// helper cannot be reached or the exchange breaks (after saying so on stderr).
+int exchange(int sockfd, uint16_t op, uint32_t optname, uint32_t optlen, const void *data,
+	     uint32_t data_len, size_t max_reply, Answer &answer)
+{
+	static std::atomic<uint32_t> next_seq{1};
+	const char *path = socket_path();
+
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		complain("socket path too long:", path, ENAMETOOLONG);
+		return -ECONNREFUSED;
+	}
+	strcpy(addr.sun_path, path);
+
+	Fd conn{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+	if (conn.fd < 0)
+		return -errno;
+	if (connect(conn.fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr)) < 0) {
+		int err = errno;
+		complain("the bpfilter helper is not reachable at", path, err);
+		// A socket we may not open is the front door's way of saying "not root"; every
+		// other failure means no helper is there.
+		return err == EACCES ? -EPERM : -ECONNREFUSED;
+	}
+
+	bpfilter_request req = {};
+	req.magic = BPFILTER_REQ_MAGIC;
+	req.version = BPFILTER_PROTO_VERSION;
+	req.op = op;
+	req.optname = optname;
+	req.optlen = optlen;
+	req.data_len = data_len;
+	req.netns_cookie = netns_cookie(sockfd);
+	req.netns_fd = -1;
+	req.seq = next_seq.fetch_add(1);
+
+	int err = bpfilter::wire::write_full(conn.fd, &req, sizeof(req));
+	if (!err && data_len)
+		err = bpfilter::wire::write_full(conn.fd, data, data_len);
+	bpfilter_reply rep = {};
+	if (!err) {
+		ssize_t n = bpfilter::wire::read_full(conn.fd, &rep, sizeof(rep));
+		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(sizeof(rep)) ? -ECONNRESET : 0;
+	}
+	if (!err)
+		err = bpfilter::wire::check_reply_header(rep, req.seq, max_reply);
+	if (!err) {
+		answer.data.resize(rep.data_len);
+		ssize_t n = bpfilter::wire::read_full(conn.fd, answer.data.data(), rep.data_len);
+		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(rep.data_len) ? -ECONNRESET : 0;
+	}
+	if (err) {
+		complain("lost the bpfilter helper at", path, -err);
+		return -ECONNRESET;
+	}
+	answer.status = rep.status;
+	return 0;
+}
+
+int fail(int err)
+{
+	errno = err;
+	return -1;
+}
+
+int forward_set(int fd, int optname, const void *optval, socklen_t optlen)
+{
+	if (optlen > INT_MAX)
+		return fail(EINVAL);
+	if (!optval && optlen)
+		return fail(EFAULT);
+	Answer answer;
+	int err = exchange(fd, BPFILTER_OP_SETSOCKOPT, optname, optlen, optval, optlen,
+			   BPFILTER_MAX_DATA, answer);
+	if (err)
+		return fail(-err);
+	if (answer.status < 0)
+		return fail(-answer.status);
+	// The new table is in place: like ip_tables, hand back the old counters, and do not
+	// fail the call if they cannot be written.
+	if (optname == IPT_SO_SET_REPLACE && !answer.data.empty() &&
+	    optlen >= sizeof(struct ipt_replace)) {
+		struct xt_counters *dst = nullptr;
+		memcpy(&dst, static_cast<const uint8_t *>(optval) + offsetof(struct ipt_replace, counters),
+		       sizeof(dst));
+		if (dst)
+			memcpy(dst, answer.data.data(), answer.data.size());
+	}
+	return answer.status;
+}
+
+int forward_get(int fd, int optname, void *optval, socklen_t *optlen)
+{
+	if (!optlen)
+		return fail(EFAULT);
+	if (*optlen > INT_MAX)
+		return fail(EINVAL);
+	uint32_t len = *optlen;
+	uint32_t in_len = std::min<uint32_t>(len, get_input_size(optname));
+	if (!optval && in_len)
+		return fail(EFAULT);
+	Answer answer;
+	int err = exchange(fd, BPFILTER_OP_GETSOCKOPT, optname, len, optval, in_len, len, answer);
+	if (err)
+		return fail(-err);
+	if (answer.status < 0)
+		return fail(-answer.status);
+	if (!answer.data.empty()) {
+		memcpy(optval, answer.data.data(), answer.data.size());
+		*optlen = static_cast<socklen_t>(answer.data.size());
+	}
+	return answer.status;
+}
+
+} // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) int getsockopt(int fd, int level, int optname,
+						       void *optval, socklen_t *optlen)
+{
+	getsockopt_fn real = real_getsockopt();
+	if (!ours_get(level, optname) || !is_ipv4_socket(fd))
+		return real ? real(fd, level, optname, optval, optlen) : fail(ENOSYS);
+	int saved = errno;
+	int ret = forward_get(fd, optname, optval, optlen);
+	if (ret >= 0)
+		errno = saved;
+	return ret;
+}
+
+__attribute__((visibility("default"))) int setsockopt(int fd, int level, int optname,
+						       const void *optval, socklen_t optlen)
+{
+	setsockopt_fn real = real_setsockopt();
+	if (!ours_set(level, optname) || !is_ipv4_socket(fd))
+		return real ? real(fd, level, optname, optval, optlen) : fail(ENOSYS);
+	int saved = errno;
+	int ret = forward_set(fd, optname, optval, optlen);
+	if (ret >= 0)
+		errno = saved;
+	return ret;
+}
+
+} // extern "C"

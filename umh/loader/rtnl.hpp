@@ -1,0 +1,54 @@
+// rtnetlink in the current network namespace: its interfaces, its local routes, and a watcher for their changes.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "common/result.hpp"
+#include "loader/fd.hpp"
+
+namespace bpfilter::loader::rtnl {
+
+struct Link {
+	int ifindex = 0;
+	std::array<uint8_t, 16> name{}; // NUL padded, as the kernel's dev->name
+	uint16_t type = 0;              // ARPHRD_*
+	bool operator==(const Link &) const = default;
+};
+
+// A route of the local table (RT_TABLE_LOCAL) of type local or broadcast: an address the
+// stack delivers to this host.
+struct LocalRoute {
+	uint32_t addr = 0; // network byte order
+	uint8_t prefixlen = 32;
+	bool operator==(const LocalRoute &) const = default;
+	auto operator<=>(const LocalRoute &) const = default;
+};
+
+Result<std::vector<Link>> dump_links();
+Result<std::vector<LocalRoute>> dump_local_routes();
+
+// What a watcher saw. Resync: the kernel dropped notifications (socket overrun), so the
+// reader must re-read everything.
+struct Event {
+	enum class Kind : uint8_t { LinkNew, LinkDel, LocalRoutesChanged, Resync };
+	Kind kind = Kind::Resync;
+	Link link; // LinkNew, LinkDel
+};
+
+// Notifications of link and IPv4 route changes in the namespace the watcher was opened
+// in. Its socket keeps that namespace alive: only for the helper's own namespace.
+class Watcher {
+public:
+	static Result<Watcher> open();
+	int fd() const { return fd_.get(); }
+	// Every notification pending now (non-blocking).
+	Result<std::vector<Event>> read();
+
+private:
+	explicit Watcher(Fd fd) : fd_(std::move(fd)) {}
+	Fd fd_;
+};
+
+} // namespace bpfilter::loader::rtnl
