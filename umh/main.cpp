@@ -1,0 +1,103 @@
+// bpfilter_umh: the helper's entry point, serving the request protocol to the kernel module or the front door.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "common/log.hpp"
+#include "loader/xdp_dataplane.hpp"
+#include "server/dispatcher.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+void usage(FILE *out)
+{
+	fputs("usage: bpfilter_umh --listen SOCKET [--xdp-mode auto|native|generic|offload] [--no-loopback]\n"
+	      "       bpfilter_umh [--channel [FD]] [--kmsg] [--xdp-mode MODE] [--no-loopback]\n"
+	      "\n"
+	      "--listen SOCKET   serve stock iptables (through libbpfilter_preload.so) on a Unix\n"
+	      "                  socket, in this network namespace; SIGINT/SIGTERM detach and exit\n"
+	      "--channel [FD]    serve the kernel module on FD (default: stdin and stdout) until\n"
+	      "                  it closes\n"
+	      "--kmsg            log to /dev/kmsg\n"
+	      "--xdp-mode MODE   auto (native where the driver has it, else generic), native,\n"
+	      "                  generic or offload (default auto)\n"
+	      "--no-loopback     leave loopback unfiltered\n",
+	      out);
+}
+
+bool parse_fd(const char *s, int &fd)
+{
+	char *end = nullptr;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < 0 || v > 1 << 20)
+		return false;
+	fd = static_cast<int>(v);
+	return true;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	using namespace bpfilter;
+	std::string listen_path;
+	bool channel = false, kmsg = false;
+	int channel_fd = -1;
+	server::DispatcherOptions options;
+
+	for (int i = 1; i < argc; i++) {
+		std::string_view a = argv[i];
+		if (a == "--listen" && i + 1 < argc) {
+			listen_path = argv[++i];
+		} else if (a == "--channel") {
+			channel = true;
+			if (i + 1 < argc && parse_fd(argv[i + 1], channel_fd))
+				i++;
+		} else if (a == "--kmsg") {
+			kmsg = true;
+		} else if (a == "--xdp-mode" && i + 1 < argc) {
+			auto mode = loader::parse_xdp_mode(argv[++i]);
+			if (!mode) {
+				fprintf(stderr, "bpfilter_umh: %s\n", mode.error().message.c_str());
+				return 2;
+			}
+			options.xdp.mode = *mode;
+		} else if (a == "--no-loopback") {
+			options.xdp.loopback = false;
+		} else if (a == "--help" || a == "-h") {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "bpfilter_umh: unexpected argument \"%s\"\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!listen_path.empty() && (channel || kmsg)) {
+		fputs("bpfilter_umh: --listen does not go with --channel or --kmsg\n", stderr);
+		return 2;
+	}
+	if (kmsg)
+		log::set_sink(log::Sink::Kmsg);
+	// A peer that goes away is an error on write, not a reason to die.
+	signal(SIGPIPE, SIG_IGN);
+
+	// The module reports new links and addresses itself (a watcher would pin namespaces).
+	options.xdp.watch = !listen_path.empty();
+	auto dispatcher = server::Dispatcher::create(options);
+	if (!dispatcher) {
+		log::error(dispatcher.error().message);
+		return 1;
+	}
+	if (!listen_path.empty())
+		return server::serve_listen(listen_path, **dispatcher);
+	int in = channel_fd >= 0 ? channel_fd : STDIN_FILENO;
+	int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
+	return server::serve_channel(in, out, **dispatcher);
+}

@@ -1,0 +1,232 @@
+// Dispatcher: routes each request to its network namespace's TableService, entering that namespace for the request.
+#include "server/dispatcher.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "common/log.hpp"
+
+namespace bpfilter::server {
+namespace {
+
+std::string cookie_str(uint64_t cookie)
+{
+	return "netns " + std::to_string(cookie);
+}
+
+// Returns the helper to its own namespace when a request is done, whatever happened.
+class NetnsVisit {
+public:
+	NetnsVisit(int own, bool &healthy) : own_(own), healthy_(healthy) {}
+	Status enter(int target)
+	{
+		if (setns(target, CLONE_NEWNET) < 0)
+			return make_error(errno, std::string("entering the caller's network namespace: ") +
+							 strerror(errno));
+		entered_ = true;
+		return {};
+	}
+	~NetnsVisit()
+	{
+		if (entered_ && setns(own_, CLONE_NEWNET) < 0) {
+			log::error(std::string("cannot return to the helper's network namespace: ") +
+				   strerror(errno));
+			healthy_ = false;
+		}
+	}
+
+private:
+	int own_;
+	bool &healthy_;
+	bool entered_ = false;
+};
+
+service::Reply status_reply(int status)
+{
+	return service::Reply{status, {}};
+}
+
+service::Reply error_reply(const Error &e)
+{
+	log::error(e.message);
+	return status_reply(-e.errnum);
+}
+
+} // namespace
+
+uint64_t current_netns_cookie()
+{
+	loader::Fd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	if (!s || getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}
+
+Dispatcher::Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie)
+	: options_(options), own_netns_(std::move(own_netns)), own_cookie_(own_cookie)
+{
+}
+
+Dispatcher::~Dispatcher() = default;
+
+Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const DispatcherOptions &options)
+{
+	loader::Fd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+	if (!own)
+		return make_error(errno, std::string("opening the helper's network namespace: ") +
+						 strerror(errno));
+	return std::unique_ptr<Dispatcher>(
+		new Dispatcher(options, std::move(own), current_netns_cookie()));
+}
+
+Result<Dispatcher::Namespace *> Dispatcher::get_or_create(uint64_t cookie)
+{
+	auto it = namespaces_.find(cookie);
+	if (it != namespaces_.end())
+		return &it->second;
+
+	// The watcher's socket would keep a namespace alive: only the helper's own gets one.
+	loader::XdpOptions xdp = options_.xdp;
+	xdp.watch = xdp.watch && cookie == own_cookie_;
+	auto dp = loader::XdpDataplane::create(xdp);
+	if (!dp)
+		return dp.error();
+	Namespace ns;
+	ns.dataplane = dp->get();
+	ns.service = std::make_unique<service::TableService>(std::move(*dp));
+	Status st = ns.service->init();
+	if (!st)
+		return make_error(st.error().errnum, "installing the initial table in " +
+							     cookie_str(cookie) + ": " +
+							     st.error().message);
+	log::info("serving " + cookie_str(cookie) + " (XDP mode " +
+		  std::string(loader::to_string(xdp.mode)) + ")");
+	return &namespaces_.emplace(cookie, std::move(ns)).first->second;
+}
+
+Status Dispatcher::serve_own_namespace()
+{
+	auto ns = get_or_create(own_cookie_);
+	if (!ns)
+		return ns.error();
+	return {};
+}
+
+service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const uint8_t> data)
+{
+	loader::Fd netns(req.netns_fd >= 0 ? req.netns_fd : -1);
+	if (req.op == BPFILTER_OP_HEALTH)
+		return status_reply(0);
+	if (req.op == BPFILTER_OP_NETNS_GONE) {
+		// The namespace is gone, and its devices with their programs: no descriptor
+		// can name it any more, the cookie does.
+		namespaces_.erase(req.netns_cookie);
+		return status_reply(0);
+	}
+
+	uint64_t cookie = own_cookie_;
+	if (!netns) {
+		if (req.netns_cookie && own_cookie_ && req.netns_cookie != own_cookie_)
+			return error_reply(make_error(
+				EXDEV, "a caller in " + cookie_str(req.netns_cookie) +
+					       " asked the helper, which serves only its own " +
+					       cookie_str(own_cookie_) +
+					       ": run iptables in the helper's network namespace"));
+		return handle_in_netns(req, cookie, data);
+	}
+
+	NetnsVisit visit(own_netns_.get(), healthy_);
+	Status st = visit.enter(netns.get());
+	if (!st)
+		return error_reply(st.error());
+	cookie = current_netns_cookie();
+	if (req.netns_cookie && cookie && cookie != req.netns_cookie)
+		return error_reply(make_error(EINVAL, "request for " + cookie_str(req.netns_cookie) +
+							      " came with the descriptor of " +
+							      cookie_str(cookie)));
+	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie, data);
+}
+
+service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t cookie,
+					   std::span<const uint8_t> data)
+{
+	switch (req.op) {
+	case BPFILTER_OP_SETSOCKOPT:
+	case BPFILTER_OP_GETSOCKOPT: {
+		auto ns = get_or_create(cookie);
+		if (!ns)
+			return error_reply(ns.error());
+		if (req.op == BPFILTER_OP_SETSOCKOPT) {
+			if (req.optlen != data.size())
+				return error_reply(make_error(
+					EINVAL, "setsockopt request with optlen " +
+							std::to_string(req.optlen) + " but " +
+							std::to_string(data.size()) + " bytes"));
+			return (*ns)->service->setsockopt(req.optname, data);
+		}
+		return (*ns)->service->getsockopt(req.optname, req.optlen, data);
+	}
+	case BPFILTER_OP_LINK_ADDED:
+	case BPFILTER_OP_ADDRS_CHANGED: {
+		// Without a table there is nothing to attach: the first request attaches everywhere.
+		auto it = namespaces_.find(cookie);
+		if (it == namespaces_.end())
+			return status_reply(0);
+		Status st = req.op == BPFILTER_OP_LINK_ADDED
+				    ? it->second.dataplane->link_added(static_cast<int>(req.arg))
+				    : it->second.dataplane->addrs_changed();
+		return st ? status_reply(0) : error_reply(st.error());
+	}
+	case BPFILTER_OP_DETACH: {
+		auto it = namespaces_.find(cookie);
+		if (it == namespaces_.end())
+			return status_reply(0);
+		Status st = it->second.dataplane->detach_all();
+		namespaces_.erase(it);
+		return st ? status_reply(0) : error_reply(st.error());
+	}
+	default:
+		return error_reply(make_error(EOPNOTSUPP, "unknown request op " + std::to_string(req.op)));
+	}
+}
+
+std::vector<int> Dispatcher::event_fds() const
+{
+	std::vector<int> fds;
+	for (const auto &[cookie, ns] : namespaces_)
+		if (ns.dataplane->event_fd() >= 0)
+			fds.push_back(ns.dataplane->event_fd());
+	return fds;
+}
+
+void Dispatcher::on_event(int fd)
+{
+	for (auto &[cookie, ns] : namespaces_) {
+		if (ns.dataplane->event_fd() != fd)
+			continue;
+		Status st = ns.dataplane->process_events();
+		if (!st)
+			log::error("following interface changes in " + cookie_str(cookie) + ": " +
+				   st.error().message);
+		return;
+	}
+}
+
+Status Dispatcher::detach_own()
+{
+	auto it = namespaces_.find(own_cookie_);
+	if (it == namespaces_.end())
+		return {};
+	Status st = it->second.dataplane->detach_all();
+	namespaces_.erase(it);
+	return st;
+}
+
+} // namespace bpfilter::server

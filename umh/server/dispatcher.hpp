@@ -1,0 +1,68 @@
+// Dispatcher: routes each request to its network namespace's TableService, entering that namespace for the request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "bpfilter/msg.h"
+#include "common/result.hpp"
+#include "loader/fd.hpp"
+#include "loader/xdp_dataplane.hpp"
+#include "service/table_service.hpp"
+
+namespace bpfilter::server {
+
+struct DispatcherOptions {
+	loader::XdpOptions xdp;
+};
+
+class Dispatcher {
+public:
+	static Result<std::unique_ptr<Dispatcher>> create(const DispatcherOptions &options);
+	~Dispatcher();
+
+	// Answers one request. Owns req.netns_fd (when >= 0) and closes it. A request that
+	// names no namespace (netns_fd -1) is about the helper's own.
+	service::Reply handle(const bpfilter_request &req, std::span<const uint8_t> data);
+
+	// Sets up the helper's own namespace now (its table and programs), rather than on
+	// its first request: the front door filters from the start and fails early.
+	Status serve_own_namespace();
+
+	// Watchers' descriptors to poll, and what to do when one is readable.
+	std::vector<int> event_fds() const;
+	void on_event(int fd);
+
+	// Detaches every program in the helper's own namespace (front door shutdown).
+	Status detach_own();
+
+	// False once the helper could not return to its own namespace: it must exit.
+	bool healthy() const { return healthy_; }
+
+	uint64_t own_cookie() const { return own_cookie_; }
+
+private:
+	struct Namespace {
+		std::unique_ptr<service::TableService> service;
+		loader::XdpDataplane *dataplane = nullptr; // owned by service
+	};
+
+	Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie);
+	Result<Namespace *> get_or_create(uint64_t cookie);
+	service::Reply handle_in_netns(const bpfilter_request &req, uint64_t cookie,
+				       std::span<const uint8_t> data);
+
+	DispatcherOptions options_;
+	loader::Fd own_netns_;
+	uint64_t own_cookie_ = 0;
+	std::map<uint64_t, Namespace> namespaces_;
+	bool healthy_ = true;
+};
+
+// The cookie of the network namespace the calling thread is in (0 when the kernel has none).
+uint64_t current_netns_cookie();
+
+} // namespace bpfilter::server

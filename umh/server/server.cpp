@@ -1,0 +1,243 @@
+// The helper's serving loops: requests read whole from a stream, answered one at a time.
+#include "server/server.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/log.hpp"
+#include "loader/fd.hpp"
+#include "server/wire.hpp"
+
+namespace bpfilter::server {
+namespace {
+
+constexpr size_t max_clients = 64;
+// A client that stops half way through a request must not stall everyone else.
+constexpr int client_timeout_s = 5;
+
+ReadResult bad(int err, std::string why, bool can_reply)
+{
+	ReadResult r;
+	r.kind = ReadResult::Kind::Bad;
+	r.error = make_error(err, std::move(why));
+	r.can_reply = can_reply;
+	return r;
+}
+
+// Answers one request read from in, on out. False when the connection must close.
+bool serve_one(int in, int out, Dispatcher &dispatcher, bool trust_fds, bool &eof)
+{
+	ReadResult r = read_request(in);
+	eof = r.kind == ReadResult::Kind::Eof;
+	if (eof)
+		return false;
+	if (r.kind == ReadResult::Kind::Bad) {
+		log::error("malformed request: " + r.error.message);
+		if (r.can_reply)
+			(void)write_reply(out, r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
+		return false;
+	}
+	// A front-door client's descriptor numbers mean nothing in the helper.
+	if (!trust_fds)
+		r.req.hdr.netns_fd = -1;
+	service::Reply reply = dispatcher.handle(r.req.hdr, r.req.data);
+	Status st = write_reply(out, r.req.hdr.seq, reply);
+	if (!st) {
+		log::error("writing a reply: " + st.error().message);
+		return false;
+	}
+	return true;
+}
+
+Result<loader::Fd> listen_on(const std::string &path)
+{
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	if (path.empty() || path.size() >= sizeof(addr.sun_path))
+		return make_error(ENAMETOOLONG, "socket path \"" + path + "\" is empty or too long");
+	memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+	auto *sa = reinterpret_cast<struct sockaddr *>(&addr);
+
+	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	if (!fd)
+		return make_error(errno, std::string("socket: ") + strerror(errno));
+	// A socket file left by a helper that died is removed; a live helper's is not.
+	struct stat st;
+	if (lstat(path.c_str(), &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return make_error(EEXIST, path + " exists and is not a socket");
+		loader::Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+		if (probe && connect(probe.get(), sa, sizeof(addr)) == 0)
+			return make_error(EADDRINUSE, "another helper serves " + path);
+		unlink(path.c_str());
+	}
+	// Only root may talk to the helper: the socket is created 0600.
+	mode_t old = umask(0177);
+	int err = bind(fd.get(), sa, sizeof(addr)) < 0 ? errno : 0;
+	umask(old);
+	if (err)
+		return make_error(err, "bind " + path + ": " + strerror(err));
+	if (listen(fd.get(), 16) < 0)
+		return make_error(errno, "listen " + path + ": " + strerror(errno));
+	return fd;
+}
+
+} // namespace
+
+ReadResult read_request(int fd)
+{
+	ReadResult r;
+	ssize_t n = wire::read_full(fd, &r.req.hdr, sizeof(r.req.hdr));
+	if (n == 0) {
+		r.kind = ReadResult::Kind::Eof;
+		return r;
+	}
+	if (n < 0)
+		return bad(static_cast<int>(-n), std::string("reading a request: ") + strerror(static_cast<int>(-n)), false);
+	if (n < static_cast<ssize_t>(sizeof(r.req.hdr)))
+		return bad(EBADMSG, "truncated request header", false);
+	int err = wire::check_request_header(r.req.hdr);
+	if (err == -EBADMSG)
+		return bad(EBADMSG, "bad magic in request header", false);
+	if (err) {
+		ReadResult b = bad(-err, err == -E2BIG ? "request data too large: " + std::to_string(r.req.hdr.data_len) + " bytes"
+						     : "request protocol version " + std::to_string(r.req.hdr.version) + " (expected " + std::to_string(BPFILTER_PROTO_VERSION) + ")",
+				   true);
+		b.req.hdr = r.req.hdr;
+		return b;
+	}
+	r.req.data.resize(r.req.hdr.data_len);
+	n = wire::read_full(fd, r.req.data.data(), r.req.data.size());
+	if (n < 0)
+		return bad(static_cast<int>(-n), std::string("reading request data: ") + strerror(static_cast<int>(-n)), false);
+	if (n < static_cast<ssize_t>(r.req.data.size()))
+		return bad(EBADMSG, "truncated request data", false);
+	r.kind = ReadResult::Kind::Ok;
+	return r;
+}
+
+Status write_reply(int fd, uint32_t seq, const service::Reply &reply)
+{
+	bpfilter_reply rep = {};
+	rep.magic = BPFILTER_REPLY_MAGIC;
+	rep.seq = seq;
+	rep.status = reply.status;
+	rep.data_len = static_cast<uint32_t>(reply.data.size());
+	int err = wire::write_full(fd, &rep, sizeof(rep));
+	if (!err && !reply.data.empty())
+		err = wire::write_full(fd, reply.data.data(), reply.data.size());
+	if (err)
+		return make_error(-err, strerror(-err));
+	return {};
+}
+
+int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
+{
+	for (;;) {
+		bool eof = false;
+		if (!serve_one(in_fd, out_fd, dispatcher, true, eof))
+			return eof ? 0 : 1;
+		if (!dispatcher.healthy())
+			return 1;
+	}
+}
+
+int serve_listen(const std::string &path, Dispatcher &dispatcher)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0) {
+		log::error(std::string("sigprocmask: ") + strerror(errno));
+		return 1;
+	}
+	loader::Fd sigfd(signalfd(-1, &mask, SFD_CLOEXEC));
+	if (!sigfd) {
+		log::error(std::string("signalfd: ") + strerror(errno));
+		return 1;
+	}
+	// Filter from the start, and only then open the door: a client that finds the
+	// socket finds a helper ready to answer.
+	Status st = dispatcher.serve_own_namespace();
+	if (!st) {
+		log::error(st.error().message);
+		return 1;
+	}
+	auto lfd = listen_on(path);
+	if (!lfd) {
+		log::error(lfd.error().message);
+		(void)dispatcher.detach_own();
+		return 1;
+	}
+	log::info("listening on " + path);
+
+	std::vector<loader::Fd> clients;
+	int status = 0;
+	for (;;) {
+		std::vector<int> events = dispatcher.event_fds();
+		std::vector<struct pollfd> pfds;
+		pfds.push_back({sigfd.get(), POLLIN, 0});
+		pfds.push_back({lfd->get(), POLLIN, 0});
+		for (const auto &c : clients)
+			pfds.push_back({c.get(), POLLIN, 0});
+		for (int fd : events)
+			pfds.push_back({fd, POLLIN, 0});
+		if (poll(pfds.data(), pfds.size(), -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log::error(std::string("poll: ") + strerror(errno));
+			status = 1;
+			break;
+		}
+		if (pfds[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(sigfd.get(), &si, sizeof(si)) > 0)
+				log::info("signal " + std::to_string(si.ssi_signo) + ": detaching and exiting");
+			break;
+		}
+		// Watchers first: a new interface gets the program before the next table.
+		for (size_t i = 0; i < events.size(); i++)
+			if (pfds[2 + clients.size() + i].revents)
+				dispatcher.on_event(events[i]);
+		std::vector<loader::Fd> keep;
+		for (size_t i = 0; i < clients.size(); i++) {
+			bool eof = false;
+			if (!pfds[2 + i].revents || serve_one(clients[i].get(), clients[i].get(), dispatcher, false, eof))
+				keep.push_back(std::move(clients[i]));
+		}
+		clients = std::move(keep);
+		if (!dispatcher.healthy()) {
+			status = 1;
+			break;
+		}
+		if (pfds[1].revents) {
+			loader::Fd c(accept4(lfd->get(), nullptr, nullptr, SOCK_CLOEXEC));
+			if (c && clients.size() < max_clients) {
+				struct timeval tv = {client_timeout_s, 0};
+				setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+				setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+				clients.push_back(std::move(c));
+			} else if (c) {
+				log::warn("too many front-door clients; refusing one");
+			}
+		}
+	}
+	clients.clear();
+	unlink(path.c_str());
+	st = dispatcher.detach_own();
+	if (!st) {
+		log::error(st.error().message);
+		return 1;
+	}
+	return status;
+}
+
+} // namespace bpfilter::server

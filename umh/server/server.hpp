@@ -1,0 +1,43 @@
+// The helper's serving loops: requests read whole from a stream, answered one at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bpfilter/msg.h"
+#include "common/result.hpp"
+#include "server/dispatcher.hpp"
+#include "service/table_service.hpp"
+
+namespace bpfilter::server {
+
+struct Request {
+	bpfilter_request hdr{};
+	std::vector<uint8_t> data;
+};
+
+// One read: a request, the end of the stream (before any byte of a request), or a
+// malformed request. A malformed one may still be answered (can_reply: its header was
+// readable) before the connection is closed: the stream cannot be resynchronised.
+struct ReadResult {
+	enum class Kind : uint8_t { Ok, Eof, Bad };
+	Kind kind = Kind::Bad;
+	Request req;
+	Error error;
+	bool can_reply = false;
+};
+
+ReadResult read_request(int fd);
+Status write_reply(int fd, uint32_t seq, const service::Reply &reply);
+
+// The kernel module's channel: requests on in_fd, replies on out_fd, until the stream
+// ends (exit status 0) or breaks (1). The module owns namespace descriptors it sends.
+int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher);
+
+// The front door: a Unix stream socket at path (mode 0600) in the helper's network
+// namespace, for any number of clients one request at a time, until SIGINT or SIGTERM;
+// then the programs are detached and the socket removed.
+int serve_listen(const std::string &path, Dispatcher &dispatcher);
+
+} // namespace bpfilter::server
