@@ -1,0 +1,87 @@
+# One differential case: load a ruleset on both sides, send the packets, compare verdicts, listings and counters.
+from .net import HarnessError
+
+
+class Result:
+	"""The cases of one ruleset + packets run: counts and a line per difference."""
+
+	def __init__(self):
+		self.passed = 0
+		self.failed = 0
+		self.diffs = []
+		self.fatal = False  # the run could not be completed (a side failed to load)
+
+	def ok(self):
+		self.passed += 1
+
+	def fail(self, text):
+		self.failed += 1
+		self.diffs.append(text)
+
+	def signature(self):
+		"""What kind of differences these are, for the shrinker: kinds, not values."""
+		return {d.split(":", 1)[0] for d in self.diffs}
+
+
+def _counts(p, b):
+	return f"{p} packets {b} bytes"
+
+
+def run_case(bed, ruleset, pkts):
+	"""Run one ruleset and its packets on the bed; returns a Result."""
+	res = Result()
+	names = bed.names()
+	loads = bed.load(ruleset)
+	if not loads[0][0]:
+		raise HarnessError(f"the ruleset does not load into netfilter: {loads[0][1]}")
+	if not loads[1][0]:
+		res.fail(f"load: {names[0]} loads the ruleset, {names[1]} refuses it: {loads[1][1]}")
+		res.fatal = True
+		return res
+	res.ok()
+	verdicts = bed.send(pkts)
+	for side in bed.sides:
+		if not side.alive():
+			res.fail(f"helper: bpfilter_umh died (exit {side.umh.returncode}): {side.umh_log()}")
+			res.fatal = True
+			return res
+	for n, (pkt, (a, b)) in enumerate(zip(pkts, verdicts), 1):
+		if a == b:
+			res.ok()
+		else:
+			word = lambda x: "delivered" if x else "not delivered"  # noqa: E731
+			res.fail(f"packet: #{n} {pkt}: {names[0]} {word(a)}, {names[1]} {word(b)}")
+	(chains_a, rules_a), (chains_b, rules_b) = bed.save()
+	# The listing: the same chains, policies and rules, counters aside.
+	list_a = [(c[0], c[1]) for c in chains_a] + [r[2] for r in rules_a]
+	list_b = [(c[0], c[1]) for c in chains_b] + [r[2] for r in rules_b]
+	if list_a == list_b:
+		res.ok()
+	else:
+		only_a = [str(x) for x in list_a if x not in list_b]
+		only_b = [str(x) for x in list_b if x not in list_a]
+		res.fail(f"listing: iptables-legacy-save differs: only in {names[0]}: {only_a[:5]}; "
+			 f"only in {names[1]}: {only_b[:5]}")
+	pol_b = {c[0]: c for c in chains_b}
+	for name, policy, p, b in chains_a:
+		if policy == "-":
+			continue
+		other = pol_b.get(name)
+		if other is None:
+			res.fail(f"counter: chain {name} policy {policy}: {names[0]} {_counts(p, b)}, {names[1]} has no such chain")
+		elif (p, b) == (other[2], other[3]):
+			res.ok()
+		else:
+			res.fail(f"counter: {name} policy {policy}: {names[0]} {_counts(p, b)}, "
+				 f"{names[1]} {_counts(other[2], other[3])}")
+	rule_b = {(r[0], r[1]): r for r in rules_b}
+	for chain, idx, text, p, b in rules_a:
+		other = rule_b.get((chain, idx))
+		if other is None:
+			res.fail(f"counter: {chain} rule {idx} ({text}): {names[0]} {_counts(p, b)}, {names[1]} has no such rule")
+		elif (p, b) == (other[3], other[4]):
+			res.ok()
+		else:
+			res.fail(f"counter: {chain} rule {idx} ({text}): {names[0]} {_counts(p, b)}, "
+				 f"{names[1]} {_counts(other[3], other[4])}")
+	return res

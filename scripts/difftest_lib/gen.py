@@ -1,0 +1,641 @@
+# Seeded random rulesets and packets over what the translator supports, biased toward deep rules and range edges.
+#
+# A Case is plain data (policy, chains, rules made of match groups, packets) so that the
+# shrinker can drop pieces and print it again. Packets are built to satisfy (or to just
+# miss) the matches along a path of jumps from INPUT to a chosen rule; real netfilter
+# decides what they actually do, so a wrong guess here costs coverage, never a false
+# difference.
+import ipaddress
+import random
+
+from .packets import Packet
+
+LOCAL = {"in0": ["10.0.0.1"] * 8 + ["10.1.0.1"] * 2 + ["10.0.0.255", "255.255.255.255", "10.1.0.255"],
+	 "in1": ["10.1.0.1"] * 8 + ["10.0.0.1"] * 2 + ["10.1.0.255", "255.255.255.255", "10.0.0.255"]}
+ALL_LOCAL_DST = ["10.0.0.1", "10.1.0.1", "10.0.0.255", "10.1.0.255", "255.255.255.255"]
+# Unicast destinations the filtered host does not own: with forwarding off the stack drops
+# them before INPUT, so no INPUT rule may count them.
+FOREIGN_DST = ["10.0.0.7", "10.1.0.200", "192.0.2.1", "8.8.8.8", "10.0.0.2"]
+SRC_BASES = ["192.0.2.0", "198.51.100.0", "203.0.113.0", "10.0.0.0", "10.1.0.0", "172.16.0.0",
+	     "100.64.0.0", "8.8.8.8", "1.2.3.4", "11.22.33.44", "10.0.0.2", "10.1.0.2", "93.184.216.34"]
+IFACES = ["in0", "in0", "in1", "in1", "in+", "i+", "in", "in00", "eth0", "+", "in1+", "lo"]
+USER_CHAINS = ["web", "ssh", "f2b-sshd", "DOCKER-USER", "DOCKER", "limits", "icmp_in", "trusted",
+	       "LOGDROP", "svc-443", "chain_a", "chain_b"]
+OTHER_PROTOS = [47, 50, 132, 41, 58, 200]
+TCP_FLAG_NAMES = ["FIN", "SYN", "RST", "PSH", "ACK", "URG"]
+TCP_FLAG_LETTERS = {"FIN": "F", "SYN": "S", "RST": "R", "PSH": "P", "ACK": "A", "URG": "U"}
+PORTS = [0, 1, 22, 53, 80, 443, 1023, 1024, 8080, 32768, 65534, 65535]
+
+
+def _ip(n):
+	return str(ipaddress.IPv4Address(n & 0xFFFFFFFF))
+
+
+def _n(a):
+	return int(ipaddress.IPv4Address(a))
+
+
+def usable_src(a):
+	"""A source the filtered host treats as an ordinary remote unicast address."""
+	n = _n(a)
+	if n >> 24 in (0, 127) or n >= 0xE0000000:
+		return False
+	return a not in ("10.0.0.1", "10.1.0.1", "10.0.0.255", "10.1.0.255", "10.0.0.0", "10.1.0.0")
+
+
+class Group:
+	"""One match of a rule: kind, inversion, its data and how it prints."""
+
+	def __init__(self, kind, inv, **data):
+		self.kind = kind
+		self.inv = inv
+		self.data = data
+
+	def copy(self, **changes):
+		g = Group(self.kind, self.inv, **self.data)
+		for k, v in changes.items():
+			setattr(g, k, v)
+		return g
+
+	def text(self):
+		d, neg = self.data, "! " if self.inv else ""
+		k = self.kind
+		if k == "in":
+			return f"{neg}-i {d['name']}"
+		if k == "out":
+			return f"{neg}-o {d['name']}"
+		if k in ("src", "dst"):
+			flag = "-s" if k == "src" else "-d"
+			mask = d["mask"]
+			plen = _plen(mask)
+			m = str(plen) if plen is not None else _ip(mask)
+			return f"{neg}{flag} {_ip(d['net'])}/{m}"
+		if k == "proto":
+			return f"{neg}-p {d['proto']}"
+		if k == "frag":
+			return f"{neg}-f"
+		if k in ("sport", "dport"):
+			lo, hi = d["lo"], d["hi"]
+			spec = str(lo) if lo == hi else (f":{hi}" if lo == 0 and d.get("open") else
+							 f"{lo}:" if hi == 65535 and d.get("open") else f"{lo}:{hi}")
+			return f"{neg}--{k} {spec}"
+		if k == "flags":
+			mask = ",".join(d["mask"]) or "NONE"
+			comp = ",".join(d["comp"]) or "NONE"
+			if set(d["mask"]) == set(TCP_FLAG_NAMES):
+				mask = "ALL"
+			return f"{neg}--tcp-flags {mask} {comp}"
+		if k == "syn":
+			return f"{neg}--syn"
+		if k == "option":
+			return f"{neg}--tcp-option {d['opt']}"
+		if k == "icmp":
+			t = d["type"]
+			spec = "any" if t == 255 else (f"{t}/{d['code']}" if d.get("code") is not None else str(t))
+			return f"{neg}--icmp-type {spec}"
+		if k == "multiport":
+			ports = ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in d["ports"])
+			return f"{neg}--{d['dir']} {ports}"
+		if k in ("srcrange", "dstrange"):
+			flag = "--src-range" if k == "srcrange" else "--dst-range"
+			return f"{neg}{flag} {_ip(d['lo'])}-{_ip(d['hi'])}"
+		if k == "comment":
+			return f"--comment \"{d['text']}\""
+		raise ValueError(k)
+
+
+# The -m module that carries each kind of group (None: part of the ipt_ip header).
+MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "frag": None,
+	  "flags": "tcp", "syn": "tcp", "option": "tcp", "icmp": "icmp", "multiport": "multiport",
+	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment"}
+IP_ORDER = ["in", "out", "src", "dst", "proto", "frag"]
+
+
+def _plen(mask):
+	for p in range(33):
+		if mask == (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF:
+			return p
+	return None
+
+
+class Rule:
+	def __init__(self, chain, groups, target):
+		self.chain = chain
+		self.groups = groups
+		self.target = target  # ("ACCEPT",), ("DROP",), ("RETURN",), ("jump", C), ("goto", C), ()
+
+	def copy(self):
+		return Rule(self.chain, list(self.groups), self.target)
+
+	def proto(self):
+		for g in self.groups:
+			if g.kind == "proto" and not g.inv:
+				return g.data["proto"]
+		return None
+
+	def _module(self, g):
+		if g.kind in ("sport", "dport"):
+			return self.proto() or "tcp"
+		return MODULE[g.kind]
+
+	def text(self):
+		parts = [f"-A {self.chain}"]
+		for kind in IP_ORDER:
+			parts += [g.text() for g in self.groups if g.kind == kind]
+		modules = []
+		for g in self.groups:
+			mod = self._module(g)
+			if mod is not None and mod not in modules:
+				modules.append(mod)
+		for mod in modules:
+			items = [g.text() for g in self.groups if self._module(g) == mod]
+			parts.append(f"-m {mod} " + " ".join(items))
+		t = self.target
+		if t and t[0] in ("ACCEPT", "DROP", "RETURN"):
+			parts.append(f"-j {t[0]}")
+		elif t and t[0] == "jump":
+			parts.append(f"-j {t[1]}")
+		elif t and t[0] == "goto":
+			parts.append(f"-g {t[1]}")
+		return " ".join(parts)
+
+
+class Case:
+	def __init__(self, policy, chains, rules, packets, seed=None):
+		self.policy = policy
+		self.chains = chains
+		self.rules = rules
+		self.packets = packets
+		self.seed = seed
+
+	def copy(self):
+		return Case(self.policy, list(self.chains), [r.copy() for r in self.rules], list(self.packets), self.seed)
+
+	def ruleset(self):
+		lines = ["*filter", f":INPUT {self.policy} [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+		lines += [f":{c} - [0:0]" for c in self.chains]
+		for chain in ["INPUT"] + self.chains:
+			lines += [r.text() for r in self.rules if r.chain == chain]
+		lines.append("COMMIT")
+		return "\n".join(lines) + "\n"
+
+
+class Generator:
+	def __init__(self, seed, frags=True, foreign=True):
+		self.seed = seed
+		self.r = random.Random(seed)
+		self.frags = frags
+		self.foreign = foreign
+
+	# ---- rules -------------------------------------------------------------------------
+
+	def _mask(self):
+		r = self.r
+		if r.random() < 0.08:
+			return r.getrandbits(32) | 0x80000000  # non-contiguous
+		plen = r.choice([32, 32, 31, 30, 24, 24, 16, 8, 0, r.randint(0, 32), r.randint(20, 32)])
+		return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+
+	def _src_addr(self):
+		r = self.r
+		base = _n(r.choice(SRC_BASES))
+		return base + r.choice([0, 0, 1, 2, r.randint(0, 255), r.randint(0, 65535)])
+
+	def _ports(self):
+		r = self.r
+		lo = r.choice(PORTS + [r.randint(0, 65535)])
+		if r.random() < 0.5:
+			return lo, lo
+		hi = min(65535, lo + r.choice([1, 2, 10, 100, 1000, r.randint(0, 65535)]))
+		return lo, hi
+
+	def _groups(self, chain):
+		r = self.r
+		groups = []
+		if r.random() < 0.3:
+			groups.append(Group("in", r.random() < 0.25, name=r.choice(IFACES)))
+		if chain != "INPUT" and r.random() < 0.05:
+			groups.append(Group("out", r.random() < 0.5, name=r.choice(IFACES)))
+		if r.random() < 0.45:
+			mask = self._mask()
+			groups.append(Group("src", r.random() < 0.2, net=self._src_addr() & mask, mask=mask))
+		if r.random() < 0.25:
+			mask = self._mask()
+			groups.append(Group("dst", r.random() < 0.2, net=_n(r.choice(ALL_LOCAL_DST)) & mask, mask=mask))
+		if r.random() < 0.05:
+			groups.append(Group("frag", r.random() < 0.5))
+		p = r.random()
+		proto = None
+		if p < 0.4:
+			proto = "tcp"
+		elif p < 0.65:
+			proto = "udp"
+		elif p < 0.8:
+			proto = "icmp"
+		elif p < 0.85:
+			proto = r.choice(OTHER_PROTOS + ["all"])
+		if proto is not None:
+			inv = proto not in ("tcp", "udp", "icmp") and r.random() < 0.3 and proto != "all"
+			if proto in ("tcp", "udp", "icmp") and r.random() < 0.08:
+				groups.append(Group("proto", True, proto=proto))
+				proto = None
+			else:
+				groups.append(Group("proto", inv, proto=proto))
+		if proto in ("tcp", "udp"):
+			if r.random() < 0.5:
+				lo, hi = self._ports()
+				groups.append(Group("dport", r.random() < 0.2, lo=lo, hi=hi, open=r.random() < 0.3))
+			if r.random() < 0.25:
+				lo, hi = self._ports()
+				groups.append(Group("sport", r.random() < 0.2, lo=lo, hi=hi, open=r.random() < 0.3))
+			if r.random() < 0.25:
+				ports = []
+				while len(ports) < r.randint(1, 7):
+					lo, hi = self._ports()
+					ports.append((lo, hi))
+				groups.append(Group("multiport", r.random() < 0.2, ports=ports,
+						    dir=r.choice(["dports", "sports", "ports"])))
+		if proto == "tcp":
+			if r.random() < 0.25:
+				mask = [f for f in TCP_FLAG_NAMES if r.random() < 0.5] or ["SYN"]
+				comp = [f for f in mask if r.random() < 0.4]
+				groups.append(Group("flags", r.random() < 0.2, mask=mask, comp=comp))
+			elif r.random() < 0.1:
+				groups.append(Group("syn", r.random() < 0.3))
+			if r.random() < 0.08:
+				groups.append(Group("option", r.random() < 0.3, opt=r.choice([2, 3, 4, 8, 1, 30])))
+		if proto == "icmp" and r.random() < 0.7:
+			t = r.choice([0, 3, 8, 8, 11, 255, r.randint(0, 40)])
+			code = r.choice([None, None, 0, 1, r.randint(0, 15)]) if t != 255 else None
+			groups.append(Group("icmp", r.random() < 0.2, type=t, code=code))
+		if r.random() < 0.08:
+			lo = self._src_addr()
+			groups.append(Group("srcrange", r.random() < 0.25, lo=lo, hi=min(0xFFFFFFFF, lo + r.choice([0, 1, 5, 255, 1000]))))
+		if r.random() < 0.04:
+			lo = _n(r.choice(ALL_LOCAL_DST)) - r.choice([0, 1, 2])
+			groups.append(Group("dstrange", r.random() < 0.25, lo=lo, hi=min(0xFFFFFFFF, lo + r.choice([0, 1, 2, 300]))))
+		if r.random() < 0.05:
+			groups.append(Group("comment", False, text=r.choice(["allow web", "f2b", "docker rule", "x"])))
+		return groups
+
+	def _narrow(self, groups):
+		"""Make a verdict rule selective, so that it does not hide every rule after it."""
+		r = self.r
+		kinds = {g.kind for g in groups}
+		narrow = {"sport", "dport", "multiport", "icmp", "srcrange", "option"} & kinds
+		narrow |= {g.kind for g in groups if g.kind == "src" and not g.inv and _plen(g.data["mask"]) and
+			   _plen(g.data["mask"]) >= 16}
+		if narrow:
+			return
+		proto = next((g.data["proto"] for g in groups if g.kind == "proto" and not g.inv), None)
+		if proto in ("tcp", "udp") and r.random() < 0.7:
+			lo, hi = self._ports()
+			groups.append(Group("dport", False, lo=lo, hi=hi))
+		else:
+			mask = (0xFFFFFFFF << (32 - r.choice([16, 24, 28, 32]))) & 0xFFFFFFFF
+			groups[:] = [g for g in groups if g.kind != "src"]
+			groups.append(Group("src", r.random() < 0.1, net=self._src_addr() & mask, mask=mask))
+
+	def ruleset(self):
+		r = self.r
+		nchains = r.choice([0, 1, 2, 2, 3, 4, 5])
+		chains = r.sample(USER_CHAINS, nchains)
+		rules = []
+		order = ["INPUT"] + chains
+		for ci, chain in enumerate(order):
+			n = r.randint(3, 12) if chain == "INPUT" else r.randint(1, 8)
+			deeper = chains[ci:]  # user chains after this one (keeps the graph acyclic)
+			for _ in range(n):
+				groups = self._groups(chain)
+				x = r.random()
+				if deeper and x < 0.25:
+					target = ("jump" if r.random() < 0.8 else "goto", r.choice(deeper))
+				elif x < 0.5:
+					target = ("ACCEPT",)
+				elif x < 0.7:
+					target = ("DROP",)
+				elif x < 0.85 and chain != "INPUT":
+					target = ("RETURN",)
+				elif x < 0.9:
+					target = ("RETURN",) if r.random() < 0.2 else ()
+				else:
+					target = ()
+				if target[:1] in (("ACCEPT",), ("DROP",), ("RETURN",), ("goto",)) and r.random() < 0.85:
+					self._narrow(groups)
+				rules.append(Rule(chain, groups, target))
+		# Every user chain is reachable: a chain no one calls gets a call from an earlier one.
+		for ci, chain in enumerate(chains):
+			if not any(rl.target[1:] == (chain,) for rl in rules):
+				caller = r.choice(order[: ci + 1])
+				idx = [i for i, rl in enumerate(rules) if rl.chain == caller]
+				pos = r.choice(idx) if idx else len(rules)
+				rules.insert(pos, Rule(caller, self._groups(caller) if r.random() < 0.5 else [],
+						       ("jump" if r.random() < 0.8 else "goto", chain)))
+		return r.choice(["ACCEPT", "DROP"]), chains, rules
+
+	# ---- packets -----------------------------------------------------------------------
+
+	def _path(self, rules, target_idx):
+		"""Rules to satisfy to reach rules[target_idx] from INPUT: callers first, target last."""
+		path = [rules[target_idx]]
+		chain = rules[target_idx].chain
+		for _ in range(10):
+			if chain == "INPUT":
+				break
+			callers = [rl for rl in rules if rl.target[1:] == (chain,)]
+			if not callers:
+				break
+			caller = self.r.choice(callers)
+			path.insert(0, caller)
+			chain = caller.chain
+		return path
+
+	def _random_packet(self):
+		r = self.r
+		dev = r.choice(["in0", "in0", "in1"])
+		x = r.random()
+		proto = "tcp" if x < 0.45 else "udp" if x < 0.75 else "icmp" if x < 0.9 else r.choice(OTHER_PROTOS)
+		src = _ip(self._src_addr())
+		for _ in range(50):
+			if usable_src(src):
+				break
+			src = _ip(self._src_addr())
+		else:
+			src = "192.0.2.99"
+		f = {"dev": dev, "proto": proto, "src": src, "dst": r.choice(LOCAL[dev])}
+		if proto in ("tcp", "udp"):
+			f["sport"] = r.choice(PORTS + [r.randint(1024, 65535)] * 3)
+			f["dport"] = r.choice(PORTS + [r.randint(0, 65535)])
+		if proto == "tcp":
+			f["flags"] = r.choice(["S", "S", "SA", "A", "PA", "FA", "R", "RA", "", "SF", "FPU", "SAFRPU",
+					       "SE", "SAC"])
+		if proto == "icmp":
+			f["type"] = r.choice([0, 3, 8, 8, 11, r.randint(0, 255)])
+			f["code"] = r.choice([0, 0, 1, 3, r.randint(0, 255)])
+		if r.random() < 0.2:
+			f["len"] = r.choice([1, 10, 100, 1000, r.randint(0, 1400)])
+		if r.random() < 0.05:
+			f["ttl"] = r.choice([0, 1, 255])
+		if r.random() < 0.05:
+			f["tos"] = r.choice([0x10, 0xB8, 0x03])
+		return f
+
+	def _satisfy(self, f, g, want):
+		"""Change packet fields `f` so that group g matches (want) or just misses (not want)."""
+		r = self.r
+		d = g.data
+		want = want != g.inv
+		k = g.kind
+		if k == "in":
+			ok = [dev for dev in ("in0", "in1") if _iface_match(d["name"], dev) == want]
+			if ok:
+				f["dev"] = r.choice(ok)
+				if f["dst"] in ALL_LOCAL_DST and f["dst"] not in LOCAL[f["dev"]]:
+					f["dst"] = LOCAL[f["dev"]][0]
+		elif k == "src":
+			cands = _edges(d["net"], d["mask"], want, r)
+			cands = [a for a in cands if usable_src(a)]
+			if cands:
+				f["src"] = r.choice(cands)
+		elif k == "dst":
+			ok = [a for a in LOCAL[f["dev"]] if ((_n(a) & d["mask"]) == d["net"]) == want]
+			if ok:
+				f["dst"] = r.choice(ok)
+		elif k == "proto":
+			p = d["proto"]
+			if want and p != "all":
+				f["proto"] = p
+			elif not want:
+				f["proto"] = r.choice([x for x in ["tcp", "udp", "icmp", 47] if x != p])
+		elif k == "frag":
+			if want:
+				f["frag"] = r.choice([1, 2, 100])
+			else:
+				f.pop("frag", None)
+		elif k in ("sport", "dport"):
+			f[k] = _port_edge(d["lo"], d["hi"], want, r, f.get(k))
+		elif k == "multiport":
+			lo, hi = r.choice(d["ports"])
+			key = {"dports": "dport", "sports": "sport"}.get(d["dir"]) or r.choice(["sport", "dport"])
+			if want:
+				f[key] = r.choice([lo, hi])
+			else:
+				f[key] = r.choice([lo - 1, hi + 1]) % 65536
+				if d["dir"] == "ports":
+					f["sport" if key == "dport" else "dport"] = f[key]
+		elif k in ("flags", "syn"):
+			mask = d["mask"] if k == "flags" else ["SYN", "RST", "ACK", "FIN"]
+			comp = d["comp"] if k == "flags" else ["SYN"]
+			cur = set(f.get("flags", "S"))
+			for name in mask:
+				cur.discard(TCP_FLAG_LETTERS[name])
+			for name in comp:
+				cur.add(TCP_FLAG_LETTERS[name])
+			if not want:
+				flip = TCP_FLAG_LETTERS[r.choice(mask)]
+				cur ^= {flip}
+			f["flags"] = "".join(sorted(cur))
+		elif k == "option":
+			opts = [o for o in f.get("tcpopt", ()) if o != d["opt"]]
+			if want:
+				opts.append(d["opt"])
+			f["tcpopt"] = tuple(opts)
+		elif k == "icmp":
+			if d["type"] == 255:
+				return
+			f["type"] = d["type"] if want else (d["type"] + r.choice([1, -1])) % 256
+			if d.get("code") is not None:
+				f["code"] = d["code"] if want or r.random() < 0.5 else (d["code"] + 1) % 256
+		elif k == "srcrange":
+			cands = [d["lo"], d["hi"]] if want else [d["lo"] - 1, d["hi"] + 1]
+			cands = [_ip(a) for a in cands if usable_src(_ip(a))]
+			if cands:
+				f["src"] = r.choice(cands)
+		elif k == "dstrange":
+			ok = [a for a in LOCAL[f["dev"]] if (d["lo"] <= _n(a) <= d["hi"]) == want]
+			if ok:
+				f["dst"] = r.choice(ok)
+
+	def _aimed(self, rules, idx):
+		"""A packet that satisfies the matches on a path to rules[idx] (mostly)."""
+		r = self.r
+		f = self._random_packet()
+		for rl in self._path(rules, idx):
+			last = rl is rules[idx]
+			for g in rl.groups:
+				self._satisfy(f, g, r.random() < (0.8 if last else 0.95))
+		return f
+
+	def packets(self, rules, count):
+		r = self.r
+		pkts = []
+		weights = []
+		pos = {}
+		for i, rl in enumerate(rules):
+			pos[rl.chain] = pos.get(rl.chain, 0) + 1
+			weights.append(1 + pos[rl.chain] + (4 if rl.chain != "INPUT" else 0))
+		for _ in range(count):
+			if rules and r.random() < 0.85:
+				idx = r.choices(range(len(rules)), weights)[0]
+				# A few tries, kept when our model of ip_tables says the packet gets there:
+				# earlier rules often catch what was aimed further down.
+				f = self._aimed(rules, idx)
+				for _ in range(8):
+					hit, stop = simulate(rules, f, with_stop=True)
+					if idx in hit:
+						break
+					if stop is None or r.random() < 0.15:
+						f = self._aimed(rules, idx)
+						continue
+					# An earlier rule decided the packet: miss one of its matches, one
+					# the path to the aimed rule does not also test.
+					path = self._path(rules, idx)
+					kinds = {g.kind for rl in path for g in rl.groups}
+					free = [g for g in rules[stop].groups if g.kind not in kinds] or rules[stop].groups
+					if not free:
+						f = self._aimed(rules, idx)
+						continue
+					self._satisfy(f, r.choice(free), False)
+			else:
+				f = self._random_packet()
+			if self.foreign and r.random() < 0.04:
+				f["dst"] = r.choice(FOREIGN_DST)
+			if self.frags and r.random() < 0.02:
+				f["frag"] = r.choice([0, 1, 185])
+				f["mf"] = r.choice([0, 1])
+			if f["proto"] not in ("tcp", "udp"):
+				f.pop("sport", None)
+				f.pop("dport", None)
+			if f["proto"] != "tcp":
+				f.pop("flags", None)
+				f.pop("tcpopt", None)
+			if f["proto"] != "icmp":
+				f.pop("type", None)
+				f.pop("code", None)
+			if f.get("frag") == 0:
+				f.pop("frag")
+			if not f.get("mf"):
+				f.pop("mf", None)
+			if not f.get("tcpopt"):
+				f.pop("tcpopt", None)
+			pkts.append(Packet(**f))
+		return pkts
+
+	def case(self):
+		policy, chains, rules = self.ruleset()
+		count = min(80, 10 + 2 * len(rules))
+		return Case(policy, chains, rules, self.packets(rules, count), self.seed)
+
+
+def _iface_match(name, dev):
+	if name.endswith("+"):
+		return dev.startswith(name[:-1])
+	return dev == name
+
+
+def _edges(net, mask, want, r):
+	"""Addresses at the edges of net/mask: inside when want, just outside otherwise."""
+	host = ~mask & 0xFFFFFFFF
+	first, last = net, net | host
+	if want:
+		out = [first, last, net | (r.getrandbits(32) & host)]
+	else:
+		out = [first - 1, last + 1, r.getrandbits(32)]
+		out = [a for a in out if (a & mask) != net]
+	return [_ip(a) for a in out if 0 <= a <= 0xFFFFFFFF]
+
+
+def _port_edge(lo, hi, want, r, cur):
+	if want:
+		return r.choice([lo, hi, r.randint(lo, hi)])
+	outs = [p for p in (lo - 1, hi + 1) if 0 <= p <= 65535]
+	return r.choice(outs) if outs else cur
+
+
+def _group_match(g, f):
+	"""Our model of one match on packet fields f (for aiming only; netfilter is the oracle)."""
+	d, k = g.data, g.kind
+	proto = f["proto"]
+	num = {"icmp": 1, "tcp": 6, "udp": 17}.get(proto, proto)
+	if k == "in":
+		m = _iface_match(d["name"], f["dev"])
+	elif k == "out":
+		m = d["name"] == "+"
+	elif k in ("src", "dst"):
+		m = (_n(f[k]) & d["mask"]) == d["net"]
+	elif k == "proto":
+		p = d["proto"]
+		m = p == "all" or {"icmp": 1, "tcp": 6, "udp": 17}.get(p, p) == num
+	elif k == "frag":
+		m = bool(f.get("frag"))
+	elif k in ("sport", "dport"):
+		m = d["lo"] <= f.get(k, {"sport": 12345, "dport": 80}[k]) <= d["hi"]
+	elif k in ("flags", "syn"):
+		mask = d["mask"] if k == "flags" else ["SYN", "RST", "ACK", "FIN"]
+		comp = d["comp"] if k == "flags" else ["SYN"]
+		cur = set(f.get("flags", "S"))
+		m = all((TCP_FLAG_LETTERS[n] in cur) == (n in comp) for n in mask)
+	elif k == "option":
+		m = d["opt"] in f.get("tcpopt", ())
+	elif k == "icmp":
+		t, c = f.get("type", 8), f.get("code", 0)
+		m = d["type"] == 255 or (t == d["type"] and (d.get("code") is None or c == d["code"]))
+	elif k == "multiport":
+		sp, dp = f.get("sport", 12345), f.get("dport", 80)
+		ports = {"sports": [sp], "dports": [dp], "ports": [sp, dp]}[d["dir"]]
+		m = any(lo <= p <= hi for lo, hi in d["ports"] for p in ports)
+	elif k == "srcrange":
+		m = d["lo"] <= _n(f["src"]) <= d["hi"]
+	elif k == "dstrange":
+		m = d["lo"] <= _n(f["dst"]) <= d["hi"]
+	else:
+		m = True
+	return m != g.inv
+
+
+def simulate(rules, f, with_stop=False):
+	"""Indices of the rules whose counters the packet f would bump (our model of ipt_do_table);
+	with_stop, also the rule that ended the walk early (a verdict, goto or RETURN), or None."""
+	hit, stop = _walk(rules, f)
+	return (hit, stop) if with_stop else hit
+
+
+def _walk(rules, f):
+	hit = set()
+	stop = None
+	if f["dst"] not in ALL_LOCAL_DST or f.get("frag") or f.get("mf"):
+		return hit, stop
+	starts = {}
+	for i, rl in enumerate(rules):
+		starts.setdefault(rl.chain, i)
+	stack = []
+	i = starts.get("INPUT", len(rules))
+	chain = "INPUT"
+	for _ in range(10000):
+		if i >= len(rules) or rules[i].chain != chain:
+			if not stack:
+				return hit, stop
+			i, chain = stack.pop()
+			continue
+		rl = rules[i]
+		if not all(_group_match(g, f) for g in rl.groups):
+			i += 1
+			continue
+		hit.add(i)
+		t = rl.target
+		if t and t[0] in ("ACCEPT", "DROP", "RETURN", "goto"):
+			stop = i
+		if t and t[0] in ("ACCEPT", "DROP"):
+			return hit, stop
+		if t and t[0] == "RETURN":
+			if not stack:
+				return hit, stop
+			i, chain = stack.pop()
+		elif t and t[0] in ("jump", "goto"):
+			if t[0] == "jump":
+				stack.append((i + 1, chain))
+			chain = t[1]
+			i = starts.get(chain, len(rules))
+		else:
+			i += 1
+	return hit, stop

@@ -1,0 +1,231 @@
+# The packet file format of the differential tests: parse a line, print it back, build the IPv4 datagram.
+#
+# One packet a line, '#' starts a comment, fields are key=value separated by blanks.
+# tests/difftest/README.md documents every field and its default; keep the two in step.
+import ipaddress
+import struct
+
+DEVS = ("in0", "in1")
+PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
+# Flag letters, in the bit order of byte 13 of the TCP header. E and C (ECE, CWR) are
+# an extension: iptables cannot name them, but the kernel's --tcp-flags reads the whole byte.
+TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
+# Largest datagram: the veth MTU.
+MTU = 1500
+# Lengths of the TCP options we know how to lay out (kind: total length); other kinds get 2.
+TCP_OPT_LEN = {0: 1, 1: 1, 2: 4, 3: 3, 4: 2, 5: 10, 8: 10}
+
+DEFAULTS = {
+	"sport": 12345,
+	"dport": 80,
+	"flags": "S",
+	"type": 8,
+	"code": 0,
+	"len": 0,
+	"ttl": 64,
+	"tos": 0,
+	"frag": 0,
+	"mf": 0,
+	"df": 0,
+}
+
+
+class PacketError(ValueError):
+	pass
+
+
+def _int(key, text, lo, hi):
+	try:
+		value = int(text, 0)
+	except ValueError:
+		raise PacketError(f"{key}={text}: not a number") from None
+	if not lo <= value <= hi:
+		raise PacketError(f"{key}={text}: out of range {lo}..{hi}")
+	return value
+
+
+def _addr(key, text):
+	try:
+		return str(ipaddress.IPv4Address(text))
+	except ValueError:
+		raise PacketError(f"{key}={text}: not an IPv4 address") from None
+
+
+class Packet:
+	"""One test packet. Fields left as None take their default when the packet is built."""
+
+	FIELDS = ("dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
+		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc")
+
+	def __init__(self, **fields):
+		for name in self.FIELDS:
+			setattr(self, name, fields.get(name))
+
+	@property
+	def proto_num(self):
+		return PROTO_NAMES.get(self.proto, None) if isinstance(self.proto, str) else self.proto
+
+	def get(self, name):
+		value = getattr(self, name)
+		return DEFAULTS.get(name) if value is None else value
+
+	def copy(self, **changes):
+		fields = {name: getattr(self, name) for name in self.FIELDS}
+		fields.update(changes)
+		return Packet(**fields)
+
+	def __str__(self):
+		out = []
+		for name in self.FIELDS:
+			value = getattr(self, name)
+			if value is None:
+				continue
+			if name == "tcpopt":
+				value = ",".join(str(k) for k in value)
+			out.append(f"{name}={value}")
+		return " ".join(out)
+
+	def ip_len(self):
+		return len(self.build(1))
+
+	def build(self, ident):
+		"""The whole IPv4 datagram with IP id `ident` (the marker the observer matches on)."""
+		proto = self.proto_num
+		l4 = self._l4(proto)
+		if self.trunc is not None:
+			l4 = l4[: self.trunc]
+		frag = self.get("frag") | (0x2000 if self.get("mf") else 0) | (0x4000 if self.get("df") else 0)
+		total = 20 + len(l4)
+		if total > MTU:
+			raise PacketError(f"datagram of {total} bytes is larger than the MTU {MTU}")
+		src = ipaddress.IPv4Address(self.src).packed
+		dst = ipaddress.IPv4Address(self.dst).packed
+		hdr = struct.pack("!BBHHHBBH4s4s", 0x45, self.get("tos"), total, ident, frag,
+				  self.get("ttl"), proto, 0, src, dst)
+		hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+		return hdr + l4
+
+	def _payload(self):
+		n = self.get("len")
+		return bytes((i * 7 + 1) & 0xFF for i in range(n))
+
+	def _pseudo(self, proto, length):
+		return (ipaddress.IPv4Address(self.src).packed + ipaddress.IPv4Address(self.dst).packed
+			+ struct.pack("!BBH", 0, proto, length))
+
+	def _l4(self, proto):
+		payload = self._payload()
+		if proto == 6:
+			opts = b""
+			for kind in self.tcpopt or ():
+				size = TCP_OPT_LEN.get(kind, 2)
+				opts += bytes([kind]) if size == 1 else bytes([kind, size]) + bytes(size - 2)
+			while len(opts) % 4:
+				opts += b"\x01" if len(opts) % 4 != 3 else b"\x00"
+			doff = self.doff if self.doff is not None else 5 + len(opts) // 4
+			flags = 0
+			for letter in self.get("flags"):
+				flags |= TCP_FLAGS[letter]
+			hdr = struct.pack("!HHIIBBHHH", self.get("sport"), self.get("dport"), 1000, 0,
+					  (doff & 0xF) << 4, flags, 65535, 0, 0) + opts
+			seg = hdr + payload
+			csum = _csum(self._pseudo(6, len(seg)) + seg)
+			return seg[:16] + struct.pack("!H", csum) + seg[18:]
+		if proto == 17:
+			seg = struct.pack("!HHHH", self.get("sport"), self.get("dport"), 8 + len(payload), 0) + payload
+			csum = _csum(self._pseudo(17, len(seg)) + seg) or 0xFFFF
+			return seg[:6] + struct.pack("!H", csum) + seg[8:]
+		if proto == 1:
+			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, 1) + payload
+			return seg[:2] + struct.pack("!H", _csum(seg)) + seg[4:]
+		return payload
+
+
+def _csum(data):
+	if len(data) % 2:
+		data += b"\0"
+	total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+	while total >> 16:
+		total = (total & 0xFFFF) + (total >> 16)
+	return ~total & 0xFFFF
+
+
+def parse_line(line, where=""):
+	"""A Packet from one line, or None for a blank or comment line."""
+	text = line.split("#", 1)[0].strip()
+	if not text:
+		return None
+	fields = {}
+	for word in text.split():
+		if "=" not in word:
+			raise PacketError(f"{where}{word}: expected key=value")
+		key, value = word.split("=", 1)
+		if key in fields:
+			raise PacketError(f"{where}{key} given twice")
+		if key == "dev":
+			if value not in DEVS:
+				raise PacketError(f"{where}dev={value}: must be in0 or in1")
+			fields[key] = value
+		elif key == "proto":
+			if value in PROTO_NAMES:
+				fields[key] = value
+			else:
+				num = _int(key, value, 1, 255)
+				names = {v: k for k, v in PROTO_NAMES.items()}
+				fields[key] = names.get(num, num)
+		elif key in ("src", "dst"):
+			fields[key] = _addr(key, value)
+		elif key in ("sport", "dport"):
+			fields[key] = _int(key, value, 0, 65535)
+		elif key == "flags":
+			value = "" if value in ("none", "-") else value.upper()
+			for letter in value:
+				if letter not in TCP_FLAGS:
+					raise PacketError(f"{where}flags={value}: letters are S A F R P U (and E C)")
+			fields[key] = value
+		elif key in ("type", "code", "ttl", "tos"):
+			fields[key] = _int(key, value, 0, 255)
+		elif key == "len":
+			fields[key] = _int(key, value, 0, MTU - 20)
+		elif key == "tcpopt":
+			fields[key] = tuple(_int(key, k, 0, 255) for k in value.split(",") if k != "")
+		elif key == "doff":
+			fields[key] = _int(key, value, 0, 15)
+		elif key == "frag":
+			fields[key] = _int(key, value, 0, 0x1FFF)
+		elif key in ("mf", "df"):
+			fields[key] = _int(key, value, 0, 1)
+		elif key == "trunc":
+			fields[key] = _int(key, value, 0, MTU)
+		else:
+			raise PacketError(f"{where}{key}: unknown field")
+	for key in ("dev", "proto", "src", "dst"):
+		if key not in fields:
+			raise PacketError(f"{where}{key}= is required")
+	proto = fields["proto"]
+	for key, protos in (("sport", ("tcp", "udp")), ("dport", ("tcp", "udp")), ("flags", ("tcp",)),
+			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
+		if key in fields and proto not in protos:
+			raise PacketError(f"{where}{key}= needs proto={' or '.join(protos)}")
+	pkt = Packet(**fields)
+	pkt.build(1)  # size check
+	return pkt
+
+
+def parse_file(path):
+	pkts = []
+	with open(path) as f:
+		for num, line in enumerate(f, 1):
+			pkt = parse_line(line, f"{path}:{num}: ")
+			if pkt is not None:
+				pkts.append(pkt)
+	return pkts
+
+
+def write_file(path, pkts, header=""):
+	with open(path, "w") as f:
+		if header:
+			for line in header.splitlines():
+				f.write(f"# {line}\n")
+		for pkt in pkts:
+			f.write(f"{pkt}\n")
