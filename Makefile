@@ -60,7 +60,11 @@ $(BUILD)/tools/%: tests/tools/%.cpp $(CORE_OBJS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-.PHONY: all clean check unit host lint kmod guest difftest bench
+.PHONY: all clean check
+# Every test lane (lint, unit, host, difftest, guest), totalled: see scripts/check.
+check:
+	BUILD=$(BUILD) scripts/check
+
 clean:
 	rm -rf $(BUILD)
 
