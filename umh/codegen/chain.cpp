@@ -1,0 +1,174 @@
+// Emitting runs of rules: matches, counters, targets, and the calls that stand for ip_tables' jump stack.
+#include "codegen/chain.hpp"
+
+#include "codegen/layout.hpp"
+#include "codegen/matchers.hpp"
+
+namespace bpfilter::codegen {
+
+using namespace insn;
+using Kind = ir::Target::Kind;
+
+namespace {
+
+struct Frame {
+	const ir::Table &table;
+	const Plan &plan;
+	bool main;	 // the main program (empty jump stack) or a subprogram
+	int16_t key_off; // this frame's stack slot for a map key
+};
+
+void emit_verdict(Emitter &em, int32_t code)
+{
+	em.emit(mov64(R0, code));
+	em.emit(exit());
+}
+
+// packets += 1, bytes += tot_len in the rule's per-CPU slot.
+void emit_count(Emitter &em, const Frame &f, uint32_t rule)
+{
+	em.emit(st(BPF_W, R10, f.key_off, static_cast<int32_t>(rule)));
+	em.ld_map(R1, MapSlot::Counters);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	Label missing(em); // only for the verifier: every rule has its slot
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), missing);
+	em.emit(ldx(BPF_DW, R1, R0, 0));
+	em.emit(alu64_imm(BPF_ADD, R1, 1));
+	em.emit(stx(BPF_DW, R0, R1, 0));
+	em.emit(ldx(BPF_DW, R1, R0, 8));
+	em.emit(ldx(BPF_W, R2, layout::pkt, layout::pkt_off::tot_len));
+	em.emit(alu64_reg(BPF_ADD, R1, R2));
+	em.emit(stx(BPF_DW, R0, R1, 8));
+}
+
+// RETURN with an empty jump stack: the hook's policy rule, counted, decides.
+void emit_underflow(Emitter &em, const Frame &f)
+{
+	emit_count(em, f, f.plan.underflow);
+	const Kind k = f.table.rules[f.plan.underflow].target.kind;
+	emit_verdict(em, k == Kind::Accept ? layout::ret_accept : layout::ret_drop);
+}
+
+void emit_call(Emitter &em, const Frame &f, uint32_t to)
+{
+	em.emit(mov64(R1, layout::pkt));
+	em.call(f.plan.subprog_of.at(to));
+}
+
+// Continue at rule `to` with the same jump stack: what a goto, or falling into
+// another run, does.
+void emit_goto(Emitter &em, const Frame &f, uint32_t to)
+{
+	emit_call(em, f, to);
+	if (!f.main) {
+		em.emit(exit()); // its verdict or RETURN is ours
+		return;
+	}
+	Label returned(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), returned);
+	em.emit(exit());
+	returned.bind();
+	emit_underflow(em, f);
+}
+
+void emit_target(Emitter &em, const Frame &f, uint32_t i)
+{
+	const ir::Target &tg = f.table.rules[i].target;
+	if (!is_call(f.table, i) && (tg.kind == Kind::Jump || tg.kind == Kind::Goto))
+		return; // to the next rule: the kernel pushes nothing and goes on
+	switch (tg.kind) {
+	case Kind::Accept:
+		emit_verdict(em, layout::ret_accept);
+		break;
+	case Kind::Drop:
+	case Kind::Error: // ipt_error() returns NF_DROP
+		emit_verdict(em, layout::ret_drop);
+		break;
+	case Kind::Continue:
+		break;
+	case Kind::Return:
+		if (f.main)
+			emit_underflow(em, f);
+		else
+			emit_verdict(em, layout::ret_return);
+		break;
+	case Kind::Jump: {
+		emit_call(em, f, tg.to);
+		Label back(em); // the callee RETURNed: go on after the jump
+		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), back);
+		em.emit(exit());
+		break;
+	}
+	case Kind::Goto:
+		emit_goto(em, f, tg.to);
+		break;
+	}
+}
+
+void emit_match(Emitter &em, const ir::Match &m, Label &no_match)
+{
+	std::visit(
+		[&](const auto &x) {
+			using T = std::decay_t<decltype(x)>;
+			if constexpr (std::is_same_v<T, ir::TcpMatch>)
+				emit_tcp(em, x, no_match);
+			else if constexpr (std::is_same_v<T, ir::UdpMatch>)
+				emit_udp(em, x, no_match);
+			else if constexpr (std::is_same_v<T, ir::IcmpMatch>)
+				emit_icmp(em, x, no_match);
+			else if constexpr (std::is_same_v<T, ir::MultiportMatch>)
+				emit_multiport(em, x, no_match);
+			else
+				emit_iprange(em, x, no_match);
+		},
+		m);
+}
+
+void emit_run(Emitter &em, const Frame &f, uint32_t start)
+{
+	const auto &rules = f.table.rules;
+	for (uint32_t i = start;; i++) {
+		if (i != start && f.plan.subprog_of.count(i)) {
+			emit_goto(em, f, i);
+			return;
+		}
+		if (i >= rules.size()) {
+			// Past the last rule; a valid table ends with an ERROR rule first.
+			emit_verdict(em, layout::ret_drop);
+			return;
+		}
+		const ir::Rule &r = rules[i];
+		const Fold ip = fold_ip(r.ip);
+		if (ip == Fold::Never)
+			continue;
+		{
+			Label next(em);
+			if (ip == Fold::Test)
+				emit_ip(em, r.ip, next);
+			for (const ir::Match &m : r.matches)
+				emit_match(em, m, next);
+			emit_count(em, f, i);
+			emit_target(em, f, i);
+		}
+		if (ends_run(f.table, i))
+			return;
+	}
+}
+
+} // namespace
+
+void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan)
+{
+	emit_run(em, Frame{table, plan, true, layout::main_key}, plan.entry);
+}
+
+void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id)
+{
+	em.begin_subprog(id);
+	em.emit(mov64(layout::pkt, R1));
+	emit_run(em, Frame{table, plan, false, layout::sub_key}, plan.subprogs[id]);
+}
+
+} // namespace bpfilter::codegen

@@ -1,0 +1,53 @@
+// Conventions every piece of generated code shares: verdict codes, registers, the parsed packet on the stack.
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <cstdint>
+
+#include "codegen/insn.hpp"
+
+namespace bpfilter::codegen::layout {
+
+// What a chain's code leaves in R0 when it exits: a final verdict, or RETURN to the
+// caller. The verdicts are the XDP action codes so that the main program can hand a
+// callee's verdict straight back to the kernel.
+inline constexpr int32_t ret_return = 0; // XDP_ABORTED is never returned by the program
+inline constexpr int32_t ret_drop = XDP_DROP;
+inline constexpr int32_t ret_accept = XDP_PASS;
+
+// R9 points at the parsed packet in every frame: the main program sets it to its own
+// stack, and passes it to every subprogram in R1. Callee-saved, so it survives calls.
+inline constexpr Reg pkt = R9;
+
+// The parsed packet (on the main program's stack). Every field is written by the
+// prologue before any rule runs, so the verifier never sees an uninitialised read.
+namespace pkt_off {
+inline constexpr int16_t saddr = 0;	   // u32, as in the header (network order)
+inline constexpr int16_t daddr = 4;	   // u32, network order
+inline constexpr int16_t saddr_h = 8;	   // u32, host order (iprange)
+inline constexpr int16_t daddr_h = 12;	   // u32, host order
+inline constexpr int16_t tot_len = 16;	   // u32: the datagram's length, for byte counters
+inline constexpr int16_t l4len = 20;	   // u32: bytes from the transport header to tot_len
+inline constexpr int16_t proto = 24;	   // u32
+inline constexpr int16_t sport = 28;	   // u32, host order; valid when l4len >= 4
+inline constexpr int16_t dport = 32;	   // u32, host order; valid when l4len >= 4
+inline constexpr int16_t tcp_flags = 36;  // u32: byte 13 of the TCP header; l4len >= 20
+inline constexpr int16_t icmp_type = 40;  // u32; valid when l4len >= 4
+inline constexpr int16_t icmp_code = 44;  // u32; valid when l4len >= 4
+inline constexpr int16_t opt_hotdrop = 48; // u32: --tcp-option would drop (doff < 5, options cut)
+inline constexpr int16_t tcp_doff = 52;   // u32: TCP data offset in bytes; l4len >= 20
+inline constexpr int16_t ifname = 56;	   // 16 bytes: the ingress device's name
+inline constexpr int16_t tcp_opts = 72;   // 4 x u64: bit k set when TCP option kind k is present
+inline constexpr int16_t size = 104;
+} // namespace pkt_off
+
+// Stack slots, relative to R10 of the frame that owns them.
+inline constexpr int16_t main_pkt = -pkt_off::size; // the parsed packet (8-byte aligned)
+inline constexpr int16_t main_key = main_pkt - 8;  // a map key
+inline constexpr int16_t main_fib = main_key - 64; // struct bpf_fib_lookup
+inline constexpr int16_t sub_key = -8;		    // a subprogram's map key
+
+static_assert(sizeof(struct bpf_fib_lookup) == 64);
+
+} // namespace bpfilter::codegen::layout

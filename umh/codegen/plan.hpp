@@ -1,0 +1,47 @@
+// The shape of a table's program: which rules start subprograms, where each run of rules ends, how deep calls nest.
+//
+// ip_tables walks a flat rule list with a jump stack. We keep that shape: code is
+// emitted as "runs", straight-line sequences of rules starting at a jump target (or the
+// hook entry) and flowing on exactly as the kernel does until an unconditional verdict.
+// Each jump or goto target becomes a BPF subprogram, so the kernel's jump stack becomes
+// the BPF call stack: Jump = call and go on when it RETURNs, Goto = call and hand its
+// answer to our own caller. A run that flows into another run's start hands over the
+// same way as a goto (the stack is the same).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "codegen/emitter.hpp"
+#include "common/result.hpp"
+#include "ir/ir.hpp"
+
+namespace bpfilter::codegen {
+
+// The verifier's limits: frames on the call stack (MAX_CALL_FRAMES) and functions in a
+// program (BPF_MAX_SUBPROGS, the main one included).
+inline constexpr unsigned max_call_frames = 8;
+inline constexpr unsigned max_subprogs = 256;
+
+struct Plan {
+	uint32_t entry = 0;	// INPUT's first rule: the main program's run
+	uint32_t underflow = 0; // INPUT's policy rule
+	// First rule of each subprogram; a SubprogId indexes this (ascending rule order).
+	std::vector<uint32_t> subprogs;
+	std::map<uint32_t, SubprogId> subprog_of;
+	unsigned frames = 1;	      // deepest call chain, the main program included
+	bool uses_ifname = false;     // some reachable rule tests -i
+	bool uses_tcp_option = false; // some reachable rule has --tcp-option
+};
+
+// Is rule i's test known to pass for every packet (no matches, an all-wildcard ipt_ip)?
+bool always_matches(const ir::Rule &rule);
+// Does a run end after rule i (it always matches and never falls through)?
+bool ends_run(const ir::Table &table, uint32_t i);
+// Where a jump or goto from rule i really goes: nowhere new when it is to the next rule.
+bool is_call(const ir::Table &table, uint32_t i);
+
+Result<Plan> make_plan(const ir::Table &table);
+
+} // namespace bpfilter::codegen

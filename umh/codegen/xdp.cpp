@@ -1,0 +1,325 @@
+// The XDP flavor: a prologue that parses and filters what INPUT would see, then the INPUT chain's code.
+//
+// What reaches the rules, and why:
+// - Not IPv4 (by ethertype): passed untouched. Only the IPv4 filter table is ours.
+// - IPv4 that ip_rcv() drops (version != 4, ihl < 5, tot_len < ihl * 4, frame shorter
+//   than tot_len): passed untouched and uncounted; the stack drops it, as it would
+//   before netfilter saw it.
+// - Fragments. netfilter's INPUT sees datagrams reassembled (ip_local_deliver() defrags
+//   before NF_INET_LOCAL_IN); XDP sees each fragment. A datagram is delivered only if
+//   all its fragments are, and Linux discards a datagram whose fragments overlap, so the
+//   transport header it is judged on is the one in its first fragment. We judge the
+//   first fragment (offset 0) as if it were the whole datagram (fragment offset 0, so
+//   `-f` never matches, as at INPUT) and pass the others untouched and uncounted: a
+//   dropped first fragment means the datagram is never reassembled. Differences left:
+//   the byte counter gets the first fragment's length, not the datagram's, and a first
+//   fragment too short to hold the transport header a rule asks about is dropped
+//   (hotdrop) where the reassembled datagram would have had it.
+// - Options::local_only: only packets the stack delivers to this host (what INPUT sees)
+//   are judged; forwarded ones, and ones the stack would drop for want of a route,
+//   pass untouched. Multicast and 255.255.255.255 are delivered locally; otherwise
+//   bpf_fib_lookup() decides: NOT_FWDED is local. When forwarding is off on the device
+//   the kernel answers FWD_DISABLED before any lookup (bpf_ipv4_fib_lookup()), and the
+//   LocalAddrs map (the namespace's local routing table) decides instead.
+#include <linux/if_ether.h>
+
+#include <cstddef>
+
+#include "codegen/chain.hpp"
+#include "codegen/codegen.hpp"
+#include "codegen/layout.hpp"
+#include "codegen/plan.hpp"
+
+namespace bpfilter::codegen {
+
+using namespace insn;
+namespace off = layout::pkt_off;
+
+namespace {
+
+constexpr int16_t eth_len = ETH_HLEN;
+constexpr int16_t fib_off(size_t field) { return static_cast<int16_t>(layout::main_fib + field); }
+constexpr int16_t pkt_at(int16_t field) { return static_cast<int16_t>(layout::main_pkt + field); }
+
+// Registers during the prologue.
+constexpr Reg ctx = R6;	   // struct xdp_md *
+constexpr Reg ihl = R7;	   // IP header length in bytes; later the transport header
+constexpr Reg totlen = R8; // tot_len; later the option walk's index
+
+// Parse Ethernet and IPv4, store the packet's fields, prepare the FIB lookup.
+void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
+{
+	em.emit(mov64(ctx, R1));
+	em.emit(ldx(BPF_W, R2, ctx, offsetof(xdp_md, data)));
+	em.emit(ldx(BPF_W, R3, ctx, offsetof(xdp_md, data_end)));
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_ADD, R4, eth_len + 20));
+	em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+
+	em.emit(ldx(BPF_H, R5, R2, offsetof(ethhdr, h_proto)));
+	em.emit(be(R5, 16));
+	em.jump(jmp32_imm(BPF_JNE, R5, ETH_P_IP), pass);
+
+	em.emit(ldx(BPF_B, R5, R2, eth_len));
+	em.emit(mov64(R4, R5));
+	em.emit(alu64_imm(BPF_RSH, R4, 4));
+	em.jump(jmp_imm(BPF_JNE, R4, 4), pass); // version
+	em.emit(alu64_imm(BPF_AND, R5, 0xf));
+	em.jump(jmp_imm(BPF_JLT, R5, 5), pass); // ihl
+	em.emit(alu64_imm(BPF_LSH, R5, 2));
+	em.emit(mov64(ihl, R5));
+
+	em.emit(ldx(BPF_H, totlen, R2, eth_len + 2));
+	em.emit(be(totlen, 16));
+	em.emit(alu64_imm(BPF_AND, totlen, 0xffff)); // bounds for the verifier
+	em.jump(jmp_reg(BPF_JLT, totlen, ihl), pass);
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_ADD, R4, eth_len));
+	em.emit(alu64_reg(BPF_ADD, R4, totlen));
+	em.jump(jmp_reg(BPF_JGT, R4, R3), pass); // frame shorter than the datagram
+
+	em.emit(ldx(BPF_H, R5, R2, eth_len + 6));
+	em.emit(be(R5, 16));
+	em.emit(alu64_imm(BPF_AND, R5, 0x1fff)); // IP_OFFSET
+	em.jump(jmp_imm(BPF_JNE, R5, 0), pass);  // not the first fragment
+
+	em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::saddr)));
+	em.emit(be(R1, 32));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::saddr_h)));
+	em.emit(ldx(BPF_W, R1, R2, eth_len + 16));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::daddr)));
+	em.emit(be(R1, 32));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::daddr_h)));
+	em.emit(stx(BPF_W, R10, totlen, pkt_at(off::tot_len)));
+	em.emit(mov64(R1, totlen));
+	em.emit(alu64_reg(BPF_SUB, R1, ihl));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::l4len)));
+	em.emit(ldx(BPF_B, R1, R2, eth_len + 9));
+	em.emit(stx(BPF_W, R10, R1, pkt_at(off::proto)));
+	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
+			  off::opt_hotdrop, off::tcp_doff})
+		em.emit(st(BPF_W, R10, pkt_at(f), 0));
+	for (int16_t k = 0; k < 2; k++)
+		em.emit(st(BPF_DW, R10, pkt_at(off::ifname + 8 * k), 0));
+	for (int16_t k = 0; k < 4; k++)
+		em.emit(st(BPF_DW, R10, pkt_at(off::tcp_opts + 8 * k), 0));
+
+	if (opts.local_only) {
+		for (int16_t k = 0; k < 8; k++)
+			em.emit(st(BPF_DW, R10, static_cast<int16_t>(layout::main_fib + 8 * k), 0));
+		em.emit(st(BPF_B, R10, fib_off(offsetof(bpf_fib_lookup, family)), 2)); // AF_INET
+		em.emit(ldx(BPF_B, R1, R2, eth_len + 9));
+		em.emit(stx(BPF_B, R10, R1, fib_off(offsetof(bpf_fib_lookup, l4_protocol))));
+		em.emit(stx(BPF_H, R10, totlen, fib_off(offsetof(bpf_fib_lookup, tot_len))));
+		em.emit(ldx(BPF_B, R1, R2, eth_len + 1));
+		em.emit(stx(BPF_B, R10, R1, fib_off(offsetof(bpf_fib_lookup, tos))));
+		em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
+		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+		em.emit(ldx(BPF_W, R1, R2, eth_len + 16));
+		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
+		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ifindex))));
+	}
+
+	// From here on `ihl` holds the transport header's address.
+	em.emit(mov64(R1, R2));
+	em.emit(alu64_imm(BPF_ADD, R1, eth_len));
+	em.emit(alu64_reg(BPF_ADD, R1, ihl));
+	em.emit(mov64(ihl, R1));
+	// and R4 the bytes from there to tot_len.
+	em.emit(ldx(BPF_W, R4, R10, pkt_at(off::l4len)));
+}
+
+// Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
+// them; the matchers check l4len before they trust a field.
+void emit_parse_l4(Emitter &em)
+{
+	Label done(em);
+	em.jump(jmp_imm(BPF_JLT, R4, 4), done);
+	em.emit(mov64(R5, ihl));
+	em.emit(alu64_imm(BPF_ADD, R5, 4));
+	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
+	em.emit(ldx(BPF_H, R5, ihl, 0));
+	em.emit(be(R5, 16));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::sport)));
+	em.emit(ldx(BPF_H, R5, ihl, 2));
+	em.emit(be(R5, 16));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::dport)));
+	em.emit(ldx(BPF_B, R5, ihl, 0));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::icmp_type)));
+	em.emit(ldx(BPF_B, R5, ihl, 1));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::icmp_code)));
+
+	em.jump(jmp_imm(BPF_JLT, R4, 20), done);
+	em.emit(mov64(R5, ihl));
+	em.emit(alu64_imm(BPF_ADD, R5, 20));
+	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
+	em.emit(ldx(BPF_B, R5, ihl, 13));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::tcp_flags)));
+	em.emit(ldx(BPF_B, R5, ihl, 12));
+	em.emit(alu64_imm(BPF_RSH, R5, 4));
+	em.emit(alu64_imm(BPF_LSH, R5, 2));
+	em.emit(stx(BPF_W, R10, R5, pkt_at(off::tcp_doff)));
+}
+
+// Walk the TCP options exactly as tcp_find_option() does and note each kind it looks at
+// in the tcp_opts bitmap; a rule's --tcp-option then tests one bit. R3 = data_end,
+// R4 = l4len, `ihl` = the TCP header. Marks opt_hotdrop where the kernel would drop
+// (doff * 4 < 20, or options running past the datagram).
+void emit_tcp_options(Emitter &em)
+{
+	const Reg optlen = R5, i = totlen, cur = R1, kind = R0;
+	Label done(em);
+	Label cut(em);
+	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::proto)));
+	em.jump(jmp_imm(BPF_JNE, R1, 6), done);
+	em.jump(jmp_imm(BPF_JLT, R4, 20), done); // the tcp match hotdrops before options
+	em.emit(ldx(BPF_W, optlen, R10, pkt_at(off::tcp_doff)));
+	em.jump(jmp_imm(BPF_JLT, optlen, 20), cut);
+	em.jump(jmp_reg(BPF_JGT, optlen, R4), cut);
+	em.emit(alu64_imm(BPF_SUB, optlen, 20));
+	em.emit(alu64_imm(BPF_ADD, ihl, 20)); // the first option
+	em.emit(mov64(i, 0));
+
+	Label loop(em);
+	loop.bind();
+	em.jump(jmp_reg(BPF_JGE, i, optlen), done);
+	em.jump(jmp_imm(BPF_JGT, i, 39), done); // a bound the verifier can see
+	em.emit(mov64(cur, ihl));
+	em.emit(alu64_reg(BPF_ADD, cur, i));
+	em.emit(mov64(R2, cur));
+	em.emit(alu64_imm(BPF_ADD, R2, 1));
+	em.jump(jmp_reg(BPF_JGT, R2, R3), done);
+	em.emit(ldx(BPF_B, kind, cur, 0));
+
+	// tcp_opts |= 1 << kind, a 256-bit set in four words.
+	em.emit(mov64(R2, 1));
+	em.emit(mov64(R4, kind));
+	em.emit(alu64_imm(BPF_AND, R4, 63));
+	em.emit(alu64_reg(BPF_LSH, R2, R4));
+	em.emit(mov64(R4, kind));
+	em.emit(alu64_imm(BPF_RSH, R4, 6));
+	{
+		Label noted(em);
+		for (int16_t k = 0; k < 4; k++) {
+			Label other(em);
+			if (k < 3)
+				em.jump(jmp_imm(BPF_JNE, R4, k), other);
+			const int16_t w = pkt_at(static_cast<int16_t>(off::tcp_opts + 8 * k));
+			em.emit(ldx(BPF_DW, R4, R10, w));
+			em.emit(alu64_reg(BPF_OR, R4, R2));
+			em.emit(stx(BPF_DW, R10, R4, w));
+			em.jump(ja(), noted);
+		}
+	}
+
+	// if (op[i] < 2 || i == optlen - 1) i++; else i += op[i + 1] ?: 1;
+	Label one(em);
+	em.jump(jmp_imm(BPF_JLT, kind, 2), one);
+	em.emit(mov64(R2, optlen));
+	em.emit(alu64_imm(BPF_SUB, R2, 1));
+	em.jump(jmp_reg(BPF_JEQ, i, R2), one);
+	em.emit(mov64(R2, cur));
+	em.emit(alu64_imm(BPF_ADD, R2, 2));
+	em.jump(jmp_reg(BPF_JGT, R2, R3), done);
+	em.emit(ldx(BPF_B, R2, cur, 1));
+	{
+		Label nonzero(em);
+		em.jump(jmp_imm(BPF_JNE, R2, 0), nonzero);
+		em.emit(mov64(R2, 1));
+	}
+	em.emit(alu64_reg(BPF_ADD, i, R2));
+	em.jump(ja(), loop);
+	one.bind();
+	em.emit(alu64_imm(BPF_ADD, i, 1));
+	em.jump(ja(), loop);
+
+	cut.bind();
+	em.emit(st(BPF_W, R10, pkt_at(off::opt_hotdrop), 1));
+}
+
+// Judge only what the stack delivers to this host; see the comment at the top.
+void emit_local_only(Emitter &em, Label &pass)
+{
+	Label judge(em);
+	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::daddr_h)));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
+	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), judge); // 224/4
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), judge);				     // 255.255.255.255
+
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
+	em.emit(mov64(R3, static_cast<int32_t>(sizeof(bpf_fib_lookup))));
+	em.emit(mov64(R4, 0));
+	em.emit(call_helper(BPF_FUNC_fib_lookup));
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), judge);
+	// Forwarded (SUCCESS, NO_NEIGH, FRAG_NEEDED), or dropped by the stack
+	// (BLACKHOLE, UNREACHABLE, PROHIBIT): not INPUT's.
+	em.jump(jmp_imm(BPF_JNE, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), pass);
+
+	// Forwarding is off on this device: local addresses are the only ones delivered.
+	em.emit(st(BPF_W, R10, layout::main_fib, 32));
+	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::daddr)));
+	em.emit(stx(BPF_W, R10, R1, layout::main_fib + 4));
+	em.ld_map(R1, MapSlot::LocalAddrs);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass);
+}
+
+// The ingress device's name, for -i; a device the loader has not named yet reads as
+// the all-zero name.
+void emit_ifname(Emitter &em)
+{
+	Label unknown(em);
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
+	em.emit(stx(BPF_W, R10, R1, layout::main_key));
+	em.ld_map(R1, MapSlot::Ifnames);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
+	for (int16_t k = 0; k < 2; k++) {
+		em.emit(ldx(BPF_DW, R1, R0, 8 * k));
+		em.emit(stx(BPF_DW, R10, R1, pkt_at(off::ifname + 8 * k)));
+	}
+}
+
+} // namespace
+
+Result<Program> compile_xdp(const ir::Table &table, const Options &options)
+{
+	auto plan = make_plan(table);
+	if (!plan)
+		return plan.error();
+
+	Emitter em;
+	{
+		Label pass(em), rules(em);
+		emit_parse_ip(em, options, pass);
+		emit_parse_l4(em);
+		if (plan->uses_tcp_option)
+			emit_tcp_options(em);
+		if (options.local_only)
+			emit_local_only(em, pass);
+		if (plan->uses_ifname)
+			emit_ifname(em);
+		em.jump(ja(), rules);
+		pass.bind();
+		em.emit(mov64(R0, XDP_PASS));
+		em.emit(exit());
+		rules.bind();
+		em.emit(mov64(layout::pkt, R10));
+		em.emit(alu64_imm(BPF_ADD, layout::pkt, layout::main_pkt));
+		emit_main_run(em, table, *plan);
+	}
+	for (SubprogId id = 0; id < plan->subprogs.size(); id++)
+		emit_subprog(em, table, *plan, id);
+	return std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
+}
+
+} // namespace bpfilter::codegen
