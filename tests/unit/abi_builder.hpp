@@ -132,11 +132,11 @@ struct Target {
 	bool go = false;
 	Bytes raw;	   // used as is when not empty
 	static Target accept() { return {}; }
-	static Target drop() { return {abi::verdict_drop}; }
-	static Target ret() { return {abi::verdict_return}; }
-	static Target verdict_of(int32_t v) { return {v}; }
-	static Target jump(const std::string &c) { return {0, c}; }
-	static Target go_to(const std::string &c) { return {0, c, true}; }
+	static Target drop() { return verdict_of(abi::verdict_drop); }
+	static Target ret() { return verdict_of(abi::verdict_return); }
+	static Target verdict_of(int32_t v) { return {v, "", false, {}}; }
+	static Target jump(const std::string &c) { return {0, c, false, {}}; }
+	static Target go_to(const std::string &c) { return {0, c, true, {}}; }
 };
 
 inline Bytes standard_target(int32_t verdict)
