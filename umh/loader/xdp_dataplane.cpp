@@ -17,7 +17,6 @@
 #include <cstring>
 #include <string>
 
-#include "codegen/maps.hpp"
 #include "common/log.hpp"
 
 namespace bpfilter::loader {
@@ -62,17 +61,6 @@ void wait_for_readers()
 	usleep(100 * 1000);
 }
 
-Result<Fd> create_map(uint32_t type, const char *name, uint32_t key_size, uint32_t value_size,
-		      uint32_t max_entries, uint32_t flags)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
-	int fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name, key_size, value_size,
-				max_entries, &opts);
-	if (fd < 0)
-		return make_error(-fd, std::string("creating map ") + name + ": " + errstr(fd));
-	return Fd(fd);
-}
-
 // Is the program with this id one of ours (by its name)?
 bool is_ours(int prog_fd)
 {
@@ -80,7 +68,8 @@ bool is_ours(int prog_fd)
 	uint32_t len = sizeof(info);
 	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
 		return false;
-	return strncmp(info.name, program_name, sizeof(info.name) - 1) == 0;
+	const std::string ours = LoadOptions{}.name;
+	return strncmp(info.name, ours.c_str(), sizeof(info.name) - 1) == 0;
 }
 
 std::string describe_prog(uint32_t id)
@@ -137,14 +126,10 @@ XdpDataplane::~XdpDataplane() = default;
 
 Result<std::unique_ptr<XdpDataplane>> XdpDataplane::create(const XdpOptions &options)
 {
-	namespace m = codegen::maps;
-	auto ifnames = create_map(m::ifnames_type, "bf_ifnames", sizeof(uint32_t),
-				  sizeof(m::IfnameValue), m::ifnames_max_entries, 0);
+	auto ifnames = create_ifnames_map();
 	if (!ifnames)
 		return ifnames.error();
-	auto local = create_map(m::local_addrs_type, "bf_local_addrs", sizeof(m::LocalAddrKey),
-				sizeof(m::LocalAddrValue), m::local_addrs_max_entries,
-				BPF_F_NO_PREALLOC);
+	auto local = create_local_addrs_map();
 	if (!local)
 		return local.error();
 	std::unique_ptr<XdpDataplane> dp(
@@ -191,10 +176,7 @@ Status XdpDataplane::sync_names(const std::vector<rtnl::Link> &links)
 		auto it = names_.find(ifindex);
 		if (it != names_.end() && it->second == name)
 			continue;
-		uint32_t key = static_cast<uint32_t>(ifindex);
-		if (bpf_map_update_elem(ifnames_.get(), &key, name.data(), BPF_ANY))
-			return make_error(errno, "Ifnames map: adding " + name_of(name) + ": " +
-							 strerror(errno));
+		BF_TRY(set_ifname(ifnames_.get(), static_cast<uint32_t>(ifindex), name));
 		names_[ifindex] = name;
 	}
 	for (auto it = names_.begin(); it != names_.end();) {
@@ -202,8 +184,7 @@ Status XdpDataplane::sync_names(const std::vector<rtnl::Link> &links)
 			++it;
 			continue;
 		}
-		uint32_t key = static_cast<uint32_t>(it->first);
-		bpf_map_delete_elem(ifnames_.get(), &key);
+		(void)delete_ifname(ifnames_.get(), static_cast<uint32_t>(it->first));
 		it = names_.erase(it);
 	}
 	return {};
@@ -219,10 +200,7 @@ Status XdpDataplane::sync_local_routes()
 	for (const auto &r : now) {
 		if (routes_.count(r))
 			continue;
-		codegen::maps::LocalAddrKey key{r.prefixlen, r.addr};
-		codegen::maps::LocalAddrValue one = 1;
-		if (bpf_map_update_elem(local_addrs_.get(), &key, &one, BPF_ANY))
-			return make_error(errno, std::string("LocalAddrs map: ") + strerror(errno));
+		BF_TRY(add_local_addr(local_addrs_.get(), r.addr, r.prefixlen));
 		routes_.insert(r);
 	}
 	for (auto it = routes_.begin(); it != routes_.end();) {
@@ -230,8 +208,7 @@ Status XdpDataplane::sync_local_routes()
 			++it;
 			continue;
 		}
-		codegen::maps::LocalAddrKey key{it->prefixlen, it->addr};
-		bpf_map_delete_elem(local_addrs_.get(), &key);
+		(void)delete_local_addr(local_addrs_.get(), it->addr, it->prefixlen);
 		it = routes_.erase(it);
 	}
 	return {};
@@ -271,8 +248,9 @@ Result<int> XdpDataplane::prog_fd_for(Generation &gen, const rtnl::Link &link)
 	if (options_.mode == XdpMode::Offload && link.type != ARPHRD_LOOPBACK) {
 		auto it = gen.per_device.find(link.ifindex);
 		if (it == gen.per_device.end()) {
-			auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get(),
-					      static_cast<uint32_t>(link.ifindex));
+			LoadOptions lo;
+			lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
+			auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get(), lo);
 			if (!p)
 				return make_error(p.error().errnum,
 						  "offloading to " + name_of(link.name) +
@@ -280,15 +258,15 @@ Result<int> XdpDataplane::prog_fd_for(Generation &gen, const rtnl::Link &link)
 							  p.error().message);
 			it = gen.per_device.emplace(link.ifindex, std::move(*p)).first;
 		}
-		return it->second.prog_fd();
+		return it->second.fd();
 	}
 	if (!gen.shared) {
-		auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get());
+		auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
 		if (!p)
 			return p.error();
 		gen.shared.emplace(std::move(*p));
 	}
-	return gen.shared->prog_fd();
+	return gen.shared->fd();
 }
 
 Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Generation &gen,
@@ -374,7 +352,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	// Load (and verify) before touching any interface; offloaded programs are loaded
 	// per device as they are attached.
 	if (options_.mode != XdpMode::Offload) {
-		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get());
+		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
 		if (!p)
 			return p.error();
 		gen->shared.emplace(std::move(*p));
@@ -428,7 +406,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::Generation::read_counters() const
 {
 	std::vector<ir::Counter> sum(code.num_counters);
 	auto add = [&](const LoadedProgram &p) -> Status {
-		auto c = p.read_counters();
+		auto c = p.counters();
 		if (!c)
 			return c.error();
 		for (size_t i = 0; i < sum.size() && i < c->size(); i++) {
