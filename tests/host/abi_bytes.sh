@@ -1,0 +1,193 @@
+#!/bin/bash
+# Proves our IPT_SO_GET_INFO / GET_ENTRIES answers equal real netfilter's, byte for byte.
+#
+# For each ruleset: a fresh network namespace, stock iptables-legacy(-restore) run under
+# strace so that every setsockopt it makes is logged with its full optval, then
+# ipt_snapshot reads the kernel's table and compares it with the one our TableService
+# builds (1) from the very SET_REPLACE / ADD_COUNTERS bytes iptables sent and (2) from an
+# ipt_replace rebuilt out of the kernel's GET_ENTRIES reply. Exits non-zero on any
+# difference. Needs root, ip netns, strace and iptables-legacy.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+TOOL=${IPT_SNAPSHOT:-$BUILD/abi-tools/ipt_snapshot}
+make -s BUILD="$BUILD" "$TOOL" >/dev/null
+
+WORK=$(mktemp -d)
+NS=bf-abi-$$
+cleanup() {
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail=0
+cases=0
+
+# run_case NAME: the commands to run come on stdin, one per line, in the netns.
+run_case() {
+	local name=$1
+	cases=$((cases + 1))
+	ip netns del "$NS" 2>/dev/null || true
+	ip netns add "$NS"
+	: >"$WORK/$name.strace"
+	while IFS= read -r cmd; do
+		[ -z "$cmd" ] && continue
+		# shellcheck disable=SC2086
+		if ! ip netns exec "$NS" strace -f -qq -xx -s 100000000 -e trace=setsockopt \
+			-o "$WORK/one.strace" $cmd <"$WORK/input" >/dev/null; then
+			echo "FAIL $name: '$cmd' failed under real netfilter"
+			fail=$((fail + 1))
+			ip netns del "$NS"
+			return
+		fi
+		cat "$WORK/one.strace" >>"$WORK/$name.strace"
+	done
+	local ok=1
+	if ! ip netns exec "$NS" "$TOOL" --replay "$WORK/$name.strace" >"$WORK/$name.replay" 2>&1; then
+		ok=0
+	fi
+	if ! ip netns exec "$NS" "$TOOL" >"$WORK/$name.rebuild" 2>&1; then
+		ok=0
+	fi
+	if [ $ok = 1 ]; then
+		echo "ok   $name: $(head -1 "$WORK/$name.replay")"
+	else
+		fail=$((fail + 1))
+		echo "FAIL $name"
+		sed 's/^/     replay:  /' "$WORK/$name.replay"
+		sed 's/^/     rebuild: /' "$WORK/$name.rebuild"
+	fi
+	ip netns del "$NS"
+}
+
+# restore_case NAME: an iptables-legacy-restore input on stdin.
+restore_case() {
+	cat >"$WORK/input"
+	run_case "$1" <<<"iptables-legacy-restore $2"
+}
+
+restore_case empty "" <<'RULES'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+RULES
+
+restore_case ip_header "" <<'RULES'
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s 10.0.0.0/8 -d 192.168.1.1/32 -j ACCEPT
+-A INPUT ! -s 172.16.0.0/12 ! -d 10.1.2.0/24 -j DROP
+-A INPUT -i eth+ -p tcp -j ACCEPT
+-A INPUT ! -i veth0 -p udp -j DROP
+-A INPUT ! -p icmp -j ACCEPT
+-A INPUT -f -j DROP
+-A INPUT ! -f -s 1.2.3.4/32 -j ACCEPT
+-A INPUT -p 47 -j ACCEPT
+-A FORWARD -i br0 -o eth1 -j ACCEPT
+-A FORWARD ! -o lo+ -j DROP
+-A OUTPUT -o eth0 -d 8.8.8.8/32 -j DROP
+COMMIT
+RULES
+
+restore_case user_chains "" <<'RULES'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:empty - [0:0]
+:logdrop - [0:0]
+:orphan - [0:0]
+:svc - [0:0]
+:web - [0:0]
+-A INPUT -p tcp -j svc
+-A INPUT -p udp -g logdrop
+-A INPUT -j empty
+-A INPUT -s 10.0.0.1/32 -j RETURN
+-A INPUT -j web
+-A FORWARD -j svc
+-A OUTPUT -p tcp -j web
+-A logdrop -j DROP
+-A orphan -j ACCEPT
+-A svc -p tcp -m tcp --dport 22 -j ACCEPT
+-A svc -s 10.0.0.0/8 -j RETURN
+-A svc -p tcp -j web
+-A svc -g logdrop
+-A web -p tcp -m tcp --dport 80 -j ACCEPT
+-A web -j RETURN
+COMMIT
+RULES
+
+restore_case matches "" <<'RULES'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --sport 1024:65535 --dport 22 -j ACCEPT
+-A INPUT -p tcp -m tcp ! --dport 23:25 ! --sport 7 -j DROP
+-A INPUT -p tcp -m tcp --tcp-flags SYN,RST,ACK,FIN SYN -j ACCEPT
+-A INPUT -p tcp -m tcp ! --tcp-flags ALL NONE -j ACCEPT
+-A INPUT -p tcp -m tcp --syn -j DROP
+-A INPUT -p tcp -m tcp ! --syn --dport 80 -j ACCEPT
+-A INPUT -p tcp -m tcp --tcp-option 8 -j ACCEPT
+-A INPUT -p tcp -m tcp ! --tcp-option 2 -j DROP
+-A INPUT -p udp -m udp --dport 53 -j ACCEPT
+-A INPUT -p udp -m udp ! --sport 67:68 -j DROP
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 3/4 -j DROP
+-A INPUT -p icmp -m icmp ! --icmp-type 0 -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type any -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type destination-unreachable -j DROP
+-A INPUT -p tcp -m multiport --dports 80,443,8000:8080 -j ACCEPT
+-A INPUT -p udp -m multiport --sports 53,123 -j ACCEPT
+-A INPUT -p tcp -m multiport --ports 1:1023 -j DROP
+-A INPUT -p tcp -m multiport ! --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -j DROP
+-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.50 -j ACCEPT
+-A INPUT -m iprange ! --dst-range 192.168.0.10-192.168.0.20 -j DROP
+-A INPUT -m iprange --src-range 1.1.1.1-1.1.1.2 ! --dst-range 2.2.2.2-2.2.2.3 -j ACCEPT
+-A INPUT -m comment --comment "a comment with spaces, quotes \"x\" and symbols !@#" -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 443 -m comment --comment "https" -m multiport --sports 1000:2000 -j ACCEPT
+-A INPUT -m comment --comment "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345" -j DROP
+COMMIT
+RULES
+
+restore_case counters "--counters" <<'RULES'
+*filter
+:INPUT DROP [11:2222]
+:FORWARD ACCEPT [3:4]
+:OUTPUT ACCEPT [123456789012:987654321098]
+:chain - [0:0]
+[5:600] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+[7:800] -A INPUT -j chain
+[1:2] -A chain -j RETURN
+COMMIT
+RULES
+
+# Single commands, each a GET_INFO/GET_ENTRIES/SET_REPLACE/ADD_COUNTERS round trip whose
+# SET_REPLACE carries the table the kernel handed back, with counters moved along.
+: >"$WORK/input"
+run_case commands <<'CMDS'
+iptables-legacy -A INPUT -p tcp --dport 22 -j ACCEPT
+iptables-legacy -N web
+iptables-legacy -A web -p tcp -m multiport --dports 80,443 -j ACCEPT
+iptables-legacy -I INPUT 1 -p tcp -j web
+iptables-legacy -A INPUT -m comment --comment hello -j DROP
+iptables-legacy -R INPUT 2 -p tcp --dport 2222 -j ACCEPT
+iptables-legacy -N tmp
+iptables-legacy -E tmp tmp2
+iptables-legacy -A OUTPUT -j tmp2
+iptables-legacy -D OUTPUT -j tmp2
+iptables-legacy -X tmp2
+iptables-legacy -P FORWARD DROP
+iptables-legacy -Z
+iptables-legacy -D INPUT -m comment --comment hello -j DROP
+iptables-legacy -F web
+CMDS
+
+echo "$((cases - fail)) passed, $fail failed"
+[ "$fail" = 0 ]
