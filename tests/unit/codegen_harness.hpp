@@ -251,14 +251,14 @@ inline std::vector<uint8_t> tcp_hdr(uint16_t sport, uint16_t dport, uint8_t flag
 {
 	while (options.size() % 4)
 		options.push_back(0);
-	std::vector<uint8_t> h(20);
+	std::vector<uint8_t> h(20 + options.size());
 	h[0] = sport >> 8;
 	h[1] = sport & 0xff;
 	h[2] = dport >> 8;
 	h[3] = dport & 0xff;
 	h[12] = static_cast<uint8_t>((doff ? *doff : (20 + options.size()) / 4) << 4);
 	h[13] = flags;
-	h.insert(h.end(), options.begin(), options.end());
+	std::copy(options.begin(), options.end(), h.begin() + 20);
 	return h;
 }
 

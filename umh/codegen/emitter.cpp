@@ -18,6 +18,9 @@ void Label::bind()
 		return;
 	}
 	target_ = em_.pos();
+	if (!pending_.empty())
+		em_.live_ = true;
+	bound_dead_ = !em_.live_;
 	for (size_t at : pending_)
 		patch(at);
 	pending_.clear();
@@ -34,8 +37,24 @@ void Label::patch(size_t at)
 	em_.insns_[at].off = static_cast<int16_t>(rel);
 }
 
+void Emitter::emit(bpf_insn i)
+{
+	if (!live_)
+		return;
+	insns_.push_back(i);
+	const uint8_t op = BPF_OP(i.code), cls = BPF_CLASS(i.code);
+	if (cls == BPF_JMP && (op == BPF_JA || op == BPF_EXIT))
+		live_ = false;
+}
+
 void Emitter::jump(bpf_insn jmp, Label &to)
 {
+	if (!live_)
+		return;
+	if (to.bound_dead_) {
+		fail("codegen: a jump back to code that was dropped as unreachable");
+		return;
+	}
 	const size_t at = pos();
 	emit(jmp);
 	if (to.bound())
@@ -46,12 +65,16 @@ void Emitter::jump(bpf_insn jmp, Label &to)
 
 void Emitter::ld_imm64(Reg dst, uint64_t value)
 {
+	if (!live_)
+		return;
 	emit(insn::ld_imm64_lo(dst, 0, value));
 	emit(insn::ld_imm64_hi(value));
 }
 
 void Emitter::ld_map(Reg dst, MapSlot slot)
 {
+	if (!live_)
+		return;
 	map_refs_.push_back(MapRef{pos(), slot});
 	// The loader writes the map's fd into imm.
 	emit(insn::ld_imm64_lo(dst, BPF_PSEUDO_MAP_FD, 0));
@@ -60,6 +83,11 @@ void Emitter::ld_map(Reg dst, MapSlot slot)
 
 void Emitter::call(SubprogId id)
 {
+	if (!live_)
+		return;
+	if (called_.size() <= id)
+		called_.resize(id + 1);
+	called_[id] = true;
 	calls_.emplace_back(pos(), id);
 	emit(insn::call_pseudo());
 }
@@ -71,6 +99,7 @@ void Emitter::begin_subprog(SubprogId id)
 	if (subprog_start_[id])
 		fail("codegen: subprogram " + std::to_string(id) + " started twice");
 	subprog_start_[id] = pos();
+	live_ = true;
 }
 
 void Emitter::fail(std::string message)

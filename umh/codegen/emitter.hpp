@@ -26,6 +26,10 @@ class Emitter;
 //	} // `next` lands here
 //
 // reads like the structured code it stands for.
+//
+// The emitter drops code that nothing can reach (after a `ja` or `exit`, until a label
+// that some jump aims at), because the verifier refuses unreachable instructions and
+// constant tests make them easy to produce.
 class Label {
 public:
 	explicit Label(Emitter &em) : em_(em) {}
@@ -44,6 +48,7 @@ private:
 	Emitter &em_;
 	std::optional<size_t> target_;
 	std::vector<size_t> pending_;
+	bool bound_dead_ = false; // bound where nothing falls or jumps in
 };
 
 // Subprograms are numbered by the caller; calls to them are patched in finish().
@@ -52,8 +57,10 @@ using SubprogId = uint32_t;
 class Emitter {
 public:
 	size_t pos() const { return insns_.size(); }
+	// Can control reach the next instruction?
+	bool live() const { return live_; }
 
-	void emit(bpf_insn i) { insns_.push_back(i); }
+	void emit(bpf_insn i);
 	// A jump instruction (conditional or ja) whose offset is taken from `to`.
 	void jump(bpf_insn jmp, Label &to);
 	void ld_imm64(Reg dst, uint64_t value);
@@ -61,6 +68,11 @@ public:
 	// Call subprogram `id`; it must be started with begin_subprog() before finish().
 	void call(SubprogId id);
 	void begin_subprog(SubprogId id);
+	bool called(SubprogId id) const { return id < called_.size() && called_[id]; }
+	bool started(SubprogId id) const
+	{
+		return id < subprog_start_.size() && subprog_start_[id].has_value();
+	}
 
 	// Remember the first thing that went wrong (a jump out of range, ...).
 	void fail(std::string message);
@@ -74,7 +86,9 @@ private:
 	std::vector<MapRef> map_refs_;
 	std::vector<std::pair<size_t, SubprogId>> calls_;
 	std::vector<std::optional<size_t>> subprog_start_;
+	std::vector<bool> called_;
 	std::optional<Error> error_;
+	bool live_ = true;
 };
 
 } // namespace bpfilter::codegen

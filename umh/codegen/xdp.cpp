@@ -317,8 +317,17 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 		em.emit(alu64_imm(BPF_ADD, layout::pkt, layout::main_pkt));
 		emit_main_run(em, table, *plan);
 	}
-	for (SubprogId id = 0; id < plan->subprogs.size(); id++)
-		emit_subprog(em, table, *plan, id);
+	// Only the subprograms something calls: one called from dead code alone would be
+	// unreachable, which the verifier refuses. Ascending order keeps the output stable.
+	for (bool more = true; more;) {
+		more = false;
+		for (SubprogId id = 0; id < plan->subprogs.size(); id++) {
+			if (em.called(id) && !em.started(id)) {
+				emit_subprog(em, table, *plan, id);
+				more = true;
+			}
+		}
+	}
 	return std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
 }
 
