@@ -26,7 +26,8 @@
 #include "abi/table.hpp"
 #include "service/table_service.hpp"
 
-namespace {
+namespace
+{
 
 using namespace bpfilter;
 using Bytes = std::vector<uint8_t>;
@@ -34,7 +35,8 @@ using Bytes = std::vector<uint8_t>;
 // The data plane of this check: it keeps the counters GET_ENTRIES reads (none counted
 // here: every count comes through ADD_COUNTERS, as the kernel's do in a netns with no
 // traffic) and runs nothing.
-class CountingOnlyDataplane : public service::Dataplane {
+class CountingOnlyDataplane : public service::Dataplane
+{
 public:
 	Status check(const ir::Table &) const override { return {}; }
 	Result<std::vector<ir::Counter>> replace(const ir::Table &table) override
@@ -66,7 +68,8 @@ bool kernel_get(int fd, int opt, Bytes &buf, const char *what)
 		return false;
 	}
 	if (len != buf.size()) {
-		std::cerr << what << ": kernel returned " << len << " bytes, expected " << buf.size() << "\n";
+		std::cerr << what << ": kernel returned " << len << " bytes, expected "
+			  << buf.size() << "\n";
 		return false;
 	}
 	return true;
@@ -99,7 +102,8 @@ bool read_strace(const std::string &path, std::vector<Call> &calls)
 			continue; // the kernel refused it: nothing to replay
 		const size_t q1 = line.find('"');
 		const size_t q2 = line.find('"', q1 + 1);
-		if (q1 == std::string::npos || q2 == std::string::npos || line.compare(q2 + 1, 1, ",") != 0) {
+		if (q1 == std::string::npos || q2 == std::string::npos ||
+		    line.compare(q2 + 1, 1, ",") != 0) {
 			std::cerr << "unparsable (truncated?) strace line in " << path << "\n";
 			return false;
 		}
@@ -109,12 +113,13 @@ bool read_strace(const std::string &path, std::vector<Call> &calls)
 				std::cerr << "strace was not run with -xx\n";
 				return false;
 			}
-			c.optval.push_back(static_cast<uint8_t>(std::stoul(line.substr(i + 2, 2), nullptr, 16)));
+			c.optval.push_back(static_cast<uint8_t>(
+				std::stoul(line.substr(i + 2, 2), nullptr, 16)));
 		}
 		const unsigned long optlen = std::stoul(line.substr(q2 + 2));
 		if (optlen != c.optval.size()) {
-			std::cerr << "strace cut an optval short (" << c.optval.size() << " of " << optlen
-				  << " bytes): raise -s\n";
+			std::cerr << "strace cut an optval short (" << c.optval.size() << " of "
+				  << optlen << " bytes): raise -s\n";
 			return false;
 		}
 		calls.push_back(std::move(c));
@@ -124,14 +129,16 @@ bool read_strace(const std::string &path, std::vector<Call> &calls)
 
 void dump(const std::string &path, const Bytes &b)
 {
-	std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char *>(b.data()),
-						    static_cast<std::streamsize>(b.size()));
+	std::ofstream(path, std::ios::binary)
+		.write(reinterpret_cast<const char *>(b.data()),
+		       static_cast<std::streamsize>(b.size()));
 }
 
 size_t report(const char *what, const Bytes &ours, const Bytes &kernel)
 {
 	if (ours.size() != kernel.size()) {
-		std::cout << what << ": size differs: ours " << ours.size() << ", kernel " << kernel.size() << "\n";
+		std::cout << what << ": size differs: ours " << ours.size() << ", kernel "
+			  << kernel.size() << "\n";
 		return 1;
 	}
 	size_t diffs = 0;
@@ -139,7 +146,8 @@ size_t report(const char *what, const Bytes &ours, const Bytes &kernel)
 		if (ours[i] == kernel[i])
 			continue;
 		if (diffs++ < 20)
-			std::printf("%s: byte %zu differs: ours 0x%02x, kernel 0x%02x\n", what, i, ours[i], kernel[i]);
+			std::printf("%s: byte %zu differs: ours 0x%02x, kernel 0x%02x\n", what, i,
+				    ours[i], kernel[i]);
 	}
 	std::cout << what << ": " << ours.size() << " bytes, " << diffs << " differ\n";
 	return diffs;
@@ -201,20 +209,28 @@ int main(int argc, char **argv)
 		// through ADD_COUNTERS.
 		Bytes repl(sizeof(struct ipt_replace), 0);
 		std::memcpy(repl.data(), "filter", 6);
-		std::memcpy(repl.data() + abi::replace_valid_hooks, kinfo.data() + abi::getinfo_valid_hooks, 4);
-		std::memcpy(repl.data() + abi::replace_num_entries, kinfo.data() + abi::getinfo_num_entries, 4);
-		std::memcpy(repl.data() + abi::replace_size_field, kinfo.data() + abi::getinfo_size_field, 4);
-		std::memcpy(repl.data() + abi::replace_hook_entry, kinfo.data() + abi::getinfo_hook_entry, 20);
-		std::memcpy(repl.data() + abi::replace_underflow, kinfo.data() + abi::getinfo_underflow, 20);
+		std::memcpy(repl.data() + abi::replace_valid_hooks,
+			    kinfo.data() + abi::getinfo_valid_hooks, 4);
+		std::memcpy(repl.data() + abi::replace_num_entries,
+			    kinfo.data() + abi::getinfo_num_entries, 4);
+		std::memcpy(repl.data() + abi::replace_size_field,
+			    kinfo.data() + abi::getinfo_size_field, 4);
+		std::memcpy(repl.data() + abi::replace_hook_entry,
+			    kinfo.data() + abi::getinfo_hook_entry, 20);
+		std::memcpy(repl.data() + abi::replace_underflow,
+			    kinfo.data() + abi::getinfo_underflow, 20);
 		abi::store<uint32_t>(repl, abi::replace_num_counters, 4); // the initial table's
-		repl.insert(repl.end(), kentries[0].begin() + sizeof(struct ipt_get_entries), kentries[0].end());
+		repl.insert(repl.end(), kentries[0].begin() + sizeof(struct ipt_get_entries),
+			    kentries[0].end());
 		calls.push_back({IPT_SO_SET_REPLACE, repl});
 		const uint32_t num = abi::load<uint32_t>(kinfo, abi::getinfo_num_entries);
 		Bytes add(sizeof(struct xt_counters_info), 0);
 		std::memcpy(add.data(), "filter", 6);
 		abi::store<uint32_t>(add, abi::counters_info_num, num);
-		const std::span<const uint8_t> ke(kentries[0].data() + sizeof(struct ipt_get_entries), size);
-		for (uint32_t off = 0; off < size; off += abi::load<uint16_t>(ke, off + abi::entry_next_offset))
+		const std::span<const uint8_t> ke(
+			kentries[0].data() + sizeof(struct ipt_get_entries), size);
+		for (uint32_t off = 0; off < size;
+		     off += abi::load<uint16_t>(ke, off + abi::entry_next_offset))
 			add.insert(add.end(), ke.begin() + off + abi::entry_counters,
 				   ke.begin() + off + abi::entry_counters + abi::counters_size);
 		calls.push_back({IPT_SO_SET_ADD_COUNTERS, add});
@@ -222,8 +238,10 @@ int main(int argc, char **argv)
 	for (const Call &c : calls) {
 		auto r = svc.setsockopt(c.optname, c.optval);
 		if (r.status != 0) {
-			std::cerr << (c.optname == IPT_SO_SET_REPLACE ? "SET_REPLACE" : "SET_ADD_COUNTERS")
-				  << " accepted by the kernel was refused by us: " << r.status << "\n";
+			std::cerr << (c.optname == IPT_SO_SET_REPLACE ? "SET_REPLACE"
+								      : "SET_ADD_COUNTERS")
+				  << " accepted by the kernel was refused by us: " << r.status
+				  << "\n";
 			return 1;
 		}
 	}
@@ -231,9 +249,11 @@ int main(int argc, char **argv)
 	std::memcpy(name.data(), "filter", 6);
 	auto oinfo = svc.getsockopt(IPT_SO_GET_INFO, sizeof(struct ipt_getinfo), name);
 	Bytes req(kentries[0].begin(), kentries[0].begin() + sizeof(struct ipt_get_entries));
-	auto oentries = svc.getsockopt(IPT_SO_GET_ENTRIES, static_cast<uint32_t>(kentries[0].size()), req);
+	auto oentries =
+		svc.getsockopt(IPT_SO_GET_ENTRIES, static_cast<uint32_t>(kentries[0].size()), req);
 	if (oinfo.status != 0 || oentries.status != 0) {
-		std::cerr << "our GET_INFO/GET_ENTRIES failed: " << oinfo.status << " " << oentries.status << "\n";
+		std::cerr << "our GET_INFO/GET_ENTRIES failed: " << oinfo.status << " "
+			  << oentries.status << "\n";
 		return 1;
 	}
 	if (!prefix.empty()) {
@@ -242,10 +262,12 @@ int main(int argc, char **argv)
 		dump(prefix + ".ours.info", oinfo.data);
 		dump(prefix + ".ours.entries", oentries.data);
 	}
-	std::cout << (replay.empty() ? "rebuilt from GET_ENTRIES" : "replayed " + std::to_string(calls.size()) +
-									 " setsockopt calls")
-		  << "; " << abi::load<uint32_t>(kinfo, abi::getinfo_num_entries) << " entries, " << untouched
-		  << " bytes of the reply the kernel does not write\n";
-	const size_t diffs = report("GET_INFO", oinfo.data, kinfo) + report("GET_ENTRIES", oentries.data, kentries[0]);
+	std::cout << (replay.empty()
+			      ? "rebuilt from GET_ENTRIES"
+			      : "replayed " + std::to_string(calls.size()) + " setsockopt calls")
+		  << "; " << abi::load<uint32_t>(kinfo, abi::getinfo_num_entries) << " entries, "
+		  << untouched << " bytes of the reply the kernel does not write\n";
+	const size_t diffs = report("GET_INFO", oinfo.data, kinfo) +
+			     report("GET_ENTRIES", oentries.data, kentries[0]);
 	return diffs ? 1 : 0;
 }

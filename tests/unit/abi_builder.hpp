@@ -18,7 +18,8 @@
 
 #include "abi/layout.hpp"
 
-namespace bpfilter::test {
+namespace bpfilter::test
+{
 
 using Bytes = std::vector<uint8_t>;
 
@@ -34,8 +35,9 @@ inline Bytes match(const std::string &name, uint8_t revision, const void *data, 
 	return m;
 }
 
-inline Bytes tcp(uint16_t sp_lo = 0, uint16_t sp_hi = 0xffff, uint16_t dp_lo = 0, uint16_t dp_hi = 0xffff,
-		 uint8_t flg_mask = 0, uint8_t flg_cmp = 0, uint8_t invflags = 0, uint8_t option = 0)
+inline Bytes tcp(uint16_t sp_lo = 0, uint16_t sp_hi = 0xffff, uint16_t dp_lo = 0,
+		 uint16_t dp_hi = 0xffff, uint8_t flg_mask = 0, uint8_t flg_cmp = 0,
+		 uint8_t invflags = 0, uint8_t option = 0)
 {
 	struct xt_tcp t = {};
 	t.spts[0] = sp_lo, t.spts[1] = sp_hi, t.dpts[0] = dp_lo, t.dpts[1] = dp_hi;
@@ -43,11 +45,12 @@ inline Bytes tcp(uint16_t sp_lo = 0, uint16_t sp_hi = 0xffff, uint16_t dp_lo = 0
 	return match("tcp", 0, &t, sizeof(t));
 }
 
-inline Bytes udp(uint16_t sp_lo = 0, uint16_t sp_hi = 0xffff, uint16_t dp_lo = 0, uint16_t dp_hi = 0xffff,
-		 uint8_t invflags = 0)
+inline Bytes udp(uint16_t sp_lo = 0, uint16_t sp_hi = 0xffff, uint16_t dp_lo = 0,
+		 uint16_t dp_hi = 0xffff, uint8_t invflags = 0)
 {
 	struct xt_udp u = {};
-	u.spts[0] = sp_lo, u.spts[1] = sp_hi, u.dpts[0] = dp_lo, u.dpts[1] = dp_hi, u.invflags = invflags;
+	u.spts[0] = sp_lo, u.spts[1] = sp_hi, u.dpts[0] = dp_lo, u.dpts[1] = dp_hi,
+	u.invflags = invflags;
 	return match("udp", 0, &u, sizeof(u));
 }
 
@@ -59,7 +62,8 @@ inline Bytes icmp(uint8_t type, uint8_t code_min = 0, uint8_t code_max = 0xff, u
 }
 
 // ports as (lo, hi) pairs; lo == hi is a single port (pflag 0).
-inline Bytes multiport(uint8_t flags, std::vector<std::pair<uint16_t, uint16_t>> ports, bool invert = false)
+inline Bytes multiport(uint8_t flags, std::vector<std::pair<uint16_t, uint16_t>> ports,
+		       bool invert = false)
 {
 	struct xt_multiport_v1 m = {};
 	m.flags = flags;
@@ -79,7 +83,8 @@ inline Bytes multiport(uint8_t flags, std::vector<std::pair<uint16_t, uint16_t>>
 }
 
 // Bounds in host byte order.
-inline Bytes iprange(uint8_t flags, uint32_t src_min, uint32_t src_max, uint32_t dst_min = 0, uint32_t dst_max = 0)
+inline Bytes iprange(uint8_t flags, uint32_t src_min, uint32_t src_max, uint32_t dst_min = 0,
+		     uint32_t dst_max = 0)
 {
 	struct xt_iprange_mtinfo r = {};
 	r.flags = flags;
@@ -130,7 +135,7 @@ struct Target {
 	int32_t verdict = abi::verdict_accept;
 	std::string chain; // jump target when not empty
 	bool go = false;
-	Bytes raw;	   // used as is when not empty
+	Bytes raw; // used as is when not empty
 	static Target accept() { return {}; }
 	static Target drop() { return verdict_of(abi::verdict_drop); }
 	static Target ret() { return verdict_of(abi::verdict_return); }
@@ -154,7 +159,8 @@ inline Bytes error_target(const std::string &errorname)
 	const uint16_t size = static_cast<uint16_t>(t.size());
 	std::memcpy(t.data(), &size, 2);
 	std::memcpy(t.data() + abi::ext_name, "ERROR", 5);
-	std::memcpy(t.data() + abi::ext_header_size, errorname.data(), std::min<size_t>(errorname.size(), 29));
+	std::memcpy(t.data() + abi::ext_header_size, errorname.data(),
+		    std::min<size_t>(errorname.size(), 29));
 	return t;
 }
 
@@ -174,7 +180,8 @@ struct Rule {
 	Target target;
 };
 
-class Builder {
+class Builder
+{
 public:
 	Builder()
 	{
@@ -216,7 +223,8 @@ public:
 			std::string chain;
 		};
 		std::vector<Pending> jumps;
-		auto add = [&](const Ip &ip, const std::vector<Bytes> &matches, const Bytes &target) {
+		auto add = [&](const Ip &ip, const std::vector<Bytes> &matches,
+			       const Bytes &target) {
 			const uint32_t off = static_cast<uint32_t>(l.entries.size());
 			size_t msize = 0;
 			for (const Bytes &m : matches)
@@ -246,14 +254,21 @@ public:
 				Ip ip = r.ip;
 				if (r.target.go)
 					ip.ip.flags |= IPT_F_GOTO;
-				const Bytes t = !r.target.raw.empty() ? r.target.raw : standard_target(r.target.verdict);
+				const Bytes t = !r.target.raw.empty()
+							? r.target.raw
+							: standard_target(r.target.verdict);
 				const uint32_t off = add(ip, r.matches, t);
 				if (!r.target.chain.empty() && r.target.raw.empty())
-					jumps.push_back({off + load_u16(l.entries, off + abi::entry_target_offset) +
-								 abi::ext_header_size,
-							 r.target.chain});
+					jumps.push_back(
+						{off +
+							 load_u16(l.entries,
+								  off + abi::entry_target_offset) +
+							 abi::ext_header_size,
+						 r.target.chain});
 			}
-			const uint32_t end = add(Ip{}, {}, standard_target(ch.builtin ? ch.policy : abi::verdict_return));
+			const uint32_t end =
+				add(Ip{}, {},
+				    standard_target(ch.builtin ? ch.policy : abi::verdict_return));
 			if (ch.builtin)
 				l.underflow[hooks[c]] = end;
 		}
@@ -266,10 +281,13 @@ public:
 	}
 
 	// The whole IPT_SO_SET_REPLACE optval.
-	Bytes replace(uint32_t num_counters = 4) const { return replace_of(layout(), num_counters); }
+	Bytes replace(uint32_t num_counters = 4) const
+	{
+		return replace_of(layout(), num_counters);
+	}
 
-	static Bytes replace_of(const Layout &l, uint32_t num_counters, const std::string &name = "filter",
-				uint32_t valid_hooks = 0x0e)
+	static Bytes replace_of(const Layout &l, uint32_t num_counters,
+				const std::string &name = "filter", uint32_t valid_hooks = 0x0e)
 	{
 		Bytes r(abi::replace_size, 0);
 		std::memcpy(r.data(), name.data(), std::min<size_t>(name.size(), 32));
@@ -313,14 +331,12 @@ private:
 };
 
 // Patch helpers for malformed tables: write a value at an offset of a replace blob.
-template <typename T>
-void poke(Bytes &b, size_t off, T v)
+template <typename T> void poke(Bytes &b, size_t off, T v)
 {
 	std::memcpy(b.data() + off, &v, sizeof(T));
 }
 
-template <typename T>
-T peek(const Bytes &b, size_t off)
+template <typename T> T peek(const Bytes &b, size_t off)
 {
 	T v;
 	std::memcpy(&v, b.data() + off, sizeof(T));

@@ -5,16 +5,18 @@
 #include "abi/table.hpp"
 #include "abi_builder.hpp"
 
-namespace bpfilter {
-namespace {
+namespace bpfilter
+{
+namespace
+{
 
 using test::Builder;
 using test::Bytes;
 using test::Ip;
-using test::Rule;
-using test::Target;
 using test::peek;
 using test::poke;
+using test::Rule;
+using test::Target;
 
 constexpr uint32_t H = abi::replace_size; // entries start here in a replace blob
 
@@ -29,12 +31,20 @@ Builder rich()
 {
 	Builder b;
 	b.chain("log").chain("web");
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP).src(0x0a000000, 8), {test::tcp(0, 0xffff, 22, 22)}, Target::accept()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP).src(0x0a000000, 8),
+			     {test::tcp(0, 0xffff, 22, 22)},
+			     Target::accept()});
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {}, Target::jump("web")});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(8, 0, 0xff)}, Target::go_to("log")});
-	b.rule("INPUT", Rule{Ip().in("eth+").inv(IPT_INV_VIA_IN), {test::comment("not eth")}, Target::drop()});
-	b.rule("web", Rule{Ip().proto(IPPROTO_TCP), {test::multiport(XT_MULTIPORT_DESTINATION, {{80, 80}, {8000, 8080}})}, Target::accept()});
-	b.rule("web", Rule{Ip(), {test::iprange(IPRANGE_SRC, 0x0a000001, 0x0a0000ff)}, Target::ret()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(8, 0, 0xff)}, Target::go_to("log")});
+	b.rule("INPUT", Rule{Ip().in("eth+").inv(IPT_INV_VIA_IN),
+			     {test::comment("not eth")},
+			     Target::drop()});
+	b.rule("web", Rule{Ip().proto(IPPROTO_TCP),
+			   {test::multiport(XT_MULTIPORT_DESTINATION, {{80, 80}, {8000, 8080}})},
+			   Target::accept()});
+	b.rule("web",
+	       Rule{Ip(), {test::iprange(IPRANGE_SRC, 0x0a000001, 0x0a0000ff)}, Target::ret()});
 	b.rule("web", Rule{Ip().proto(IPPROTO_UDP), {test::udp(53, 53)}, Target::drop()});
 	b.rule("log", Rule{Ip(), {}, Target::drop()});
 	b.policy("INPUT", abi::verdict_drop);
@@ -50,7 +60,8 @@ TEST(AbiReplace, InitialTableIsIptableFilters)
 	EXPECT_EQ(t.offsets, (std::vector<uint32_t>{0, 152, 304, 456}));
 	EXPECT_EQ(t.hook_entry, (std::array<uint32_t, 5>{0xffffffff, 0, 152, 304, 0xffffffff}));
 	EXPECT_EQ(t.underflow, (std::array<uint32_t, 5>{0xffffffff, 0, 152, 304, 0xffffffff}));
-	// mark_source_chains leaves each policy marked with its own hook, the ERROR entry with none.
+	// mark_source_chains leaves each policy marked with its own hook, the ERROR entry with
+	// none.
 	const Bytes e = t.entries;
 	EXPECT_EQ(peek<uint32_t>(e, 0 + abi::entry_comefrom), 1u << 1);
 	EXPECT_EQ(peek<uint32_t>(e, 152 + abi::entry_comefrom), 1u << 2);
@@ -87,7 +98,8 @@ TEST(AbiReplace, RichTableTranslates)
 	// INPUT: 4 rules + policy; log: head, 1 rule, return; web: head, 3 rules, return; ERROR.
 	ASSERT_EQ(rules.size(), 5u + 2 + 3 + 5 + 1);
 	auto index_of = [&](uint32_t off) {
-		return static_cast<uint32_t>(std::find(l.offsets.begin(), l.offsets.end(), off) - l.offsets.begin());
+		return static_cast<uint32_t>(std::find(l.offsets.begin(), l.offsets.end(), off) -
+					     l.offsets.begin());
 	};
 	const uint32_t web = index_of(l.chain_start.at("web"));
 	const uint32_t log = index_of(l.chain_start.at("log"));
@@ -125,7 +137,8 @@ TEST(AbiReplace, JumpToNextEntryIsContinue)
 {
 	Builder b;
 	b.chain("next");
-	b.rule("INPUT", Rule{Ip(), {}, Target::jump("next")}); // lands right after, past the ERROR head? no:
+	b.rule("INPUT",
+	       Rule{Ip(), {}, Target::jump("next")}); // lands right after, past the ERROR head? no:
 	auto l = b.layout();
 	// Point the jump at the entry right after it (the INPUT policy).
 	const uint32_t t = l.offsets[0] + abi::entry_size + abi::ext_header_size;
@@ -187,7 +200,8 @@ TEST(AbiReplace, HookChecks)
 	poke<uint32_t>(b, abi::replace_hook_entry + 4 * 3, 304);
 	EXPECT_EQ(parse_errno(b), EINVAL);
 	b = good;
-	poke<uint32_t>(b, abi::replace_valid_hooks, 0x1f); // PREROUTING entry 0 == INPUT's: unsorted
+	poke<uint32_t>(b, abi::replace_valid_hooks,
+		       0x1f); // PREROUTING entry 0 == INPUT's: unsorted
 	EXPECT_EQ(parse_errno(b), EINVAL);
 	// valid_hooks 0x06 parses (translate_table checks only the hooks it names) but is not
 	// the filter table's: __do_replace's "You lied!" EINVAL.
@@ -281,7 +295,8 @@ TEST(AbiReplace, EntryOffsetChecks)
 TEST(AbiReplace, MatchLayoutChecks)
 {
 	Builder bl;
-	bl.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(), test::comment("x")}, Target::accept()});
+	bl.rule("INPUT",
+		Rule{Ip().proto(IPPROTO_TCP), {test::tcp(), test::comment("x")}, Target::accept()});
 	const Bytes good = bl.replace();
 	ASSERT_EQ(parse_errno(good), 0);
 	const uint32_t m0 = H + abi::entry_size;
@@ -305,7 +320,7 @@ TEST(AbiReplace, MatchLookupAndChecks)
 	};
 	const Ip tcp = Ip().proto(IPPROTO_TCP);
 	EXPECT_EQ(with(tcp, test::tcp(1, 2, 3, 4, 0x3f, 0x02, 0x0f, 2)), 0);
-	EXPECT_EQ(with(Ip(), test::tcp()), EINVAL);			   // -m tcp needs -p tcp
+	EXPECT_EQ(with(Ip(), test::tcp()), EINVAL); // -m tcp needs -p tcp
 	EXPECT_EQ(with(Ip().proto(IPPROTO_TCP).inv(IPT_INV_PROTO), test::tcp()), EINVAL);
 	EXPECT_EQ(with(Ip().proto(IPPROTO_UDP), test::tcp()), EINVAL);
 	EXPECT_EQ(with(tcp, test::tcp(0, 0xffff, 0, 0xffff, 0, 0, 0x10)), EINVAL); // tcp_mt_check
@@ -318,9 +333,11 @@ TEST(AbiReplace, MatchLookupAndChecks)
 	EXPECT_EQ(with(Ip(), test::match("conntrack", 3, data, 8)), ENOENT);
 	struct xt_tcp t = {};
 	t.spts[1] = t.dpts[1] = 0xffff;
-	EXPECT_EQ(with(tcp, test::match("tcp", 1, &t, sizeof(t))), ENOENT); // IPv4 EPROTOTYPE is lost
+	EXPECT_EQ(with(tcp, test::match("tcp", 1, &t, sizeof(t))),
+		  ENOENT); // IPv4 EPROTOTYPE is lost
 	char c[256] = {};
-	EXPECT_EQ(with(Ip(), test::match("comment", 1, c, sizeof(c))), EPROTOTYPE); // NFPROTO_UNSPEC
+	EXPECT_EQ(with(Ip(), test::match("comment", 1, c, sizeof(c))),
+		  EPROTOTYPE); // NFPROTO_UNSPEC
 	Bytes unterminated = test::comment("x");
 	std::memset(unterminated.data() + abi::ext_name, 'a', abi::ext_name_len);
 	EXPECT_EQ(with(Ip(), unterminated), EINVAL);
@@ -330,7 +347,8 @@ TEST(AbiReplace, MatchLookupAndChecks)
 	EXPECT_EQ(with(mp, test::multiport(XT_MULTIPORT_EITHER, {{1, 1}, {5, 9}}, true)), 0);
 	EXPECT_EQ(with(Ip().proto(IPPROTO_ICMP), test::multiport(0, {{1, 1}})), EINVAL);
 	EXPECT_EQ(with(Ip(), test::multiport(0, {{1, 1}})), EINVAL);
-	EXPECT_EQ(with(Ip().proto(IPPROTO_TCP).inv(IPT_INV_PROTO), test::multiport(0, {{1, 1}})), EINVAL);
+	EXPECT_EQ(with(Ip().proto(IPPROTO_TCP).inv(IPT_INV_PROTO), test::multiport(0, {{1, 1}})),
+		  EINVAL);
 	EXPECT_EQ(with(mp, test::multiport(3, {{1, 1}})), EINVAL);
 	Bytes m = test::multiport(0, {{9, 5}});
 	EXPECT_EQ(with(mp, m), EINVAL); // range upside down
@@ -367,11 +385,13 @@ TEST(AbiReplace, FirstFailingEntryDecides)
 	Builder b;
 	uint8_t data[8] = {};
 	b.rule("INPUT", Rule{Ip(), {test::match("state", 0, data, 8)}, Target::accept()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::match("tcp", 0, data, 8)}, Target::accept()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::match("tcp", 0, data, 8)}, Target::accept()});
 	auto r = abi::parse_replace(b.replace());
 	ASSERT_FALSE(r.ok());
 	EXPECT_EQ(r.error().errnum, ENOENT);
-	EXPECT_NE(r.error().message.find("entry 0 at offset 0"), std::string::npos) << r.error().message;
+	EXPECT_NE(r.error().message.find("entry 0 at offset 0"), std::string::npos)
+		<< r.error().message;
 }
 
 TEST(AbiReplace, Loops)
@@ -468,7 +488,8 @@ TEST(AbiReplace, StoredBlobZeroesCountersAndSetsComefrom)
 	}
 	// The "web" chain is reached from INPUT only.
 	const auto l = rich().layout();
-	EXPECT_EQ(peek<uint32_t>(r->table.entries, l.chain_start.at("web") + abi::entry_comefrom), 1u << 1);
+	EXPECT_EQ(peek<uint32_t>(r->table.entries, l.chain_start.at("web") + abi::entry_comefrom),
+		  1u << 1);
 }
 
 } // namespace

@@ -5,8 +5,10 @@
 #include "abi_builder.hpp"
 #include "ir/eval.hpp"
 
-namespace bpfilter {
-namespace {
+namespace bpfilter
+{
+namespace
+{
 
 using test::Builder;
 using test::Bytes;
@@ -46,11 +48,20 @@ Bytes tcp_seg(uint16_t sport, uint16_t dport, uint8_t flags = 0x02, Bytes option
 
 Bytes udp_dgram(uint16_t sport, uint16_t dport)
 {
-	return Bytes{static_cast<uint8_t>(sport >> 8), static_cast<uint8_t>(sport), static_cast<uint8_t>(dport >> 8),
-		     static_cast<uint8_t>(dport), 0, 8, 0, 0};
+	return Bytes{static_cast<uint8_t>(sport >> 8),
+		     static_cast<uint8_t>(sport),
+		     static_cast<uint8_t>(dport >> 8),
+		     static_cast<uint8_t>(dport),
+		     0,
+		     8,
+		     0,
+		     0};
 }
 
-Bytes icmp_msg(uint8_t type, uint8_t code) { return Bytes{type, code, 0, 0, 0, 0, 0, 0}; }
+Bytes icmp_msg(uint8_t type, uint8_t code)
+{
+	return Bytes{type, code, 0, 0, 0, 0, 0, 0};
+}
 
 ir::Table table_of(const Builder &b)
 {
@@ -79,7 +90,8 @@ ir::EvalResult run(const ir::Table &t, const Bytes &pkt, ir::Hook hook = ir::Hoo
 uint32_t index_at(const Builder &b, uint32_t off)
 {
 	const auto l = b.layout();
-	return static_cast<uint32_t>(std::find(l.offsets.begin(), l.offsets.end(), off) - l.offsets.begin());
+	return static_cast<uint32_t>(std::find(l.offsets.begin(), l.offsets.end(), off) -
+				     l.offsets.begin());
 }
 
 using V = std::vector<uint32_t>;
@@ -99,7 +111,8 @@ TEST(Eval, InitialTableAcceptsAndCountsThePolicy)
 TEST(Eval, FirstMatchingRuleDecides)
 {
 	Builder b;
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 22, 22)}, Target::accept()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 22, 22)}, Target::accept()});
 	b.rule("INPUT", Rule{Ip().src(0x0a000000, 24), {}, Target::drop()});
 	b.policy("INPUT", abi::verdict_accept);
 	const auto t = table_of(b);
@@ -119,8 +132,10 @@ TEST(Eval, JumpReturnAndPolicy)
 	Builder b;
 	b.chain("web");
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {}, Target::jump("web")});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 443, 443)}, Target::accept()});
-	b.rule("web", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 80, 80)}, Target::accept()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 443, 443)}, Target::accept()});
+	b.rule("web",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 80, 80)}, Target::accept()});
 	b.policy("INPUT", abi::verdict_drop);
 	const auto t = table_of(b);
 	const uint32_t web = index_at(b, b.layout().chain_start.at("web"));
@@ -218,7 +233,8 @@ TEST(Eval, HeaderFields)
 	b.rule("INPUT", Rule{Ip().dst(0x0a000001, 32).inv(IPT_INV_DSTIP), {}, Target::drop()});
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP).inv(IPT_INV_PROTO), {}, Target::drop()});
 	b.rule("INPUT", Rule{Ip().in("eth1"), {}, Target::drop()});
-	b.rule("INPUT", Rule{Ip().out("lo").inv(IPT_INV_VIA_OUT), {}, Target::drop()}); // no out dev
+	b.rule("INPUT",
+	       Rule{Ip().out("lo").inv(IPT_INV_VIA_OUT), {}, Target::drop()}); // no out dev
 	const auto t = table_of(b);
 	const Bytes tcp = datagram(IPPROTO_TCP, tcp_seg(1, 2));
 	EXPECT_EQ(run(t, tcp, ir::Hook::LocalIn, "veth0").counted_rules, V{0});
@@ -226,17 +242,22 @@ TEST(Eval, HeaderFields)
 	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 2), 1, 0x0a000009)).counted_rules, V{1});
 	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(1, 2))).counted_rules, V{2});
 	EXPECT_EQ(run(t, tcp, ir::Hook::LocalIn, "eth1").counted_rules, V{3});
-	EXPECT_EQ(run(t, tcp, ir::Hook::LocalIn, "eth10").counted_rules, V{4}); // eth1 needs its NUL
+	EXPECT_EQ(run(t, tcp, ir::Hook::LocalIn, "eth10").counted_rules,
+		  V{4}); // eth1 needs its NUL
 }
 
 TEST(Eval, Fragments)
 {
 	Builder b;
 	b.rule("INPUT", Rule{Ip().flags(IPT_F_FRAG).src(0x0a000003, 32), {}, Target::drop()});
-	b.rule("INPUT", Rule{Ip().flags(IPT_F_FRAG).inv(IPT_INV_FRAG).src(0x0a000004, 32), {}, Target::drop()});
+	b.rule("INPUT", Rule{Ip().flags(IPT_F_FRAG).inv(IPT_INV_FRAG).src(0x0a000004, 32),
+			     {},
+			     Target::drop()});
 	b.rule("INPUT", Rule{Ip().inv(IPT_INV_FRAG), {}, Target::drop()}); // never matches
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 80, 80)}, Target::drop()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP), {test::udp(0, 0xffff, 53, 53)}, Target::drop()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 80, 80)}, Target::drop()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_UDP), {test::udp(0, 0xffff, 53, 53)}, Target::drop()});
 	const auto t = table_of(b);
 	// A later fragment (offset 185 * 8): -f matches, port matches cannot.
 	const Bytes frag = datagram(IPPROTO_TCP, Bytes(16, 0), 0x0a000003, 0x0a000001, 185);
@@ -245,14 +266,17 @@ TEST(Eval, Fragments)
 	EXPECT_EQ(run(t, frag4).counted_rules, V{5}); // ! -f: not for fragments; tcp: no
 	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 80), 0x0a000004)).counted_rules, V{1});
 	// The first fragment (offset 0, MF set) is judged like a whole packet.
-	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 80), 0x0a000005, 1, 0x2000)).counted_rules, V{3});
+	EXPECT_EQ(
+		run(t, datagram(IPPROTO_TCP, tcp_seg(1, 80), 0x0a000005, 1, 0x2000)).counted_rules,
+		V{3});
 	// A TCP fragment at offset 1 is an attack: hotdrop.
 	auto r = run(t, datagram(IPPROTO_TCP, Bytes(16, 0), 0x0a000005, 1, 1));
 	EXPECT_TRUE(r.hotdrop);
 	EXPECT_FALSE(r.accept);
 	EXPECT_TRUE(r.counted_rules.empty());
 	// UDP fragments at offset 1 just do not match.
-	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, Bytes(16, 0), 0x0a000005, 1, 1)).counted_rules, V{5});
+	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, Bytes(16, 0), 0x0a000005, 1, 1)).counted_rules,
+		  V{5});
 }
 
 TEST(Eval, TruncatedHeadersHotdrop)
@@ -261,28 +285,38 @@ TEST(Eval, TruncatedHeadersHotdrop)
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp()}, Target::accept()});
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP), {test::udp()}, Target::accept()});
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(0xff)}, Target::accept()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_SCTP), {test::multiport(0, {{1, 1}})}, Target::accept()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_SCTP), {test::multiport(0, {{1, 1}})}, Target::accept()});
 	const auto t = table_of(b);
-	for (auto [proto, len] : {std::pair{IPPROTO_TCP, 19}, {IPPROTO_UDP, 7}, {IPPROTO_ICMP, 7}, {IPPROTO_SCTP, 3}}) {
+	for (auto [proto, len] :
+	     {std::pair{IPPROTO_TCP, 19}, {IPPROTO_UDP, 7}, {IPPROTO_ICMP, 7}, {IPPROTO_SCTP, 3}}) {
 		auto r = run(t, datagram(static_cast<uint8_t>(proto), Bytes(len, 0)));
 		EXPECT_TRUE(r.hotdrop) << proto;
 		EXPECT_FALSE(r.accept);
 		EXPECT_TRUE(r.counted_rules.empty());
 	}
-	EXPECT_TRUE(run(t, datagram(IPPROTO_SCTP, Bytes(4, 0))).counted_rules == V{4}); // port 0 != 1
+	EXPECT_TRUE(run(t, datagram(IPPROTO_SCTP, Bytes(4, 0))).counted_rules ==
+		    V{4}); // port 0 != 1
 }
 
 TEST(Eval, TcpFlagsAndOptions)
 {
 	Builder b;
 	// --syn: SYN set, RST/ACK/FIN clear.
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 0, 0xffff, 0x17, 0x02)}, Target::accept()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {test::tcp(0, 0xffff, 0, 0xffff, 0x17, 0x02)},
+			     Target::accept()});
 	// --tcp-option 8 (timestamps), and ! --tcp-option 2 on port 7.
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 0, 0xffff, 0, 0, 0, 8)}, Target::drop()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 7, 7, 0, 0, XT_TCP_INV_OPTION, 2)}, Target::drop()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {test::tcp(0, 0xffff, 0, 0xffff, 0, 0, 0, 8)},
+			     Target::drop()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {test::tcp(0, 0xffff, 7, 7, 0, 0, XT_TCP_INV_OPTION, 2)},
+			     Target::drop()});
 	const auto t = table_of(b);
 	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 2, 0x02))).counted_rules, V{0});
-	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 2, 0x12))).counted_rules, V{3}); // SYN+ACK: policy
+	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 2, 0x12))).counted_rules,
+		  V{3}); // SYN+ACK: policy
 	// NOP, NOP, timestamps (kind 8, len 10): found.
 	const Bytes ts{1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0};
 	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(1, 2, 0x10, ts))).counted_rules, V{1});
@@ -304,21 +338,33 @@ TEST(Eval, IcmpMultiportIprange)
 {
 	Builder b;
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(8, 0, 0)}, Target::accept()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(3, 1, 3, IPT_ICMP_INV)}, Target::drop()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP), {test::multiport(XT_MULTIPORT_SOURCE, {{100, 200}, {53, 53}})}, Target::accept()});
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP), {test::multiport(XT_MULTIPORT_EITHER, {{7, 7}}, true)}, Target::drop()});
-	b.rule("INPUT", Rule{Ip(), {test::iprange(IPRANGE_SRC | IPRANGE_SRC_INV, 0x0a000000, 0x0a0000ff)}, Target::drop()});
-	b.rule("INPUT", Rule{Ip(), {test::iprange(IPRANGE_DST, 0, 0, 0x0a000001, 0x0a000001)}, Target::accept()});
+	b.rule("INPUT",
+	       Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(3, 1, 3, IPT_ICMP_INV)}, Target::drop()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP),
+			     {test::multiport(XT_MULTIPORT_SOURCE, {{100, 200}, {53, 53}})},
+			     Target::accept()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_UDP),
+			     {test::multiport(XT_MULTIPORT_EITHER, {{7, 7}}, true)},
+			     Target::drop()});
+	b.rule("INPUT", Rule{Ip(),
+			     {test::iprange(IPRANGE_SRC | IPRANGE_SRC_INV, 0x0a000000, 0x0a0000ff)},
+			     Target::drop()});
+	b.rule("INPUT", Rule{Ip(),
+			     {test::iprange(IPRANGE_DST, 0, 0, 0x0a000001, 0x0a000001)},
+			     Target::accept()});
 	const auto t = table_of(b);
 	EXPECT_EQ(run(t, datagram(IPPROTO_ICMP, icmp_msg(8, 0))).counted_rules, V{0});
 	EXPECT_EQ(run(t, datagram(IPPROTO_ICMP, icmp_msg(3, 2))).counted_rules, V{5});
 	EXPECT_EQ(run(t, datagram(IPPROTO_ICMP, icmp_msg(8, 1))).counted_rules, V{1}); // ! 3/1-3
 	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(150, 7))).counted_rules, V{2});
 	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(53, 7))).counted_rules, V{2});
-	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(7, 9))).counted_rules, V{5}); // either 7, inverted
+	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(7, 9))).counted_rules,
+		  V{5}); // either 7, inverted
 	EXPECT_EQ(run(t, datagram(IPPROTO_UDP, udp_dgram(8, 9))).counted_rules, V{3});
 	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(8, 9), 0x0b000001)).counted_rules, V{4});
-	EXPECT_EQ(run(t, datagram(IPPROTO_TCP, tcp_seg(8, 9), 0x0a000001, 0x0a000002)).counted_rules, V{6});
+	EXPECT_EQ(
+		run(t, datagram(IPPROTO_TCP, tcp_seg(8, 9), 0x0a000001, 0x0a000002)).counted_rules,
+		V{6});
 	auto r = run(t, datagram(IPPROTO_TCP, tcp_seg(8, 9), 0x0a000001, 0x0a000001));
 	EXPECT_TRUE(r.accept);
 	EXPECT_EQ(r.counted_rules, V{5});

@@ -7,7 +7,8 @@
 
 #include "service/dataplane.hpp"
 
-namespace bpfilter::test {
+namespace bpfilter::test
+{
 
 struct DataplaneLog {
 	std::vector<ir::Table> checked;
@@ -17,7 +18,8 @@ struct DataplaneLog {
 	Status refuse_replace;		   // returned by replace() when set
 };
 
-class RecordingDataplane : public service::Dataplane {
+class RecordingDataplane : public service::Dataplane
+{
 public:
 	explicit RecordingDataplane(std::shared_ptr<DataplaneLog> log) : log_(std::move(log)) {}
 

@@ -6,8 +6,10 @@
 #include "service/table_service.hpp"
 #include "service_dataplane_double.hpp"
 
-namespace bpfilter {
-namespace {
+namespace bpfilter
+{
+namespace
+{
 
 using test::Builder;
 using test::Bytes;
@@ -32,7 +34,8 @@ struct Fixture : ::testing::Test {
 
 	service::Reply info(const std::string &name = "filter")
 	{
-		return svc.getsockopt(IPT_SO_GET_INFO, abi::getinfo_size, name_buf(abi::getinfo_size, name));
+		return svc.getsockopt(IPT_SO_GET_INFO, abi::getinfo_size,
+				      name_buf(abi::getinfo_size, name));
 	}
 
 	// GET_INFO then GET_ENTRIES, as iptables reads the table.
@@ -52,9 +55,13 @@ struct Fixture : ::testing::Test {
 
 	uint32_t num_entries() { return peek<uint32_t>(info().data, abi::getinfo_num_entries); }
 
-	service::Reply replace(const Bytes &optval) { return svc.setsockopt(IPT_SO_SET_REPLACE, optval); }
+	service::Reply replace(const Bytes &optval)
+	{
+		return svc.setsockopt(IPT_SO_SET_REPLACE, optval);
+	}
 
-	service::Reply add_counters(const std::vector<ir::Counter> &c, const std::string &name = "filter")
+	service::Reply add_counters(const std::vector<ir::Counter> &c,
+				    const std::string &name = "filter")
 	{
 		Bytes b = name_buf(abi::counters_info_size, name);
 		poke<uint32_t>(b, abi::counters_info_num, static_cast<uint32_t>(c.size()));
@@ -76,9 +83,13 @@ Builder ssh_table()
 {
 	Builder b;
 	b.chain("web");
-	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {test::tcp(0, 0xffff, 22, 22), test::comment("ssh")}, Target::accept()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {test::tcp(0, 0xffff, 22, 22), test::comment("ssh")},
+			     Target::accept()});
 	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP), {}, Target::jump("web")});
-	b.rule("web", Rule{Ip().proto(IPPROTO_TCP), {test::multiport(1, {{80, 80}, {443, 443}})}, Target::accept()});
+	b.rule("web", Rule{Ip().proto(IPPROTO_TCP),
+			   {test::multiport(1, {{80, 80}, {443, 443}})},
+			   Target::accept()});
 	b.policy("INPUT", abi::verdict_drop);
 	return b;
 }
@@ -168,7 +179,7 @@ TEST_F(Fixture, NameTailsAndPaddingAreWhatTheKernelWrites)
 	Bytes raw = l.entries;
 	const uint32_t m = abi::entry_size; // first rule's tcp match
 	raw[m + abi::ext_name + 10] = 0x55;
-	raw[m + abi::ext_header_size + 12] = 0x66; // padding after struct xt_tcp
+	raw[m + abi::ext_header_size + 12] = 0x66;     // padding after struct xt_tcp
 	raw[l.offsets[0] + abi::entry_nfcache] = 0x01; // the header is returned as sent
 	l.entries = raw;
 	ASSERT_EQ(replace(Builder::replace_of(l, 4)).status, 0);
@@ -269,7 +280,8 @@ TEST_F(Fixture, Revisions)
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "icmp", 0), 0);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "udp", 0), 0);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "conntrack", 3), -ENOENT);
-	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "ERROR", 0), -ENOENT); // a target, not a match
+	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "ERROR", 0),
+		  -ENOENT); // a target, not a match
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_TARGET, "ERROR", 0), 0);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_TARGET, "", 0), 0);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_TARGET, "REJECT", 0), -ENOENT);
@@ -277,7 +289,9 @@ TEST_F(Fixture, Revisions)
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "tcp", 0, 29), -EINVAL);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "tcp", 0, 31), -EINVAL);
 	// The name is cut at 28 bytes: rev.name[28] = 0.
-	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, std::string("tcp") + std::string(26, '\0') + "x", 0), 0);
+	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH,
+			   std::string("tcp") + std::string(26, '\0') + "x", 0),
+		  0);
 	// The reply leaves the caller's buffer and length as they were.
 	Bytes b(30, 0);
 	std::memcpy(b.data(), "tcp", 3);

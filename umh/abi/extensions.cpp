@@ -1,18 +1,20 @@
 // The matches and targets this helper knows, looked up the way x_tables finds extensions.
 #include "abi/extensions.hpp"
 
+#include <linux/in.h>
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_tcpudp.h>
-#include <linux/in.h>
 
 #include <array>
 
 #include "abi/layout.hpp"
 
-namespace bpfilter::abi {
-namespace {
+namespace bpfilter::abi
+{
+namespace
+{
 
 // In registration order, as the kernel's lists would hold them; the order does not change
 // any answer because names within a family are unique per revision.
@@ -22,7 +24,8 @@ constexpr std::array<Extension, 8> registry = {{
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
 	{ExtKind::Match, ExtId::Tcp, "tcp", 0, false, sizeof(struct xt_tcp), IPPROTO_TCP},
 	{ExtKind::Match, ExtId::Udp, "udp", 0, false, sizeof(struct xt_udp), IPPROTO_UDP},
-	{ExtKind::Match, ExtId::Multiport, "multiport", 1, false, sizeof(struct xt_multiport_v1), 0},
+	{ExtKind::Match, ExtId::Multiport, "multiport", 1, false, sizeof(struct xt_multiport_v1),
+	 0},
 	{ExtKind::Match, ExtId::Iprange, "iprange", 1, false, sizeof(struct xt_iprange_mtinfo), 0},
 	{ExtKind::Match, ExtId::Comment, "comment", 0, true, sizeof(struct xt_comment_info), 0},
 }};
@@ -113,7 +116,8 @@ Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> 
 	const char *what = kind == ExtKind::Match ? "match" : "target";
 	if (hit.error().errnum == EPROTOTYPE)
 		return make_error(EPROTOTYPE, std::string(what) + " \"" + std::string(name) +
-						      "\" has no revision " + std::to_string(revision));
+						      "\" has no revision " +
+						      std::to_string(revision));
 	return make_error(ENOENT, std::string("no such ") + what + " \"" + std::string(name) +
 					  "\" revision " + std::to_string(revision));
 }

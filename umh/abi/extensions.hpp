@@ -11,7 +11,8 @@
 
 #include "common/result.hpp"
 
-namespace bpfilter::abi {
+namespace bpfilter::abi
+{
 
 enum class ExtKind : uint8_t { Match, Target };
 
@@ -23,9 +24,9 @@ struct Extension {
 	ExtId id;
 	std::string_view name;
 	uint8_t revision;
-	bool unspec;	  // registered for NFPROTO_UNSPEC rather than NFPROTO_IPV4
-	uint32_t size;	  // matchsize / targetsize (before XT_ALIGN)
-	uint16_t proto;	  // the protocol the rule must name (-p), 0 for any
+	bool unspec;	// registered for NFPROTO_UNSPEC rather than NFPROTO_IPV4
+	uint32_t size;	// matchsize / targetsize (before XT_ALIGN)
+	uint16_t proto; // the protocol the rule must name (-p), 0 for any
 };
 
 // xt_request_find_match / xt_request_find_target: EINVAL for a name without a NUL in its 29

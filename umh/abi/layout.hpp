@@ -15,13 +15,17 @@
 #include <span>
 #include <string_view>
 
-namespace bpfilter::abi {
+namespace bpfilter::abi
+{
 
-inline constexpr uint32_t num_hooks = 5; // NF_INET_NUMHOOKS
+inline constexpr uint32_t num_hooks = 5;	      // NF_INET_NUMHOOKS
 inline constexpr uint32_t unset_offset = 0xFFFFFFFFu; // translate_table's "impossible value"
 
 // XT_ALIGN: netfilter aligns every match and target to the largest scalar (8 on x86-64).
-constexpr uint32_t xt_align(uint32_t n) { return (n + 7u) & ~7u; }
+constexpr uint32_t xt_align(uint32_t n)
+{
+	return (n + 7u) & ~7u;
+}
 
 // struct ipt_entry
 inline constexpr uint32_t entry_size = sizeof(struct ipt_entry); // 112
@@ -47,7 +51,7 @@ static_assert(entry_size == 112 && ip_size == 84 && entry_counters == 96);
 
 // struct xt_entry_match / xt_entry_target: same header, 32 bytes.
 inline constexpr uint32_t ext_header_size = sizeof(struct xt_entry_match);
-inline constexpr uint32_t ext_size = 0;      // u.user.match_size / target_size
+inline constexpr uint32_t ext_size = 0; // u.user.match_size / target_size
 inline constexpr uint32_t ext_name = offsetof(struct xt_entry_match, u.user.name);
 inline constexpr uint32_t ext_name_len = XT_EXTENSION_MAXNAMELEN; // 29
 inline constexpr uint32_t ext_revision = offsetof(struct xt_entry_match, u.user.revision);
@@ -56,13 +60,14 @@ static_assert(ext_name == 2 && ext_revision == 31);
 static_assert(offsetof(struct xt_entry_target, u.user.name) == ext_name);
 
 // struct xt_standard_target (verdict after the header) and xt_error_target.
-inline constexpr uint32_t standard_target_size = sizeof(struct xt_standard_target); // 40: the header is 8-aligned
-inline constexpr uint32_t error_target_size = sizeof(struct xt_error_target);       // 64
-inline constexpr uint32_t error_name_len = XT_FUNCTION_MAXNAMELEN;                  // 30
+inline constexpr uint32_t standard_target_size =
+	sizeof(struct xt_standard_target); // 40: the header is 8-aligned
+inline constexpr uint32_t error_target_size = sizeof(struct xt_error_target); // 64
+inline constexpr uint32_t error_name_len = XT_FUNCTION_MAXNAMELEN;	      // 30
 static_assert(standard_target_size == 40 && error_target_size == 64);
 
 // struct ipt_replace, ipt_getinfo, ipt_get_entries, xt_counters_info, xt_get_revision.
-inline constexpr uint32_t table_name_len = XT_TABLE_MAXNAMELEN; // 32
+inline constexpr uint32_t table_name_len = XT_TABLE_MAXNAMELEN;	     // 32
 inline constexpr uint32_t replace_size = sizeof(struct ipt_replace); // 96
 inline constexpr uint32_t replace_valid_hooks = offsetof(struct ipt_replace, valid_hooks);
 inline constexpr uint32_t replace_num_entries = offsetof(struct ipt_replace, num_entries);
@@ -102,16 +107,14 @@ inline constexpr int32_t verdict_return = XT_RETURN;
 static_assert(XT_RETURN == -5);
 
 // Reads and writes at an offset the caller has bounds-checked.
-template <typename T>
-T load(std::span<const uint8_t> bytes, size_t off)
+template <typename T> T load(std::span<const uint8_t> bytes, size_t off)
 {
 	T v;
 	std::memcpy(&v, bytes.data() + off, sizeof(T));
 	return v;
 }
 
-template <typename T>
-void store(std::span<uint8_t> bytes, size_t off, T v)
+template <typename T> void store(std::span<uint8_t> bytes, size_t off, T v)
 {
 	std::memcpy(bytes.data() + off, &v, sizeof(T));
 }

@@ -11,8 +11,10 @@
 #include "abi/table.hpp"
 #include "common/log.hpp"
 
-namespace bpfilter::abi {
-namespace {
+namespace bpfilter::abi
+{
+namespace
+{
 
 // A view of the entry blob that translate_table works on, with the entry offsets found.
 struct Blob {
@@ -97,17 +99,21 @@ Status check_entry_match(std::span<const uint8_t> b, uint32_t off, uint32_t inde
 		return {};
 	do {
 		if (pos % alignof(struct xt_entry_match))
-			return entry_error(EINVAL, index, off, "match at " + std::to_string(pos - off) +
-								 " is not aligned");
+			return entry_error(EINVAL, index, off,
+					   "match at " + std::to_string(pos - off) +
+						   " is not aligned");
 		if (length < static_cast<int>(ext_header_size))
-			return entry_error(EINVAL, index, off, "no room for a match header before the target");
+			return entry_error(EINVAL, index, off,
+					   "no room for a match header before the target");
 		const uint16_t match_size = load<uint16_t>(b, pos + ext_size);
 		if (match_size < ext_header_size)
-			return entry_error(EINVAL, index, off, "match_size " + std::to_string(match_size) +
-								 " is smaller than its header");
+			return entry_error(EINVAL, index, off,
+					   "match_size " + std::to_string(match_size) +
+						   " is smaller than its header");
 		if (match_size > length)
-			return entry_error(EINVAL, index, off, "match_size " + std::to_string(match_size) +
-								 " runs past target_offset");
+			return entry_error(EINVAL, index, off,
+					   "match_size " + std::to_string(match_size) +
+						   " runs past target_offset");
 		length -= match_size;
 		pos += match_size;
 	} while (length > 0);
@@ -120,29 +126,35 @@ Status check_entry_offsets(std::span<const uint8_t> b, uint32_t off, uint32_t in
 	const uint32_t target_offset = target_offset_of(b, off);
 	const uint32_t next_offset = next_offset_of(b, off);
 	if (target_offset < entry_size)
-		return entry_error(EINVAL, index, off, "target_offset " + std::to_string(target_offset) +
-							 " lies inside the entry header");
+		return entry_error(EINVAL, index, off,
+				   "target_offset " + std::to_string(target_offset) +
+					   " lies inside the entry header");
 	if (target_offset + ext_header_size > next_offset)
-		return entry_error(EINVAL, index, off, "no room for the target header before next_offset");
+		return entry_error(EINVAL, index, off,
+				   "no room for the target header before next_offset");
 	const uint32_t t = off + target_offset;
 	const uint16_t target_size = load<uint16_t>(b, t + ext_size);
 	if (target_size < ext_header_size)
-		return entry_error(EINVAL, index, off, "target_size " + std::to_string(target_size) +
-							 " is smaller than its header");
+		return entry_error(EINVAL, index, off,
+				   "target_size " + std::to_string(target_size) +
+					   " is smaller than its header");
 	if (target_offset + target_size > next_offset)
 		return entry_error(EINVAL, index, off, "target runs past next_offset");
 	if (target_name_is(b, t, XT_STANDARD_TARGET)) {
 		if (xt_align(target_offset + standard_target_size) != next_offset)
-			return entry_error(EINVAL, index, off,
-					   "standard target: next_offset is not XT_ALIGN(target_offset + 40)");
+			return entry_error(
+				EINVAL, index, off,
+				"standard target: next_offset is not XT_ALIGN(target_offset + 40)");
 		const auto verdict = load<int32_t>(b, t + ext_header_size);
 		if (!verdict_ok(verdict))
-			return entry_error(EINVAL, index, off, "standard target: bad verdict " +
-								 std::to_string(verdict));
+			return entry_error(EINVAL, index, off,
+					   "standard target: bad verdict " +
+						   std::to_string(verdict));
 	} else if (target_name_is(b, t, XT_ERROR_TARGET)) {
 		if (target_size != error_target_size ||
 		    field_unterminated(b, t + ext_header_size, error_name_len))
-			return entry_error(EINVAL, index, off, "ERROR target: bad size or unterminated name");
+			return entry_error(EINVAL, index, off,
+					   "ERROR target: bad size or unterminated name");
 	}
 	return check_entry_match(b, off, index);
 }
@@ -160,21 +172,24 @@ bool check_underflow(std::span<const uint8_t> b, uint32_t off)
 }
 
 // check_entry_size_and_hooks()
-Status check_entry_size_and_hooks(Blob blob, uint32_t off, uint32_t index, const ReplaceHeader &repl,
-				  StoredTable &info)
+Status check_entry_size_and_hooks(Blob blob, uint32_t off, uint32_t index,
+				  const ReplaceHeader &repl, StoredTable &info)
 {
 	const auto b = blob.cbytes();
 	if (off % alignof(struct ipt_entry) != 0)
 		return entry_error(EINVAL, index, off, "entry is not 8-byte aligned");
 	if (static_cast<uint64_t>(off) + entry_size >= blob.size())
-		return entry_error(EINVAL, index, off, "entry header runs to or past the end of the table");
+		return entry_error(EINVAL, index, off,
+				   "entry header runs to or past the end of the table");
 	const uint32_t next_offset = next_offset_of(b, off);
 	if (static_cast<uint64_t>(off) + next_offset > blob.size())
-		return entry_error(EINVAL, index, off, "next_offset " + std::to_string(next_offset) +
-							 " runs past the end of the table");
+		return entry_error(EINVAL, index, off,
+				   "next_offset " + std::to_string(next_offset) +
+					   " runs past the end of the table");
 	if (next_offset < entry_size + ext_header_size)
-		return entry_error(EINVAL, index, off, "next_offset " + std::to_string(next_offset) +
-							 " leaves no room for a target");
+		return entry_error(EINVAL, index, off,
+				   "next_offset " + std::to_string(next_offset) +
+					   " leaves no room for a target");
 	if (!ip_checkentry(b, off))
 		return entry_error(EINVAL, index, off, "unknown bits in ip.flags or ip.invflags");
 	BF_TRY(check_entry_offsets(b, off, index));
@@ -185,9 +200,10 @@ Status check_entry_size_and_hooks(Blob blob, uint32_t off, uint32_t index, const
 			info.hook_entry[h] = repl.hook_entry[h];
 		if (off == repl.underflow[h]) {
 			if (!check_underflow(b, off))
-				return entry_error(EINVAL, index, off,
-						   "underflow of hook " + std::to_string(h) +
-							   " is not an unconditional ACCEPT or DROP");
+				return entry_error(
+					EINVAL, index, off,
+					"underflow of hook " + std::to_string(h) +
+						" is not an unconditional ACCEPT or DROP");
 			info.underflow[h] = repl.underflow[h];
 		}
 	}
@@ -206,11 +222,13 @@ Status check_table_hooks(const StoredTable &info, uint32_t valid_hooks)
 		if (!(valid_hooks & (1u << i)))
 			continue;
 		if (info.hook_entry[i] == unset_offset)
-			return make_error(EINVAL, "hook " + std::to_string(i) +
-							  ": hook_entry is not the offset of an entry");
+			return make_error(EINVAL,
+					  "hook " + std::to_string(i) +
+						  ": hook_entry is not the offset of an entry");
 		if (info.underflow[i] == unset_offset)
-			return make_error(EINVAL, "hook " + std::to_string(i) +
-							  ": underflow is not the offset of an entry");
+			return make_error(EINVAL,
+					  "hook " + std::to_string(i) +
+						  ": underflow is not the offset of an entry");
 		if (check_hooks) {
 			const char *err = nullptr;
 			if (max_uflow > info.underflow[i])
@@ -222,7 +240,8 @@ Status check_table_hooks(const StoredTable &info, uint32_t valid_hooks)
 			else if (max_entry == info.hook_entry[i])
 				err = "duplicate entry";
 			if (err)
-				return make_error(EINVAL, std::string(err) + " at hook " + std::to_string(i));
+				return make_error(EINVAL, std::string(err) + " at hook " +
+								  std::to_string(i));
 		}
 		max_entry = info.hook_entry[i];
 		max_uflow = info.underflow[i];
@@ -246,11 +265,14 @@ bool mark_source_chains(StoredTable &info, uint32_t valid_hooks)
 	const uint32_t size = static_cast<uint32_t>(b.size());
 	std::vector<uint32_t> back(info.offsets.size(), 0);
 	auto idx = [&](uint32_t pos) {
-		return static_cast<size_t>(std::lower_bound(info.offsets.begin(), info.offsets.end(), pos) -
-					   info.offsets.begin());
+		return static_cast<size_t>(
+			std::lower_bound(info.offsets.begin(), info.offsets.end(), pos) -
+			info.offsets.begin());
 	};
 	auto comefrom = [&](uint32_t pos) { return load<uint32_t>(b, pos + entry_comefrom); };
-	auto set_comefrom = [&](uint32_t pos, uint32_t v) { store<uint32_t>(b, pos + entry_comefrom, v); };
+	auto set_comefrom = [&](uint32_t pos, uint32_t v) {
+		store<uint32_t>(b, pos + entry_comefrom, v);
+	};
 	constexpr uint32_t on_path = 1u << num_hooks;
 
 	for (uint32_t hook = 0; hook < num_hooks; hook++) {
@@ -266,7 +288,8 @@ bool mark_source_chains(StoredTable &info, uint32_t valid_hooks)
 			if (comefrom(e) & on_path)
 				return false;
 			set_comefrom(e, comefrom(e) | (1u << hook) | on_path);
-			if ((unconditional(b, e) && standard && load<int32_t>(b, t + ext_header_size) < 0) ||
+			if ((unconditional(b, e) && standard &&
+			     load<int32_t>(b, t + ext_header_size) < 0) ||
 			    visited) {
 				// Return: backtrack through the last big jump.
 				uint32_t oldpos;
@@ -287,10 +310,12 @@ bool mark_source_chains(StoredTable &info, uint32_t valid_hooks)
 				back[idx(e)] = pos;
 				pos += step;
 			} else {
-				int32_t newpos = standard ? load<int32_t>(b, t + ext_header_size) : -1;
+				int32_t newpos =
+					standard ? load<int32_t>(b, t + ext_header_size) : -1;
 				if (standard && newpos >= 0) {
 					// This is a jump; chase it.
-					if (!find_jump_offset(info.offsets, static_cast<uint32_t>(newpos)))
+					if (!find_jump_offset(info.offsets,
+							      static_cast<uint32_t>(newpos)))
 						return false;
 				} else {
 					// ... this is a fallthru.
@@ -304,7 +329,7 @@ bool mark_source_chains(StoredTable &info, uint32_t valid_hooks)
 				pos = static_cast<uint32_t>(newpos);
 			}
 		}
-next:;
+	next:;
 	}
 	return true;
 }
@@ -327,27 +352,32 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 		if (xt_align(x.size) != match_size - ext_header_size)
 			return entry_error(EINVAL, index, off,
 					   std::string(x.name) + " match: invalid size " +
-						   std::to_string(xt_align(x.size)) + " (kernel) != (user) " +
+						   std::to_string(xt_align(x.size)) +
+						   " (kernel) != (user) " +
 						   std::to_string(match_size - ext_header_size));
 		if (x.proto && (x.proto != proto || (invflags & XT_INV_PROTO)))
 			return entry_error(EINVAL, index, off,
-					   std::string(x.name) + " match: only valid for protocol " +
+					   std::string(x.name) +
+						   " match: only valid for protocol " +
 						   std::to_string(x.proto));
 		const int ret = check_extension(x, b.subspan(m + ext_header_size, xt_align(x.size)),
 						proto, invflags);
 		if (ret < 0)
-			return entry_error(-ret, index, off, std::string(x.name) + " match: checkentry refused it");
+			return entry_error(-ret, index, off,
+					   std::string(x.name) + " match: checkentry refused it");
 		i += match_size;
 	}
 	const uint32_t t = off + target_offset;
 	const uint16_t target_size = load<uint16_t>(b, t + ext_size);
-	auto ext = find_extension(ExtKind::Target, b.subspan(t + ext_name, ext_name_len), b[t + ext_revision]);
+	auto ext = find_extension(ExtKind::Target, b.subspan(t + ext_name, ext_name_len),
+				  b[t + ext_revision]);
 	if (!ext.ok())
 		return entry_error(ext.error().errnum, index, off, ext.error().message);
 	if (xt_align((*ext)->size) != target_size - ext_header_size)
 		return entry_error(EINVAL, index, off,
 				   "target \"" + std::string((*ext)->name) + "\": invalid size " +
-					   std::to_string(xt_align((*ext)->size)) + " (kernel) != (user) " +
+					   std::to_string(xt_align((*ext)->size)) +
+					   " (kernel) != (user) " +
 					   std::to_string(target_size - ext_header_size));
 	return {};
 }
@@ -365,7 +395,8 @@ Result<StoredTable> translate_table(const ReplaceHeader &repl, std::vector<uint8
 
 	// xt_alloc_entry_offsets(): the array is allocated for num_entries up front.
 	if (repl.num_entries > xt_max_table_size / sizeof(uint32_t))
-		return make_error(ENOMEM, "num_entries " + std::to_string(repl.num_entries) + " is too large");
+		return make_error(ENOMEM, "num_entries " + std::to_string(repl.num_entries) +
+						  " is too large");
 
 	// Walk through entries, checking offsets. Only the first num_entries offsets are
 	// kept, as the kernel's array holds no more.
@@ -378,11 +409,13 @@ Result<StoredTable> translate_table(const ReplaceHeader &repl, std::vector<uint8
 	}
 	if (i != repl.num_entries)
 		return make_error(EINVAL, "the table holds " + std::to_string(i) +
-						  " entries, num_entries says " + std::to_string(repl.num_entries));
+						  " entries, num_entries says " +
+						  std::to_string(repl.num_entries));
 	BF_TRY(check_table_hooks(info, repl.valid_hooks));
 	if (!mark_source_chains(info, repl.valid_hooks))
-		return make_error(ELOOP, "mark_source_chains: a loop, a jump to no entry's start, or "
-					 "a chain that falls off the end of the table");
+		return make_error(ELOOP,
+				  "mark_source_chains: a loop, a jump to no entry's start, or "
+				  "a chain that falls off the end of the table");
 	// Finally, each sanity check must pass.
 	for (uint32_t k = 0; k < info.offsets.size(); k++)
 		BF_TRY(find_check_entry(info.entries, info.offsets[k], k));
@@ -410,23 +443,27 @@ Result<Replace> parse_replace(std::span<const uint8_t> optval)
 {
 	const uint64_t len = optval.size();
 	if (len < replace_size)
-		return make_error(EINVAL, "optlen " + std::to_string(len) + " is shorter than struct ipt_replace");
+		return make_error(EINVAL, "optlen " + std::to_string(len) +
+						  " is shorter than struct ipt_replace");
 	const ReplaceHeader h = read_header(optval);
 	Replace repl;
 	repl.num_counters = load<uint32_t>(optval, replace_num_counters);
 	repl.counters_ptr = load<uint64_t>(optval, replace_counters);
 	// overflow check
 	if (repl.num_counters >= INT_MAX / counters_size)
-		return make_error(ENOMEM, "num_counters " + std::to_string(repl.num_counters) + " is too large");
+		return make_error(ENOMEM, "num_counters " + std::to_string(repl.num_counters) +
+						  " is too large");
 	if (repl.num_counters == 0)
 		return make_error(EINVAL, "num_counters is 0");
 	if (len < static_cast<uint64_t>(h.size) + replace_size)
-		return make_error(EINVAL, "optlen " + std::to_string(len) + " is shorter than the " +
-						  std::to_string(h.size) + " bytes of entries it announces");
+		return make_error(EINVAL, "optlen " + std::to_string(len) +
+						  " is shorter than the " + std::to_string(h.size) +
+						  " bytes of entries it announces");
 	// xt_alloc_table_info()
 	if (xt_table_info_size + h.size >= xt_max_table_size)
 		return make_error(ENOMEM, "table size " + std::to_string(h.size) + " is too large");
-	std::vector<uint8_t> entries(optval.begin() + replace_size, optval.begin() + replace_size + h.size);
+	std::vector<uint8_t> entries(optval.begin() + replace_size,
+				     optval.begin() + replace_size + h.size);
 	auto table = translate_table(h, std::move(entries));
 	if (!table.ok())
 		return table.error();
@@ -439,15 +476,18 @@ Status check_replace(const Replace &repl, const StoredTable &current)
 	// xt_counters_alloc()
 	if (repl.num_counters == 0 || repl.num_counters > INT_MAX / counters_size ||
 	    static_cast<uint64_t>(repl.num_counters) * counters_size > xt_max_table_size)
-		return make_error(ENOMEM, "cannot hold " + std::to_string(repl.num_counters) + " counters");
+		return make_error(ENOMEM,
+				  "cannot hold " + std::to_string(repl.num_counters) + " counters");
 	if (repl.table.name != current.name)
 		return make_error(ENOENT, "no table \"" + repl.table.name + "\"");
 	if (repl.table.valid_hooks != current.valid_hooks)
 		return make_error(EINVAL, "valid_hooks " + std::to_string(repl.table.valid_hooks) +
-						  " differs from the table's " + std::to_string(current.valid_hooks));
+						  " differs from the table's " +
+						  std::to_string(current.valid_hooks));
 	if (repl.num_counters != current.offsets.size())
 		return make_error(EAGAIN, "num_counters " + std::to_string(repl.num_counters) +
-						  " but the table has " + std::to_string(current.offsets.size()) +
+						  " but the table has " +
+						  std::to_string(current.offsets.size()) +
 						  " entries: it changed since it was read");
 	return {};
 }
@@ -457,7 +497,7 @@ std::vector<uint8_t> initial_filter_entries()
 	// ipt_alloc_initial_table(): one IPT_STANDARD_INIT(NF_ACCEPT) per hook, then
 	// IPT_ERROR_INIT, all other bytes zero (kzalloc).
 	constexpr uint32_t standard_entry = entry_size + xt_align(standard_target_size); // 152
-	constexpr uint32_t error_entry = entry_size + error_target_size;                  // 176
+	constexpr uint32_t error_entry = entry_size + error_target_size;		 // 176
 	std::vector<uint8_t> b(3 * standard_entry + error_entry, 0);
 	std::span<uint8_t> s = b;
 	for (uint32_t k = 0; k < 3; k++) {

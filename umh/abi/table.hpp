@@ -17,7 +17,8 @@
 #include "common/result.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::abi {
+namespace bpfilter::abi
+{
 
 // The filter table: the only one this helper serves (iptable_filter's FILTER_VALID_HOOKS).
 inline constexpr std::string_view filter_name = "filter";
@@ -70,7 +71,8 @@ std::vector<uint8_t> getinfo_reply(const StoredTable &table);
 // revision, the data up to the extension's size and zeroes up to XT_ALIGN. Bytes the
 // kernel leaves untouched in the caller's buffer (the name field after its NUL, space
 // between an ERROR target and the next entry) are zero.
-std::vector<uint8_t> entries_to_user(const StoredTable &table, std::span<const ir::Counter> counters);
+std::vector<uint8_t> entries_to_user(const StoredTable &table,
+				     std::span<const ir::Counter> counters);
 
 // IPT_SO_SET_ADD_COUNTERS's argument once xt_copy_counters accepted it.
 struct CountersInfo {

@@ -9,8 +9,10 @@
 #include "abi/extensions.hpp"
 #include "abi/table.hpp"
 
-namespace bpfilter::abi {
-namespace {
+namespace bpfilter::abi
+{
+namespace
+{
 
 ir::IpHeaderMatch ip_of(std::span<const uint8_t> b, uint32_t off)
 {
@@ -143,11 +145,13 @@ Result<ir::Table> to_ir(const StoredTable &table)
 		for (uint32_t i = entry_size; i < target_offset;) {
 			const uint32_t m = off + i;
 			const uint16_t match_size = load<uint16_t>(b, m + ext_size);
-			auto ext = find_extension(ExtKind::Match, b.subspan(m + ext_name, ext_name_len),
+			auto ext = find_extension(ExtKind::Match,
+						  b.subspan(m + ext_name, ext_name_len),
 						  b[m + ext_revision]);
 			if (!ext.ok()) // parse_replace accepted it, so this is not reached
 				return rule_error(ext.error().errnum, k, off, ext.error().message);
-			const auto data = b.subspan(m + ext_header_size, match_size - ext_header_size);
+			const auto data =
+				b.subspan(m + ext_header_size, match_size - ext_header_size);
 			switch ((*ext)->id) {
 			case ExtId::Tcp:
 				rule.matches.emplace_back(tcp_of(data));
@@ -183,11 +187,13 @@ Result<ir::Table> to_ir(const StoredTable &table)
 			} else if (verdict == verdict_return) {
 				rule.target.kind = ir::Target::Kind::Return;
 			} else if (verdict < 0) {
-				return rule_error(EOPNOTSUPP, k, off,
-						  "verdict " + std::to_string(verdict) +
-							  " (NF_QUEUE) is not supported by bpfilter");
+				return rule_error(
+					EOPNOTSUPP, k, off,
+					"verdict " + std::to_string(verdict) +
+						" (NF_QUEUE) is not supported by bpfilter");
 			} else if (auto to = index_of(static_cast<uint32_t>(verdict))) {
-				const uint32_t next = off + load<uint16_t>(b, off + entry_next_offset);
+				const uint32_t next =
+					off + load<uint16_t>(b, off + entry_next_offset);
 				if (go)
 					rule.target = {ir::Target::Kind::Goto, *to};
 				else if (static_cast<uint32_t>(verdict) == next)

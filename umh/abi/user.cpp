@@ -4,16 +4,20 @@
 #include "abi/extensions.hpp"
 #include "abi/table.hpp"
 
-namespace bpfilter::abi {
-namespace {
+namespace bpfilter::abi
+{
+namespace
+{
 
 // xt_obj_to_user + xt_data_to_user for one match or target at `pos`: size, the registered
 // name with its NUL, revision, then the data up to the extension's size and zeroes up to
 // XT_ALIGN(size). The rest of the name field is left as the (zeroed) buffer had it.
-void extension_to_user(std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t pos, ExtKind kind)
+void extension_to_user(std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t pos,
+		       ExtKind kind)
 {
 	const uint16_t size = load<uint16_t>(in, pos + ext_size);
-	auto ext = find_extension(kind, in.subspan(pos + ext_name, ext_name_len), in[pos + ext_revision]);
+	auto ext = find_extension(kind, in.subspan(pos + ext_name, ext_name_len),
+				  in[pos + ext_revision]);
 	store<uint16_t>(out, pos + ext_size, size);
 	if (!ext.ok()) // a stored table only holds extensions find_extension knows
 		return;
@@ -31,7 +35,8 @@ std::vector<uint8_t> getinfo_reply(const StoredTable &table)
 {
 	std::vector<uint8_t> out(getinfo_size, 0);
 	std::span<uint8_t> s = out;
-	std::memcpy(out.data(), table.name.data(), std::min<size_t>(table.name.size(), table_name_len - 1));
+	std::memcpy(out.data(), table.name.data(),
+		    std::min<size_t>(table.name.size(), table_name_len - 1));
 	store<uint32_t>(s, getinfo_valid_hooks, table.valid_hooks);
 	for (uint32_t h = 0; h < num_hooks; h++) {
 		store<uint32_t>(s, getinfo_hook_entry + 4 * h, table.hook_entry[h]);
@@ -42,7 +47,8 @@ std::vector<uint8_t> getinfo_reply(const StoredTable &table)
 	return out;
 }
 
-std::vector<uint8_t> entries_to_user(const StoredTable &table, std::span<const ir::Counter> counters)
+std::vector<uint8_t> entries_to_user(const StoredTable &table,
+				     std::span<const ir::Counter> counters)
 {
 	const std::span<const uint8_t> in = table.entries;
 	std::vector<uint8_t> out(in.size(), 0);
@@ -55,7 +61,8 @@ std::vector<uint8_t> entries_to_user(const StoredTable &table, std::span<const i
 		store<uint64_t>(s, off + entry_counters, c.packets);
 		store<uint64_t>(s, off + entry_counters + 8, c.bytes);
 		const uint32_t target_offset = load<uint16_t>(in, off + entry_target_offset);
-		for (uint32_t i = entry_size; i < target_offset; i += load<uint16_t>(in, off + i + ext_size))
+		for (uint32_t i = entry_size; i < target_offset;
+		     i += load<uint16_t>(in, off + i + ext_size))
 			extension_to_user(in, s, off + i, ExtKind::Match);
 		extension_to_user(in, s, off + target_offset, ExtKind::Target);
 	}
@@ -66,15 +73,18 @@ Result<CountersInfo> parse_counters(std::span<const uint8_t> optval)
 {
 	// xt_copy_counters()
 	if (optval.size() <= counters_info_size)
-		return make_error(EINVAL, "optlen " + std::to_string(optval.size()) +
-						  " leaves no room for counters after struct xt_counters_info");
+		return make_error(
+			EINVAL,
+			"optlen " + std::to_string(optval.size()) +
+				" leaves no room for counters after struct xt_counters_info");
 	const uint64_t len = optval.size() - counters_info_size;
 	CountersInfo info;
 	info.name = std::string(field_name(optval, 0, table_name_len - 1));
 	const uint32_t num = load<uint32_t>(optval, counters_info_num);
 	if (static_cast<uint64_t>(num) * counters_size != len)
-		return make_error(EINVAL, "num_counters " + std::to_string(num) + " does not match the " +
-						  std::to_string(len) + " bytes of counters given");
+		return make_error(EINVAL, "num_counters " + std::to_string(num) +
+						  " does not match the " + std::to_string(len) +
+						  " bytes of counters given");
 	info.counters.resize(num);
 	for (uint32_t k = 0; k < num; k++) {
 		const size_t at = counters_info_size + static_cast<size_t>(k) * counters_size;

@@ -10,8 +10,10 @@
 #include <cstring>
 #include <optional>
 
-namespace bpfilter::ir {
-namespace {
+namespace bpfilter::ir
+{
+namespace
+{
 
 // Values from the uapi headers, spelled here so the evaluator reads on its own.
 constexpr uint8_t ipt_f_frag = 0x01;
@@ -140,7 +142,8 @@ bool tcp_mt(const TcpMatch &info, Param &par)
 			par.hotdrop = true;
 			return false;
 		}
-		if (!tcp_find_option(info.option, par, doff * 4 - 20, info.invflags & tcp_inv_option))
+		if (!tcp_find_option(info.option, par, doff * 4 - 20,
+				     info.invflags & tcp_inv_option))
 			return false;
 	}
 	return true;
@@ -260,15 +263,16 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 
 	// The jump stack has one slot per ERROR entry (translate_table's stacksize).
-	const size_t stacksize = std::count_if(table.rules.begin(), table.rules.end(), [](const Rule &r) {
-		return r.target.kind == Target::Kind::Error;
-	});
+	const size_t stacksize =
+		std::count_if(table.rules.begin(), table.rules.end(),
+			      [](const Rule &r) { return r.target.kind == Target::Kind::Error; });
 	std::vector<uint32_t> jumpstack;
 	jumpstack.reserve(stacksize);
 
 	// A table from the parser has no loops (ELOOP) and no path off its end; a
 	// hand-made IR that has either is cut short here and judged NF_DROP.
-	uint64_t budget = (static_cast<uint64_t>(table.rules.size()) + 1) * (stacksize + 1) * 64 + 1024;
+	uint64_t budget =
+		(static_cast<uint64_t>(table.rules.size()) + 1) * (stacksize + 1) * 64 + 1024;
 
 	uint32_t e = *table.hook_entry[h];
 	bool verdict_accept = false; // verdict starts as NF_DROP

@@ -12,15 +12,17 @@
 #include "abi/table.hpp"
 #include "common/log.hpp"
 
-namespace bpfilter::service {
+namespace bpfilter::service
+{
 
 struct TableService::State {
-	bool installed = false;	  // init() succeeded: the filter table exists
-	abi::StoredTable table;	  // as ip_tables keeps it
+	bool installed = false;		// init() succeeded: the filter table exists
+	abi::StoredTable table;		// as ip_tables keeps it
 	std::vector<ir::Counter> added; // IPT_SO_SET_ADD_COUNTERS sums, one per entry
 };
 
-namespace {
+namespace
+{
 
 Reply fail(const Error &err, std::string_view what)
 {
@@ -34,15 +36,16 @@ Reply fail(int errnum)
 }
 
 // Dataplane counters plus the ADD_COUNTERS sums, one per entry of the stored table.
-Result<std::vector<ir::Counter>> current_counters(const Dataplane &dp, const std::vector<ir::Counter> &added)
+Result<std::vector<ir::Counter>> current_counters(const Dataplane &dp,
+						  const std::vector<ir::Counter> &added)
 {
 	auto counted = dp.counters();
 	if (!counted.ok())
 		return counted.error();
 	if (counted->size() != added.size())
 		return make_error(EIO, "the data plane has " + std::to_string(counted->size()) +
-					       " counters for a table of " + std::to_string(added.size()) +
-					       " entries");
+					       " counters for a table of " +
+					       std::to_string(added.size()) + " entries");
 	std::vector<ir::Counter> sum = std::move(*counted);
 	for (size_t k = 0; k < sum.size(); k++) {
 		sum[k].packets += added[k].packets;
@@ -60,7 +63,7 @@ std::string name_in(std::span<const uint8_t> optval, size_t len)
 } // namespace
 
 TableService::TableService(std::unique_ptr<Dataplane> dataplane)
-	: dataplane_(std::move(dataplane)), state_(std::make_shared<State>())
+    : dataplane_(std::move(dataplane)), state_(std::make_shared<State>())
 {
 }
 
@@ -124,10 +127,12 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 			return fail(make_error(ENOENT, "no table \"" + info->name + "\""),
 				    "IPT_SO_SET_ADD_COUNTERS refused");
 		if (info->counters.size() != st.table.offsets.size())
-			return fail(make_error(EINVAL, std::to_string(info->counters.size()) +
-							       " counters for a table of " +
-							       std::to_string(st.table.offsets.size()) + " entries"),
-				    "IPT_SO_SET_ADD_COUNTERS refused");
+			return fail(
+				make_error(EINVAL, std::to_string(info->counters.size()) +
+							   " counters for a table of " +
+							   std::to_string(st.table.offsets.size()) +
+							   " entries"),
+				"IPT_SO_SET_ADD_COUNTERS refused");
 		for (size_t k = 0; k < st.added.size(); k++) {
 			st.added[k].packets += info->counters[k].packets;
 			st.added[k].bytes += info->counters[k].bytes;
@@ -170,7 +175,8 @@ Reply TableService::getsockopt(uint32_t optname, uint32_t optlen, std::span<cons
 		if (!counters.ok())
 			return fail(counters.error(), "IPT_SO_GET_ENTRIES: reading counters");
 		// The kernel writes only entrytable[]; the header stays as the caller gave it.
-		Reply reply{0, std::vector<uint8_t>(optval.begin(), optval.begin() + abi::get_entries_size)};
+		Reply reply{0, std::vector<uint8_t>(optval.begin(),
+						    optval.begin() + abi::get_entries_size)};
 		const auto entries = abi::entries_to_user(st.table, *counters);
 		reply.data.insert(reply.data.end(), entries.begin(), entries.end());
 		return reply;
@@ -188,7 +194,8 @@ Reply TableService::getsockopt(uint32_t optname, uint32_t optlen, std::span<cons
 		if (status < 0)
 			return Reply{status, {}};
 		// The kernel writes nothing back and *optlen stays as it was.
-		return Reply{status, std::vector<uint8_t>(optval.begin(), optval.begin() + abi::get_revision_size)};
+		return Reply{status, std::vector<uint8_t>(optval.begin(),
+							  optval.begin() + abi::get_revision_size)};
 	}
 	default:
 		return fail(EINVAL);
