@@ -35,7 +35,10 @@ def run_case(bed, ruleset, pkts):
 	if not loads[0][0]:
 		raise HarnessError(f"the ruleset does not load into netfilter: {loads[0][1]}")
 	if not loads[1][0]:
-		res.fail(f"load: {names[0]} loads the ruleset, {names[1]} refuses it: {loads[1][1]}")
+		why = loads[1][1]
+		if bed.sides[1].umh is not None:
+			why += " | helper log: " + " / ".join(bed.sides[1].umh_log(600).splitlines()[-3:])
+		res.fail(f"load: {names[0]} loads the ruleset, {names[1]} refuses it: {why}")
 		res.fatal = True
 		return res
 	res.ok()
