@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -84,6 +86,16 @@ std::string describe_prog(uint32_t id)
 		what += std::string(" \"") + info.name + "\"";
 	close(fd);
 	return what;
+}
+
+using clock = std::chrono::steady_clock;
+
+std::string ms_between(clock::time_point a, clock::time_point b)
+{
+	auto us = std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%.2f ms", static_cast<double>(us) / 1000.0);
+	return buf;
 }
 
 } // namespace
@@ -343,6 +355,7 @@ Status XdpDataplane::check(const ir::Table &table) const
 
 Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 {
+	const auto t_start = clock::now();
 	BF_TRY(check(table));
 	auto code = codegen::compile_xdp(table, codegen::Options{});
 	if (!code)
@@ -358,6 +371,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 		gen->shared.emplace(std::move(*p));
 	}
 
+	const auto t_loaded = clock::now();
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();
@@ -390,7 +404,12 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	attached_ = std::move(next);
 	adopted_.clear();
 
+	const auto t_attached = clock::now();
 	wait_for_readers();
+	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
+		  std::to_string(attached_.size()) + " interfaces: compiled and loaded in " +
+		  ms_between(t_start, t_loaded) + ", attached in " + ms_between(t_loaded, t_attached) +
+		  ", old program quiet after " + ms_between(t_attached, clock::now()));
 	if (!old)
 		return std::vector<ir::Counter>{};
 	auto counters = old->read_counters();
