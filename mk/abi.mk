@@ -15,3 +15,7 @@ $(BUILD)/abi-tools/ipt_snapshot: tests/tools/ipt_snapshot.cpp $(filter-out $(BUI
 .PHONY: abi-unit
 abi-unit: $(BUILD)/abi_unit_tests
 	$(BUILD)/abi_unit_tests
+
+$(BUILD)/abi-tools/ipt_errno: tests/tools/ipt_errno.cpp tests/unit/abi_builder.hpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -o $@ $(filter %.cpp %.o,$^)

@@ -6,13 +6,15 @@
 # ipt_snapshot reads the kernel's table and compares it with the one our TableService
 # builds (1) from the very SET_REPLACE / ADD_COUNTERS bytes iptables sent and (2) from an
 # ipt_replace rebuilt out of the kernel's GET_ENTRIES reply. Exits non-zero on any
-# difference. Needs root, ip netns, strace and iptables-legacy.
+# difference. Then ipt_errno sends the same good and malformed requests to the kernel and
+# to us and compares the errnos. Needs root, ip netns, strace and iptables-legacy.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 TOOL=${IPT_SNAPSHOT:-$BUILD/abi-tools/ipt_snapshot}
-make -s BUILD="$BUILD" "$TOOL" >/dev/null
+ERRNO_TOOL=${IPT_ERRNO:-$BUILD/abi-tools/ipt_errno}
+make -s BUILD="$BUILD" "$TOOL" "$ERRNO_TOOL" >/dev/null
 
 WORK=$(mktemp -d)
 NS=bf-abi-$$
@@ -188,6 +190,18 @@ iptables-legacy -Z
 iptables-legacy -D INPUT -m comment --comment hello -j DROP
 iptables-legacy -F web
 CMDS
+
+# The same well-formed and malformed requests to the kernel and to us: same errno.
+cases=$((cases + 1))
+ip netns add "$NS"
+if ip netns exec "$NS" "$ERRNO_TOOL" >"$WORK/errno.log" 2>&1; then
+	echo "ok   errno: $(grep -c '^ok ' "$WORK/errno.log") requests answered alike by the kernel and by us"
+else
+	fail=$((fail + 1))
+	echo "FAIL errno"
+	grep -v '^ok ' "$WORK/errno.log" | sed 's/^/     /'
+fi
+ip netns del "$NS"
 
 echo "$((cases - fail)) passed, $fail failed"
 [ "$fail" = 0 ]

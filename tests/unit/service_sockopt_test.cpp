@@ -129,7 +129,7 @@ TEST_F(Fixture, GetInfoChecks)
 	std::memset(b.data() + 6, 0, 26);
 	b[31] = 'z';
 	EXPECT_EQ(svc.getsockopt(IPT_SO_GET_INFO, 84, b).status, 0);
-	EXPECT_EQ(svc.getsockopt(99, 84, b).status, -EINVAL);
+	EXPECT_EQ(svc.getsockopt(99, 84, b).status, -ENOPROTOOPT);
 }
 
 TEST_F(Fixture, GetEntriesChecks)
@@ -232,7 +232,7 @@ TEST_F(Fixture, AddCountersChecks)
 	poke<uint32_t>(b, abi::counters_info_num, 4);
 	b.resize(b.size() + 4 * 16 - 1); // one byte short
 	EXPECT_EQ(svc.setsockopt(IPT_SO_SET_ADD_COUNTERS, b).status, -EINVAL);
-	EXPECT_EQ(svc.setsockopt(99, b).status, -EINVAL);
+	EXPECT_EQ(svc.setsockopt(99, b).status, -ENOPROTOOPT);
 }
 
 TEST_F(Fixture, StaleReplaceGetsEagainAndChangesNothing)

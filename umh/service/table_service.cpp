@@ -140,7 +140,10 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 		return Reply{0, {}};
 	}
 	default:
-		return fail(EINVAL);
+		// Outside the range ip_tables registers (set 64..65, get 64..67) no handler
+		// exists and nf_sockopt answers ENOPROTOOPT; inside it, every optname is
+		// handled above.
+		return fail(ENOPROTOOPT);
 	}
 }
 
@@ -198,7 +201,10 @@ Reply TableService::getsockopt(uint32_t optname, uint32_t optlen, std::span<cons
 							  optval.begin() + abi::get_revision_size)};
 	}
 	default:
-		return fail(EINVAL);
+		// Outside the range ip_tables registers (set 64..65, get 64..67) no handler
+		// exists and nf_sockopt answers ENOPROTOOPT; inside it, every optname is
+		// handled above.
+		return fail(ENOPROTOOPT);
 	}
 }
 
