@@ -27,8 +27,9 @@ def _counts(p, b):
 	return f"{p} packets {b} bytes"
 
 
-def run_case(bed, ruleset, pkts):
-	"""Run one ruleset and its packets on the bed; returns a Result."""
+def run_case(bed, ruleset, pkts, show=None):
+	"""Run one ruleset and its packets on the bed; returns a Result. show: a print
+	function that gets every packet's verdicts and the first side's counters."""
 	res = Result()
 	names = bed.names()
 	loads = bed.load(ruleset)
@@ -55,6 +56,13 @@ def run_case(bed, ruleset, pkts):
 			word = lambda x: "delivered" if x else "not delivered"  # noqa: E731
 			res.fail(f"packet: #{n} {pkt}: {names[0]} {word(a)}, {names[1]} {word(b)}")
 	(chains_a, rules_a), (chains_b, rules_b) = bed.save()
+	if show:
+		for n, (pkt, v) in enumerate(zip(pkts, verdicts), 1):
+			show(f"  #{n} {'/'.join('delivered' if x else 'dropped' for x in v)}: {pkt}")
+		for name, policy, p, b in chains_a:
+			show(f"  [{p}:{b}] :{name} {policy}")
+		for chain, idx, text, p, b in rules_a:
+			show(f"  [{p}:{b}] {text}")
 	# The listing: the same chains, policies and rules, counters aside.
 	list_a = [(c[0], c[1]) for c in chains_a] + [r[2] for r in rules_a]
 	list_b = [(c[0], c[1]) for c in chains_b] + [r[2] for r in rules_b]

@@ -503,6 +503,11 @@ class Generator:
 			if self.frags and r.random() < 0.02:
 				f["frag"] = r.choice([0, 1, 185])
 				f["mf"] = r.choice([0, 1])
+			if r.random() < 0.02:
+				# Short headers: netfilter's tcp, udp and icmp matches drop these outright.
+				f["trunc"] = r.choice([0, 1, 3, 4, 7, 8, 13, 19])
+			elif f["proto"] == "tcp" and r.random() < 0.015:
+				f["doff"] = r.choice([0, 4, 6, 15])
 			if f["proto"] not in ("tcp", "udp"):
 				f.pop("sport", None)
 				f.pop("dport", None)
