@@ -1,5 +1,9 @@
 // LD_PRELOAD library: sends iptables' IPT_SO_* sockopts to bpfilter_umh over a Unix socket, passes every other call through.
 //
+// One more thing is redirected: /proc/net/ip_tables_names, from which iptables-save
+// learns which tables exist. It lists the kernel's tables, which never see our requests;
+// the caller is told of the table bpfilter serves, filter.
+//
 // The helper answers exactly as ip_tables would, so this file only moves bytes: it sends
 // the caller's optval (for a get, the part the kernel reads as input), then applies the
 // reply the way the kernel's sockopt path would (return value, errno, optval, *optlen,
@@ -26,8 +30,12 @@ namespace {
 
 constexpr const char *default_socket = "/run/bpfilter.sock";
 
+constexpr const char *tables_names_path = "/proc/net/ip_tables_names";
+constexpr const char tables_names[] = "filter\n";
+
 using getsockopt_fn = int (*)(int, int, int, void *, socklen_t *);
 using setsockopt_fn = int (*)(int, int, int, const void *, socklen_t);
+using fopen_fn = FILE *(*)(const char *, const char *);
 
 getsockopt_fn real_getsockopt()
 {
@@ -49,6 +57,28 @@ setsockopt_fn real_setsockopt()
 		fn.store(f, std::memory_order_release);
 	}
 	return f;
+}
+
+fopen_fn real_fopen(const char *symbol, std::atomic<fopen_fn> &cache)
+{
+	fopen_fn f = cache.load(std::memory_order_acquire);
+	if (!f) {
+		f = reinterpret_cast<fopen_fn>(dlsym(RTLD_NEXT, symbol));
+		cache.store(f, std::memory_order_release);
+	}
+	return f;
+}
+
+FILE *open_file(const char *symbol, std::atomic<fopen_fn> &cache, const char *path, const char *mode)
+{
+	if (path && strcmp(path, tables_names_path) == 0 && mode && mode[0] == 'r')
+		return fmemopen(const_cast<char *>(tables_names), sizeof(tables_names) - 1, "r");
+	fopen_fn real = real_fopen(symbol, cache);
+	if (!real) {
+		errno = ENOSYS;
+		return nullptr;
+	}
+	return real(path, mode);
 }
 
 const char *socket_path()
@@ -268,6 +298,18 @@ __attribute__((visibility("default"))) int setsockopt(int fd, int level, int opt
 	if (ret >= 0)
 		errno = saved;
 	return ret;
+}
+
+__attribute__((visibility("default"))) FILE *fopen(const char *path, const char *mode)
+{
+	static std::atomic<fopen_fn> cache{nullptr};
+	return open_file("fopen", cache, path, mode);
+}
+
+__attribute__((visibility("default"))) FILE *fopen64(const char *path, const char *mode)
+{
+	static std::atomic<fopen_fn> cache{nullptr};
+	return open_file("fopen64", cache, path, mode);
 }
 
 } // extern "C"
