@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Interfaces between the parts of bpfilter.ko: backends, requests, namespaces, helper. */
+#ifndef _BPFILTER_KMOD_H
+#define _BPFILTER_KMOD_H
+
+#include <linux/init.h>
+#include <linux/mutex.h>
+#include <linux/sockptr.h>
+#include <linux/types.h>
+
+#include "bpfilter/msg.h"
+
+struct net;
+struct sock;
+
+/*
+ * A backend routes a kernel's IPT_SO_* get/setsockopt calls to
+ * bpfilter_setsockopt() and bpfilter_getsockopt(). main.c tries them in
+ * order; adding one (e.g. the bpfilter_ops hook of CONFIG_BPFILTER kernels)
+ * is one new file and one line in main.c.
+ */
+struct bpfilter_backend {
+	const char *name;
+	int (*attach)(void);
+	void (*detach)(void);
+};
+
+extern const struct bpfilter_backend bpfilter_backend_nf;
+
+/* sockopt.c: the caller's side of a request. */
+int bpfilter_setsockopt(struct sock *sk, int optname, sockptr_t optval,
+			unsigned int optlen);
+int bpfilter_getsockopt(struct sock *sk, int optname, void __user *optval,
+			int *optlen);
+
+/*
+ * One exchange with the helper. The sender fills req.op, req.optname,
+ * req.optlen, req.arg, data, data_len, net and max_reply; the transport fills
+ * the rest of req and, on success, status and reply (kvmalloc'd, the sender
+ * frees it with kvfree).
+ */
+struct bpfilter_msg {
+	struct bpfilter_request req;
+	const void *data;
+	/* The namespace the request is about (NULL: none). Kept alive by the sender. */
+	struct net *net;
+	u32 max_reply;
+	s32 status;
+	void *reply;
+	u32 reply_len;
+};
+
+/*
+ * Serialises every exchange with the helper and its life cycle. Everything
+ * below marked "locked" must be called with it held.
+ */
+extern struct mutex bpfilter_mutex;
+
+/* main.c: start the helper if needed (and restore the tables), then exchange. Locked. */
+int bpfilter_call(struct bpfilter_msg *msg, bool killable);
+
+/* bpfilter_umh_blob.S: the helper's executable, init data. */
+extern const char bpfilter_umh_blob_start[];
+extern const char bpfilter_umh_blob_end[];
+
+/* umh.c: the helper's life cycle and its private channel. */
+int __init bpfilter_umh_init(void);
+void bpfilter_umh_exit(void);
+bool bpfilter_umh_running(void);		/* locked */
+int bpfilter_umh_start(void);			/* locked */
+void bpfilter_umh_stop(void);			/* locked: EOF, then SIGKILL if it lingers */
+int bpfilter_umh_exchange(struct bpfilter_msg *msg, bool killable); /* locked */
+
+/* netns.c: per network namespace state. */
+int bpfilter_netns_init(void);
+void bpfilter_netns_exit(void);
+int bpfilter_netns_track(struct net *net);	/* locked */
+void bpfilter_netns_save(struct net *net, void *replace, u32 len); /* locked */
+void bpfilter_netns_replay(void);		/* locked */
+void bpfilter_netns_detach_all(void);		/* locked */
+
+#endif /* _BPFILTER_KMOD_H */

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpfilter.ko: takes the iptables sockopt ABI and hands every request to
+ * the embedded usermode helper, which runs the table as eBPF.
+ */
+#define pr_fmt(fmt) "bpfilter: " fmt
+
+#include <linux/kernel.h>
+#include <linux/module.h>
+
+#include "bpfilter.h"
+
+DEFINE_MUTEX(bpfilter_mutex);
+
+/*
+ * Tried in order; the first that attaches serves. A kernel built with
+ * CONFIG_BPFILTER (4.18 to 6.7) would list its bpfilter_ops backend first.
+ */
+static const struct bpfilter_backend *const backends[] = {
+	&bpfilter_backend_nf,
+};
+
+static const struct bpfilter_backend *backend;
+
+int bpfilter_call(struct bpfilter_msg *msg, bool killable)
+{
+	int ret;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (!bpfilter_umh_running()) {
+		ret = bpfilter_umh_start();
+		if (ret)
+			return ret;
+		bpfilter_netns_replay();
+		if (!bpfilter_umh_running())
+			return -EIO;
+	}
+	return bpfilter_umh_exchange(msg, killable);
+}
+
+static int __init bpfilter_init(void)
+{
+	int ret, i;
+
+	ret = bpfilter_umh_init();
+	if (ret)
+		return ret;
+	ret = bpfilter_netns_init();
+	if (ret)
+		goto err_umh;
+
+	mutex_lock(&bpfilter_mutex);
+	ret = bpfilter_umh_start();
+	mutex_unlock(&bpfilter_mutex);
+	if (ret)
+		goto err_netns;
+
+	for (i = 0; i < ARRAY_SIZE(backends); i++) {
+		ret = backends[i]->attach();
+		if (!ret) {
+			backend = backends[i];
+			break;
+		}
+	}
+	if (!backend)
+		goto err_stop;
+	pr_info("serving iptables through %s\n", backend->name);
+	return 0;
+
+err_stop:
+	mutex_lock(&bpfilter_mutex);
+	bpfilter_umh_stop();
+	mutex_unlock(&bpfilter_mutex);
+err_netns:
+	bpfilter_netns_exit();
+err_umh:
+	bpfilter_umh_exit();
+	return ret;
+}
+
+static void __exit bpfilter_fini(void)
+{
+	backend->detach();
+	mutex_lock(&bpfilter_mutex);
+	/* Programs attached through netlink outlive the helper: detach them first. */
+	bpfilter_netns_detach_all();
+	bpfilter_umh_stop();
+	mutex_unlock(&bpfilter_mutex);
+	bpfilter_netns_exit();
+	bpfilter_umh_exit();
+	pr_info("unloaded\n");
+}
+
+module_init(bpfilter_init);
+module_exit(bpfilter_fini);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("iptables sockopt ABI served by an eBPF usermode helper");

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The caller's side of an IPT_SO_* request: the checks ip_tables makes
+ * before it allocates, optval copied in the caller's context, the request
+ * sent with the caller's namespace, the reply copied back.
+ */
+#define pr_fmt(fmt) "bpfilter: " fmt
+
+#include <linux/capability.h>
+#include <linux/compat.h>
+#include <linux/mm.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <net/sock.h>
+
+#include "bpfilter.h"
+
+/*
+ * Sends msg for net and waits for the answer. On an accepted
+ * IPT_SO_SET_REPLACE, *keep (the request's payload) becomes the namespace's
+ * saved table, under the same lock, so that a replay restores what the
+ * helper last accepted.
+ */
+static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
+{
+	int ret;
+
+	msg->net = net;
+	ret = mutex_lock_killable(&bpfilter_mutex);
+	if (ret)
+		return ret;
+	ret = bpfilter_netns_track(net);
+	if (!ret)
+		ret = bpfilter_call(msg, true);
+	if (!ret && !msg->status && keep) {
+		bpfilter_netns_save(net, *keep, msg->req.data_len);
+		*keep = NULL;
+	}
+	mutex_unlock(&bpfilter_mutex);
+	return ret;
+}
+
+static bool unsupported_caller(void)
+{
+	if (!in_compat_syscall())
+		return false;
+	pr_warn_once("32-bit iptables is not supported, use the 64-bit one\n");
+	return true;
+}
+
+/* Mirrors do_replace(): the header's checks, then the entries, then the helper. */
+static int set_replace(struct net *net, sockptr_t arg, unsigned int len)
+{
+	struct bpfilter_msg msg = {
+		.req.op = BPFILTER_OP_SETSOCKOPT,
+		.req.optname = IPT_SO_SET_REPLACE,
+		.req.optlen = len,
+	};
+	struct ipt_replace tmp, *repl;
+	void *buf;
+	int ret;
+
+	if (copy_from_sockptr(&tmp, arg, sizeof(tmp)))
+		return -EFAULT;
+	if (tmp.num_counters >= INT_MAX / sizeof(struct xt_counters))
+		return -ENOMEM;
+	if (tmp.num_counters == 0)
+		return -EINVAL;
+	if (tmp.size > BPFILTER_MAX_DATA - sizeof(tmp))
+		return -ENOMEM;
+	buf = kvmalloc(sizeof(tmp) + tmp.size, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return -ENOMEM;
+	repl = buf;
+	*repl = tmp;
+	repl->name[sizeof(repl->name) - 1] = '\0';
+	if (copy_from_sockptr_offset(repl->entries, arg, sizeof(tmp), tmp.size)) {
+		ret = -EFAULT;
+		goto out;
+	}
+	msg.data = buf;
+	msg.req.data_len = sizeof(tmp) + tmp.size;
+	msg.max_reply = tmp.num_counters * sizeof(struct xt_counters);
+	ret = request(net, &msg, &buf);
+	if (ret)
+		goto out;
+	ret = msg.status;
+	/* As ip_tables: the new table is in place, a bad pointer is not an error. */
+	if (!ret && msg.reply_len && tmp.counters &&
+	    copy_to_user(tmp.counters, msg.reply, msg.reply_len))
+		pr_warn_ratelimited("counters copy to user failed while replacing table\n");
+out:
+	kvfree(msg.reply);
+	kvfree(buf);
+	return ret;
+}
+
+/* Mirrors xt_copy_counters(): len must be exactly the counters it announces. */
+static int set_add_counters(struct net *net, sockptr_t arg, unsigned int len)
+{
+	struct bpfilter_msg msg = {
+		.req.op = BPFILTER_OP_SETSOCKOPT,
+		.req.optname = IPT_SO_SET_ADD_COUNTERS,
+		.req.optlen = len,
+	};
+	struct xt_counters_info tmp, *info;
+	void *buf;
+	int ret;
+
+	if (len < sizeof(tmp))
+		return -EINVAL;
+	if (copy_from_sockptr(&tmp, arg, sizeof(tmp)))
+		return -EFAULT;
+	if ((u64)tmp.num_counters * sizeof(struct xt_counters) != (u64)len - sizeof(tmp))
+		return -EINVAL;
+	if (len > BPFILTER_MAX_DATA)
+		return -ENOMEM;
+	buf = kvmalloc(len, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return -ENOMEM;
+	info = buf;
+	*info = tmp;
+	info->name[sizeof(info->name) - 1] = '\0';
+	if (copy_from_sockptr_offset(info->counters, arg, sizeof(tmp), len - sizeof(tmp))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	msg.data = buf;
+	msg.req.data_len = len;
+	ret = request(net, &msg, NULL);
+	if (!ret)
+		ret = msg.status;
+out:
+	kvfree(msg.reply);
+	kvfree(buf);
+	return ret;
+}
+
+int bpfilter_setsockopt(struct sock *sk, int optname, sockptr_t optval,
+			unsigned int optlen)
+{
+	struct net *net = sock_net(sk);
+
+	if (!ns_capable(net->user_ns, CAP_NET_ADMIN))
+		return -EPERM;
+	if (unsupported_caller())
+		return -EOPNOTSUPP;
+	switch (optname) {
+	case IPT_SO_SET_REPLACE:
+		return set_replace(net, optval, optlen);
+	case IPT_SO_SET_ADD_COUNTERS:
+		return set_add_counters(net, optval, optlen);
+	default:
+		return -EINVAL;
+	}
+}
+
+/*
+ * Mirrors do_ipt_get_ctl(): the length checks of get_info(), get_entries()
+ * and the revision queries, then the input part of optval goes to the helper.
+ */
+int bpfilter_getsockopt(struct sock *sk, int optname, void __user *optval,
+			int *optlen)
+{
+	struct net *net = sock_net(sk);
+	union {
+		struct ipt_getinfo info;
+		struct ipt_get_entries entries;
+		struct xt_get_revision rev;
+	} in;
+	struct bpfilter_msg msg = {
+		.req.op = BPFILTER_OP_GETSOCKOPT,
+		.req.optname = optname,
+		.req.optlen = *optlen,
+		.data = &in,
+		.max_reply = max(*optlen, 0),
+	};
+	size_t in_len;
+	int ret;
+
+	if (!ns_capable(net->user_ns, CAP_NET_ADMIN))
+		return -EPERM;
+	if (unsupported_caller())
+		return -EOPNOTSUPP;
+	switch (optname) {
+	case IPT_SO_GET_INFO:
+		in_len = sizeof(in.info);
+		if (*optlen != in_len)
+			return -EINVAL;
+		if (copy_from_user(&in.info, optval, in_len))
+			return -EFAULT;
+		in.info.name[sizeof(in.info.name) - 1] = '\0';
+		break;
+	case IPT_SO_GET_ENTRIES:
+		in_len = sizeof(in.entries);
+		if (*optlen < in_len)
+			return -EINVAL;
+		if (copy_from_user(&in.entries, optval, in_len))
+			return -EFAULT;
+		if (*optlen != in_len + in.entries.size)
+			return -EINVAL;
+		in.entries.name[sizeof(in.entries.name) - 1] = '\0';
+		break;
+	case IPT_SO_GET_REVISION_MATCH:
+	case IPT_SO_GET_REVISION_TARGET:
+		in_len = sizeof(in.rev);
+		if (*optlen != in_len)
+			return -EINVAL;
+		if (copy_from_user(&in.rev, optval, in_len))
+			return -EFAULT;
+		in.rev.name[sizeof(in.rev.name) - 1] = '\0';
+		break;
+	default:
+		return -EINVAL;
+	}
+	msg.req.data_len = in_len;
+	ret = request(net, &msg, NULL);
+	if (ret)
+		return ret;
+	ret = msg.status;
+	/* No data (a revision query): *optlen stays, as ip_tables leaves it. */
+	if (ret >= 0 && msg.reply_len) {
+		if (copy_to_user(optval, msg.reply, msg.reply_len))
+			ret = -EFAULT;
+		else
+			*optlen = msg.reply_len;
+	}
+	kvfree(msg.reply);
+	return ret;
+}

@@ -1,0 +1,608 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The helper's life cycle: the embedded blob in a shmem file, the helper
+ * started from it, the private channel to it, one exchange at a time, stop.
+ *
+ * Debian's 6.1 exports neither umd_load_blob() nor fork_usermode_driver()
+ * nor create_pipe_files(), so: the blob goes into an unlinked shmem file,
+ * call_usermodehelper()'s init callback installs the channel and that file
+ * in the new task's (empty) descriptor table and the task executes
+ * /proc/self/fd/N. The channel is an anonymous inode whose read and write
+ * are this file's code: it exists only in the helper's descriptor table and
+ * answers only the helper's thread group, so no other process can talk to
+ * the helper or pose as it.
+ */
+#define pr_fmt(fmt) "bpfilter: " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/atomic.h>
+#include <linux/cred.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/mm.h>
+#include <linux/net.h>
+#include <linux/nsproxy.h>
+#include <linux/pid.h>
+#include <linux/poll.h>
+#include <linux/proc_fs.h>
+#include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/umh.h>
+#include <linux/wait.h>
+#include <net/net_namespace.h>
+
+#include "bpfilter.h"
+
+/* Bounds for exchanges nobody can interrupt (no caller, or a killed one). */
+#define BPFILTER_HEALTH_TIMEOUT	(30 * HZ)
+#define BPFILTER_KERNEL_TIMEOUT	(120 * HZ)
+#define BPFILTER_KILLED_GRACE	(30 * HZ)
+#define BPFILTER_EXIT_GRACE	(5 * HZ)
+
+enum chan_state {
+	CHAN_IDLE,		/* no exchange */
+	CHAN_SENDING,		/* the helper is reading the request */
+	CHAN_RECEIVING,		/* the helper is writing the reply */
+	CHAN_DONE,		/* reply complete */
+};
+
+struct bpfilter_chan {
+	struct kref ref;
+	struct mutex io;	/* state, pos, msg, rhdr */
+	wait_queue_head_t wq;
+	struct pid *tgid;	/* the helper's thread group, set before it runs */
+	bool dead;		/* helper gone, or the exchange broke */
+	bool closing;		/* the helper reads end of stream */
+	enum chan_state state;
+	size_t pos;
+	struct bpfilter_msg *msg;
+	struct bpfilter_reply rhdr;
+	u32 seq;
+};
+
+static struct {
+	struct file *exe;		/* the blob, in an unlinked shmem file */
+	struct bpfilter_chan *chan;	/* the running helper, bpfilter_mutex */
+	atomic_t files;			/* channel files not yet released */
+	wait_queue_head_t files_wq;
+} umh;
+
+static void chan_free(struct kref *ref)
+{
+	struct bpfilter_chan *chan = container_of(ref, struct bpfilter_chan, ref);
+
+	put_pid(chan->tgid);
+	kfree(chan);
+}
+
+static bool chan_is_helper(const struct bpfilter_chan *chan)
+{
+	return chan->tgid && task_tgid(current) == chan->tgid;
+}
+
+/* Marks the exchange broken; the module side kills the helper. Under chan->io. */
+static void chan_break(struct bpfilter_chan *chan, const char *why)
+{
+	if (!chan->dead)
+		pr_err("helper channel broken: %s\n", why);
+	chan->dead = true;
+	wake_up_all(&chan->wq);
+}
+
+static bool chan_readable(struct bpfilter_chan *chan)
+{
+	return READ_ONCE(chan->state) == CHAN_SENDING || READ_ONCE(chan->closing) ||
+	       READ_ONCE(chan->dead);
+}
+
+/*
+ * Gives the helper a descriptor for the request's namespace, made in the
+ * helper's own descriptor table because this runs in its read(). -1 when the
+ * request names no namespace or the helper's own.
+ */
+static int chan_install_netns(struct bpfilter_msg *msg)
+{
+	int fd;
+
+	msg->req.netns_fd = -1;
+	if (!msg->net || msg->net == current->nsproxy->net_ns)
+		return 0;
+	fd = open_related_ns(&msg->net->ns, get_net_ns);
+	if (fd < 0)
+		return fd;
+	msg->req.netns_fd = fd;
+	return 0;
+}
+
+static ssize_t chan_copy_request(struct bpfilter_chan *chan, char __user *buf,
+				 size_t len)
+{
+	struct bpfilter_msg *msg = chan->msg;
+	size_t hlen = sizeof(msg->req);
+	size_t total = hlen + msg->req.data_len;
+	size_t done = 0;
+
+	while (done < len && chan->pos < total) {
+		const char *src;
+		size_t n;
+
+		if (chan->pos < hlen) {
+			src = (const char *)&msg->req + chan->pos;
+			n = hlen - chan->pos;
+		} else {
+			src = (const char *)msg->data + (chan->pos - hlen);
+			n = total - chan->pos;
+		}
+		n = min(n, len - done);
+		if (copy_to_user(buf + done, src, n))
+			return done ? done : -EFAULT;
+		done += n;
+		chan->pos += n;
+	}
+	if (chan->pos == total) {
+		chan->state = CHAN_RECEIVING;
+		chan->pos = 0;
+	}
+	return done;
+}
+
+static ssize_t chan_read(struct file *file, char __user *buf, size_t len,
+			 loff_t *ppos)
+{
+	struct bpfilter_chan *chan = file->private_data;
+	ssize_t ret;
+
+	if (!chan_is_helper(chan))
+		return -EPERM;
+	for (;;) {
+		if (!chan_readable(chan)) {
+			if (file->f_flags & O_NONBLOCK)
+				return -EAGAIN;
+			ret = wait_event_interruptible(chan->wq, chan_readable(chan));
+			if (ret)
+				return ret;
+		}
+		mutex_lock(&chan->io);
+		if (chan->closing || chan->dead) {
+			mutex_unlock(&chan->io);
+			return 0;
+		}
+		if (chan->state != CHAN_SENDING) {
+			mutex_unlock(&chan->io);
+			continue;
+		}
+		if (chan->pos == 0) {
+			ret = chan_install_netns(chan->msg);
+			if (ret) {
+				/* Answer the module here; the helper never sees it. */
+				chan->msg->status = ret;
+				chan->state = CHAN_DONE;
+				wake_up_all(&chan->wq);
+				mutex_unlock(&chan->io);
+				continue;
+			}
+		}
+		ret = chan_copy_request(chan, buf, len);
+		mutex_unlock(&chan->io);
+		return ret;
+	}
+}
+
+/* The reply header is complete: check it before allocating for its data. */
+static int chan_reply_header(struct bpfilter_chan *chan)
+{
+	struct bpfilter_msg *msg = chan->msg;
+	const struct bpfilter_reply *r = &chan->rhdr;
+
+	if (r->magic != BPFILTER_REPLY_MAGIC || r->seq != msg->req.seq)
+		return -EBADMSG;
+	if (r->data_len > msg->max_reply || r->data_len > BPFILTER_MAX_DATA)
+		return -E2BIG;
+	if (!r->data_len)
+		return 0;
+	msg->reply = kvmalloc(r->data_len, GFP_KERNEL_ACCOUNT);
+	return msg->reply ? 0 : -ENOMEM;
+}
+
+static ssize_t chan_write(struct file *file, const char __user *buf,
+			  size_t len, loff_t *ppos)
+{
+	struct bpfilter_chan *chan = file->private_data;
+	size_t hlen = sizeof(chan->rhdr);
+	size_t done = 0;
+	ssize_t ret;
+
+	if (!chan_is_helper(chan))
+		return -EPERM;
+	mutex_lock(&chan->io);
+	if (chan->dead || chan->closing) {
+		ret = -EPIPE;
+		goto out;
+	}
+	if (chan->state != CHAN_RECEIVING) {
+		chan_break(chan, "reply without a request");
+		ret = -EPROTO;
+		goto out;
+	}
+	while (done < len && chan->state == CHAN_RECEIVING) {
+		size_t total = hlen + (chan->pos >= hlen ? chan->rhdr.data_len : 0);
+		char *dst;
+		size_t n;
+
+		if (chan->pos < hlen)
+			dst = (char *)&chan->rhdr + chan->pos;
+		else
+			dst = (char *)chan->msg->reply + (chan->pos - hlen);
+		n = min(total - chan->pos, len - done);
+		if (copy_from_user(dst, buf + done, n)) {
+			ret = done ? done : -EFAULT;
+			goto out;
+		}
+		done += n;
+		chan->pos += n;
+		if (chan->pos == hlen) {
+			ret = chan_reply_header(chan);
+			if (ret) {
+				chan_break(chan, "bad reply header");
+				goto out;
+			}
+		}
+		if (chan->pos == hlen + chan->rhdr.data_len) {
+			chan->msg->status = chan->rhdr.status;
+			chan->msg->reply_len = chan->rhdr.data_len;
+			chan->state = CHAN_DONE;
+			wake_up_all(&chan->wq);
+		}
+	}
+	ret = done;
+out:
+	mutex_unlock(&chan->io);
+	return ret;
+}
+
+static __poll_t chan_poll(struct file *file, poll_table *wait)
+{
+	struct bpfilter_chan *chan = file->private_data;
+	__poll_t mask = 0;
+
+	poll_wait(file, &chan->wq, wait);
+	if (chan_readable(chan))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (READ_ONCE(chan->state) == CHAN_RECEIVING)
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	if (READ_ONCE(chan->dead))
+		mask |= EPOLLHUP;
+	return mask;
+}
+
+static int chan_release(struct inode *inode, struct file *file)
+{
+	struct bpfilter_chan *chan = file->private_data;
+
+	mutex_lock(&chan->io);
+	chan->dead = true;
+	wake_up_all(&chan->wq);
+	mutex_unlock(&chan->io);
+	kref_put(&chan->ref, chan_free);
+	/* Last: bpfilter_umh_exit() waits for this before the module goes. */
+	if (atomic_dec_and_test(&umh.files))
+		wake_up_all(&umh.files_wq);
+	return 0;
+}
+
+/* No owner: the helper holds this file, and rmmod must still be possible. */
+static const struct file_operations chan_fops = {
+	.read = chan_read,
+	.write = chan_write,
+	.poll = chan_poll,
+	.release = chan_release,
+	.llseek = no_llseek,
+};
+
+struct umh_start {
+	struct bpfilter_chan *chan;
+	char path[32];
+	char chan_fd[12];
+	char *argv[5];
+	char *envp[3];
+};
+
+static int install_file(struct file *file, unsigned int flags)
+{
+	int fd = get_unused_fd_flags(flags);
+
+	if (fd >= 0)
+		fd_install(fd, get_file(file));
+	return fd;
+}
+
+/*
+ * The channel file is made in the new task, so that only the helper ever
+ * holds it: a reference dropped by the module's own caller would be
+ * released only when that caller returns to user space.
+ */
+static int install_chan(struct bpfilter_chan *chan)
+{
+	struct file *file;
+	int fd;
+
+	kref_get(&chan->ref);
+	atomic_inc(&umh.files);
+	file = anon_inode_getfile("[bpfilter]", &chan_fops, chan, O_RDWR);
+	if (IS_ERR(file)) {
+		if (atomic_dec_and_test(&umh.files))
+			wake_up_all(&umh.files_wq);
+		kref_put(&chan->ref, chan_free);
+		return PTR_ERR(file);
+	}
+	fd = get_unused_fd_flags(0);
+	if (fd < 0) {
+		fput(file);
+		return fd;
+	}
+	fd_install(fd, file);
+	return fd;
+}
+
+/*
+ * Runs in the new task before it executes the helper: its descriptor table
+ * is a copy of the (empty) kernel one, so the numbers are ours to choose.
+ * 0 is /dev/null and 1, 2 are /dev/kmsg, so that stray output of the
+ * helper's libraries lands in the kernel log and never on the channel.
+ */
+static int umh_init(struct subprocess_info *info, struct cred *new)
+{
+	struct umh_start *s = info->data;
+	struct file *null, *kmsg;
+	int fd, efd, ret = 0;
+
+	s->chan->tgid = get_pid(task_tgid(current));
+	null = filp_open("/dev/null", O_RDWR, 0);
+	if (IS_ERR(null)) {
+		pr_err("cannot open /dev/null for the helper: %ld\n", PTR_ERR(null));
+		return PTR_ERR(null);
+	}
+	kmsg = filp_open("/dev/kmsg", O_WRONLY, 0);
+	if (IS_ERR(kmsg))
+		kmsg = get_file(null);
+	if (install_file(null, 0) != 0 || install_file(kmsg, 0) != 1 ||
+	    install_file(kmsg, 0) != 2) {
+		ret = -EMFILE;
+		goto out;
+	}
+	fd = install_chan(s->chan);
+	efd = install_file(umh.exe, O_CLOEXEC);
+	if (fd < 0 || efd < 0) {
+		ret = fd < 0 ? fd : efd;
+		goto out;
+	}
+	snprintf(s->chan_fd, sizeof(s->chan_fd), "%d", fd);
+	snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", efd);
+out:
+	fput(kmsg);
+	fput(null);
+	return ret;
+}
+
+static bool chan_over(struct bpfilter_chan *chan)
+{
+	return READ_ONCE(chan->state) == CHAN_DONE || READ_ONCE(chan->dead);
+}
+
+static int chan_wait_done(struct bpfilter_chan *chan, bool killable, long timeout)
+{
+	if (killable) {
+		if (!wait_event_killable(chan->wq, chan_over(chan)))
+			return 0;
+		/*
+		 * The caller is dying, but the helper may be applying its
+		 * table: wait for the answer so that the module's idea of
+		 * the table stays the helper's.
+		 */
+		timeout = BPFILTER_KILLED_GRACE;
+	}
+	if (!wait_event_idle_timeout(chan->wq, chan_over(chan), timeout))
+		return killable ? -EINTR : -ETIMEDOUT;
+	return 0;
+}
+
+static int exchange(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
+		    bool killable, long timeout)
+{
+	int ret;
+
+	msg->status = 0;
+	msg->reply = NULL;
+	msg->reply_len = 0;
+	msg->req.magic = BPFILTER_REQ_MAGIC;
+	msg->req.version = BPFILTER_PROTO_VERSION;
+	if (msg->net)
+		msg->req.netns_cookie = msg->net->net_cookie;
+	msg->req.netns_fd = -1;
+
+	mutex_lock(&chan->io);
+	if (chan->dead) {
+		mutex_unlock(&chan->io);
+		return -EIO;
+	}
+	msg->req.seq = ++chan->seq;
+	chan->msg = msg;
+	chan->pos = 0;
+	chan->state = CHAN_SENDING;
+	wake_up_all(&chan->wq);
+	mutex_unlock(&chan->io);
+
+	ret = chan_wait_done(chan, killable, timeout);
+
+	mutex_lock(&chan->io);
+	if (chan->state == CHAN_DONE) {
+		ret = 0;
+	} else {
+		if (!ret)
+			ret = -EIO;
+		chan_break(chan, ret == -EIO ? "helper died" : "no answer in time");
+		kvfree(msg->reply);
+		msg->reply = NULL;
+		msg->reply_len = 0;
+	}
+	chan->msg = NULL;
+	chan->state = CHAN_IDLE;
+	mutex_unlock(&chan->io);
+	return ret;
+}
+
+/* Waits for the helper's exit, at most timeout jiffies unless forever. */
+static void wait_exited(struct pid *tgid, bool forever, long timeout)
+{
+	unsigned long end = jiffies + timeout;
+
+	while (!thread_group_exited(tgid)) {
+		if (!forever && time_after(jiffies, end))
+			return;
+		/* Polled: the pidfd wake-up may come before exit_state is set. */
+		wait_event_timeout(tgid->wait_pidfd, thread_group_exited(tgid), HZ / 10);
+	}
+}
+
+/* Kills the helper and waits until it is gone. Locked. */
+static void umh_kill(void)
+{
+	struct bpfilter_chan *chan = umh.chan;
+
+	if (!chan)
+		return;
+	umh.chan = NULL;
+	if (chan->tgid) {
+		kill_pid(chan->tgid, SIGKILL, 1);
+		wait_exited(chan->tgid, true, 0);
+	}
+	kref_put(&chan->ref, chan_free);
+}
+
+bool bpfilter_umh_running(void)
+{
+	lockdep_assert_held(&bpfilter_mutex);
+	if (umh.chan && READ_ONCE(umh.chan->dead)) {
+		pr_warn("helper gone, will restart it\n");
+		umh_kill();
+	}
+	return umh.chan;
+}
+
+int bpfilter_umh_exchange(struct bpfilter_msg *msg, bool killable)
+{
+	int ret;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (!umh.chan)
+		return -EIO;
+	ret = exchange(umh.chan, msg, killable, BPFILTER_KERNEL_TIMEOUT);
+	if (ret)
+		umh_kill();
+	return ret;
+}
+
+static int umh_health(struct bpfilter_chan *chan)
+{
+	struct bpfilter_msg msg = { .req.op = BPFILTER_OP_HEALTH };
+	int ret;
+
+	ret = exchange(chan, &msg, false, BPFILTER_HEALTH_TIMEOUT);
+	kvfree(msg.reply);
+	if (ret)
+		return ret;
+	return msg.status ? -EPROTO : 0;
+}
+
+int bpfilter_umh_start(void)
+{
+	struct umh_start s = {};
+	struct subprocess_info *info;
+	int ret;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (umh.chan)
+		return 0;
+	s.chan = kzalloc(sizeof(*s.chan), GFP_KERNEL);
+	if (!s.chan)
+		return -ENOMEM;
+	kref_init(&s.chan->ref);
+	mutex_init(&s.chan->io);
+	init_waitqueue_head(&s.chan->wq);
+
+	/* Rewritten by umh_init(); an empty path would make the call a no-op. */
+	strscpy(s.path, "bpfilter_umh", sizeof(s.path));
+	s.argv[0] = "bpfilter_umh";
+	s.argv[1] = "--channel";
+	s.argv[2] = s.chan_fd;
+	s.argv[3] = "--kmsg";
+	s.envp[0] = "HOME=/";
+	s.envp[1] = "PATH=/sbin:/bin:/usr/sbin:/usr/bin";
+	info = call_usermodehelper_setup(s.path, s.argv, s.envp, GFP_KERNEL,
+					 umh_init, NULL, &s);
+	ret = info ? call_usermodehelper_exec(info, UMH_WAIT_EXEC) : -ENOMEM;
+	umh.chan = s.chan;
+	if (ret) {
+		pr_err("cannot start the helper (%d)%s\n", ret,
+		       ret == -ENOENT ? ": is procfs mounted on /proc?" : "");
+		umh_kill();
+		return ret;
+	}
+	ret = umh_health(s.chan);
+	if (ret) {
+		pr_err("helper failed its health check (%d)\n", ret);
+		umh_kill();
+		return ret;
+	}
+	pr_info("helper started, pid %d\n", pid_nr(s.chan->tgid));
+	return 0;
+}
+
+void bpfilter_umh_stop(void)
+{
+	struct bpfilter_chan *chan = umh.chan;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (!chan)
+		return;
+	mutex_lock(&chan->io);
+	chan->closing = true;
+	wake_up_all(&chan->wq);
+	mutex_unlock(&chan->io);
+	if (chan->tgid)
+		wait_exited(chan->tgid, false, BPFILTER_EXIT_GRACE);
+	umh_kill();
+}
+
+/* Copies the embedded helper into an unlinked shmem file, once. */
+int __init bpfilter_umh_init(void)
+{
+	size_t len = bpfilter_umh_blob_end - bpfilter_umh_blob_start;
+	struct file *exe;
+	loff_t pos = 0;
+	ssize_t n;
+
+	atomic_set(&umh.files, 0);
+	init_waitqueue_head(&umh.files_wq);
+	exe = shmem_file_setup("bpfilter_umh", len, VM_NORESERVE);
+	if (IS_ERR(exe))
+		return PTR_ERR(exe);
+	n = kernel_write(exe, bpfilter_umh_blob_start, len, &pos);
+	if (n != len) {
+		fput(exe);
+		return n < 0 ? n : -EIO;
+	}
+	umh.exe = exe;
+	return 0;
+}
+
+void bpfilter_umh_exit(void)
+{
+	/* No code of ours may run after this: wait for every channel's release. */
+	wait_event(umh.files_wq, !atomic_read(&umh.files));
+	fput(umh.exe);
+	umh.exe = NULL;
+}
