@@ -492,5 +492,26 @@ TEST(AbiReplace, StoredBlobZeroesCountersAndSetsComefrom)
 		  1u << 1);
 }
 
+TEST(AbiReplace, HundredThousandRules)
+{
+	// The parser's cost grows as n log n (binary searches of the entry offsets), so a
+	// table of the size the design aims at is checked and read back quickly.
+	test::Builder b;
+	for (uint32_t k = 0; k < 100000; k++)
+		b.rule("INPUT", test::Rule{test::Ip().proto(IPPROTO_TCP).src(0x0a000000 + k, 32),
+					   {test::tcp(0, 0xffff, static_cast<uint16_t>(k),
+						      static_cast<uint16_t>(k))},
+					   test::Target::drop()});
+	const test::Bytes blob = b.replace();
+	auto r = abi::parse_replace(blob);
+	ASSERT_TRUE(r.ok()) << r.error().message;
+	auto ir = abi::to_ir(r->table);
+	ASSERT_TRUE(ir.ok());
+	EXPECT_EQ(ir->rules.size(), 100004u);
+	const std::vector<ir::Counter> counters(ir->rules.size());
+	const test::Bytes back = abi::entries_to_user(r->table, counters);
+	EXPECT_EQ(back.size(), blob.size() - abi::replace_size);
+}
+
 } // namespace
 } // namespace bpfilter
