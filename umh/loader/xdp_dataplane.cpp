@@ -293,10 +293,18 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 		// attached is still `old`.
 		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old->prog_fd);
 		int err = bpf_xdp_attach(link.ifindex, *fd, old->mode, &opts);
-		if (err)
+		if (!err)
+			return Attached{old->mode, *fd};
+		uint32_t id = 0;
+		if (err != -EEXIST || bpf_xdp_query_id(link.ifindex, 0, &id))
 			return make_error(-err, "replacing the XDP program on " + name + ": " +
 							errstr(err));
-		return Attached{old->mode, *fd};
+		if (id)
+			return make_error(EBUSY, name + " runs XDP program " + describe_prog(id) +
+							 " in place of bpfilter's: remove it first");
+		// Someone detached ours: nothing filters there now, so attach afresh.
+		log::warn("bpfilter's XDP program had been removed from " + name +
+			  "; attaching it again");
 	}
 
 	std::vector<uint32_t> modes;
