@@ -2,6 +2,7 @@
 #include "codegen/chain.hpp"
 
 #include "codegen/layout.hpp"
+#include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
 
 namespace bpfilter::codegen {
@@ -16,6 +17,7 @@ struct Frame {
 	const Plan &plan;
 	bool main;	 // the main program (empty jump stack) or a subprogram
 	int16_t key_off; // this frame's stack slot for a map key
+	uint32_t block = ~0u; // the Counters block in layout::counters
 };
 
 void emit_verdict(Emitter &em, int32_t code)
@@ -24,23 +26,55 @@ void emit_verdict(Emitter &em, int32_t code)
 	em.emit(exit());
 }
 
-// packets += 1, bytes += tot_len in the rule's per-CPU slot.
-void emit_count(Emitter &em, const Frame &f, uint32_t rule)
+// dst = this CPU's Counters block `block`. The lookup cannot fail (an array with
+// every block the table needs); the verifier wants the test all the same.
+void emit_block_lookup(Emitter &em, const Frame &f, uint32_t block, Reg dst)
 {
-	em.emit(st(BPF_W, R10, f.key_off, static_cast<int32_t>(rule)));
+	em.emit(st(BPF_W, R10, f.key_off, static_cast<int32_t>(block)));
 	em.ld_map(R1, MapSlot::Counters);
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
-	Label missing(em); // only for the verifier: every rule has its slot
-	em.jump(jmp_imm(BPF_JEQ, R0, 0), missing);
-	em.emit(ldx(BPF_DW, R1, R0, 0));
+	Label found(em);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+	em.emit(mov64(R0, layout::ret_drop));
+	em.emit(exit());
+	found.bind();
+	if (dst != R0)
+		em.emit(mov64(dst, R0));
+}
+
+// Make layout::counters point at the block of `rule`.
+void emit_use_block(Emitter &em, Frame &f, uint32_t rule)
+{
+	const uint32_t block = maps::counter_block(rule);
+	if (block == f.block)
+		return;
+	emit_block_lookup(em, f, block, layout::counters);
+	f.block = block;
+}
+
+// packets += 1, bytes += tot_len in the rule's per-CPU slot; `base` holds its block.
+void emit_add(Emitter &em, Reg base, uint32_t rule)
+{
+	const auto at = static_cast<int16_t>(sizeof(maps::CounterValue) * maps::counter_slot(rule));
+	em.emit(ldx(BPF_DW, R1, base, at));
 	em.emit(alu64_imm(BPF_ADD, R1, 1));
-	em.emit(stx(BPF_DW, R0, R1, 0));
-	em.emit(ldx(BPF_DW, R1, R0, 8));
-	em.emit(ldx(BPF_W, R2, layout::pkt, layout::pkt_off::tot_len));
-	em.emit(alu64_reg(BPF_ADD, R1, R2));
-	em.emit(stx(BPF_DW, R0, R1, 8));
+	em.emit(stx(BPF_DW, base, R1, at));
+	em.emit(ldx(BPF_DW, R1, base, static_cast<int16_t>(at + 8)));
+	em.emit(alu64_reg(BPF_ADD, R1, layout::len));
+	em.emit(stx(BPF_DW, base, R1, static_cast<int16_t>(at + 8)));
+}
+
+void emit_count(Emitter &em, const Frame &f, uint32_t rule)
+{
+	if (maps::counter_block(rule) == f.block) {
+		emit_add(em, layout::counters, rule);
+		return;
+	}
+	// A rule outside this run's block (the policy, counted on RETURN): a lookup of its own.
+	emit_block_lookup(em, f, maps::counter_block(rule), R0);
+	emit_add(em, R0, rule);
 }
 
 // RETURN with an empty jump stack: the hook's policy rule, counted, decides.
@@ -126,7 +160,7 @@ void emit_match(Emitter &em, const ir::Match &m, Label &no_match)
 		m);
 }
 
-void emit_run(Emitter &em, const Frame &f, uint32_t start)
+void emit_run(Emitter &em, Frame &f, uint32_t start)
 {
 	const auto &rules = f.table.rules;
 	for (uint32_t i = start;; i++) {
@@ -143,6 +177,8 @@ void emit_run(Emitter &em, const Frame &f, uint32_t start)
 		const Fold ip = fold_ip(r.ip);
 		if (ip == Fold::Never)
 			continue;
+		// Every path to rule i passes here: runs only go forward.
+		emit_use_block(em, f, i);
 		{
 			Label next(em);
 			if (ip == Fold::Test)
@@ -161,14 +197,17 @@ void emit_run(Emitter &em, const Frame &f, uint32_t start)
 
 void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan)
 {
-	emit_run(em, Frame{table, plan, true, layout::main_key}, plan.entry);
+	Frame f{table, plan, true, layout::main_key};
+	emit_run(em, f, plan.entry);
 }
 
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id)
 {
 	em.begin_subprog(id);
 	em.emit(mov64(layout::pkt, R1));
-	emit_run(em, Frame{table, plan, false, layout::sub_key}, plan.subprogs[id]);
+	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
+	Frame f{table, plan, false, layout::sub_key};
+	emit_run(em, f, plan.subprogs[id]);
 }
 
 } // namespace bpfilter::codegen

@@ -18,6 +18,7 @@ enum class MapSlot : uint8_t {
 	Counters,   // per-CPU array, one {packets, bytes} a rule
 	Ifnames,    // hash: ifindex -> the device's 16-byte name
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
+	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
 };
 
 struct MapRef {

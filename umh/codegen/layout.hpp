@@ -16,12 +16,19 @@ inline constexpr int32_t ret_return = 0; // XDP_ABORTED is never returned by the
 inline constexpr int32_t ret_drop = XDP_DROP;
 inline constexpr int32_t ret_accept = XDP_PASS;
 
-// R9 points at the parsed packet in every frame: the main program sets it to its own
-// stack, and passes it to every subprogram in R1. Callee-saved, so it survives calls.
+// R9 points at the parsed packet in every frame: the main program sets it, and passes
+// it to every subprogram in R1. Callee-saved, so it survives calls. The parsed packet
+// is the value of a one-entry per-CPU array (MapSlot::Scratch), not stack memory:
+// Linux 6.17+ tracks the liveness of stack slots in a way whose cost grows with the
+// square of the rules that read them, while map values cost nothing of the kind. XDP
+// does not nest on a CPU, so one value per CPU is enough.
 inline constexpr Reg pkt = R9;
+// Set at every frame's entry, callee-saved as well: the datagram's length, and the
+// Counters block of the rule being emitted (re-read where a run crosses into another).
+inline constexpr Reg len = R8;
+inline constexpr Reg counters = R7;
 
-// The parsed packet (on the main program's stack). Every field is written by the
-// prologue before any rule runs, so the verifier never sees an uninitialised read.
+// The parsed packet. Every field is written by the prologue before any rule runs.
 namespace pkt_off {
 inline constexpr int16_t saddr = 0;	   // u32, as in the header (network order)
 inline constexpr int16_t daddr = 4;	   // u32, network order
@@ -43,8 +50,7 @@ inline constexpr int16_t size = 104;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.
-inline constexpr int16_t main_pkt = -pkt_off::size; // the parsed packet (8-byte aligned)
-inline constexpr int16_t main_key = main_pkt - 8;  // a map key
+inline constexpr int16_t main_key = -8;		    // a map key
 inline constexpr int16_t main_fib = main_key - 64; // struct bpf_fib_lookup
 inline constexpr int16_t sub_key = -8;		    // a subprogram's map key
 

@@ -7,12 +7,30 @@
 
 namespace bpfilter::codegen::maps {
 
-// Counters: BPF_MAP_TYPE_PERCPU_ARRAY, key u32 rule index, one entry per rule.
+// Counters: BPF_MAP_TYPE_PERCPU_ARRAY of blocks. Key u32 block number; value the
+// counters of rules [block * counters_per_block, ...), one CounterValue each. Blocks
+// rather than one entry per rule because a program then looks a block up once per
+// chain it enters instead of once per rule it counts (each lookup is a helper call the
+// verifier rewrites, which costs load time on large tables).
 struct CounterValue {
 	uint64_t packets;
 	uint64_t bytes; // IP datagram (tot_len), as netfilter counts skb->len
 };
 inline constexpr uint32_t counters_type = BPF_MAP_TYPE_PERCPU_ARRAY;
+// A per-CPU value is at most 32 KiB (PCPU_MIN_UNIT_SIZE).
+inline constexpr uint32_t counters_per_block = 2048;
+inline constexpr uint32_t counter_block(uint32_t rule) { return rule / counters_per_block; }
+inline constexpr uint32_t counter_slot(uint32_t rule) { return rule % counters_per_block; }
+// The map's geometry for a table of n rules (n >= 1 of each, so that the map exists).
+inline constexpr uint32_t counter_blocks(uint32_t n)
+{
+	return n ? (n + counters_per_block - 1) / counters_per_block : 1;
+}
+inline constexpr uint32_t counter_block_bytes(uint32_t n)
+{
+	return static_cast<uint32_t>(sizeof(CounterValue)) *
+	       (n == 0 ? 1 : n < counters_per_block ? n : counters_per_block);
+}
 
 // Ifnames: BPF_MAP_TYPE_HASH, key u32 ifindex, value the device's name as the kernel
 // keeps it (NUL padded to 16 bytes). A missing ifindex reads as the all-zero name.
@@ -32,7 +50,12 @@ using LocalAddrValue = uint8_t;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 
+// Scratch: BPF_MAP_TYPE_PERCPU_ARRAY of one entry (key 0), the parsed packet
+// (layout::pkt_off) of the packet this CPU is judging.
+inline constexpr uint32_t scratch_type = BPF_MAP_TYPE_PERCPU_ARRAY;
+
 static_assert(sizeof(CounterValue) == 16);
+static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
 static_assert(sizeof(IfnameValue) == 16);
 static_assert(sizeof(LocalAddrKey) == 8);
 

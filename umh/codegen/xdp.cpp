@@ -39,7 +39,6 @@ namespace {
 
 constexpr int16_t eth_len = ETH_HLEN;
 constexpr int16_t fib_off(size_t field) { return static_cast<int16_t>(layout::main_fib + field); }
-constexpr int16_t pkt_at(int16_t field) { return static_cast<int16_t>(layout::main_pkt + field); }
 
 // Registers during the prologue.
 constexpr Reg ctx = R6;	   // struct xdp_md *
@@ -50,6 +49,14 @@ constexpr Reg totlen = R8; // tot_len; later the option walk's index
 void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 {
 	em.emit(mov64(ctx, R1));
+	// The parsed packet lives in this CPU's Scratch map value (see layout.hpp).
+	em.emit(st(BPF_W, R10, layout::main_key, 0));
+	em.ld_map(R1, MapSlot::Scratch);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // cannot happen: an array of one
+	em.emit(mov64(layout::pkt, R0));
 	em.emit(ldx(BPF_W, R2, ctx, offsetof(xdp_md, data)));
 	em.emit(ldx(BPF_W, R3, ctx, offsetof(xdp_md, data_end)));
 	em.emit(mov64(R4, R2));
@@ -84,26 +91,26 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.jump(jmp_imm(BPF_JNE, R5, 0), pass);  // not the first fragment
 
 	em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::saddr)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr)));
 	em.emit(be(R1, 32));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::saddr_h)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr_h)));
 	em.emit(ldx(BPF_W, R1, R2, eth_len + 16));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::daddr)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::daddr)));
 	em.emit(be(R1, 32));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::daddr_h)));
-	em.emit(stx(BPF_W, R10, totlen, pkt_at(off::tot_len)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::daddr_h)));
+	em.emit(stx(BPF_W, layout::pkt, totlen, (off::tot_len)));
 	em.emit(mov64(R1, totlen));
 	em.emit(alu64_reg(BPF_SUB, R1, ihl));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::l4len)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::l4len)));
 	em.emit(ldx(BPF_B, R1, R2, eth_len + 9));
-	em.emit(stx(BPF_W, R10, R1, pkt_at(off::proto)));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::proto)));
 	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
 			  off::opt_hotdrop, off::tcp_doff})
-		em.emit(st(BPF_W, R10, pkt_at(f), 0));
+		em.emit(st(BPF_W, layout::pkt, (f), 0));
 	for (int16_t k = 0; k < 2; k++)
-		em.emit(st(BPF_DW, R10, pkt_at(off::ifname + 8 * k), 0));
+		em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
 	for (int16_t k = 0; k < 4; k++)
-		em.emit(st(BPF_DW, R10, pkt_at(off::tcp_opts + 8 * k), 0));
+		em.emit(st(BPF_DW, layout::pkt, (off::tcp_opts + 8 * k), 0));
 
 	if (opts.local_only) {
 		for (int16_t k = 0; k < 8; k++)
@@ -128,7 +135,7 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.emit(alu64_reg(BPF_ADD, R1, ihl));
 	em.emit(mov64(ihl, R1));
 	// and R4 the bytes from there to tot_len.
-	em.emit(ldx(BPF_W, R4, R10, pkt_at(off::l4len)));
+	em.emit(ldx(BPF_W, R4, layout::pkt, (off::l4len)));
 }
 
 // Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
@@ -142,25 +149,25 @@ void emit_parse_l4(Emitter &em)
 	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
 	em.emit(ldx(BPF_H, R5, ihl, 0));
 	em.emit(be(R5, 16));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::sport)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::sport)));
 	em.emit(ldx(BPF_H, R5, ihl, 2));
 	em.emit(be(R5, 16));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::dport)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::dport)));
 	em.emit(ldx(BPF_B, R5, ihl, 0));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::icmp_type)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_type)));
 	em.emit(ldx(BPF_B, R5, ihl, 1));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::icmp_code)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_code)));
 
 	em.jump(jmp_imm(BPF_JLT, R4, 20), done);
 	em.emit(mov64(R5, ihl));
 	em.emit(alu64_imm(BPF_ADD, R5, 20));
 	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
 	em.emit(ldx(BPF_B, R5, ihl, 13));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::tcp_flags)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::tcp_flags)));
 	em.emit(ldx(BPF_B, R5, ihl, 12));
 	em.emit(alu64_imm(BPF_RSH, R5, 4));
 	em.emit(alu64_imm(BPF_LSH, R5, 2));
-	em.emit(stx(BPF_W, R10, R5, pkt_at(off::tcp_doff)));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::tcp_doff)));
 }
 
 // Walk the TCP options exactly as tcp_find_option() does and note each kind it looks at
@@ -172,10 +179,10 @@ void emit_tcp_options(Emitter &em)
 	const Reg optlen = R5, i = totlen, cur = R1, kind = R0;
 	Label done(em);
 	Label cut(em);
-	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::proto)));
+	em.emit(ldx(BPF_W, R1, layout::pkt, (off::proto)));
 	em.jump(jmp_imm(BPF_JNE, R1, 6), done);
 	em.jump(jmp_imm(BPF_JLT, R4, 20), done); // the tcp match hotdrops before options
-	em.emit(ldx(BPF_W, optlen, R10, pkt_at(off::tcp_doff)));
+	em.emit(ldx(BPF_W, optlen, layout::pkt, (off::tcp_doff)));
 	em.jump(jmp_imm(BPF_JLT, optlen, 20), cut);
 	em.jump(jmp_reg(BPF_JGT, optlen, R4), cut);
 	em.emit(alu64_imm(BPF_SUB, optlen, 20));
@@ -206,10 +213,10 @@ void emit_tcp_options(Emitter &em)
 			Label other(em);
 			if (k < 3)
 				em.jump(jmp_imm(BPF_JNE, R4, k), other);
-			const int16_t w = pkt_at(static_cast<int16_t>(off::tcp_opts + 8 * k));
-			em.emit(ldx(BPF_DW, R4, R10, w));
+			const auto w = static_cast<int16_t>(off::tcp_opts + 8 * k);
+			em.emit(ldx(BPF_DW, R4, layout::pkt, w));
 			em.emit(alu64_reg(BPF_OR, R4, R2));
-			em.emit(stx(BPF_DW, R10, R4, w));
+			em.emit(stx(BPF_DW, layout::pkt, R4, w));
 			em.jump(ja(), noted);
 		}
 	}
@@ -236,14 +243,14 @@ void emit_tcp_options(Emitter &em)
 	em.jump(ja(), loop);
 
 	cut.bind();
-	em.emit(st(BPF_W, R10, pkt_at(off::opt_hotdrop), 1));
+	em.emit(st(BPF_W, layout::pkt, (off::opt_hotdrop), 1));
 }
 
 // Judge only what the stack delivers to this host; see the comment at the top.
 void emit_local_only(Emitter &em, Label &pass)
 {
 	Label judge(em);
-	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::daddr_h)));
+	em.emit(ldx(BPF_W, R1, layout::pkt, (off::daddr_h)));
 	em.emit(mov64(R2, R1));
 	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
 	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), judge); // 224/4
@@ -262,7 +269,7 @@ void emit_local_only(Emitter &em, Label &pass)
 
 	// Forwarding is off on this device: local addresses are the only ones delivered.
 	em.emit(st(BPF_W, R10, layout::main_fib, 32));
-	em.emit(ldx(BPF_W, R1, R10, pkt_at(off::daddr)));
+	em.emit(ldx(BPF_W, R1, layout::pkt, (off::daddr)));
 	em.emit(stx(BPF_W, R10, R1, layout::main_fib + 4));
 	em.ld_map(R1, MapSlot::LocalAddrs);
 	em.emit(mov64(R2, R10));
@@ -285,7 +292,7 @@ void emit_ifname(Emitter &em)
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
 	for (int16_t k = 0; k < 2; k++) {
 		em.emit(ldx(BPF_DW, R1, R0, 8 * k));
-		em.emit(stx(BPF_DW, R10, R1, pkt_at(off::ifname + 8 * k)));
+		em.emit(stx(BPF_DW, layout::pkt, R1, (off::ifname + 8 * k)));
 	}
 }
 
@@ -313,8 +320,7 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 		em.emit(mov64(R0, XDP_PASS));
 		em.emit(exit());
 		rules.bind();
-		em.emit(mov64(layout::pkt, R10));
-		em.emit(alu64_imm(BPF_ADD, layout::pkt, layout::main_pkt));
+		em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
 		emit_main_run(em, table, *plan);
 	}
 	// Only the subprograms something calls: one called from dead code alone would be

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 
 namespace bpfilter::loader {
@@ -34,7 +35,7 @@ Result<Fd> create_map(uint32_t type, const char *name, uint32_t key_size, uint32
 // The verifier's reason is at the end of its log.
 std::string log_tail(const std::vector<char> &log)
 {
-	constexpr size_t keep = 3000;
+	constexpr size_t keep = 1500;
 	std::string s(log.data(), strnlen(log.data(), log.size()));
 	while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
 		s.pop_back();
@@ -51,12 +52,15 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 	if (program.insns.empty())
 		return make_error(EINVAL, "loader: empty program");
 
-	// A zero-sized array map is refused, so a table always gets one slot at least.
 	auto counters = create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
-				   sizeof(maps::CounterValue), std::max(program.num_counters, 1u), 0,
-				   options.prog_ifindex);
+				   maps::counter_block_bytes(program.num_counters),
+				   maps::counter_blocks(program.num_counters), 0, options.prog_ifindex);
 	if (!counters)
 		return counters.error();
+	auto scratch = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
+				  codegen::layout::pkt_off::size, 1, 0, options.prog_ifindex);
+	if (!scratch)
+		return scratch.error();
 
 	std::vector<bpf_insn> insns = program.insns;
 	for (const codegen::MapRef &ref : program.map_refs) {
@@ -70,6 +74,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 			break;
 		case codegen::MapSlot::LocalAddrs:
 			fd = local_addrs_fd;
+			break;
+		case codegen::MapSlot::Scratch:
+			fd = scratch->get();
 			break;
 		}
 		if (fd < 0)
@@ -102,6 +109,7 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 						       " instructions): " + log_tail(log));
 		}
 	}
+	// The program holds its own references to the maps: the scratch map's fd can go.
 	return LoadedProgram(Fd(fd), std::move(*counters), program.num_counters);
 }
 
@@ -110,14 +118,20 @@ Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 	const int ncpus = libbpf_num_possible_cpus();
 	if (ncpus <= 0)
 		return sys_error(-ncpus, "loader: counting CPUs");
-	std::vector<maps::CounterValue> per_cpu(static_cast<size_t>(ncpus));
+	const size_t per_block = maps::counter_block_bytes(num_counters_) / sizeof(maps::CounterValue);
+	std::vector<maps::CounterValue> values(per_block * static_cast<size_t>(ncpus));
 	std::vector<ir::Counter> out(num_counters_);
-	for (uint32_t i = 0; i < num_counters_; i++) {
-		if (bpf_map_lookup_elem(counters_.get(), &i, per_cpu.data()) != 0)
-			return sys_error(errno, "loader: reading counter " + std::to_string(i));
-		for (const maps::CounterValue &v : per_cpu) {
-			out[i].packets += v.packets;
-			out[i].bytes += v.bytes;
+	for (uint32_t b = 0; b < maps::counter_blocks(num_counters_); b++) {
+		if (bpf_map_lookup_elem(counters_.get(), &b, values.data()) != 0)
+			return sys_error(errno, "loader: reading counter block " + std::to_string(b));
+		for (size_t cpu = 0; cpu < static_cast<size_t>(ncpus); cpu++) {
+			for (size_t k = 0; k < per_block; k++) {
+				const size_t rule = b * maps::counters_per_block + k;
+				if (rule >= num_counters_)
+					break;
+				out[rule].packets += values[cpu * per_block + k].packets;
+				out[rule].bytes += values[cpu * per_block + k].bytes;
+			}
 		}
 	}
 	return out;
