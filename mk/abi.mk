@@ -19,3 +19,7 @@ abi-unit: $(BUILD)/abi_unit_tests
 $(BUILD)/abi-tools/ipt_errno: tests/tools/ipt_errno.cpp tests/unit/abi_builder.hpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -o $@ $(filter %.cpp %.o,$^)
+
+$(BUILD)/abi-tools/ipt_evalcheck: tests/tools/ipt_evalcheck.cpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -o $@ $^

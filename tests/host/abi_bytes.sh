@@ -14,12 +14,15 @@ cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 TOOL=${IPT_SNAPSHOT:-$BUILD/abi-tools/ipt_snapshot}
 ERRNO_TOOL=${IPT_ERRNO:-$BUILD/abi-tools/ipt_errno}
-make -s BUILD="$BUILD" "$TOOL" "$ERRNO_TOOL" >/dev/null
+EVAL_TOOL=${IPT_EVALCHECK:-$BUILD/abi-tools/ipt_evalcheck}
+make -s BUILD="$BUILD" "$TOOL" "$ERRNO_TOOL" "$EVAL_TOOL" >/dev/null
 
 WORK=$(mktemp -d)
 NS=bf-abi-$$
+PEER=bf-abi-peer-$$
 cleanup() {
 	ip netns del "$NS" 2>/dev/null || true
+	ip netns del "$PEER" 2>/dev/null || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -67,6 +70,7 @@ run_case() {
 # restore_case NAME: an iptables-legacy-restore input on stdin.
 restore_case() {
 	cat >"$WORK/input"
+	cp "$WORK/input" "$WORK/$1.rules"
 	run_case "$1" <<<"iptables-legacy-restore $2"
 }
 
@@ -170,6 +174,47 @@ restore_case counters "--counters" <<'RULES'
 COMMIT
 RULES
 
+# Chains entered from INPUT only, for the evaluator check below.
+restore_case input_chains "" <<'RULES'
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:flags - [0:0]
+:icmpchk - [0:0]
+:ranges - [0:0]
+:tcpchk - [0:0]
+:udpchk - [0:0]
+-A INPUT -p icmp -j icmpchk
+-A INPUT -p tcp -j tcpchk
+-A INPUT -p udp -g udpchk
+-A INPUT -m iprange --src-range 1.1.1.1-1.2.3.4 -j ranges
+-A INPUT -p sctp -m multiport --ports 7,22:25 -j ACCEPT
+-A INPUT -s 10.0.0.0/26 -j RETURN
+-A INPUT -d 2.2.2.0/24 -j DROP
+-A flags -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -j DROP
+-A flags -p tcp -m tcp --tcp-flags FIN,SYN FIN,SYN -j DROP
+-A flags -p tcp -m tcp ! --tcp-flags SYN,ACK ACK -j RETURN
+-A flags -s 10.0.0.50/32 -j ACCEPT
+-A icmpchk -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A icmpchk -p icmp -m icmp ! --icmp-type 3/1 -j RETURN
+-A icmpchk -p icmp -m icmp --icmp-type 11 -j DROP
+-A icmpchk -j ACCEPT
+-A ranges -m iprange ! --dst-range 192.168.0.10-192.168.0.20 -j RETURN
+-A ranges -j ACCEPT
+-A tcpchk -p tcp -m tcp --dport 22 --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT
+-A tcpchk -j flags
+-A tcpchk -p tcp -m multiport --dports 80,443,8000:8080 -j ACCEPT
+-A tcpchk -p tcp -m tcp --tcp-option 8 -j DROP
+-A tcpchk -p tcp -m tcp ! --sport 1024:65535 -j RETURN
+-A tcpchk -p tcp -m tcp --dport 1000:2000 -j ACCEPT
+-A udpchk -p udp -m udp --dport 53 -j ACCEPT
+-A udpchk -p udp -m udp --sport 67:68 --dport 67:68 -j ACCEPT
+-A udpchk -p udp -m multiport ! --sports 53,123 -j RETURN
+-A udpchk -j ACCEPT
+COMMIT
+RULES
+
 # Single commands, each a GET_INFO/GET_ENTRIES/SET_REPLACE/ADD_COUNTERS round trip whose
 # SET_REPLACE carries the table the kernel handed back, with counters moved along.
 : >"$WORK/input"
@@ -202,6 +247,40 @@ else
 	grep -v '^ok ' "$WORK/errno.log" | sed 's/^/     /'
 fi
 ip netns del "$NS"
+
+# The reference evaluator against netfilter: random packets from a peer namespace over a
+# veth pair into $NS, whose INPUT counters must move exactly as ir::evaluate predicts.
+ip netns add "$NS"
+ip netns add "$PEER"
+ip link add eth0 netns "$NS" type veth peer name peer0 netns "$PEER"
+ip -n "$NS" addr add 10.9.0.1/24 dev eth0
+DSTS=10.9.0.1
+for a in 192.168.0.15 192.168.1.1 2.2.2.2 2.2.2.4 10.1.2.3; do
+	ip -n "$NS" addr add $a/32 dev eth0
+	DSTS=$DSTS,$a
+done
+ip -n "$NS" link set lo up
+ip -n "$NS" link set eth0 up
+ip -n "$PEER" addr add 10.9.0.2/24 dev peer0
+ip -n "$PEER" link set peer0 up
+ip -n "$PEER" route add default dev peer0
+for c in all default eth0; do
+	ip netns exec "$NS" sysctl -qw net.ipv4.conf.$c.rp_filter=0
+done
+seed=1
+for name in matches ip_header input_chains user_chains; do
+	cases=$((cases + 1))
+	seed=$((seed + 1))
+	if ip netns exec "$NS" iptables-legacy-restore <"$WORK/$name.rules" &&
+		ip netns exec "$NS" "$EVAL_TOOL" "/run/netns/$PEER" eth0 $seed 600 "$DSTS" \
+			>"$WORK/$name.eval" 2>&1; then
+		echo "ok   eval $name: $(tail -1 "$WORK/$name.eval")"
+	else
+		fail=$((fail + 1))
+		echo "FAIL eval $name"
+		sed 's/^/     /' "$WORK/$name.eval"
+	fi
+done
 
 echo "$((cases - fail)) passed, $fail failed"
 [ "$fail" = 0 ]
