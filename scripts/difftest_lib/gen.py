@@ -16,6 +16,10 @@ ALL_LOCAL_DST = ["10.0.0.1", "10.1.0.1", "10.0.0.255", "10.1.0.255", "255.255.25
 # Unicast destinations the filtered host does not own: with forwarding off the stack drops
 # them before INPUT, so no INPUT rule may count them.
 FOREIGN_DST = ["10.0.0.7", "10.1.0.200", "192.0.2.1", "8.8.8.8", "10.0.0.2"]
+# Addresses input routing treats specially: martian sources and destinations are refused
+# before INPUT; 224.0.0.1 is joined by every interface and so is local.
+MARTIAN_SRC = ["127.0.0.1", "224.0.0.5", "255.255.255.255", "10.0.0.1", "10.1.0.1", "10.0.0.255"]
+MARTIAN_DST = ["224.0.0.1", "224.0.0.9", "239.1.2.3", "127.0.0.1", "0.0.0.0", "10.0.0.0"]
 SRC_BASES = ["192.0.2.0", "198.51.100.0", "203.0.113.0", "10.0.0.0", "10.1.0.0", "172.16.0.0",
 	     "100.64.0.0", "8.8.8.8", "1.2.3.4", "11.22.33.44", "10.0.0.2", "10.1.0.2", "93.184.216.34"]
 IFACES = ["in0", "in0", "in1", "in1", "in+", "i+", "in", "in00", "eth0", "+", "in1+", "lo"]
@@ -181,11 +185,12 @@ class Case:
 
 
 class Generator:
-	def __init__(self, seed, frags=True, foreign=True):
+	def __init__(self, seed, frags=True, foreign=True, martians=True):
 		self.seed = seed
 		self.r = random.Random(seed)
 		self.frags = frags
 		self.foreign = foreign
+		self.martians = martians
 
 	# ---- rules -------------------------------------------------------------------------
 
@@ -500,6 +505,11 @@ class Generator:
 				f = self._random_packet()
 			if self.foreign and r.random() < 0.04:
 				f["dst"] = r.choice(FOREIGN_DST)
+			if self.martians and r.random() < 0.01:
+				if r.random() < 0.5:
+					f["src"] = r.choice(MARTIAN_SRC)
+				else:
+					f["dst"] = r.choice(MARTIAN_DST)
 			if self.frags and r.random() < 0.02:
 				f["frag"] = r.choice([0, 1, 185])
 				f["mf"] = r.choice([0, 1])
