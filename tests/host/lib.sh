@@ -137,11 +137,13 @@ bf_setup()
 # Starts bpfilter_umh --listen in HOST with extra arguments, waits for its socket.
 bf_start_helper()
 {
+	# Ready when it says so: a socket file may be left from a helper that was killed.
+	local i started
+	started=$(grep -c "listening on" "$BF_TMP/umh.log" 2>/dev/null || true)
 	ip netns exec "$HOST" "$BF_UMH" --listen "$BF_SOCK" "$@" >>"$BF_TMP/umh.log" 2>&1 &
 	BF_UMH_PID=$!
-	local i
 	for i in $(seq 100); do
-		[ -S "$BF_SOCK" ] && return 0
+		[ "$(grep -c "listening on" "$BF_TMP/umh.log" || true)" -gt "${started:-0}" ] && return 0
 		if ! kill -0 "$BF_UMH_PID" 2>/dev/null; then
 			BF_UMH_PID=
 			echo "# the helper did not start:"
