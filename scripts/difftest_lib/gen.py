@@ -185,7 +185,8 @@ class Case:
 
 
 class Generator:
-	def __init__(self, seed, frags=True, foreign=True, martians=True):
+	def __init__(self, seed, frags=True, foreign=True, martians=True, large=0.03):
+		self.large = large
 		self.seed = seed
 		self.r = random.Random(seed)
 		self.frags = frags
@@ -536,9 +537,45 @@ class Generator:
 			pkts.append(Packet(**f))
 		return pkts
 
+	def large_ruleset(self):
+		"""Hundreds of similar rules, as block lists and port lists grow: where a translator
+		that classifies (hash and LPM maps, decision trees) rather than walks must agree
+		with the walk, including which rule counts when several overlap."""
+		r = self.r
+		chains = ["blocklist", "services"]
+		rules = [Rule("INPUT", [], ("jump", "blocklist")),
+			 Rule("INPUT", [Group("proto", False, proto="tcp")], ("jump", "services")),
+			 Rule("INPUT", [Group("proto", False, proto="udp")], ("jump", "services"))]
+		rules += [Rule("INPUT", self._groups("INPUT"), r.choice([("ACCEPT",), ("DROP",), ()]))
+			  for _ in range(r.randint(0, 4))]
+		for _ in range(r.randint(100, 1200)):
+			plen = r.choice([32] * 6 + [24, 16, 28, 31, 8])
+			mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+			groups = [Group("src", r.random() < 0.02, net=self._src_addr() & mask, mask=mask)]
+			if r.random() < 0.1:
+				groups += [g for g in self._groups("blocklist") if g.kind != "src"]
+			target = r.choice([("DROP",)] * 8 + [("ACCEPT",), ("RETURN",), ()])
+			rules.append(Rule("blocklist", groups, target))
+		rules.append(Rule("blocklist", [], ("RETURN",)))
+		for _ in range(r.randint(20, 400)):
+			proto = r.choice(["tcp", "udp"])
+			lo, hi = self._ports()
+			groups = [Group("proto", False, proto=proto), Group("dport", r.random() < 0.03, lo=lo, hi=hi)]
+			if r.random() < 0.2:
+				mask = self._mask()
+				groups.append(Group("src", False, net=self._src_addr() & mask, mask=mask))
+			if r.random() < 0.1:
+				groups.append(Group("in", False, name=r.choice(IFACES)))
+			rules.append(Rule("services", groups, r.choice([("ACCEPT",)] * 6 + [("DROP",), ("RETURN",), ()])))
+		return r.choice(["ACCEPT", "DROP"]), chains, rules
+
 	def case(self):
-		policy, chains, rules = self.ruleset()
-		count = min(80, 10 + 2 * len(rules))
+		if self.r.random() < self.large:
+			policy, chains, rules = self.large_ruleset()
+			count = 150
+		else:
+			policy, chains, rules = self.ruleset()
+			count = min(80, 10 + 2 * len(rules))
 		return Case(policy, chains, rules, self.packets(rules, count), self.seed)
 
 
