@@ -11,6 +11,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+for tool in strace iptables-legacy iptables-legacy-restore ip; do
+	command -v "$tool" >/dev/null || { echo "abi_bytes.sh: $tool is missing (scripts/setup-deps)" >&2; exit 1; }
+done
 BUILD=${BUILD:-build}
 TOOL=${IPT_SNAPSHOT:-$BUILD/abi-tools/ipt_snapshot}
 ERRNO_TOOL=${IPT_ERRNO:-$BUILD/abi-tools/ipt_errno}
