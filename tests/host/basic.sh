@@ -9,7 +9,7 @@ check_eq "the helper attached to veth0" "$(xdp_mode_of veth0)" xdp
 check_eq "the helper attached to lo" "$(xdp_mode_of lo)" xdpgeneric
 
 # How soon the rule bites: echo requests every 2 ms from the peer while iptables runs.
-in_peer python3 "$BF_ROOT/tests/host/icmp_probe.py" "$HOST_IP" 3.0 2 "$BF_TMP/ready" >"$BF_TMP/probe" &
+in_peer "$PYTHON" "$BF_ROOT/tests/host/icmp_probe.py" "$HOST_IP" 3.0 2 "$BF_TMP/ready" >"$BF_TMP/probe" &
 probe=$!
 for i in $(seq 100); do
 	[ -e "$BF_TMP/ready" ] && break

@@ -36,7 +36,7 @@ for r in eval("[" + sys.argv[2] + "]"):
         print("closed")
         break
 PY
-proto() { python3 "$BF_TMP/proto.py" "$BF_SOCK" "$1"; }
+proto() { "$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" "$1"; }
 getinfo='req(2, 64, 84, b"filter".ljust(84, b"\0"))'
 
 check_eq "HEALTH answers 0" "$(proto 'req(0)')" "0 0 "
@@ -55,7 +55,7 @@ check_eq "a caller in another network namespace is refused (EXDEV)" \
 	"$(proto 'req(2, 64, 84, b"filter".ljust(84, b"\0"), cookie=12345)')" "-18 0 "
 check_eq "the namespace cookie of the helper's own namespace is fine" "$(proto "req(0, cookie=0)")" "0 0 "
 # A client that dies half way through a header must not take the helper with it.
-python3 -c '
+"$PYTHON" -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
@@ -96,7 +96,7 @@ except OSError as e:
 print("passthrough ok")
 PY
 check "the preload passes other sockopts through and forwards IPT_SO_*" \
-	in_host env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_SOCK" python3 "$BF_TMP/passthrough.py"
+	in_host env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_SOCK" "$PYTHON" "$BF_TMP/passthrough.py"
 
 cat >"$BF_TMP/unreachable.py" <<'PY'
 import errno, socket
@@ -109,7 +109,7 @@ for _ in range(3):
         assert e.errno == errno.ECONNREFUSED, e
 r.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 PY
-out=$(in_host env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_TMP/nobody.sock" python3 "$BF_TMP/unreachable.py" 2>&1) && rc=0 || rc=$?
+out=$(in_host env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_TMP/nobody.sock" "$PYTHON" "$BF_TMP/unreachable.py" 2>&1) && rc=0 || rc=$?
 check_eq "without a helper, IPT_SO_* fail with ECONNREFUSED and others still work" "$rc" 0
 check_eq "one line says where the helper was expected" "$(grep -c "not reachable at $BF_TMP/nobody.sock" <<<"$out")" 1
 

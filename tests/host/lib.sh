@@ -10,6 +10,10 @@ case $BF_BUILD in /*) ;; *) BF_BUILD=$BF_ROOT/$BF_BUILD ;; esac
 BF_UMH=$BF_BUILD/bpfilter_umh
 BF_PRELOAD=$BF_BUILD/libbpfilter_preload.so
 
+# Debian's python3 (setup-deps installs it); a python3 earlier in PATH may start slowly.
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+
 HOST=bf-host-$$
 PEER=bf-peer-$$
 HOST_IP=10.0.0.1
@@ -224,7 +228,7 @@ bf_wait_port()
 # reports whether it got the answer within a second.
 tcp_listen()
 {
-	in_host python3 -c '
+	in_host "$PYTHON" -c '
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -240,7 +244,7 @@ while True:
 }
 tcp_ok()
 {
-	in_peer python3 -c '
+	in_peer "$PYTHON" -c '
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
 sys.exit(0 if s.recv(2) == b"hi" else 1)
@@ -250,7 +254,7 @@ sys.exit(0 if s.recv(2) == b"hi" else 1)
 # A UDP echo on HOST:port, and a client that reports whether its datagram came back.
 udp_listen()
 {
-	in_host python3 -c '
+	in_host "$PYTHON" -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
@@ -263,7 +267,7 @@ while True:
 }
 udp_ok()
 {
-	in_peer python3 -c '
+	in_peer "$PYTHON" -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(1)
