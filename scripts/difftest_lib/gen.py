@@ -474,6 +474,9 @@ class Generator:
 
 	def packets(self, rules, count):
 		r = self.r
+		# Fragments and martian addresses come in a share of the cases, a few packets each.
+		frag_case = self.frags and r.random() < 0.15
+		martian_case = self.martians and r.random() < 0.15
 		pkts = []
 		weights = []
 		pos = {}
@@ -506,12 +509,12 @@ class Generator:
 				f = self._random_packet()
 			if self.foreign and r.random() < 0.04:
 				f["dst"] = r.choice(FOREIGN_DST)
-			if self.martians and r.random() < 0.01:
+			if martian_case and r.random() < 0.08:
 				if r.random() < 0.5:
 					f["src"] = r.choice(MARTIAN_SRC)
 				else:
 					f["dst"] = r.choice(MARTIAN_DST)
-			if self.frags and r.random() < 0.02:
+			if frag_case and r.random() < 0.1:
 				f["frag"] = r.choice([0, 1, 185])
 				f["mf"] = r.choice([0, 1])
 			if r.random() < 0.02:

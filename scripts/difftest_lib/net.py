@@ -291,7 +291,8 @@ def wait_cmds(procs, timeout=60):
 class Bed:
 	"""Both sides, set up once and reused for every case of a run."""
 
-	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False):
+	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False, perturb=False):
+		self.perturb = perturb
 		self.workdir = tempfile.mkdtemp(prefix="difftest.")
 		self.sides = [Side(NETFILTER, "a", self.workdir, root, None),
 			      Side(second, "b", self.workdir, root, xdp_mode)]
@@ -327,7 +328,8 @@ class Bed:
 
 	def load(self, ruleset):
 		"""Restore `ruleset` on both sides at once: [(ok, message)] per side."""
-		procs = [side.restore_cmd(ruleset) for side in self.sides]
+		second = perturb(ruleset) if self.perturb else ruleset
+		procs = [self.sides[0].restore_cmd(ruleset), self.sides[1].restore_cmd(second)]
 		res = wait_cmds(procs)
 		return [(rc == 0, (err or out).strip()) for rc, out, err in res]
 
@@ -360,3 +362,17 @@ class Bed:
 		time.sleep(self.settle)
 		seen = [side.drain() for side in self.sides]
 		return [[key in s for s in seen] for key in keys]
+
+
+def perturb(ruleset):
+	"""The ruleset with INPUT's policy flipped and its first rule's ACCEPT/DROP swapped: the
+	harness's own negative test (a run with it must find differences)."""
+	out, swapped = [], False
+	for line in ruleset.splitlines():
+		if line.startswith(":INPUT "):
+			line = line.replace("ACCEPT", "DROP") if "ACCEPT" in line else line.replace("DROP", "ACCEPT")
+		elif line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
+			line = line[: -len("ACCEPT")] + "DROP" if line.endswith("ACCEPT") else line[: -len("DROP")] + "ACCEPT"
+			swapped = True
+		out.append(line)
+	return "\n".join(out) + "\n"
