@@ -45,8 +45,9 @@ inline constexpr int16_t icmp_code = 44;  // u32; valid when l4len >= 4
 inline constexpr int16_t opt_hotdrop = 48; // u32: --tcp-option would drop (doff < 5, options cut)
 inline constexpr int16_t tcp_doff = 52;   // u32: TCP data offset in bytes; l4len >= 20
 inline constexpr int16_t ifname = 56;	   // 16 bytes: the ingress device's name
-inline constexpr int16_t tcp_opts = 72;   // 4 x u64: bit k set when TCP option kind k is present
-inline constexpr int16_t size = 104;
+inline constexpr int16_t opt_buf = 72;	   // 48 bytes: a copy of the TCP options
+inline constexpr int16_t opt_seen = 120;  // 256 bytes: [k] != 0 when the walk met kind k
+inline constexpr int16_t size = 376;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.

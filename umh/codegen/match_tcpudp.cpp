@@ -40,15 +40,14 @@ void emit_tcp(Emitter &em, const ir::TcpMatch &m, Label &no_match)
 
 	if (m.option) {
 		// doff * 4 < 20, or options running past the datagram: hotdrop. The prologue
-		// walked the options as tcp_find_option() does and noted every kind it met.
+		// walked the options as tcp_find_option() does and marked every kind it met.
 		Label fine(em);
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::opt_hotdrop));
 		em.jump(jmp32_imm(BPF_JEQ, R1, 0), fine);
 		em.emit(mov64(R0, layout::ret_drop));
 		em.emit(exit());
 		fine.bind();
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::tcp_opts + 4 * (m.option >> 5)));
-		em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(1u << (m.option & 31))));
+		em.emit(ldx(BPF_B, R1, layout::pkt, static_cast<int16_t>(off::opt_seen + m.option)));
 		em.jump(jmp32_imm((m.invflags & XT_TCP_INV_OPTION) ? BPF_JNE : BPF_JEQ, R1, 0),
 			no_match);
 	}

@@ -168,6 +168,7 @@ Result<Plan> make_plan(const ir::Table &t)
 	// Calls of each run as it will be emitted (stopping where another run starts), and
 	// the deepest chain of them. A cycle is a loop that ip_tables would have refused.
 	std::map<uint32_t, std::vector<uint32_t>> calls;
+	std::set<uint8_t> kinds;
 	const auto run_calls = [&](uint32_t start) {
 		std::vector<uint32_t> out;
 		for (uint32_t i = start; i < n; i++) {
@@ -177,12 +178,9 @@ Result<Plan> make_plan(const ir::Table &t)
 			}
 			const ir::Rule &r = t.rules[i];
 			if (fold_ip(r.ip) != Fold::Never) {
-				plan.uses_tcp_option |= [&] {
-					for (const ir::Match &m : r.matches)
-						if (auto *tcp = std::get_if<ir::TcpMatch>(&m); tcp && tcp->option)
-							return true;
-					return false;
-				}();
+				for (const ir::Match &m : r.matches)
+					if (auto *tcp = std::get_if<ir::TcpMatch>(&m); tcp && tcp->option)
+						kinds.insert(tcp->option);
 				plan.uses_ifname |= fold_ip(r.ip) == Fold::Test &&
 						    r.ip.in.mask != std::array<uint8_t, 16>{};
 				if (is_call(t, i))
@@ -196,6 +194,7 @@ Result<Plan> make_plan(const ir::Table &t)
 	calls[plan.entry] = run_calls(plan.entry);
 	for (uint32_t s : plan.subprogs)
 		calls[s] = run_calls(s);
+	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
 
 	// Frames needed from each run down, by depth-first search with cycle detection.
 	std::map<uint32_t, unsigned> depth;

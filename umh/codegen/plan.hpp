@@ -32,7 +32,7 @@ struct Plan {
 	std::map<uint32_t, SubprogId> subprog_of;
 	unsigned frames = 1;	      // deepest call chain, the main program included
 	bool uses_ifname = false;     // some reachable rule tests -i
-	bool uses_tcp_option = false; // some reachable rule has --tcp-option
+	std::vector<uint8_t> tcp_option_kinds; // what reachable rules' --tcp-option ask for, sorted
 };
 
 // Is rule i's test known to pass for every packet (no matches, an all-wildcard ipt_ip)?

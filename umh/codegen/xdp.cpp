@@ -109,8 +109,6 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 		em.emit(st(BPF_W, layout::pkt, (f), 0));
 	for (int16_t k = 0; k < 2; k++)
 		em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
-	for (int16_t k = 0; k < 4; k++)
-		em.emit(st(BPF_DW, layout::pkt, (off::tcp_opts + 8 * k), 0));
 
 	if (opts.local_only) {
 		for (int16_t k = 0; k < 8; k++)
@@ -170,80 +168,84 @@ void emit_parse_l4(Emitter &em)
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::tcp_doff)));
 }
 
-// Walk the TCP options exactly as tcp_find_option() does and note each kind it looks at
-// in the tcp_opts bitmap; a rule's --tcp-option then tests one bit. R3 = data_end,
-// R4 = l4len, `ihl` = the TCP header. Marks opt_hotdrop where the kernel would drop
-// (doff * 4 < 20, or options running past the datagram).
-void emit_tcp_options(Emitter &em)
+// Walk the TCP options exactly as tcp_find_option() does and mark each kind it looks at
+// in opt_seen; a rule's --tcp-option then reads one byte. Only the kinds some rule asks
+// about are cleared first: nothing reads the others. Marks opt_hotdrop where the kernel
+// would drop (doff * 4 < 20, or options running past the datagram).
+//
+// The options are copied out of the packet first (bpf_xdp_load_bytes) and the walk is
+// branch-free but for its loop test: the verifier explores every iteration of a bounded
+// loop, and data-dependent branches inside one multiply what it has to explore.
+// In: R3 = data_end, R4 = l4len, `ihl` = the TCP header, R6 = ctx.
+void emit_tcp_options(Emitter &em, const std::vector<uint8_t> &kinds)
 {
-	const Reg optlen = R5, i = totlen, cur = R1, kind = R0;
+	for (uint8_t k : kinds)
+		em.emit(st(BPF_B, layout::pkt, static_cast<int16_t>(off::opt_seen + k), 0));
+
+	const Reg optlen = totlen, i = ihl;
 	Label done(em);
 	Label cut(em);
-	em.emit(ldx(BPF_W, R1, layout::pkt, (off::proto)));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
 	em.jump(jmp_imm(BPF_JNE, R1, 6), done);
 	em.jump(jmp_imm(BPF_JLT, R4, 20), done); // the tcp match hotdrops before options
-	em.emit(ldx(BPF_W, optlen, layout::pkt, (off::tcp_doff)));
+	em.emit(ldx(BPF_W, optlen, layout::pkt, off::tcp_doff));
 	em.jump(jmp_imm(BPF_JLT, optlen, 20), cut);
 	em.jump(jmp_reg(BPF_JGT, optlen, R4), cut);
 	em.emit(alu64_imm(BPF_SUB, optlen, 20));
-	em.emit(alu64_imm(BPF_ADD, ihl, 20)); // the first option
-	em.emit(mov64(i, 0));
+	em.jump(jmp_imm(BPF_JEQ, optlen, 0), done);
+	em.jump(jmp_imm(BPF_JGT, optlen, 40), done); // cannot be: doff is 4 bits
 
+	// bpf_xdp_load_bytes(ctx, offset of the options, opt_buf, optlen)
+	em.emit(mov64(R2, ihl));
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, data)));
+	em.emit(alu64_reg(BPF_SUB, R2, R1));
+	em.emit(alu64_imm(BPF_ADD, R2, 20));
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R3, layout::pkt));
+	em.emit(alu64_imm(BPF_ADD, R3, off::opt_buf));
+	em.emit(mov64(R4, optlen));
+	em.emit(call_helper(BPF_FUNC_xdp_load_bytes));
+	em.jump(jmp_imm(BPF_JNE, R0, 0), done);
+
+	em.emit(mov64(i, 0));
 	Label loop(em);
 	loop.bind();
 	em.jump(jmp_reg(BPF_JGE, i, optlen), done);
 	em.jump(jmp_imm(BPF_JGT, i, 39), done); // a bound the verifier can see
-	em.emit(mov64(cur, ihl));
-	em.emit(alu64_reg(BPF_ADD, cur, i));
-	em.emit(mov64(R2, cur));
-	em.emit(alu64_imm(BPF_ADD, R2, 1));
-	em.jump(jmp_reg(BPF_JGT, R2, R3), done);
-	em.emit(ldx(BPF_B, kind, cur, 0));
+	em.emit(mov64(R1, layout::pkt));
+	em.emit(alu64_reg(BPF_ADD, R1, i));
+	em.emit(ldx(BPF_B, R0, R1, off::opt_buf));     // kind = op[i]
+	em.emit(ldx(BPF_B, R2, R1, off::opt_buf + 1)); // len = op[i + 1] (unused at the end)
+	em.emit(mov64(R3, layout::pkt));
+	em.emit(alu64_reg(BPF_ADD, R3, R0));
+	em.emit(st(BPF_B, R3, off::opt_seen, 1)); // seen[kind] = 1
 
-	// tcp_opts |= 1 << kind, a 256-bit set in four words.
-	em.emit(mov64(R2, 1));
-	em.emit(mov64(R4, kind));
-	em.emit(alu64_imm(BPF_AND, R4, 63));
-	em.emit(alu64_reg(BPF_LSH, R2, R4));
-	em.emit(mov64(R4, kind));
-	em.emit(alu64_imm(BPF_RSH, R4, 6));
-	{
-		Label noted(em);
-		for (int16_t k = 0; k < 4; k++) {
-			Label other(em);
-			if (k < 3)
-				em.jump(jmp_imm(BPF_JNE, R4, k), other);
-			const auto w = static_cast<int16_t>(off::tcp_opts + 8 * k);
-			em.emit(ldx(BPF_DW, R4, layout::pkt, w));
-			em.emit(alu64_reg(BPF_OR, R4, R2));
-			em.emit(stx(BPF_DW, layout::pkt, R4, w));
-			em.jump(ja(), noted);
-		}
-	}
-
-	// if (op[i] < 2 || i == optlen - 1) i++; else i += op[i + 1] ?: 1;
-	Label one(em);
-	em.jump(jmp_imm(BPF_JLT, kind, 2), one);
-	em.emit(mov64(R2, optlen));
+	// one = op[i] < 2 || i == optlen - 1, as 0 or 1
+	em.emit(mov64(R3, R0));
+	em.emit(alu64_imm(BPF_SUB, R3, 2));
+	em.emit(alu64_imm(BPF_RSH, R3, 63));
+	em.emit(mov64(R4, optlen));
+	em.emit(alu64_imm(BPF_SUB, R4, 1));
+	em.emit(alu64_reg(BPF_XOR, R4, i));
+	em.emit(alu64_imm(BPF_SUB, R4, 1));
+	em.emit(alu64_imm(BPF_RSH, R4, 63));
+	em.emit(alu64_reg(BPF_OR, R3, R4));
+	// step - 1 = one ? 0 : (len ?: 1) - 1, kept within [0, 255] so that the verifier
+	// sees the walk advance.
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_SUB, R4, 1));
+	em.emit(alu64_imm(BPF_RSH, R4, 63)); // len == 0
+	em.emit(alu64_reg(BPF_ADD, R2, R4)); // len ?: 1
 	em.emit(alu64_imm(BPF_SUB, R2, 1));
-	em.jump(jmp_reg(BPF_JEQ, i, R2), one);
-	em.emit(mov64(R2, cur));
-	em.emit(alu64_imm(BPF_ADD, R2, 2));
-	em.jump(jmp_reg(BPF_JGT, R2, R3), done);
-	em.emit(ldx(BPF_B, R2, cur, 1));
-	{
-		Label nonzero(em);
-		em.jump(jmp_imm(BPF_JNE, R2, 0), nonzero);
-		em.emit(mov64(R2, 1));
-	}
+	em.emit(alu64_imm(BPF_SUB, R3, 1)); // one ? 0 : ~0
+	em.emit(alu64_reg(BPF_AND, R2, R3));
+	em.emit(alu64_imm(BPF_AND, R2, 0xff));
+	em.emit(alu64_imm(BPF_ADD, R2, 1));
 	em.emit(alu64_reg(BPF_ADD, i, R2));
-	em.jump(ja(), loop);
-	one.bind();
-	em.emit(alu64_imm(BPF_ADD, i, 1));
 	em.jump(ja(), loop);
 
 	cut.bind();
-	em.emit(st(BPF_W, layout::pkt, (off::opt_hotdrop), 1));
+	em.emit(st(BPF_W, layout::pkt, off::opt_hotdrop, 1));
 }
 
 // Judge only what the stack delivers to this host; see the comment at the top.
@@ -309,8 +311,8 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 		Label pass(em), rules(em);
 		emit_parse_ip(em, options, pass);
 		emit_parse_l4(em);
-		if (plan->uses_tcp_option)
-			emit_tcp_options(em);
+		if (!plan->tcp_option_kinds.empty())
+			emit_tcp_options(em, plan->tcp_option_kinds);
 		if (options.local_only)
 			emit_local_only(em, pass);
 		if (plan->uses_ifname)
