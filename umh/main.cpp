@@ -1,4 +1,5 @@
-// bpfilter_umh: the helper's entry point, serving the request protocol to the kernel module or the front door.
+// bpfilter_umh: the helper's entry point, serving the request protocol to the kernel module or the
+// front door.
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,15 +14,18 @@
 #include "server/dispatcher.hpp"
 #include "server/server.hpp"
 
-namespace {
+namespace
+{
 
 void usage(FILE *out)
 {
-	fputs("usage: bpfilter_umh --listen SOCKET [--xdp-mode auto|native|generic|offload] [--no-loopback]\n"
+	fputs("usage: bpfilter_umh --listen SOCKET [--xdp-mode auto|native|generic|offload] "
+	      "[--no-loopback]\n"
 	      "       bpfilter_umh [--channel [FD]] [--kmsg] [--xdp-mode MODE] [--no-loopback]\n"
 	      "\n"
 	      "--listen SOCKET   serve stock iptables (through libbpfilter_preload.so) on a Unix\n"
-	      "                  socket, in this network namespace; SIGINT/SIGTERM detach and exit\n"
+	      "                  socket, in this network namespace; SIGINT/SIGTERM detach and "
+	      "exit\n"
 	      "--channel [FD]    serve the kernel module on FD (default: stdin and stdout) until\n"
 	      "                  it closes\n"
 	      "--kmsg            log to /dev/kmsg\n"

@@ -1,4 +1,5 @@
-// LD_PRELOAD library: sends iptables' IPT_SO_* sockopts to bpfilter_umh over a Unix socket, passes every other call through.
+// LD_PRELOAD library: sends iptables' IPT_SO_* sockopts to bpfilter_umh over a Unix socket, passes
+// every other call through.
 //
 // One more thing is redirected: /proc/net/ip_tables_names, from which iptables-save
 // learns which tables exist. It lists the kernel's tables, which never see our requests;
@@ -8,8 +9,10 @@
 // the caller's optval (for a get, the part the kernel reads as input), then applies the
 // reply the way the kernel's sockopt path would (return value, errno, optval, *optlen,
 // and for IPT_SO_SET_REPLACE the old counters written through ipt_replace.counters).
-#include <dlfcn.h>
+// glibc's netinet/in.h before the kernel's headers, which then skip what it defines.
 #include <netinet/in.h>
+
+#include <dlfcn.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -26,7 +29,8 @@
 
 #include "server/wire.hpp"
 
-namespace {
+namespace
+{
 
 constexpr const char *default_socket = "/run/bpfilter.sock";
 
@@ -69,7 +73,8 @@ fopen_fn real_fopen(const char *symbol, std::atomic<fopen_fn> &cache)
 	return f;
 }
 
-FILE *open_file(const char *symbol, std::atomic<fopen_fn> &cache, const char *path, const char *mode)
+FILE *open_file(const char *symbol, std::atomic<fopen_fn> &cache, const char *path,
+		const char *mode)
 {
 	if (path && strcmp(path, tables_names_path) == 0 && mode && mode[0] == 'r')
 		return fmemopen(const_cast<char *>(tables_names), sizeof(tables_names) - 1, "r");
@@ -198,14 +203,18 @@ int exchange(int sockfd, uint16_t op, uint32_t optname, uint32_t optlen, const v
 	bpfilter_reply rep = {};
 	if (!err) {
 		ssize_t n = bpfilter::wire::read_full(conn.fd, &rep, sizeof(rep));
-		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(sizeof(rep)) ? -ECONNRESET : 0;
+		err = n < 0				      ? static_cast<int>(n)
+		      : n < static_cast<ssize_t>(sizeof(rep)) ? -ECONNRESET
+							      : 0;
 	}
 	if (!err)
 		err = bpfilter::wire::check_reply_header(rep, req.seq, max_reply);
 	if (!err) {
 		answer.data.resize(rep.data_len);
 		ssize_t n = bpfilter::wire::read_full(conn.fd, answer.data.data(), rep.data_len);
-		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(rep.data_len) ? -ECONNRESET : 0;
+		err = n < 0				       ? static_cast<int>(n)
+		      : n < static_cast<ssize_t>(rep.data_len) ? -ECONNRESET
+							       : 0;
 	}
 	if (err) {
 		complain("lost the bpfilter helper at", path, -err);
@@ -239,7 +248,9 @@ int forward_set(int fd, int optname, const void *optval, socklen_t optlen)
 	if (optname == IPT_SO_SET_REPLACE && !answer.data.empty() &&
 	    optlen >= sizeof(struct ipt_replace)) {
 		struct xt_counters *dst = nullptr;
-		memcpy(&dst, static_cast<const uint8_t *>(optval) + offsetof(struct ipt_replace, counters),
+		memcpy(&dst,
+		       static_cast<const uint8_t *>(optval) +
+			       offsetof(struct ipt_replace, counters),
 		       sizeof(dst));
 		if (dst)
 			memcpy(dst, answer.data.data(), answer.data.size());
@@ -274,8 +285,8 @@ int forward_get(int fd, int optname, void *optval, socklen_t *optlen)
 
 extern "C" {
 
-__attribute__((visibility("default"))) int getsockopt(int fd, int level, int optname,
-						       void *optval, socklen_t *optlen)
+__attribute__((visibility("default"))) int getsockopt(int fd, int level, int optname, void *optval,
+						      socklen_t *optlen)
 {
 	getsockopt_fn real = real_getsockopt();
 	if (!ours_get(level, optname) || !is_ipv4_socket(fd))
@@ -288,7 +299,7 @@ __attribute__((visibility("default"))) int getsockopt(int fd, int level, int opt
 }
 
 __attribute__((visibility("default"))) int setsockopt(int fd, int level, int optname,
-						       const void *optval, socklen_t optlen)
+						      const void *optval, socklen_t optlen)
 {
 	setsockopt_fn real = real_setsockopt();
 	if (!ours_set(level, optname) || !is_ipv4_socket(fd))

@@ -1,4 +1,5 @@
-// rtnetlink in the current network namespace: dumps of links and local routes, and change notifications.
+// rtnetlink in the current network namespace: dumps of links and local routes, and change
+// notifications.
 #include "loader/rtnl.hpp"
 
 #include <linux/if_link.h>
@@ -10,8 +11,10 @@
 #include <cstring>
 #include <string>
 
-namespace bpfilter::loader::rtnl {
-namespace {
+namespace bpfilter::loader::rtnl
+{
+namespace
+{
 
 constexpr size_t recv_buf_size = 64 * 1024;
 constexpr int dump_attempts = 5;
@@ -36,8 +39,7 @@ Result<Fd> open_socket(uint32_t groups, bool nonblock)
 }
 
 // Attributes of a message as (type, payload) pairs, bounded by the message's length.
-template <typename F>
-void for_each_attr(const struct rtattr *rta, int len, F &&fn)
+template <typename F> void for_each_attr(const struct rtattr *rta, int len, F &&fn)
 {
 	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
 		fn(rta->rta_type & NLA_TYPE_MASK, RTA_DATA(rta), RTA_PAYLOAD(rta));
@@ -100,7 +102,8 @@ Status dump(uint16_t type, const void *body, size_t body_len, F &&on_msg_reset)
 		h->nlmsg_seq = 1;
 		memcpy(NLMSG_DATA(h), body, body_len);
 		if (send(sock->get(), req.data(), h->nlmsg_len, 0) < 0)
-			return make_error(errno, std::string("rtnetlink dump request: ") + strerror(errno));
+			return make_error(errno, std::string("rtnetlink dump request: ") +
+							 strerror(errno));
 
 		auto on_msg = on_msg_reset();
 		std::vector<uint8_t> buf(recv_buf_size);
@@ -110,11 +113,12 @@ Status dump(uint16_t type, const void *body, size_t body_len, F &&on_msg_reset)
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
-				return make_error(errno, std::string("rtnetlink dump: ") + strerror(errno));
+				return make_error(errno, std::string("rtnetlink dump: ") +
+								 strerror(errno));
 			}
 			int len = static_cast<int>(n);
-			for (auto *m = reinterpret_cast<struct nlmsghdr *>(buf.data()); NLMSG_OK(m, len);
-			     m = NLMSG_NEXT(m, len)) {
+			for (auto *m = reinterpret_cast<struct nlmsghdr *>(buf.data());
+			     NLMSG_OK(m, len); m = NLMSG_NEXT(m, len)) {
 				if (m->nlmsg_flags & NLM_F_DUMP_INTR)
 					interrupted = true;
 				if (m->nlmsg_type == NLMSG_DONE) {
@@ -122,10 +126,12 @@ Status dump(uint16_t type, const void *body, size_t body_len, F &&on_msg_reset)
 					break;
 				}
 				if (m->nlmsg_type == NLMSG_ERROR) {
-					const auto *e = static_cast<const struct nlmsgerr *>(NLMSG_DATA(m));
+					const auto *e =
+						static_cast<const struct nlmsgerr *>(NLMSG_DATA(m));
 					if (e->error)
-						return make_error(-e->error, std::string("rtnetlink dump: ") +
-										      strerror(-e->error));
+						return make_error(-e->error,
+								  std::string("rtnetlink dump: ") +
+									  strerror(-e->error));
 					continue;
 				}
 				on_msg(m);
@@ -199,7 +205,8 @@ Result<std::vector<Event>> Watcher::read()
 				events.push_back(Event{Event::Kind::Resync, {}});
 				continue;
 			}
-			return make_error(errno, std::string("rtnetlink watcher: ") + strerror(errno));
+			return make_error(errno,
+					  std::string("rtnetlink watcher: ") + strerror(errno));
 		}
 		int len = static_cast<int>(n);
 		for (auto *m = reinterpret_cast<struct nlmsghdr *>(buf.data()); NLMSG_OK(m, len);
@@ -212,13 +219,14 @@ Result<std::vector<Event>> Watcher::read()
 				if (!parse_link(m, ev.link))
 					break;
 				ev.kind = m->nlmsg_type == RTM_NEWLINK ? Event::Kind::LinkNew
-								      : Event::Kind::LinkDel;
+								       : Event::Kind::LinkDel;
 				events.push_back(ev);
 				break;
 			case RTM_NEWROUTE:
 			case RTM_DELROUTE:
 				if (parse_local_route(m, r))
-					events.push_back(Event{Event::Kind::LocalRoutesChanged, {}});
+					events.push_back(
+						Event{Event::Kind::LocalRoutesChanged, {}});
 				break;
 			default:
 				break;

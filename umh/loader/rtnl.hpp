@@ -1,4 +1,5 @@
-// rtnetlink in the current network namespace: its interfaces, its local routes, and a watcher for their changes.
+// rtnetlink in the current network namespace: its interfaces, its local routes, and a watcher for
+// their changes.
 #pragma once
 
 #include <array>
@@ -8,12 +9,13 @@
 #include "common/result.hpp"
 #include "loader/fd.hpp"
 
-namespace bpfilter::loader::rtnl {
+namespace bpfilter::loader::rtnl
+{
 
 struct Link {
 	int ifindex = 0;
 	std::array<uint8_t, 16> name{}; // NUL padded, as the kernel's dev->name
-	uint16_t type = 0;              // ARPHRD_*
+	uint16_t type = 0;		// ARPHRD_*
 	bool operator==(const Link &) const = default;
 };
 
@@ -39,7 +41,8 @@ struct Event {
 
 // Notifications of link and IPv4 route changes in the namespace the watcher was opened
 // in. Its socket keeps that namespace alive: only for the helper's own namespace.
-class Watcher {
+class Watcher
+{
 public:
 	static Result<Watcher> open();
 	int fd() const { return fd_.get(); }

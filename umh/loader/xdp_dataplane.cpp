@@ -1,4 +1,5 @@
-// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped atomically.
+// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped
+// atomically.
 //
 // Programs are attached through rtnetlink (bpf_xdp_attach), not BPF links: the device
 // holds them, so they keep filtering when the helper dies, and a restarted helper finds
@@ -21,8 +22,10 @@
 
 #include "common/log.hpp"
 
-namespace bpfilter::loader {
-namespace {
+namespace bpfilter::loader
+{
+namespace
+{
 
 std::string errstr(int err)
 {
@@ -130,7 +133,7 @@ std::string_view to_string(XdpMode mode)
 }
 
 XdpDataplane::XdpDataplane(const XdpOptions &options, Fd ifnames, Fd local_addrs)
-	: options_(options), ifnames_(std::move(ifnames)), local_addrs_(std::move(local_addrs))
+    : options_(options), ifnames_(std::move(ifnames)), local_addrs_(std::move(local_addrs))
 {
 }
 
@@ -282,7 +285,7 @@ Result<int> XdpDataplane::prog_fd_for(Generation &gen, const rtnl::Link &link)
 }
 
 Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Generation &gen,
-						      const Attached *old)
+						    const Attached *old)
 {
 	auto fd = prog_fd_for(gen, link);
 	if (!fd)
@@ -300,8 +303,9 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 			return make_error(-err, "replacing the XDP program on " + name + ": " +
 							errstr(err));
 		if (id)
-			return make_error(EBUSY, name + " runs XDP program " + describe_prog(id) +
-							 " in place of bpfilter's: remove it first");
+			return make_error(EBUSY,
+					  name + " runs XDP program " + describe_prog(id) +
+						  " in place of bpfilter's: remove it first");
 		// Someone detached ours: nothing filters there now, so attach afresh.
 		log::warn("bpfilter's XDP program had been removed from " + name +
 			  "; attaching it again");
@@ -321,23 +325,26 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 
 	int err = 0;
 	for (uint32_t mode : modes) {
-		err = bpf_xdp_attach(link.ifindex, *fd, mode | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
+		err = bpf_xdp_attach(link.ifindex, *fd, mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+				     nullptr);
 		if (!err)
 			return Attached{mode, *fd};
 		if (err == -EBUSY || err == -EEXIST) {
 			uint32_t id = 0;
 			bpf_xdp_query_id(link.ifindex, 0, &id);
-			return make_error(EBUSY, name + " already runs XDP program " +
-							 describe_prog(id) +
-							 ", which is not bpfilter's: remove it first");
+			return make_error(EBUSY,
+					  name + " already runs XDP program " + describe_prog(id) +
+						  ", which is not bpfilter's: remove it first");
 		}
 		if (err == -ENODEV)
 			break;
 		if (modes.size() > 1 && mode == XDP_FLAGS_DRV_MODE)
-			log::info(name + ": no native XDP (" + errstr(err) + "), using generic XDP");
+			log::info(name + ": no native XDP (" + errstr(err) +
+				  "), using generic XDP");
 	}
 	return make_error(-err, "attaching XDP to " + name + " in " +
-					std::string(mode_name(modes.back())) + " mode: " + errstr(err));
+					std::string(mode_name(modes.back())) +
+					" mode: " + errstr(err));
 }
 
 void XdpDataplane::roll_back(const std::vector<std::pair<rtnl::Link, Attached>> &switched,
@@ -351,8 +358,8 @@ void XdpDataplane::roll_back(const std::vector<std::pair<rtnl::Link, Attached>> 
 				  ? bpf_xdp_attach(link.ifindex, o->second.prog_fd, now.mode, &opts)
 				  : bpf_xdp_detach(link.ifindex, now.mode, &opts);
 		if (err && err != -ENODEV)
-			log::error("rolling back " + name_of(link.name) + " failed: " + errstr(err) +
-				   "; it runs the refused table");
+			log::error("rolling back " + name_of(link.name) +
+				   " failed: " + errstr(err) + "; it runs the refused table");
 	}
 }
 
@@ -390,7 +397,8 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	for (const auto &link : *links) {
 		if (!eligible(link)) {
 			if (link.type != ARPHRD_LOOPBACK && unfiltered_.insert(link.ifindex).second)
-				log::warn(name_of(link.name) + " (link type " + std::to_string(link.type) +
+				log::warn(name_of(link.name) + " (link type " +
+					  std::to_string(link.type) +
 					  ") has no Ethernet header: its traffic is not filtered");
 			continue;
 		}
@@ -416,8 +424,9 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	wait_for_readers();
 	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
 		  std::to_string(attached_.size()) + " interfaces: compiled and loaded in " +
-		  ms_between(t_start, t_loaded) + ", attached in " + ms_between(t_loaded, t_attached) +
-		  ", old program quiet after " + ms_between(t_attached, clock::now()));
+		  ms_between(t_start, t_loaded) + ", attached in " +
+		  ms_between(t_loaded, t_attached) + ", old program quiet after " +
+		  ms_between(t_attached, clock::now()));
 	if (!old)
 		return std::vector<ir::Counter>{};
 	auto counters = old->read_counters();

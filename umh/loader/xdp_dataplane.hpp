@@ -1,4 +1,5 @@
-// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped atomically.
+// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped
+// atomically.
 #pragma once
 
 #include <linux/if_link.h>
@@ -19,7 +20,8 @@
 #include "loader/rtnl.hpp"
 #include "service/dataplane.hpp"
 
-namespace bpfilter::loader {
+namespace bpfilter::loader
+{
 
 // How programs are attached. Auto: the driver's native hook where it has one, generic
 // (skb) XDP elsewhere. Offload: on the NIC itself, a program loaded for each device.
@@ -40,7 +42,8 @@ struct XdpOptions {
 
 // Works on the network namespace the process is in when it is created and whenever one
 // of its methods is called: the caller enters the namespace first.
-class XdpDataplane final : public service::Dataplane {
+class XdpDataplane final : public service::Dataplane
+{
 public:
 	// Creates the namespace's Ifnames and LocalAddrs maps and fills them, and adopts the
 	// programs an earlier helper left attached (ours by name), so that the first replace
@@ -102,11 +105,11 @@ private:
 	Fd local_addrs_;
 	std::optional<rtnl::Watcher> watcher_;
 	std::map<int, std::array<uint8_t, 16>> names_; // what Ifnames holds
-	std::set<rtnl::LocalRoute> routes_;            // what LocalAddrs holds
+	std::set<rtnl::LocalRoute> routes_;	       // what LocalAddrs holds
 	std::unique_ptr<Generation> current_;
-	std::map<int, Fd> adopted_;       // programs of an earlier helper, still attached
+	std::map<int, Fd> adopted_;	   // programs of an earlier helper, still attached
 	std::map<int, Attached> attached_; // ifindex -> the program we attached there
-	std::set<int> unfiltered_;         // links we could not attach to (logged once)
+	std::set<int> unfiltered_;	   // links we could not attach to (logged once)
 };
 
 } // namespace bpfilter::loader

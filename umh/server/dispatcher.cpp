@@ -1,4 +1,5 @@
-// Dispatcher: routes each request to its network namespace's TableService, entering that namespace for the request.
+// Dispatcher: routes each request to its network namespace's TableService, entering that namespace
+// for the request.
 #include "server/dispatcher.hpp"
 
 #include <fcntl.h>
@@ -11,8 +12,10 @@
 
 #include "common/log.hpp"
 
-namespace bpfilter::server {
-namespace {
+namespace bpfilter::server
+{
+namespace
+{
 
 std::string cookie_str(uint64_t cookie)
 {
@@ -20,22 +23,25 @@ std::string cookie_str(uint64_t cookie)
 }
 
 // Returns the helper to its own namespace when a request is done, whatever happened.
-class NetnsVisit {
+class NetnsVisit
+{
 public:
 	NetnsVisit(int own, bool &healthy) : own_(own), healthy_(healthy) {}
 	Status enter(int target)
 	{
 		if (setns(target, CLONE_NEWNET) < 0)
-			return make_error(errno, std::string("entering the caller's network namespace: ") +
-							 strerror(errno));
+			return make_error(errno,
+					  std::string("entering the caller's network namespace: ") +
+						  strerror(errno));
 		entered_ = true;
 		return {};
 	}
 	~NetnsVisit()
 	{
 		if (entered_ && setns(own_, CLONE_NEWNET) < 0) {
-			log::error(std::string("cannot return to the helper's network namespace: ") +
-				   strerror(errno));
+			log::error(
+				std::string("cannot return to the helper's network namespace: ") +
+				strerror(errno));
 			healthy_ = false;
 		}
 	}
@@ -70,7 +76,7 @@ uint64_t current_netns_cookie()
 }
 
 Dispatcher::Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie)
-	: options_(options), own_netns_(std::move(own_netns)), own_cookie_(own_cookie)
+    : options_(options), own_netns_(std::move(own_netns)), own_cookie_(own_cookie)
 {
 }
 
@@ -148,9 +154,9 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const u
 		return error_reply(st.error());
 	cookie = current_netns_cookie();
 	if (req.netns_cookie && cookie && cookie != req.netns_cookie)
-		return error_reply(make_error(EINVAL, "request for " + cookie_str(req.netns_cookie) +
-							      " came with the descriptor of " +
-							      cookie_str(cookie)));
+		return error_reply(make_error(
+			EINVAL, "request for " + cookie_str(req.netns_cookie) +
+					" came with the descriptor of " + cookie_str(cookie)));
 	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie, data);
 }
 
@@ -175,7 +181,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	}
 	case BPFILTER_OP_LINK_ADDED:
 	case BPFILTER_OP_ADDRS_CHANGED: {
-		// Without a table there is nothing to attach: the first request attaches everywhere.
+		// Without a table there is nothing to attach: the first request attaches
+		// everywhere.
 		auto it = namespaces_.find(cookie);
 		if (it == namespaces_.end())
 			return status_reply(0);
@@ -193,7 +200,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 		return st ? status_reply(0) : error_reply(st.error());
 	}
 	default:
-		return error_reply(make_error(EOPNOTSUPP, "unknown request op " + std::to_string(req.op)));
+		return error_reply(
+			make_error(EOPNOTSUPP, "unknown request op " + std::to_string(req.op)));
 	}
 }
 

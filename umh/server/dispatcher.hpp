@@ -1,4 +1,5 @@
-// Dispatcher: routes each request to its network namespace's TableService, entering that namespace for the request.
+// Dispatcher: routes each request to its network namespace's TableService, entering that namespace
+// for the request.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +14,15 @@
 #include "loader/xdp_dataplane.hpp"
 #include "service/table_service.hpp"
 
-namespace bpfilter::server {
+namespace bpfilter::server
+{
 
 struct DispatcherOptions {
 	loader::XdpOptions xdp;
 };
 
-class Dispatcher {
+class Dispatcher
+{
 public:
 	static Result<std::unique_ptr<Dispatcher>> create(const DispatcherOptions &options);
 	~Dispatcher();

@@ -15,8 +15,10 @@
 #include "loader/fd.hpp"
 #include "server/wire.hpp"
 
-namespace bpfilter::server {
-namespace {
+namespace bpfilter::server
+{
+namespace
+{
 
 constexpr size_t max_clients = 64;
 // A client that stops half way through a request must not stall everyone else.
@@ -61,7 +63,8 @@ Result<loader::Fd> listen_on(const std::string &path)
 	struct sockaddr_un addr = {};
 	addr.sun_family = AF_UNIX;
 	if (path.empty() || path.size() >= sizeof(addr.sun_path))
-		return make_error(ENAMETOOLONG, "socket path \"" + path + "\" is empty or too long");
+		return make_error(ENAMETOOLONG,
+				  "socket path \"" + path + "\" is empty or too long");
 	memcpy(addr.sun_path, path.c_str(), path.size() + 1);
 	auto *sa = reinterpret_cast<struct sockaddr *>(&addr);
 
@@ -100,23 +103,32 @@ ReadResult read_request(int fd)
 		return r;
 	}
 	if (n < 0)
-		return bad(static_cast<int>(-n), std::string("reading a request: ") + strerror(static_cast<int>(-n)), false);
+		return bad(static_cast<int>(-n),
+			   std::string("reading a request: ") + strerror(static_cast<int>(-n)),
+			   false);
 	if (n < static_cast<ssize_t>(sizeof(r.req.hdr)))
 		return bad(EBADMSG, "truncated request header", false);
 	int err = wire::check_request_header(r.req.hdr);
 	if (err == -EBADMSG)
 		return bad(EBADMSG, "bad magic in request header", false);
 	if (err) {
-		ReadResult b = bad(-err, err == -E2BIG ? "request data too large: " + std::to_string(r.req.hdr.data_len) + " bytes"
-						     : "request protocol version " + std::to_string(r.req.hdr.version) + " (expected " + std::to_string(BPFILTER_PROTO_VERSION) + ")",
-				   true);
+		ReadResult b = bad(
+			-err,
+			err == -E2BIG ? "request data too large: " +
+						std::to_string(r.req.hdr.data_len) + " bytes"
+				      : "request protocol version " +
+						std::to_string(r.req.hdr.version) + " (expected " +
+						std::to_string(BPFILTER_PROTO_VERSION) + ")",
+			true);
 		b.req.hdr = r.req.hdr;
 		return b;
 	}
 	r.req.data.resize(r.req.hdr.data_len);
 	n = wire::read_full(fd, r.req.data.data(), r.req.data.size());
 	if (n < 0)
-		return bad(static_cast<int>(-n), std::string("reading request data: ") + strerror(static_cast<int>(-n)), false);
+		return bad(static_cast<int>(-n),
+			   std::string("reading request data: ") + strerror(static_cast<int>(-n)),
+			   false);
 	if (n < static_cast<ssize_t>(r.req.data.size()))
 		return bad(EBADMSG, "truncated request data", false);
 	r.kind = ReadResult::Kind::Ok;
@@ -200,7 +212,8 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		if (pfds[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(sigfd.get(), &si, sizeof(si)) > 0)
-				log::info("signal " + std::to_string(si.ssi_signo) + ": detaching and exiting");
+				log::info("signal " + std::to_string(si.ssi_signo) +
+					  ": detaching and exiting");
 			break;
 		}
 		// Watchers first: a new interface gets the program before the next table.
@@ -210,7 +223,8 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		std::vector<loader::Fd> keep;
 		for (size_t i = 0; i < clients.size(); i++) {
 			bool eof = false;
-			if (!pfds[2 + i].revents || serve_one(clients[i].get(), clients[i].get(), dispatcher, false, eof))
+			if (!pfds[2 + i].revents ||
+			    serve_one(clients[i].get(), clients[i].get(), dispatcher, false, eof))
 				keep.push_back(std::move(clients[i]));
 		}
 		clients = std::move(keep);

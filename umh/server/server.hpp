@@ -10,7 +10,8 @@
 #include "server/dispatcher.hpp"
 #include "service/table_service.hpp"
 
-namespace bpfilter::server {
+namespace bpfilter::server
+{
 
 struct Request {
 	bpfilter_request hdr{};

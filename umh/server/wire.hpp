@@ -1,4 +1,5 @@
-// The request protocol on a byte stream: whole-message reads and writes, shared by the helper and the preload library.
+// The request protocol on a byte stream: whole-message reads and writes, shared by the helper and
+// the preload library.
 //
 // Header only on purpose: the preload library is built from one source file and must not
 // pull in the helper's core.
@@ -13,7 +14,8 @@
 
 #include "bpfilter/msg.h"
 
-namespace bpfilter::wire {
+namespace bpfilter::wire
+{
 
 // Reads exactly len bytes unless the stream ends first. Returns the bytes read (less than
 // len only at end of stream) or a negative errno. Retries on EINTR.
