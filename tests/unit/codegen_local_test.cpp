@@ -1,0 +1,102 @@
+// Generated XDP programs with Options::local_only: only what the stack delivers to this host is judged.
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "codegen_harness.hpp"
+
+namespace bpfilter::test {
+namespace {
+
+// Runs the test body in a fresh network namespace (lo up) and comes back after.
+class CodegenLocalOnly : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		home_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		ASSERT_GE(home_, 0);
+		ASSERT_EQ(unshare(CLONE_NEWNET), 0) << strerror(errno);
+		ASSERT_EQ(std::system("ip link set lo up"), 0);
+	}
+	void TearDown() override
+	{
+		if (home_ >= 0) {
+			EXPECT_EQ(setns(home_, CLONE_NEWNET), 0) << strerror(errno);
+			close(home_);
+		}
+	}
+	static void forwarding(bool on)
+	{
+		std::ofstream("/proc/sys/net/ipv4/conf/all/forwarding") << (on ? "1" : "0");
+	}
+	static Packet to(const char *dst)
+	{
+		Packet p = udp_packet(1000, 53);
+		p.saddr = ip4h("10.9.0.2");
+		p.daddr = ip4h(dst);
+		return p;
+	}
+	int home_ = -1;
+};
+
+ir::Table drop_all(TableBuilder &b)
+{
+	b.input = {R().drop()};
+	return b.build();
+}
+
+TEST_F(CodegenLocalOnly, ForwardingOffUsesTheLocalAddressMap)
+{
+	forwarding(false);
+	TableBuilder b;
+	const ir::Table t = drop_all(b);
+	Xdp x(t, {.local_only = true});
+	ASSERT_TRUE(x.ok()) << x.error;
+	// The kernel answers FWD_DISABLED before any lookup: the map decides.
+	x.expect(to("127.0.0.1"), pass, {});
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("127.0.0.0"), 8).ok());
+	x.expect(to("127.0.0.1"), drop, {0});
+	x.expect(to("127.1.2.3"), drop, {0});
+	x.expect(to("10.1.2.3"), pass, {});
+	// Multicast and the limited broadcast are delivered locally.
+	x.expect(to("224.0.0.1"), drop, {0});
+	x.expect(to("239.1.2.3"), drop, {0});
+	x.expect(to("255.255.255.255"), drop, {0});
+	ASSERT_TRUE(loader::delete_local_addr(x.local.get(), ip4("127.0.0.0"), 8).ok());
+	x.expect(to("127.0.0.1"), pass, {});
+}
+
+TEST_F(CodegenLocalOnly, ForwardingOnAsksTheFib)
+{
+	ASSERT_EQ(std::system("ip link add bpf-h2a type veth peer name bpf-h2b && "
+			      "ip addr add 10.9.0.1/16 dev bpf-h2a && ip link set bpf-h2a up && "
+			      "ip link set bpf-h2b up"),
+		  0);
+	forwarding(true);
+	TableBuilder b;
+	const ir::Table t = drop_all(b);
+	Xdp x(t, {.local_only = true});
+	ASSERT_TRUE(x.ok()) << x.error;
+	// Local (RTN_LOCAL, RTN_BROADCAST: NOT_FWDED), with an empty local address map.
+	x.expect(to("127.0.0.1"), drop, {0});
+	x.expect(to("10.9.0.1"), drop, {0});
+	x.expect(to("10.9.255.255"), drop, {0});
+	// Routed through bpf-h2a: FORWARD's business, not INPUT's.
+	x.expect(to("10.9.7.7"), pass, {});
+	x.expect(to("224.0.0.251"), drop, {0});
+	// Judged packets go through the rules as usual.
+	TableBuilder c;
+	c.input = {R().dst("10.9.0.1").proto(17).drop()};
+	const ir::Table t2 = c.build();
+	Xdp y(t2, {.local_only = true});
+	ASSERT_TRUE(y.ok()) << y.error;
+	y.expect(to("10.9.0.1"), drop, {c.input_at[0]});
+	y.expect(to("127.0.0.1"), pass, {c.input_policy_at});
+	y.expect(to("10.9.7.7"), pass, {});
+}
+
+} // namespace
+} // namespace bpfilter::test
