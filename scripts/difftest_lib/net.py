@@ -9,7 +9,6 @@
 # besides iptables itself.
 import ctypes
 import os
-import select
 import signal
 import socket
 import struct
@@ -56,10 +55,14 @@ class _InNetns:
 		self.ns = ns
 
 	def __enter__(self):
-		self.orig = os.open("/proc/self/ns/net", os.O_RDONLY)
 		fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
 		try:
-			_setns(fd)
+			self.orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+			try:
+				_setns(fd)
+			except BaseException:
+				os.close(self.orig)
+				raise
 		finally:
 			os.close(fd)
 
