@@ -34,7 +34,6 @@ struct bpfilter_netns {
 	struct list_head node;
 	struct net *net;	/* no reference: NULL once the namespace is gone */
 	u64 cookie;
-	bool has_tables;
 	struct list_head tables;
 };
 
@@ -121,9 +120,6 @@ void bpfilter_netns_save(struct net *net, void *replace, u32 len)
 set:
 	t->replace = replace;
 	t->len = len;
-	spin_lock(&ns_lock);
-	ns->has_tables = true;
-	spin_unlock(&ns_lock);
 }
 
 /* A counted reference on the entry's namespace, unless it is dying. */
@@ -309,7 +305,11 @@ static void events_work_fn(struct work_struct *work)
 
 static DECLARE_WORK(events_work, events_work_fn);
 
-/* Queues an event for a namespace that has a table; the helper hears it later. */
+/*
+ * Queues an event for a namespace the helper has served (it keeps a table
+ * and the local addresses that tell INPUT from FORWARD there); the helper
+ * hears it later, from the work item, without rtnl held.
+ */
 static void queue_link_event(struct net *net, u16 op, u32 arg)
 {
 	struct bpfilter_netns *ns;
@@ -322,7 +322,7 @@ static void queue_link_event(struct net *net, u16 op, u32 arg)
 	ev->arg = arg;
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
-	if (ns && ns->has_tables)
+	if (ns && ns->net)
 		ev->net = maybe_get_net(net);
 	if (ev->net)
 		list_add_tail(&ev->node, &events);
@@ -370,7 +370,6 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 	ns = ns_find(net);
 	if (ns) {
 		ns->net = NULL;
-		ns->has_tables = false;
 		ev->ns = ns;
 		list_add_tail(&ev->node, &events);
 	}

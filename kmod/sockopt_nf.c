@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Backend for kernels without CONFIG_BPFILTER (Debian's): take the IPT_SO_*
- * ranges of PF_INET from netfilter with nf_register_sockopt(). Only one
- * owner per range: this fails while ip_tables is loaded, and ip_tables then
- * cannot load while bpfilter holds them.
+ * Backend for kernels without CONFIG_BPFILTER (Debian's): take ip_tables'
+ * place. The IPT_SO_* ranges of PF_INET come from nf_register_sockopt()
+ * (one owner per range: this fails while ip_tables is loaded, and ip_tables
+ * then cannot load while bpfilter holds them), and the filter table is
+ * listed in each namespace's /proc/net/ip_tables_names, where
+ * iptables-legacy-save looks for tables.
  */
 #define pr_fmt(fmt) "bpfilter: " fmt
 
 #include <linux/module.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
 
 #include "bpfilter.h"
 
@@ -24,17 +28,77 @@ static struct nf_sockopt_ops bpfilter_nf_sockopts = {
 	.owner = THIS_MODULE,
 };
 
+/* A name in x_tables' list only: no hooks, no entries; the helper has the table. */
+static const struct xt_table bpfilter_xt_filter = {
+	.name = "filter",
+	.valid_hooks = (1 << NF_INET_LOCAL_IN) | (1 << NF_INET_FORWARD) |
+		       (1 << NF_INET_LOCAL_OUT),
+	.me = THIS_MODULE,
+	.af = NFPROTO_IPV4,
+};
+
+static unsigned int names_id;
+
+static int __net_init names_init(struct net *net)
+{
+	struct xt_table_info bootstrap = {};
+	struct xt_table_info *info = xt_alloc_table_info(0);
+	struct xt_table *t;
+	int ret;
+
+	if (!info)
+		return -ENOMEM;
+	/* The /proc/net/ip_tables_* files, which ip_tables makes the same way. */
+	ret = xt_proto_init(net, NFPROTO_IPV4);
+	if (ret)
+		goto err_info;
+	t = xt_register_table(net, &bpfilter_xt_filter, &bootstrap, info);
+	if (IS_ERR(t)) {
+		ret = PTR_ERR(t);
+		goto err_proto;
+	}
+	*(struct xt_table **)net_generic(net, names_id) = t;
+	return 0;
+
+err_proto:
+	xt_proto_fini(net, NFPROTO_IPV4);
+err_info:
+	xt_free_table_info(info);
+	return ret;
+}
+
+static void __net_exit names_exit(struct net *net)
+{
+	struct xt_table *t = *(struct xt_table **)net_generic(net, names_id);
+
+	xt_free_table_info(xt_unregister_table(t));
+	xt_proto_fini(net, NFPROTO_IPV4);
+}
+
+static struct pernet_operations names_ops = {
+	.init = names_init,
+	.exit = names_exit,
+	.id = &names_id,
+	.size = sizeof(struct xt_table *),
+};
+
 static int nf_attach(void)
 {
 	int ret = nf_register_sockopt(&bpfilter_nf_sockopts);
 
 	if (ret == -EBUSY)
 		pr_err("the iptables sockopts are taken: ip_tables is loaded. Unload it first (modprobe -r iptable_filter ip_tables, after iptables-legacy -F), or load bpfilter at boot before anything loads ip_tables (echo bpfilter > /etc/modules-load.d/bpfilter.conf)\n");
+	if (ret)
+		return ret;
+	ret = register_pernet_subsys(&names_ops);
+	if (ret)
+		nf_unregister_sockopt(&bpfilter_nf_sockopts);
 	return ret;
 }
 
 static void nf_detach(void)
 {
+	unregister_pernet_subsys(&names_ops);
 	nf_unregister_sockopt(&bpfilter_nf_sockopts);
 }
 

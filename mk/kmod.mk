@@ -14,14 +14,20 @@ KHDR_DIR := $(BUILD)/kselftest
 
 kmod: $(KMOD)
 
+# The module carries the helper without its debug information.
+KMOD_BLOB := $(KMOD_DIR)/bpfilter_umh.stripped
+$(KMOD_BLOB): $(UMH)
+	@mkdir -p $(@D)
+	strip -o $@ $<
+
 # Kbuild writes its objects beside the sources: build in a mirror of
 # symlinks under $(BUILD) so that the tree stays clean.
-$(KMOD): $(KMOD_SRCS) $(UMH)
+$(KMOD): $(KMOD_SRCS) $(KMOD_BLOB)
 	@mkdir -p $(KMOD_DIR)/kmod
 	ln -sf $(CURDIR)/Kbuild $(KMOD_DIR)/Kbuild
 	for f in $(filter kmod/%,$(KMOD_SRCS)); do ln -sf $(CURDIR)/$$f $(KMOD_DIR)/$$f; done
 	$(MAKE) -C $(KDIR) M=$(abspath $(KMOD_DIR)) BPFILTER_SRC=$(CURDIR) \
-		BPFILTER_UMH=$(abspath $(UMH)) modules
+		BPFILTER_UMH=$(abspath $(KMOD_BLOB)) modules
 
 install: $(KMOD)
 	install -D -m 0644 $(KMOD) $(DESTDIR)/lib/modules/$(KVER)/updates/bpfilter.ko

@@ -1,4 +1,7 @@
 # rmmod stops the helper and leaves no program behind; ip_tables and bpfilter exclude each other.
+check "a rule before the unload" $IPT -A INPUT -s 10.99.0.3 -j DROP
+check "bpftool prog show lists a program" sh -c "[ -n \"\$($BPFTOOL prog show 2>&1)\" ]"
+$BPFTOOL prog show
 check "rmmod bpfilter" $RMMOD bpfilter
 check_fails "the helper is gone" helper_pid
 check "no BPF program is left" sh -c "[ -z \"\$($BPFTOOL prog show 2>&1)\" ]"

@@ -1,0 +1,17 @@
+# SIGKILL the helper: the attached program keeps filtering, the next request restarts it
+# and the table comes back.
+check "the helper runs" helper_pid
+old_pid=$(helper_pid)
+check "kill -9 the helper" kill -9 "$old_pid"
+sleep 1
+check_fails "with the helper dead, the peer's ping is still dropped" peer_ping
+check "iptables-legacy-save restarts the helper and shows the rules" sh -c "$IPT_SAVE | grep -q -- '-A PEERS -s 10.99.0.2/32 -p icmp -j DROP'"
+new_pid=$(helper_pid)
+check "a new helper runs" test -n "$new_pid" -a "$new_pid" != "$old_pid"
+check "the module restored the table" sh -c "dmesg | grep -q 'restored table filter'"
+check_fails "the restored table drops the ping" peer_ping
+check "TCP still passes" peer_tcp
+check "rules change after the restart" $IPT -D PEERS 1
+check "peer pings after the change" peer_ping
+check "flush" sh -c "$IPT -F && $IPT -X"
+teardown_peer
