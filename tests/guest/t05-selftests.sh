@@ -1,4 +1,5 @@
 # The kselftests of the sockopt ABI (TAP): each test case counts once.
+before_pid=$(helper_pid)
 for st in /selftests/*; do
 	[ -x "$st" ] || continue
 	"$st" >/tmp/selftest.out 2>&1
@@ -12,3 +13,4 @@ for st in /selftests/*; do
 		echo "not ok - ${st##*/} ran no test"
 	fi
 done
+check "the helper survived the namespaces coming and going" test "$(helper_pid)" = "$before_pid"
