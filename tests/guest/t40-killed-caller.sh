@@ -1,14 +1,21 @@
 # A caller killed while the helper works on its table: the module is not wedged and the
 # table is all or nothing.
 awk 'BEGIN { print "*filter"; for (i = 0; i < 3000; i++) printf "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256; print "COMMIT" }' >/tmp/big.v4
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+t0=$(uptime_s)
+check "a table of 3000 rules applies" sh -c "$IPT_RESTORE </tmp/big.v4 && [ \$($IPT -S INPUT | grep -c -- '-A INPUT') -eq 3000 ]"
+t1=$(uptime_s)
+check "flush" $IPT -F
+# Kill the next restore half way through, while the module waits for the helper.
+half=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 2 }')
+echo "# full restore took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s, killing after $half s"
 $IPT_RESTORE </tmp/big.v4 &
 restore_pid=$!
-sleep 1
+sleep "$half"
 kill -9 "$restore_pid" 2>/dev/null
 wait "$restore_pid" 2>/dev/null
 check "iptables answers after the killed caller" $IPT -S INPUT
 n=$($IPT -S INPUT | grep -c -- '-A INPUT')
 echo "# rules after the killed restore: $n"
 check "the table is all or nothing" test "$n" -eq 0 -o "$n" -eq 3000
-check "a table of 3000 rules applies" sh -c "$IPT_RESTORE </tmp/big.v4 && [ \$($IPT -S INPUT | grep -c -- '-A INPUT') -eq 3000 ]"
-check "flush" $IPT -F
+check "flush again" $IPT -F
