@@ -120,6 +120,15 @@ bf_need()
 # Two namespaces joined by a veth pair (veth0 in HOST, veth1 in PEER), then the helper.
 bf_setup()
 {
+	bf_setup_netns
+	bf_start_helper "$@"
+	# The first packets wait for neighbour resolution; get that out of the way.
+	ip netns exec "$PEER" busybox ping -c 1 -W 2 "$HOST_IP" >/dev/null 2>&1 || true
+}
+
+# The namespaces alone.
+bf_setup_netns()
+{
 	bf_need
 	BF_TMP=$(mktemp -d /tmp/bf-host-test.XXXXXX)
 	BF_SOCK=$BF_TMP/bpfilter.sock
@@ -133,9 +142,6 @@ bf_setup()
 	ip -n "$PEER" link set lo up
 	ip -n "$HOST" link set veth0 up
 	ip -n "$PEER" link set veth1 up
-	bf_start_helper "$@"
-	# The first packets wait for neighbour resolution; get that out of the way.
-	ip netns exec "$PEER" busybox ping -c 1 -W 2 "$HOST_IP" >/dev/null 2>&1 || true
 }
 
 # Starts bpfilter_umh --listen in HOST with extra arguments, waits for its socket.

@@ -387,6 +387,12 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	}
 
 	const auto t_loaded = clock::now();
+	if (options_.restore_follows && !current_ && !adopted_.empty()) {
+		log::info("keeping the " + std::to_string(adopted_.size()) +
+			  " programs of an earlier helper attached until its table is restored");
+		current_ = std::move(gen);
+		return std::vector<ir::Counter>{};
+	}
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();

@@ -38,6 +38,11 @@ struct XdpOptions {
 	bool watch = true;
 	// Filter loopback too (generic XDP), as netfilter's INPUT sees loopback traffic.
 	bool loopback = true;
+	// The caller restores the namespace's last table right after the first one (the
+	// module does after restarting a helper). Then the first table is not attached where
+	// an earlier helper's programs are found: they keep filtering until the restored
+	// table replaces them, rather than the empty initial table in between.
+	bool restore_follows = false;
 };
 
 // Works on the network namespace the process is in when it is created and whenever one
