@@ -49,4 +49,27 @@ check_fails "a rule for a freshly added address applies" ping_ok 10.0.0.77
 n=$(rule_counters INPUT 4 | cut -d' ' -f1)
 check "and counts" test "$n" -ge 1
 
+# A device that leaves and comes back carries a program along (the kernel keeps XDP
+# programs across namespace moves); the helper replaces it with the current one.
+OTHER=bf-other-$$
+BF_EXTRA_NETNS="$BF_EXTRA_NETNS $OTHER"
+ip netns add "$OTHER"
+ip -n "$HOST" link add mover0 type veth peer name mover1 netns "$PEER"
+for i in $(seq 40); do
+	[ "$(xdp_mode_of mover0)" != none ] && break
+	sleep 0.05
+done
+ip -n "$HOST" link set mover0 netns "$OTHER"
+ipt -A INPUT -s 10.2.0.2 -j DROP # a new program meanwhile
+ip -n "$OTHER" link set mover0 netns "$HOST"
+prog_id() { in_host ip -d link show dev "$1" | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p'; }
+for i in $(seq 40); do
+	[ "$(prog_id mover0)" = "$(prog_id veth0)" ] && break
+	sleep 0.05
+done
+check_eq "a device back from another namespace runs the current program" \
+	"$(prog_id mover0)" "$(prog_id veth0)"
+check "the helper says it replaced the program the device brought" \
+	grep -q "replaced bpfilter's program id .* that mover0 brought" "$BF_TMP/umh.log"
+
 bf_summary

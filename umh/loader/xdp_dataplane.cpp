@@ -332,6 +332,26 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 		if (err == -EBUSY || err == -EEXIST) {
 			uint32_t id = 0;
 			bpf_xdp_query_id(link.ifindex, 0, &id);
+			// A device that comes from another namespace brings that namespace's
+			// program along: ours by name, replaced like an adopted one.
+			LIBBPF_OPTS(bpf_xdp_query_opts, q);
+			Fd theirs(id ? bpf_prog_get_fd_by_id(id) : -1);
+			if (theirs && is_ours(theirs.get()) &&
+			    !bpf_xdp_query(link.ifindex, 0, &q) &&
+			    q.attach_mode != XDP_ATTACHED_MULTI) {
+				uint32_t cur =
+					q.attach_mode == XDP_ATTACHED_DRV   ? XDP_FLAGS_DRV_MODE
+					: q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE
+									    : XDP_FLAGS_HW_MODE;
+				LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = theirs.get());
+				int e = bpf_xdp_attach(link.ifindex, *fd, cur, &opts);
+				if (!e) {
+					log::info("replaced bpfilter's program id " +
+						  std::to_string(id) + " that " + name +
+						  " brought from elsewhere");
+					return Attached{cur, *fd};
+				}
+			}
 			return make_error(EBUSY,
 					  name + " already runs XDP program " + describe_prog(id) +
 						  ", which is not bpfilter's: remove it first");
