@@ -30,8 +30,9 @@ $(KMOD): $(KMOD_SRCS) $(KMOD_BLOB)
 		BPFILTER_UMH=$(abspath $(KMOD_BLOB)) modules
 
 install: $(KMOD)
-	install -D -m 0644 $(KMOD) $(DESTDIR)/lib/modules/$(KVER)/updates/bpfilter.ko
-	depmod -a $(KVER)
+	install -d $(DESTDIR)/lib/modules/$(KVER)/updates
+	strip --strip-debug -o $(DESTDIR)/lib/modules/$(KVER)/updates/bpfilter.ko $(KMOD)
+	depmod -a $(if $(DESTDIR),-b $(DESTDIR)) $(KVER)
 
 # kselftest_harness.h and kselftest.h from Debian's linux-source-6.1.
 KSFT_SRC ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))

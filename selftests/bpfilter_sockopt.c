@@ -332,7 +332,7 @@ TEST_F(ns, replace_malformed)
 
 TEST_F(ns, add_counters)
 {
-	struct xt_counters old[FRESH_ENTRIES];
+	struct xt_counters old[FRESH_ENTRIES], old5[5];
 	struct ipt_get_entries *e;
 	struct table t;
 	int err;
@@ -349,6 +349,14 @@ TEST_F(ns, add_counters)
 	/* len must be exactly num_counters counters; the count must be the table's */
 	EXPECT_EQ(-EINVAL, add_counters(self->fd, 5, 4, 1));
 	EXPECT_EQ(-EINVAL, add_counters(self->fd, 4, 4, 1));
+	free(t.repl);
+	/* The next replace hands the counters back through ipt_replace.counters. */
+	memset(old5, 0, sizeof(old5));
+	table_drop_rule(&t, 5);
+	ASSERT_EQ(0, replace(self->fd, &t, old5));
+	EXPECT_EQ(8, old5[0].pcnt);
+	EXPECT_EQ(800, old5[0].bcnt);
+	EXPECT_EQ(10, old5[1].pcnt);
 	free(t.repl);
 }
 
