@@ -402,6 +402,8 @@ static int chan_wait_done(struct bpfilter_chan *chan, bool killable, long timeou
 		 * table: wait for the answer so that the module's idea of
 		 * the table stays the helper's.
 		 */
+		pr_notice("caller %d killed during a request: waiting for the helper's answer\n",
+			  task_pid_nr(current));
 		timeout = BPFILTER_KILLED_GRACE;
 	}
 	if (!wait_event_idle_timeout(chan->wq, chan_over(chan), timeout))

@@ -59,4 +59,8 @@ guest-initramfs: $(GUEST_INITRD)
 guest: $(GUEST_INITRD)
 	scripts/guest-run $(KVER) $(GUEST_INITRD)
 
-.PHONY: kmod install selftests guest guest-initramfs
+# The demonstration instead of the suite: a stock DROP rule at work, bpftool, counters.
+guest-demo: $(GUEST_INITRD)
+	scripts/guest-run $(KVER) $(GUEST_INITRD) bpfilter_guest=demo
+
+.PHONY: kmod install selftests guest guest-demo guest-initramfs

@@ -17,5 +17,6 @@ wait "$restore_pid" 2>/dev/null
 check "iptables answers after the killed caller" $IPT -S INPUT
 n=$($IPT -S INPUT | grep -c -- '-A INPUT')
 echo "# rules after the killed restore: $n"
+dmesg | grep "killed during a request" | sed "s/^/# /"
 check "the table is all or nothing" test "$n" -eq 0 -o "$n" -eq 3000
 check "flush again" $IPT -F
