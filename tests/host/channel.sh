@@ -60,11 +60,20 @@ done
 check_eq "LINK_ADDED attaches to the new link" "$(xdp_mode_of late0)" xdp
 check_fails "and its traffic is filtered" ping_ok 10.1.0.1
 
-# rmmod: DETACH for the namespace, then the channel closes and the helper exits.
+# rmmod: DETACH for the namespace, then the channel closes and the helper exits. Done
+# by a helper that never served the namespace (restarted, nothing to replay): it
+# finds the earlier helper's programs by name and removes them all the same.
+kill -USR2 "$proxy"
+for i in $(seq 100); do
+	grep -q "proxy: restarted without replay" "$BF_TMP/umh.log" && break
+	sleep 0.05
+done
 kill -TERM "$proxy"
 wait "$proxy" && rc=0 || rc=$?
 check_eq "the helper exits 0 at the end of the channel" "$rc" 0
 check "DETACH was answered 0" grep -q "proxy: DETACH: status 0" "$BF_TMP/umh.log"
+check "the helper that never served the namespace found the programs" \
+	grep -q "adopting program id .* on late0" "$BF_TMP/umh.log"
 check_eq "no program left on veth0" "$(xdp_mode_of veth0)" none
 check_eq "no program left on late0" "$(xdp_mode_of late0)" none
 check_eq "no program left on lo" "$(xdp_mode_of lo)" none

@@ -8,6 +8,7 @@
 # closes one per request), keeps the last table each SET_REPLACE installed, and replays
 # it to a helper it restarts.
 #   SIGUSR1  kill the helper (SIGKILL), start a new one, replay the table
+#   SIGUSR2  the same without the replay
 #   SIGHUP   send LINK_ADDED (and ADDRS_CHANGED) for NETNS, as the module's notifiers do
 #   SIGTERM  send DETACH, close the channel, wait for the helper, exit with its status
 import os
@@ -26,8 +27,9 @@ IPT_SO_SET_REPLACE, IPT_SO_GET_INFO = 64, 64
 POOL = 300
 
 sock_path, netns, umh, log_path = sys.argv[1:5]
-flags = {"restart": False, "link": False, "stop": False}
-for sig, name in ((signal.SIGUSR1, "restart"), (signal.SIGHUP, "link"), (signal.SIGTERM, "stop")):
+flags = {"restart": False, "bare": False, "link": False, "stop": False}
+for sig, name in ((signal.SIGUSR1, "restart"), (signal.SIGUSR2, "bare"), (signal.SIGHUP, "link"),
+                  (signal.SIGTERM, "stop")):
     signal.signal(sig, lambda s, f, n=name: flags.__setitem__(n, True))
 
 pool = [os.open("/run/netns/" + netns, os.O_RDONLY) for _ in range(POOL)]
@@ -111,6 +113,12 @@ while True:
         status, _ = helper.call(OP_HEALTH, with_netns=False)
         replay(helper)
         print("proxy: restarted", file=log, flush=True)
+    if flags["bare"]:
+        flags["bare"] = False
+        helper.proc.kill()
+        helper.proc.wait()
+        helper = Helper()
+        print("proxy: restarted without replay", file=log, flush=True)
     if flags["link"]:
         flags["link"] = False
         s1, _ = helper.call(OP_LINK, arg=0)

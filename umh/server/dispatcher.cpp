@@ -193,10 +193,19 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	}
 	case BPFILTER_OP_DETACH: {
 		auto it = namespaces_.find(cookie);
-		if (it == namespaces_.end())
-			return status_reply(0);
-		Status st = it->second.dataplane->detach_all();
-		namespaces_.erase(it);
+		if (it != namespaces_.end()) {
+			Status st = it->second.dataplane->detach_all();
+			namespaces_.erase(it);
+			return st ? status_reply(0) : error_reply(st.error());
+		}
+		// Not served since a restart: an earlier helper's programs may still be
+		// attached. A data plane adopts them on creation, and detaches them.
+		loader::XdpOptions xdp = options_.xdp;
+		xdp.watch = false;
+		auto dp = loader::XdpDataplane::create(xdp);
+		if (!dp)
+			return error_reply(dp.error());
+		Status st = (*dp)->detach_all();
 		return st ? status_reply(0) : error_reply(st.error());
 	}
 	default:
