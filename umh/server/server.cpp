@@ -112,15 +112,15 @@ ReadResult read_request(int fd)
 	if (err == -EBADMSG)
 		return bad(EBADMSG, "bad magic in request header", false);
 	if (err) {
-		ReadResult b = bad(
-			-err,
-			err == -E2BIG ? "request data too large: " +
-						std::to_string(r.req.hdr.data_len) + " bytes"
-				      : "request protocol version " +
-						std::to_string(r.req.hdr.version) + " (expected " +
-						std::to_string(BPFILTER_PROTO_VERSION) + ")",
-			true);
-		b.req.hdr = r.req.hdr;
+		// The header is readable: the caller can still answer it before closing.
+		const auto &h = r.req.hdr;
+		std::string why =
+			err == -E2BIG
+				? "request data too large: " + std::to_string(h.data_len) + " bytes"
+				: "request protocol version " + std::to_string(h.version) +
+					  ", expected " + std::to_string(BPFILTER_PROTO_VERSION);
+		ReadResult b = bad(-err, std::move(why), true);
+		b.req.hdr = h;
 		return b;
 	}
 	r.req.data.resize(r.req.hdr.data_len);
