@@ -234,7 +234,9 @@ bf_wait_port()
 # reports whether it got the answer within a second.
 tcp_listen()
 {
-	in_host "$PYTHON" -c '
+	# Not through in_host: a backgrounded function is a subshell, and killing it would
+	# leave the listener running.
+	ip netns exec "$HOST" "$PYTHON" -c '
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -260,7 +262,7 @@ sys.exit(0 if s.recv(2) == b"hi" else 1)
 # A UDP echo on HOST:port, and a client that reports whether its datagram came back.
 udp_listen()
 {
-	in_host "$PYTHON" -c '
+	ip netns exec "$HOST" "$PYTHON" -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
