@@ -251,6 +251,19 @@ else
 fi
 ip netns del "$NS"
 
+# Randomly mutated tables (bytes, offsets, verdicts, hooks, names, revisions): the same
+# errno from both, and where both accept, the same GET_ENTRIES bytes.
+cases=$((cases + 1))
+ip netns add "$NS"
+if ip netns exec "$NS" "$ERRNO_TOOL" --fuzz "${FUZZ_SEED:-1}" "${FUZZ_COUNT:-5000}" >"$WORK/fuzz.log" 2>/dev/null; then
+	echo "ok   fuzz: $(grep 'accepted by both' "$WORK/fuzz.log")"
+else
+	fail=$((fail + 1))
+	echo "FAIL fuzz"
+	grep -v '^ok ' "$WORK/fuzz.log" | sed 's/^/     /'
+fi
+ip netns del "$NS"
+
 # The reference evaluator against netfilter: random packets from a peer namespace over a
 # veth pair into $NS, whose INPUT counters must move exactly as ir::evaluate predicts.
 ip netns add "$NS"

@@ -7,7 +7,12 @@
 // are used: the host kernel has many more, and for those it answers differently on
 // purpose (ENOENT here, as a kernel without the module).
 //
-// Usage: ipt_errno   Exit status: 0 all agree, 1 a difference, 2 a setup error.
+// With --fuzz SEED COUNT it sends randomly mutated tables instead (bytes, offsets,
+// verdicts, hook offsets, names, revisions of a table using every supported feature), and
+// where both accept one, also compares the GET_ENTRIES replies byte for byte.
+//
+// Usage: ipt_errno [--fuzz SEED COUNT]
+// Exit status: 0 all agree, 1 a difference, 2 a setup error.
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +22,8 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <random>
 #include <string>
 
 #include "../unit/abi_builder.hpp"
@@ -115,9 +122,185 @@ Bytes with_rule(uint32_t n, Ip ip, std::vector<Bytes> matches, Target t = Target
 	return b.replace(n);
 }
 
+// The entries of a table as GET_ENTRIES returns them, from the kernel or from us.
+Bytes kernel_entries_bytes(int fd, uint32_t size)
+{
+	Bytes buf(abi::get_entries_size + size, 0);
+	std::memcpy(buf.data(), "filter", 6);
+	abi::store<uint32_t>(buf, abi::get_entries_size_field, size);
+	socklen_t len = static_cast<socklen_t>(buf.size());
+	if (getsockopt(fd, IPPROTO_IP, IPT_SO_GET_ENTRIES, buf.data(), &len) != 0)
+		return {};
+	return buf;
+}
+
+Builder fuzz_base()
+{
+	Builder b;
+	b.chain("a").chain("b");
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP).src(0x0a000000, 8),
+			     {test::tcp(1, 2, 22, 22, 0x17, 2), test::comment("c")},
+			     Target::jump("a")});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_ICMP), {test::icmp(8)}, Target::go_to("b")});
+	b.rule("INPUT", Rule{Ip().in("eth+"), {test::iprange(IPRANGE_SRC, 1, 2)}, Target::ret()});
+	b.rule("a", Rule{Ip().proto(IPPROTO_UDP),
+			 {test::udp(53, 53), test::multiport(2, {{1, 1}, {5, 9}})},
+			 Target::drop()});
+	b.rule("a", Rule{Ip(), {}, Target::jump("b")});
+	b.rule("b",
+	       Rule{Ip().proto(IPPROTO_TCP), {test::multiport(1, {{80, 80}})}, Target::accept()});
+	b.rule("OUTPUT", Rule{Ip(), {}, Target::jump("b")});
+	b.policy("INPUT", abi::verdict_drop);
+	return b;
+}
+
+int fuzz(Checker &c, uint32_t seed, int count)
+{
+	std::mt19937 rng(seed);
+	const Builder base = fuzz_base();
+	const auto layout = base.layout();
+	int accepted = 0;
+	std::map<int, int> by_errno;
+	for (int n = 0; n < count; n++) {
+		// Both back to a 4-entry table first, so that num_counters 4 is right for both.
+		Bytes reset = Builder().replace(c.kernel_entries());
+		setsockopt(c.fd, IPPROTO_IP, IPT_SO_SET_REPLACE, reset.data(),
+			   static_cast<socklen_t>(reset.size()));
+		Bytes oinfo(84, 0);
+		std::memcpy(oinfo.data(), "filter", 6);
+		auto oi = c.svc.getsockopt(IPT_SO_GET_INFO, 84, oinfo);
+		c.svc.setsockopt(IPT_SO_SET_REPLACE, Builder().replace(abi::load<uint32_t>(
+							     oi.data, abi::getinfo_num_entries)));
+
+		Bytes b = Builder::replace_of(layout, 4);
+		std::string what;
+		const unsigned mutations = 1 + rng() % 3;
+		for (unsigned m = 0; m < mutations; m++) {
+			const uint32_t e = layout.offsets[rng() % layout.offsets.size()];
+			const int16_t delta =
+				static_cast<int16_t>(static_cast<int>(rng() % 17) - 8);
+			switch (rng() % 8) {
+			case 0: { // any byte of the entries
+				const size_t at = H + rng() % layout.entries.size();
+				b[at] = static_cast<uint8_t>(rng());
+				what += " byte@" + std::to_string(at - H);
+				break;
+			}
+			case 1: // target_offset
+				poke<uint16_t>(
+					b, H + e + abi::entry_target_offset,
+					static_cast<uint16_t>(
+						test::peek<uint16_t>(
+							b, H + e + abi::entry_target_offset) +
+						delta));
+				what += " target_offset@" + std::to_string(e);
+				break;
+			case 2: // next_offset
+				poke<uint16_t>(b, H + e + abi::entry_next_offset,
+					       static_cast<uint16_t>(
+						       test::peek<uint16_t>(
+							       b, H + e + abi::entry_next_offset) +
+						       8 * (delta / 4)));
+				what += " next_offset@" + std::to_string(e);
+				break;
+			case 3: { // a verdict: another entry, a near miss, or a small negative
+				const uint32_t t = e + test::peek<uint16_t>(
+							       b, H + e + abi::entry_target_offset);
+				if (t + 36 > layout.entries.size())
+					break;
+				const int32_t v =
+					rng() % 3 == 0
+						? static_cast<int32_t>(
+							  layout.offsets[rng() %
+									 layout.offsets.size()])
+					: rng() % 2
+						? static_cast<int32_t>(
+							  layout.offsets[rng() %
+									 layout.offsets.size()]) +
+							  delta
+						: -static_cast<int32_t>(rng() % 7);
+				poke<int32_t>(b, H + t + abi::ext_header_size, v);
+				what += " verdict@" + std::to_string(e) + "=" + std::to_string(v);
+				break;
+			}
+			case 4: { // a hook entry or underflow
+				const uint32_t h = 1 + rng() % 3;
+				const size_t field = (rng() % 2 ? abi::replace_hook_entry
+								: abi::replace_underflow) +
+						     4 * h;
+				poke<uint32_t>(b, field,
+					       layout.offsets[rng() % layout.offsets.size()]);
+				what += " hook" + std::to_string(h);
+				break;
+			}
+			case 5: // ip flags and invflags
+				b[H + e + abi::ip_flags + rng() % 2] =
+					static_cast<uint8_t>(1u << (rng() % 8));
+				what += " ipflags@" + std::to_string(e);
+				break;
+			case 6: { // a match or target revision or name byte
+				const uint32_t to =
+					test::peek<uint16_t>(b, H + e + abi::entry_target_offset);
+				const uint32_t at =
+					e +
+					(rng() % 2 && to > abi::entry_size ? abi::entry_size : to);
+				if (at + 32 > layout.entries.size())
+					break;
+				b[H + at +
+				  (rng() % 2 ? abi::ext_revision : abi::ext_name + rng() % 6)] =
+					static_cast<uint8_t>(rng() % 4);
+				what += " ext@" + std::to_string(at);
+				break;
+			}
+			default: // ip proto
+				poke<uint16_t>(b, H + e + abi::ip_proto,
+					       static_cast<uint16_t>(std::vector<int>{
+						       0, 1, 6, 17, 132}[rng() % 5]));
+				what += " proto@" + std::to_string(e);
+				break;
+			}
+		}
+		const uint64_t p = reinterpret_cast<uintptr_t>(c.counters_out.data());
+		std::memcpy(b.data() + abi::replace_counters, &p, 8);
+		const int k = setsockopt(c.fd, IPPROTO_IP, IPT_SO_SET_REPLACE, b.data(),
+					 static_cast<socklen_t>(b.size())) == 0
+				      ? 0
+				      : -errno;
+		const int o = c.svc.setsockopt(IPT_SO_SET_REPLACE, b).status;
+		const std::string name = "fuzz " + std::to_string(n) + what;
+		by_errno[k]++;
+		if (k == 0 && o == -EOPNOTSUPP) {
+			c.compare(name, k, o, -EOPNOTSUPP); // NF_QUEUE: refused on purpose
+			continue;
+		}
+		if (k != o || k != 0) {
+			if (k != o)
+				c.compare(name, k, o, 0);
+			else
+				c.cases++;
+			continue;
+		}
+		accepted++;
+		const uint32_t size = static_cast<uint32_t>(layout.entries.size());
+		const Bytes kb = kernel_entries_bytes(c.fd, size);
+		Bytes req(kb.begin(),
+			  kb.begin() + std::min<size_t>(kb.size(), abi::get_entries_size));
+		const Bytes ob =
+			c.svc.getsockopt(IPT_SO_GET_ENTRIES, abi::get_entries_size + size, req)
+				.data;
+		c.compare(name + " (entries " + (kb == ob ? "equal" : "DIFFER") + ")", 0,
+			  kb == ob ? 0 : -1, 0);
+	}
+	std::cout << accepted << " mutated tables accepted by both; kernel answers:";
+	for (auto [e, num] : by_errno)
+		std::cout << " " << (e ? strerrorname_np(-e) : "0") << " x" << num;
+	std::cout << "\n";
+	return 0;
+}
+
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
 	const int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
 	if (fd < 0) {
@@ -133,6 +316,12 @@ int main()
 		std::cerr << "run in a fresh network namespace (the kernel's filter table is not "
 			     "the initial one)\n";
 		return 2;
+	}
+	if (argc == 4 && std::string(argv[1]) == "--fuzz") {
+		fuzz(c, static_cast<uint32_t>(std::stoul(argv[2])), std::stoi(argv[3]));
+		close(fd);
+		std::cout << (c.cases - c.diffs) << " passed, " << c.diffs << " failed\n";
+		return c.diffs ? 1 : 0;
 	}
 	const Ip tcp = Ip().proto(IPPROTO_TCP);
 	auto patch = [](auto f) {
