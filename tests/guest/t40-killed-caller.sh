@@ -20,3 +20,20 @@ echo "# rules after the killed restore: $n"
 dmesg | grep "killed during a request" | sed "s/^/# /"
 check "the table is all or nothing" test "$n" -eq 0 -o "$n" -eq 3000
 check "flush again" $IPT -F
+# Kill the helper half way through a restore: the caller gets an error or its table, never
+# half of it, and the next request restores the last table the module saw accepted.
+$IPT_RESTORE </tmp/big.v4 &
+restore_pid=$!
+sleep "$half"
+kill -9 "$(helper_pid)"
+wait "$restore_pid"
+restore_status=$?
+check "iptables answers after the helper died mid-request" $IPT -S INPUT
+n=$($IPT -S INPUT | grep -c -- '-A INPUT')
+echo "# restore exit status $restore_status, rules after: $n"
+if [ "$restore_status" -eq 0 ]; then
+	check "the accepted table is in force" test "$n" -eq 3000
+else
+	check "the refused table left the previous one" test "$n" -eq 0
+fi
+check "flush once more" $IPT -F
