@@ -49,6 +49,10 @@ static int __init bpfilter_init(void)
 	if (ret)
 		goto err_umh;
 
+	/*
+	 * The helper first, the backend last: once attached, requests may be
+	 * under way, and nothing after that may fail.
+	 */
 	mutex_lock(&bpfilter_mutex);
 	ret = bpfilter_umh_start();
 	mutex_unlock(&bpfilter_mutex);
