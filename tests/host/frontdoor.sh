@@ -62,6 +62,21 @@ s.connect(sys.argv[1])
 s.sendall(b"bfrq\1\0")
 ' "$BF_SOCK"
 check_eq "after a truncated request the helper still answers" "$(proto 'req(0)')" "0 0 "
+# One that stops half way and waits must not hold up the others.
+"$PYTHON" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(b"bfrq\1\0\2\0")
+time.sleep(4)
+' "$BF_SOCK" &
+staller=$!
+sleep 0.3
+t0=$(now_ms)
+check_eq "while a client sits on half a header, another is answered" "$(proto 'req(0)')" "0 0 "
+check "at once (under a second)" test $(($(now_ms) - t0)) -lt 1000
+check_eq "iptables works meanwhile" "$(ipt -S INPUT | head -1)" "-P INPUT ACCEPT"
+wait "$staller"
 
 # The preload library: other sockopts go to the kernel untouched.
 cat >"$BF_TMP/passthrough.py" <<'PY'

@@ -9,7 +9,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include "common/log.hpp"
 #include "loader/fd.hpp"
@@ -21,7 +24,7 @@ namespace
 {
 
 constexpr size_t max_clients = 64;
-// A client that stops half way through a request must not stall everyone else.
+// A client that stops reading its reply must not stall everyone else for long.
 constexpr int client_timeout_s = 5;
 
 ReadResult bad(int err, std::string why, bool can_reply)
@@ -33,6 +36,30 @@ ReadResult bad(int err, std::string why, bool can_reply)
 	return r;
 }
 
+// Answers a request on out. False when the connection must close.
+bool answer(bpfilter_request hdr, std::span<const uint8_t> data, int out, Dispatcher &dispatcher,
+	    bool trust_fds)
+{
+	// A front-door client's descriptor numbers mean nothing in the helper.
+	if (!trust_fds)
+		hdr.netns_fd = -1;
+	service::Reply reply = dispatcher.handle(hdr, data);
+	Status st = write_reply(out, hdr.seq, reply);
+	if (!st) {
+		log::error("writing a reply: " + st.error().message);
+		return false;
+	}
+	return true;
+}
+
+// Answers a malformed request if its header allows, before the connection closes.
+void refuse(const ReadResult &r, int out)
+{
+	log::error("malformed request: " + r.error.message);
+	if (r.can_reply)
+		(void)write_reply(out, r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
+}
+
 // Answers one request read from in, on out. False when the connection must close.
 bool serve_one(int in, int out, Dispatcher &dispatcher, bool trust_fds, bool &eof)
 {
@@ -41,22 +68,66 @@ bool serve_one(int in, int out, Dispatcher &dispatcher, bool trust_fds, bool &eo
 	if (eof)
 		return false;
 	if (r.kind == ReadResult::Kind::Bad) {
-		log::error("malformed request: " + r.error.message);
-		if (r.can_reply)
-			(void)write_reply(out, r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
+		refuse(r, out);
 		return false;
 	}
-	// A front-door client's descriptor numbers mean nothing in the helper.
-	if (!trust_fds)
-		r.req.hdr.netns_fd = -1;
-	service::Reply reply = dispatcher.handle(r.req.hdr, r.req.data);
-	Status st = write_reply(out, r.req.hdr.seq, reply);
-	if (!st) {
-		log::error("writing a reply: " + st.error().message);
-		return false;
-	}
-	return true;
+	return answer(r.req.hdr, r.req.data, out, dispatcher, trust_fds);
 }
+
+// A front-door connection, read without blocking: a client that sends half a request
+// and waits holds up no one.
+struct Client {
+	loader::Fd fd;
+	std::vector<uint8_t> buf;
+	size_t want = sizeof(bpfilter_request); // the header, then header and data
+	bool have_header = false;
+
+	// Reads what has arrived and answers every complete request. False when the
+	// connection is over (closed by the client, malformed, or a reply failed).
+	bool feed(Dispatcher &dispatcher)
+	{
+		// Memory grows with what arrives, not with what a header announces.
+		constexpr size_t chunk = 1 << 20;
+		for (;;) {
+			size_t got = buf.size();
+			if (got < want) {
+				buf.resize(got + std::min(want - got, chunk));
+				ssize_t n = recv(fd.get(), buf.data() + got, buf.size() - got,
+						 MSG_DONTWAIT);
+				buf.resize(got + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+					return true;
+				if (n <= 0) {
+					if (n < 0 || got)
+						log::error("a front-door client went away half way "
+							   "through a request");
+					return false;
+				}
+				continue;
+			}
+			bpfilter_request hdr;
+			memcpy(&hdr, buf.data(), sizeof(hdr));
+			if (!have_header) {
+				ReadResult r = check_header(hdr);
+				if (r.kind == ReadResult::Kind::Bad) {
+					refuse(r, fd.get());
+					return false;
+				}
+				have_header = true;
+				want = sizeof(hdr) + hdr.data_len;
+				continue;
+			}
+			std::span<const uint8_t> data(buf.data() + sizeof(hdr), hdr.data_len);
+			if (!answer(hdr, data, fd.get(), dispatcher, false))
+				return false;
+			buf.clear();
+			want = sizeof(bpfilter_request);
+			have_header = false;
+		}
+	}
+};
 
 Result<loader::Fd> listen_on(const std::string &path)
 {
@@ -94,6 +165,28 @@ Result<loader::Fd> listen_on(const std::string &path)
 
 } // namespace
 
+ReadResult check_header(const bpfilter_request &hdr)
+{
+	int err = wire::check_request_header(hdr);
+	if (err == -EBADMSG)
+		return bad(EBADMSG, "bad magic in request header", false);
+	if (err) {
+		// The header is readable: the caller can still answer it before closing.
+		std::string why =
+			err == -E2BIG
+				? "request data too large: " + std::to_string(hdr.data_len) +
+					  " bytes"
+				: "request protocol version " + std::to_string(hdr.version) +
+					  ", expected " + std::to_string(BPFILTER_PROTO_VERSION);
+		ReadResult b = bad(-err, std::move(why), true);
+		b.req.hdr = hdr;
+		return b;
+	}
+	ReadResult ok;
+	ok.kind = ReadResult::Kind::Ok;
+	return ok;
+}
+
 ReadResult read_request(int fd)
 {
 	ReadResult r;
@@ -108,21 +201,9 @@ ReadResult read_request(int fd)
 			   false);
 	if (n < static_cast<ssize_t>(sizeof(r.req.hdr)))
 		return bad(EBADMSG, "truncated request header", false);
-	int err = wire::check_request_header(r.req.hdr);
-	if (err == -EBADMSG)
-		return bad(EBADMSG, "bad magic in request header", false);
-	if (err) {
-		// The header is readable: the caller can still answer it before closing.
-		const auto &h = r.req.hdr;
-		std::string why =
-			err == -E2BIG
-				? "request data too large: " + std::to_string(h.data_len) + " bytes"
-				: "request protocol version " + std::to_string(h.version) +
-					  ", expected " + std::to_string(BPFILTER_PROTO_VERSION);
-		ReadResult b = bad(-err, std::move(why), true);
-		b.req.hdr = h;
-		return b;
-	}
+	ReadResult checked = check_header(r.req.hdr);
+	if (checked.kind == ReadResult::Kind::Bad)
+		return checked;
 	r.req.data.resize(r.req.hdr.data_len);
 	n = wire::read_full(fd, r.req.data.data(), r.req.data.size());
 	if (n < 0)
@@ -191,7 +272,7 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 	}
 	log::info("listening on " + path);
 
-	std::vector<loader::Fd> clients;
+	std::vector<Client> clients;
 	int status = 0;
 	for (;;) {
 		std::vector<int> events = dispatcher.event_fds();
@@ -199,7 +280,7 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		pfds.push_back({sigfd.get(), POLLIN, 0});
 		pfds.push_back({lfd->get(), POLLIN, 0});
 		for (const auto &c : clients)
-			pfds.push_back({c.get(), POLLIN, 0});
+			pfds.push_back({c.fd.get(), POLLIN, 0});
 		for (int fd : events)
 			pfds.push_back({fd, POLLIN, 0});
 		if (poll(pfds.data(), pfds.size(), -1) < 0) {
@@ -220,13 +301,10 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		for (size_t i = 0; i < events.size(); i++)
 			if (pfds[2 + clients.size() + i].revents)
 				dispatcher.on_event(events[i]);
-		std::vector<loader::Fd> keep;
-		for (size_t i = 0; i < clients.size(); i++) {
-			bool eof = false;
-			if (!pfds[2 + i].revents ||
-			    serve_one(clients[i].get(), clients[i].get(), dispatcher, false, eof))
+		std::vector<Client> keep;
+		for (size_t i = 0; i < clients.size(); i++)
+			if (!pfds[2 + i].revents || clients[i].feed(dispatcher))
 				keep.push_back(std::move(clients[i]));
-		}
 		clients = std::move(keep);
 		if (!dispatcher.healthy()) {
 			status = 1;
@@ -236,9 +314,8 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 			loader::Fd c(accept4(lfd->get(), nullptr, nullptr, SOCK_CLOEXEC));
 			if (c && clients.size() < max_clients) {
 				struct timeval tv = {client_timeout_s, 0};
-				setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 				setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-				clients.push_back(std::move(c));
+				clients.push_back(Client{std::move(c), {}});
 			} else if (c) {
 				log::warn("too many front-door clients; refusing one");
 			}

@@ -29,6 +29,8 @@ struct ReadResult {
 	bool can_reply = false;
 };
 
+// Whether a request header can be served (magic, version, size): Ok or Bad.
+ReadResult check_header(const bpfilter_request &hdr);
 ReadResult read_request(int fd);
 Status write_reply(int fd, uint32_t seq, const service::Reply &reply);
 
