@@ -128,6 +128,11 @@ out=$(in_host env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_TMP/nobody.sock"
 check_eq "without a helper, IPT_SO_* fail with ECONNREFUSED and others still work" "$rc" 0
 check_eq "one line says where the helper was expected" "$(grep -c "not reachable at $BF_TMP/nobody.sock" <<<"$out")" 1
 
+# iptables in another namespace than the helper's is refused, with a line that says why.
+out=$(in_peer env LD_PRELOAD="$BF_PRELOAD" BPFILTER_SOCKET="$BF_SOCK" iptables-legacy -L -n 2>&1) && rc=0 || rc=$?
+check "iptables in another namespace fails" test "$rc" -ne 0
+check "and is told the helper serves another namespace" grep -q "serves another network namespace" <<<"$out"
+
 # A second helper on the same socket is refused; the first goes on.
 out=$(ip netns exec "$HOST" "$BF_UMH" --listen "$BF_SOCK" 2>&1) && rc=0 || rc=$?
 check "a second helper on a live socket refuses to start" grep -q "another helper serves" <<<"$out"

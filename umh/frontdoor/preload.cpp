@@ -221,6 +221,11 @@ int exchange(int sockfd, uint16_t op, uint32_t optname, uint32_t optlen, const v
 		return -ECONNRESET;
 	}
 	answer.status = rep.status;
+	// The helper serves the namespace it runs in; say so rather than leave the user
+	// with "Invalid cross-device link".
+	if (answer.status == -EXDEV)
+		complain("the bpfilter helper serves another network namespace than this one at",
+			 path, EXDEV);
 	return 0;
 }
 
