@@ -1,6 +1,7 @@
 # SIGKILL the helper: the attached program keeps filtering, the next request restarts it
 # and the table comes back.
 check "the helper runs" helper_pid
+check "a table in the peer namespace too" $IP netns exec peer $IPT -A INPUT -p icmp -j DROP
 old_pid=$(helper_pid)
 check "kill -9 the helper" kill -9 "$old_pid"
 sleep 1
@@ -11,6 +12,9 @@ check "a new helper runs" test -n "$new_pid" -a "$new_pid" != "$old_pid"
 check "the module restored the table" sh -c "dmesg | grep -q 'restored table filter'"
 check_fails "the restored table drops the ping" peer_ping
 check "TCP still passes" peer_tcp
+check "the peer namespace's table was restored" sh -c "$IP netns exec peer $IPT -S INPUT | grep -q -- '-A INPUT -p icmp -j DROP'"
+check_fails "and drops our ping there" ping -c 1 -W 2 10.99.0.2
+check "flush the peer's table" $IP netns exec peer $IPT -F
 check "rules change after the restart" $IPT -D PEERS 1
 check "peer pings after the change" peer_ping
 check "flush" sh -c "$IPT -F && $IPT -X"
