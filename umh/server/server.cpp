@@ -129,7 +129,7 @@ struct Client {
 	}
 };
 
-Result<loader::Fd> listen_on(const std::string &path)
+Result<struct sockaddr_un> socket_address(const std::string &path)
 {
 	struct sockaddr_un addr = {};
 	addr.sun_family = AF_UNIX;
@@ -137,24 +137,43 @@ Result<loader::Fd> listen_on(const std::string &path)
 		return make_error(ENAMETOOLONG,
 				  "socket path \"" + path + "\" is empty or too long");
 	memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-	auto *sa = reinterpret_cast<struct sockaddr *>(&addr);
+	return addr;
+}
 
+// Refuses a path a live helper listens on, and removes a socket file left by one that
+// died. Run before touching any interface: a second helper must not take over the
+// programs of the first and then leave.
+Status claim_path(const std::string &path)
+{
+	auto addr = socket_address(path);
+	if (!addr)
+		return addr.error();
+	struct stat st;
+	if (lstat(path.c_str(), &st) < 0)
+		return {};
+	if (!S_ISSOCK(st.st_mode))
+		return make_error(EEXIST, path + " exists and is not a socket");
+	loader::Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	if (probe &&
+	    connect(probe.get(), reinterpret_cast<struct sockaddr *>(&*addr), sizeof(*addr)) == 0)
+		return make_error(EADDRINUSE, "another helper serves " + path);
+	unlink(path.c_str());
+	return {};
+}
+
+Result<loader::Fd> listen_on(const std::string &path)
+{
+	auto addr = socket_address(path);
+	if (!addr)
+		return addr.error();
 	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (!fd)
 		return make_error(errno, std::string("socket: ") + strerror(errno));
-	// A socket file left by a helper that died is removed; a live helper's is not.
-	struct stat st;
-	if (lstat(path.c_str(), &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return make_error(EEXIST, path + " exists and is not a socket");
-		loader::Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-		if (probe && connect(probe.get(), sa, sizeof(addr)) == 0)
-			return make_error(EADDRINUSE, "another helper serves " + path);
-		unlink(path.c_str());
-	}
 	// Only root may talk to the helper: the socket is created 0600.
 	mode_t old = umask(0177);
-	int err = bind(fd.get(), sa, sizeof(addr)) < 0 ? errno : 0;
+	int err = bind(fd.get(), reinterpret_cast<struct sockaddr *>(&*addr), sizeof(*addr)) < 0
+			  ? errno
+			  : 0;
 	umask(old);
 	if (err)
 		return make_error(err, "bind " + path + ": " + strerror(err));
@@ -257,9 +276,14 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		log::error(std::string("signalfd: ") + strerror(errno));
 		return 1;
 	}
+	Status st = claim_path(path);
+	if (!st) {
+		log::error(st.error().message);
+		return 1;
+	}
 	// Filter from the start, and only then open the door: a client that finds the
 	// socket finds a helper ready to answer.
-	Status st = dispatcher.serve_own_namespace();
+	st = dispatcher.serve_own_namespace();
 	if (!st) {
 		log::error(st.error().message);
 		return 1;
