@@ -135,11 +135,24 @@ check "and is told the helper serves another namespace" grep -q "serves another 
 
 # A second helper on the same socket is refused; the first goes on.
 out=$(ip netns exec "$HOST" "$BF_UMH" --listen "$BF_SOCK" 2>&1) && rc=0 || rc=$?
-check "a second helper on a live socket refuses to start" grep -q "another helper serves" <<<"$out"
+check "a second helper on a live socket refuses to start" grep -q "another helper serves\\|another bpfilter_umh --listen serves" <<<"$out"
 check_eq "the first still answers" "$(proto 'req(0)')" "0 0 "
 check_eq "and its program is still attached" "$(xdp_mode_of veth0)" xdp
 no_adoption() { ! grep -q "adopting\|in force" <<<"$1"; }
 check "the second touched no interface" no_adoption "$out"
+
+# Nor does a second helper in the same namespace on another socket.
+out=$(ip netns exec "$HOST" "$BF_UMH" --listen "$BF_TMP/other.sock" 2>&1) && rc=0 || rc=$?
+check "a second helper in the same namespace refuses to start" \
+	grep -q "another bpfilter_umh --listen serves this network namespace" <<<"$out"
+check "it touched no interface" no_adoption "$out"
+check_eq "the first one's program is still attached" "$(xdp_mode_of veth0)" xdp
+
+# A helper in another namespace may not take the socket path either.
+out=$(ip netns exec "$PEER" "$BF_UMH" --listen "$BF_SOCK" 2>&1) && rc=0 || rc=$?
+check "a helper elsewhere on a live socket path refuses to start" \
+	grep -q "another helper serves $BF_SOCK" <<<"$out"
+check "before touching its own namespace's interfaces" no_adoption "$out"
 
 # Many clients one after another.
 for i in $(seq 50); do ipt -A INPUT -s "10.7.0.$i" -j DROP; done

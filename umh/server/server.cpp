@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <span>
 #include <vector>
@@ -161,6 +162,27 @@ Status claim_path(const std::string &path)
 	return {};
 }
 
+// One front-door helper per network namespace: two would take each other's programs
+// over. An abstract Unix socket name is per namespace and goes away with its process.
+Result<loader::Fd> lock_namespace()
+{
+	static constexpr char name[] = "\0bpfilter_umh.listen";
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	memcpy(addr.sun_path, name, sizeof(name) - 1);
+	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	if (!fd)
+		return make_error(errno, std::string("socket: ") + strerror(errno));
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + sizeof(name) - 1;
+	if (bind(fd.get(), reinterpret_cast<struct sockaddr *>(&addr), len) < 0)
+		return make_error(
+			errno,
+			errno == EADDRINUSE
+				? "another bpfilter_umh --listen serves this network namespace"
+				: std::string("bind: ") + strerror(errno));
+	return fd;
+}
+
 Result<loader::Fd> listen_on(const std::string &path)
 {
 	auto addr = socket_address(path);
@@ -274,6 +296,11 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 	loader::Fd sigfd(signalfd(-1, &mask, SFD_CLOEXEC));
 	if (!sigfd) {
 		log::error(std::string("signalfd: ") + strerror(errno));
+		return 1;
+	}
+	auto lock = lock_namespace();
+	if (!lock) {
+		log::error(lock.error().message);
 		return 1;
 	}
 	Status st = claim_path(path);
