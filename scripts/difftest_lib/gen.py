@@ -189,6 +189,7 @@ class Generator:
 		self.large = large
 		self.seed = seed
 		self.r = random.Random(seed)
+		self.rx = random.Random(f"{seed}-extras")
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -475,8 +476,11 @@ class Generator:
 	def packets(self, rules, count):
 		r = self.r
 		# Fragments and martian addresses come in a share of the cases, a few packets each.
-		frag_case = self.frags and r.random() < 0.15
-		martian_case = self.martians and r.random() < 0.15
+		# They draw from their own stream, so that --no-frags and --no-martians leave every
+		# other choice of a seed as it was: a failing seed can be rerun without them.
+		x = self.rx
+		frag_case = x.random() < 0.15 and self.frags
+		martian_case = x.random() < 0.15 and self.martians
 		pkts = []
 		weights = []
 		pos = {}
@@ -509,14 +513,14 @@ class Generator:
 				f = self._random_packet()
 			if self.foreign and r.random() < 0.04:
 				f["dst"] = r.choice(FOREIGN_DST)
-			if martian_case and r.random() < 0.08:
-				if r.random() < 0.5:
-					f["src"] = r.choice(MARTIAN_SRC)
+			if x.random() < 0.08 and martian_case:
+				if x.random() < 0.5:
+					f["src"] = x.choice(MARTIAN_SRC)
 				else:
-					f["dst"] = r.choice(MARTIAN_DST)
-			if frag_case and r.random() < 0.1:
-				f["frag"] = r.choice([0, 1, 185])
-				f["mf"] = r.choice([0, 1])
+					f["dst"] = x.choice(MARTIAN_DST)
+			if x.random() < 0.1 and frag_case:
+				f["frag"] = x.choice([0, 1, 185])
+				f["mf"] = x.choice([0, 1])
 			if r.random() < 0.02:
 				# Short headers: netfilter's tcp, udp and icmp matches drop these outright.
 				f["trunc"] = r.choice([0, 1, 3, 4, 7, 8, 13, 19])
