@@ -283,7 +283,9 @@ int forward_get(int fd, int optname, void *optval, socklen_t *optlen)
 		memcpy(optval, answer.data.data(), answer.data.size());
 		*optlen = static_cast<socklen_t>(answer.data.size());
 	}
-	return answer.status;
+	// A revision query's status is the best revision; ip_getsockopt() turns every
+	// non-negative answer of nf_getsockopt() into 0 for the caller.
+	return 0;
 }
 
 } // namespace

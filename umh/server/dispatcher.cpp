@@ -170,7 +170,9 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 		if (!ns)
 			return error_reply(ns.error());
 		if (req.op == BPFILTER_OP_SETSOCKOPT) {
-			if (req.optlen != data.size())
+			// The module copies only what ip_tables reads (the header and its
+			// entries), which may be less than the caller's optlen, never more.
+			if (req.optlen < data.size())
 				return error_reply(make_error(
 					EINVAL, "setsockopt request with optlen " +
 							std::to_string(req.optlen) + " but " +
