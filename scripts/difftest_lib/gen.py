@@ -190,6 +190,7 @@ class Generator:
 		self.seed = seed
 		self.r = random.Random(seed)
 		self.rx = random.Random(f"{seed}-extras")
+		self.ro = random.Random(f"{seed}-options")
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -446,6 +447,12 @@ class Generator:
 			opts = [o for o in f.get("tcpopt", ()) if o != d["opt"]]
 			if want:
 				opts.append(d["opt"])
+			ro = self.ro
+			if ro.random() < 0.15:
+				# Options the walker must step over carefully: odd lengths, 0 and 1.
+				opts.insert(ro.randint(0, len(opts)), (ro.choice([3, 5, 30, 254]), ro.choice([0, 1, 2, 3, 7])))
+			if ro.random() < 0.1:
+				opts.insert(ro.randint(0, len(opts)), ro.choice([0, 1]))
 			f["tcpopt"] = tuple(opts)
 		elif k == "icmp":
 			if d["type"] == 255:
@@ -635,7 +642,7 @@ def _group_match(g, f):
 		cur = set(f.get("flags", "S"))
 		m = all((TCP_FLAG_LETTERS[n] in cur) == (n in comp) for n in mask)
 	elif k == "option":
-		m = d["opt"] in f.get("tcpopt", ())
+		m = d["opt"] in [o[0] if isinstance(o, tuple) else o for o in f.get("tcpopt", ())]
 	elif k == "icmp":
 		t, c = f.get("type", 8), f.get("code", 0)
 		m = d["type"] == 255 or (t == d["type"] and (d.get("code") is None or c == d["code"]))

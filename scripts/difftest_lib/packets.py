@@ -81,7 +81,7 @@ class Packet:
 			if value is None:
 				continue
 			if name == "tcpopt":
-				value = ",".join(str(k) for k in value)
+				value = ",".join(f"{k[0]}:{k[1]}" if isinstance(k, tuple) else str(k) for k in value)
 			out.append(f"{name}={value}")
 		return " ".join(out)
 
@@ -118,6 +118,11 @@ class Packet:
 		if proto == 6:
 			opts = b""
 			for kind in self.tcpopt or ():
+				if isinstance(kind, tuple):
+					# KIND:LEN, a length byte as given (0 and 1 are malformed on purpose).
+					kind, size = kind
+					opts += bytes([kind, size]) + bytes(max(0, size - 2))
+					continue
 				size = TCP_OPT_LEN.get(kind, 2)
 				opts += bytes([kind]) if size == 1 else bytes([kind, size]) + bytes(size - 2)
 			while len(opts) % 4:
@@ -188,7 +193,14 @@ def parse_line(line, where=""):
 		elif key == "len":
 			fields[key] = _int(key, value, 0, MTU - 20)
 		elif key == "tcpopt":
-			fields[key] = tuple(_int(key, k, 0, 255) for k in value.split(",") if k != "")
+			opts = []
+			for item in value.split(","):
+				if ":" in item:
+					kind, size = item.split(":", 1)
+					opts.append((_int(key, kind, 0, 255), _int(key, size, 0, 40)))
+				elif item:
+					opts.append(_int(key, item, 0, 255))
+			fields[key] = tuple(opts)
 		elif key == "doff":
 			fields[key] = _int(key, value, 0, 15)
 		elif key == "frag":
