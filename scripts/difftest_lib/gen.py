@@ -22,7 +22,8 @@ MARTIAN_SRC = ["127.0.0.1", "224.0.0.5", "255.255.255.255", "10.0.0.1", "10.1.0.
 MARTIAN_DST = ["224.0.0.1", "224.0.0.9", "239.1.2.3", "127.0.0.1", "0.0.0.0", "10.0.0.0"]
 SRC_BASES = ["192.0.2.0", "198.51.100.0", "203.0.113.0", "10.0.0.0", "10.1.0.0", "172.16.0.0",
 	     "100.64.0.0", "8.8.8.8", "1.2.3.4", "11.22.33.44", "10.0.0.2", "10.1.0.2", "93.184.216.34"]
-IFACES = ["in0", "in0", "in1", "in1", "in+", "i+", "in", "in00", "eth0", "+", "in1+", "lo"]
+IFACES = ["in0", "in0", "in1", "in1", "in+", "i+", "in", "in00", "eth0", "+", "in1+", "lo",
+	  "in0_long_name15", "in0_long_name1+"]
 USER_CHAINS = ["web", "ssh", "f2b-sshd", "DOCKER-USER", "DOCKER", "limits", "icmp_in", "trusted",
 	       "LOGDROP", "svc-443", "chain_a", "chain_b"]
 OTHER_PROTOS = [47, 50, 132, 41, 58, 200]
@@ -311,7 +312,7 @@ class Generator:
 		rules = []
 		order = ["INPUT"] + chains
 		for ci, chain in enumerate(order):
-			n = r.randint(3, 12) if chain == "INPUT" else r.randint(1, 8)
+			n = r.randint(3, 12) if chain == "INPUT" else r.choice([0] + [r.randint(1, 8)] * 9)
 			deeper = chains[ci:]  # user chains after this one (keeps the graph acyclic)
 			for _ in range(n):
 				groups = self._groups(chain)
