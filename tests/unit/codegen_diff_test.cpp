@@ -215,7 +215,11 @@ uint32_t seed_from_env()
 	return s ? static_cast<uint32_t>(strtoul(s, nullptr, 0)) : 20261128;
 }
 
-TEST(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
+using Tests = codegen::Options::Tests;
+
+class CodegenDiff : public ::testing::TestWithParam<Tests> {};
+
+TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 {
 	const uint32_t seed = seed_from_env();
 	Gen g(seed);
@@ -225,7 +229,7 @@ TEST(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 		TableBuilder b = g.table();
 		const ir::Table t = b.build();
 		ASSERT_TRUE(codegen::check_xdp(t).ok()) << "seed " << seed << " table " << ti;
-		Xdp x(t);
+		Xdp x(t, {.local_only = false, .tests = GetParam()});
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		std::vector<ir::Counter> want(t.rules.size());
 		for (int pi = 0; pi < packets; pi++) {
@@ -265,6 +269,11 @@ TEST(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 	EXPECT_GT(hotdrops, 0);
 	EXPECT_GT(deep, compared / 20);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CodegenDiff, ::testing::Values(Tests::Branch, Tests::Accumulate),
+			 [](const auto &info) {
+				 return info.param == Tests::Branch ? "Branch" : "Accumulate";
+			 });
 
 } // namespace
 } // namespace bpfilter::test

@@ -6,6 +6,16 @@
 namespace bpfilter::test {
 namespace {
 
+using Tests = codegen::Options::Tests;
+
+// Every test runs with both ways of testing (Cond::Mode), set here by the fixture.
+Tests mode = Tests::Branch;
+
+class CodegenMatch : public ::testing::TestWithParam<Tests> {
+protected:
+	void SetUp() override { mode = GetParam(); }
+};
+
 // A table of INPUT rules with an ACCEPT policy, loaded.
 struct Fixture {
 	TableBuilder b;
@@ -16,7 +26,7 @@ struct Fixture {
 		b.input = std::move(rules);
 		b.input_policy = policy;
 		t = b.build();
-		x.emplace(t);
+		x.emplace(t, codegen::Options{.local_only = false, .tests = mode});
 	}
 	uint32_t rule(size_t i) const { return b.input_at.at(i); }
 	uint32_t policy() const { return b.input_policy_at; }
@@ -30,7 +40,7 @@ Packet from(const char *src, const char *dst)
 	return p;
 }
 
-TEST(CodegenMatch, SourceAndDestinationWithMasks)
+TEST_P(CodegenMatch, SourceAndDestinationWithMasks)
 {
 	Fixture f({R().src("192.168.1.0", 24).drop(), R().dst("10.9.0.0", 16).drop(),
 		   R().src("172.16.0.5").dst("172.16.0.6").drop()});
@@ -42,7 +52,7 @@ TEST(CodegenMatch, SourceAndDestinationWithMasks)
 	f.x->expect(from("172.16.0.5", "172.16.0.7"), pass, {f.policy()});
 }
 
-TEST(CodegenMatch, InvertedAddresses)
+TEST_P(CodegenMatch, InvertedAddresses)
 {
 	Fixture f({R().src("10.0.0.0", 8, true).drop(), R().dst("10.0.0.2", 32, true).drop()});
 	ASSERT_TRUE(f.x->ok()) << f.x->error;
@@ -51,7 +61,7 @@ TEST(CodegenMatch, InvertedAddresses)
 	f.x->expect(from("10.0.0.1", "10.0.0.2"), pass, {f.policy()});
 }
 
-TEST(CodegenMatch, AddressBitsOutsideTheMaskNeverMatch)
+TEST_P(CodegenMatch, AddressBitsOutsideTheMaskNeverMatch)
 {
 	// The kernel does not mask the rule's address: (saddr & smsk) != src always.
 	ir::Rule r = R().drop();
@@ -65,7 +75,7 @@ TEST(CodegenMatch, AddressBitsOutsideTheMaskNeverMatch)
 	f.x->expect(from("10.0.0.1", "10.0.0.2"), pass, {f.rule(1)});
 }
 
-TEST(CodegenMatch, Protocol)
+TEST_P(CodegenMatch, Protocol)
 {
 	Fixture f({R().proto(17).drop(), R().proto(6, true).t(Kind::Continue), R().proto(300).drop(),
 		   R().proto(300, true).accept()});
@@ -75,7 +85,7 @@ TEST(CodegenMatch, Protocol)
 	f.x->expect(tcp_packet(1, 2), pass, {f.rule(3)});
 }
 
-TEST(CodegenMatch, InputInterface)
+TEST_P(CodegenMatch, InputInterface)
 {
 	Fixture f({R().in("eth0").drop(), R().in("veth+").drop(), R().in("lo", true).drop(),
 		   R().in("lo").accept()});
@@ -95,7 +105,7 @@ TEST(CodegenMatch, InputInterface)
 	x.expect(tcp_packet(1, 2), drop, {f.rule(2)});
 }
 
-TEST(CodegenMatch, OutputInterfaceIsKnownAtInput)
+TEST_P(CodegenMatch, OutputInterfaceIsKnownAtInput)
 {
 	// No output device at LOCAL_IN: -o eth0 never matches, ! -o eth0 always does.
 	Fixture f({R().out("eth0").drop(), R().out("eth0", true).t(Kind::Continue),
@@ -104,7 +114,7 @@ TEST(CodegenMatch, OutputInterfaceIsKnownAtInput)
 	f.x->expect(tcp_packet(1, 2), pass, {f.rule(1), f.rule(2), f.policy()});
 }
 
-TEST(CodegenMatch, TcpPorts)
+TEST_P(CodegenMatch, TcpPorts)
 {
 	Fixture f({R().proto(6).m(tcp({}, {22, 22})).drop(),
 		   R().proto(6).m(tcp({1024, 65535}, {8000, 8080})).drop(),
@@ -120,7 +130,7 @@ TEST(CodegenMatch, TcpPorts)
 	f.x->expect(udp_packet(40000, 22), pass, {f.policy()});
 }
 
-TEST(CodegenMatch, TcpFlags)
+TEST_P(CodegenMatch, TcpFlags)
 {
 	ir::TcpMatch syn = tcp();
 	syn.flg_mask = 0x17; // --syn: SYN,RST,ACK,FIN / SYN
@@ -137,7 +147,7 @@ TEST(CodegenMatch, TcpFlags)
 	f.x->expect(tcp_packet(1, 2, 0x02 | 0x08 | 0x20), drop, {f.rule(0)}); // PSH, URG ignored
 }
 
-TEST(CodegenMatch, TcpOption)
+TEST_P(CodegenMatch, TcpOption)
 {
 	ir::TcpMatch mss = tcp();
 	mss.option = 2;
@@ -172,7 +182,7 @@ TEST(CodegenMatch, TcpOption)
 	x.expect(p, drop, {f.rule(0)});
 }
 
-TEST(CodegenMatch, TcpHotdrop)
+TEST_P(CodegenMatch, TcpHotdrop)
 {
 	ir::TcpMatch mss = tcp();
 	mss.option = 2;
@@ -196,7 +206,7 @@ TEST(CodegenMatch, TcpHotdrop)
 	g.x->expect(p, pass, {g.policy()});
 }
 
-TEST(CodegenMatch, Udp)
+TEST_P(CodegenMatch, Udp)
 {
 	ir::UdpMatch dns;
 	dns.dport = {53, 53};
@@ -214,7 +224,7 @@ TEST(CodegenMatch, Udp)
 	x.expect(p, drop, {});
 }
 
-TEST(CodegenMatch, Icmp)
+TEST_P(CodegenMatch, Icmp)
 {
 	ir::IcmpMatch echo;
 	echo.type = 8;
@@ -241,7 +251,7 @@ TEST(CodegenMatch, Icmp)
 	x.expect(p, drop, {});
 }
 
-TEST(CodegenMatch, IcmpAnyInvertedNeverMatchesButStillNeedsItsHeader)
+TEST_P(CodegenMatch, IcmpAnyInvertedNeverMatchesButStillNeedsItsHeader)
 {
 	ir::IcmpMatch none;
 	none.type = 0xff;
@@ -254,7 +264,7 @@ TEST(CodegenMatch, IcmpAnyInvertedNeverMatchesButStillNeedsItsHeader)
 	f.x->expect(p, drop, {});
 }
 
-TEST(CodegenMatch, Multiport)
+TEST_P(CodegenMatch, Multiport)
 {
 	using Dir = ir::MultiportMatch::Dir;
 	ir::MultiportMatch web{Dir::Destination, {{80, 80}, {443, 443}, {8000, 8999}}, false};
@@ -278,7 +288,7 @@ TEST(CodegenMatch, Multiport)
 	x.expect(p, drop, {});
 }
 
-TEST(CodegenMatch, Iprange)
+TEST_P(CodegenMatch, Iprange)
 {
 	ir::IprangeMatch s;
 	s.flags = IPRANGE_SRC;
@@ -303,7 +313,7 @@ TEST(CodegenMatch, Iprange)
 	x.expect(from("200.0.0.1", "10.0.0.2"), pass, {f.policy()});
 }
 
-TEST(CodegenMatch, MatchesInOrderDecideHotdrop)
+TEST_P(CodegenMatch, MatchesInOrderDecideHotdrop)
 {
 	// The first match fails on the ports, so the second never looks at the options
 	// and never hotdrops; the other way round it would.
@@ -319,6 +329,11 @@ TEST(CodegenMatch, MatchesInOrderDecideHotdrop)
 	ASSERT_TRUE(g.x->ok()) << g.x->error;
 	g.x->expect(p, pass, {g.policy()});
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CodegenMatch, ::testing::Values(Tests::Branch, Tests::Accumulate),
+			 [](const auto &info) {
+				 return info.param == Tests::Branch ? "Branch" : "Accumulate";
+			 });
 
 } // namespace
 } // namespace bpfilter::test

@@ -141,21 +141,21 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i)
 	}
 }
 
-void emit_match(Emitter &em, const ir::Match &m, Label &no_match)
+void emit_match(Cond &c, const ir::Match &m)
 {
 	std::visit(
 		[&](const auto &x) {
 			using T = std::decay_t<decltype(x)>;
 			if constexpr (std::is_same_v<T, ir::TcpMatch>)
-				emit_tcp(em, x, no_match);
+				emit_tcp(c, x);
 			else if constexpr (std::is_same_v<T, ir::UdpMatch>)
-				emit_udp(em, x, no_match);
+				emit_udp(c, x);
 			else if constexpr (std::is_same_v<T, ir::IcmpMatch>)
-				emit_icmp(em, x, no_match);
+				emit_icmp(c, x);
 			else if constexpr (std::is_same_v<T, ir::MultiportMatch>)
-				emit_multiport(em, x, no_match);
+				emit_multiport(c, x);
 			else
-				emit_iprange(em, x, no_match);
+				emit_iprange(c, x);
 		},
 		m);
 }
@@ -181,10 +181,12 @@ void emit_run(Emitter &em, Frame &f, uint32_t start)
 		emit_use_block(em, f, i);
 		{
 			Label next(em);
+			Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, next);
 			if (ip == Fold::Test)
-				emit_ip(em, r.ip, next);
+				emit_ip(c, r.ip);
 			for (const ir::Match &m : r.matches)
-				emit_match(em, m, next);
+				emit_match(c, m);
+			c.finish();
 			emit_count(em, f, i);
 			emit_target(em, f, i);
 		}

@@ -31,6 +31,11 @@ struct Options {
 	// Judge only packets the stack would deliver locally (what INPUT sees); forwarded
 	// ones pass untouched. Tests of rule semantics alone may turn it off.
 	bool local_only = true;
+	// How rules test packets (see Cond in matchers.hpp): with a jump per failed test
+	// (fastest), or with one jump per rule (verifies at any size). Auto picks the first
+	// while the verifier allows it. The others are for tests.
+	enum class Tests : uint8_t { Auto, Branch, Accumulate };
+	Tests tests = Tests::Auto;
 };
 
 struct Program {

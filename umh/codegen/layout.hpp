@@ -27,6 +27,8 @@ inline constexpr Reg pkt = R9;
 // Counters block of the rule being emitted (re-read where a run crosses into another).
 inline constexpr Reg len = R8;
 inline constexpr Reg counters = R7;
+// A rule's accumulated mismatch while its tests run (Cond::Mode::Accumulate).
+inline constexpr Reg acc = R6;
 
 // The parsed packet. Every field is written by the prologue before any rule runs.
 namespace pkt_off {

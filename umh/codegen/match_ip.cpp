@@ -70,15 +70,15 @@ Fold fold_frag(uint8_t flags, bool invert)
 	return constant(((flags & IPT_F_FRAG) != 0) != invert);
 }
 
-void emit_addr(Emitter &em, int16_t field, uint32_t want, uint32_t mask, bool invert,
-	       Label &no_match)
+void emit_addr(Cond &c, int16_t field, uint32_t want, uint32_t mask, bool invert)
 {
 	if (fold_addr(want, mask, invert) != Fold::Test)
 		return;
+	Emitter &em = c.em();
 	em.emit(ldx(BPF_W, R1, layout::pkt, field));
 	if (mask != 0xffffffffu)
 		em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(mask)));
-	em.jump(jmp32_imm(invert ? BPF_JEQ : BPF_JNE, R1, static_cast<int32_t>(want)), no_match);
+	c.eq32(R1, want, invert);
 }
 
 uint64_t word(const std::array<uint8_t, 16> &a, size_t k)
@@ -89,10 +89,31 @@ uint64_t word(const std::array<uint8_t, 16> &a, size_t k)
 }
 
 // ifname_compare_aligned(): (dev ^ name) & mask, 8 bytes at a time.
-void emit_iface_in(Emitter &em, const ir::Iface &i, bool invert, Label &no_match)
+void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
 {
 	if (fold_iface_in(i, invert) != Fold::Test)
 		return;
+	Emitter &em = c.em();
+	if (c.mode() == Cond::Mode::Accumulate) {
+		// R3 = the masked difference of both words.
+		bool first = true;
+		for (size_t k = 0; k < 2; k++) {
+			const uint64_t mask = word(i.mask, k);
+			if (!mask)
+				continue;
+			em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k)));
+			em.ld_imm64(R2, word(i.name, k));
+			em.emit(alu64_reg(BPF_XOR, R1, R2));
+			if (mask != ~uint64_t{0}) {
+				em.ld_imm64(R2, mask);
+				em.emit(alu64_reg(BPF_AND, R1, R2));
+			}
+			em.emit(first ? mov64(R3, R1) : alu64_reg(BPF_OR, R3, R1));
+			first = false;
+		}
+		c.fail_if(R3, Cond::Val::Value64, invert);
+		return;
+	}
 	Label differs(em);
 	for (size_t k = 0; k < 2; k++) {
 		const uint64_t mask = word(i.mask, k);
@@ -104,10 +125,10 @@ void emit_iface_in(Emitter &em, const ir::Iface &i, bool invert, Label &no_match
 			em.emit(alu64_reg(BPF_AND, R1, R2));
 		}
 		em.ld_imm64(R2, word(i.name, k) & mask);
-		em.jump(jmp_reg(BPF_JNE, R1, R2), invert ? differs : no_match);
+		em.jump(jmp_reg(BPF_JNE, R1, R2), invert ? differs : c.no_match());
 	}
 	if (invert)
-		em.jump(ja(), no_match); // equal, but the rule wants a different device
+		em.jump(ja(), c.no_match()); // equal, but the rule wants a different device
 }
 
 } // namespace
@@ -132,16 +153,15 @@ Fold fold_ip(const ir::IpHeaderMatch &ip)
 	return all;
 }
 
-void emit_ip(Emitter &em, const ir::IpHeaderMatch &ip, Label &no_match)
+void emit_ip(Cond &c, const ir::IpHeaderMatch &ip)
 {
 	// The caller has folded the rule: nothing here is constantly false.
-	emit_addr(em, off::saddr, ip.src, ip.src_mask, inv(ip, IPT_INV_SRCIP), no_match);
-	emit_addr(em, off::daddr, ip.dst, ip.dst_mask, inv(ip, IPT_INV_DSTIP), no_match);
-	emit_iface_in(em, ip.in, inv(ip, IPT_INV_VIA_IN), no_match);
+	emit_addr(c, off::saddr, ip.src, ip.src_mask, inv(ip, IPT_INV_SRCIP));
+	emit_addr(c, off::daddr, ip.dst, ip.dst_mask, inv(ip, IPT_INV_DSTIP));
+	emit_iface_in(c, ip.in, inv(ip, IPT_INV_VIA_IN));
 	if (fold_proto(ip.proto, inv(ip, IPT_INV_PROTO)) == Fold::Test) {
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
-		em.jump(jmp32_imm(inv(ip, IPT_INV_PROTO) ? BPF_JEQ : BPF_JNE, R1, ip.proto),
-			no_match);
+		c.em().emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+		c.eq32(R1, ip.proto, inv(ip, IPT_INV_PROTO));
 	}
 }
 

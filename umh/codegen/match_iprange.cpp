@@ -8,15 +8,13 @@ namespace bpfilter::codegen {
 
 namespace off = layout::pkt_off;
 
-void emit_iprange(Emitter &em, const ir::IprangeMatch &m, Label &no_match)
+void emit_iprange(Cond &c, const ir::IprangeMatch &m)
 {
 	// Compared in host order, as the kernel does after ntohl().
 	if (m.flags & IPRANGE_SRC)
-		emit_range(em, off::saddr_h, m.src_min, m.src_max, 0xffffffffu,
-			   m.flags & IPRANGE_SRC_INV, no_match);
+		c.range(off::saddr_h, m.src_min, m.src_max, 0xffffffffu, m.flags & IPRANGE_SRC_INV);
 	if (m.flags & IPRANGE_DST)
-		emit_range(em, off::daddr_h, m.dst_min, m.dst_max, 0xffffffffu,
-			   m.flags & IPRANGE_DST_INV, no_match);
+		c.range(off::daddr_h, m.dst_min, m.dst_max, 0xffffffffu, m.flags & IPRANGE_DST_INV);
 }
 
 } // namespace bpfilter::codegen

@@ -29,13 +29,30 @@ void emit_port_hit(Emitter &em, Reg reg, const ir::PortRange &r, Label &hit)
 
 } // namespace
 
-void emit_multiport(Emitter &em, const ir::MultiportMatch &m, Label &no_match)
+void emit_multiport(Cond &c, const ir::MultiportMatch &m)
 {
-	emit_need_l4(em, 4); // the two ports
+	Emitter &em = c.em();
+	Label &no_match = c.no_match();
+	c.need_l4(4); // the two ports
 	const bool src = m.dir == ir::MultiportMatch::Dir::Source ||
 			 m.dir == ir::MultiportMatch::Dir::Either;
 	const bool dst = m.dir == ir::MultiportMatch::Dir::Destination ||
 			 m.dir == ir::MultiportMatch::Dir::Either;
+
+	if (c.mode() == Cond::Mode::Accumulate) {
+		// R3 = 1 when no range holds a port of the packet: the match is `invert`.
+		em.emit(mov64(R3, 1));
+		for (const ir::PortRange &r : m.ports) {
+			for (int16_t field : {off::dport, off::sport}) {
+				if ((field == off::dport && !dst) || (field == off::sport && !src))
+					continue;
+				c.out_of_range_bit(field, r.lo, r.hi, 0xffff, R2);
+				em.emit(alu64_reg(BPF_AND, R3, R2));
+			}
+		}
+		c.fail_if(R3, Cond::Val::Bit, m.invert);
+		return;
+	}
 
 	Label done(em);
 	{

@@ -1,4 +1,4 @@
-// Matcher emitters: each adds code that falls through when its test passes and jumps to `no_match` when it fails.
+// Matcher emitters: each adds the tests of one match family to a rule through a Cond.
 //
 // They read the parsed packet through layout::pkt (R9) and may clobber R0-R5. A match
 // that netfilter would answer with hotdrop (its header is not all there) emits
@@ -15,23 +15,66 @@ namespace bpfilter::codegen {
 // What a test comes to when the answer does not depend on the packet.
 enum class Fold : uint8_t { Always, Never, Test };
 
+// How a rule's tests fail.
+//
+// Branch: each failing test jumps to the next rule. Fewest instructions per packet, but
+// the verifier keeps every such jump of a rule but one pending until it has explored the
+// rest of the program, and refuses a program with more than 8192 pending, which a few
+// thousand rules reach.
+// Accumulate: each test ORs a "mismatch" into layout::acc and the rule has one jump at
+// its end; hotdrops are gated on nothing having failed before them (the kernel only
+// reaches a match when the earlier ones passed). More instructions per packet, but the
+// verifier's pending jumps no longer grow with the rules.
+class Cond {
+public:
+	enum class Mode : uint8_t { Branch, Accumulate };
+	// What a register holds that says "mismatch" when nonzero.
+	enum class Val : uint8_t { Bit, Value32, Value64 };
+
+	Cond(Emitter &em, Mode mode, Label &no_match) : em_(em), mode_(mode), no_match_(no_match) {}
+	Emitter &em() { return em_; }
+	Mode mode() const { return mode_; }
+	Label &no_match() { return no_match_; }
+
+	// The rule fails when r (clobbered) is nonzero, or when it is zero if `invert`.
+	void fail_if(Reg r, Val kind, bool invert);
+	// The rule fails when the u32 in r differs from want (equals it, if `invert`).
+	void eq32(Reg r, uint32_t want, bool invert);
+	// The rule fails when the u32 field of the parsed packet is outside [lo, hi]
+	// (inside, if `invert`); max is the field's largest value.
+	void range(int16_t field, uint32_t lo, uint32_t hi, uint32_t max, bool invert);
+	// The rule fails, whatever the packet.
+	void fail();
+	// Hotdrop unless `bytes` of transport header are within the datagram.
+	void need_l4(uint32_t bytes);
+	// Hotdrop when the u32 field (0 or 1) is set.
+	void hotdrop_if_field(int16_t field);
+	// Accumulate: the rule's one jump. Call once, after every test.
+	void finish();
+
+	// dst = 1 when the u32 field is outside [lo, hi], else 0 (clobbers R1).
+	void out_of_range_bit(int16_t field, uint32_t lo, uint32_t hi, uint32_t max, Reg dst);
+
+private:
+	// Hotdrop when the bit in r is set and nothing failed before (clobbers r, R2).
+	void hotdrop_if_bit(Reg r);
+	void or_acc(Reg r);
+
+	Emitter &em_;
+	Mode mode_;
+	Label &no_match_;
+	bool acc_set_ = false; // Accumulate: layout::acc holds something
+};
+
 // The ipt_ip part of a rule as judged at INPUT of a reassembled datagram: no output
 // device, never a fragment.
 Fold fold_ip(const ir::IpHeaderMatch &ip);
-void emit_ip(Emitter &em, const ir::IpHeaderMatch &ip, Label &no_match);
+void emit_ip(Cond &c, const ir::IpHeaderMatch &ip);
 
-void emit_tcp(Emitter &em, const ir::TcpMatch &m, Label &no_match);
-void emit_udp(Emitter &em, const ir::UdpMatch &m, Label &no_match);
-void emit_icmp(Emitter &em, const ir::IcmpMatch &m, Label &no_match);
-void emit_multiport(Emitter &em, const ir::MultiportMatch &m, Label &no_match);
-void emit_iprange(Emitter &em, const ir::IprangeMatch &m, Label &no_match);
-
-// Shared pieces.
-// Pass when lo <= field <= hi (u32 field of the parsed packet; max is the field's
-// largest value), inverted when `invert`.
-void emit_range(Emitter &em, int16_t field, uint32_t lo, uint32_t hi, uint32_t max, bool invert,
-		Label &no_match);
-// Hotdrop unless at least `bytes` of transport header are within the datagram.
-void emit_need_l4(Emitter &em, uint32_t bytes);
+void emit_tcp(Cond &c, const ir::TcpMatch &m);
+void emit_udp(Cond &c, const ir::UdpMatch &m);
+void emit_icmp(Cond &c, const ir::IcmpMatch &m);
+void emit_multiport(Cond &c, const ir::MultiportMatch &m);
+void emit_iprange(Cond &c, const ir::IprangeMatch &m);
 
 } // namespace bpfilter::codegen

@@ -86,6 +86,19 @@ std::set<uint32_t> reachable_targets(const ir::Table &t, uint32_t entry)
 	return targets;
 }
 
+// About how many jumps to the next rule a rule has in Cond::Mode::Branch.
+uint64_t tests_of(const ir::Rule &r)
+{
+	uint64_t n = 1; // the ipt_ip part, give or take
+	for (const ir::Match &m : r.matches) {
+		if (auto *mp = std::get_if<ir::MultiportMatch>(&m))
+			n += 2 * mp->ports.size();
+		else
+			n += 3;
+	}
+	return n;
+}
+
 } // namespace
 
 bool always_matches(const ir::Rule &rule)
@@ -118,7 +131,7 @@ bool ends_run(const ir::Table &t, uint32_t i)
 	return false;
 }
 
-Result<Plan> make_plan(const ir::Table &t)
+Result<Plan> make_plan(const ir::Table &t, const Options &options)
 {
 	const unsigned in = static_cast<unsigned>(ir::Hook::LocalIn);
 	const size_t n = t.rules.size();
@@ -185,6 +198,7 @@ Result<Plan> make_plan(const ir::Table &t)
 						    r.ip.in.mask != std::array<uint8_t, 16>{};
 				if (is_call(t, i))
 					out.push_back(r.target.to);
+				plan.branch_tests += tests_of(r);
 			}
 			if (ends_run(t, i))
 				break;
@@ -195,6 +209,17 @@ Result<Plan> make_plan(const ir::Table &t)
 	for (uint32_t s : plan.subprogs)
 		calls[s] = run_calls(s);
 	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
+	switch (options.tests) {
+	case Options::Tests::Auto:
+		plan.accumulate = plan.branch_tests > max_branch_tests;
+		break;
+	case Options::Tests::Branch:
+		plan.accumulate = false;
+		break;
+	case Options::Tests::Accumulate:
+		plan.accumulate = true;
+		break;
+	}
 
 	// Frames needed from each run down, by depth-first search with cycle detection.
 	std::map<uint32_t, unsigned> depth;

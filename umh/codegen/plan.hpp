@@ -33,6 +33,8 @@ struct Plan {
 	unsigned frames = 1;	      // deepest call chain, the main program included
 	bool uses_ifname = false;     // some reachable rule tests -i
 	std::vector<uint8_t> tcp_option_kinds; // what reachable rules' --tcp-option ask for, sorted
+	uint64_t branch_tests = 0; // tests that jump to the next rule in Cond::Mode::Branch
+	bool accumulate = false;   // rules test with Cond::Mode::Accumulate
 };
 
 // Is rule i's test known to pass for every packet (no matches, an all-wildcard ipt_ip)?
@@ -42,6 +44,10 @@ bool ends_run(const ir::Table &table, uint32_t i);
 // Where a jump or goto from rule i really goes: nowhere new when it is to the next rule.
 bool is_call(const ir::Table &table, uint32_t i);
 
-Result<Plan> make_plan(const ir::Table &table);
+// Branch-mode tests above which a table is tested with Cond::Mode::Accumulate: the
+// verifier allows 8192 pending jumps, and other branches need some of them.
+inline constexpr uint64_t max_branch_tests = 4000;
+
+Result<Plan> make_plan(const ir::Table &table, const Options &options = {});
 
 } // namespace bpfilter::codegen

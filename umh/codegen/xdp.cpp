@@ -302,7 +302,7 @@ void emit_ifname(Emitter &em)
 
 Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 {
-	auto plan = make_plan(table);
+	auto plan = make_plan(table, options);
 	if (!plan)
 		return plan.error();
 
