@@ -1,12 +1,16 @@
-// Generated XDP programs: user chains, jumps, gotos, RETURN to the caller, policies, and what check_xdp refuses.
+// Generated XDP programs: user chains, jumps, gotos, RETURN to the caller, policies, and what
+// check_xdp refuses.
 #include "codegen_harness.hpp"
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 TEST(CodegenChain, JumpAndReturnToTheCaller)
 {
-	// INPUT: -p udp -j A; -p tcp -j DROP     A: --dport 53 -j ACCEPT; -s 10.0.0.1 -j RETURN; -j DROP
+	// INPUT: -p udp -j A; -p tcp -j DROP     A: --dport 53 -j ACCEPT; -s 10.0.0.1 -j RETURN; -j
+	// DROP
 	TableBuilder b;
 	ir::UdpMatch dns;
 	dns.dport = {53, 53};
@@ -47,8 +51,7 @@ TEST(CodegenChain, GotoThenReturnGoesToThePolicy)
 	ir::Table t = b.build();
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error;
-	x.expect(tcp_packet(1, 2), pass,
-		 {b.input_at[0], b.chain_return[0], b.input_policy_at});
+	x.expect(tcp_packet(1, 2), pass, {b.input_at[0], b.chain_return[0], b.input_policy_at});
 	Packet p = tcp_packet(1, 2);
 	p.saddr = ip4h("10.0.0.7");
 	x.expect(p, pass, {b.input_at[0], b.chain_start[0]});
@@ -135,15 +138,15 @@ TEST(CodegenChain, JumpIntoTheMiddleOfARunAndFallingIntoAnother)
 	ir::Table t;
 	t.valid_hooks = (1u << 1) | (1u << 2);
 	t.rules = {
-		R().t(Kind::Jump, 5),	       // 0 INPUT
-		R().t(Kind::Jump, 4),	       // 1
-		R().accept(),		       // 2 INPUT policy
-		R().accept(),		       // 3 FORWARD policy
+		R().t(Kind::Jump, 5),	      // 0 INPUT
+		R().t(Kind::Jump, 4),	      // 1
+		R().accept(),		      // 2 INPUT policy
+		R().accept(),		      // 3 FORWARD policy
 		R().src("10.0.0.5").accept(), // 4 chain start
-		R().proto(6).cont(),	       // 5 jump target in the middle
-		R().proto(17).drop(),	       // 6
-		R().ret(),		       // 7
-		R().t(Kind::Error),	       // 8
+		R().proto(6).cont(),	      // 5 jump target in the middle
+		R().proto(17).drop(),	      // 6
+		R().ret(),		      // 7
+		R().t(Kind::Error),	      // 8
 	};
 	t.hook_entry[1] = 0;
 	t.underflow[1] = 2;
@@ -236,7 +239,8 @@ TEST(CodegenDeterminism, SameTableSameInstructions)
 	ir::TcpMatch opt = tcp({}, {22, 22});
 	opt.option = 2;
 	b.chains = {{{R().in("eth+").m(tcp({}, {80, 80})).proto(6).accept()}}, {{R().drop()}}};
-	b.input = {R().src("10.0.0.0", 8).jump(0), R().proto(6).m(opt).go(1), R().in("lo").accept()};
+	b.input = {R().src("10.0.0.0", 8).jump(0), R().proto(6).m(opt).go(1),
+		   R().in("lo").accept()};
 	const ir::Table t = b.build();
 	const ir::Table copy = t;
 	for (bool local : {false, true}) {
@@ -264,7 +268,8 @@ TEST(CodegenScale, ManyRulesLoad)
 	for (uint32_t i = 0; i < kRules; i++)
 		b.input.push_back(R().src("10.0.0.0", 8)
 					  .proto(6)
-					  .m(tcp({}, {static_cast<uint16_t>(1000 + i), static_cast<uint16_t>(1000 + i)}))
+					  .m(tcp({}, {static_cast<uint16_t>(1000 + i),
+						      static_cast<uint16_t>(1000 + i)}))
 					  .drop());
 	ir::Table t = b.build();
 	Xdp x(t);

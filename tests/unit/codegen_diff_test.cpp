@@ -1,4 +1,5 @@
-// Generated XDP programs against the reference evaluator: random tables and packets, same verdicts and counters.
+// Generated XDP programs against the reference evaluator: random tables and packets, same verdicts
+// and counters.
 #include <random>
 
 #include "codegen_harness.hpp"
@@ -6,11 +7,14 @@
 
 #include <linux/netfilter/xt_iprange.h> // after <netinet/in.h>, which the harness brings
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 // Small pools so that rules and packets meet often.
-const char *const addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.1.7", "192.168.1.1", "192.168.1.200", "8.8.8.8"};
+const char *const addrs[] = {"10.0.0.1",    "10.0.0.2",	     "10.0.1.7",
+			     "192.168.1.1", "192.168.1.200", "8.8.8.8"};
 const uint16_t ports[] = {22, 53, 80, 443, 1000, 8080, 65535, 0};
 const char *const ifnames[] = {"", "eth0", "eth1", "lo", "veth-a"};
 const char *const rule_ifaces[] = {"eth0", "eth+", "lo", "veth-a", "+", "eth1"};
@@ -19,7 +23,10 @@ struct Gen {
 	std::mt19937 rng;
 	explicit Gen(uint32_t seed) : rng(seed) {}
 
-	uint32_t n(uint32_t bound) { return std::uniform_int_distribution<uint32_t>(0, bound - 1)(rng); }
+	uint32_t n(uint32_t bound)
+	{
+		return std::uniform_int_distribution<uint32_t>(0, bound - 1)(rng);
+	}
 	bool coin(uint32_t one_in = 2) { return n(one_in) == 0; }
 	template <typename T, size_t N> T pick(const T (&a)[N]) { return a[n(N)]; }
 
@@ -86,7 +93,8 @@ struct Gen {
 			ir::TcpMatch m = tcp(range(), range(), static_cast<uint8_t>(n(16)));
 			if (coin(2)) {
 				m.flg_mask = static_cast<uint8_t>(n(256));
-				m.flg_cmp = coin() ? static_cast<uint8_t>(m.flg_mask & n(256)) : static_cast<uint8_t>(n(256));
+				m.flg_cmp = coin() ? static_cast<uint8_t>(m.flg_mask & n(256))
+						   : static_cast<uint8_t>(n(256));
 			}
 			if (coin(3)) {
 				const uint8_t kinds[] = {2, 3, 4, 8, 1, 0, 30, 253};
@@ -163,7 +171,8 @@ struct Gen {
 				o.insert(o.end(), {0});
 				break;
 			default:
-				o.push_back(static_cast<uint8_t>(n(256))); // garbage: any kind, any length
+				o.push_back(static_cast<uint8_t>(
+					n(256))); // garbage: any kind, any length
 				break;
 			}
 		}
@@ -184,14 +193,16 @@ struct Gen {
 			std::optional<uint8_t> doff;
 			if (coin(10))
 				doff = static_cast<uint8_t>(n(16));
-			p.l4 = tcp_hdr(port(), port(), static_cast<uint8_t>(n(256)), tcp_options(), doff);
+			p.l4 = tcp_hdr(port(), port(), static_cast<uint8_t>(n(256)), tcp_options(),
+				       doff);
 			break;
 		}
 		case 17:
 			p.l4 = udp_hdr(port(), port(), n(8));
 			break;
 		case 1:
-			p.l4 = icmp_hdr(static_cast<uint8_t>(coin() ? n(16) : 8), static_cast<uint8_t>(n(5)));
+			p.l4 = icmp_hdr(static_cast<uint8_t>(coin() ? n(16) : 8),
+					static_cast<uint8_t>(n(5)));
 			break;
 		default:
 			p.l4 = std::vector<uint8_t>(n(24), 0xab);
@@ -217,7 +228,9 @@ uint32_t seed_from_env()
 
 using Tests = codegen::Options::Tests;
 
-class CodegenDiff : public ::testing::TestWithParam<Tests> {};
+class CodegenDiff : public ::testing::TestWithParam<Tests>
+{
+};
 
 TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 {
@@ -238,7 +251,8 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 			if (dev.empty())
 				(void)loader::delete_ifname(x.ifnames.get(), 1);
 			else
-				ASSERT_TRUE(loader::set_ifname(x.ifnames.get(), 1, devname(dev)).ok());
+				ASSERT_TRUE(
+					loader::set_ifname(x.ifnames.get(), 1, devname(dev)).ok());
 
 			const std::vector<uint8_t> dgram = p.datagram();
 			ir::PacketView view{dgram, devname(dev), {}};
@@ -252,7 +266,8 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 				<< "seed " << seed << " table " << ti << " packet " << pi
 				<< (r.hotdrop ? " (hotdrop)" : "");
 			const auto c = x.counters();
-			ASSERT_EQ(c, want) << "seed " << seed << " table " << ti << " packet " << pi;
+			ASSERT_EQ(c, want)
+				<< "seed " << seed << " table " << ti << " packet " << pi;
 			compared++;
 			accepted += r.accept;
 			hotdrops += r.hotdrop;

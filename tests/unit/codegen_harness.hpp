@@ -1,4 +1,5 @@
-// Test harness for generated programs: tables laid out as iptables lays them, crafted packets, BPF_PROG_TEST_RUN.
+// Test harness for generated programs: tables laid out as iptables lays them, crafted packets,
+// BPF_PROG_TEST_RUN.
 #pragma once
 
 #include <arpa/inet.h>
@@ -19,7 +20,8 @@
 #include "ir/ir.hpp"
 #include "loader/program.hpp"
 
-namespace bpfilter::test {
+namespace bpfilter::test
+{
 
 using Kind = ir::Target::Kind;
 
@@ -29,7 +31,10 @@ inline uint32_t ip4(const char *s) // network byte order, as the IR keeps -s/-d
 	EXPECT_EQ(inet_pton(AF_INET, s, &a), 1) << s;
 	return a.s_addr;
 }
-inline uint32_t ip4h(const char *s) { return ntohl(ip4(s)); }
+inline uint32_t ip4h(const char *s)
+{
+	return ntohl(ip4(s));
+}
 
 // iptables' encoding of an interface name: "eth+" masks only "eth", "lo" masks the
 // name and its NUL.
@@ -136,7 +141,8 @@ struct TableBuilder {
 		std::vector<ir::Rule> rules;
 	};
 	std::vector<ir::Rule> input, forward, output;
-	Kind input_policy = Kind::Accept, forward_policy = Kind::Accept, output_policy = Kind::Accept;
+	Kind input_policy = Kind::Accept, forward_policy = Kind::Accept,
+	     output_policy = Kind::Accept;
 	std::vector<Chain> chains;
 
 	// Filled by build(): where things landed.
@@ -201,7 +207,10 @@ struct Packet {
 
 	Packet() : saddr(ip4h("10.0.0.1")), daddr(ip4h("10.0.0.2")) {}
 
-	uint16_t true_len() const { return static_cast<uint16_t>(20 + ip_options.size() + l4.size()); }
+	uint16_t true_len() const
+	{
+		return static_cast<uint16_t>(20 + ip_options.size() + l4.size());
+	}
 	uint16_t header_tot_len() const { return tot_len ? *tot_len : true_len(); }
 
 	std::vector<uint8_t> datagram() const
@@ -247,7 +256,8 @@ struct Packet {
 };
 
 inline std::vector<uint8_t> tcp_hdr(uint16_t sport, uint16_t dport, uint8_t flags = 0x10,
-				    std::vector<uint8_t> options = {}, std::optional<uint8_t> doff = {})
+				    std::vector<uint8_t> options = {},
+				    std::optional<uint8_t> doff = {})
 {
 	while (options.size() % 4)
 		options.push_back(0);
@@ -306,7 +316,8 @@ inline Packet icmp_packet(uint8_t type, uint8_t code)
 
 // A loaded program with its maps, run through BPF_PROG_TEST_RUN, and the counters we
 // expect it to have, kept alongside.
-class Xdp {
+class Xdp
+{
 public:
 	// Compile and load; on failure `error` says why and ok() is false.
 	Xdp(const ir::Table &table, codegen::Options opts = {.local_only = false})

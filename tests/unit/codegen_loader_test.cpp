@@ -1,11 +1,14 @@
-// Loading generated programs: the verifier's reason on refusal, missing maps, counters across blocks.
+// Loading generated programs: the verifier's reason on refusal, missing maps, counters across
+// blocks.
 #include "codegen_harness.hpp"
 
 #include "codegen/insn.hpp"
 #include "codegen/maps.hpp"
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 TEST(CodegenLoader, RefusalCarriesTheVerifiersReason)
 {
@@ -34,7 +37,8 @@ TEST(CodegenLoader, MapsTheProgramNeedsMustBeGiven)
 	auto plain = codegen::compile_xdp(c.build(), {.local_only = false});
 	ASSERT_TRUE(plain.ok());
 	for (const codegen::MapRef &m : plain->map_refs)
-		EXPECT_TRUE(m.slot == codegen::MapSlot::Counters || m.slot == codegen::MapSlot::Scratch);
+		EXPECT_TRUE(m.slot == codegen::MapSlot::Counters ||
+			    m.slot == codegen::MapSlot::Scratch);
 	auto loaded = loader::load_program(*plain, -1, -1, {});
 	ASSERT_TRUE(loaded.ok()) << loaded.error().message;
 	EXPECT_EQ(loaded->num_counters(), 5u); // the rule, three policies, the final ERROR

@@ -1,4 +1,5 @@
-// Generated XDP programs with Options::local_only: only what the stack delivers to this host is judged.
+// Generated XDP programs with Options::local_only: only what the stack delivers to this host is
+// judged.
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
@@ -8,11 +9,14 @@
 
 #include "codegen_harness.hpp"
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 // Runs the test body in a fresh network namespace (lo up) and comes back after.
-class CodegenLocalOnly : public ::testing::Test {
+class CodegenLocalOnly : public ::testing::Test
+{
 protected:
 	void SetUp() override
 	{

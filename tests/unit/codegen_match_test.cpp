@@ -1,17 +1,21 @@
-// Generated XDP programs: every match and its inversions, and hotdrop, against explicit verdicts and counters.
+// Generated XDP programs: every match and its inversions, and hotdrop, against explicit verdicts
+// and counters.
 #include "codegen_harness.hpp"
 
 #include <linux/netfilter/xt_iprange.h> // after <netinet/in.h>, which the harness brings
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 using Tests = codegen::Options::Tests;
 
 // Every test runs with both ways of testing (Cond::Mode), set here by the fixture.
 Tests mode = Tests::Branch;
 
-class CodegenMatch : public ::testing::TestWithParam<Tests> {
+class CodegenMatch : public ::testing::TestWithParam<Tests>
+{
 protected:
 	void SetUp() override { mode = GetParam(); }
 };
@@ -77,8 +81,8 @@ TEST_P(CodegenMatch, AddressBitsOutsideTheMaskNeverMatch)
 
 TEST_P(CodegenMatch, Protocol)
 {
-	Fixture f({R().proto(17).drop(), R().proto(6, true).t(Kind::Continue), R().proto(300).drop(),
-		   R().proto(300, true).accept()});
+	Fixture f({R().proto(17).drop(), R().proto(6, true).t(Kind::Continue),
+		   R().proto(300).drop(), R().proto(300, true).accept()});
 	ASSERT_TRUE(f.x->ok()) << f.x->error;
 	f.x->expect(udp_packet(1, 2), drop, {f.rule(0)});
 	f.x->expect(icmp_packet(8, 0), pass, {f.rule(1), f.rule(3)});
@@ -186,7 +190,8 @@ TEST_P(CodegenMatch, TcpHotdrop)
 {
 	ir::TcpMatch mss = tcp();
 	mss.option = 2;
-	Fixture f({R().proto(6).m(tcp({}, {80, 80})).t(Kind::Continue), R().proto(6).m(mss).accept()});
+	Fixture f({R().proto(6).m(tcp({}, {80, 80})).t(Kind::Continue),
+		   R().proto(6).m(mss).accept()});
 	ASSERT_TRUE(f.x->ok()) << f.x->error;
 	auto &x = *f.x;
 	Packet p = tcp_packet(1, 80);

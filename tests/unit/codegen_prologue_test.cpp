@@ -1,8 +1,11 @@
-// Generated XDP programs: what reaches the rules (ethertype, malformed IPv4, fragments) and byte counting.
+// Generated XDP programs: what reaches the rules (ethertype, malformed IPv4, fragments) and byte
+// counting.
 #include "codegen_harness.hpp"
 
-namespace bpfilter::test {
-namespace {
+namespace bpfilter::test
+{
+namespace
+{
 
 // INPUT: -j DROP for everything, so "judged" shows as XDP_DROP and a count on rule 0.
 ir::Table drop_all()

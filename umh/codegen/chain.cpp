@@ -1,22 +1,25 @@
-// Emitting runs of rules: matches, counters, targets, and the calls that stand for ip_tables' jump stack.
+// Emitting runs of rules: matches, counters, targets, and the calls that stand for ip_tables' jump
+// stack.
 #include "codegen/chain.hpp"
 
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 using Kind = ir::Target::Kind;
 
-namespace {
+namespace
+{
 
 struct Frame {
 	const ir::Table &table;
 	const Plan &plan;
-	bool main;	 // the main program (empty jump stack) or a subprogram
-	int16_t key_off; // this frame's stack slot for a map key
+	bool main;	      // the main program (empty jump stack) or a subprogram
+	int16_t key_off;      // this frame's stack slot for a map key
 	uint32_t block = ~0u; // the Counters block in layout::counters
 };
 
@@ -181,7 +184,8 @@ void emit_run(Emitter &em, Frame &f, uint32_t start)
 		emit_use_block(em, f, i);
 		{
 			Label next(em);
-			Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, next);
+			Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch,
+			       next);
 			if (ip == Fold::Test)
 				emit_ip(c, r.ip);
 			for (const ir::Match &m : r.matches)

@@ -1,11 +1,13 @@
-// Emitting runs of rules: matches, counters, targets, and the calls that stand for ip_tables' jump stack.
+// Emitting runs of rules: matches, counters, targets, and the calls that stand for ip_tables' jump
+// stack.
 #pragma once
 
 #include "codegen/emitter.hpp"
 #include "codegen/plan.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 // The main program's run from INPUT's entry. A RETURN here has an empty jump stack:
 // the kernel goes on at the policy rule, and so do we.

@@ -10,7 +10,8 @@
 #include "common/result.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 // The maps a generated program uses. The loader creates them (layouts in maps.hpp)
 // and writes their fds into the ld_imm64 instructions listed in Program::map_refs.

@@ -3,7 +3,8 @@
 
 #include <limits>
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 Label::~Label()
 {
@@ -30,8 +31,10 @@ void Label::patch(size_t at)
 {
 	// Offsets count from the instruction after the jump and must fit in 16 bits.
 	const long rel = static_cast<long>(*target_) - static_cast<long>(at) - 1;
-	if (rel < std::numeric_limits<int16_t>::min() || rel > std::numeric_limits<int16_t>::max()) {
-		em_.fail("codegen: jump of " + std::to_string(rel) + " instructions is out of range");
+	if (rel < std::numeric_limits<int16_t>::min() ||
+	    rel > std::numeric_limits<int16_t>::max()) {
+		em_.fail("codegen: jump of " + std::to_string(rel) +
+			 " instructions is out of range");
 		return;
 	}
 	em_.insns_[at].off = static_cast<int16_t>(rel);
@@ -112,7 +115,8 @@ Result<Program> Emitter::finish(uint32_t num_counters) &&
 {
 	for (auto [at, id] : calls_) {
 		if (id >= subprog_start_.size() || !subprog_start_[id]) {
-			fail("codegen: call to subprogram " + std::to_string(id) + " that was never emitted");
+			fail("codegen: call to subprogram " + std::to_string(id) +
+			     " that was never emitted");
 			break;
 		}
 		insns_[at].imm = static_cast<int32_t>(static_cast<long>(*subprog_start_[id]) -

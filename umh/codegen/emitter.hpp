@@ -1,4 +1,5 @@
-// The program image under construction: instructions, labels with jump fixups, map and call references.
+// The program image under construction: instructions, labels with jump fixups, map and call
+// references.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +12,8 @@
 #include "codegen/insn.hpp"
 #include "common/result.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 class Emitter;
 
@@ -30,7 +32,8 @@ class Emitter;
 // The emitter drops code that nothing can reach (after a `ja` or `exit`, until a label
 // that some jump aims at), because the verifier refuses unreachable instructions and
 // constant tests make them easy to produce.
-class Label {
+class Label
+{
 public:
 	explicit Label(Emitter &em) : em_(em) {}
 	~Label();
@@ -54,7 +57,8 @@ private:
 // Subprograms are numbered by the caller; calls to them are patched in finish().
 using SubprogId = uint32_t;
 
-class Emitter {
+class Emitter
+{
 public:
 	size_t pos() const { return insns_.size(); }
 	// Can control reach the next instruction?

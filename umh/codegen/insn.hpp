@@ -5,11 +5,13 @@
 
 #include <cstdint>
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 enum Reg : uint8_t { R0 = 0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 };
 
-namespace insn {
+namespace insn
+{
 
 constexpr bpf_insn make(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm)
 {
@@ -39,12 +41,24 @@ constexpr bpf_insn alu32_reg(uint8_t op, Reg dst, Reg src)
 {
 	return make(BPF_ALU | op | BPF_X, dst, src, 0, 0);
 }
-constexpr bpf_insn mov64(Reg dst, Reg src) { return alu64_reg(BPF_MOV, dst, src); }
-constexpr bpf_insn mov64(Reg dst, int32_t imm) { return alu64_imm(BPF_MOV, dst, imm); }
-constexpr bpf_insn mov32(Reg dst, int32_t imm) { return alu32_imm(BPF_MOV, dst, imm); }
+constexpr bpf_insn mov64(Reg dst, Reg src)
+{
+	return alu64_reg(BPF_MOV, dst, src);
+}
+constexpr bpf_insn mov64(Reg dst, int32_t imm)
+{
+	return alu64_imm(BPF_MOV, dst, imm);
+}
+constexpr bpf_insn mov32(Reg dst, int32_t imm)
+{
+	return alu32_imm(BPF_MOV, dst, imm);
+}
 
 // Network to host order of the low `bits` of dst (a swap on this little-endian target).
-constexpr bpf_insn be(Reg dst, int32_t bits) { return make(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits); }
+constexpr bpf_insn be(Reg dst, int32_t bits)
+{
+	return make(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits);
+}
 
 // Memory: size is BPF_B, BPF_H, BPF_W or BPF_DW.
 constexpr bpf_insn ldx(uint8_t size, Reg dst, Reg src, int16_t off)
@@ -78,20 +92,30 @@ constexpr bpf_insn jmp32_reg(uint8_t op, Reg dst, Reg src, int16_t off = 0)
 {
 	return make(BPF_JMP32 | op | BPF_X, dst, src, off, 0);
 }
-constexpr bpf_insn ja(int16_t off = 0) { return make(BPF_JMP | BPF_JA, 0, 0, off, 0); }
+constexpr bpf_insn ja(int16_t off = 0)
+{
+	return make(BPF_JMP | BPF_JA, 0, 0, off, 0);
+}
 
-constexpr bpf_insn call_helper(int32_t func) { return make(BPF_JMP | BPF_CALL, 0, 0, 0, func); }
+constexpr bpf_insn call_helper(int32_t func)
+{
+	return make(BPF_JMP | BPF_CALL, 0, 0, 0, func);
+}
 // A BPF-to-BPF call; imm is the callee's first instruction relative to the next one.
 constexpr bpf_insn call_pseudo(int32_t rel = 0)
 {
 	return make(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, rel);
 }
-constexpr bpf_insn exit() { return make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0); }
+constexpr bpf_insn exit()
+{
+	return make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+}
 
 // The two halves of a 64-bit immediate load. src is BPF_PSEUDO_MAP_FD for a map.
 constexpr bpf_insn ld_imm64_lo(Reg dst, uint8_t src, uint64_t value)
 {
-	return make(BPF_LD | BPF_DW | BPF_IMM, dst, src, 0, static_cast<int32_t>(value & 0xffffffffu));
+	return make(BPF_LD | BPF_DW | BPF_IMM, dst, src, 0,
+		    static_cast<int32_t>(value & 0xffffffffu));
 }
 constexpr bpf_insn ld_imm64_hi(uint64_t value)
 {

@@ -1,4 +1,5 @@
-// Conventions every piece of generated code shares: verdict codes, registers, the parsed packet on the stack.
+// Conventions every piece of generated code shares: verdict codes, registers, the parsed packet on
+// the stack.
 #pragma once
 
 #include <linux/bpf.h>
@@ -7,7 +8,8 @@
 
 #include "codegen/insn.hpp"
 
-namespace bpfilter::codegen::layout {
+namespace bpfilter::codegen::layout
+{
 
 // What a chain's code leaves in R0 when it exits: a final verdict, or RETURN to the
 // caller. The verdicts are the XDP action codes so that the main program can hand a
@@ -31,7 +33,8 @@ inline constexpr Reg counters = R7;
 inline constexpr Reg acc = R6;
 
 // The parsed packet. Every field is written by the prologue before any rule runs.
-namespace pkt_off {
+namespace pkt_off
+{
 inline constexpr int16_t saddr = 0;	   // u32, as in the header (network order)
 inline constexpr int16_t daddr = 4;	   // u32, network order
 inline constexpr int16_t saddr_h = 8;	   // u32, host order (iprange)
@@ -41,21 +44,21 @@ inline constexpr int16_t l4len = 20;	   // u32: bytes from the transport header 
 inline constexpr int16_t proto = 24;	   // u32
 inline constexpr int16_t sport = 28;	   // u32, host order; valid when l4len >= 4
 inline constexpr int16_t dport = 32;	   // u32, host order; valid when l4len >= 4
-inline constexpr int16_t tcp_flags = 36;  // u32: byte 13 of the TCP header; l4len >= 20
-inline constexpr int16_t icmp_type = 40;  // u32; valid when l4len >= 4
-inline constexpr int16_t icmp_code = 44;  // u32; valid when l4len >= 4
+inline constexpr int16_t tcp_flags = 36;   // u32: byte 13 of the TCP header; l4len >= 20
+inline constexpr int16_t icmp_type = 40;   // u32; valid when l4len >= 4
+inline constexpr int16_t icmp_code = 44;   // u32; valid when l4len >= 4
 inline constexpr int16_t opt_hotdrop = 48; // u32: --tcp-option would drop (doff < 5, options cut)
-inline constexpr int16_t tcp_doff = 52;   // u32: TCP data offset in bytes; l4len >= 20
+inline constexpr int16_t tcp_doff = 52;	   // u32: TCP data offset in bytes; l4len >= 20
 inline constexpr int16_t ifname = 56;	   // 16 bytes: the ingress device's name
 inline constexpr int16_t opt_buf = 72;	   // 48 bytes: a copy of the TCP options
-inline constexpr int16_t opt_seen = 120;  // 256 bytes: [k] != 0 when the walk met kind k
+inline constexpr int16_t opt_seen = 120;   // 256 bytes: [k] != 0 when the walk met kind k
 inline constexpr int16_t size = 376;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.
-inline constexpr int16_t main_key = -8;		    // a map key
+inline constexpr int16_t main_key = -8;		   // a map key
 inline constexpr int16_t main_fib = main_key - 64; // struct bpf_fib_lookup
-inline constexpr int16_t sub_key = -8;		    // a subprogram's map key
+inline constexpr int16_t sub_key = -8;		   // a subprogram's map key
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 

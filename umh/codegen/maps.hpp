@@ -5,7 +5,8 @@
 
 #include <cstdint>
 
-namespace bpfilter::codegen::maps {
+namespace bpfilter::codegen::maps
+{
 
 // Counters: BPF_MAP_TYPE_PERCPU_ARRAY of blocks. Key u32 block number; value the
 // counters of rules [block * counters_per_block, ...), one CounterValue each. Blocks
@@ -19,8 +20,14 @@ struct CounterValue {
 inline constexpr uint32_t counters_type = BPF_MAP_TYPE_PERCPU_ARRAY;
 // A per-CPU value is at most 32 KiB (PCPU_MIN_UNIT_SIZE).
 inline constexpr uint32_t counters_per_block = 2048;
-inline constexpr uint32_t counter_block(uint32_t rule) { return rule / counters_per_block; }
-inline constexpr uint32_t counter_slot(uint32_t rule) { return rule % counters_per_block; }
+inline constexpr uint32_t counter_block(uint32_t rule)
+{
+	return rule / counters_per_block;
+}
+inline constexpr uint32_t counter_slot(uint32_t rule)
+{
+	return rule % counters_per_block;
+}
 // The map's geometry for a table of n rules (n >= 1 of each, so that the map exists).
 inline constexpr uint32_t counter_blocks(uint32_t n)
 {
@@ -28,8 +35,10 @@ inline constexpr uint32_t counter_blocks(uint32_t n)
 }
 inline constexpr uint32_t counter_block_bytes(uint32_t n)
 {
-	return static_cast<uint32_t>(sizeof(CounterValue)) *
-	       (n == 0 ? 1 : n < counters_per_block ? n : counters_per_block);
+	return static_cast<uint32_t>(sizeof(CounterValue)) * (n == 0 ? 1
+							      : n < counters_per_block
+								      ? n
+								      : counters_per_block);
 }
 
 // Ifnames: BPF_MAP_TYPE_HASH, key u32 ifindex, value the device's name as the kernel

@@ -2,13 +2,18 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 
-namespace {
+namespace
+{
 
-int32_t k(uint32_t v) { return static_cast<int32_t>(v); }
+int32_t k(uint32_t v)
+{
+	return static_cast<int32_t>(v);
+}
 
 } // namespace
 

@@ -2,7 +2,8 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 namespace off = layout::pkt_off;

@@ -6,17 +6,25 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 namespace off = layout::pkt_off;
 
-namespace {
+namespace
+{
 
 // A field whose test fails when `fails` (NF_INVF already applied) regardless of the packet.
-Fold constant(bool fails) { return fails ? Fold::Never : Fold::Always; }
+Fold constant(bool fails)
+{
+	return fails ? Fold::Never : Fold::Always;
+}
 
-bool inv(const ir::IpHeaderMatch &ip, uint8_t flag) { return (ip.invflags & flag) != 0; }
+bool inv(const ir::IpHeaderMatch &ip, uint8_t flag)
+{
+	return (ip.invflags & flag) != 0;
+}
 
 // NF_INVF(invert, (addr & mask) != want).
 Fold fold_addr(uint32_t want, uint32_t mask, bool invert)
@@ -101,7 +109,8 @@ void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
 			const uint64_t mask = word(i.mask, k);
 			if (!mask)
 				continue;
-			em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k)));
+			em.emit(ldx(BPF_DW, R1, layout::pkt,
+				    static_cast<int16_t>(off::ifname + 8 * k)));
 			em.ld_imm64(R2, word(i.name, k));
 			em.emit(alu64_reg(BPF_XOR, R1, R2));
 			if (mask != ~uint64_t{0}) {

@@ -4,7 +4,8 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 namespace off = layout::pkt_off;
 

@@ -2,12 +2,14 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 namespace off = layout::pkt_off;
 
-namespace {
+namespace
+{
 
 // Jump to `hit` when reg holds a port in r.
 void emit_port_hit(Emitter &em, Reg reg, const ir::PortRange &r, Label &hit)

@@ -4,7 +4,8 @@
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 namespace off = layout::pkt_off;
@@ -33,7 +34,8 @@ void emit_tcp(Cond &c, const ir::TcpMatch &m)
 		// doff * 4 < 20, or options running past the datagram: hotdrop. The prologue
 		// walked the options as tcp_find_option() does and marked every kind it met.
 		c.hotdrop_if_field(off::opt_hotdrop);
-		c.em().emit(ldx(BPF_B, R1, layout::pkt, static_cast<int16_t>(off::opt_seen + m.option)));
+		c.em().emit(ldx(BPF_B, R1, layout::pkt,
+				static_cast<int16_t>(off::opt_seen + m.option)));
 		// Fails when the kind was not seen (when it was, inverted).
 		c.eq32(R1, 0, !(m.invflags & XT_TCP_INV_OPTION));
 	}

@@ -10,7 +10,8 @@
 #include "codegen/emitter.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 // What a test comes to when the answer does not depend on the packet.
 enum class Fold : uint8_t { Always, Never, Test };
@@ -25,7 +26,8 @@ enum class Fold : uint8_t { Always, Never, Test };
 // its end; hotdrops are gated on nothing having failed before them (the kernel only
 // reaches a match when the earlier ones passed). More instructions per packet, but the
 // verifier's pending jumps no longer grow with the rules.
-class Cond {
+class Cond
+{
 public:
 	enum class Mode : uint8_t { Branch, Accumulate };
 	// What a register holds that says "mismatch" when nonzero.

@@ -7,16 +7,18 @@
 #include "codegen/codegen.hpp"
 #include "codegen/matchers.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
-namespace {
+namespace
+{
 
 using Kind = ir::Target::Kind;
 
 const char *hook_name(unsigned h)
 {
-	static const char *const names[ir::num_hooks] = {"PREROUTING", "INPUT", "FORWARD",
-							  "OUTPUT", "POSTROUTING"};
+	static const char *const names[ir::num_hooks] = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT",
+							 "POSTROUTING"};
 	return h < ir::num_hooks ? names[h] : "?";
 }
 
@@ -26,7 +28,10 @@ std::string at(const ir::Table &t, uint32_t i)
 }
 
 // What ip_tables calls unconditional(): an all-zero ipt_ip and no matches.
-bool unconditional(const ir::Rule &r) { return r.ip == ir::IpHeaderMatch{} && r.matches.empty(); }
+bool unconditional(const ir::Rule &r)
+{
+	return r.ip == ir::IpHeaderMatch{} && r.matches.empty();
+}
 
 bool is_policy(const ir::Rule &r, bool accept_only)
 {
@@ -54,12 +59,13 @@ Status check_match_proto(const ir::Table &t, uint32_t i)
 			ok = ip.proto == 1 && !inv;
 		} else if (std::holds_alternative<ir::MultiportMatch>(m)) {
 			name = "multiport";
-			ok = (ip.proto == 6 || ip.proto == 17 || ip.proto == 136 || ip.proto == 132 ||
-			      ip.proto == 33) &&
+			ok = (ip.proto == 6 || ip.proto == 17 || ip.proto == 136 ||
+			      ip.proto == 132 || ip.proto == 33) &&
 			     !inv;
 		}
 		if (!ok)
-			return make_error(EINVAL, std::string("codegen: ") + at(t, i) + ": -m " + name +
+			return make_error(EINVAL, std::string("codegen: ") + at(t, i) + ": -m " +
+							  name +
 							  " needs its protocol (-p, not inverted)");
 	}
 	return {};
@@ -146,11 +152,13 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		if (!t.hook_entry[h] || !t.underflow[h] || *t.underflow[h] >= n)
 			return make_error(EINVAL, std::string("codegen: ") + hook_name(h) +
 							  " has no entry or policy");
-		if (*t.hook_entry[h] != *t.underflow[h] || !is_policy(t.rules[*t.underflow[h]], true))
-			return make_error(EOPNOTSUPP,
-					  std::string("codegen: the ") + hook_name(h) +
-						  " chain must be empty with an ACCEPT policy: only "
-						  "INPUT is translated (to XDP) so far");
+		if (*t.hook_entry[h] != *t.underflow[h] ||
+		    !is_policy(t.rules[*t.underflow[h]], true))
+			return make_error(
+				EOPNOTSUPP,
+				std::string("codegen: the ") + hook_name(h) +
+					" chain must be empty with an ACCEPT policy: only "
+					"INPUT is translated (to XDP) so far");
 	}
 
 	Plan plan;
@@ -192,7 +200,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 			const ir::Rule &r = t.rules[i];
 			if (fold_ip(r.ip) != Fold::Never) {
 				for (const ir::Match &m : r.matches)
-					if (auto *tcp = std::get_if<ir::TcpMatch>(&m); tcp && tcp->option)
+					if (auto *tcp = std::get_if<ir::TcpMatch>(&m);
+					    tcp && tcp->option)
 						kinds.insert(tcp->option);
 				plan.uses_ifname |= fold_ip(r.ip) == Fold::Test &&
 						    r.ip.in.mask != std::array<uint8_t, 16>{};
@@ -244,10 +253,12 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	if (!loop.empty())
 		return make_error(ELOOP, "codegen: the chains loop at " + loop);
 	if (plan.frames > max_call_frames)
-		return make_error(EOPNOTSUPP, "codegen: chains nest " + std::to_string(plan.frames - 1) +
-						      " calls deep from INPUT; XDP allows at most " +
-						      std::to_string(max_call_frames - 1) +
-						      " (each jump, goto or fall into another chain is a BPF call)");
+		return make_error(
+			EOPNOTSUPP,
+			"codegen: chains nest " + std::to_string(plan.frames - 1) +
+				" calls deep from INPUT; XDP allows at most " +
+				std::to_string(max_call_frames - 1) +
+				" (each jump, goto or fall into another chain is a BPF call)");
 	return plan;
 }
 

@@ -1,4 +1,5 @@
-// The shape of a table's program: which rules start subprograms, where each run of rules ends, how deep calls nest.
+// The shape of a table's program: which rules start subprograms, where each run of rules ends, how
+// deep calls nest.
 //
 // ip_tables walks a flat rule list with a jump stack. We keep that shape: code is
 // emitted as "runs", straight-line sequences of rules starting at a jump target (or the
@@ -17,7 +18,8 @@
 #include "common/result.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 // The verifier's limits: frames on the call stack (MAX_CALL_FRAMES) and functions in a
 // program (BPF_MAX_SUBPROGS, the main one included).
@@ -30,8 +32,8 @@ struct Plan {
 	// First rule of each subprogram; a SubprogId indexes this (ascending rule order).
 	std::vector<uint32_t> subprogs;
 	std::map<uint32_t, SubprogId> subprog_of;
-	unsigned frames = 1;	      // deepest call chain, the main program included
-	bool uses_ifname = false;     // some reachable rule tests -i
+	unsigned frames = 1;		       // deepest call chain, the main program included
+	bool uses_ifname = false;	       // some reachable rule tests -i
 	std::vector<uint8_t> tcp_option_kinds; // what reachable rules' --tcp-option ask for, sorted
 	uint64_t branch_tests = 0; // tests that jump to the next rule in Cond::Mode::Branch
 	bool accumulate = false;   // rules test with Cond::Mode::Accumulate

@@ -1,4 +1,5 @@
-// The XDP flavor: a prologue that parses and filters what INPUT would see, then the INPUT chain's code.
+// The XDP flavor: a prologue that parses and filters what INPUT would see, then the INPUT chain's
+// code.
 //
 // What reaches the rules, and why:
 // - Not IPv4 (by ethertype): passed untouched. Only the IPv4 filter table is ours.
@@ -30,15 +31,20 @@
 #include "codegen/layout.hpp"
 #include "codegen/plan.hpp"
 
-namespace bpfilter::codegen {
+namespace bpfilter::codegen
+{
 
 using namespace insn;
 namespace off = layout::pkt_off;
 
-namespace {
+namespace
+{
 
 constexpr int16_t eth_len = ETH_HLEN;
-constexpr int16_t fib_off(size_t field) { return static_cast<int16_t>(layout::main_fib + field); }
+constexpr int16_t fib_off(size_t field)
+{
+	return static_cast<int16_t>(layout::main_fib + field);
+}
 
 // Registers during the prologue.
 constexpr Reg ctx = R6;	   // struct xdp_md *
@@ -88,7 +94,7 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.emit(ldx(BPF_H, R5, R2, eth_len + 6));
 	em.emit(be(R5, 16));
 	em.emit(alu64_imm(BPF_AND, R5, 0x1fff)); // IP_OFFSET
-	em.jump(jmp_imm(BPF_JNE, R5, 0), pass);  // not the first fragment
+	em.jump(jmp_imm(BPF_JNE, R5, 0), pass);	 // not the first fragment
 
 	em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr)));
@@ -256,7 +262,7 @@ void emit_local_only(Emitter &em, Label &pass)
 	em.emit(mov64(R2, R1));
 	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
 	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), judge); // 224/4
-	em.jump(jmp32_imm(BPF_JEQ, R1, -1), judge);				     // 255.255.255.255
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), judge); // 255.255.255.255
 
 	em.emit(mov64(R1, ctx));
 	em.emit(mov64(R2, R10));

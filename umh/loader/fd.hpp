@@ -5,11 +5,13 @@
 
 #include <utility>
 
-namespace bpfilter::loader {
+namespace bpfilter::loader
+{
 
 // Move-only owner of a file descriptor (a BPF map, program or link, a socket, ...).
 // -1 means "owns nothing".
-class Fd {
+class Fd
+{
 public:
 	Fd() = default;
 	explicit Fd(int fd) : fd_(fd) {}

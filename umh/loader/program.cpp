@@ -1,4 +1,5 @@
-// Loading a generated program: its maps created, map fds patched in, the verifier's word on refusal.
+// Loading a generated program: its maps created, map fds patched in, the verifier's word on
+// refusal.
 #include "loader/program.hpp"
 
 #include <bpf/bpf.h>
@@ -10,11 +11,13 @@
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 
-namespace bpfilter::loader {
+namespace bpfilter::loader
+{
 
 namespace maps = codegen::maps;
 
-namespace {
+namespace
+{
 
 Error sys_error(int err, const std::string &what)
 {
@@ -52,9 +55,10 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 	if (program.insns.empty())
 		return make_error(EINVAL, "loader: empty program");
 
-	auto counters = create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
-				   maps::counter_block_bytes(program.num_counters),
-				   maps::counter_blocks(program.num_counters), 0, options.prog_ifindex);
+	auto counters =
+		create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
+			   maps::counter_block_bytes(program.num_counters),
+			   maps::counter_blocks(program.num_counters), 0, options.prog_ifindex);
 	if (!counters)
 		return counters.error();
 	auto scratch = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
@@ -80,8 +84,10 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 			break;
 		}
 		if (fd < 0)
-			return make_error(EINVAL, "loader: the program needs a map it was not given");
-		if (ref.insn + 1 >= insns.size() || insns[ref.insn].code != (BPF_LD | BPF_DW | BPF_IMM))
+			return make_error(EINVAL,
+					  "loader: the program needs a map it was not given");
+		if (ref.insn + 1 >= insns.size() ||
+		    insns[ref.insn].code != (BPF_LD | BPF_DW | BPF_IMM))
 			return make_error(EINVAL, "loader: a map reference points at no ld_imm64");
 		insns[ref.insn].imm = fd;
 	}
@@ -118,12 +124,14 @@ Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 	const int ncpus = libbpf_num_possible_cpus();
 	if (ncpus <= 0)
 		return sys_error(-ncpus, "loader: counting CPUs");
-	const size_t per_block = maps::counter_block_bytes(num_counters_) / sizeof(maps::CounterValue);
+	const size_t per_block =
+		maps::counter_block_bytes(num_counters_) / sizeof(maps::CounterValue);
 	std::vector<maps::CounterValue> values(per_block * static_cast<size_t>(ncpus));
 	std::vector<ir::Counter> out(num_counters_);
 	for (uint32_t b = 0; b < maps::counter_blocks(num_counters_); b++) {
 		if (bpf_map_lookup_elem(counters_.get(), &b, values.data()) != 0)
-			return sys_error(errno, "loader: reading counter block " + std::to_string(b));
+			return sys_error(errno,
+					 "loader: reading counter block " + std::to_string(b));
 		for (size_t cpu = 0; cpu < static_cast<size_t>(ncpus); cpu++) {
 			for (size_t k = 0; k < per_block; k++) {
 				const size_t rule = b * maps::counters_per_block + k;

@@ -1,4 +1,5 @@
-// Loading a generated program: its maps created, map fds patched in, the verifier's word on refusal.
+// Loading a generated program: its maps created, map fds patched in, the verifier's word on
+// refusal.
 #pragma once
 
 #include <array>
@@ -11,16 +12,18 @@
 #include "ir/ir.hpp"
 #include "loader/fd.hpp"
 
-namespace bpfilter::loader {
+namespace bpfilter::loader
+{
 
 struct LoadOptions {
 	std::string name = "bpfilter_in"; // what bpftool prog shows (at most 15 characters)
-	uint32_t prog_ifindex = 0;	   // non-zero: load for hardware offload to this device
+	uint32_t prog_ifindex = 0;	  // non-zero: load for hardware offload to this device
 };
 
 // A program the kernel accepted, with the counters map it owns. The Ifnames and
 // LocalAddrs maps belong to the caller and are shared between programs.
-class LoadedProgram {
+class LoadedProgram
+{
 public:
 	int fd() const { return prog_.get(); }
 	int counters_fd() const { return counters_.get(); }
@@ -33,7 +36,7 @@ private:
 	friend Result<LoadedProgram> load_program(const codegen::Program &, int, int,
 						  const LoadOptions &);
 	LoadedProgram(Fd prog, Fd counters, uint32_t n)
-		: prog_(std::move(prog)), counters_(std::move(counters)), num_counters_(n)
+	    : prog_(std::move(prog)), counters_(std::move(counters)), num_counters_(n)
 	{
 	}
 
