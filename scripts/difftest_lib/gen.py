@@ -563,7 +563,8 @@ class Generator:
 			 Rule("INPUT", [Group("proto", False, proto="udp")], ("jump", "services"))]
 		rules += [Rule("INPUT", self._groups("INPUT"), r.choice([("ACCEPT",), ("DROP",), ()]))
 			  for _ in range(r.randint(0, 4))]
-		for _ in range(r.randint(100, 1200)):
+		# Now and then past 4000 rules: where a code generator changes strategy for size.
+		for _ in range(r.randint(100, 1200) if r.random() < 0.8 else r.randint(4000, 6000)):
 			plen = r.choice([32] * 6 + [24, 16, 28, 31, 8])
 			mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
 			groups = [Group("src", r.random() < 0.02, net=self._src_addr() & mask, mask=mask)]
