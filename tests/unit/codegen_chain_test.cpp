@@ -2,6 +2,8 @@
 // check_xdp refuses.
 #include "codegen_harness.hpp"
 
+#include "codegen/plan.hpp"
+
 namespace bpfilter::test
 {
 namespace
@@ -277,6 +279,33 @@ TEST(CodegenScale, ManyRulesLoad)
 	x.expect(tcp_packet(1, 1000 + kRules - 1), drop, {b.input_at[kRules - 1]});
 	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
 	std::printf("%u rules: %zu instructions\n", kRules, x.insns);
+}
+
+} // namespace
+} // namespace bpfilter::test
+
+namespace bpfilter::test
+{
+namespace
+{
+
+TEST(CodegenScale, AutoAccumulatesOnlyWhenBranchesWouldNotVerify)
+{
+	TableBuilder small;
+	small.input = {R().proto(6).m(tcp({}, {22, 22})).accept()};
+	auto a = codegen::make_plan(small.build(), {});
+	ASSERT_TRUE(a.ok());
+	EXPECT_FALSE(a->accumulate);
+
+	TableBuilder big;
+	for (uint32_t i = 0; i < 2000; i++)
+		big.input.push_back(R().proto(6).m(tcp({}, {22, 22})).accept());
+	auto b = codegen::make_plan(big.build(), {});
+	ASSERT_TRUE(b.ok());
+	EXPECT_TRUE(b->accumulate);
+	auto forced = codegen::make_plan(big.build(), {.tests = codegen::Options::Tests::Branch});
+	ASSERT_TRUE(forced.ok());
+	EXPECT_FALSE(forced->accumulate);
 }
 
 } // namespace
