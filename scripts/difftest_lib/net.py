@@ -168,8 +168,10 @@ class Side:
 
 	def _start_umh(self):
 		umh = os.path.join(self.root, os.environ.get("BUILD", "build"), "bpfilter_umh")
-		if not os.access(umh, os.X_OK):
-			raise HarnessError(f"{umh} not found: run make first")
+		preload = os.path.join(self.root, os.environ.get("BUILD", "build"), "libbpfilter_preload.so")
+		for path in (umh, preload):
+			if not os.access(path, os.R_OK):
+				raise HarnessError(f"{path} not found: run make first")
 		args = [umh, "--listen", self.socket_path]
 		if self.xdp_mode:
 			args += ["--xdp-mode", self.xdp_mode]
@@ -296,6 +298,7 @@ class Bed:
 
 	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False, perturb=False):
 		self.perturb = perturb
+		self.verified = False
 		self.workdir = tempfile.mkdtemp(prefix="difftest.")
 		self.sides = [Side(NETFILTER, "a", self.workdir, root, None),
 			      Side(second, "b", self.workdir, root, xdp_mode)]
@@ -334,7 +337,23 @@ class Bed:
 		second = perturb(ruleset) if self.perturb else ruleset
 		procs = [self.sides[0].restore_cmd(ruleset), self.sides[1].restore_cmd(second)]
 		res = wait_cmds(procs)
-		return [(rc == 0, (err or out).strip()) for rc, out, err in res]
+		out = [(rc == 0, (err or out).strip()) for rc, out, err in res]
+		if not self.verified and out[1][0] and "\n-A " in "\n" + ruleset:
+			self._verify_served()
+		return out
+
+	def _verify_served(self):
+		"""Once a run: the bpfilter side's rules must not have landed in that namespace's own
+		netfilter (a preload that did not take would make this netfilter against netfilter)."""
+		side = self.sides[1]
+		self.verified = True
+		if side.kind != BPFILTER:
+			return
+		res = _run(["iptables-legacy-save", "-c", "-t", "filter"], ns=side.ns, env=side.env)
+		_, rules = parse_save(res.stdout)
+		if rules:
+			raise HarnessError("the bpfilter side's rules went into the kernel's own netfilter: "
+					   "libbpfilter_preload.so did not take effect")
 
 	def save(self):
 		procs = [side.save_cmd() for side in self.sides]
