@@ -23,7 +23,7 @@ protected:
 		home_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 		ASSERT_GE(home_, 0);
 		ASSERT_EQ(unshare(CLONE_NEWNET), 0) << strerror(errno);
-		ASSERT_EQ(std::system("ip link set lo up"), 0);
+		ASSERT_EQ(std::system("/usr/sbin/ip link set lo up"), 0);
 	}
 	void TearDown() override
 	{
@@ -75,10 +75,11 @@ TEST_F(CodegenLocalOnly, ForwardingOffUsesTheLocalAddressMap)
 
 TEST_F(CodegenLocalOnly, ForwardingOnAsksTheFib)
 {
-	ASSERT_EQ(std::system("ip link add bpf-h2a type veth peer name bpf-h2b && "
-			      "ip addr add 10.9.0.1/16 dev bpf-h2a && ip link set bpf-h2a up && "
-			      "ip link set bpf-h2b up"),
-		  0);
+	ASSERT_EQ(
+		std::system("/usr/sbin/ip link add bpf-h2a type veth peer name bpf-h2b && "
+			    "/usr/sbin/ip addr add 10.9.0.1/16 dev bpf-h2a && "
+			    "/usr/sbin/ip link set bpf-h2a up && /usr/sbin/ip link set bpf-h2b up"),
+		0);
 	forwarding(true);
 	TableBuilder b;
 	const ir::Table t = drop_all(b);

@@ -198,7 +198,9 @@ void emit_tcp_options(Emitter &em, const std::vector<uint8_t> &kinds)
 	em.jump(jmp_imm(BPF_JLT, optlen, 20), cut);
 	em.jump(jmp_reg(BPF_JGT, optlen, R4), cut);
 	em.emit(alu64_imm(BPF_SUB, optlen, 20));
-	em.jump(jmp_imm(BPF_JEQ, optlen, 0), done);
+	// Not `== 0`: Linux 6.1 learns a lower bound only from `<`, and the helper's
+	// length must be at least 1.
+	em.jump(jmp_imm(BPF_JLT, optlen, 1), done);
 	em.jump(jmp_imm(BPF_JGT, optlen, 40), done); // cannot be: doff is 4 bits
 
 	// bpf_xdp_load_bytes(ctx, offset of the options, opt_buf, optlen)
