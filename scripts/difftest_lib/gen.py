@@ -124,13 +124,14 @@ def _plen(mask):
 
 
 class Rule:
-	def __init__(self, chain, groups, target):
+	def __init__(self, chain, groups, target, counters=None):
 		self.chain = chain
 		self.groups = groups
 		self.target = target  # ("ACCEPT",), ("DROP",), ("RETURN",), ("jump", C), ("goto", C), ()
+		self.counters = counters  # (packets, bytes) to restore with, or None
 
 	def copy(self):
-		return Rule(self.chain, list(self.groups), self.target)
+		return Rule(self.chain, list(self.groups), self.target, self.counters)
 
 	def proto(self):
 		for g in self.groups:
@@ -166,21 +167,26 @@ class Rule:
 
 
 class Case:
-	def __init__(self, policy, chains, rules, packets, seed=None):
+	def __init__(self, policy, chains, rules, packets, seed=None, policy_counters=(0, 0)):
 		self.policy = policy
+		self.policy_counters = policy_counters
 		self.chains = chains
 		self.rules = rules
 		self.packets = packets
 		self.seed = seed
 
 	def copy(self):
-		return Case(self.policy, list(self.chains), [r.copy() for r in self.rules], list(self.packets), self.seed)
+		return Case(self.policy, list(self.chains), [r.copy() for r in self.rules], list(self.packets), self.seed,
+			    self.policy_counters)
 
 	def ruleset(self):
-		lines = ["*filter", f":INPUT {self.policy} [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+		pc = self.policy_counters
+		lines = ["*filter", f":INPUT {self.policy} [{pc[0]}:{pc[1]}]", ":FORWARD ACCEPT [0:0]",
+			 ":OUTPUT ACCEPT [0:0]"]
 		lines += [f":{c} - [0:0]" for c in self.chains]
 		for chain in ["INPUT"] + self.chains:
-			lines += [r.text() for r in self.rules if r.chain == chain]
+			lines += [(f"[{r.counters[0]}:{r.counters[1]}] " if r.counters else "") + r.text()
+				  for r in self.rules if r.chain == chain]
 		lines.append("COMMIT")
 		return "\n".join(lines) + "\n"
 
@@ -592,7 +598,17 @@ class Generator:
 		else:
 			policy, chains, rules = self.ruleset()
 			count = min(80, 10 + 2 * len(rules))
-		return Case(policy, chains, rules, self.packets(rules, count), self.seed)
+		case = Case(policy, chains, rules, self.packets(rules, count), self.seed)
+		co = random.Random(f"{self.seed}-counters")
+		if co.random() < 0.1:
+			# Counters in the file: restored with -c, so both sides start from them
+			# (SET_ADD_COUNTERS) and add the packets' counts on top.
+			big = lambda: co.choice([0, 1, 7, 1 << 32, (1 << 63) - 5, co.randint(0, 1 << 40)])  # noqa: E731
+			case.policy_counters = (big(), big())
+			for rl in rules:
+				if co.random() < 0.7:
+					rl.counters = (big(), big())
+		return case
 
 
 def _iface_match(name, dev):

@@ -9,6 +9,7 @@
 # besides iptables itself.
 import ctypes
 import os
+import re
 import signal
 import socket
 import struct
@@ -71,6 +72,15 @@ class _InNetns:
 			_setns(self.orig)
 		finally:
 			os.close(self.orig)
+
+
+def has_counters(ruleset):
+	"""Whether an iptables-save file carries counters (then it is restored with -c)."""
+	for line in ruleset.splitlines():
+		m = re.match(r"(?:\[(\d+):(\d+)\] -A |:\S+ \S+ \[(\d+):(\d+)\])", line)
+		if m and any(int(x) for x in m.groups() if x is not None):
+			return True
+	return False
 
 
 def parse_save(text):
@@ -218,7 +228,8 @@ class Side:
 	def restore_cmd(self, ruleset):
 		"""A started iptables-legacy-restore of `ruleset` (text); finish it with wait_cmd."""
 		with _InNetns(self.ns):
-			proc = subprocess.Popen(["iptables-legacy-restore", "-w", "20"], stdin=subprocess.PIPE,
+			proc = subprocess.Popen(["iptables-legacy-restore", "-w", "20"] + (["-c"] if has_counters(ruleset) else []),
+						stdin=subprocess.PIPE,
 						stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
 						env=self.ipt_env())
 		proc.ruleset = ruleset

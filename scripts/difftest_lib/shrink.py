@@ -39,7 +39,7 @@ class Shrinker:
 		changed = True
 		while changed and self.runs < self.budget:
 			changed = False
-			for step in (self._drop_packets, self._drop_chains, self._drop_rules, self._drop_groups,
+			for step in (self._drop_counters, self._drop_packets, self._drop_chains, self._drop_rules, self._drop_groups,
 				     self._drop_inversions, self._simplify_targets, self._policy, self._simplify_packets):
 				new = step(best, kinds)
 				if new is not None:
@@ -129,6 +129,15 @@ class Shrinker:
 			if self._fails(trial, kinds):
 				best = changed = trial
 		return changed
+
+	def _drop_counters(self, best, kinds):
+		if best.policy_counters == (0, 0) and not any(r.counters for r in best.rules):
+			return None
+		trial = best.copy()
+		trial.policy_counters = (0, 0)
+		for r in trial.rules:
+			r.counters = None
+		return trial if self._fails(trial, kinds) else None
 
 	def _policy(self, best, kinds):
 		if best.policy == "ACCEPT":
