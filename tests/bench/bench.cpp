@@ -1,4 +1,5 @@
-// Benchmark: per-packet cost of generated programs (BPF_PROG_TEST_RUN) and table load time, by rule count.
+// Benchmark: per-packet cost of generated programs (BPF_PROG_TEST_RUN) and table load time, by rule
+// count.
 //
 // Worst case as the 2021 reviewers asked: no rule matches the packet, so every rule is
 // traversed before the policy decides. Each figure is printed next to a baseline measured
@@ -21,7 +22,8 @@
 #include "ir/ir.hpp"
 #include "loader/program.hpp"
 
-namespace {
+namespace
+{
 
 using namespace bpfilter;
 using Clock = std::chrono::steady_clock;
@@ -44,7 +46,8 @@ ir::Table worst_case_table(uint32_t n)
 		r.ip.src_mask = 0xffffffffu;
 		r.ip.proto = IPPROTO_UDP;
 		ir::UdpMatch udp;
-		udp.dport = {static_cast<uint16_t>(1000 + i % 50000), static_cast<uint16_t>(1000 + i % 50000)};
+		udp.dport = {static_cast<uint16_t>(1000 + i % 50000),
+			     static_cast<uint16_t>(1000 + i % 50000)};
 		r.matches.emplace_back(udp);
 		r.target.kind = ir::Target::Kind::Drop;
 		t.rules.push_back(r);

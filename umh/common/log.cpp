@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <string>
 
-namespace bpfilter::log {
-namespace {
+namespace bpfilter::log
+{
+namespace
+{
 
 struct State {
 	Sink sink = Sink::Stderr;
@@ -49,8 +51,17 @@ void set_sink(Sink sink)
 		s.kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 }
 
-void info(std::string_view line) { emit("info", 6, line); }
-void warn(std::string_view line) { emit("warning", 4, line); }
-void error(std::string_view line) { emit("error", 3, line); }
+void info(std::string_view line)
+{
+	emit("info", 6, line);
+}
+void warn(std::string_view line)
+{
+	emit("warning", 4, line);
+}
+void error(std::string_view line)
+{
+	emit("error", 3, line);
+}
 
 } // namespace bpfilter::log

@@ -3,7 +3,8 @@
 
 #include <string_view>
 
-namespace bpfilter::log {
+namespace bpfilter::log
+{
 
 enum class Sink { Stderr, Kmsg };
 

@@ -6,7 +6,8 @@
 #include <utility>
 #include <variant>
 
-namespace bpfilter {
+namespace bpfilter
+{
 
 // What went wrong: the errno the caller gets, and a line for the log that says why.
 struct Error {
@@ -19,8 +20,8 @@ inline Error make_error(int errnum, std::string message)
 	return Error{errnum, std::move(message)};
 }
 
-template <typename T>
-class [[nodiscard]] Result {
+template <typename T> class [[nodiscard]] Result
+{
 public:
 	Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
 	Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
@@ -43,7 +44,8 @@ private:
 };
 
 // Result<void>: success, or an Error.
-class [[nodiscard]] Status {
+class [[nodiscard]] Status
+{
 public:
 	Status() = default;
 	Status(Error error) : error_(std::move(error)), failed_(true) {}
@@ -60,9 +62,9 @@ private:
 } // namespace bpfilter
 
 // Propagate an error out of the enclosing function.
-#define BF_TRY(expr)                                                       \
-	do {                                                               \
-		auto &&bf_try_r_ = (expr);                                 \
-		if (!bf_try_r_.ok())                                       \
-			return bf_try_r_.error();                          \
+#define BF_TRY(expr)                              \
+	do {                                      \
+		auto &&bf_try_r_ = (expr);        \
+		if (!bf_try_r_.ok())              \
+			return bf_try_r_.error(); \
 	} while (0)

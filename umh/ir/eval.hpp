@@ -11,7 +11,8 @@
 
 #include "ir/ir.hpp"
 
-namespace bpfilter::ir {
+namespace bpfilter::ir
+{
 
 // A packet as a netfilter hook sees it: the IP datagram from its header to tot_len, and
 // the names of the devices it came in on and goes out of (all zero when there is none,
@@ -23,8 +24,8 @@ struct PacketView {
 };
 
 struct EvalResult {
-	bool accept = false;		       // NF_ACCEPT, else NF_DROP
-	bool hotdrop = false;		       // a match dropped the packet as malformed
+	bool accept = false;		     // NF_ACCEPT, else NF_DROP
+	bool hotdrop = false;		     // a match dropped the packet as malformed
 	std::vector<uint32_t> counted_rules; // rules whose counters went up, in order
 };
 

@@ -1,4 +1,5 @@
-// The IR: a validated iptables table as plain data, the contract between the ABI parser and codegen.
+// The IR: a validated iptables table as plain data, the contract between the ABI parser and
+// codegen.
 //
 // The table keeps ip_tables' own shape: a flat list of rules (one per ipt_entry, in blob
 // order) with a jump stack at run time. Chains are not a separate structure because the
@@ -13,10 +14,17 @@
 #include <variant>
 #include <vector>
 
-namespace bpfilter::ir {
+namespace bpfilter::ir
+{
 
 // netfilter's hooks, numbered as NF_INET_*.
-enum class Hook : uint8_t { PreRouting = 0, LocalIn = 1, Forward = 2, LocalOut = 3, PostRouting = 4 };
+enum class Hook : uint8_t {
+	PreRouting = 0,
+	LocalIn = 1,
+	Forward = 2,
+	LocalOut = 3,
+	PostRouting = 4
+};
 inline constexpr unsigned num_hooks = 5;
 
 // An interface name test as the kernel does it: (devname[i] ^ name[i]) & mask[i] == 0 for
@@ -97,13 +105,13 @@ using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, Iprang
 // What a rule does when it matches (after its counters are bumped).
 struct Target {
 	enum class Kind : uint8_t {
-		Accept,   // NF_ACCEPT verdict
-		Drop,     // NF_DROP verdict
-		Return,   // pop the jump stack; at the bottom, go to the hook's underflow rule
-		Jump,     // push this rule, continue at rule `to`
-		Goto,     // continue at rule `to` without pushing (IPT_F_GOTO)
+		Accept,	  // NF_ACCEPT verdict
+		Drop,	  // NF_DROP verdict
+		Return,	  // pop the jump stack; at the bottom, go to the hook's underflow rule
+		Jump,	  // push this rule, continue at rule `to`
+		Goto,	  // continue at rule `to` without pushing (IPT_F_GOTO)
 		Continue, // a standard jump to the very next rule: the kernel pushes nothing
-		Error,    // the ERROR target (chain headers): the kernel drops the packet
+		Error,	  // the ERROR target (chain headers): the kernel drops the packet
 	};
 	Kind kind = Kind::Accept;
 	uint32_t to = 0; // rule index, for Jump and Goto

@@ -7,11 +7,13 @@
 #include "common/result.hpp"
 #include "ir/ir.hpp"
 
-namespace bpfilter::service {
+namespace bpfilter::service
+{
 
 // One network namespace's packet filter. The loader implements it with XDP programs;
 // unit tests of the sockopt service use an in-memory one.
-class Dataplane {
+class Dataplane
+{
 public:
 	virtual ~Dataplane() = default;
 

@@ -9,7 +9,8 @@
 #include "common/result.hpp"
 #include "service/dataplane.hpp"
 
-namespace bpfilter::service {
+namespace bpfilter::service
+{
 
 // What a sockopt call returns: status is 0, a negative errno, or (revision queries) the
 // best revision; data is what goes back to the caller (a get's optval, or the old
@@ -19,7 +20,8 @@ struct Reply {
 	std::vector<uint8_t> data;
 };
 
-class TableService {
+class TableService
+{
 public:
 	explicit TableService(std::unique_ptr<Dataplane> dataplane);
 
