@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -45,9 +46,7 @@ bool parse_fd(const char *s, int &fd)
 	return true;
 }
 
-} // namespace
-
-int main(int argc, char **argv)
+int run(int argc, char **argv)
 {
 	using namespace bpfilter;
 	std::string listen_path;
@@ -106,4 +105,18 @@ int main(int argc, char **argv)
 	int in = channel_fd >= 0 ? channel_fd : STDIN_FILENO;
 	int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
 	return server::serve_channel(in, out, **dispatcher);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	// Nothing below throws by design; what the standard library may still throw (out of
+	// memory) ends the helper with a line in the log rather than std::terminate.
+	try {
+		return run(argc, argv);
+	} catch (const std::exception &e) {
+		bpfilter::log::error(std::string("fatal: ") + e.what());
+		return 1;
+	}
 }

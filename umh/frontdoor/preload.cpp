@@ -252,11 +252,12 @@ int forward_set(int fd, int optname, const void *optval, socklen_t optlen)
 	// fail the call if they cannot be written.
 	if (optname == IPT_SO_SET_REPLACE && !answer.data.empty() &&
 	    optlen >= sizeof(struct ipt_replace)) {
-		struct xt_counters *dst = nullptr;
-		memcpy(&dst,
+		uintptr_t counters = 0; // ipt_replace.counters, read unaligned
+		memcpy(&counters,
 		       static_cast<const uint8_t *>(optval) +
 			       offsetof(struct ipt_replace, counters),
-		       sizeof(dst));
+		       sizeof(counters));
+		auto *dst = reinterpret_cast<struct xt_counters *>(counters);
 		if (dst)
 			memcpy(dst, answer.data.data(), answer.data.size());
 	}
