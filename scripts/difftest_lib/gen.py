@@ -26,7 +26,7 @@ IFACES = ["in0", "in0", "in1", "in1", "in+", "i+", "in", "in00", "eth0", "+", "i
 	  "in0_long_name15", "in0_long_name1+"]
 USER_CHAINS = ["web", "ssh", "f2b-sshd", "DOCKER-USER", "DOCKER", "limits", "icmp_in", "trusted",
 	       "LOGDROP", "svc-443", "chain_a", "chain_b"]
-OTHER_PROTOS = [47, 50, 132, 41, 58, 200]
+OTHER_PROTOS = [47, 50, 132, 41, 58, 200, 33, 136]
 TCP_FLAG_NAMES = ["FIN", "SYN", "RST", "PSH", "ACK", "URG"]
 TCP_FLAG_LETTERS = {"FIN": "F", "SYN": "S", "RST": "R", "PSH": "P", "ACK": "A", "URG": "U"}
 PORTS = [0, 1, 22, 53, 80, 443, 1023, 1024, 8080, 32768, 65534, 65535]
@@ -224,6 +224,12 @@ class Generator:
 		hi = min(65535, lo + r.choice([1, 2, 10, 100, 1000, r.randint(0, 65535)]))
 		return lo, hi
 
+	def _ports_x(self):
+		"""_ports() from the side stream (keeps the main stream of older seeds as it was)."""
+		ro = self.ro
+		lo = ro.choice(PORTS + [ro.randint(0, 65535)])
+		return (lo, lo) if ro.random() < 0.5 else (lo, min(65535, lo + ro.choice([1, 10, 1000])))
+
 	def _groups(self, chain):
 		r = self.r
 		groups = []
@@ -256,6 +262,10 @@ class Generator:
 				proto = None
 			else:
 				groups.append(Group("proto", inv, proto=proto))
+		if proto in (33, 132, 136) and not groups[-1].inv and self.ro.random() < 0.4:
+			ports = [self._ports_x() for _ in range(self.ro.randint(1, 4))]
+			groups.append(Group("multiport", self.ro.random() < 0.2, ports=ports,
+					    dir=self.ro.choice(["dports", "sports", "ports"])))
 		if proto in ("tcp", "udp"):
 			if r.random() < 0.5:
 				lo, hi = self._ports()
@@ -540,7 +550,7 @@ class Generator:
 				f["trunc"] = r.choice([0, 1, 3, 4, 7, 8, 13, 19])
 			elif f["proto"] == "tcp" and r.random() < 0.015:
 				f["doff"] = r.choice([0, 4, 6, 15])
-			if f["proto"] not in ("tcp", "udp"):
+			if f["proto"] not in ("tcp", "udp", 33, 132, 136):
 				f.pop("sport", None)
 				f.pop("dport", None)
 			if f["proto"] != "tcp":

@@ -6,6 +6,8 @@ import ipaddress
 import struct
 
 DEVS = ("in0", "in1")
+# Protocols whose first four bytes are ports for -m multiport: DCCP, SCTP, UDP-Lite.
+PORT_PROTOS = (33, 132, 136)
 PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
 # Flag letters, in the bit order of byte 13 of the TCP header. E and C (ECE, CWR) are
 # an extension: iptables cannot name them, but the kernel's --tcp-flags reads the whole byte.
@@ -143,6 +145,9 @@ class Packet:
 		if proto == 1:
 			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, 1) + payload
 			return seg[:2] + struct.pack("!H", _csum(seg)) + seg[4:]
+		if proto in PORT_PROTOS and (self.sport is not None or self.dport is not None):
+			# Their ports lead the header as in TCP and UDP, which is all multiport reads.
+			return struct.pack("!HH", self.get("sport"), self.get("dport")) + payload
 		return payload
 
 
@@ -215,10 +220,10 @@ def parse_line(line, where=""):
 		if key not in fields:
 			raise PacketError(f"{where}{key}= is required")
 	proto = fields["proto"]
-	for key, protos in (("sport", ("tcp", "udp")), ("dport", ("tcp", "udp")), ("flags", ("tcp",)),
+	for key, protos in (("sport", ("tcp", "udp") + PORT_PROTOS), ("dport", ("tcp", "udp") + PORT_PROTOS), ("flags", ("tcp",)),
 			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
 		if key in fields and proto not in protos:
-			raise PacketError(f"{where}{key}= needs proto={' or '.join(protos)}")
+			raise PacketError(f"{where}{key}= needs proto={' or '.join(str(p) for p in protos)}")
 	pkt = Packet(**fields)
 	pkt.build(1)  # size check
 	return pkt
