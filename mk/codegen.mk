@@ -32,7 +32,8 @@ poweroff -f
 endef
 export CODEGEN_GUEST_INIT
 
-codegen-guest: $(BUILD)/codegen_tests $(GUEST_INITRD)
+# (the initramfs by path: mk/kmod.mk, which defines it, is read after this file)
+codegen-guest: $(BUILD)/codegen_tests $(BUILD)/guest/initramfs.cpio.gz
 	rm -rf $(CODEGEN_GUEST) && mkdir -p $(CODEGEN_GUEST)
 	cp -a $(BUILD)/guest/root $(CODEGEN_GUEST)/root
 	cp $(BUILD)/codegen_tests $(CODEGEN_GUEST)/root/codegen_tests
