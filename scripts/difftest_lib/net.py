@@ -338,10 +338,8 @@ class Bed:
 			side.teardown()
 		if not self.keep:
 			for name in os.listdir(self.workdir):
-				if not name.endswith(".log"):
-					os.unlink(os.path.join(self.workdir, name))
-			if not os.listdir(self.workdir):
-				os.rmdir(self.workdir)
+				os.unlink(os.path.join(self.workdir, name))
+			os.rmdir(self.workdir)
 
 	def load(self, ruleset):
 		"""Restore `ruleset` on both sides at once: [(ok, message)] per side."""
