@@ -197,6 +197,7 @@ struct Packet {
 	uint32_t saddr = 0, daddr = 0; // host order
 	uint8_t proto = 6, tos = 0, ttl = 64;
 	uint16_t frag = 0; // flags and offset, host order
+	uint16_t id = 0;   // IP id: which datagram a fragment belongs to
 	std::vector<uint8_t> ip_options;
 	std::vector<uint8_t> l4;
 	std::optional<uint16_t> tot_len; // as written in the header, when not the truth
@@ -222,6 +223,8 @@ struct Packet {
 		const uint16_t tl = header_tot_len();
 		d[2] = tl >> 8;
 		d[3] = tl & 0xff;
+		d[4] = id >> 8;
+		d[5] = id & 0xff;
 		d[6] = frag >> 8;
 		d[7] = frag & 0xff;
 		d[8] = ttl;

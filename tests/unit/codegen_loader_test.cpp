@@ -31,14 +31,15 @@ TEST(CodegenLoader, MapsTheProgramNeedsMustBeGiven)
 	ASSERT_FALSE(r.ok());
 	EXPECT_EQ(r.error().errnum, EINVAL);
 
-	// Without -i and local_only, neither shared map is referenced.
+	// Without -i and local_only, neither shared map is referenced; the loader makes the rest.
 	TableBuilder c;
 	c.input = {R().src("10.0.0.1").drop()};
 	auto plain = codegen::compile_xdp(c.build(), {.local_only = false});
 	ASSERT_TRUE(plain.ok());
 	for (const codegen::MapRef &m : plain->map_refs)
 		EXPECT_TRUE(m.slot == codegen::MapSlot::Counters ||
-			    m.slot == codegen::MapSlot::Scratch);
+			    m.slot == codegen::MapSlot::Scratch ||
+			    m.slot == codegen::MapSlot::Frags);
 	auto loaded = loader::load_program(*plain, -1, -1, {});
 	ASSERT_TRUE(loaded.ok()) << loaded.error().message;
 	EXPECT_EQ(loaded->num_counters(), 5u); // the rule, three policies, the final ERROR

@@ -1,6 +1,7 @@
 // Generated XDP programs with Options::local_only: only what the stack delivers to this host is
 // judged.
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -101,6 +102,63 @@ TEST_F(CodegenLocalOnly, ForwardingOnAsksTheFib)
 	y.expect(to("10.9.0.1"), drop, {c.input_at[0]});
 	y.expect(to("127.0.0.1"), pass, {c.input_policy_at});
 	y.expect(to("10.9.7.7"), pass, {});
+}
+
+// What input routing refuses before INPUT is judged (a DROP holds) but not counted.
+TEST_F(CodegenLocalOnly, MartiansJudgedNotCounted)
+{
+	ASSERT_EQ(
+		std::system("/usr/sbin/ip link add bpf-m1a type veth peer name bpf-m1b && "
+			    "/usr/sbin/ip addr add 10.9.0.1/16 dev bpf-m1a && "
+			    "/usr/sbin/ip link set bpf-m1a up && /usr/sbin/ip link set bpf-m1b up"),
+		0);
+	const uint32_t dev = if_nametoindex("bpf-m1a");
+	ASSERT_NE(dev, 0u);
+	forwarding(false);
+	TableBuilder b;
+	const ir::Table t = drop_all(b);
+	Xdp x(t, {.local_only = true});
+	ASSERT_TRUE(x.ok()) << x.error;
+	// What the loader would keep: the local table, and the groups joined.
+	for (const char *a : {"10.9.0.1", "10.9.255.255", "239.1.2.3"})
+		ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4(a), 32).ok());
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("127.0.0.0"), 8).ok());
+	auto pkt = [](const char *src, const char *dst) {
+		Packet p = udp_packet(1000, 53);
+		p.saddr = ip4h(src);
+		p.daddr = ip4h(dst);
+		return p;
+	};
+	x.expect(pkt("10.9.0.2", "10.9.0.1"), drop, {0}, dev);
+	for (const char *src :
+	     {"127.0.0.1", "224.0.0.5", "255.255.255.255", "10.9.0.1", "10.9.255.255", "0.0.0.0"})
+		x.expect(pkt(src, "10.9.0.1"), drop, {}, dev);
+	x.expect(pkt("0.0.0.0", "255.255.255.255"), drop, {0}, dev); // DHCP's discover
+	x.expect(pkt("10.9.0.2", "127.0.0.1"), drop, {}, dev);
+	x.expect(pkt("10.9.0.2", "224.0.0.1"), drop, {0}, dev);
+	x.expect(pkt("10.9.0.2", "239.1.2.3"), drop, {0}, dev);
+	x.expect(pkt("10.9.0.2", "239.9.9.9"), drop, {}, dev);
+	// On lo the same addresses are the host's own traffic: counted.
+	x.expect(pkt("127.0.0.1", "10.9.0.1"), drop, {0}, 1);
+	x.expect(pkt("10.9.0.1", "127.0.0.1"), drop, {0}, 1);
+
+	// A fragment of a martian datagram: the first piece judged, the others untouched.
+	Packet first = pkt("127.0.0.1", "10.9.0.1");
+	first.frag = 0x2000;
+	first.l4.resize(16);
+	x.expect(first, drop, {}, dev);
+	Packet later = first;
+	later.frag = 2;
+	x.expect(later, pass, {}, dev);
+
+	TableBuilder c;
+	c.input = {R().accept()};
+	const ir::Table t2 = c.build();
+	Xdp y(t2, {.local_only = true});
+	ASSERT_TRUE(y.ok()) << y.error;
+	ASSERT_TRUE(loader::add_local_addr(y.local.get(), ip4("10.9.0.1"), 32).ok());
+	y.expect(pkt("127.0.0.1", "10.9.0.1"), pass, {}, dev);
+	y.expect(pkt("10.9.0.2", "10.9.0.1"), pass, {c.input_at[0]}, dev);
 }
 
 } // namespace

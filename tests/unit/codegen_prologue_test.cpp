@@ -98,22 +98,87 @@ TEST(CodegenPrologue, IpOptionsMoveTheTransportHeader)
 	x.expect(p, pass, {b.input_policy_at});
 }
 
-TEST(CodegenPrologue, FragmentsFirstJudgedOthersPass)
+// A fragment of a datagram: `offset` in bytes (a multiple of 8), `payload` bytes after the
+// IP header, MF unless it is the last piece.
+Packet piece(uint16_t id, uint16_t offset, size_t payload, bool more)
+{
+	Packet p = tcp_packet(1000, 80);
+	p.id = id;
+	p.frag = static_cast<uint16_t>((more ? 0x2000 : 0) | offset / 8);
+	if (offset != 0)
+		p.l4.assign(payload, 0xab);
+	else
+		p.l4.resize(payload);
+	return p;
+}
+
+TEST(CodegenPrologue, FragmentsJudgedFirstCountedWhole)
 {
 	Xdp x(drop_all());
 	ASSERT_TRUE(x.ok()) << x.error;
-	Packet first = tcp_packet(1, 2);
-	first.frag = 0x2000; // MF, offset 0
-	x.expect(first, drop, {0});
-	Packet middle = udp_packet(1, 2);
-	middle.frag = 0x2000 | 185;
-	x.expect(middle, pass, {});
-	Packet last = udp_packet(1, 2);
-	last.frag = 1; // offset 8 bytes, no MF
-	x.expect(last, pass, {});
+	// The first fragment is judged (dropped) but not counted: netfilter has seen nothing yet.
+	x.expect(piece(1, 0, 24, true), drop, {});
+	x.expect(piece(1, 24, 16, true), pass, {}); // a middle piece passes untouched
+	// The last piece makes it whole: judged on the first fragment's headers, and the
+	// datagram counted once with its length, 20 + 24 + 16 + 8.
+	Packet last = piece(1, 40, 8, false);
+	EXPECT_EQ(x.run(last.frame()), drop);
+	x.expected.at(0).packets++;
+	x.expected.at(0).bytes += 68;
+	x.expect(tcp_packet(1, 2), drop, {0}); // and an unfragmented packet as always
+
+	// Out of order: the first fragment completes it.
+	x.expect(piece(2, 16, 8, false), pass, {});
+	EXPECT_EQ(x.run(piece(2, 0, 16, true).frame()), drop);
+	x.expected.at(0).packets++;
+	x.expected.at(0).bytes += 44;
+	x.expect(tcp_packet(1, 2), drop, {0});
+
+	// Never whole (a piece missing, or no first fragment): never counted.
+	x.expect(piece(3, 0, 24, true), drop, {});
+	x.expect(piece(3, 32, 8, false), pass, {});
+	x.expect(piece(4, 8, 8, false), pass, {});
+	x.expect(piece(4, 16, 8, false), pass, {});
 	Packet df = tcp_packet(1, 2);
 	df.frag = 0x4000; // DF alone is not a fragment
 	x.expect(df, drop, {0});
+}
+
+TEST(CodegenPrologue, FragmentsAcceptedAndCountedOnTheirRule)
+{
+	TableBuilder b;
+	ir::TcpMatch http;
+	http.dport = {80, 80};
+	b.input = {R().proto(6).m(http).accept(), R().drop()};
+	ir::Table t = b.build();
+	Xdp x(t);
+	ASSERT_TRUE(x.ok()) << x.error;
+	x.expect(piece(7, 0, 24, true), pass, {});
+	EXPECT_EQ(x.run(piece(7, 24, 100, false).frame()), pass);
+	x.expected.at(b.input_at[0]).packets++;
+	x.expected.at(b.input_at[0]).bytes += 144;
+	x.expect(tcp_packet(1, 81), drop, {b.input_at[1]});
+}
+
+// RFC 1858's tiny fragment: the first piece cuts the TCP header. Judged on what it holds,
+// the tcp match drops it and the datagram (Documentation/supported.md says so).
+TEST(CodegenPrologue, TinyFirstFragmentDroppedByTheTransportMatch)
+{
+	TableBuilder b;
+	ir::TcpMatch http;
+	http.dport = {80, 80};
+	b.input = {R().proto(6).m(http).accept()};
+	ir::Table t = b.build();
+	Xdp x(t);
+	ASSERT_TRUE(x.ok()) << x.error;
+	x.expect(piece(5, 0, 8, true), drop, {});
+	x.expect(piece(5, 8, 40, false), drop, {});
+	// Whole in its first piece: judged and counted as usual.
+	x.expect(piece(6, 0, 24, true), pass, {});
+	EXPECT_EQ(x.run(piece(6, 24, 40, false).frame()), pass);
+	x.expected.at(b.input_at[0]).packets++;
+	x.expected.at(b.input_at[0]).bytes += 84;
+	x.expect(tcp_packet(1, 80), pass, {b.input_at[0]});
 }
 
 TEST(CodegenPrologue, FragmentFlagNeverMatchesAtInput)
@@ -123,9 +188,10 @@ TEST(CodegenPrologue, FragmentFlagNeverMatchesAtInput)
 	ir::Table t = b.build();
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error;
-	Packet first = tcp_packet(1, 2);
-	first.frag = 0x2000;
-	x.expect(first, pass, {b.input_at[1]});
+	x.expect(piece(1, 0, 24, true), pass, {});
+	EXPECT_EQ(x.run(piece(1, 24, 8, false).frame()), pass);
+	x.expected.at(b.input_at[1]).packets++;
+	x.expected.at(b.input_at[1]).bytes += 52;
 	x.expect(tcp_packet(1, 2), pass, {b.input_at[1]});
 }
 

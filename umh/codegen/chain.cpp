@@ -57,12 +57,14 @@ void emit_use_block(Emitter &em, Frame &f, uint32_t rule)
 	f.block = block;
 }
 
-// packets += 1, bytes += tot_len in the rule's per-CPU slot; `base` holds its block.
+// packets += count_inc, bytes += tot_len in the rule's per-CPU slot; `base` holds its
+// block. Both are 0 for a packet judged but not counted (see xdp.cpp).
 void emit_add(Emitter &em, Reg base, uint32_t rule)
 {
 	const auto at = static_cast<int16_t>(sizeof(maps::CounterValue) * maps::counter_slot(rule));
 	em.emit(ldx(BPF_DW, R1, base, at));
-	em.emit(alu64_imm(BPF_ADD, R1, 1));
+	em.emit(ldx(BPF_W, R2, layout::pkt, layout::pkt_off::count_inc));
+	em.emit(alu64_reg(BPF_ADD, R1, R2));
 	em.emit(stx(BPF_DW, base, R1, at));
 	em.emit(ldx(BPF_DW, R1, base, static_cast<int16_t>(at + 8)));
 	em.emit(alu64_reg(BPF_ADD, R1, layout::len));

@@ -20,6 +20,7 @@ enum class MapSlot : uint8_t {
 	Ifnames,    // hash: ifindex -> the device's 16-byte name
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
 	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
+	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
 };
 
 struct MapRef {

@@ -111,6 +111,12 @@ constexpr bpf_insn exit()
 	return make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
 
+// *(size *)(dst + off) += src, atomically (BPF_ATOMIC with BPF_ADD; BPF_W or BPF_DW).
+constexpr bpf_insn atomic_add(uint8_t size, Reg dst, Reg src, int16_t off)
+{
+	return make(BPF_STX | size | BPF_ATOMIC, dst, src, off, BPF_ADD);
+}
+
 // The two halves of a 64-bit immediate load. src is BPF_PSEUDO_MAP_FD for a map.
 constexpr bpf_insn ld_imm64_lo(Reg dst, uint8_t src, uint64_t value)
 {

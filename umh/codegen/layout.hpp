@@ -50,15 +50,24 @@ inline constexpr int16_t icmp_code = 44;   // u32; valid when l4len >= 4
 inline constexpr int16_t opt_hotdrop = 48; // u32: --tcp-option would drop (doff < 5, options cut)
 inline constexpr int16_t tcp_doff = 52;	   // u32: TCP data offset in bytes; l4len >= 20
 inline constexpr int16_t ifname = 56;	   // 16 bytes: the ingress device's name
-inline constexpr int16_t opt_buf = 72;	   // 48 bytes: a copy of the TCP options
-inline constexpr int16_t opt_seen = 120;   // 256 bytes: [k] != 0 when the walk met kind k
-inline constexpr int16_t size = 376;
+inline constexpr int16_t count_inc = 72;   // u32: what a match adds to packet counters, 1 or 0
+inline constexpr int16_t frag = 76;	   // u32: IP id << 16 | MF | fragment offset (8 bytes)
+inline constexpr int16_t opt_buf = 80;	   // 48 bytes: a copy of the TCP options
+inline constexpr int16_t opt_seen = 128;   // 256 bytes: [k] != 0 when the walk met kind k
+// Reassembly state. Meaningful only in a Frags map value, which is a whole parsed packet:
+// the first fragment's, once it has come.
+inline constexpr int16_t fr_time = 384;	    // u64: when the first piece came (ktime ns)
+inline constexpr int16_t fr_received = 392; // u32: payload bytes received
+inline constexpr int16_t fr_end = 396;	    // u32: payload length, once the last piece came
+inline constexpr int16_t fr_ihl = 400;	    // u32: first fragment's header length; 0 until then
+inline constexpr int16_t size = 408;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.
-inline constexpr int16_t main_key = -8;		   // a map key
-inline constexpr int16_t main_fib = main_key - 64; // struct bpf_fib_lookup
-inline constexpr int16_t sub_key = -8;		   // a subprogram's map key
+inline constexpr int16_t main_key = -8;			// a map key
+inline constexpr int16_t main_fib = main_key - 64;	// struct bpf_fib_lookup
+inline constexpr int16_t main_frag_key = main_fib - 16; // maps::FragKey
+inline constexpr int16_t sub_key = -8;			// a subprogram's map key
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 

@@ -63,7 +63,23 @@ inline constexpr uint32_t local_addrs_max_entries = 4096;
 // (layout::pkt_off) of the packet this CPU is judging.
 inline constexpr uint32_t scratch_type = BPF_MAP_TYPE_PERCPU_ARRAY;
 
+// Frags: BPF_MAP_TYPE_LRU_HASH, the datagrams whose fragments are arriving. Key as
+// ip_defrag() finds its queue (addresses, IP id, protocol); value a parsed packet
+// (layout::pkt_off, size bytes) whose fr_* fields follow the reassembly. The least
+// recently used entry goes when the map is full, as the kernel's queues go under
+// memory pressure: that datagram is then not counted.
+struct FragKey {
+	uint32_t saddr;	   // network order
+	uint32_t daddr;	   // network order
+	uint32_t id_proto; // IP id << 8 | protocol
+};
+inline constexpr uint32_t frags_type = BPF_MAP_TYPE_LRU_HASH;
+inline constexpr uint32_t frags_max_entries = 1024;
+// A queue older than this is gone from the kernel (net.ipv4.ipfrag_time, 30 s).
+inline constexpr uint64_t frag_timeout_ns = 30'000'000'000ull;
+
 static_assert(sizeof(CounterValue) == 16);
+static_assert(sizeof(FragKey) == 12);
 static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
 static_assert(sizeof(IfnameValue) == 16);
 static_assert(sizeof(LocalAddrKey) == 8);

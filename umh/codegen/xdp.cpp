@@ -6,16 +6,9 @@
 // - IPv4 that ip_rcv() drops (version != 4, ihl < 5, tot_len < ihl * 4, frame shorter
 //   than tot_len): passed untouched and uncounted; the stack drops it, as it would
 //   before netfilter saw it.
-// - Fragments. netfilter's INPUT sees datagrams reassembled (ip_local_deliver() defrags
-//   before NF_INET_LOCAL_IN); XDP sees each fragment. A datagram is delivered only if
-//   all its fragments are, and Linux discards a datagram whose fragments overlap, so the
-//   transport header it is judged on is the one in its first fragment. We judge the
-//   first fragment (offset 0) as if it were the whole datagram (fragment offset 0, so
-//   `-f` never matches, as at INPUT) and pass the others untouched and uncounted: a
-//   dropped first fragment means the datagram is never reassembled. Differences left:
-//   the byte counter gets the first fragment's length, not the datagram's, and a first
-//   fragment too short to hold the transport header a rule asks about is dropped
-//   (hotdrop) where the reassembled datagram would have had it.
+// - Fragments: followed to the datagram they make, judged on the first and counted once
+//   when whole (emit_frags()).
+// - Addresses input routing refuses: judged, not counted (emit_martians()).
 // - Options::local_only: only packets the stack delivers to this host (what INPUT sees)
 //   are judged; forwarded ones, and ones the stack would drop for want of a route,
 //   pass untouched. Multicast and 255.255.255.255 are delivered locally; otherwise
@@ -29,6 +22,7 @@
 #include "codegen/chain.hpp"
 #include "codegen/codegen.hpp"
 #include "codegen/layout.hpp"
+#include "codegen/maps.hpp"
 #include "codegen/plan.hpp"
 
 namespace bpfilter::codegen
@@ -91,10 +85,12 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.emit(alu64_reg(BPF_ADD, R4, totlen));
 	em.jump(jmp_reg(BPF_JGT, R4, R3), pass); // frame shorter than the datagram
 
-	em.emit(ldx(BPF_H, R5, R2, eth_len + 6));
-	em.emit(be(R5, 16));
-	em.emit(alu64_imm(BPF_AND, R5, 0x1fff)); // IP_OFFSET
-	em.jump(jmp_imm(BPF_JNE, R5, 0), pass);	 // not the first fragment
+	// frag = id << 16 | (MF | offset): the reassembly key's id, and where the piece goes.
+	em.emit(ldx(BPF_W, R5, R2, eth_len + 4));
+	em.emit(be(R5, 32));
+	em.emit(alu64_imm(BPF_AND, R5, static_cast<int32_t>(0xffff3fffu)));
+	em.emit(stx(BPF_W, layout::pkt, R5, off::frag));
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 
 	em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr)));
@@ -256,6 +252,18 @@ void emit_tcp_options(Emitter &em, const std::vector<uint8_t> &kinds)
 	em.emit(st(BPF_W, layout::pkt, off::opt_hotdrop, 1));
 }
 
+// R0 = the LocalAddrs entry holding the address at pkt + `field`, or 0.
+void emit_local_lookup(Emitter &em, int16_t field)
+{
+	em.emit(st(BPF_W, R10, layout::main_fib, 32));
+	em.emit(ldx(BPF_W, R1, layout::pkt, field));
+	em.emit(stx(BPF_W, R10, R1, layout::main_fib + 4));
+	em.ld_map(R1, MapSlot::LocalAddrs);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+}
+
 // Judge only what the stack delivers to this host; see the comment at the top.
 void emit_local_only(Emitter &em, Label &pass)
 {
@@ -278,14 +286,199 @@ void emit_local_only(Emitter &em, Label &pass)
 	em.jump(jmp_imm(BPF_JNE, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), pass);
 
 	// Forwarding is off on this device: local addresses are the only ones delivered.
-	em.emit(st(BPF_W, R10, layout::main_fib, 32));
-	em.emit(ldx(BPF_W, R1, layout::pkt, (off::daddr)));
-	em.emit(stx(BPF_W, R10, R1, layout::main_fib + 4));
-	em.ld_map(R1, MapSlot::LocalAddrs);
-	em.emit(mov64(R2, R10));
-	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
-	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	emit_local_lookup(em, off::daddr);
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass);
+	judge.bind();
+}
+
+// Input routing refuses these before INPUT (ip_route_input_slow(), ip_route_input_mc()):
+// sources that are loopback, multicast, limited broadcast, zero (but to 0.0.0.0 or
+// 255.255.255.255), or a local or broadcast address of the namespace; destinations in
+// 127/8, and multicast groups no device has joined (224.0.0.1 every device has). They
+// are judged but not counted: the verdict costs nothing where the stack drops the packet
+// anyway, and stays in force where a setting we do not read (route_localnet,
+// accept_local, multicast routing) lets it through. Packets on lo are the host's own and
+// come routed.
+void emit_martians(Emitter &em, Label &dry)
+{
+	Label done(em), check_dst(em);
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
+	em.jump(jmp_imm(BPF_JEQ, R1, 1), done); // LOOPBACK_IFINDEX
+
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::saddr_h));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_RSH, R2, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
+	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), dry);
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), dry);
+	Label nonzero(em);
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), nonzero);
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::daddr_h));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), check_dst);
+	em.jump(jmp32_imm(BPF_JEQ, R2, -1), check_dst);
+	em.jump(ja(), dry);
+	nonzero.bind();
+	emit_local_lookup(em, off::saddr);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), dry);
+
+	check_dst.bind();
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_RSH, R2, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
+	em.jump(jmp32_imm(BPF_JNE, R2, static_cast<int32_t>(0xe0000000u)), done);
+	em.jump(jmp32_imm(BPF_JEQ, R1, static_cast<int32_t>(0xe0000001u)), done);
+	emit_local_lookup(em, off::daddr); // the loader keeps joined groups there
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), dry);
+	done.bind();
+}
+
+// Fragments. netfilter's INPUT sees a datagram once, reassembled (ip_local_deliver()
+// defrags before NF_INET_LOCAL_IN), and never a datagram that does not come whole; XDP
+// sees each piece. The Frags map follows each datagram's pieces as ip_defrag() queues
+// them, keyed the same way, and holds the first fragment's parsed packet:
+// - the first fragment (offset 0) is judged as the datagram, with its headers, but not
+//   counted: a DROP drops it, and without it the datagram never reassembles, so no
+//   fragment slips past a rule its datagram would hit;
+// - the piece that makes the datagram whole (by bytes received against the length the
+//   last piece gave) is judged again on the first fragment's headers and counted with
+//   the datagram's length, ihl + payload, as netfilter counts skb->len; its device is
+//   the one -i sees, as in the kernel, where the reassembled skb takes the last piece's;
+// - every other piece passes untouched.
+// Left to the kernel and not followed here: overlapping or duplicated pieces (the kernel
+// discards such a datagram; the byte sum here may then call it whole), pieces of one
+// datagram racing on two CPUs, and the kernel's memory limits. Those can only move a
+// counter, never a verdict.
+void emit_frags(Emitter &em, Label &dry, Label &pass)
+{
+	constexpr int16_t key = layout::main_frag_key;
+	constexpr Reg entry = R7;
+	Label whole(em), have(em), fresh(em), later(em), complete(em), last_seen(em);
+
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
+
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::saddr));
+	em.emit(stx(BPF_W, R10, R2, key));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::daddr));
+	em.emit(stx(BPF_W, R10, R2, key + 4));
+	em.emit(alu32_imm(BPF_RSH, R1, 16));
+	em.emit(alu32_imm(BPF_LSH, R1, 8));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::proto));
+	em.emit(alu32_reg(BPF_OR, R1, R2));
+	em.emit(stx(BPF_W, R10, R1, key + 8));
+
+	em.ld_map(R1, MapSlot::Frags);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JNE, R0, 0), have);
+
+	// A new datagram: this packet, with its reassembly state cleared, is the value.
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	em.emit(stx(BPF_DW, layout::pkt, R0, off::fr_time));
+	em.emit(st(BPF_W, layout::pkt, off::fr_received, 0));
+	em.emit(st(BPF_W, layout::pkt, off::fr_end, 0));
+	em.emit(st(BPF_W, layout::pkt, off::fr_ihl, 0));
+	em.ld_map(R1, MapSlot::Frags);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, key));
+	em.emit(mov64(R3, layout::pkt));
+	em.emit(mov64(R4, BPF_NOEXIST));
+	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	em.ld_map(R1, MapSlot::Frags);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), dry); // not followed: judged, never counted
+	em.emit(mov64(entry, R0));
+	em.jump(ja(), fresh);
+
+	// A datagram the kernel would have given up on by now starts again.
+	have.bind();
+	em.emit(mov64(entry, R0));
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	em.emit(ldx(BPF_DW, R1, entry, off::fr_time));
+	em.emit(mov64(R2, R0));
+	em.emit(alu64_reg(BPF_SUB, R2, R1));
+	em.ld_imm64(R3, maps::frag_timeout_ns);
+	em.jump(jmp_reg(BPF_JLE, R2, R3), fresh);
+	em.emit(stx(BPF_DW, entry, R0, off::fr_time));
+	em.emit(st(BPF_W, entry, off::fr_received, 0));
+	em.emit(st(BPF_W, entry, off::fr_end, 0));
+	em.emit(st(BPF_W, entry, off::fr_ihl, 0));
+
+	fresh.bind();
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len)); // this piece's payload
+	em.emit(atomic_add(BPF_W, entry, R2, off::fr_received));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+	em.emit(mov64(R3, R1));
+	em.emit(alu32_imm(BPF_AND, R3, 0x1fff));
+	em.emit(alu32_imm(BPF_LSH, R3, 3));
+	em.emit(alu32_reg(BPF_ADD, R3, R2));
+	em.emit(mov64(R4, R1));
+	em.emit(alu32_imm(BPF_AND, R4, 0x2000)); // IP_MF
+	em.jump(jmp32_imm(BPF_JNE, R4, 0), last_seen);
+	em.emit(stx(BPF_W, entry, R3, off::fr_end));
+	last_seen.bind();
+	em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), later);
+
+	// The first fragment: its parsed packet becomes the value, state carried over.
+	em.emit(ldx(BPF_DW, R1, entry, off::fr_time));
+	em.emit(stx(BPF_DW, layout::pkt, R1, off::fr_time));
+	em.emit(ldx(BPF_W, R1, entry, off::fr_received));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_received));
+	em.emit(ldx(BPF_W, R1, entry, off::fr_end));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_end));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::tot_len));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len));
+	em.emit(alu32_reg(BPF_SUB, R1, R2));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_ihl));
+	em.ld_map(R1, MapSlot::Frags);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, key));
+	em.emit(mov64(R3, layout::pkt));
+	em.emit(mov64(R4, BPF_ANY));
+	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_end));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), dry);
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::fr_received));
+	em.jump(jmp32_reg(BPF_JNE, R1, R2), dry);
+	em.jump(ja(), complete);
+
+	// A later piece: whole only once the first fragment and the last piece are in.
+	later.bind();
+	em.emit(ldx(BPF_W, R1, entry, off::fr_ihl));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), pass);
+	em.emit(ldx(BPF_W, R1, entry, off::fr_end));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), pass);
+	em.emit(ldx(BPF_W, R2, entry, off::fr_received));
+	em.jump(jmp32_reg(BPF_JNE, R1, R2), pass);
+	for (int16_t at = 0; at < off::size; at += 8) {
+		em.emit(ldx(BPF_DW, R1, entry, at));
+		em.emit(stx(BPF_DW, layout::pkt, R1, at));
+	}
+	for (int16_t k = 0; k < 2; k++) // the device is this piece's (emit_ifname)
+		em.emit(st(BPF_DW, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k), 0));
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
+
+	complete.bind();
+	em.ld_map(R1, MapSlot::Frags);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, key));
+	em.emit(call_helper(BPF_FUNC_map_delete_elem));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_ihl));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::fr_end));
+	em.emit(alu32_reg(BPF_ADD, R1, R2));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
+	whole.bind();
 }
 
 // The ingress device's name, for -i; a device the loader has not named yet reads as
@@ -316,13 +509,30 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 
 	Emitter em;
 	{
-		Label pass(em), rules(em);
+		Label pass(em), rules(em), dry(em), judge(em), l4_done(em);
 		emit_parse_ip(em, options, pass);
+		// A later fragment has no transport header: only its place in the datagram counts.
+		em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
+		em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
+		em.jump(jmp32_imm(BPF_JNE, R5, 0), l4_done);
 		emit_parse_l4(em);
 		if (!plan->tcp_option_kinds.empty())
 			emit_tcp_options(em, plan->tcp_option_kinds);
-		if (options.local_only)
+		l4_done.bind();
+		if (options.local_only) {
 			emit_local_only(em, pass);
+			emit_martians(em, dry);
+		}
+		emit_frags(em, dry, pass);
+		em.jump(ja(), judge);
+		// Judged, not counted; a later fragment of such a datagram passes untouched.
+		dry.bind();
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+		em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+		em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+		em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+		judge.bind();
 		if (plan->uses_ifname)
 			emit_ifname(em);
 		em.jump(ja(), rules);

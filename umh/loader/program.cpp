@@ -66,6 +66,19 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 	if (!scratch)
 		return scratch.error();
 
+	// Only programs that use it get one: an LRU hash takes its memory up front.
+	Fd frags;
+	for (const codegen::MapRef &ref : program.map_refs) {
+		if (ref.slot != codegen::MapSlot::Frags || frags.get() >= 0)
+			continue;
+		auto m = create_map(maps::frags_type, "bpfilter_frag", sizeof(maps::FragKey),
+				    codegen::layout::pkt_off::size, maps::frags_max_entries, 0,
+				    options.prog_ifindex);
+		if (!m)
+			return m.error();
+		frags = std::move(*m);
+	}
+
 	std::vector<bpf_insn> insns = program.insns;
 	for (const codegen::MapRef &ref : program.map_refs) {
 		int fd = -1;
@@ -81,6 +94,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 			break;
 		case codegen::MapSlot::Scratch:
 			fd = scratch->get();
+			break;
+		case codegen::MapSlot::Frags:
+			fd = frags.get();
 			break;
 		}
 		if (fd < 0)

@@ -27,6 +27,27 @@ namespace bpfilter::loader
 namespace
 {
 
+// The IPv4 multicast groups some device of the caller's network namespace has joined
+// (network order), from /proc/net/igmp: the generated code counts multicast to these
+// only (input routing drops the rest, ip_check_mc_rcu()). The kernel prints each group
+// as the hex of its __be32, so the number read back is already in network order.
+// Unreadable means none known: such packets are then judged but not counted.
+std::vector<uint32_t> joined_groups()
+{
+	std::vector<uint32_t> groups;
+	FILE *f = std::fopen("/proc/thread-self/net/igmp", "re");
+	if (!f)
+		return groups;
+	char line[256];
+	while (std::fgets(line, sizeof(line), f)) {
+		unsigned int group = 0, users = 0;
+		if (line[0] == '\t' && std::sscanf(line, " %8X %u", &group, &users) == 2)
+			groups.push_back(static_cast<uint32_t>(group));
+	}
+	std::fclose(f);
+	return groups;
+}
+
 std::string errstr(int err)
 {
 	return strerror(err < 0 ? -err : err);
@@ -211,6 +232,8 @@ Status XdpDataplane::sync_local_routes()
 	if (!dumped)
 		return dumped.error();
 	std::set<rtnl::LocalRoute> now(dumped->begin(), dumped->end());
+	for (uint32_t group : joined_groups())
+		now.insert(rtnl::LocalRoute{group, 32});
 	// Add before removing: an address that moves is never missing in between.
 	for (const auto &r : now) {
 		if (routes_.count(r))
@@ -417,6 +440,8 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	if (!links)
 		return links.error();
 	BF_TRY(sync_names(*links));
+	// Groups joined since the last address change: no event says when a socket joins.
+	BF_TRY(sync_local_routes());
 
 	std::vector<std::pair<rtnl::Link, Attached>> switched;
 	std::map<int, Attached> next;
