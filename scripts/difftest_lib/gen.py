@@ -543,8 +543,19 @@ class Generator:
 				else:
 					f["dst"] = x.choice(MARTIAN_DST)
 			if x.random() < 0.1 and frag_case:
-				f["frag"] = x.choice([0, 1, 185])
-				f["mf"] = x.choice([0, 1])
+				if x.random() < 0.5:
+					# A lone fragment: INPUT never sees it.
+					f["frag"] = x.choice([0, 1, 185])
+					f["mf"] = x.choice([0, 1])
+				else:
+					# A datagram sent in pieces: INPUT sees it whole.
+					# Pieces of 64 bytes or more: the first holds the transport
+					# header, options and all. A first fragment shorter than the
+					# header a rule reads is dropped by bpfilter (supported.md).
+					f["split"] = x.choice([64, 72, 480])
+					f["len"] = max(f.get("len", 0), 64 + x.randrange(100))
+					if x.random() < 0.5:
+						f["reverse"] = 1
 			if r.random() < 0.02:
 				# Short headers: netfilter's tcp, udp and icmp matches drop these outright.
 				f["trunc"] = r.choice([0, 1, 3, 4, 7, 8, 13, 19])

@@ -383,11 +383,12 @@ class Bed:
 		keys = []
 		for n, pkt in enumerate(pkts):
 			self.ident = self.ident % 65535 + 1
-			datagram = pkt.build(self.ident)
+			pieces = pkt.pieces(self.ident)
 			keys.append((pkt.proto_num, pkt.src, pkt.dst, self.ident))
 			dev = 0 if pkt.dev == "in0" else 1
 			for side in self.sides:
-				side.send(dev, datagram, pkt.dst)
+				for datagram in pieces:
+					side.send(dev, datagram, pkt.dst)
 			if self.gap:
 				time.sleep(self.gap)
 		time.sleep(self.settle)

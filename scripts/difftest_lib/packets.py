@@ -57,7 +57,7 @@ class Packet:
 	"""One test packet. Fields left as None take their default when the packet is built."""
 
 	FIELDS = ("dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
-		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc")
+		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse")
 
 	def __init__(self, **fields):
 		for name in self.FIELDS:
@@ -106,6 +106,24 @@ class Packet:
 				  self.get("ttl"), proto, 0, src, dst)
 		hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
 		return hdr + l4
+
+	def pieces(self, ident):
+		"""What goes on the wire: the datagram, or with split=N its fragments of N payload
+		bytes each (the last one shorter), in order or with reverse=1 last first."""
+		whole = self.build(ident)
+		size = self.split
+		if not size:
+			return [whole]
+		hdr, payload = whole[:20], whole[20:]
+		out = []
+		for at in range(0, len(payload), size):
+			chunk = payload[at:at + size]
+			more = at + size < len(payload)
+			flags = (0x2000 if more else 0) | (0x4000 if self.get("df") else 0) | (at // 8)
+			h = hdr[:2] + struct.pack("!H", 20 + len(chunk)) + hdr[4:6] + struct.pack("!H", flags) + hdr[8:10] + b"\0\0" + hdr[12:]
+			h = h[:10] + struct.pack("!H", _csum(h)) + h[12:]
+			out.append(h + chunk)
+		return out[::-1] if self.reverse else out
 
 	def _payload(self):
 		n = self.get("len")
@@ -214,6 +232,12 @@ def parse_line(line, where=""):
 			fields[key] = _int(key, value, 0, 1)
 		elif key == "trunc":
 			fields[key] = _int(key, value, 0, MTU)
+		elif key == "split":
+			fields[key] = _int(key, value, 8, MTU - 20)
+			if fields[key] % 8:
+				raise PacketError(f"{where}split={value}: not a multiple of 8")
+		elif key == "reverse":
+			fields[key] = _int(key, value, 0, 1)
 		else:
 			raise PacketError(f"{where}{key}: unknown field")
 	for key in ("dev", "proto", "src", "dst"):
@@ -224,6 +248,8 @@ def parse_line(line, where=""):
 			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
 		if key in fields and proto not in protos:
 			raise PacketError(f"{where}{key}= needs proto={' or '.join(str(p) for p in protos)}")
+	if ("frag" in fields or "mf" in fields) and "split" in fields:
+		raise PacketError(f"{where}split= makes its own fragments: no frag= or mf=")
 	pkt = Packet(**fields)
 	pkt.build(1)  # size check
 	return pkt

@@ -6,7 +6,7 @@
 from .compare import run_case
 from .net import HarnessError
 
-PACKET_FIELDS = ("len", "ttl", "tos", "tcpopt", "doff", "trunc", "frag", "mf", "flags", "sport", "type", "code")
+PACKET_FIELDS = ("len", "ttl", "tos", "tcpopt", "doff", "trunc", "frag", "mf", "split", "reverse", "flags", "sport", "type", "code")
 
 
 class Shrinker:
