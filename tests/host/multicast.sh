@@ -10,8 +10,11 @@ JOINED=239.1.2.3
 OTHER=239.9.9.9
 PORT=5000
 
-# A receiver in HOST that joins $JOINED on veth0 and counts what it gets.
-in_host "$PYTHON" -c '
+# A receiver in HOST that joins a group on veth0 and counts what it gets in a file.
+receive()
+{
+	local group=$1 file=$2 hex
+	in_host "$PYTHON" -c '
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -26,13 +29,18 @@ with open(sys.argv[4], "w") as out:
         out.seek(0)
         out.write("%d\n" % n)
         out.flush()
-' "$JOINED" "$PORT" "$HOST_IP" "$BF_TMP/received" >/dev/null 2>&1 &
-BF_PIDS="$BF_PIDS $!"
-bf_wait_port udp "$PORT"
-for _ in $(seq 50); do
-	in_host grep -qi "$(printf '%02X%02X%02X%02X' 3 2 1 239)" /proc/net/igmp && break
-	sleep 0.05
-done
+' "$group" "$PORT" "$HOST_IP" "$file" >/dev/null 2>&1 &
+	BF_PIDS="$BF_PIDS $!"
+	# /proc/net/igmp prints the group as the hex of its network-order u32.
+	hex=$(printf '%02X%02X%02X%02X' $(echo "$group" | awk -F. '{ print $4, $3, $2, $1 }'))
+	for _ in $(seq 50); do
+		in_host grep -q "$hex" /proc/net/igmp && return 0
+		sleep 0.05
+	done
+	echo "# $group was not joined"
+	return 1
+}
+receive "$JOINED" "$BF_TMP/received"
 
 # Sends n datagrams of 12 bytes from PEER to a group.
 send_to()
@@ -69,5 +77,17 @@ check_eq "the DROP stops the group's datagrams" "$(received)" 3
 check_eq "and counts them" "$(rule_counters INPUT 2)" "2 80"
 check_eq "the DROP for a group nobody joined counts nothing, as in netfilter" \
 	"$(rule_counters INPUT 1)" "0 0"
+
+# A group joined while the table is in force: the helper looks again within a second.
+LATER=239.5.5.5
+ipt -F INPUT
+ipt -A INPUT -d 239.0.0.0/8 -p udp
+send_to "$LATER" 2
+receive "$LATER" "$BF_TMP/later"
+sleep 1.5
+send_to "$LATER" 3
+sleep 0.3
+check_eq "a group joined after the table came is counted from then on" \
+	"$(rule_counters INPUT 1)" "3 120"
 
 bf_summary

@@ -232,7 +232,8 @@ Status XdpDataplane::sync_local_routes()
 	if (!dumped)
 		return dumped.error();
 	std::set<rtnl::LocalRoute> now(dumped->begin(), dumped->end());
-	for (uint32_t group : joined_groups())
+	groups_ = joined_groups();
+	for (uint32_t group : groups_)
 		now.insert(rtnl::LocalRoute{group, 32});
 	// Add before removing: an address that moves is never missing in between.
 	for (const auto &r : now) {
@@ -561,6 +562,13 @@ Status XdpDataplane::link_added(int /*ifindex*/)
 
 Status XdpDataplane::addrs_changed()
 {
+	return sync_local_routes();
+}
+
+Status XdpDataplane::refresh_groups()
+{
+	if (joined_groups() == groups_)
+		return {};
 	return sync_local_routes();
 }
 

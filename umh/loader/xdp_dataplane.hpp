@@ -72,6 +72,10 @@ public:
 	Status link_added(int ifindex);
 	Status addrs_changed();
 
+	// Sockets join multicast groups without any event to say so: called now and then,
+	// brings LocalAddrs up to date with the groups joined (see joined_groups()).
+	Status refresh_groups();
+
 	// Removes our program from every interface (only where it is still ours).
 	Status detach_all();
 
@@ -111,6 +115,7 @@ private:
 	std::optional<rtnl::Watcher> watcher_;
 	std::map<int, std::array<uint8_t, 16>> names_; // what Ifnames holds
 	std::set<rtnl::LocalRoute> routes_;	       // what LocalAddrs holds
+	std::vector<uint32_t> groups_;		       // the joined groups among them
 	std::unique_ptr<Generation> current_;
 	std::map<int, Fd> adopted_;	   // programs of an earlier helper, still attached
 	std::map<int, Attached> attached_; // ifindex -> the program we attached there

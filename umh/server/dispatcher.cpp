@@ -238,6 +238,16 @@ void Dispatcher::on_event(int fd)
 	}
 }
 
+void Dispatcher::tick()
+{
+	auto it = namespaces_.find(own_cookie_);
+	if (it == namespaces_.end())
+		return;
+	Status st = it->second.dataplane->refresh_groups();
+	if (!st)
+		log::error("following multicast groups: " + st.error().message);
+}
+
 Status Dispatcher::detach_own()
 {
 	auto it = namespaces_.find(own_cookie_);

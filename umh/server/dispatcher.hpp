@@ -39,6 +39,11 @@ public:
 	std::vector<int> event_fds() const;
 	void on_event(int fd);
 
+	// Called about once a second while idle: what changes without an event (the
+	// multicast groups joined in the helper's own namespace; others are looked at with
+	// each request about them).
+	void tick();
+
 	// Detaches every program in the helper's own namespace (front door shutdown).
 	Status detach_own();
 

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <span>
@@ -27,6 +29,24 @@ namespace
 constexpr size_t max_clients = 64;
 // A client that stops reading its reply must not stall everyone else for long.
 constexpr int client_timeout_s = 5;
+
+// Dispatcher::tick() about once a second, busy or idle.
+constexpr int tick_ms = 1000;
+class Ticker
+{
+public:
+	void maybe(Dispatcher &dispatcher)
+	{
+		const auto now = std::chrono::steady_clock::now();
+		if (now - last_ < std::chrono::milliseconds(tick_ms))
+			return;
+		last_ = now;
+		dispatcher.tick();
+	}
+
+private:
+	std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
 
 ReadResult bad(int err, std::string why, bool can_reply)
 {
@@ -274,7 +294,17 @@ Status write_reply(int fd, uint32_t seq, const service::Reply &reply)
 
 int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 {
+	Ticker ticker;
 	for (;;) {
+		struct pollfd pfd = {in_fd, POLLIN, 0};
+		const int n = poll(&pfd, 1, tick_ms);
+		if (n < 0 && errno != EINTR) {
+			log::error(std::string("poll: ") + strerror(errno));
+			return 1;
+		}
+		ticker.maybe(dispatcher);
+		if (n <= 0)
+			continue;
 		bool eof = false;
 		if (!serve_one(in_fd, out_fd, dispatcher, true, eof))
 			return eof ? 0 : 1;
@@ -325,6 +355,7 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 
 	std::vector<Client> clients;
 	int status = 0;
+	Ticker ticker;
 	for (;;) {
 		std::vector<int> events = dispatcher.event_fds();
 		std::vector<struct pollfd> pfds;
@@ -334,13 +365,17 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 			pfds.push_back({c.fd.get(), POLLIN, 0});
 		for (int fd : events)
 			pfds.push_back({fd, POLLIN, 0});
-		if (poll(pfds.data(), pfds.size(), -1) < 0) {
+		const int ready = poll(pfds.data(), pfds.size(), tick_ms);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			log::error(std::string("poll: ") + strerror(errno));
 			status = 1;
 			break;
 		}
+		ticker.maybe(dispatcher);
+		if (ready == 0)
+			continue;
 		if (pfds[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(sigfd.get(), &si, sizeof(si)) > 0)
