@@ -22,3 +22,18 @@ check_fails "TCP to 8080 is dropped" peer_tcp
 check "ping still passes" peer_ping
 check "iptables-legacy -F" $IPT -F
 check "TCP passes after the flush" peer_tcp
+
+# Datagrams in pieces: a ping of 3000 bytes leaves the peer as three fragments. The first
+# is judged, the piece that completes the datagram is counted: once, with its whole length.
+big_ping() { $IP netns exec peer ping -c "$1" -s 3000 -W 2 10.99.0.1; }
+rule1() { $IPT -L INPUT -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }'; }
+rule1_is() { [ "$(rule1)" = "$1" ]; }
+check "a counting rule for ICMP" $IPT -A INPUT -p icmp
+check "pings of 3000 bytes are answered" big_ping 2
+check "each counted once, as a datagram of 3028 bytes" rule1_is "2 6056"
+rule1 | sed "s/^/# rule 1: /"
+check "-I INPUT -p icmp -j DROP" $IPT -I INPUT -p icmp -j DROP
+check_fails "a fragmented ping is dropped" big_ping 1
+check "and counted once by the DROP rule" rule1_is "1 3028"
+rule1 | sed "s/^/# rule 1: /"
+check "iptables-legacy -F again" $IPT -F
