@@ -2,6 +2,9 @@
 // stack.
 #include "codegen/chain.hpp"
 
+#include <memory>
+#include <vector>
+
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
@@ -112,11 +115,19 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 	emit_underflow(em, f);
 }
 
-void emit_target(Emitter &em, const Frame &f, uint32_t i)
+// The rule's target. Where the packet goes on to the next rule, it falls through, or
+// jumps to `next` when the code is out of line.
+void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 {
 	const ir::Target &tg = f.table.rules[i].target;
-	if (!is_call(f.table, i) && (tg.kind == Kind::Jump || tg.kind == Kind::Goto))
-		return; // to the next rule: the kernel pushes nothing and goes on
+	const auto go_on = [&] {
+		if (next)
+			em.jump(ja(), *next);
+	};
+	if (!is_call(f.table, i) && (tg.kind == Kind::Jump || tg.kind == Kind::Goto)) {
+		go_on(); // to the next rule: the kernel pushes nothing and goes on
+		return;
+	}
 	switch (tg.kind) {
 	case Kind::Accept:
 		emit_verdict(em, layout::ret_accept);
@@ -126,6 +137,7 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i)
 		emit_verdict(em, layout::ret_drop);
 		break;
 	case Kind::Continue:
+		go_on();
 		break;
 	case Kind::Return:
 		if (f.main)
@@ -136,7 +148,7 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i)
 	case Kind::Jump: {
 		emit_call(em, f, tg.to);
 		Label back(em); // the callee RETURNed: go on after the jump
-		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), back);
+		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), next ? *next : back);
 		em.emit(exit());
 		break;
 	}
@@ -165,7 +177,60 @@ void emit_match(Cond &c, const ir::Match &m)
 		m);
 }
 
-void emit_run(Emitter &em, Frame &f, uint32_t start)
+// A matched rule's count and target, out of line: a packet that fails a rule's tests
+// goes on to the next rule's tests in the next instructions, so a long chain of rules
+// that do not match runs through dense code (the instruction cache is what large tables
+// wait on). Flushed every so often, so that jumps stay within the 16-bit offsets, and
+// where the Counters block changes (the code counts in the block layout::counters
+// holds).
+class ColdCode
+{
+public:
+	explicit ColdCode(Emitter &em) : em_(em), chunk_start_(em.pos()) {}
+
+	// Rule i matched: out of line from here. Returns `next`, kept until the flush.
+	Label &add(uint32_t rule, std::unique_ptr<Label> next)
+	{
+		auto entry = std::make_unique<Label>(em_);
+		em_.jump(insn::ja(), *entry);
+		pending_.push_back({rule, std::move(entry), std::move(next)});
+		return *pending_.back().next;
+	}
+
+	bool due() const
+	{
+		// Every jump in a chunk spans at most the chunk: well within 32767.
+		return em_.pos() - chunk_start_ + 16 * pending_.size() > 16000;
+	}
+
+	void flush(const Frame &f)
+	{
+		if (pending_.empty())
+			return;
+		Label resume(em_);
+		em_.jump(insn::ja(), resume);
+		for (Pending &p : pending_) {
+			p.entry->bind();
+			emit_count(em_, f, p.rule);
+			emit_target(em_, f, p.rule, p.next.get());
+		}
+		pending_.clear();
+		resume.bind();
+		chunk_start_ = em_.pos();
+	}
+
+private:
+	struct Pending {
+		uint32_t rule;
+		std::unique_ptr<Label> entry, next;
+	};
+	Emitter &em_;
+	size_t chunk_start_;
+	std::vector<Pending> pending_;
+};
+
+// The rules of one run, until it ends (a goto into another run, or the end of its chain).
+void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 {
 	const auto &rules = f.table.rules;
 	for (uint32_t i = start;; i++) {
@@ -182,23 +247,35 @@ void emit_run(Emitter &em, Frame &f, uint32_t start)
 		const Fold ip = fold_ip(r.ip);
 		if (ip == Fold::Never)
 			continue;
+		if (maps::counter_block(i) != f.block || cold.due())
+			cold.flush(f);
 		// Every path to rule i passes here: runs only go forward.
 		emit_use_block(em, f, i);
-		{
-			Label next(em);
-			Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch,
-			       next);
-			if (ip == Fold::Test)
-				emit_ip(c, r.ip);
-			for (const ir::Match &m : r.matches)
-				emit_match(c, m);
-			c.finish();
+		auto next = std::make_unique<Label>(em);
+		Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next);
+		if (ip == Fold::Test)
+			emit_ip(c, r.ip);
+		for (const ir::Match &m : r.matches)
+			emit_match(c, m);
+		c.finish();
+		if (next->aimed_at() && em.live()) {
+			// Some packets fail the tests: the matched path goes out of line.
+			cold.add(i, std::move(next)).bind();
+		} else {
 			emit_count(em, f, i);
-			emit_target(em, f, i);
+			emit_target(em, f, i, nullptr);
+			next.reset(); // binds here
 		}
 		if (ends_run(f.table, i))
 			return;
 	}
+}
+
+void emit_run(Emitter &em, Frame &f, uint32_t start)
+{
+	ColdCode cold(em);
+	emit_rules(em, f, start, cold);
+	cold.flush(f);
 }
 
 } // namespace

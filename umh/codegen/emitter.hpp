@@ -43,6 +43,8 @@ public:
 	// The next instruction emitted is the target.
 	void bind();
 	bool bound() const { return target_.has_value(); }
+	// Does some jump aim here (so far)?
+	bool aimed_at() const { return !pending_.empty(); }
 
 private:
 	friend class Emitter;
