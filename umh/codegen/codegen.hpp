@@ -44,6 +44,7 @@ struct Program {
 	std::vector<bpf_insn> insns;
 	std::vector<MapRef> map_refs;
 	uint32_t num_counters = 0; // entries of the Counters map: one per rule of the table
+	Options::Tests tests = Options::Tests::Branch; // how rules test: Branch or Accumulate
 };
 
 // Can this table run at XDP with its meaning kept? EOPNOTSUPP and the reason if not (a

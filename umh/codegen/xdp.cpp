@@ -554,7 +554,11 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 			}
 		}
 	}
-	return std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
+	auto program = std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
+	if (program)
+		program->tests =
+			plan->accumulate ? Options::Tests::Accumulate : Options::Tests::Branch;
+	return program;
 }
 
 } // namespace bpfilter::codegen

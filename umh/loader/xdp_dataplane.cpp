@@ -425,6 +425,19 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	// per device as they are attached.
 	if (options_.mode != XdpMode::Offload) {
 		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
+		if (!p && gen->code.tests == codegen::Options::Tests::Branch) {
+			// The faster form was too much for this kernel's verifier: the one it
+			// takes at any size.
+			log::info("the kernel refused the table with a jump per test (" +
+				  std::to_string(gen->code.insns.size()) +
+				  " instructions); compiling it with a jump per rule");
+			auto again = codegen::compile_xdp(
+				table, codegen::Options{.tests = codegen::Options::Tests::Accumulate});
+			if (!again)
+				return again.error();
+			gen->code = std::move(*again);
+			p = load_program(gen->code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
+		}
 		if (!p)
 			return p.error();
 		gen->shared.emplace(std::move(*p));

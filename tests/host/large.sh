@@ -1,0 +1,50 @@
+#!/bin/bash
+# Large tables: one the verifier takes with a jump per test, and one it refuses in that
+# form, which the helper compiles again with a jump per rule. Both filter and count.
+set -eu
+. "$(dirname "$0")/lib.sh"
+bf_setup
+
+# n rules that the peer's traffic never matches, with `per` tests each (-s -d -i -p and
+# the port ranges), then a DROP for the peer's ICMP.
+table()
+{
+	local n=$1 heavy=$2 i
+	echo '*filter'
+	echo ':INPUT ACCEPT [0:0]'
+	echo ':FORWARD ACCEPT [0:0]'
+	echo ':OUTPUT ACCEPT [0:0]'
+	for ((i = 1; i <= n; i++)); do
+		if [ "$heavy" = 1 ]; then
+			printf -- '-A INPUT -s 192.168.%d.%d/32 -d 10.%d.%d.1/32 -i veth+ -p tcp -m tcp --sport %d:%d --dport %d -j DROP\n' \
+				$((i / 250)) $((i % 250 + 1)) $((i / 250)) $((i % 250)) $((2000 + i)) $((3000 + i)) $((1000 + i))
+		else
+			printf -- '-A INPUT -s 192.168.%d.%d/32 -p tcp -m tcp --dport %d -j DROP\n' \
+				$((i / 250)) $((i % 250 + 1)) $((1000 + i))
+		fi
+	done
+	echo "-A INPUT -s $PEER_IP/32 -p icmp -j DROP"
+	echo 'COMMIT'
+}
+
+restore_file() { ipt_restore <"$1"; }
+
+for heavy in 0 1; do
+	[ "$heavy" = 1 ] && kind="heavy rules (refused with a jump per test)" || kind="light rules"
+	fallbacks=$(grep -c "compiling it with a jump per rule" "$BF_TMP/umh.log" || true)
+	table 2500 "$heavy" >"$BF_TMP/table"
+	check "a table of 2500 $kind applies" restore_file "$BF_TMP/table"
+	check_eq "iptables lists them all" "$(ipt -S INPUT | grep -c '^-A INPUT')" 2501
+	now=$(grep -c "compiling it with a jump per rule" "$BF_TMP/umh.log" || true)
+	if [ "$heavy" = 1 ]; then
+		check "the helper compiled it again with a jump per rule" test "$now" -gt "$fallbacks"
+	else
+		check_eq "the verifier took it with a jump per test" "$now" "$fallbacks"
+	fi
+	check_eq "the last rule drops the peer's pings: none of 5 answered" "$(ping_count 5)" 0
+	check_eq "and counts them" "$(rule_counters INPUT 2501)" "5 420"
+	ipt -F INPUT
+	check "after a flush the peer pings" ping_ok
+done
+
+bf_summary
