@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "codegen/codegen.hpp"
+#include "codegen/insn.hpp"
 #include "ir/ir.hpp"
 #include "loader/program.hpp"
 
@@ -87,7 +88,7 @@ std::vector<uint8_t> udp_packet()
 }
 
 // Nanoseconds a run of the program on pkt, as the kernel measures it (best of 5).
-double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, uint32_t repeat)
+double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, int repeat)
 {
 	double best = 1e18;
 	for (int i = 0; i < 5; ++i) {
@@ -108,9 +109,9 @@ double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, uint32_t repeat)
 
 int baseline_prog()
 {
-	struct bpf_insn insns[] = {
-		{.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS},
-		{.code = BPF_JMP | BPF_EXIT},
+	const struct bpf_insn insns[] = {
+		codegen::insn::mov64(codegen::R0, XDP_PASS),
+		codegen::insn::exit(),
 	};
 	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "bench_baseline", "GPL", insns, 2, nullptr);
 	if (fd < 0) {
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
 			printf("%8u load failed: %.200s\n", n, loaded.error().message.c_str());
 			continue;
 		}
-		uint32_t repeat = n >= 10000 ? 2000 : n >= 1000 ? 20000 : 200000;
+		const int repeat = n >= 10000 ? 2000 : n >= 1000 ? 20000 : 200000;
 		double ns = ns_per_packet(loaded->fd(), pkt, repeat);
 		auto ms = [](auto a, auto b) {
 			return std::chrono::duration<double, std::milli>(b - a).count();
