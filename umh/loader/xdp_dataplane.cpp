@@ -432,11 +432,13 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 				  std::to_string(gen->code.insns.size()) +
 				  " instructions); compiling it with a jump per rule");
 			auto again = codegen::compile_xdp(
-				table, codegen::Options{.tests = codegen::Options::Tests::Accumulate});
+				table,
+				codegen::Options{.tests = codegen::Options::Tests::Accumulate});
 			if (!again)
 				return again.error();
 			gen->code = std::move(*again);
-			p = load_program(gen->code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
+			p = load_program(gen->code, ifnames_.get(), local_addrs_.get(),
+					 LoadOptions{});
 		}
 		if (!p)
 			return p.error();
