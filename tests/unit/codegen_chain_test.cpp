@@ -281,12 +281,12 @@ TEST(CodegenScale, ManyRulesLoad)
 	std::printf("%u rules: %zu instructions\n", kRules, x.insns);
 }
 
-// The largest table Auto tests with a jump per test: the kernel must take it (on 6.1 too:
-// make codegen-guest). The loader falls back to Accumulate if not, but slower to load.
-TEST(CodegenScale, AutoBranchTablesVerify)
+// The largest tables Auto tests with a jump per test, and with a jump for the first test
+// of each rule: the kernel must take them (on 6.1 too: make codegen-guest). The loader
+// falls back to Accumulate if not, but that is slower to load and to run.
+void auto_mode_edge(uint32_t n, codegen::Options::Tests want)
 {
 	TableBuilder b;
-	const uint32_t n = static_cast<uint32_t>(codegen::max_branch_tests / 4) - 1;
 	for (uint32_t i = 0; i < n; i++)
 		b.input.push_back(R().src("10.0.0.0", 8)
 					  .proto(6)
@@ -294,14 +294,26 @@ TEST(CodegenScale, AutoBranchTablesVerify)
 						      static_cast<uint16_t>(1000 + i)}))
 					  .drop());
 	ir::Table t = b.build();
-	auto plan = codegen::make_plan(t, {});
-	ASSERT_TRUE(plan.ok());
-	ASSERT_FALSE(plan->accumulate) << "the table must be at the edge, on the Branch side";
+	auto code = codegen::compile_xdp(t, {.local_only = false});
+	ASSERT_TRUE(code.ok());
+	ASSERT_EQ(code->tests, want) << "the table must be at the edge, on the faster side";
 	Xdp x(t, {.local_only = false, .tests = codegen::Options::Tests::Auto});
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
 	x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + n - 1)), drop, {b.input_at[n - 1]});
 	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
-	std::printf("%u rules in Branch mode: %zu instructions\n", n, x.insns);
+	std::printf("%u rules: %zu instructions\n", n, x.insns);
+}
+
+TEST(CodegenScale, AutoBranchTablesVerify)
+{
+	auto_mode_edge(static_cast<uint32_t>(codegen::max_branch_tests / 4) - 1,
+		       codegen::Options::Tests::Branch);
+}
+
+TEST(CodegenScale, AutoFirstBranchTablesVerify)
+{
+	auto_mode_edge(static_cast<uint32_t>(codegen::max_first_branch_rules) - 4,
+		       codegen::Options::Tests::FirstBranch);
 }
 
 } // namespace
@@ -321,7 +333,7 @@ TEST(CodegenScale, AutoAccumulatesOnlyWhenBranchesWouldNotVerify)
 	EXPECT_FALSE(a->accumulate);
 
 	TableBuilder big;
-	for (uint32_t i = 0; i < 4000; i++)
+	for (uint32_t i = 0; i < 5000; i++)
 		big.input.push_back(R().proto(6).m(tcp({}, {22, 22})).accept());
 	auto b = codegen::make_plan(big.build(), {});
 	ASSERT_TRUE(b.ok());

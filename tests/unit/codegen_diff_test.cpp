@@ -308,9 +308,12 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 	EXPECT_GT(deep, compared / 20);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, CodegenDiff, ::testing::Values(Tests::Branch, Tests::Accumulate),
+INSTANTIATE_TEST_SUITE_P(Modes, CodegenDiff,
+			 ::testing::Values(Tests::Branch, Tests::FirstBranch, Tests::Accumulate),
 			 [](const auto &info) {
-				 return info.param == Tests::Branch ? "Branch" : "Accumulate";
+				 return info.param == Tests::Branch	   ? "Branch"
+					: info.param == Tests::FirstBranch ? "FirstBranch"
+									   : "Accumulate";
 			 });
 
 } // namespace

@@ -335,9 +335,12 @@ TEST_P(CodegenMatch, MatchesInOrderDecideHotdrop)
 	g.x->expect(p, pass, {g.policy()});
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, CodegenMatch, ::testing::Values(Tests::Branch, Tests::Accumulate),
+INSTANTIATE_TEST_SUITE_P(Modes, CodegenMatch,
+			 ::testing::Values(Tests::Branch, Tests::FirstBranch, Tests::Accumulate),
 			 [](const auto &info) {
-				 return info.param == Tests::Branch ? "Branch" : "Accumulate";
+				 return info.param == Tests::Branch	   ? "Branch"
+					: info.param == Tests::FirstBranch ? "FirstBranch"
+									   : "Accumulate";
 			 });
 
 } // namespace

@@ -252,7 +252,8 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		// Every path to rule i passes here: runs only go forward.
 		emit_use_block(em, f, i);
 		auto next = std::make_unique<Label>(em);
-		Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next);
+		Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next,
+		       f.plan.first_branch);
 		if (ip == Fold::Test)
 			emit_ip(c, r.ip);
 		for (const ir::Match &m : r.matches)

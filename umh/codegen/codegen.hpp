@@ -34,9 +34,10 @@ struct Options {
 	// ones pass untouched. Tests of rule semantics alone may turn it off.
 	bool local_only = true;
 	// How rules test packets (see Cond in matchers.hpp): with a jump per failed test
-	// (fastest), or with one jump per rule (verifies at any size). Auto picks the first
-	// while the verifier allows it. The others are for tests.
-	enum class Tests : uint8_t { Auto, Branch, Accumulate };
+	// (fastest), with a jump for the first test and one for the rest (FirstBranch), or
+	// with one jump per rule (verifies at any size, runs every test). Auto picks the
+	// fastest the verifier should allow. The others are for tests.
+	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate };
 	Tests tests = Tests::Auto;
 };
 

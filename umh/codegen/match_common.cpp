@@ -29,10 +29,11 @@ void Cond::or_acc(Reg r)
 
 void Cond::fail_if(Reg r, Val kind, bool invert)
 {
-	if (mode_ == Mode::Branch) {
+	if (branching()) {
 		const bool wide = kind == Val::Value64;
 		const uint8_t op = invert ? BPF_JEQ : BPF_JNE;
 		em_.jump(wide ? jmp_imm(op, r, 0) : jmp32_imm(op, r, 0), no_match_);
+		tested_ = true;
 		return;
 	}
 	if (kind == Val::Value32 && !invert) {
@@ -54,12 +55,14 @@ void Cond::fail_if(Reg r, Val kind, bool invert)
 	if (invert)
 		em_.emit(alu64_imm(BPF_XOR, r, 1));
 	or_acc(r);
+	tested_ = true;
 }
 
 void Cond::eq32(Reg r, uint32_t want, bool invert)
 {
-	if (mode_ == Mode::Branch) {
+	if (branching()) {
 		em_.jump(jmp32_imm(invert ? BPF_JEQ : BPF_JNE, r, k(want)), no_match_);
+		tested_ = true;
 		return;
 	}
 	if (want)
@@ -69,12 +72,14 @@ void Cond::eq32(Reg r, uint32_t want, bool invert)
 
 void Cond::fail()
 {
-	if (mode_ == Mode::Branch) {
+	if (branching()) {
 		em_.jump(ja(), no_match_);
+		tested_ = true;
 		return;
 	}
 	em_.emit(mov64(R1, 1));
 	or_acc(R1);
+	tested_ = true;
 }
 
 void Cond::out_of_range_bit(int16_t field, uint32_t lo, uint32_t hi, uint32_t max, Reg dst)
@@ -111,11 +116,12 @@ void Cond::range(int16_t field, uint32_t lo, uint32_t hi, uint32_t max, bool inv
 		eq32(R1, lo, invert);
 		return;
 	}
-	if (mode_ == Mode::Accumulate) {
+	if (!branching()) {
 		out_of_range_bit(field, lo, hi, max, R2);
 		fail_if(R2, Val::Bit, invert);
 		return;
 	}
+	tested_ = true;
 	em_.emit(ldx(BPF_W, R1, layout::pkt, field));
 	if (!invert) {
 		if (lo > 0)

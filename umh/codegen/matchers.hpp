@@ -25,7 +25,9 @@ enum class Fold : uint8_t { Always, Never, Test };
 // Accumulate: each test ORs a "mismatch" into layout::acc and the rule has one jump at
 // its end; hotdrops are gated on nothing having failed before them (the kernel only
 // reaches a match when the earlier ones passed). More instructions per packet, but the
-// verifier's pending jumps no longer grow with the rules.
+// verifier's pending jumps no longer grow with the rules. With first_branch the rule's
+// first test jumps as in Branch: most packets fail a rule there, and it costs the
+// verifier one pending jump per rule.
 class Cond
 {
 public:
@@ -33,7 +35,11 @@ public:
 	// What a register holds that says "mismatch" when nonzero.
 	enum class Val : uint8_t { Bit, Value32, Value64 };
 
-	Cond(Emitter &em, Mode mode, Label &no_match) : em_(em), mode_(mode), no_match_(no_match) {}
+	// first_branch: in Accumulate mode, the first test still jumps (FirstBranch).
+	Cond(Emitter &em, Mode mode, Label &no_match, bool first_branch = false)
+	    : em_(em), mode_(mode), no_match_(no_match), first_branch_(first_branch)
+	{
+	}
 	Emitter &em() { return em_; }
 	Mode mode() const { return mode_; }
 	Label &no_match() { return no_match_; }
@@ -66,6 +72,11 @@ private:
 	Mode mode_;
 	Label &no_match_;
 	bool acc_set_ = false; // Accumulate: layout::acc holds something
+	bool first_branch_;
+	bool tested_ = false; // a test has been emitted
+
+	// Does this test jump? In Branch mode all do; with first_branch, the first.
+	bool branching() const { return mode_ == Mode::Branch || (first_branch_ && !tested_); }
 };
 
 // The ipt_ip part of a rule as judged at INPUT of a reassembled datagram: no output

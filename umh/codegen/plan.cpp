@@ -208,6 +208,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				if (is_call(t, i))
 					out.push_back(r.target.to);
 				plan.branch_tests += tests_of(r);
+				plan.tested_rules++;
 			}
 			if (ends_run(t, i))
 				break;
@@ -221,9 +222,13 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	switch (options.tests) {
 	case Options::Tests::Auto:
 		plan.accumulate = plan.branch_tests > max_branch_tests;
+		plan.first_branch = plan.accumulate && plan.tested_rules <= max_first_branch_rules;
 		break;
 	case Options::Tests::Branch:
 		plan.accumulate = false;
+		break;
+	case Options::Tests::FirstBranch:
+		plan.accumulate = plan.first_branch = true;
 		break;
 	case Options::Tests::Accumulate:
 		plan.accumulate = true;

@@ -556,8 +556,9 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 	}
 	auto program = std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
 	if (program)
-		program->tests =
-			plan->accumulate ? Options::Tests::Accumulate : Options::Tests::Branch;
+		program->tests = !plan->accumulate    ? Options::Tests::Branch
+				 : plan->first_branch ? Options::Tests::FirstBranch
+						      : Options::Tests::Accumulate;
 	return program;
 }
 

@@ -112,6 +112,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 		    .prog_ifindex = options.prog_ifindex);
 	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, options.name.c_str(), "GPL", insns.data(),
 			       insns.size(), &opts);
+	if (fd < 0 && !options.explain)
+		return sys_error(-fd, "loader: the kernel refused the program (" +
+					      std::to_string(insns.size()) + " instructions)");
 	if (fd < 0) {
 		const int err = -fd;
 		// Again with the log on, to say why. The first try runs without it because a

@@ -18,6 +18,7 @@ namespace bpfilter::loader
 struct LoadOptions {
 	std::string name = "bpfilter_in"; // what bpftool prog shows (at most 15 characters)
 	uint32_t prog_ifindex = 0;	  // non-zero: load for hardware offload to this device
+	bool explain = true; // on refusal, load again with the verifier's log to say why
 };
 
 // A program the kernel accepted, with the counters map it owns. The Ifnames and

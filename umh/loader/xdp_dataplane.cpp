@@ -416,7 +416,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 {
 	const auto t_start = clock::now();
 	BF_TRY(check(table));
-	auto code = codegen::compile_xdp(table, codegen::Options{});
+	auto code = codegen::compile_xdp(table, codegen::Options{.tests = options_.tests});
 	if (!code)
 		return code.error();
 	auto gen = std::make_unique<Generation>();
@@ -424,8 +424,11 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	// Load (and verify) before touching any interface; offloaded programs are loaded
 	// per device as they are attached.
 	if (options_.mode != XdpMode::Offload) {
-		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
-		if (!p && gen->code.tests == codegen::Options::Tests::Branch) {
+		// A Branch program the kernel refuses has a second chance: no need to ask why.
+		const bool second_chance = gen->code.tests != codegen::Options::Tests::Accumulate;
+		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get(),
+				      LoadOptions{.explain = !second_chance});
+		if (!p && second_chance) {
 			// The faster form was too much for this kernel's verifier: the one it
 			// takes at any size.
 			log::info("the kernel refused the table with a jump per test (" +
@@ -489,9 +492,15 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 
 	const auto t_attached = clock::now();
 	wait_for_readers();
+	const auto form = current_->code.tests;
 	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
-		  std::to_string(attached_.size()) + " interfaces: compiled and loaded in " +
-		  ms_between(t_start, t_loaded) + ", attached in " +
+		  std::to_string(attached_.size()) + " interfaces (" +
+		  std::to_string(current_->code.insns.size()) + " instructions, " +
+		  (form == codegen::Options::Tests::Branch ? "a jump per test"
+		   : form == codegen::Options::Tests::FirstBranch
+			   ? "a jump per rule and its first test"
+			   : "a jump per rule") +
+		  "): compiled and loaded in " + ms_between(t_start, t_loaded) + ", attached in " +
 		  ms_between(t_loaded, t_attached) + ", old program quiet after " +
 		  ms_between(t_attached, clock::now()));
 	if (!old)

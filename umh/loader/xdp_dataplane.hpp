@@ -43,6 +43,8 @@ struct XdpOptions {
 	// an earlier helper's programs are found: they keep filtering until the restored
 	// table replaces them, rather than the empty initial table in between.
 	bool restore_follows = false;
+	// How rules test packets (codegen::Options::Tests): Auto but for tests.
+	codegen::Options::Tests tests = codegen::Options::Tests::Auto;
 };
 
 // Works on the network namespace the process is in when it is created and whenever one
