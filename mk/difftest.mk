@@ -12,7 +12,8 @@ DIFFTEST       := BUILD=$(BUILD) scripts/difftest
 
 .PHONY: difftest difftest-long difftest-self-check
 difftest: $(UMH) $(PRELOAD_SO)
-	$(DIFFTEST) --corpus tests/difftest/corpus --random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT) \
+	$(DIFFTEST) --corpus tests/difftest/corpus --corpus-also first-branch,accumulate \
+		--random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT) \
 		--max-shrinks 1 --shrink-budget 150 --repro-dir $(BUILD)/difftest
 
 difftest-long: $(UMH) $(PRELOAD_SO)

@@ -32,7 +32,9 @@ void usage(FILE *out)
 	      "--kmsg            log to /dev/kmsg\n"
 	      "--xdp-mode MODE   auto (native where the driver has it, else generic), native,\n"
 	      "                  generic or offload (default auto)\n"
-	      "--no-loopback     leave loopback unfiltered\n",
+	      "--no-loopback     leave loopback unfiltered\n"
+	      "--tests FORM      how rules test packets: auto (default), branch, first-branch\n"
+	      "                  or accumulate (for tests; see Documentation/design.md)\n",
 	      out);
 }
 
@@ -73,6 +75,21 @@ int run(int argc, char **argv)
 			options.xdp.mode = *mode;
 		} else if (a == "--no-loopback") {
 			options.xdp.loopback = false;
+		} else if (a == "--tests" && i + 1 < argc) {
+			const std::string_view form = argv[++i];
+			using Tests = codegen::Options::Tests;
+			if (form == "auto")
+				options.xdp.tests = Tests::Auto;
+			else if (form == "branch")
+				options.xdp.tests = Tests::Branch;
+			else if (form == "first-branch")
+				options.xdp.tests = Tests::FirstBranch;
+			else if (form == "accumulate")
+				options.xdp.tests = Tests::Accumulate;
+			else {
+				fprintf(stderr, "bpfilter_umh: --tests %s: not a form\n", argv[i]);
+				return 2;
+			}
 		} else if (a == "--help" || a == "-h") {
 			usage(stdout);
 			return 0;

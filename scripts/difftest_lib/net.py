@@ -115,12 +115,13 @@ def parse_save(text):
 class Side:
 	"""One filtered namespace, its two peers, its observer sockets and, for bpfilter, its helper."""
 
-	def __init__(self, kind, tag, workdir, root, xdp_mode):
+	def __init__(self, kind, tag, workdir, root, xdp_mode, tests=None):
 		self.kind = kind
 		self.tag = tag
 		self.workdir = workdir
 		self.root = root
 		self.xdp_mode = xdp_mode
+		self.tests = tests
 		self.ns = f"dt{os.getpid()}{tag}"
 		self.peers = [f"{self.ns}p0", f"{self.ns}p1"]
 		self.senders = []
@@ -185,6 +186,8 @@ class Side:
 		args = [umh, "--listen", self.socket_path]
 		if self.xdp_mode:
 			args += ["--xdp-mode", self.xdp_mode]
+		if self.tests:
+			args += ["--tests", self.tests]
 		self.umh_log_path = os.path.join(self.workdir, f"{self.tag}.umh.log")
 		log = open(self.umh_log_path, "w")
 		try:
@@ -307,12 +310,13 @@ def wait_cmds(procs, timeout=60):
 class Bed:
 	"""Both sides, set up once and reused for every case of a run."""
 
-	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False, perturb=False):
+	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False, perturb=False,
+		     tests=None):
 		self.perturb = perturb
 		self.verified = False
 		self.workdir = tempfile.mkdtemp(prefix="difftest.")
 		self.sides = [Side(NETFILTER, "a", self.workdir, root, None),
-			      Side(second, "b", self.workdir, root, xdp_mode)]
+			      Side(second, "b", self.workdir, root, xdp_mode, tests)]
 		self.settle = settle
 		self.gap = gap
 		self.keep = keep
