@@ -12,7 +12,7 @@ DIFFTEST       := BUILD=$(BUILD) scripts/difftest
 
 .PHONY: difftest difftest-long difftest-self-check
 difftest: $(UMH) $(PRELOAD_SO)
-	$(DIFFTEST) --corpus tests/difftest/corpus --corpus-also first-branch,accumulate \
+	$(DIFFTEST) --corpus tests/difftest/corpus --corpus-also first-branch,accumulate,chunked \
 		--random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT) \
 		--max-shrinks 1 --shrink-budget 150 --repro-dir $(BUILD)/difftest
 

@@ -33,8 +33,8 @@ void usage(FILE *out)
 	      "--xdp-mode MODE   auto (native where the driver has it, else generic), native,\n"
 	      "                  generic or offload (default auto)\n"
 	      "--no-loopback     leave loopback unfiltered\n"
-	      "--tests FORM      how rules test packets: auto (default), branch, first-branch\n"
-	      "                  or accumulate (for tests; see Documentation/design.md)\n",
+	      "--tests FORM      how rules test packets: auto (default), branch, first-branch,\n"
+	      "                  accumulate or chunked (for tests; see Documentation/design.md)\n",
 	      out);
 }
 
@@ -86,6 +86,8 @@ int run(int argc, char **argv)
 				options.xdp.tests = Tests::FirstBranch;
 			else if (form == "accumulate")
 				options.xdp.tests = Tests::Accumulate;
+			else if (form == "chunked")
+				options.xdp.tests = Tests::Chunked;
 			else {
 				fprintf(stderr, "bpfilter_umh: --tests %s: not a form\n", argv[i]);
 				return 2;

@@ -310,10 +310,67 @@ TEST(CodegenScale, AutoBranchTablesVerify)
 		       codegen::Options::Tests::Branch);
 }
 
+// FirstBranch is Auto's choice for large user chains (a long INPUT is cut into chunks).
 TEST(CodegenScale, AutoFirstBranchTablesVerify)
 {
-	auto_mode_edge(static_cast<uint32_t>(codegen::max_first_branch_rules) - 4,
-		       codegen::Options::Tests::FirstBranch);
+	TableBuilder b;
+	const uint32_t n = static_cast<uint32_t>(codegen::max_first_branch_rules) - 10;
+	std::vector<ir::Rule> chain;
+	for (uint32_t i = 0; i < n; i++)
+		chain.push_back(R().src("10.0.0.0", 8)
+					.proto(6)
+					.m(tcp({}, {static_cast<uint16_t>(1000 + i),
+						    static_cast<uint16_t>(1000 + i)}))
+					.drop());
+	b.chains = {TableBuilder::Chain{chain}};
+	b.input = {R().jump(0)};
+	ir::Table t = b.build();
+	auto code = codegen::compile_xdp(t, {.local_only = false});
+	ASSERT_TRUE(code.ok());
+	ASSERT_EQ(code->tests, codegen::Options::Tests::FirstBranch);
+	Xdp x(t);
+	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
+	x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + n - 1)), drop,
+		 {b.input_at[0], b.chain_start[0] + n - 1});
+	x.expect(tcp_packet(1, 999), pass, {b.input_at[0], b.chain_return[0], b.input_policy_at});
+	std::printf("%u rules in a user chain: %zu instructions\n", n, x.insns);
+}
+
+// A long INPUT chain is cut into chunks, each verified on its own: rules in every chunk,
+// a jump to a user chain and back, RETURN to the policy, all as in one piece.
+TEST(CodegenScale, LongInputChainInChunks)
+{
+	TableBuilder b;
+	constexpr uint32_t n = 6000, jump_at = 3000, return_at = 5000;
+	for (uint32_t i = 0; i < n; i++) {
+		if (i == jump_at)
+			b.input.push_back(R().proto(17).jump(0));
+		else if (i == return_at)
+			b.input.push_back(R().proto(1).ret());
+		else
+			b.input.push_back(R().src("10.0.0.0", 8)
+						  .proto(6)
+						  .m(tcp({}, {static_cast<uint16_t>(1000 + i),
+							      static_cast<uint16_t>(1000 + i)}))
+						  .drop());
+	}
+	b.chains = {{{R().src("10.0.0.9").ret(), R().drop()}}};
+	ir::Table t = b.build();
+	auto plan = codegen::make_plan(t, {});
+	ASSERT_TRUE(plan.ok());
+	ASSERT_GE(plan->chunks.size(), 2u);
+	ASSERT_FALSE(plan->accumulate);
+	Xdp x(t);
+	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
+	for (uint32_t i : {0u, 10u, 2999u, 3001u, 4999u, 5001u, n - 1})
+		x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + i)), drop, {b.input_at[i]});
+	x.expect(udp_packet(1, 2), drop, {b.input_at[jump_at], b.chain_start[0] + 1});
+	Packet back = udp_packet(1, 2);
+	back.saddr = ip4h("10.0.0.9");
+	x.expect(back, pass, {b.input_at[jump_at], b.chain_start[0], b.input_policy_at});
+	x.expect(icmp_packet(8, 0), pass, {b.input_at[return_at], b.input_policy_at});
+	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
+	std::printf("%u rules in %zu chunks: %zu instructions\n", n, plan->chunks.size(), x.insns);
 }
 
 } // namespace
@@ -332,12 +389,18 @@ TEST(CodegenScale, AutoAccumulatesOnlyWhenBranchesWouldNotVerify)
 	ASSERT_TRUE(a.ok());
 	EXPECT_FALSE(a->accumulate);
 
+	// Large user chains: no chunks, Accumulate (with a jump for each first test).
 	TableBuilder big;
+	std::vector<ir::Rule> chain;
 	for (uint32_t i = 0; i < 5000; i++)
-		big.input.push_back(R().proto(6).m(tcp({}, {22, 22})).accept());
+		chain.push_back(R().proto(6).m(tcp({}, {22, 22})).accept());
+	big.chains = {TableBuilder::Chain{chain}};
+	big.input = {R().jump(0)};
 	auto b = codegen::make_plan(big.build(), {});
 	ASSERT_TRUE(b.ok());
 	EXPECT_TRUE(b->accumulate);
+	EXPECT_TRUE(b->first_branch);
+	EXPECT_TRUE(b->chunks.empty());
 	auto forced = codegen::make_plan(big.build(), {.tests = codegen::Options::Tests::Branch});
 	ASSERT_TRUE(forced.ok());
 	EXPECT_FALSE(forced->accumulate);

@@ -309,10 +309,12 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CodegenDiff,
-			 ::testing::Values(Tests::Branch, Tests::FirstBranch, Tests::Accumulate),
+			 ::testing::Values(Tests::Branch, Tests::FirstBranch, Tests::Accumulate,
+					   Tests::Chunked),
 			 [](const auto &info) {
 				 return info.param == Tests::Branch	   ? "Branch"
 					: info.param == Tests::FirstBranch ? "FirstBranch"
+					: info.param == Tests::Chunked	   ? "Chunked"
 									   : "Accumulate";
 			 });
 

@@ -24,6 +24,7 @@ struct Frame {
 	bool main;	      // the main program (empty jump stack) or a subprogram
 	int16_t key_off;      // this frame's stack slot for a map key
 	uint32_t block = ~0u; // the Counters block in layout::counters
+	uint32_t stop = ~0u;  // a chunk's end: the next chunk's first rule
 };
 
 void emit_verdict(Emitter &em, int32_t code)
@@ -234,6 +235,10 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 {
 	const auto &rules = f.table.rules;
 	for (uint32_t i = start;; i++) {
+		if (i != start && i == f.stop) {
+			emit_verdict(em, layout::ret_next_chunk);
+			return;
+		}
 		if (i != start && f.plan.subprog_of.count(i)) {
 			emit_goto(em, f, i);
 			return;
@@ -285,6 +290,40 @@ void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan)
 {
 	Frame f{table, plan, true, layout::main_key};
 	emit_run(em, f, plan.entry);
+}
+
+void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan)
+{
+	Frame f{table, plan, true, layout::main_key};
+	Label underflow(em);
+	for (size_t k = 0; k < plan.chunks.size(); k++) {
+		em.emit(mov64(R1, layout::pkt));
+		em.call(plan.chunk_id(k));
+		Label next(em);
+		if (k + 1 < plan.chunks.size())
+			em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_next_chunk), next);
+		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), underflow);
+		em.emit(exit());
+	}
+	underflow.bind();
+	emit_underflow(em, f);
+}
+
+void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, size_t k)
+{
+	em.begin_subprog(plan.chunk_id(k), true);
+	// A global function's pointer argument may be null as far as the verifier knows.
+	Label have(em);
+	em.jump(jmp_imm(BPF_JNE, R1, 0), have);
+	em.emit(mov64(R0, layout::ret_drop));
+	em.emit(exit());
+	have.bind();
+	em.emit(mov64(layout::pkt, R1));
+	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
+	Frame f{table, plan, false, layout::sub_key};
+	if (k + 1 < plan.chunks.size())
+		f.stop = plan.chunks[k + 1];
+	emit_run(em, f, plan.chunks[k]);
 }
 
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id)

@@ -16,4 +16,8 @@ void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan);
 // Subprogram `id`: R1 holds the parsed packet; it exits with a verdict or RETURN.
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id);
 
+// With Plan::chunks: the main program's calls of each chunk in turn, and chunk k.
+void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan);
+void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, size_t k);
+
 } // namespace bpfilter::codegen

@@ -37,13 +37,25 @@ struct Options {
 	// (fastest), with a jump for the first test and one for the rest (FirstBranch), or
 	// with one jump per rule (verifies at any size, runs every test). Auto picks the
 	// fastest the verifier should allow. The others are for tests.
-	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate };
+	// Chunked: Branch, with INPUT cut into small chunks (Plan::chunks), for tests.
+	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate, Chunked };
 	Tests tests = Tests::Auto;
+};
+
+// A function of the program, for the BTF the loader gives the kernel when some function
+// is global (verified on its own, with its argument a pointer to the parsed packet).
+struct Function {
+	size_t insn = 0; // first instruction
+	bool global = false;
+	bool operator==(const Function &) const = default;
 };
 
 struct Program {
 	std::vector<bpf_insn> insns;
 	std::vector<MapRef> map_refs;
+	// Every function, the main one first, in instruction order; only filled in when one
+	// of them is global.
+	std::vector<Function> functions;
 	uint32_t num_counters = 0; // entries of the Counters map: one per rule of the table
 	Options::Tests tests = Options::Tests::Branch; // how rules test: Branch or Accumulate
 };

@@ -1,6 +1,8 @@
 // The program image under construction: label binding, jump and call patching.
 #include "codegen/emitter.hpp"
 
+#include <algorithm>
+
 #include <limits>
 
 namespace bpfilter::codegen
@@ -95,10 +97,13 @@ void Emitter::call(SubprogId id)
 	emit(insn::call_pseudo());
 }
 
-void Emitter::begin_subprog(SubprogId id)
+void Emitter::begin_subprog(SubprogId id, bool global)
 {
-	if (subprog_start_.size() <= id)
+	if (subprog_start_.size() <= id) {
 		subprog_start_.resize(id + 1);
+		global_.resize(id + 1);
+	}
+	global_[id] = global;
 	if (subprog_start_[id])
 		fail("codegen: subprogram " + std::to_string(id) + " started twice");
 	subprog_start_[id] = pos();
@@ -124,7 +129,16 @@ Result<Program> Emitter::finish(uint32_t num_counters) &&
 	}
 	if (error_)
 		return *error_;
-	return Program{std::move(insns_), std::move(map_refs_), num_counters};
+	std::vector<Function> functions;
+	if (std::find(global_.begin(), global_.end(), true) != global_.end()) {
+		functions.push_back({0, false});
+		for (size_t id = 0; id < subprog_start_.size(); id++)
+			if (subprog_start_[id])
+				functions.push_back({*subprog_start_[id], global_[id]});
+		std::sort(functions.begin(), functions.end(),
+			  [](const Function &a, const Function &b) { return a.insn < b.insn; });
+	}
+	return Program{std::move(insns_), std::move(map_refs_), std::move(functions), num_counters};
 }
 
 } // namespace bpfilter::codegen

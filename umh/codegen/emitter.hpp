@@ -73,7 +73,8 @@ public:
 	void ld_map(Reg dst, MapSlot slot);
 	// Call subprogram `id`; it must be started with begin_subprog() before finish().
 	void call(SubprogId id);
-	void begin_subprog(SubprogId id);
+	// global: verified on its own (BTF says its argument is the parsed packet).
+	void begin_subprog(SubprogId id, bool global = false);
 	bool called(SubprogId id) const { return id < called_.size() && called_[id]; }
 	bool started(SubprogId id) const
 	{
@@ -92,6 +93,7 @@ private:
 	std::vector<MapRef> map_refs_;
 	std::vector<std::pair<size_t, SubprogId>> calls_;
 	std::vector<std::optional<size_t>> subprog_start_;
+	std::vector<bool> global_;
 	std::vector<bool> called_;
 	std::optional<Error> error_;
 	bool live_ = true;

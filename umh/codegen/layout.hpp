@@ -17,6 +17,9 @@ namespace bpfilter::codegen::layout
 inline constexpr int32_t ret_return = 0; // XDP_ABORTED is never returned by the program
 inline constexpr int32_t ret_drop = XDP_DROP;
 inline constexpr int32_t ret_accept = XDP_PASS;
+// A chunk of INPUT's rules (Plan::chunks) fell off its end: the main program calls the
+// next chunk. Not an XDP action.
+inline constexpr int32_t ret_next_chunk = 0x7f;
 
 // R9 points at the parsed packet in every frame: the main program sets it, and passes
 // it to every subprogram in R1. Callee-saved, so it survives calls. The parsed packet

@@ -137,6 +137,32 @@ bool ends_run(const ir::Table &t, uint32_t i)
 	return false;
 }
 
+// Cut the main run into chunks of at most `budget` estimated tests (Plan::chunks).
+// False, and no chunks, when there would be more functions than a program may have.
+bool cut_into_chunks(const ir::Table &t, Plan &plan, uint64_t budget)
+{
+	uint64_t in_chunk = 0;
+	plan.chunks = {plan.entry};
+	for (uint32_t i = plan.entry; i < t.rules.size(); i++) {
+		if (i != plan.entry && plan.subprog_of.count(i))
+			break;
+		const uint64_t tests =
+			fold_ip(t.rules[i].ip) == Fold::Never ? 0 : tests_of(t.rules[i]);
+		if (in_chunk + tests > budget && in_chunk > 0) {
+			plan.chunks.push_back(i);
+			in_chunk = 0;
+		}
+		in_chunk += tests;
+		if (ends_run(t, i))
+			break;
+	}
+	if (plan.subprogs.size() + plan.chunks.size() + 1 > max_subprogs) {
+		plan.chunks.clear();
+		return false;
+	}
+	return true;
+}
+
 Result<Plan> make_plan(const ir::Table &t, const Options &options)
 {
 	const unsigned in = static_cast<unsigned>(ir::Hook::LocalIn);
@@ -216,6 +242,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		return out;
 	};
 	calls[plan.entry] = run_calls(plan.entry);
+	const uint64_t main_tests = plan.branch_tests;
 	for (uint32_t s : plan.subprogs)
 		calls[s] = run_calls(s);
 	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
@@ -223,9 +250,20 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	case Options::Tests::Auto:
 		plan.accumulate = plan.branch_tests > max_branch_tests;
 		plan.first_branch = plan.accumulate && plan.tested_rules <= max_first_branch_rules;
+		// A long INPUT chain with little else: cut it into chunks the verifier takes
+		// with a jump per test. Every chunk may call every user chain, so each gets
+		// what the user chains leave of the budget.
+		if (plan.accumulate && plan.branch_tests - main_tests <= max_branch_tests / 4 &&
+		    cut_into_chunks(t, plan, max_branch_tests - (plan.branch_tests - main_tests)))
+			plan.accumulate = plan.first_branch = false;
 		break;
 	case Options::Tests::Branch:
 		plan.accumulate = false;
+		break;
+	case Options::Tests::Chunked:
+		// Small chunks, so that tests cross many a chunk boundary.
+		plan.accumulate = false;
+		(void)cut_into_chunks(t, plan, std::max<uint64_t>(12, main_tests / 100 + 1));
 		break;
 	case Options::Tests::FirstBranch:
 		plan.accumulate = plan.first_branch = true;
@@ -257,6 +295,14 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	plan.frames = frames(frames, plan.entry);
 	if (!loop.empty())
 		return make_error(ELOOP, "codegen: the chains loop at " + loop);
+	if (!plan.chunks.empty() && plan.frames + 1 > max_call_frames) {
+		// A chunk is a frame more: the old way, then.
+		plan.chunks.clear();
+		if (options.tests == Options::Tests::Auto) {
+			plan.accumulate = true;
+			plan.first_branch = plan.tested_rules <= max_first_branch_rules;
+		}
+	}
 	if (plan.frames > max_call_frames)
 		return make_error(
 			EOPNOTSUPP,

@@ -39,6 +39,11 @@ struct Plan {
 	bool accumulate = false;   // rules test with Cond::Mode::Accumulate
 	bool first_branch = false; // ... but for their first test, a jump
 	uint64_t tested_rules = 0; // rules with code of their own
+	// A long INPUT run cut into chunks, each a global function that the verifier checks
+	// on its own (its pending branches do not add up with the others'): the first rule
+	// of each. The main program calls them in turn. Empty: not cut.
+	std::vector<uint32_t> chunks;
+	SubprogId chunk_id(size_t k) const { return static_cast<SubprogId>(subprogs.size() + k); }
 };
 
 // Is rule i's test known to pass for every packet (no matches, an all-wildcard ipt_ip)?
@@ -48,8 +53,9 @@ bool ends_run(const ir::Table &table, uint32_t i);
 // Where a jump or goto from rule i really goes: nowhere new when it is to the next rule.
 bool is_call(const ir::Table &table, uint32_t i);
 
-// Branch-mode tests (tests_of() summed) above which Auto tests a table's rules with
-// FirstBranch, and rules above which with Accumulate. The verifier keeps a jump's other
+// Branch-mode tests (tests_of() summed) above which Auto cuts INPUT into chunks (when
+// the user chains are small) or tests a table's rules with FirstBranch, and rules above
+// which with Accumulate. The verifier keeps a jump's other
 // side pending while it explores the rest of the program and gives up at 8192 of them:
 // Branch leaves about one pending per test of a rule, FirstBranch one per rule,
 // Accumulate none. Branch runs about 3.5 times faster than Accumulate at 1000 rules,

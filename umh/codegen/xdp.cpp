@@ -541,8 +541,13 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 		em.emit(exit());
 		rules.bind();
 		em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
-		emit_main_run(em, table, *plan);
+		if (plan->chunks.empty())
+			emit_main_run(em, table, *plan);
+		else
+			emit_main_chunks(em, table, *plan);
 	}
+	for (size_t k = 0; k < plan->chunks.size(); k++)
+		emit_chunk(em, table, *plan, k);
 	// Only the subprograms something calls: one called from dead code alone would be
 	// unreachable, which the verifier refuses. Ascending order keeps the output stable.
 	for (bool more = true; more;) {

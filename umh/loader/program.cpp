@@ -3,7 +3,10 @@
 #include "loader/program.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/btf.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -45,6 +48,58 @@ std::string log_tail(const std::vector<char> &log)
 	if (s.size() > keep)
 		s = "..." + s.substr(s.size() - keep);
 	return s;
+}
+
+// The BTF that lets the kernel verify global functions on their own: each function's
+// prototype, int f(struct bpfilter_pkt *) (the main one: int f(struct xdp_md *)), and
+// func_info naming the function at each start. Types are as small as the verifier needs:
+// a struct's size is all it reads.
+struct Btf {
+	Fd fd;
+	std::vector<bpf_func_info> func_info;
+};
+
+Result<Btf> make_btf(const codegen::Program &program)
+{
+	struct btf *b = btf__new_empty();
+	if (!b)
+		return sys_error(errno, "loader: creating BTF");
+	const int int_id = btf__add_int(b, "int", 4, BTF_INT_SIGNED);
+	const int pkt = btf__add_struct(b, "bpfilter_pkt", codegen::layout::pkt_off::size);
+	const int pkt_ptr = btf__add_ptr(b, pkt);
+	const int sub_proto = btf__add_func_proto(b, int_id);
+	int err = btf__add_func_param(b, "pkt", pkt_ptr);
+	const int ctx = btf__add_struct(b, "xdp_md", sizeof(xdp_md));
+	const int ctx_ptr = btf__add_ptr(b, ctx);
+	const int main_proto = btf__add_func_proto(b, int_id);
+	if (!err)
+		err = btf__add_func_param(b, "ctx", ctx_ptr);
+	Btf out;
+	for (size_t k = 0; k < program.functions.size() && err >= 0; k++) {
+		const codegen::Function &fn = program.functions[k];
+		const std::string name = k == 0 ? "bpfilter_in" : "bpfilter_fn" + std::to_string(k);
+		const int id = btf__add_func(
+			b, name.c_str(), k == 0 || fn.global ? BTF_FUNC_GLOBAL : BTF_FUNC_STATIC,
+			k == 0 ? main_proto : sub_proto);
+		if (id < 0)
+			err = id;
+		out.func_info.push_back(
+			{static_cast<uint32_t>(fn.insn), static_cast<uint32_t>(id)});
+	}
+	for (int id : {int_id, pkt, pkt_ptr, sub_proto, ctx, ctx_ptr, main_proto})
+		if (id < 0)
+			err = id;
+	if (err >= 0)
+		err = btf__load_into_kernel(b);
+	if (err < 0) {
+		btf__free(b);
+		return sys_error(-err, "loader: loading the program's BTF");
+	}
+	out.fd = Fd(dup(btf__fd(b)));
+	btf__free(b);
+	if (!out.fd)
+		return sys_error(errno, "loader: keeping the program's BTF");
+	return out;
 }
 
 } // namespace
@@ -110,6 +165,17 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 
 	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_XDP,
 		    .prog_ifindex = options.prog_ifindex);
+	Btf btf;
+	if (!program.functions.empty()) {
+		auto made = make_btf(program);
+		if (!made)
+			return made.error();
+		btf = std::move(*made);
+		opts.prog_btf_fd = static_cast<uint32_t>(btf.fd.get());
+		opts.func_info = btf.func_info.data();
+		opts.func_info_cnt = static_cast<uint32_t>(btf.func_info.size());
+		opts.func_info_rec_size = sizeof(bpf_func_info);
+	}
 	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, options.name.c_str(), "GPL", insns.data(),
 			       insns.size(), &opts);
 	if (fd < 0 && !options.explain)

@@ -493,6 +493,9 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	const auto t_attached = clock::now();
 	wait_for_readers();
 	const auto form = current_->code.tests;
+	const auto chunks =
+		std::count_if(current_->code.functions.begin(), current_->code.functions.end(),
+			      [](const codegen::Function &fn) { return fn.global; });
 	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
 		  std::to_string(attached_.size()) + " interfaces (" +
 		  std::to_string(current_->code.insns.size()) + " instructions, " +
@@ -500,6 +503,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 		   : form == codegen::Options::Tests::FirstBranch
 			   ? "a jump per rule and its first test"
 			   : "a jump per rule") +
+		  (chunks ? ", INPUT in " + std::to_string(chunks) + " chunks" : std::string()) +
 		  "): compiled and loaded in " + ms_between(t_start, t_loaded) + ", attached in " +
 		  ms_between(t_loaded, t_attached) + ", old program quiet after " +
 		  ms_between(t_attached, clock::now()));
