@@ -1,6 +1,7 @@
 #!/bin/bash
-# Large tables: one the verifier takes with a jump per test, and one it refuses in that
-# form, which the helper compiles again with a jump per rule. Both filter and count.
+# Large tables: one the verifier takes with a jump per test, one it refuses in that
+# form, which the helper compiles again with a jump per rule, and one whose INPUT goes
+# in chunks verified one by one. All filter and count.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bf_setup
@@ -29,10 +30,11 @@ table()
 
 restore_file() { ipt_restore <"$1"; }
 
-for heavy in 0 1; do
-	# Both under Auto's estimate for a jump per test; the heavy rules have twice the
-	# tests the estimate counts, more than any verifier takes in that form.
-	[ "$heavy" = 1 ] && n=3500 || n=2500
+for heavy in 0 1 2; do
+	# The first two under Auto's estimate for a jump per test; the heavy rules have
+	# twice the tests the estimate counts, more than any verifier takes in that form.
+	# The third (light again) is past it: INPUT goes in chunks.
+	case $heavy in 0) n=2500 ;; 1) n=3500 ;; 2) n=8000 heavy=0 ;; esac
 	[ "$heavy" = 1 ] && kind="heavy rules (refused with a jump per test)" || kind="light rules"
 	fallbacks=$(grep -c "compiling it with a jump per rule" "$BF_TMP/umh.log" || true)
 	table $n "$heavy" >"$BF_TMP/table"
@@ -43,6 +45,10 @@ for heavy in 0 1; do
 	if [ "$heavy" = 1 ]; then
 		check "the helper compiled it again with a jump per rule" test "$now" -gt "$fallbacks"
 		check_eq "and says so for the table in force" "$form" "a jump per rule"
+	elif [ "$n" = 8000 ]; then
+		check_eq "the verifier took INPUT in chunks with a jump per test" "$now" "$fallbacks"
+		check "as the helper says for the table in force" \
+			grep -q "a jump per test, INPUT in [0-9]* chunks)" <(grep "rules in force" "$BF_TMP/umh.log" | tail -n 1)
 	else
 		check_eq "the verifier took it with a jump per test" "$now" "$fallbacks"
 		check_eq "as the helper says for the table in force" "$form" "a jump per test"
