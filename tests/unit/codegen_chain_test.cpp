@@ -263,16 +263,25 @@ TEST(CodegenDeterminism, SameTableSameInstructions)
 	}
 }
 
-constexpr uint32_t kRules = 10000; // past what Branch-mode tests verify: Auto accumulates
+// n rules "-s 10.0.0.0/8 -p tcp --dport 1000+i -j DROP", four tests each as the planner
+// counts them.
+std::vector<ir::Rule> port_rules(uint32_t n)
+{
+	std::vector<ir::Rule> rules;
+	for (uint32_t i = 0; i < n; i++)
+		rules.push_back(R().src("10.0.0.0", 8)
+					.proto(6)
+					.m(tcp({}, {static_cast<uint16_t>(1000 + i),
+						    static_cast<uint16_t>(1000 + i)}))
+					.drop());
+	return rules;
+}
+
+constexpr uint32_t kRules = 10000; // past one verification's reach: INPUT goes in chunks
 TEST(CodegenScale, ManyRulesLoad)
 {
 	TableBuilder b;
-	for (uint32_t i = 0; i < kRules; i++)
-		b.input.push_back(R().src("10.0.0.0", 8)
-					  .proto(6)
-					  .m(tcp({}, {static_cast<uint16_t>(1000 + i),
-						      static_cast<uint16_t>(1000 + i)}))
-					  .drop());
+	b.input = port_rules(kRules);
 	ir::Table t = b.build();
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
@@ -287,12 +296,7 @@ TEST(CodegenScale, ManyRulesLoad)
 void auto_mode_edge(uint32_t n, codegen::Options::Tests want)
 {
 	TableBuilder b;
-	for (uint32_t i = 0; i < n; i++)
-		b.input.push_back(R().src("10.0.0.0", 8)
-					  .proto(6)
-					  .m(tcp({}, {static_cast<uint16_t>(1000 + i),
-						      static_cast<uint16_t>(1000 + i)}))
-					  .drop());
+	b.input = port_rules(n);
 	ir::Table t = b.build();
 	auto code = codegen::compile_xdp(t, {.local_only = false});
 	ASSERT_TRUE(code.ok());
@@ -315,14 +319,7 @@ TEST(CodegenScale, AutoFirstBranchTablesVerify)
 {
 	TableBuilder b;
 	const uint32_t n = static_cast<uint32_t>(codegen::max_first_branch_rules) - 10;
-	std::vector<ir::Rule> chain;
-	for (uint32_t i = 0; i < n; i++)
-		chain.push_back(R().src("10.0.0.0", 8)
-					.proto(6)
-					.m(tcp({}, {static_cast<uint16_t>(1000 + i),
-						    static_cast<uint16_t>(1000 + i)}))
-					.drop());
-	b.chains = {TableBuilder::Chain{chain}};
+	b.chains = {TableBuilder::Chain{port_rules(n)}};
 	b.input = {R().jump(0)};
 	ir::Table t = b.build();
 	auto code = codegen::compile_xdp(t, {.local_only = false});
@@ -342,18 +339,9 @@ TEST(CodegenScale, LongInputChainInChunks)
 {
 	TableBuilder b;
 	constexpr uint32_t n = 6000, jump_at = 3000, return_at = 5000;
-	for (uint32_t i = 0; i < n; i++) {
-		if (i == jump_at)
-			b.input.push_back(R().proto(17).jump(0));
-		else if (i == return_at)
-			b.input.push_back(R().proto(1).ret());
-		else
-			b.input.push_back(R().src("10.0.0.0", 8)
-						  .proto(6)
-						  .m(tcp({}, {static_cast<uint16_t>(1000 + i),
-							      static_cast<uint16_t>(1000 + i)}))
-						  .drop());
-	}
+	b.input = port_rules(n);
+	b.input[jump_at] = R().proto(17).jump(0);
+	b.input[return_at] = R().proto(1).ret();
 	b.chains = {{{R().src("10.0.0.9").ret(), R().drop()}}};
 	ir::Table t = b.build();
 	auto plan = codegen::make_plan(t, {});
