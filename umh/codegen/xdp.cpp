@@ -299,19 +299,28 @@ void emit_local_only(Emitter &em, Label &pass)
 // anyway, and stays in force where a setting we do not read (route_localnet,
 // accept_local, multicast routing) lets it through. Packets on lo are the host's own and
 // come routed.
+constexpr int32_t multicast = static_cast<int32_t>(0xe0000000u); // 224/4
+
+// R1 = the host-order address at pkt + field, R2 = its top four bits (`multicast`
+// for 224/4); to `loopback` when it is in 127/8.
+void emit_addr_class(Emitter &em, int16_t field, Label &loopback)
+{
+	em.emit(ldx(BPF_W, R1, layout::pkt, field));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_RSH, R2, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 127), loopback);
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
+}
+
 void emit_martians(Emitter &em, Label &dry)
 {
 	Label done(em), check_dst(em);
 	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
 	em.jump(jmp_imm(BPF_JEQ, R1, 1), done); // LOOPBACK_IFINDEX
 
-	em.emit(ldx(BPF_W, R1, layout::pkt, off::saddr_h));
-	em.emit(mov64(R2, R1));
-	em.emit(alu32_imm(BPF_RSH, R2, 24));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
-	em.emit(mov64(R2, R1));
-	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
-	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), dry);
+	emit_addr_class(em, off::saddr_h, dry);
+	em.jump(jmp32_imm(BPF_JEQ, R2, multicast), dry);
 	em.jump(jmp32_imm(BPF_JEQ, R1, -1), dry);
 	Label nonzero(em);
 	em.jump(jmp32_imm(BPF_JNE, R1, 0), nonzero);
@@ -324,13 +333,8 @@ void emit_martians(Emitter &em, Label &dry)
 	em.jump(jmp_imm(BPF_JNE, R0, 0), dry);
 
 	check_dst.bind();
-	em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
-	em.emit(mov64(R2, R1));
-	em.emit(alu32_imm(BPF_RSH, R2, 24));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
-	em.emit(mov64(R2, R1));
-	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
-	em.jump(jmp32_imm(BPF_JNE, R2, static_cast<int32_t>(0xe0000000u)), done);
+	emit_addr_class(em, off::daddr_h, dry);
+	em.jump(jmp32_imm(BPF_JNE, R2, multicast), done);
 	em.jump(jmp32_imm(BPF_JEQ, R1, static_cast<int32_t>(0xe0000001u)), done);
 	emit_local_lookup(em, off::daddr); // the loader keeps joined groups there
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), dry);
