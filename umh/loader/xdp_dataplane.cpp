@@ -459,8 +459,8 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	if (!links)
 		return links.error();
 	BF_TRY(sync_names(*links));
-	// Groups joined since the last address change: no event says when a socket joins.
-	BF_TRY(sync_local_routes());
+	// Groups joined since the last look: no event says when a socket joins.
+	BF_TRY(refresh_groups());
 
 	std::vector<std::pair<rtnl::Link, Attached>> switched;
 	std::map<int, Attached> next;
