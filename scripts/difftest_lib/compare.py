@@ -27,10 +27,11 @@ def _counts(p, b):
 	return f"{p} packets {b} bytes"
 
 
-def run_case(bed, ruleset, pkts, show=None):
-	"""Run one ruleset and its packets on the bed; returns a Result. show: a print
-	function that gets every packet's verdicts and the first side's counters."""
+def run_case(bed, ruleset, pkts, show=None, kind="input"):
+	"""Run one ruleset and its packets on bed `kind` (input, router, host); returns a Result.
+	show: a print function that gets every packet's verdicts and the first side's counters."""
 	res = Result()
+	bed.use(kind)
 	names = bed.names()
 	loads = bed.load(ruleset)
 	if not loads[0][0]:
@@ -49,16 +50,19 @@ def run_case(bed, ruleset, pkts, show=None):
 			res.fail(f"helper: bpfilter_umh died (exit {side.umh.returncode}): {side.umh_log()}")
 			res.fatal = True
 			return res
+	word = lambda x: ("delivered" if x else "not delivered") if isinstance(x, bool) else str(x)  # noqa: E731
 	for n, (pkt, (a, b)) in enumerate(zip(pkts, verdicts), 1):
 		if a == b:
 			res.ok()
 		else:
-			word = lambda x: "delivered" if x else "not delivered"  # noqa: E731
 			res.fail(f"packet: #{n} {pkt}: {names[0]} {word(a)}, {names[1]} {word(b)}")
 	(chains_a, rules_a), (chains_b, rules_b) = bed.save()
 	if show:
 		for n, (pkt, v) in enumerate(zip(pkts, verdicts), 1):
-			show(f"  #{n} {'/'.join('delivered' if x else 'dropped' for x in v)}: {pkt}")
+			if isinstance(v[0], bool):
+				show(f"  #{n} {'/'.join('delivered' if x else 'dropped' for x in v)}: {pkt}")
+			else:
+				show(f"  #{n} {v[0]}{'' if v[0] == v[1] else ' / ' + str(v[1])}: {pkt}")
 		for name, policy, p, b in chains_a:
 			show(f"  [{p}:{b}] :{name} {policy}")
 		for chain, idx, text, p, b in rules_a:

@@ -19,6 +19,11 @@ import time
 
 CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = 33
+SO_MARK = 36
+SO_ATTACH_FILTER = 26
+ETH_P_IP = 0x0800
+PACKET_OUTGOING = 4
+IP_FREEBIND = 15
 # Sides. The first is always real netfilter; the second bpfilter, or netfilter again
 # for the harness's own check.
 NETFILTER = "netfilter"
@@ -115,8 +120,9 @@ def parse_save(text):
 class Side:
 	"""One filtered namespace, its two peers, its observer sockets and, for bpfilter, its helper."""
 
-	def __init__(self, kind, tag, workdir, root, xdp_mode, tests=None):
+	def __init__(self, kind, tag, workdir, root, xdp_mode, tests=None, bed="input"):
 		self.kind = kind
+		self.bed = bed
 		self.tag = tag
 		self.workdir = workdir
 		self.root = root
@@ -126,6 +132,9 @@ class Side:
 		self.peers = [f"{self.ns}p0", f"{self.ns}p1"]
 		self.senders = []
 		self.observers = {}
+		self.captures = []  # router and host beds: every IPv4 frame each peer receives
+		self.raw_out = None  # host bed: the host's own IP_HDRINCL socket
+		self.rawip_out = {}  # host bed: the host's raw sockets by protocol (kernel-made IP header)
 		self.umh = None
 		self.env = dict(os.environ, XTABLES_LOCKFILE=os.path.join(workdir, f"{tag}.xtables.lock"))
 		self.socket_path = os.path.join(workdir, f"{tag}.sock")
@@ -148,32 +157,76 @@ class Side:
 		batch = []
 		for key in ("all", "default", "in0", "in1"):
 			self._sysctl(self.ns, f"net.ipv4.conf.{key}.rp_filter", 0)
-		self._sysctl(self.ns, "net.ipv4.ip_forward", 0)
+		forward = self.bed != "input"
+		self._sysctl(self.ns, "net.ipv4.ip_forward", int(forward))
 		for i in (0, 1):
 			batch += [f"addr add 10.{i}.0.1/24 dev in{i}", f"link set in{i} up"]
-		# The filtered host sends nothing: every reply it would make (TCP resets, ICMP
-		# errors, echo replies) fails its route lookup, so OUTPUT stays untouched and the
-		# peers never see traffic they did not send. Input routing is unchanged: local
-		# table, connected routes, a default route, forwarding off.
-		batch += ["route add default via 10.0.0.2 dev in0", "rule add pref 10 iif lo prohibit"]
+		batch += ["route add default via 10.0.0.2 dev in0"]
+		if forward:
+			for key in ("all", "default", "in0", "in1"):
+				self._sysctl(self.ns, f"net.ipv4.conf.{key}.forwarding", 1)
+				# A datagram routed back out of its own device would make the host
+				# send an ICMP redirect, rate limited on a clock of its own.
+				self._sysctl(self.ns, f"net.ipv4.conf.{key}.send_redirects", 0)
+			# Forwarding never waits for ARP: the peers are permanent neighbours, and
+			# any other on-link address goes to the broadcast MAC (no ARP on in0, in1),
+			# so no datagram sits in a neighbour queue and no "host unreachable" comes
+			# seconds later. 172.31.0.0/16 lies beyond p1, everything else beyond p0.
+			for i in (0, 1):
+				batch += [f"link set in{i} arp off",
+					  f"neigh replace 10.{i}.0.2 lladdr 02:df:00:00:0{i}:02 dev in{i} nud permanent"]
+			batch += ["route add 172.31.0.0/16 via 10.1.0.2 dev in1"]
+		if self.bed != "host":
+			# The filtered host sends nothing: every reply it would make (TCP resets, ICMP
+			# errors, echo replies) fails its route lookup, so OUTPUT stays untouched and the
+			# peers never see traffic they did not send. Input routing is unchanged: local
+			# table, connected routes, a default route, forwarding off (input bed) or on
+			# (router bed). Last: a gateway route's check is itself a lookup from lo.
+			batch += ["rule add pref 10 iif lo prohibit"]
+		if self.bed == "host":
+			# Every reply counts, however many a case asks for in a burst.
+			self._sysctl(self.ns, "net.ipv4.icmp_ratelimit", 0)
+			self._sysctl(self.ns, "net.ipv4.icmp_ratemask", 0)
+			self._sysctl(self.ns, "net.ipv4.icmp_msgs_per_sec", 1000000)
+			self._sysctl(self.ns, "net.ipv4.icmp_msgs_burst", 1000000)
 		self._batch(self.ns, batch)
 		for i in (0, 1):
 			# The peer has a /32 and a default route through the filtered host, and knows
 			# its MAC address, so every datagram goes out on the wire whatever its
 			# destination (no ARP, no on-link guessing).
-			self._batch(self.peers[i], [
+			cmds = [
 				f"addr add 10.{i}.0.2/32 dev p{i}",
 				f"link set p{i} up",
 				f"route add 10.{i}.0.1/32 dev p{i}",
 				f"route add default via 10.{i}.0.1 dev p{i}",
 				f"neigh replace 10.{i}.0.1 lladdr 02:df:00:00:0{i}:01 dev p{i} nud permanent",
-			])
+			]
+			if forward:
+				# What the host forwards reaches the peers, and they must not answer
+				# (a reset or an ICMP error would come back through the host): only
+				# the harness's sender, marked 1, gets a route.
+				cmds += ["rule add pref 9 fwmark 1 lookup main", "rule add pref 10 iif lo prohibit"]
+			self._batch(self.peers[i], cmds)
 		for i in (0, 1):
 			with _InNetns(self.peers[i]):
 				s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 			s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, f"p{i}".encode())
 			s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+			if forward:
+				s.setsockopt(socket.SOL_SOCKET, SO_MARK, 1)
 			self.senders.append(s)
+			if forward:
+				with _InNetns(self.peers[i]):
+					c = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+				c.bind((f"p{i}", ETH_P_IP))
+				c.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
+				c.setblocking(False)
+				self.captures.append(c)
+		if self.bed == "host":
+			with _InNetns(self.ns):
+				s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+			s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+			self.raw_out = s
 		if self.kind == BPFILTER:
 			self._start_umh()
 
@@ -260,28 +313,85 @@ class Side:
 	def drain(self):
 		"""Every datagram the observers hold: a set of (proto, src, dst, ip id)."""
 		seen = set()
-		for proto, s in self.observers.items():
-			while True:
-				try:
-					data = s.recv(65535)
-				except BlockingIOError:
-					break
-				if len(data) < 20:
-					continue
-				ident, = struct.unpack("!H", data[4:6])
-				seen.add((data[9], socket.inet_ntoa(data[12:16]), socket.inet_ntoa(data[16:20]), ident))
+		for data in self.drain_data():
+			ident, = struct.unpack("!H", data[4:6])
+			seen.add((data[9], socket.inet_ntoa(data[12:16]), socket.inet_ntoa(data[16:20]), ident))
 		return seen
+
+	def drain_data(self):
+		"""Every datagram the observers hold, as bytes (delivered locally, past INPUT)."""
+		out = []
+		for proto, s in self.observers.items():
+			out += _drain(s)
+		return out
+
+	def drain_captures(self):
+		"""Per peer, every IPv4 datagram it received since the last call."""
+		return [_drain(c, skip_outgoing=True) for c in self.captures]
 
 	def send(self, dev_index, datagram, dst):
 		self.senders[dev_index].sendto(datagram, (dst, 0))
+
+	def send_own(self, pkt, ident):
+		"""The filtered host sends pkt itself (send=raw, rawip, udp, tcp). A send that
+		OUTPUT refuses (EPERM) or routing cannot place is part of the case: the observers
+		tell what left."""
+		how = pkt.sender
+		try:
+			if how == "raw":
+				for datagram in pkt.pieces(ident, mark=True):
+					self.raw_out.sendto(datagram, (pkt.dst, 0))
+			elif how == "rawip":
+				s = self.rawip_out.get(pkt.proto_num)
+				if s is None:
+					with _InNetns(self.ns):
+						s = socket.socket(socket.AF_INET, socket.SOCK_RAW, pkt.proto_num)
+					# A sending socket only: it must not queue what arrives.
+					s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _DROP_ALL.prog)
+					s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+					s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+					self.rawip_out[pkt.proto_num] = s
+				s.setsockopt(socket.SOL_IP, socket.IP_TTL, pkt.get("ttl"))
+				s.setsockopt(socket.SOL_IP, socket.IP_TOS, pkt.get("tos"))
+				# IP_HDRINCL off: bind() picks the source the header gets.
+				s.bind((pkt.src, 0))
+				l4 = pkt.l4(ident)
+				if pkt.trunc is not None:
+					l4 = l4[: pkt.trunc]
+				s.sendto(l4, (pkt.dst, 0))
+			else:
+				kind = socket.SOCK_DGRAM if how == "udp" else socket.SOCK_STREAM
+				with _InNetns(self.ns):
+					s = socket.socket(socket.AF_INET, kind, 0)
+				try:
+					s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+					s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+					s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+					s.setsockopt(socket.SOL_IP, socket.IP_TTL, pkt.get("ttl"))
+					s.setsockopt(socket.SOL_IP, socket.IP_TOS, pkt.get("tos"))
+					s.bind((pkt.src, pkt.get("sport")))
+					if how == "udp":
+						s.sendto(pkt._payload(), (pkt.dst, pkt.get("dport")))
+					else:
+						# One SYN: closed in SYN_SENT, the socket sends nothing more
+						# (no retransmission, no reset).
+						s.setblocking(False)
+						s.connect_ex((pkt.dst, pkt.get("dport")))
+				finally:
+					s.close()
+		except OSError as e:
+			return e.errno
+		return 0
 
 	def alive(self):
 		return self.umh is None or self.umh.poll() is None
 
 	def teardown(self):
-		for s in self.senders + list(self.observers.values()):
+		for s in self.senders + list(self.observers.values()) + self.captures + list(self.rawip_out.values()):
 			s.close()
-		self.senders, self.observers = [], {}
+		if self.raw_out is not None:
+			self.raw_out.close()
+		self.senders, self.observers, self.captures, self.rawip_out, self.raw_out = [], {}, [], {}, None
 		if self.umh is not None and self.umh.poll() is None:
 			self.umh.send_signal(signal.SIGTERM)
 			try:
@@ -291,6 +401,30 @@ class Side:
 				self.umh.wait()
 		for ns in self.all_ns():
 			_run(["ip", "netns", "del", ns], check=False)
+
+
+def _drain(s, skip_outgoing=False):
+	out = []
+	while True:
+		try:
+			data, addr = s.recvfrom(65535)
+		except BlockingIOError:
+			return out
+		if skip_outgoing and addr[2] == PACKET_OUTGOING:
+			continue
+		if len(data) >= 20:
+			out.append(data)
+
+
+class _Filter:
+	"""A classic BPF socket filter program as setsockopt wants it (struct sock_fprog)."""
+
+	def __init__(self, insns):
+		self.buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in insns))
+		self.prog = struct.pack("HL", len(insns), ctypes.addressof(self.buf))
+
+
+_DROP_ALL = _Filter([(0x06, 0, 0, 0)])  # ret #0
 
 
 def wait_cmds(procs, timeout=60):
@@ -308,27 +442,29 @@ def wait_cmds(procs, timeout=60):
 
 
 class Bed:
-	"""Both sides, set up once and reused for every case of a run."""
+	"""Both sides, set up once per bed kind (input, router, host) and reused for every case
+	of that kind in a run; the router and host sets are made when a case first needs them."""
 
 	def __init__(self, root, second=BPFILTER, xdp_mode=None, settle=0.05, gap=0.0, keep=False, perturb=False,
 		     tests=None):
 		self.perturb = perturb
 		self.verified = False
 		self.workdir = tempfile.mkdtemp(prefix="difftest.")
-		self.sides = [Side(NETFILTER, "a", self.workdir, root, None),
-			      Side(second, "b", self.workdir, root, xdp_mode, tests)]
+		self.root, self.second, self.xdp_mode, self.tests = root, second, xdp_mode, tests
+		self.sets = {}
+		self.sides = []
+		self.kind = None
 		self.settle = settle
 		self.gap = gap
 		self.keep = keep
 		self.ident = 0
 
 	def names(self):
-		return [s.kind if i == 0 or s.kind != NETFILTER else "netfilter-2" for i, s in enumerate(self.sides)]
+		return [NETFILTER, self.second if self.second != NETFILTER else "netfilter-2"]
 
 	def __enter__(self):
 		try:
-			for side in self.sides:
-				side.setup()
+			self.use("input")
 		except BaseException:
 			self.close()
 			raise
@@ -337,9 +473,23 @@ class Bed:
 	def __exit__(self, *exc):
 		self.close()
 
+	def use(self, kind):
+		"""Make the sides of bed `kind` the current ones (set up on first use)."""
+		if kind not in self.sets:
+			prefix = {"input": "", "router": "r", "host": "h"}[kind]
+			sides = [Side(NETFILTER, prefix + "a", self.workdir, self.root, None, bed=kind),
+				 Side(self.second, prefix + "b", self.workdir, self.root, self.xdp_mode, self.tests, bed=kind)]
+			self.sets[kind] = sides
+			for side in sides:
+				side.setup()
+		self.sides = self.sets[kind]
+		self.kind = kind
+
 	def close(self):
-		for side in self.sides:
-			side.teardown()
+		for sides in self.sets.values():
+			for side in sides:
+				side.teardown()
+		self.sets = {}
 		if not self.keep:
 			for name in os.listdir(self.workdir):
 				os.unlink(os.path.join(self.workdir, name))
@@ -379,7 +529,10 @@ class Bed:
 		return out
 
 	def send(self, pkts):
-		"""Send every packet on both sides; returns per packet [delivered on side a, on side b]."""
+		"""Send every packet on both sides; returns per packet [what side a saw, what side b saw]:
+		in the input bed, whether the host got it; in the others, an Observation."""
+		if self.kind != "input":
+			return self._send_observed(pkts)
 		protos = sorted({p.proto_num for p in pkts})
 		for side in self.sides:
 			side.observe(protos)
@@ -399,13 +552,151 @@ class Bed:
 		seen = [side.drain() for side in self.sides]
 		return [[key in s for s in seen] for key in keys]
 
+	def _send_observed(self, pkts):
+		# The host's observers take every protocol a packet or a reply may carry.
+		protos = sorted({p.proto_num for p in pkts} | {1, 6, 17})
+		for side in self.sides:
+			side.observe(protos)
+			side.drain_data()
+			side.drain_captures()
+		idents = []
+		errs = []
+		for pkt in pkts:
+			self.ident = self.ident % 65535 + 1
+			idents.append(self.ident)
+			if pkt.sender == "peer":
+				pieces = pkt.pieces(self.ident, mark=True)
+				dev = 0 if pkt.dev == "in0" else 1
+				for side in self.sides:
+					for datagram in pieces:
+						side.send(dev, datagram, pkt.dst)
+				errs.append([0, 0])
+			else:
+				errs.append([side.send_own(pkt, self.ident) for side in self.sides])
+			if self.gap:
+				time.sleep(self.gap)
+		time.sleep(self.settle)
+		out = []
+		views = []
+		for side in self.sides:
+			views.append(([parse_dgram(d) for d in side.drain_data()],
+				      [[parse_dgram(d) for d in cap] for cap in side.drain_captures()]))
+		for pkt, ident, err in zip(pkts, idents, errs):
+			out.append([Observation(pkt, ident, local, peers, e) for (local, peers), e in zip(views, err)])
+		return out
+
+
+class Dgram:
+	"""The fields of a received IPv4 datagram that observations match on."""
+
+	def __init__(self, data):
+		ihl = (data[0] & 0xF) * 4
+		self.proto = data[9]
+		self.ident = struct.unpack("!H", data[4:6])[0]
+		self.frag = struct.unpack("!H", data[6:8])[0] & 0x3FFF
+		self.src = socket.inet_ntoa(data[12:16])
+		self.dst = socket.inet_ntoa(data[16:20])
+		self.l4 = data[ihl:] if not self.frag & 0x1FFF else b""
+		self.data = data
+
+
+def parse_dgram(data):
+	return Dgram(data)
+
+
+def _ports(l4):
+	return struct.unpack("!HH", l4[:4]) if len(l4) >= 4 else None
+
+
+class Observation:
+	"""What one side saw of one packet in the router and host beds: how many copies the
+	host delivered locally (past INPUT) and each peer received, and how many replies
+	(ICMP errors quoting it, echo and timestamp replies, TCP resets) the host delivered to
+	itself and each peer received. Copies are told apart by the IP id the harness chose,
+	or where the kernel chose it (send=rawip, udp, tcp) by addresses, protocol and ports."""
+
+	def __init__(self, pkt, ident, local, peers, err):
+		self.err = err
+		chosen = pkt.sender in ("peer", "raw")  # the harness chose the IP id
+		marked = chosen or pkt.sender == "rawip"  # ... or at least the TCP and echo numbers
+		proto = pkt.proto_num
+		mine = _l4_prefix(pkt, ident)
+
+		def is_copy(d):
+			if d.proto != proto or d.src != pkt.src or d.dst != pkt.dst:
+				return False
+			if chosen:
+				return d.ident == ident
+			if pkt.sender in ("udp", "tcp"):
+				return d.l4[:4] == mine[:4] and not d.frag & 0x1FFF
+			return d.l4[:8] == mine[:8]
+
+		def is_reply(d):
+			if d.src != pkt.dst and d.proto != 1:
+				return False
+			if d.proto == 1 and len(d.l4) >= 8 + 20:
+				t = d.l4[0]
+				if t in (3, 4, 5, 11, 12):
+					q = Dgram(d.l4[8:8 + 20] + d.l4[28:36])
+					if q.proto != proto or q.src != pkt.src or q.dst != pkt.dst:
+						return False
+					if chosen:
+						return q.ident == ident
+					return d.l4[28:28 + (4 if pkt.sender in ("udp", "tcp") else 8)] == \
+						mine[: 4 if pkt.sender in ("udp", "tcp") else 8]
+			if d.dst != pkt.src or d.src != pkt.dst:
+				return False
+			if d.proto == 1 and proto == 1 and len(d.l4) >= 8 and marked:
+				t, = d.l4[:1]
+				icmp_id, seq = struct.unpack("!HH", d.l4[4:8])
+				return t in (0, 14, 16, 18) and icmp_id == 0x1234 and seq == ident
+			if d.proto == 6 and proto == 6 and len(d.l4) >= 14 and d.l4[13] & 0x04:
+				sp, dp = _ports(d.l4)
+				if (dp, sp) != (pkt.get("sport"), pkt.get("dport")):
+					return False
+				if not marked:
+					return True
+				seq, ack = struct.unpack("!II", d.l4[4:12])
+				return seq >> 16 == ident or ack >> 16 == ident
+			return False
+
+		self.copies = (sum(map(is_copy, local)),) + tuple(sum(map(is_copy, cap)) for cap in peers)
+		self.replies = (sum(map(is_reply, local)),) + tuple(sum(map(is_reply, cap)) for cap in peers)
+
+	def key(self):
+		return (self.copies, self.replies)
+
+	def __eq__(self, other):
+		return self.key() == other.key()
+
+	def __str__(self):
+		where = ("host", "p0", "p1")
+		parts = [f"{w} {n}" for w, n in zip(where, self.copies) if n]
+		text = ("got " + ", ".join(parts)) if parts else "got nowhere"
+		reps = [f"{w} {n}" for w, n in zip(where, self.replies) if n]
+		if reps:
+			text += "; replies at " + ", ".join(reps)
+		if self.err:
+			text += f"; send: {os.strerror(self.err)}"
+		return text
+
+
+def _l4_prefix(pkt, ident):
+	"""The first bytes of the transport header as sent (ports, or ICMP type/code/id/seq)."""
+	if pkt.sender in ("udp", "tcp"):
+		return struct.pack("!HH", pkt.get("sport"), pkt.get("dport"))
+	l4 = pkt.l4(ident)
+	if pkt.trunc is not None:
+		l4 = l4[: pkt.trunc]
+	return l4[:8]
+
 
 def perturb(ruleset):
-	"""The ruleset with INPUT's policy flipped and its first rule's ACCEPT/DROP swapped: the
-	harness's own negative test (a run with it must find differences)."""
+	"""The ruleset with the built-in chains' policies flipped and its first rule's ACCEPT/DROP
+	swapped: the harness's own negative test (a run with it must find differences)."""
 	out, swapped = [], False
 	for line in ruleset.splitlines():
-		if line.startswith(":INPUT "):
+		if line.startswith((":INPUT ", ":FORWARD ", ":OUTPUT ")):
 			line = line.replace("ACCEPT", "DROP") if "ACCEPT" in line else line.replace("DROP", "ACCEPT")
 		elif line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
 			line = line[: -len("ACCEPT")] + "DROP" if line.endswith("ACCEPT") else line[: -len("DROP")] + "ACCEPT"

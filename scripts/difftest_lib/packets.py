@@ -6,6 +6,14 @@ import ipaddress
 import struct
 
 DEVS = ("in0", "in1")
+# Test beds (tests/difftest/README.md): "input" is the original INPUT-only bed (forwarding
+# off, the filtered host silent); "router" forwards (FORWARD and INPUT, the host still
+# silent); "host" forwards and talks (replies, its own traffic, loopback: OUTPUT too).
+BEDS = ("input", "router", "host")
+# Who sends a packet: the peer of dev= (raw IP_HDRINCL socket), or the filtered host itself
+# through a raw IP_HDRINCL socket (raw), a raw socket of the packet's protocol whose IP
+# header the kernel writes (rawip), a UDP socket (udp) or a TCP socket's connect (tcp).
+SENDERS = ("peer", "raw", "rawip", "udp", "tcp")
 # Protocols whose first four bytes are ports for -m multiport: DCCP, SCTP, UDP-Lite.
 PORT_PROTOS = (33, 132, 136)
 PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
@@ -57,7 +65,7 @@ class Packet:
 	"""One test packet. Fields left as None take their default when the packet is built."""
 
 	FIELDS = ("dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
-		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse")
+		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "send")
 
 	def __init__(self, **fields):
 		for name in self.FIELDS:
@@ -90,10 +98,16 @@ class Packet:
 	def ip_len(self):
 		return len(self.build(1))
 
-	def build(self, ident):
-		"""The whole IPv4 datagram with IP id `ident` (the marker the observer matches on)."""
+	@property
+	def sender(self):
+		return self.send or "peer"
+
+	def build(self, ident, mark=False):
+		"""The whole IPv4 datagram with IP id `ident` (the marker the observer matches on).
+		mark: the ident goes into the TCP sequence and acknowledgment numbers and into an
+		ICMP echo's sequence number too, so that the host's replies can be told apart."""
 		proto = self.proto_num
-		l4 = self._l4(proto)
+		l4 = self._l4(proto, ident if mark else None)
 		if self.trunc is not None:
 			l4 = l4[: self.trunc]
 		frag = self.get("frag") | (0x2000 if self.get("mf") else 0) | (0x4000 if self.get("df") else 0)
@@ -107,10 +121,10 @@ class Packet:
 		hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
 		return hdr + l4
 
-	def pieces(self, ident):
+	def pieces(self, ident, mark=False):
 		"""What goes on the wire: the datagram, or with split=N its fragments of N payload
 		bytes each (the last one shorter), in order or with reverse=1 last first."""
-		whole = self.build(ident)
+		whole = self.build(ident, mark)
 		size = self.split
 		if not size:
 			return [whole]
@@ -133,7 +147,11 @@ class Packet:
 		return (ipaddress.IPv4Address(self.src).packed + ipaddress.IPv4Address(self.dst).packed
 			+ struct.pack("!BBH", 0, proto, length))
 
-	def _l4(self, proto):
+	def l4(self, ident=None):
+		"""The transport header and payload as built (before trunc=)."""
+		return self._l4(self.proto_num, ident)
+
+	def _l4(self, proto, mark=None):
 		payload = self._payload()
 		if proto == 6:
 			opts = b""
@@ -151,7 +169,8 @@ class Packet:
 			flags = 0
 			for letter in self.get("flags"):
 				flags |= TCP_FLAGS[letter]
-			hdr = struct.pack("!HHIIBBHHH", self.get("sport"), self.get("dport"), 1000, 0,
+			seq, ack = (1000, 0) if mark is None else ((mark << 16) + 1000, mark << 16)
+			hdr = struct.pack("!HHIIBBHHH", self.get("sport"), self.get("dport"), seq, ack,
 					  (doff & 0xF) << 4, flags, 65535, 0, 0) + opts
 			seg = hdr + payload
 			csum = _csum(self._pseudo(6, len(seg)) + seg)
@@ -161,7 +180,8 @@ class Packet:
 			csum = _csum(self._pseudo(17, len(seg)) + seg) or 0xFFFF
 			return seg[:6] + struct.pack("!H", csum) + seg[8:]
 		if proto == 1:
-			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, 1) + payload
+			seq = mark if mark is not None and self.get("type") in (8, 13, 15, 17) else 1
+			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, seq) + payload
 			return seg[:2] + struct.pack("!H", _csum(seg)) + seg[4:]
 		if proto in PORT_PROTOS and (self.sport is not None or self.dport is not None):
 			# Their ports lead the header as in TCP and UDP, which is all multiport reads.
@@ -238,12 +258,29 @@ def parse_line(line, where=""):
 				raise PacketError(f"{where}split={value}: not a multiple of 8")
 		elif key == "reverse":
 			fields[key] = _int(key, value, 0, 1)
+		elif key == "send":
+			if value not in SENDERS:
+				raise PacketError(f"{where}send={value}: one of {', '.join(SENDERS)}")
+			fields[key] = value
 		else:
 			raise PacketError(f"{where}{key}: unknown field")
-	for key in ("dev", "proto", "src", "dst"):
+	sender = fields.get("send", "peer")
+	for key in ("proto", "src", "dst") + (("dev",) if sender == "peer" else ()):
 		if key not in fields:
 			raise PacketError(f"{where}{key}= is required")
+	if sender != "peer" and "dev" in fields:
+		raise PacketError(f"{where}send={sender}: the host's routing picks the device, no dev=")
 	proto = fields["proto"]
+	if sender in ("udp", "tcp"):
+		if proto != sender:
+			raise PacketError(f"{where}send={sender} needs proto={sender}")
+		for key in ("flags", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse"):
+			if key in fields:
+				raise PacketError(f"{where}send={sender}: the kernel writes the headers, no {key}=")
+	if sender == "rawip":
+		for key in ("frag", "mf", "df", "split", "reverse"):
+			if key in fields:
+				raise PacketError(f"{where}send=rawip: the kernel writes the IP header, no {key}=")
 	for key, protos in (("sport", ("tcp", "udp") + PORT_PROTOS), ("dport", ("tcp", "udp") + PORT_PROTOS), ("flags", ("tcp",)),
 			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
 		if key in fields and proto not in protos:
@@ -255,20 +292,54 @@ def parse_line(line, where=""):
 	return pkt
 
 
-def parse_file(path):
+def parse_bed(line):
+	"""The bed a `bed=NAME` line names, or None when the line is something else."""
+	text = line.split("#", 1)[0].strip()
+	if not text.startswith("bed=") or " " in text:
+		return None
+	return text[4:]
+
+
+def parse_file(path, with_bed=False):
+	"""The packets of a file; with_bed, (packets, bed). A line `bed=NAME` before the first
+	packet picks the bed (default input)."""
 	pkts = []
+	bed = None
 	with open(path) as f:
 		for num, line in enumerate(f, 1):
+			name = parse_bed(line)
+			if name is not None:
+				if name not in BEDS:
+					raise PacketError(f"{path}:{num}: bed={name}: one of {', '.join(BEDS)}")
+				if bed is not None or pkts:
+					raise PacketError(f"{path}:{num}: bed= comes once, before the packets")
+				bed = name
+				continue
 			pkt = parse_line(line, f"{path}:{num}: ")
 			if pkt is not None:
 				pkts.append(pkt)
-	return pkts
+	bed = bed or "input"
+	check_bed(pkts, bed, f"{path}: ")
+	return (pkts, bed) if with_bed else pkts
 
 
-def write_file(path, pkts, header=""):
+def check_bed(pkts, bed, where=""):
+	"""Packets the bed cannot send or observe cleanly."""
+	for n, pkt in enumerate(pkts, 1):
+		if pkt.sender != "peer" and bed != "host":
+			raise PacketError(f"{where}packet {n}: send={pkt.send} needs bed=host (the host talks)")
+		if bed == "host" and pkt.get("frag") == 0 and pkt.get("mf") and not pkt.split:
+			# The host would send "fragment reassembly time exceeded" 30 s later, into
+			# whatever case runs then.
+			raise PacketError(f"{where}packet {n}: a lone first fragment (mf=1, frag=0) cannot go in bed=host")
+
+
+def write_file(path, pkts, header="", bed="input"):
 	with open(path, "w") as f:
 		if header:
 			for line in header.splitlines():
 				f.write(f"# {line}\n")
+		if bed != "input":
+			f.write(f"bed={bed}\n")
 		for pkt in pkts:
 			f.write(f"{pkt}\n")

@@ -7,6 +7,7 @@ from .compare import run_case
 from .net import HarnessError
 
 PACKET_FIELDS = ("len", "ttl", "tos", "tcpopt", "doff", "trunc", "frag", "mf", "split", "reverse", "flags", "sport", "type", "code")
+POLICIES = ("policy", "fwd_policy", "out_policy")
 
 
 class Shrinker:
@@ -21,7 +22,7 @@ class Shrinker:
 			return False
 		self.runs += 1
 		try:
-			res = run_case(self.bed, case.ruleset(), case.packets)
+			res = run_case(self.bed, case.ruleset(), case.packets, kind=case.bed)
 		except HarnessError:
 			return False  # the change made a ruleset netfilter refuses: not a reproducer
 		return res.failed > 0 and bool(res.signature() & kinds)
@@ -140,11 +141,15 @@ class Shrinker:
 		return trial if self._fails(trial, kinds) else None
 
 	def _policy(self, best, kinds):
-		if best.policy == "ACCEPT":
-			return None
-		trial = best.copy()
-		trial.policy = "ACCEPT"
-		return trial if self._fails(trial, kinds) else None
+		changed = None
+		for name in POLICIES:
+			if getattr(best, name) == "ACCEPT":
+				continue
+			trial = best.copy()
+			setattr(trial, name, "ACCEPT")
+			if self._fails(trial, kinds):
+				best = changed = trial
+		return changed
 
 	def _simplify_packets(self, best, kinds):
 		changed = None
