@@ -142,13 +142,13 @@ int main(int argc, char **argv)
 		codegen::Options options;
 		options.local_only = false; // the packet's locality is not what is measured
 		auto t0 = Clock::now();
-		auto prog = codegen::compile_xdp(table, options);
+		auto prog = codegen::compile(table, options);
 		auto t1 = Clock::now();
 		if (!prog) {
 			printf("%8u compile failed: %s\n", n, prog.error().message.c_str());
 			continue;
 		}
-		auto ifnames = loader::create_ifnames_map();
+		auto ifnames = loader::create_devices_map();
 		auto local = loader::create_local_addrs_map();
 		if (!ifnames || !local) {
 			fprintf(stderr, "cannot create maps\n");

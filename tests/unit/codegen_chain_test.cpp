@@ -154,7 +154,7 @@ TEST(CodegenChain, JumpIntoTheMiddleOfARunAndFallingIntoAnother)
 	t.underflow[1] = 2;
 	t.hook_entry[2] = 3;
 	t.underflow[2] = 3;
-	ASSERT_TRUE(codegen::check_xdp(t).ok());
+	ASSERT_TRUE(codegen::check(t).ok());
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error;
 	x.expect(tcp_packet(1, 2), pass, {0, 5, 7, 1, 5, 7, 2});
@@ -164,27 +164,46 @@ TEST(CodegenChain, JumpIntoTheMiddleOfARunAndFallingIntoAnother)
 	x.expect(p, pass, {0, 5, 7, 1, 4});
 }
 
-TEST(CodegenCheck, ForwardAndOutputMustBeEmptyAccept)
+TEST(CodegenCheck, ForwardAndOutputAreTranslated)
 {
 	TableBuilder b;
 	b.forward = {R().drop()};
-	auto st = codegen::check_xdp(b.build());
-	ASSERT_FALSE(st.ok());
-	EXPECT_EQ(st.error().errnum, EOPNOTSUPP);
-	EXPECT_NE(st.error().message.find("FORWARD"), std::string::npos) << st.error().message;
+	b.output_policy = Kind::Drop;
+	ASSERT_TRUE(codegen::check(b.build()).ok());
+	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress})
+		EXPECT_TRUE(codegen::compile(b.build(), {.flavor = f}).ok());
+}
 
-	TableBuilder c;
-	c.output_policy = Kind::Drop;
-	st = codegen::check_xdp(c.build());
-	ASSERT_FALSE(st.ok());
-	EXPECT_EQ(st.error().errnum, EOPNOTSUPP);
-	EXPECT_NE(st.error().message.find("OUTPUT"), std::string::npos) << st.error().message;
-	EXPECT_FALSE(codegen::compile_xdp(c.build(), {}).ok());
+// OUTPUT at tc egress: its rules and policy, counted, as tc's actions.
+TEST(CodegenFlavor, OutputAtTcEgress)
+{
+	TableBuilder b;
+	b.input = {R().drop()}; // never reached from OUTPUT
+	b.output = {R().proto(6).jump(0), R().proto(17).drop()};
+	b.chains = {{{R().proto(6).m(tcp({}, {22, 22})).accept(), R().ret()}}};
+	b.output_policy = Kind::Drop;
+	const ir::Table t = b.build();
+	Xdp x(t, {.flavor = codegen::Flavor::TcEgress, .local_only = false});
+	ASSERT_TRUE(x.ok()) << x.error;
+	x.expect(udp_packet(1, 2), drop, {b.output_at[1]});
+	x.expect(tcp_packet(1, 22), pass, {b.output_at[0], b.chain_start[0]});
+	x.expect(tcp_packet(1, 23), drop,
+		 {b.output_at[0], b.chain_start[0] + 1, b.output_policy_at});
+	x.expect(icmp_packet(8, 0), drop, {b.output_policy_at});
+}
 
-	TableBuilder ok;
-	ok.input = {R().drop()};
-	ok.input_policy = Kind::Drop;
-	EXPECT_TRUE(codegen::check_xdp(ok.build()).ok());
+// INPUT at tc ingress: the same rules as at XDP, with tc's actions.
+TEST(CodegenFlavor, InputAtTcIngress)
+{
+	TableBuilder b;
+	b.input = {R().proto(17).drop(), R().proto(6).m(tcp({}, {80, 80})).accept()};
+	b.input_policy = Kind::Drop;
+	const ir::Table t = b.build();
+	Xdp x(t, {.flavor = codegen::Flavor::TcIngress, .local_only = false});
+	ASSERT_TRUE(x.ok()) << x.error;
+	x.expect(udp_packet(1, 2), drop, {b.input_at[0]});
+	x.expect(tcp_packet(1, 80), pass, {b.input_at[1]});
+	x.expect(tcp_packet(1, 81), drop, {b.input_policy_at});
 }
 
 // INPUT -j C0, C0 -j C1, ..., C(n-1) -j DROP: n + 1 frames.
@@ -201,7 +220,7 @@ TEST(CodegenCheck, NestingUpToTheVerifiersCallDepth)
 {
 	TableBuilder deepest = nest(7);
 	ir::Table t = deepest.build();
-	ASSERT_TRUE(codegen::check_xdp(t).ok());
+	ASSERT_TRUE(codegen::check(t).ok());
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error;
 	std::vector<uint32_t> counted{deepest.input_at[0]};
@@ -209,7 +228,7 @@ TEST(CodegenCheck, NestingUpToTheVerifiersCallDepth)
 		counted.push_back(s);
 	x.expect(tcp_packet(1, 2), drop, counted);
 
-	auto st = codegen::check_xdp(nest(8).build());
+	auto st = codegen::check(nest(8).build());
 	ASSERT_FALSE(st.ok());
 	EXPECT_EQ(st.error().errnum, EOPNOTSUPP);
 	EXPECT_NE(st.error().message.find("deep"), std::string::npos) << st.error().message;
@@ -220,7 +239,7 @@ TEST(CodegenCheck, LoopsAndBadTargets)
 	TableBuilder b;
 	b.chains = {{{R().jump(1)}}, {{R().go(0)}}};
 	b.input = {R().jump(0)};
-	auto st = codegen::check_xdp(b.build());
+	auto st = codegen::check(b.build());
 	ASSERT_FALSE(st.ok());
 	EXPECT_EQ(st.error().errnum, ELOOP);
 
@@ -228,11 +247,11 @@ TEST(CodegenCheck, LoopsAndBadTargets)
 	c.input = {R().drop()};
 	ir::Table t = c.build();
 	t.rules[0].target = {Kind::Jump, static_cast<uint32_t>(t.rules.size())};
-	EXPECT_EQ(codegen::check_xdp(t).error().errnum, EINVAL);
+	EXPECT_EQ(codegen::check(t).error().errnum, EINVAL);
 
 	TableBuilder d;
 	d.input = {R().m(tcp()).drop()}; // -m tcp without -p tcp
-	EXPECT_EQ(codegen::check_xdp(d.build()).error().errnum, EINVAL);
+	EXPECT_EQ(codegen::check(d.build()).error().errnum, EINVAL);
 }
 
 TEST(CodegenDeterminism, SameTableSameInstructions)
@@ -246,8 +265,8 @@ TEST(CodegenDeterminism, SameTableSameInstructions)
 	const ir::Table t = b.build();
 	const ir::Table copy = t;
 	for (bool local : {false, true}) {
-		auto a = codegen::compile_xdp(t, {.local_only = local});
-		auto c = codegen::compile_xdp(copy, {.local_only = local});
+		auto a = codegen::compile(t, {.local_only = local});
+		auto c = codegen::compile(copy, {.local_only = local});
 		ASSERT_TRUE(a.ok() && c.ok());
 		ASSERT_EQ(a->insns.size(), c->insns.size());
 		EXPECT_EQ(0, std::memcmp(a->insns.data(), c->insns.data(),
@@ -298,7 +317,7 @@ void auto_mode_edge(uint32_t n, codegen::Options::Tests want)
 	TableBuilder b;
 	b.input = port_rules(n);
 	ir::Table t = b.build();
-	auto code = codegen::compile_xdp(t, {.local_only = false});
+	auto code = codegen::compile(t, {.local_only = false});
 	ASSERT_TRUE(code.ok());
 	ASSERT_EQ(code->tests, want) << "the table must be at the edge, on the faster side";
 	Xdp x(t, {.local_only = false, .tests = codegen::Options::Tests::Auto});
@@ -322,7 +341,7 @@ TEST(CodegenScale, AutoFirstBranchTablesVerify)
 	b.chains = {TableBuilder::Chain{port_rules(n)}};
 	b.input = {R().jump(0)};
 	ir::Table t = b.build();
-	auto code = codegen::compile_xdp(t, {.local_only = false});
+	auto code = codegen::compile(t, {.local_only = false});
 	ASSERT_TRUE(code.ok());
 	ASSERT_EQ(code->tests, codegen::Options::Tests::FirstBranch);
 	Xdp x(t);
@@ -346,7 +365,7 @@ TEST(CodegenScale, LongInputChainInChunks)
 	ir::Table t = b.build();
 	auto plan = codegen::make_plan(t, {});
 	ASSERT_TRUE(plan.ok());
-	ASSERT_GE(plan->chunks.size(), 2u);
+	ASSERT_GE(plan->num_chunks, 2u);
 	ASSERT_FALSE(plan->accumulate);
 	Xdp x(t);
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
@@ -358,7 +377,7 @@ TEST(CodegenScale, LongInputChainInChunks)
 	x.expect(back, pass, {b.input_at[jump_at], b.chain_start[0], b.input_policy_at});
 	x.expect(icmp_packet(8, 0), pass, {b.input_at[return_at], b.input_policy_at});
 	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
-	std::printf("%u rules in %zu chunks: %zu instructions\n", n, plan->chunks.size(), x.insns);
+	std::printf("%u rules in %zu chunks: %zu instructions\n", n, plan->num_chunks, x.insns);
 }
 
 } // namespace
@@ -388,7 +407,7 @@ TEST(CodegenScale, AutoAccumulatesOnlyWhenBranchesWouldNotVerify)
 	ASSERT_TRUE(b.ok());
 	EXPECT_TRUE(b->accumulate);
 	EXPECT_TRUE(b->first_branch);
-	EXPECT_TRUE(b->chunks.empty());
+	EXPECT_TRUE((b->num_chunks == 0));
 	auto forced = codegen::make_plan(big.build(), {.tests = codegen::Options::Tests::Branch});
 	ASSERT_TRUE(forced.ok());
 	EXPECT_FALSE(forced->accumulate);

@@ -247,7 +247,7 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 	for (int ti = 0; ti < tables; ti++) {
 		TableBuilder b = g.table();
 		const ir::Table t = b.build();
-		ASSERT_TRUE(codegen::check_xdp(t).ok()) << "seed " << seed << " table " << ti;
+		ASSERT_TRUE(codegen::check(t).ok()) << "seed " << seed << " table " << ti;
 		Xdp x(t, {.local_only = false, .tests = GetParam()});
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		std::vector<ir::Counter> want(t.rules.size());
@@ -255,10 +255,9 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 			const Packet p = g.packet();
 			const std::string dev = g.pick(ifnames);
 			if (dev.empty())
-				(void)loader::delete_ifname(x.ifnames.get(), 1);
+				(void)loader::delete_device(x.ifnames.get(), 1);
 			else
-				ASSERT_TRUE(
-					loader::set_ifname(x.ifnames.get(), 1, devname(dev)).ok());
+				ASSERT_TRUE(x.name_device(1, dev));
 
 			const std::vector<uint8_t> dgram = p.datagram();
 			ir::PacketView view{dgram, devname(dev), {}};

@@ -8,6 +8,7 @@
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "codegen/codegen.hpp"
+#include "codegen/layout.hpp"
 #include "ir/ir.hpp"
 #include "loader/program.hpp"
 
@@ -146,8 +148,8 @@ struct TableBuilder {
 	std::vector<Chain> chains;
 
 	// Filled by build(): where things landed.
-	std::vector<uint32_t> input_at, chain_start, chain_return;
-	uint32_t input_policy_at = 0;
+	std::vector<uint32_t> input_at, output_at, chain_start, chain_return;
+	uint32_t input_policy_at = 0, output_policy_at = 0;
 
 	ir::Table build()
 	{
@@ -175,7 +177,9 @@ struct TableBuilder {
 		hook(1, input, input_policy, &input_at);
 		input_policy_at = *t.underflow[1];
 		hook(2, forward, forward_policy, nullptr);
-		hook(3, output, output_policy, nullptr);
+		output_at.clear();
+		hook(3, output, output_policy, &output_at);
+		output_policy_at = *t.underflow[3];
 		chain_start.clear();
 		chain_return.clear();
 		for (const Chain &c : chains) {
@@ -324,8 +328,9 @@ class Xdp
 public:
 	// Compile and load; on failure `error` says why and ok() is false.
 	Xdp(const ir::Table &table, codegen::Options opts = {.local_only = false})
+	    : flavor(opts.flavor)
 	{
-		auto ifn = loader::create_ifnames_map();
+		auto ifn = loader::create_devices_map();
 		auto loc = loader::create_local_addrs_map();
 		if (!ifn || !loc) {
 			error = "maps: " + (ifn ? loc.error().message : ifn.error().message);
@@ -333,7 +338,10 @@ public:
 		}
 		ifnames = std::move(*ifn);
 		local = std::move(*loc);
-		auto code = codegen::compile_xdp(table, opts);
+		// The tc programs pass packets of a device they do not know: lo is known.
+		if (flavor != codegen::Flavor::Xdp)
+			(void)name_device(1, "lo");
+		auto code = codegen::compile(table, opts);
 		if (!code) {
 			error = code.error().message;
 			return;
@@ -350,19 +358,45 @@ public:
 
 	bool ok() const { return prog.has_value(); }
 
-	// The XDP action for one frame arriving on ifindex.
+	// What the programs know of device `ifindex` (an Ethernet device, all-zero MAC).
+	bool name_device(uint32_t ifindex, const std::string &name)
+	{
+		loader::DeviceInfo info;
+		const auto n = std::min(name.size(), info.name.size() - 1);
+		std::copy_n(name.begin(), n, info.name.begin());
+		info.l2len = 14;
+		return loader::set_device(ifnames.get(), ifindex, info).ok();
+	}
+
+	// The action for one frame arriving on ifindex (tc: leaving it, sent by this host),
+	// as an XDP action: tc's TC_ACT_UNSPEC reads as XDP_PASS, TC_ACT_SHOT as XDP_DROP.
 	int run(const std::vector<uint8_t> &frame, uint32_t ifindex = 1)
 	{
 		std::vector<uint8_t> data(frame);
 		xdp_md ctx{};
+		__sk_buff skb{};
 		ctx.data_end = static_cast<uint32_t>(data.size());
 		ctx.ingress_ifindex = ifindex;
+		skb.ifindex = ifindex;
+		const bool tc = flavor != codegen::Flavor::Xdp;
+		// For this host: lo's MAC address (all zero), or eth_type_trans() makes it
+		// PACKET_OTHERHOST, which tc ingress leaves to the stack.
+		if (flavor == codegen::Flavor::TcIngress && data.size() >= 6)
+			std::fill_n(data.begin(), 6, 0);
 		LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = data.data(),
-			    .data_size_in = static_cast<uint32_t>(data.size()), .ctx_in = &ctx,
-			    .ctx_size_in = sizeof(ctx), .repeat = 1);
+			    .data_size_in = static_cast<uint32_t>(data.size()),
+			    .ctx_in = tc ? static_cast<void *>(&skb) : static_cast<void *>(&ctx),
+			    .ctx_size_in = tc ? sizeof(skb) : sizeof(ctx), .repeat = 1);
 		const int err = bpf_prog_test_run_opts(prog->fd(), &topts);
 		EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << strerror(errno);
-		return err ? -1 : static_cast<int>(topts.retval);
+		if (err)
+			return -1;
+		if (!tc)
+			return static_cast<int>(topts.retval);
+		const auto r = static_cast<int32_t>(topts.retval);
+		return r == codegen::layout::tc_drop	 ? XDP_DROP
+		       : r == codegen::layout::tc_accept ? XDP_PASS
+							 : 100 + r;
 	}
 
 	std::vector<ir::Counter> counters()
@@ -388,6 +422,7 @@ public:
 		}
 	}
 
+	codegen::Flavor flavor = codegen::Flavor::Xdp;
 	std::string error;
 	loader::Fd ifnames, local;
 	std::optional<loader::LoadedProgram> prog;

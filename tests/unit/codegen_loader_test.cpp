@@ -25,7 +25,7 @@ TEST(CodegenLoader, MapsTheProgramNeedsMustBeGiven)
 {
 	TableBuilder b;
 	b.input = {R().in("eth0").drop()};
-	auto code = codegen::compile_xdp(b.build(), {.local_only = true});
+	auto code = codegen::compile(b.build(), {.local_only = true});
 	ASSERT_TRUE(code.ok());
 	auto r = loader::load_program(*code, -1, -1, {});
 	ASSERT_FALSE(r.ok());
@@ -34,7 +34,7 @@ TEST(CodegenLoader, MapsTheProgramNeedsMustBeGiven)
 	// Without -i and local_only, neither shared map is referenced; the loader makes the rest.
 	TableBuilder c;
 	c.input = {R().src("10.0.0.1").drop()};
-	auto plain = codegen::compile_xdp(c.build(), {.local_only = false});
+	auto plain = codegen::compile(c.build(), {.local_only = false});
 	ASSERT_TRUE(plain.ok());
 	for (const codegen::MapRef &m : plain->map_refs)
 		EXPECT_TRUE(m.slot == codegen::MapSlot::Counters ||

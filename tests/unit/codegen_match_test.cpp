@@ -96,16 +96,16 @@ TEST_P(CodegenMatch, InputInterface)
 	ASSERT_TRUE(f.x->ok()) << f.x->error;
 	auto &x = *f.x;
 	// ifindex 1 is a real device (lo); its name is whatever the Ifnames map says.
-	ASSERT_TRUE(loader::set_ifname(x.ifnames.get(), 1, devname("eth0")).ok());
+	ASSERT_TRUE(x.name_device(1, "eth0"));
 	x.expect(tcp_packet(1, 2), drop, {f.rule(0)});
-	ASSERT_TRUE(loader::set_ifname(x.ifnames.get(), 1, devname("eth00")).ok());
+	ASSERT_TRUE(x.name_device(1, "eth00"));
 	x.expect(tcp_packet(1, 2), drop, {f.rule(2)});
-	ASSERT_TRUE(loader::set_ifname(x.ifnames.get(), 1, devname("veth-long-name1")).ok());
+	ASSERT_TRUE(x.name_device(1, "veth-long-name1"));
 	x.expect(tcp_packet(1, 2), drop, {f.rule(1)});
-	ASSERT_TRUE(loader::set_ifname(x.ifnames.get(), 1, devname("lo")).ok());
+	ASSERT_TRUE(x.name_device(1, "lo"));
 	x.expect(tcp_packet(1, 2), pass, {f.rule(3)});
 	// A device the loader has not named: the all-zero name.
-	ASSERT_TRUE(loader::delete_ifname(x.ifnames.get(), 1).ok());
+	ASSERT_TRUE(loader::delete_device(x.ifnames.get(), 1).ok());
 	x.expect(tcp_packet(1, 2), drop, {f.rule(2)});
 }
 

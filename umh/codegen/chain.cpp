@@ -21,16 +21,30 @@ namespace
 struct Frame {
 	const ir::Table &table;
 	const Plan &plan;
-	bool main;	      // the main program (empty jump stack) or a subprogram
-	int16_t key_off;      // this frame's stack slot for a map key
-	uint32_t block = ~0u; // the Counters block in layout::counters
-	uint32_t stop = ~0u;  // a chunk's end: the next chunk's first rule
+	const HookRun *hook; // the main program's run of a built-in chain (empty jump
+			     // stack), or null in a subprogram
+	Label *finish;		// in the main program: where a verdict in R0 goes (null: exit)
+	int16_t key_off;	// this frame's stack slot for a map key
+	uint32_t block = ~0u;	// the Counters block in layout::counters
+	uint32_t stop = ~0u;	// a chunk's end: the next chunk's first rule
+	bool fragments = false; // the run sees a datagram's later pieces (Plan::fragment_runs)
+	bool main() const { return hook != nullptr; }
 };
 
-void emit_verdict(Emitter &em, int32_t code)
+// Leave with the verdict in R0: out of a subprogram, or through the main program's
+// finish (where the flavor turns it into its own action code).
+void emit_leave(Emitter &em, const Frame &f)
+{
+	if (f.finish)
+		em.jump(ja(), *f.finish);
+	else
+		em.emit(exit());
+}
+
+void emit_verdict(Emitter &em, const Frame &f, int32_t code)
 {
 	em.emit(mov64(R0, code));
-	em.emit(exit());
+	emit_leave(em, f);
 }
 
 // dst = this CPU's Counters block `block`. The lookup cannot fail (an array with
@@ -44,8 +58,7 @@ void emit_block_lookup(Emitter &em, const Frame &f, uint32_t block, Reg dst)
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
 	Label found(em);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
-	em.emit(mov64(R0, layout::ret_drop));
-	em.emit(exit());
+	emit_verdict(em, f, layout::ret_drop);
 	found.bind();
 	if (dst != R0)
 		em.emit(mov64(dst, R0));
@@ -89,9 +102,9 @@ void emit_count(Emitter &em, const Frame &f, uint32_t rule)
 // RETURN with an empty jump stack: the hook's policy rule, counted, decides.
 void emit_underflow(Emitter &em, const Frame &f)
 {
-	emit_count(em, f, f.plan.underflow);
-	const Kind k = f.table.rules[f.plan.underflow].target.kind;
-	emit_verdict(em, k == Kind::Accept ? layout::ret_accept : layout::ret_drop);
+	emit_count(em, f, f.hook->underflow);
+	const Kind k = f.table.rules[f.hook->underflow].target.kind;
+	emit_verdict(em, f, k == Kind::Accept ? layout::ret_accept : layout::ret_drop);
 }
 
 void emit_call(Emitter &em, const Frame &f, uint32_t to)
@@ -105,13 +118,13 @@ void emit_call(Emitter &em, const Frame &f, uint32_t to)
 void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 {
 	emit_call(em, f, to);
-	if (!f.main) {
+	if (!f.main()) {
 		em.emit(exit()); // its verdict or RETURN is ours
 		return;
 	}
 	Label returned(em);
 	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), returned);
-	em.emit(exit());
+	emit_leave(em, f);
 	returned.bind();
 	emit_underflow(em, f);
 }
@@ -131,26 +144,26 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 	switch (tg.kind) {
 	case Kind::Accept:
-		emit_verdict(em, layout::ret_accept);
+		emit_verdict(em, f, layout::ret_accept);
 		break;
 	case Kind::Drop:
 	case Kind::Error: // ipt_error() returns NF_DROP
-		emit_verdict(em, layout::ret_drop);
+		emit_verdict(em, f, layout::ret_drop);
 		break;
 	case Kind::Continue:
 		go_on();
 		break;
 	case Kind::Return:
-		if (f.main)
+		if (f.main())
 			emit_underflow(em, f);
 		else
-			emit_verdict(em, layout::ret_return);
+			emit_verdict(em, f, layout::ret_return);
 		break;
 	case Kind::Jump: {
 		emit_call(em, f, tg.to);
 		Label back(em); // the callee RETURNed: go on after the jump
 		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), next ? *next : back);
-		em.emit(exit());
+		emit_leave(em, f);
 		break;
 	}
 	case Kind::Goto:
@@ -236,7 +249,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 	const auto &rules = f.table.rules;
 	for (uint32_t i = start;; i++) {
 		if (i != start && i == f.stop) {
-			emit_verdict(em, layout::ret_next_chunk);
+			emit_verdict(em, f, layout::ret_next_chunk);
 			return;
 		}
 		if (i != start && f.plan.subprog_of.count(i)) {
@@ -245,11 +258,11 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		}
 		if (i >= rules.size()) {
 			// Past the last rule; a valid table ends with an ERROR rule first.
-			emit_verdict(em, layout::ret_drop);
+			emit_verdict(em, f, layout::ret_drop);
 			return;
 		}
 		const ir::Rule &r = rules[i];
-		const Fold ip = fold_ip(r.ip);
+		const Fold ip = fold_ip(r.ip, f.plan.hookset);
 		if (ip == Fold::Never)
 			continue;
 		if (maps::counter_block(i) != f.block || cold.due())
@@ -258,9 +271,9 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		emit_use_block(em, f, i);
 		auto next = std::make_unique<Label>(em);
 		Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next,
-		       f.plan.first_branch);
+		       f.plan.first_branch, f.fragments);
 		if (ip == Fold::Test)
-			emit_ip(c, r.ip);
+			emit_ip(c, r.ip, f.plan.hookset);
 		for (const ir::Match &m : r.matches)
 			emit_match(c, m);
 		c.finish();
@@ -272,13 +285,14 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 			emit_target(em, f, i, nullptr);
 			next.reset(); // binds here
 		}
-		if (ends_run(f.table, i))
+		if (ends_run(f.table, i, f.plan.hookset))
 			return;
 	}
 }
 
 void emit_run(Emitter &em, Frame &f, uint32_t start)
 {
+	f.fragments = f.plan.fragment_runs.count(start) != 0;
 	ColdCode cold(em);
 	emit_rules(em, f, start, cold);
 	cold.flush(f);
@@ -286,32 +300,34 @@ void emit_run(Emitter &em, Frame &f, uint32_t start)
 
 } // namespace
 
-void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan)
+void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
+		   Label *finish)
 {
-	Frame f{table, plan, true, layout::main_key};
-	emit_run(em, f, plan.entry);
+	Frame f{table, plan, &run, finish, layout::main_key};
+	emit_run(em, f, run.entry);
 }
 
-void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan)
+void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
+		      Label *finish)
 {
-	Frame f{table, plan, true, layout::main_key};
+	Frame f{table, plan, &run, finish, layout::main_key};
 	Label underflow(em);
-	for (size_t k = 0; k < plan.chunks.size(); k++) {
+	for (size_t k = 0; k < run.chunks.size(); k++) {
 		em.emit(mov64(R1, layout::pkt));
-		em.call(plan.chunk_id(k));
+		em.call(plan.chunk_id(run.first_chunk + k));
 		Label next(em);
-		if (k + 1 < plan.chunks.size())
+		if (k + 1 < run.chunks.size())
 			em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_next_chunk), next);
 		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), underflow);
-		em.emit(exit());
+		emit_leave(em, f);
 	}
 	underflow.bind();
 	emit_underflow(em, f);
 }
 
-void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, size_t k)
+void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run, size_t k)
 {
-	em.begin_subprog(plan.chunk_id(k), true);
+	em.begin_subprog(plan.chunk_id(run.first_chunk + k), true);
 	// A global function's pointer argument may be null as far as the verifier knows.
 	Label have(em);
 	em.jump(jmp_imm(BPF_JNE, R1, 0), have);
@@ -320,10 +336,10 @@ void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, size_t k)
 	have.bind();
 	em.emit(mov64(layout::pkt, R1));
 	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
-	Frame f{table, plan, false, layout::sub_key};
-	if (k + 1 < plan.chunks.size())
-		f.stop = plan.chunks[k + 1];
-	emit_run(em, f, plan.chunks[k]);
+	Frame f{table, plan, nullptr, nullptr, layout::sub_key};
+	if (k + 1 < run.chunks.size())
+		f.stop = run.chunks[k + 1];
+	emit_run(em, f, run.chunks[k]);
 }
 
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id)
@@ -331,7 +347,7 @@ void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, Subprog
 	em.begin_subprog(id);
 	em.emit(mov64(layout::pkt, R1));
 	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
-	Frame f{table, plan, false, layout::sub_key};
+	Frame f{table, plan, nullptr, nullptr, layout::sub_key};
 	emit_run(em, f, plan.subprogs[id]);
 }
 

@@ -9,15 +9,19 @@
 namespace bpfilter::codegen
 {
 
-// The main program's run from INPUT's entry. A RETURN here has an empty jump stack:
-// the kernel goes on at the policy rule, and so do we.
-void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan);
+// The main program's run of a built-in chain. A RETURN here has an empty jump stack: the
+// kernel goes on at the policy rule, and so do we. Verdicts leave through `finish` (R0
+// holds the verdict), or exit the program at once when it is null.
+void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
+		   Label *finish);
 
 // Subprogram `id`: R1 holds the parsed packet; it exits with a verdict or RETURN.
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id);
 
-// With Plan::chunks: the main program's calls of each chunk in turn, and chunk k.
-void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan);
-void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, size_t k);
+// With HookRun::chunks: the main program's calls of each chunk in turn, and chunk k.
+void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
+		      Label *finish);
+void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
+		size_t k);
 
 } // namespace bpfilter::codegen

@@ -1,4 +1,5 @@
-// Codegen: an IR table in, BPF instructions for one hook out. A pure function of its input.
+// Codegen: an IR table in, BPF instructions for one attach point (a flavor) out. A pure function of
+// its input.
 #pragma once
 
 #include <linux/bpf.h>
@@ -17,7 +18,7 @@ namespace bpfilter::codegen
 // and writes their fds into the ld_imm64 instructions listed in Program::map_refs.
 enum class MapSlot : uint8_t {
 	Counters,   // per-CPU array, one {packets, bytes} a rule
-	Ifnames,    // hash: ifindex -> the device's 16-byte name
+	Devices,    // hash: ifindex -> the device's name, MAC and link-layer header length
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
 	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
 	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
@@ -29,9 +30,29 @@ struct MapRef {
 	bool operator==(const MapRef &) const = default;
 };
 
+// Hooks as bits: 1 << ir::Hook.
+using HookSet = uint8_t;
+inline constexpr HookSet hook_bit(ir::Hook h)
+{
+	return static_cast<HookSet>(1u << static_cast<unsigned>(h));
+}
+
+// Where a program runs, and so which chains it judges (Documentation/design.md says why):
+// - Xdp: ingress of Ethernet devices that have no master and no upper device; INPUT for
+//   packets delivered to this host, FORWARD for packets routed through it.
+// - TcIngress: the same chains at tc's clsact ingress, for every other device that
+//   receives IP (bridges, bonds, VLAN and macvlan devices, tun, WireGuard, tunnels).
+// - TcEgress: OUTPUT, at tc's clsact egress of every device that is not enslaved, for
+//   packets the host itself sends.
+enum class Flavor : uint8_t { Xdp, TcIngress, TcEgress };
+HookSet hooks_of(Flavor flavor);
+
 struct Options {
-	// Judge only packets the stack would deliver locally (what INPUT sees); forwarded
-	// ones pass untouched. Tests of rule semantics alone may turn it off.
+	Flavor flavor = Flavor::Xdp;
+	// Judge only what the flavor's chains would see (INPUT: delivered here; FORWARD:
+	// routed through; OUTPUT: sent from here) and pass the rest untouched. Off, every
+	// IPv4 packet is judged by the flavor's first chain (INPUT or OUTPUT): tests of rule
+	// semantics alone turn it off.
 	bool local_only = true;
 	// How rules test packets (see Cond in matchers.hpp): with a jump per failed test
 	// (fastest), with a jump for the first test and one for the rest (FirstBranch), or
@@ -58,14 +79,14 @@ struct Program {
 	std::vector<Function> functions;
 	uint32_t num_counters = 0; // entries of the Counters map: one per rule of the table
 	Options::Tests tests = Options::Tests::Branch; // how rules test: Branch or Accumulate
+	Flavor flavor = Flavor::Xdp;
 };
 
-// Can this table run at XDP with its meaning kept? EOPNOTSUPP and the reason if not (a
-// FORWARD or OUTPUT chain that is not an empty ACCEPT policy, jumps nested deeper than
-// BPF calls allow, ...).
-Status check_xdp(const ir::Table &table);
+// Can every flavor run this table with its meaning kept? EOPNOTSUPP and the reason if not
+// (jumps nested deeper than BPF calls allow, ...).
+Status check(const ir::Table &table);
 
-// The XDP program for the table's INPUT chain.
-Result<Program> compile_xdp(const ir::Table &table, const Options &options);
+// The program of one flavor for the table.
+Result<Program> compile(const ir::Table &table, const Options &options);
 
 } // namespace bpfilter::codegen

@@ -12,14 +12,18 @@ namespace bpfilter::codegen::layout
 {
 
 // What a chain's code leaves in R0 when it exits: a final verdict, or RETURN to the
-// caller. The verdicts are the XDP action codes so that the main program can hand a
-// callee's verdict straight back to the kernel.
+// caller. The verdicts are the XDP action codes so that the XDP program can hand a
+// callee's verdict straight back to the kernel; the tc programs translate them on the
+// way out (tc_accept, tc_drop).
 inline constexpr int32_t ret_return = 0; // XDP_ABORTED is never returned by the program
 inline constexpr int32_t ret_drop = XDP_DROP;
 inline constexpr int32_t ret_accept = XDP_PASS;
 // A chunk of INPUT's rules (Plan::chunks) fell off its end: the main program calls the
 // next chunk. Not an XDP action.
 inline constexpr int32_t ret_next_chunk = 0x7f;
+// tc: TC_ACT_UNSPEC goes on to the next filter and then up the stack; TC_ACT_SHOT drops.
+inline constexpr int32_t tc_accept = -1;
+inline constexpr int32_t tc_drop = 2;
 
 // R9 points at the parsed packet in every frame: the main program sets it, and passes
 // it to every subprogram in R1. Callee-saved, so it survives calls. The parsed packet
@@ -52,7 +56,7 @@ inline constexpr int16_t icmp_type = 40;   // u32; valid when l4len >= 4
 inline constexpr int16_t icmp_code = 44;   // u32; valid when l4len >= 4
 inline constexpr int16_t opt_hotdrop = 48; // u32: --tcp-option would drop (doff < 5, options cut)
 inline constexpr int16_t tcp_doff = 52;	   // u32: TCP data offset in bytes; l4len >= 20
-inline constexpr int16_t ifname = 56;	   // 16 bytes: the ingress device's name
+inline constexpr int16_t ifname = 56;	   // 16 bytes: the input device's name (-i)
 inline constexpr int16_t count_inc = 72;   // u32: what a match adds to packet counters, 1 or 0
 inline constexpr int16_t frag = 76;	   // u32: IP id << 16 | MF | fragment offset (8 bytes)
 inline constexpr int16_t opt_buf = 80;	   // 48 bytes: a copy of the TCP options
@@ -63,14 +67,18 @@ inline constexpr int16_t fr_time = 384;	    // u64: when the first piece came (k
 inline constexpr int16_t fr_received = 392; // u32: payload bytes received
 inline constexpr int16_t fr_end = 396;	    // u32: payload length, once the last piece came
 inline constexpr int16_t fr_ihl = 400;	    // u32: first fragment's header length; 0 until then
-inline constexpr int16_t size = 408;
+inline constexpr int16_t out_ifname = 408;  // 16 bytes: the output device's name (-o)
+inline constexpr int16_t ttl = 424;	    // u32: the IP header's TTL
+inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifindex
+inline constexpr int16_t size = 432;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.
-inline constexpr int16_t main_key = -8;			// a map key
-inline constexpr int16_t main_fib = main_key - 64;	// struct bpf_fib_lookup
-inline constexpr int16_t main_frag_key = main_fib - 16; // maps::FragKey
-inline constexpr int16_t sub_key = -8;			// a subprogram's map key
+inline constexpr int16_t main_key = -8;			   // a map key
+inline constexpr int16_t main_fib = main_key - 64;	   // struct bpf_fib_lookup
+inline constexpr int16_t main_frag_key = main_fib - 16;	   // maps::FragKey
+inline constexpr int16_t main_dev_key = main_frag_key - 8; // a Devices key
+inline constexpr int16_t sub_key = -8;			   // a subprogram's map key
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 

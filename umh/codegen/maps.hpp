@@ -41,13 +41,26 @@ inline constexpr uint32_t counter_block_bytes(uint32_t n)
 								      : counters_per_block);
 }
 
-// Ifnames: BPF_MAP_TYPE_HASH, key u32 ifindex, value the device's name as the kernel
-// keeps it (NUL padded to 16 bytes). A missing ifindex reads as the all-zero name.
-struct IfnameValue {
+// Devices: BPF_MAP_TYPE_HASH, key u32 ifindex, value what the programs need to know of the
+// device: its name as the kernel keeps it (NUL padded to 16 bytes, for -i and -o), its
+// MAC address (frames for another host's, or sent by an upper device, are not the IP
+// layer's) and how long a link-layer header its packets carry at tc (14 on Ethernet and
+// loopback, 0 on tun, WireGuard and IP tunnels). A missing ifindex reads as the all-zero
+// name; the tc programs pass a packet of a device they do not know.
+struct DeviceValue {
 	uint8_t name[16];
+	uint8_t mac[6];
+	uint8_t l2len;
+	uint8_t pad;
 };
-inline constexpr uint32_t ifnames_type = BPF_MAP_TYPE_HASH;
-inline constexpr uint32_t ifnames_max_entries = 4096;
+inline constexpr uint32_t devices_type = BPF_MAP_TYPE_HASH;
+inline constexpr uint32_t devices_max_entries = 4096;
+namespace device_off
+{
+inline constexpr int16_t name = 0;
+inline constexpr int16_t mac = 16;
+inline constexpr int16_t l2len = 22;
+} // namespace device_off
 
 // LocalAddrs: BPF_MAP_TYPE_LPM_TRIE (BPF_F_NO_PREALLOC), the namespace's local routing
 // table (local and broadcast routes, 127/8 among them). Value: 1.
@@ -81,7 +94,7 @@ inline constexpr uint64_t frag_timeout_ns = 30'000'000'000ull;
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
 static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
-static_assert(sizeof(IfnameValue) == 16);
+static_assert(sizeof(DeviceValue) == 24);
 static_assert(sizeof(LocalAddrKey) == 8);
 
 } // namespace bpfilter::codegen::maps

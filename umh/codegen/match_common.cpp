@@ -175,6 +175,23 @@ void Cond::hotdrop_if_field(int16_t field)
 	hotdrop_if_bit(R1);
 }
 
+void Cond::no_fragment(bool hotdrop_at_one)
+{
+	if (!fragments_)
+		return;
+	if (hotdrop_at_one) {
+		em_.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::frag));
+		em_.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+		em_.emit(alu32_imm(BPF_XOR, R1, 1));
+		em_.emit(alu64_imm(BPF_SUB, R1, 1));
+		em_.emit(alu64_imm(BPF_RSH, R1, 63)); // offset == 1
+		hotdrop_if_bit(R1);
+	}
+	em_.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::frag));
+	em_.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+	fail_if(R1, Val::Value32, false);
+}
+
 void Cond::finish()
 {
 	if (mode_ == Mode::Accumulate && acc_set_)

@@ -11,6 +11,7 @@ namespace off = layout::pkt_off;
 void emit_icmp(Cond &c, const ir::IcmpMatch &m)
 {
 	Emitter &em = c.em();
+	c.no_fragment(false);
 	c.need_l4(8); // sizeof(struct icmphdr), fetched even for type `any`
 
 	// (type == 0xff || (type matches && code in range)) ^ invert

@@ -2,6 +2,9 @@
 #include <linux/netfilter_ipv4/ip_tables.h>
 
 #include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <utility>
 
 #include "codegen/layout.hpp"
 #include "codegen/matchers.hpp"
@@ -44,7 +47,36 @@ bool all_zero(const std::array<uint8_t, 16> &a)
 	return true;
 }
 
-Fold fold_iface_in(const ir::Iface &i, bool invert)
+bool has(HookSet hooks, ir::Hook h)
+{
+	return (hooks & hook_bit(h)) != 0;
+}
+
+// What the test comes to over several hooks: a constant only if it is the same one at each.
+Fold combine(std::initializer_list<std::pair<bool, Fold>> per_hook)
+{
+	std::optional<Fold> all;
+	for (auto [served, f] : per_hook) {
+		if (!served)
+			continue;
+		if (f == Fold::Test || (all && *all != f))
+			return Fold::Test;
+		all = f;
+	}
+	return all.value_or(Fold::Always);
+}
+
+// A device name against the all-zero name of a hook that has no such device (the input
+// device at LOCAL_OUT, the output device at LOCAL_IN): the outcome is known now.
+Fold fold_no_iface(const ir::Iface &i, bool invert)
+{
+	bool differs = false;
+	for (size_t k = 0; k < i.name.size(); k++)
+		differs |= (i.name[k] & i.mask[k]) != 0;
+	return constant(differs != invert);
+}
+
+Fold fold_iface(const ir::Iface &i, bool invert)
 {
 	// An all-zero mask compares equal to every device.
 	if (all_zero(i.mask))
@@ -52,14 +84,18 @@ Fold fold_iface_in(const ir::Iface &i, bool invert)
 	return Fold::Test;
 }
 
-Fold fold_iface_out(const ir::Iface &o, bool invert)
+Fold fold_iface_in(const ir::Iface &i, bool invert, HookSet hooks)
 {
-	// At LOCAL_IN there is no output device: the kernel compares against the all-zero
-	// name, so the outcome is known now.
-	bool differs = false;
-	for (size_t k = 0; k < o.name.size(); k++)
-		differs |= (o.name[k] & o.mask[k]) != 0;
-	return constant(differs != invert);
+	return combine({{has(hooks, ir::Hook::LocalIn), fold_iface(i, invert)},
+			{has(hooks, ir::Hook::Forward), fold_iface(i, invert)},
+			{has(hooks, ir::Hook::LocalOut), fold_no_iface(i, invert)}});
+}
+
+Fold fold_iface_out(const ir::Iface &o, bool invert, HookSet hooks)
+{
+	return combine({{has(hooks, ir::Hook::LocalIn), fold_no_iface(o, invert)},
+			{has(hooks, ir::Hook::Forward), fold_iface(o, invert)},
+			{has(hooks, ir::Hook::LocalOut), fold_iface(o, invert)}});
 }
 
 Fold fold_proto(uint16_t proto, bool invert)
@@ -71,11 +107,18 @@ Fold fold_proto(uint16_t proto, bool invert)
 	return Fold::Test;
 }
 
-Fold fold_frag(uint8_t flags, bool invert)
+// NF_INVF(invert, (flags & IPT_F_FRAG) && !isfrag) fails the rule.
+Fold fold_frag(uint8_t flags, bool invert, HookSet hooks)
 {
-	// netfilter's LOCAL_IN sees reassembled datagrams, whose fragment offset is 0, and
-	// we only judge packets with offset 0: `(flags & IPT_F_FRAG) && !isfrag` is known.
-	return constant(((flags & IPT_F_FRAG) != 0) != invert);
+	// Without IPT_F_FRAG the test is false whatever the packet.
+	if (!(flags & IPT_F_FRAG))
+		return constant(invert);
+	// LOCAL_IN sees reassembled datagrams, whose fragment offset is 0, and so does
+	// LOCAL_OUT, before ip_fragment(); we judge those at fragment offset 0 only.
+	// FORWARD sees every fragment (without connection tracking), so it tests.
+	return combine({{has(hooks, ir::Hook::LocalIn), constant(!invert)},
+			{has(hooks, ir::Hook::Forward), Fold::Test},
+			{has(hooks, ir::Hook::LocalOut), constant(!invert)}});
 }
 
 void emit_addr(Cond &c, int16_t field, uint32_t want, uint32_t mask, bool invert)
@@ -96,11 +139,10 @@ uint64_t word(const std::array<uint8_t, 16> &a, size_t k)
 	return w;
 }
 
-// ifname_compare_aligned(): (dev ^ name) & mask, 8 bytes at a time.
-void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
+// ifname_compare_aligned(): (dev ^ name) & mask, 8 bytes at a time, against the name
+// at pkt + `field`.
+void emit_iface(Cond &c, int16_t field, const ir::Iface &i, bool invert)
 {
-	if (fold_iface_in(i, invert) != Fold::Test)
-		return;
 	Emitter &em = c.em();
 	if (c.mode() == Cond::Mode::Accumulate) {
 		// R3 = the masked difference of both words.
@@ -109,8 +151,7 @@ void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
 			const uint64_t mask = word(i.mask, k);
 			if (!mask)
 				continue;
-			em.emit(ldx(BPF_DW, R1, layout::pkt,
-				    static_cast<int16_t>(off::ifname + 8 * k)));
+			em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(field + 8 * k)));
 			em.ld_imm64(R2, word(i.name, k));
 			em.emit(alu64_reg(BPF_XOR, R1, R2));
 			if (mask != ~uint64_t{0}) {
@@ -128,7 +169,7 @@ void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
 		const uint64_t mask = word(i.mask, k);
 		if (!mask)
 			continue;
-		em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k)));
+		em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(field + 8 * k)));
 		if (mask != ~uint64_t{0}) {
 			em.ld_imm64(R2, mask);
 			em.emit(alu64_reg(BPF_AND, R1, R2));
@@ -142,15 +183,15 @@ void emit_iface_in(Cond &c, const ir::Iface &i, bool invert)
 
 } // namespace
 
-Fold fold_ip(const ir::IpHeaderMatch &ip)
+Fold fold_ip(const ir::IpHeaderMatch &ip, HookSet hooks)
 {
 	const Fold parts[] = {
 		fold_addr(ip.src, ip.src_mask, inv(ip, IPT_INV_SRCIP)),
 		fold_addr(ip.dst, ip.dst_mask, inv(ip, IPT_INV_DSTIP)),
-		fold_iface_in(ip.in, inv(ip, IPT_INV_VIA_IN)),
-		fold_iface_out(ip.out, inv(ip, IPT_INV_VIA_OUT)),
+		fold_iface_in(ip.in, inv(ip, IPT_INV_VIA_IN), hooks),
+		fold_iface_out(ip.out, inv(ip, IPT_INV_VIA_OUT), hooks),
 		fold_proto(ip.proto, inv(ip, IPT_INV_PROTO)),
-		fold_frag(ip.flags, inv(ip, IPT_INV_FRAG)),
+		fold_frag(ip.flags, inv(ip, IPT_INV_FRAG), hooks),
 	};
 	Fold all = Fold::Always;
 	for (Fold f : parts) {
@@ -162,15 +203,37 @@ Fold fold_ip(const ir::IpHeaderMatch &ip)
 	return all;
 }
 
-void emit_ip(Cond &c, const ir::IpHeaderMatch &ip)
+bool tests_in_iface(const ir::IpHeaderMatch &ip, HookSet hooks)
 {
-	// The caller has folded the rule: nothing here is constantly false.
+	return fold_ip(ip, hooks) == Fold::Test &&
+	       fold_iface_in(ip.in, inv(ip, IPT_INV_VIA_IN), hooks) == Fold::Test;
+}
+
+bool tests_out_iface(const ir::IpHeaderMatch &ip, HookSet hooks)
+{
+	return fold_ip(ip, hooks) == Fold::Test &&
+	       fold_iface_out(ip.out, inv(ip, IPT_INV_VIA_OUT), hooks) == Fold::Test;
+}
+
+void emit_ip(Cond &c, const ir::IpHeaderMatch &ip, HookSet hooks)
+{
+	// The caller has folded the rule: nothing here is constantly false. The order is
+	// ip_packet_match()'s, though any order gives the same answer.
 	emit_addr(c, off::saddr, ip.src, ip.src_mask, inv(ip, IPT_INV_SRCIP));
 	emit_addr(c, off::daddr, ip.dst, ip.dst_mask, inv(ip, IPT_INV_DSTIP));
-	emit_iface_in(c, ip.in, inv(ip, IPT_INV_VIA_IN));
+	if (fold_iface_in(ip.in, inv(ip, IPT_INV_VIA_IN), hooks) == Fold::Test)
+		emit_iface(c, off::ifname, ip.in, inv(ip, IPT_INV_VIA_IN));
+	if (fold_iface_out(ip.out, inv(ip, IPT_INV_VIA_OUT), hooks) == Fold::Test)
+		emit_iface(c, off::out_ifname, ip.out, inv(ip, IPT_INV_VIA_OUT));
 	if (fold_proto(ip.proto, inv(ip, IPT_INV_PROTO)) == Fold::Test) {
 		c.em().emit(ldx(BPF_W, R1, layout::pkt, off::proto));
 		c.eq32(R1, ip.proto, inv(ip, IPT_INV_PROTO));
+	}
+	if (fold_frag(ip.flags, inv(ip, IPT_INV_FRAG), hooks) == Fold::Test) {
+		// Fails on a datagram's first piece or a whole one; inverted, on a later piece.
+		c.em().emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+		c.em().emit(alu32_imm(BPF_AND, R1, 0x1fff));
+		c.fail_if(R1, Cond::Val::Value32, !inv(ip, IPT_INV_FRAG));
 	}
 }
 

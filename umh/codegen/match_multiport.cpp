@@ -35,6 +35,7 @@ void emit_multiport(Cond &c, const ir::MultiportMatch &m)
 {
 	Emitter &em = c.em();
 	Label &no_match = c.no_match();
+	c.no_fragment(false);
 	c.need_l4(4); // the two ports
 	const bool src = m.dir == ir::MultiportMatch::Dir::Source ||
 			 m.dir == ir::MultiportMatch::Dir::Either;

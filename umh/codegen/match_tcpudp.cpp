@@ -13,6 +13,7 @@ namespace off = layout::pkt_off;
 void emit_tcp(Cond &c, const ir::TcpMatch &m)
 {
 	// The order is the kernel's: what comes before a hotdrop decides whether it happens.
+	c.no_fragment(true);
 	c.need_l4(20); // sizeof(struct tcphdr)
 	c.range(off::sport, m.sport.lo, m.sport.hi, 0xffff, m.invflags & XT_TCP_INV_SRCPT);
 	c.range(off::dport, m.dport.lo, m.dport.hi, 0xffff, m.invflags & XT_TCP_INV_DSTPT);
@@ -43,6 +44,7 @@ void emit_tcp(Cond &c, const ir::TcpMatch &m)
 
 void emit_udp(Cond &c, const ir::UdpMatch &m)
 {
+	c.no_fragment(false);
 	c.need_l4(8); // sizeof(struct udphdr)
 	c.range(off::sport, m.sport.lo, m.sport.hi, 0xffff, m.invflags & XT_UDP_INV_SRCPT);
 	c.range(off::dport, m.dport.lo, m.dport.hi, 0xffff, m.invflags & XT_UDP_INV_DSTPT);

@@ -36,8 +36,12 @@ public:
 	enum class Val : uint8_t { Bit, Value32, Value64 };
 
 	// first_branch: in Accumulate mode, the first test still jumps (FirstBranch).
-	Cond(Emitter &em, Mode mode, Label &no_match, bool first_branch = false)
-	    : em_(em), mode_(mode), no_match_(no_match), first_branch_(first_branch)
+	// fragments: the rule may see a datagram's later pieces (FORWARD), which the port
+	// matches must not match.
+	Cond(Emitter &em, Mode mode, Label &no_match, bool first_branch = false,
+	     bool fragments = false)
+	    : em_(em), mode_(mode), no_match_(no_match), first_branch_(first_branch),
+	      fragments_(fragments)
 	{
 	}
 	Emitter &em() { return em_; }
@@ -57,6 +61,10 @@ public:
 	void need_l4(uint32_t bytes);
 	// Hotdrop when the u32 field (0 or 1) is set.
 	void hotdrop_if_field(int16_t field);
+	// What tcp, udp, icmp and multiport do first: a packet with a fragment offset
+	// matches nothing, and tcp hotdrops one at offset 1 ("Don't allow a fragment of TCP
+	// 8 bytes in"). Nothing where the rule cannot see fragments.
+	void no_fragment(bool hotdrop_at_one);
 	// Accumulate: the rule's one jump. Call once, after every test.
 	void finish();
 
@@ -73,16 +81,21 @@ private:
 	Label &no_match_;
 	bool acc_set_ = false; // Accumulate: layout::acc holds something
 	bool first_branch_;
+	bool fragments_;
 	bool tested_ = false; // a test has been emitted
 
 	// Does this test jump? In Branch mode all do; with first_branch, the first.
 	bool branching() const { return mode_ == Mode::Branch || (first_branch_ && !tested_); }
 };
 
-// The ipt_ip part of a rule as judged at INPUT of a reassembled datagram: no output
-// device, never a fragment.
-Fold fold_ip(const ir::IpHeaderMatch &ip);
-void emit_ip(Cond &c, const ir::IpHeaderMatch &ip);
+// The ipt_ip part of a rule as judged at each of `hooks` (HookSet: INPUT has no output
+// device, OUTPUT no input device, and only FORWARD sees a datagram's later fragments): a
+// constant where the answer is the same at each, else tests.
+Fold fold_ip(const ir::IpHeaderMatch &ip, HookSet hooks);
+void emit_ip(Cond &c, const ir::IpHeaderMatch &ip, HookSet hooks);
+// Does the rule's ipt_ip test the input (output) device's name at some of `hooks`?
+bool tests_in_iface(const ir::IpHeaderMatch &ip, HookSet hooks);
+bool tests_out_iface(const ir::IpHeaderMatch &ip, HookSet hooks);
 
 void emit_tcp(Cond &c, const ir::TcpMatch &m);
 void emit_udp(Cond &c, const ir::UdpMatch &m);

@@ -1,4 +1,5 @@
-// Planning a table's program, and check_xdp(): what an XDP program can run with its meaning kept.
+// Planning a table's program for one flavor, and check(): what the programs can run with its
+// meaning kept.
 #include "codegen/plan.hpp"
 
 #include <set>
@@ -72,7 +73,7 @@ Status check_match_proto(const ir::Table &t, uint32_t i)
 }
 
 // Targets of the runs reachable from `entry`, walking each run until its end.
-std::set<uint32_t> reachable_targets(const ir::Table &t, uint32_t entry)
+std::set<uint32_t> reachable_targets(const ir::Table &t, uint32_t entry, HookSet hooks)
 {
 	std::set<uint32_t> targets, walked;
 	std::vector<uint32_t> todo{entry};
@@ -82,10 +83,10 @@ std::set<uint32_t> reachable_targets(const ir::Table &t, uint32_t entry)
 		if (!walked.insert(start).second)
 			continue;
 		for (uint32_t i = start; i < t.rules.size(); i++) {
-			if (fold_ip(t.rules[i].ip) != Fold::Never && is_call(t, i) &&
+			if (fold_ip(t.rules[i].ip, hooks) != Fold::Never && is_call(t, i) &&
 			    targets.insert(t.rules[i].target.to).second)
 				todo.push_back(t.rules[i].target.to);
-			if (ends_run(t, i))
+			if (ends_run(t, i, hooks))
 				break;
 		}
 	}
@@ -107,9 +108,16 @@ uint64_t tests_of(const ir::Rule &r)
 
 } // namespace
 
-bool always_matches(const ir::Rule &rule)
+bool always_matches(const ir::Rule &rule, HookSet hooks)
 {
-	return rule.matches.empty() && fold_ip(rule.ip) == Fold::Always;
+	return rule.matches.empty() && fold_ip(rule.ip, hooks) == Fold::Always;
+}
+
+HookSet hooks_of(Flavor flavor)
+{
+	return flavor == Flavor::TcEgress ? hook_bit(ir::Hook::LocalOut)
+					  : static_cast<HookSet>(hook_bit(ir::Hook::LocalIn) |
+								 hook_bit(ir::Hook::Forward));
 }
 
 bool is_call(const ir::Table &t, uint32_t i)
@@ -118,9 +126,9 @@ bool is_call(const ir::Table &t, uint32_t i)
 	return (tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to != i + 1;
 }
 
-bool ends_run(const ir::Table &t, uint32_t i)
+bool ends_run(const ir::Table &t, uint32_t i, HookSet hooks)
 {
-	if (!always_matches(t.rules[i]))
+	if (!always_matches(t.rules[i], hooks))
 		return false;
 	switch (t.rules[i].target.kind) {
 	case Kind::Accept:
@@ -137,62 +145,105 @@ bool ends_run(const ir::Table &t, uint32_t i)
 	return false;
 }
 
-// Cut the main run into chunks of at most `budget` estimated tests (Plan::chunks).
-// False, and no chunks, when there would be more functions than a program may have.
-bool cut_into_chunks(const ir::Table &t, Plan &plan, uint64_t budget)
+namespace
+{
+
+// Cut a hook's main run into chunks of at most `budget` estimated tests (HookRun::chunks).
+void cut_into_chunks(const ir::Table &t, const Plan &plan, HookRun &run, uint64_t budget)
 {
 	uint64_t in_chunk = 0;
-	plan.chunks = {plan.entry};
-	for (uint32_t i = plan.entry; i < t.rules.size(); i++) {
-		if (i != plan.entry && plan.subprog_of.count(i))
+	run.chunks = {run.entry};
+	for (uint32_t i = run.entry; i < t.rules.size(); i++) {
+		if (i != run.entry && plan.subprog_of.count(i))
 			break;
-		const uint64_t tests =
-			fold_ip(t.rules[i].ip) == Fold::Never ? 0 : tests_of(t.rules[i]);
+		const uint64_t tests = fold_ip(t.rules[i].ip, plan.hookset) == Fold::Never
+					       ? 0
+					       : tests_of(t.rules[i]);
 		if (in_chunk + tests > budget && in_chunk > 0) {
-			plan.chunks.push_back(i);
+			run.chunks.push_back(i);
 			in_chunk = 0;
 		}
 		in_chunk += tests;
-		if (ends_run(t, i))
+		if (ends_run(t, i, plan.hookset))
 			break;
 	}
-	if (plan.subprogs.size() + plan.chunks.size() + 1 > max_subprogs) {
-		plan.chunks.clear();
+}
+
+// Cut every hook's main run whose tests exceed `budget` (or all of them, `always`); false,
+// and no chunks, when there would be more functions than a program may have.
+bool cut_runs(const ir::Table &t, Plan &plan, const std::map<uint32_t, uint64_t> &run_tests,
+	      uint64_t budget, bool always)
+{
+	plan.num_chunks = 0;
+	for (HookRun &run : plan.hooks) {
+		run.chunks.clear();
+		if (!always && run_tests.at(run.entry) <= budget)
+			continue;
+		cut_into_chunks(t, plan, run, budget);
+		run.first_chunk = plan.num_chunks;
+		plan.num_chunks += run.chunks.size();
+	}
+	if (plan.subprogs.size() + plan.num_chunks + 1 > max_subprogs) {
+		for (HookRun &run : plan.hooks)
+			run.chunks.clear();
+		plan.num_chunks = 0;
 		return false;
 	}
-	return true;
+	return plan.num_chunks > 0;
 }
+
+void clear_chunks(Plan &plan)
+{
+	for (HookRun &run : plan.hooks)
+		run.chunks.clear();
+	plan.num_chunks = 0;
+}
+
+// The built-in chain of hook h, checked as ip_tables left it.
+Result<HookRun> hook_run(const ir::Table &t, ir::Hook hook)
+{
+	const auto h = static_cast<unsigned>(hook);
+	const size_t n = t.rules.size();
+	if (!(t.valid_hooks & (1u << h)) || !t.hook_entry[h] || !t.underflow[h] ||
+	    *t.hook_entry[h] >= n || *t.underflow[h] >= n || *t.hook_entry[h] > *t.underflow[h])
+		return make_error(EINVAL, std::string("codegen: the table has no ") + hook_name(h) +
+						  " chain");
+	HookRun run;
+	run.hook = hook;
+	run.entry = *t.hook_entry[h];
+	run.underflow = *t.underflow[h];
+	if (!is_policy(t.rules[run.underflow], false))
+		return make_error(EINVAL, std::string("codegen: ") + hook_name(h) + "'s policy " +
+						  at(t, run.underflow) +
+						  " is not an unconditional ACCEPT or DROP");
+	return run;
+}
+
+} // namespace
 
 Result<Plan> make_plan(const ir::Table &t, const Options &options)
 {
-	const unsigned in = static_cast<unsigned>(ir::Hook::LocalIn);
 	const size_t n = t.rules.size();
-
-	if (!(t.valid_hooks & (1u << in)) || !t.hook_entry[in] || !t.underflow[in] ||
-	    *t.hook_entry[in] >= n || *t.underflow[in] >= n || *t.hook_entry[in] > *t.underflow[in])
-		return make_error(EINVAL, "codegen: the table has no INPUT chain");
-
-	for (unsigned h = 0; h < ir::num_hooks; h++) {
-		if (h == in || !(t.valid_hooks & (1u << h)))
-			continue;
-		if (!t.hook_entry[h] || !t.underflow[h] || *t.underflow[h] >= n)
-			return make_error(EINVAL, std::string("codegen: ") + hook_name(h) +
-							  " has no entry or policy");
-		if (*t.hook_entry[h] != *t.underflow[h] ||
-		    !is_policy(t.rules[*t.underflow[h]], true))
-			return make_error(
-				EOPNOTSUPP,
-				std::string("codegen: the ") + hook_name(h) +
-					" chain must be empty with an ACCEPT policy: only "
-					"INPUT is translated (to XDP) so far");
-	}
-
 	Plan plan;
-	plan.entry = *t.hook_entry[in];
-	plan.underflow = *t.underflow[in];
-	if (!is_policy(t.rules[plan.underflow], false))
-		return make_error(EINVAL, "codegen: INPUT's policy " + at(t, plan.underflow) +
-						  " is not an unconditional ACCEPT or DROP");
+	plan.hookset = hooks_of(options.flavor);
+	const ir::Hook main_hook =
+		options.flavor == Flavor::TcEgress ? ir::Hook::LocalOut : ir::Hook::LocalIn;
+	for (unsigned h = 0; h < ir::num_hooks; h++) {
+		const auto hook = static_cast<ir::Hook>(h);
+		const bool served = plan.hookset & hook_bit(hook);
+		// A table without FORWARD (the ABI's filter table always has it) judges
+		// nothing routed.
+		if (!(t.valid_hooks & (1u << h)) && hook != main_hook)
+			continue;
+		auto run = hook_run(t, hook);
+		if (!run)
+			return run.error();
+		// Without local_only a program judges everything by its first chain.
+		if (served && (options.local_only || plan.hooks.empty()))
+			plan.hooks.push_back(*run);
+	}
+	if (!options.local_only || plan.hooks.size() == 1)
+		plan.hookset = hook_bit(plan.hooks.front().hook);
 
 	for (uint32_t i = 0; i < n; i++) {
 		BF_TRY(check_match_proto(t, i));
@@ -201,12 +252,20 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");
 	}
 
-	const std::set<uint32_t> targets = reachable_targets(t, plan.entry);
+	std::set<uint32_t> targets;
+	for (const HookRun &run : plan.hooks) {
+		const auto reached = reachable_targets(t, run.entry, plan.hookset);
+		targets.insert(reached.begin(), reached.end());
+		if (run.hook == ir::Hook::Forward) {
+			plan.fragment_runs = reached;
+			plan.fragment_runs.insert(run.entry);
+		}
+	}
 	if (targets.size() + 1 > max_subprogs)
-		return make_error(EOPNOTSUPP, "codegen: " + std::to_string(targets.size()) +
-						      " chains are reached from INPUT, at most " +
-						      std::to_string(max_subprogs - 1) +
-						      " fit in one XDP program");
+		return make_error(EOPNOTSUPP,
+				  "codegen: " + std::to_string(targets.size()) +
+					  " chains are reached from one hook's program, at most " +
+					  std::to_string(max_subprogs - 1) + " fit in one program");
 	for (uint32_t s : targets) {
 		plan.subprog_of[s] = static_cast<SubprogId>(plan.subprogs.size());
 		plan.subprogs.push_back(s);
@@ -215,46 +274,53 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	// Calls of each run as it will be emitted (stopping where another run starts), and
 	// the deepest chain of them. A cycle is a loop that ip_tables would have refused.
 	std::map<uint32_t, std::vector<uint32_t>> calls;
+	std::map<uint32_t, uint64_t> run_tests;
 	std::set<uint8_t> kinds;
 	const auto run_calls = [&](uint32_t start) {
 		std::vector<uint32_t> out;
+		uint64_t tests = 0;
 		for (uint32_t i = start; i < n; i++) {
 			if (i != start && plan.subprog_of.count(i)) {
 				out.push_back(i);
 				break;
 			}
 			const ir::Rule &r = t.rules[i];
-			if (fold_ip(r.ip) != Fold::Never) {
+			if (fold_ip(r.ip, plan.hookset) != Fold::Never) {
 				for (const ir::Match &m : r.matches)
 					if (auto *tcp = std::get_if<ir::TcpMatch>(&m);
 					    tcp && tcp->option)
 						kinds.insert(tcp->option);
-				plan.uses_ifname |= fold_ip(r.ip) == Fold::Test &&
-						    r.ip.in.mask != std::array<uint8_t, 16>{};
+				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
+				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
 				if (is_call(t, i))
 					out.push_back(r.target.to);
-				plan.branch_tests += tests_of(r);
+				tests += tests_of(r);
 				plan.tested_rules++;
 			}
-			if (ends_run(t, i))
+			if (ends_run(t, i, plan.hookset))
 				break;
 		}
+		run_tests[start] = tests;
+		plan.branch_tests += tests;
 		return out;
 	};
-	calls[plan.entry] = run_calls(plan.entry);
-	const uint64_t main_tests = plan.branch_tests;
+	for (const HookRun &run : plan.hooks)
+		calls[run.entry] = run_calls(run.entry);
+	uint64_t main_tests = plan.branch_tests;
 	for (uint32_t s : plan.subprogs)
-		calls[s] = run_calls(s);
+		if (!calls.count(s))
+			calls[s] = run_calls(s);
 	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
+	const uint64_t user_tests = plan.branch_tests - main_tests;
 	switch (options.tests) {
 	case Options::Tests::Auto:
 		plan.accumulate = plan.branch_tests > max_branch_tests;
 		plan.first_branch = plan.accumulate && plan.tested_rules <= max_first_branch_rules;
-		// A long INPUT chain with little else: cut it into chunks the verifier takes
-		// with a jump per test. Every chunk may call every user chain, so each gets
-		// what the user chains leave of the budget.
-		if (plan.accumulate && plan.branch_tests - main_tests <= max_branch_tests / 4 &&
-		    cut_into_chunks(t, plan, max_branch_tests - (plan.branch_tests - main_tests)))
+		// Long built-in chains with little else: cut them into chunks the verifier takes
+		// with a jump per test. Every chunk may call every user chain, so each gets what
+		// the user chains leave of the budget.
+		if (plan.accumulate && user_tests <= max_branch_tests / 4 &&
+		    cut_runs(t, plan, run_tests, max_branch_tests - user_tests, false))
 			plan.accumulate = plan.first_branch = false;
 		break;
 	case Options::Tests::Branch:
@@ -263,7 +329,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	case Options::Tests::Chunked:
 		// Small chunks, so that tests cross many a chunk boundary.
 		plan.accumulate = false;
-		(void)cut_into_chunks(t, plan, std::max<uint64_t>(12, main_tests / 100 + 1));
+		(void)cut_runs(t, plan, run_tests, std::max<uint64_t>(12, main_tests / 100 + 1),
+			       true);
 		break;
 	case Options::Tests::FirstBranch:
 		plan.accumulate = plan.first_branch = true;
@@ -290,14 +357,16 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		on_path.erase(run);
 		return depth[run] = deepest + 1;
 	};
-	// The main program's run is not a call target (a jump back to INPUT's first rule
-	// would be a loop), so it is its own root.
-	plan.frames = frames(frames, plan.entry);
+	// A hook's main run is not a call target (a jump back to a built-in chain's first
+	// rule would be a loop), so it is its own root.
+	plan.frames = 0;
+	for (const HookRun &run : plan.hooks)
+		plan.frames = std::max(plan.frames, frames(frames, run.entry));
 	if (!loop.empty())
 		return make_error(ELOOP, "codegen: the chains loop at " + loop);
-	if (!plan.chunks.empty() && plan.frames + 1 > max_call_frames) {
+	if (plan.num_chunks && plan.frames + 1 > max_call_frames) {
 		// A chunk is a frame more: the old way, then.
-		plan.chunks.clear();
+		clear_chunks(plan);
 		if (options.tests == Options::Tests::Auto) {
 			plan.accumulate = true;
 			plan.first_branch = plan.tested_rules <= max_first_branch_rules;
@@ -307,17 +376,22 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		return make_error(
 			EOPNOTSUPP,
 			"codegen: chains nest " + std::to_string(plan.frames - 1) +
-				" calls deep from INPUT; XDP allows at most " +
+				" calls deep from a built-in chain; BPF allows at most " +
 				std::to_string(max_call_frames - 1) +
 				" (each jump, goto or fall into another chain is a BPF call)");
 	return plan;
 }
 
-Status check_xdp(const ir::Table &table)
+Status check(const ir::Table &table)
 {
-	auto plan = make_plan(table);
-	if (!plan)
-		return plan.error();
+	for (Flavor f : {Flavor::Xdp, Flavor::TcEgress}) {
+		if (f == Flavor::TcEgress &&
+		    !(table.valid_hooks & hook_bit(ir::Hook::LocalOut))) // hand-made tables
+			continue;
+		auto plan = make_plan(table, Options{.flavor = f});
+		if (!plan)
+			return plan.error();
+	}
 	return {};
 }
 

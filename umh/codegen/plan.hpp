@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "codegen/emitter.hpp"
@@ -26,30 +27,45 @@ namespace bpfilter::codegen
 inline constexpr unsigned max_call_frames = 8;
 inline constexpr unsigned max_subprogs = 256;
 
+// One built-in chain the program serves: its main run and policy, and, when its run is
+// long, the chunks it is cut into (each a global function that the verifier checks on its
+// own, so that its pending branches do not add up with the others'): the first rule of
+// each. The main program calls them in turn. Empty: not cut.
+struct HookRun {
+	ir::Hook hook = ir::Hook::LocalIn;
+	uint32_t entry = 0;	// the chain's first rule
+	uint32_t underflow = 0; // its policy rule
+	std::vector<uint32_t> chunks;
+	size_t first_chunk = 0; // Plan::chunk_id() of chunks[0]
+};
+
 struct Plan {
-	uint32_t entry = 0;	// INPUT's first rule: the main program's run
-	uint32_t underflow = 0; // INPUT's policy rule
+	HookSet hookset = 0;	    // the hooks served, as bits (1 << hook)
+	std::vector<HookRun> hooks; // in hook order
 	// First rule of each subprogram; a SubprogId indexes this (ascending rule order).
 	std::vector<uint32_t> subprogs;
 	std::map<uint32_t, SubprogId> subprog_of;
-	unsigned frames = 1;		       // deepest call chain, the main program included
-	bool uses_ifname = false;	       // some reachable rule tests -i
+	unsigned frames = 1;	  // deepest call chain, the main program included
+	bool uses_ifname = false; // some reachable rule tests -i
+	bool uses_ofname = false; // ... or -o
+	// Runs (by first rule) that FORWARD reaches: there, without connection tracking,
+	// netfilter judges each fragment of a datagram on its own, so the port matches test
+	// the fragment offset.
+	std::set<uint32_t> fragment_runs;
 	std::vector<uint8_t> tcp_option_kinds; // what reachable rules' --tcp-option ask for, sorted
 	uint64_t branch_tests = 0; // tests that jump to the next rule in Cond::Mode::Branch
 	bool accumulate = false;   // rules test with Cond::Mode::Accumulate
 	bool first_branch = false; // ... but for their first test, a jump
 	uint64_t tested_rules = 0; // rules with code of their own
-	// A long INPUT run cut into chunks, each a global function that the verifier checks
-	// on its own (its pending branches do not add up with the others'): the first rule
-	// of each. The main program calls them in turn. Empty: not cut.
-	std::vector<uint32_t> chunks;
+	size_t num_chunks = 0;	   // over every hook
 	SubprogId chunk_id(size_t k) const { return static_cast<SubprogId>(subprogs.size() + k); }
 };
 
-// Is rule i's test known to pass for every packet (no matches, an all-wildcard ipt_ip)?
-bool always_matches(const ir::Rule &rule);
+// Is rule i's test known to pass for every packet at each of `hooks` (no matches, an
+// all-wildcard ipt_ip)?
+bool always_matches(const ir::Rule &rule, HookSet hooks);
 // Does a run end after rule i (it always matches and never falls through)?
-bool ends_run(const ir::Table &table, uint32_t i);
+bool ends_run(const ir::Table &table, uint32_t i, HookSet hooks);
 // Where a jump or goto from rule i really goes: nowhere new when it is to the next rule.
 bool is_call(const ir::Table &table, uint32_t i);
 
@@ -66,6 +82,8 @@ bool is_call(const ir::Table &table, uint32_t i);
 inline constexpr uint64_t max_branch_tests = 16000;
 inline constexpr uint64_t max_first_branch_rules = 7000;
 
+// The plan of the program that serves `hooks` (Options::flavor's: INPUT and FORWARD at
+// ingress, OUTPUT at egress).
 Result<Plan> make_plan(const ir::Table &table, const Options &options = {});
 
 } // namespace bpfilter::codegen

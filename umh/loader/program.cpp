@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/btf.h>
 #include <unistd.h>
 
@@ -59,7 +60,7 @@ struct Btf {
 	std::vector<bpf_func_info> func_info;
 };
 
-Result<Btf> make_btf(const codegen::Program &program)
+Result<Btf> make_btf(const codegen::Program &program, const std::string &main_name)
 {
 	struct btf *b = btf__new_empty();
 	if (!b)
@@ -77,7 +78,7 @@ Result<Btf> make_btf(const codegen::Program &program)
 	Btf out;
 	for (size_t k = 0; k < program.functions.size() && err >= 0; k++) {
 		const codegen::Function &fn = program.functions[k];
-		const std::string name = k == 0 ? "bpfilter_in" : "bpfilter_fn" + std::to_string(k);
+		const std::string name = k == 0 ? main_name : "bpfilter_fn" + std::to_string(k);
 		const int id = btf__add_func(
 			b, name.c_str(), k == 0 || fn.global ? BTF_FUNC_GLOBAL : BTF_FUNC_STATIC,
 			k == 0 ? main_proto : sub_proto);
@@ -104,16 +105,44 @@ Result<Btf> make_btf(const codegen::Program &program)
 
 } // namespace
 
-Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_fd,
+std::string_view program_name(codegen::Flavor flavor)
+{
+	switch (flavor) {
+	case codegen::Flavor::Xdp:
+		return "bpfilter_in";
+	case codegen::Flavor::TcIngress:
+		return "bpfilter_tc_in";
+	case codegen::Flavor::TcEgress:
+		return "bpfilter_tc_out";
+	}
+	return "bpfilter";
+}
+
+Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex)
+{
+	return create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
+			  maps::counter_block_bytes(num_counters),
+			  maps::counter_blocks(num_counters), 0, prog_ifindex);
+}
+
+Result<LoadedProgram> load_program(const codegen::Program &program, int devices_fd,
 				   int local_addrs_fd, const LoadOptions &options)
 {
 	if (program.insns.empty())
 		return make_error(EINVAL, "loader: empty program");
+	const std::string name =
+		options.name.empty() ? std::string(program_name(program.flavor)) : options.name;
 
-	auto counters =
-		create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
-			   maps::counter_block_bytes(program.num_counters),
-			   maps::counter_blocks(program.num_counters), 0, options.prog_ifindex);
+	Result<Fd> counters = make_error(EBADF, "");
+	if (options.counters_fd >= 0) {
+		// Shared with the table's other programs: a reference of our own.
+		const int dup = fcntl(options.counters_fd, F_DUPFD_CLOEXEC, 0);
+		if (dup < 0)
+			return sys_error(errno, "loader: sharing the counters map");
+		counters = Fd(dup);
+	} else {
+		counters = create_counters_map(program.num_counters, options.prog_ifindex);
+	}
 	if (!counters)
 		return counters.error();
 	auto scratch = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
@@ -141,8 +170,8 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 		case codegen::MapSlot::Counters:
 			fd = counters->get();
 			break;
-		case codegen::MapSlot::Ifnames:
-			fd = ifnames_fd;
+		case codegen::MapSlot::Devices:
+			fd = devices_fd;
 			break;
 		case codegen::MapSlot::LocalAddrs:
 			fd = local_addrs_fd;
@@ -163,11 +192,14 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 		insns[ref.insn].imm = fd;
 	}
 
-	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_XDP,
+	const bool xdp = program.flavor == codegen::Flavor::Xdp;
+	const bpf_prog_type type = xdp ? BPF_PROG_TYPE_XDP : BPF_PROG_TYPE_SCHED_CLS;
+	LIBBPF_OPTS(bpf_prog_load_opts, opts,
+		    .expected_attach_type = xdp ? BPF_XDP : static_cast<bpf_attach_type>(0),
 		    .prog_ifindex = options.prog_ifindex);
 	Btf btf;
 	if (!program.functions.empty()) {
-		auto made = make_btf(program);
+		auto made = make_btf(program, name);
 		if (!made)
 			return made.error();
 		btf = std::move(*made);
@@ -176,8 +208,7 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 		opts.func_info_cnt = static_cast<uint32_t>(btf.func_info.size());
 		opts.func_info_rec_size = sizeof(bpf_func_info);
 	}
-	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, options.name.c_str(), "GPL", insns.data(),
-			       insns.size(), &opts);
+	int fd = bpf_prog_load(type, name.c_str(), "GPL", insns.data(), insns.size(), &opts);
 	if (fd < 0 && !options.explain)
 		return sys_error(-fd, "loader: the kernel refused the program (" +
 					      std::to_string(insns.size()) + " instructions)");
@@ -189,8 +220,7 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_
 		opts.log_buf = log.data();
 		opts.log_size = static_cast<uint32_t>(log.size());
 		opts.log_level = 1;
-		fd = bpf_prog_load(BPF_PROG_TYPE_XDP, options.name.c_str(), "GPL", insns.data(),
-				   insns.size(), &opts);
+		fd = bpf_prog_load(type, name.c_str(), "GPL", insns.data(), insns.size(), &opts);
 		if (fd >= 0) {
 			// Accepted on the second try (a transient failure such as EAGAIN).
 		} else {
@@ -230,10 +260,10 @@ Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 	return out;
 }
 
-Result<Fd> create_ifnames_map()
+Result<Fd> create_devices_map()
 {
-	return create_map(maps::ifnames_type, "bpfilter_ifname", sizeof(uint32_t),
-			  sizeof(maps::IfnameValue), maps::ifnames_max_entries, 0);
+	return create_map(maps::devices_type, "bpfilter_dev", sizeof(uint32_t),
+			  sizeof(maps::DeviceValue), maps::devices_max_entries, 0);
 }
 
 Result<Fd> create_local_addrs_map()
@@ -243,18 +273,20 @@ Result<Fd> create_local_addrs_map()
 			  BPF_F_NO_PREALLOC);
 }
 
-Status set_ifname(int ifnames_fd, uint32_t ifindex, const std::array<uint8_t, 16> &name)
+Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info)
 {
-	maps::IfnameValue v;
-	std::memcpy(v.name, name.data(), sizeof(v.name));
-	if (bpf_map_update_elem(ifnames_fd, &ifindex, &v, BPF_ANY) != 0)
+	maps::DeviceValue v{};
+	std::memcpy(v.name, info.name.data(), sizeof(v.name));
+	std::memcpy(v.mac, info.mac.data(), sizeof(v.mac));
+	v.l2len = info.l2len;
+	if (bpf_map_update_elem(devices_fd, &ifindex, &v, BPF_ANY) != 0)
 		return sys_error(errno, "loader: naming ifindex " + std::to_string(ifindex));
 	return {};
 }
 
-Status delete_ifname(int ifnames_fd, uint32_t ifindex)
+Status delete_device(int devices_fd, uint32_t ifindex)
 {
-	if (bpf_map_delete_elem(ifnames_fd, &ifindex) != 0)
+	if (bpf_map_delete_elem(devices_fd, &ifindex) != 0)
 		return sys_error(errno, "loader: forgetting ifindex " + std::to_string(ifindex));
 	return {};
 }

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "codegen/codegen.hpp"
@@ -16,12 +17,19 @@ namespace bpfilter::loader
 {
 
 struct LoadOptions {
-	std::string name = "bpfilter_in"; // what bpftool prog shows (at most 15 characters)
-	uint32_t prog_ifindex = 0;	  // non-zero: load for hardware offload to this device
-	bool explain = true; // on refusal, load again with the verifier's log to say why
+	std::string name;	   // what bpftool prog shows; empty: program_name() of the flavor
+	uint32_t prog_ifindex = 0; // non-zero: load for hardware offload to this device
+	bool explain = true;	   // on refusal, load again with the verifier's log to say why
+	int counters_fd = -1;	   // the Counters map shared with the table's other programs; -1:
+				   // the program gets one of its own
 };
 
-// A program the kernel accepted, with the counters map it owns. The Ifnames and
+// The name each flavor's programs carry (what bpftool prog shows, and how a restarted
+// helper knows its predecessor's programs): bpfilter_in (XDP), bpfilter_tc_in,
+// bpfilter_tc_out.
+std::string_view program_name(codegen::Flavor flavor);
+
+// A program the kernel accepted, with (a reference to) its counters map. The Devices and
 // LocalAddrs maps belong to the caller and are shared between programs.
 class LoadedProgram
 {
@@ -46,19 +54,31 @@ private:
 	uint32_t num_counters_ = 0;
 };
 
-// Create the Counters map, patch every map reference and load the program as XDP.
-// ifnames_fd and local_addrs_fd may be -1 when the program does not use them. On a
-// verifier refusal the Error's message ends with the tail of the verifier's log.
-Result<LoadedProgram> load_program(const codegen::Program &program, int ifnames_fd,
+// Create the Counters map (unless shared), patch every map reference and load the program
+// as its flavor's type (XDP, or SCHED_CLS for tc). devices_fd and local_addrs_fd may be
+// -1 when the program does not use them. On a verifier refusal the Error's message ends
+// with the tail of the verifier's log.
+Result<LoadedProgram> load_program(const codegen::Program &program, int devices_fd,
 				   int local_addrs_fd, const LoadOptions &options);
 
+// A Counters map for a table of num_counters rules, to share between its programs.
+Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex = 0);
+
 // The maps shared by every program of a network namespace (layouts in codegen/maps.hpp).
-Result<Fd> create_ifnames_map();
+Result<Fd> create_devices_map();
 Result<Fd> create_local_addrs_map();
 
+// What the programs know of a device (maps::DeviceValue).
+struct DeviceInfo {
+	std::array<uint8_t, 16> name{};
+	std::array<uint8_t, 6> mac{};
+	uint8_t l2len = 0;
+	bool operator==(const DeviceInfo &) const = default;
+};
+
 // Keep them in step with the namespace's devices and local routes.
-Status set_ifname(int ifnames_fd, uint32_t ifindex, const std::array<uint8_t, 16> &name);
-Status delete_ifname(int ifnames_fd, uint32_t ifindex); // ENOENT when it was not there
+Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info);
+Status delete_device(int devices_fd, uint32_t ifindex); // ENOENT when it was not there
 Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
 Status delete_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
 

@@ -53,12 +53,51 @@ bool parse_link(const struct nlmsghdr *h, Link &link)
 	link = Link{};
 	link.ifindex = ifi->ifi_index;
 	link.type = ifi->ifi_type;
+	const auto str = [](const void *data, size_t len) {
+		return std::string(static_cast<const char *>(data),
+				   strnlen(static_cast<const char *>(data), len));
+	};
+	const auto u32 = [](const void *data, size_t len) {
+		uint32_t v = 0;
+		if (len >= sizeof(v))
+			memcpy(&v, data, sizeof(v));
+		return v;
+	};
 	for_each_attr(IFLA_RTA(ifi), static_cast<int>(IFLA_PAYLOAD(h)),
 		      [&](unsigned type, const void *data, size_t len) {
-			      if (type != IFLA_IFNAME)
-				      return;
-			      size_t n = strnlen(static_cast<const char *>(data), len);
-			      memcpy(link.name.data(), data, std::min(n, link.name.size() - 1));
+			      switch (type) {
+			      case IFLA_IFNAME: {
+				      size_t n = strnlen(static_cast<const char *>(data), len);
+				      memcpy(link.name.data(), data,
+					     std::min(n, link.name.size() - 1));
+				      break;
+			      }
+			      case IFLA_ADDRESS:
+				      if (len == link.mac.size())
+					      memcpy(link.mac.data(), data, len);
+				      break;
+			      case IFLA_MASTER:
+				      link.master = static_cast<int>(u32(data, len));
+				      break;
+			      case IFLA_LINK:
+				      link.lower = static_cast<int>(u32(data, len));
+				      break;
+			      case IFLA_LINK_NETNSID:
+				      link.lower_elsewhere = true;
+				      break;
+			      case IFLA_LINKINFO:
+				      for_each_attr(static_cast<const struct rtattr *>(data),
+						    static_cast<int>(len),
+						    [&](unsigned t, const void *d, size_t l) {
+							    if (t == IFLA_INFO_KIND)
+								    link.kind = str(d, l);
+							    else if (t == IFLA_INFO_SLAVE_KIND)
+								    link.slave_kind = str(d, l);
+						    });
+				      break;
+			      default:
+				      break;
+			      }
 		      });
 	return true;
 }

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/result.hpp"
@@ -16,6 +17,12 @@ struct Link {
 	int ifindex = 0;
 	std::array<uint8_t, 16> name{}; // NUL padded, as the kernel's dev->name
 	uint16_t type = 0;		// ARPHRD_*
+	std::array<uint8_t, 6> mac{};	// IFLA_ADDRESS, where it is 6 bytes long
+	int master = 0;			// IFLA_MASTER
+	int lower = 0;			// IFLA_LINK (VLAN, macvlan: the lower device)
+	bool lower_elsewhere = false;	// IFLA_LINK_NETNSID: the lower is in another namespace
+	std::string kind;	// IFLA_INFO_KIND: "veth", "bridge", "vlan", ...; "" for NICs
+	std::string slave_kind; // IFLA_INFO_SLAVE_KIND: what its master is ("bridge", ...)
 	bool operator==(const Link &) const = default;
 };
 

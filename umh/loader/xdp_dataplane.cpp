@@ -10,6 +10,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_arp.h>
+#include <linux/if_ether.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -87,31 +88,6 @@ void wait_for_readers()
 	usleep(100 * 1000);
 }
 
-// Is the program with this id one of ours (by its name)?
-bool is_ours(int prog_fd)
-{
-	struct bpf_prog_info info = {};
-	uint32_t len = sizeof(info);
-	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
-		return false;
-	const std::string ours = LoadOptions{}.name;
-	return strncmp(info.name, ours.c_str(), sizeof(info.name) - 1) == 0;
-}
-
-std::string describe_prog(uint32_t id)
-{
-	std::string what = "id " + std::to_string(id);
-	int fd = bpf_prog_get_fd_by_id(id);
-	if (fd < 0)
-		return what;
-	struct bpf_prog_info info = {};
-	uint32_t len = sizeof(info);
-	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-		what += std::string(" \"") + info.name + "\"";
-	close(fd);
-	return what;
-}
-
 using clock = std::chrono::steady_clock;
 
 std::string ms_between(clock::time_point a, clock::time_point b)
@@ -153,8 +129,8 @@ std::string_view to_string(XdpMode mode)
 	return "unknown";
 }
 
-XdpDataplane::XdpDataplane(const XdpOptions &options, Fd ifnames, Fd local_addrs)
-    : options_(options), ifnames_(std::move(ifnames)), local_addrs_(std::move(local_addrs))
+XdpDataplane::XdpDataplane(const XdpOptions &options, Fd devices, Fd local_addrs)
+    : options_(options), devices_(std::move(devices)), local_addrs_(std::move(local_addrs))
 {
 }
 
@@ -162,14 +138,14 @@ XdpDataplane::~XdpDataplane() = default;
 
 Result<std::unique_ptr<XdpDataplane>> XdpDataplane::create(const XdpOptions &options)
 {
-	auto ifnames = create_ifnames_map();
-	if (!ifnames)
-		return ifnames.error();
+	auto devices = create_devices_map();
+	if (!devices)
+		return devices.error();
 	auto local = create_local_addrs_map();
 	if (!local)
 		return local.error();
 	std::unique_ptr<XdpDataplane> dp(
-		new XdpDataplane(options, std::move(*ifnames), std::move(*local)));
+		new XdpDataplane(options, std::move(*devices), std::move(*local)));
 
 	// Subscribe before the first dumps, so that no change falls between them.
 	if (options.watch) {
@@ -181,47 +157,121 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::create(const XdpOptions &opt
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();
-	BF_TRY(dp->sync_names(*links));
+	BF_TRY(dp->sync_devices(*links));
 	BF_TRY(dp->sync_local_routes());
 	BF_TRY(dp->adopt(*links));
 	return dp;
 }
 
-bool XdpDataplane::eligible(const rtnl::Link &link) const
+namespace
 {
-	// The generated code parses an Ethernet header; loopback has an all-zero one.
-	if (link.type == ARPHRD_ETHER)
-		return true;
-	return link.type == ARPHRD_LOOPBACK && options_.loopback;
+
+// The link-layer header a device's IPv4 packets carry at tc, or: -1 for a device that
+// never carries IPv4, -2 for a kind we do not know how to parse.
+int l2len_of(uint16_t type)
+{
+	switch (type) {
+	case ARPHRD_ETHER:
+	case ARPHRD_LOOPBACK:
+		return ETH_HLEN;
+	case ARPHRD_NONE:   // tun, WireGuard
+	case ARPHRD_TUNNEL: // ipip
+	case ARPHRD_TUNNEL6:
+	case ARPHRD_SIT:
+	case ARPHRD_IPGRE:
+	case ARPHRD_IP6GRE:
+	case ARPHRD_PPP:
+	case ARPHRD_RAWIP:
+		return 0;
+	case ARPHRD_NETLINK: // nlmon
+	case ARPHRD_CAN:
+	case ARPHRD_IEEE802154:
+	case ARPHRD_6LOWPAN:
+	case ARPHRD_VOID:
+		return -1;
+	default:
+		return -2;
+	}
+}
+
+bool enslaved(const rtnl::Link &link)
+{
+	return link.master && (link.slave_kind == "bridge" || link.slave_kind == "bond" ||
+			       link.slave_kind == "team");
+}
+
+// Kinds of upper device that take some of their lower device's packets.
+bool stacked_kind(const std::string &kind)
+{
+	return kind == "vlan" || kind == "macvlan" || kind == "macvtap" || kind == "ipvlan" ||
+	       kind == "ipvtap";
+}
+
+} // namespace
+
+Result<std::optional<XdpDataplane::Role>>
+XdpDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &links) const
+{
+	if (link.type == ARPHRD_LOOPBACK && !options_.loopback)
+		return std::optional<Role>{};
+	const int l2 = l2len_of(link.type);
+	if (l2 == -1)
+		return std::optional<Role>{};
+	if (l2 == -2)
+		return make_error(EOPNOTSUPP,
+				  name_of(link.name) + " has link type " +
+					  std::to_string(link.type) +
+					  ", whose packets bpfilter cannot parse: it cannot be "
+					  "filtered (remove it, or keep netfilter on this host)");
+	Role role;
+	role.l2len = static_cast<uint8_t>(l2);
+	if (enslaved(link))
+		return std::optional<Role>{role}; // the master sees IP, the port none
+	role.tc_out = true;
+	bool has_upper = false;
+	for (const auto &l : links)
+		has_upper |= l.lower == link.ifindex && !l.lower_elsewhere && stacked_kind(l.kind);
+	// XDP where it keeps its meaning and is fast: NICs, veth and loopback as leaves.
+	role.xdp = link.type == ARPHRD_LOOPBACK ||
+		   (link.type == ARPHRD_ETHER && (link.kind.empty() || link.kind == "veth") &&
+		    !has_upper && !upper_xdp_.count(link.ifindex));
+	role.tc_in = !role.xdp;
+	return std::optional<Role>{role};
 }
 
 std::string XdpDataplane::link_name(int ifindex) const
 {
-	auto it = names_.find(ifindex);
-	if (it == names_.end())
+	auto it = devices_held_.find(ifindex);
+	if (it == devices_held_.end())
 		return "ifindex " + std::to_string(ifindex);
-	return name_of(it->second);
+	return name_of(it->second.name);
 }
 
-Status XdpDataplane::sync_names(const std::vector<rtnl::Link> &links)
+Status XdpDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 {
-	std::map<int, std::array<uint8_t, 16>> now;
-	for (const auto &l : links)
-		now[l.ifindex] = l.name;
-	for (const auto &[ifindex, name] : now) {
-		auto it = names_.find(ifindex);
-		if (it != names_.end() && it->second == name)
-			continue;
-		BF_TRY(set_ifname(ifnames_.get(), static_cast<uint32_t>(ifindex), name));
-		names_[ifindex] = name;
+	std::map<int, DeviceInfo> now;
+	for (const auto &l : links) {
+		DeviceInfo info;
+		info.name = l.name;
+		info.mac = l.mac;
+		const int l2 = l2len_of(l.type);
+		info.l2len = static_cast<uint8_t>(l2 > 0 ? l2 : 0);
+		now[l.ifindex] = info;
 	}
-	for (auto it = names_.begin(); it != names_.end();) {
+	for (const auto &[ifindex, info] : now) {
+		auto it = devices_held_.find(ifindex);
+		if (it != devices_held_.end() && it->second == info)
+			continue;
+		BF_TRY(set_device(devices_.get(), static_cast<uint32_t>(ifindex), info));
+		devices_held_[ifindex] = info;
+	}
+	for (auto it = devices_held_.begin(); it != devices_held_.end();) {
 		if (now.count(it->first)) {
 			++it;
 			continue;
 		}
-		(void)delete_ifname(ifnames_.get(), static_cast<uint32_t>(it->first));
-		it = names_.erase(it);
+		(void)delete_device(devices_.get(), static_cast<uint32_t>(it->first));
+		it = devices_held_.erase(it);
 	}
 	return {};
 }
@@ -256,82 +306,111 @@ Status XdpDataplane::sync_local_routes()
 Status XdpDataplane::adopt(const std::vector<rtnl::Link> &links)
 {
 	for (const auto &link : links) {
-		if (!eligible(link))
-			continue;
+		Attached a;
 		LIBBPF_OPTS(bpf_xdp_query_opts, q);
-		if (bpf_xdp_query(link.ifindex, 0, &q))
-			continue;
-		const std::pair<uint32_t, uint32_t> modes[] = {{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
-							       {q.skb_prog_id, XDP_FLAGS_SKB_MODE},
-							       {q.hw_prog_id, XDP_FLAGS_HW_MODE}};
-		for (auto [id, mode] : modes) {
-			if (!id)
-				continue;
-			Fd fd(bpf_prog_get_fd_by_id(id));
+		if (!bpf_xdp_query(link.ifindex, 0, &q)) {
+			const std::pair<uint32_t, uint32_t> modes[] = {
+				{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
+				{q.skb_prog_id, XDP_FLAGS_SKB_MODE},
+				{q.hw_prog_id, XDP_FLAGS_HW_MODE}};
+			for (auto [id, mode] : modes) {
+				Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
+				if (!fd || !is_ours(fd.get()))
+					continue;
+				a.xdp_mode = mode;
+				a.xdp_fd = fd.get();
+				adopted_.push_back(std::move(fd));
+				break;
+			}
+		}
+		for (TcDir dir : {TcDir::Ingress, TcDir::Egress}) {
+			const uint32_t id = tc_prog_id(link.ifindex, dir);
+			Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
 			if (!fd || !is_ours(fd.get()))
 				continue;
-			log::info("adopting program id " + std::to_string(id) + " on " +
-				  name_of(link.name) + " (" + std::string(mode_name(mode)) +
-				  ") left by an earlier helper");
-			attached_[link.ifindex] = Attached{mode, fd.get()};
-			adopted_[link.ifindex] = std::move(fd);
-			break;
+			(dir == TcDir::Ingress ? a.tc_in_fd : a.tc_out_fd) = fd.get();
+			adopted_.push_back(std::move(fd));
+		}
+		if (a.xdp_fd >= 0 || a.tc_in_fd >= 0 || a.tc_out_fd >= 0) {
+			log::info("adopting the programs on " + name_of(link.name) +
+				  " left by an earlier helper");
+			attached_[link.ifindex] = a;
 		}
 	}
 	return {};
 }
 
-Result<int> XdpDataplane::prog_fd_for(Generation &gen, const rtnl::Link &link)
+Result<int> XdpDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
 {
+	const auto k = static_cast<size_t>(flavor);
 	// Loopback has no driver to offload to: it runs the shared program in generic mode.
-	if (options_.mode == XdpMode::Offload && link.type != ARPHRD_LOOPBACK) {
-		auto it = gen.per_device.find(link.ifindex);
-		if (it == gen.per_device.end()) {
+	if (flavor == codegen::Flavor::Xdp && options_.mode == XdpMode::Offload &&
+	    link.type != ARPHRD_LOOPBACK) {
+		auto it = gen.offloaded.find(link.ifindex);
+		if (it == gen.offloaded.end()) {
 			LoadOptions lo;
 			lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
-			auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get(), lo);
+			auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 			if (!p)
 				return make_error(p.error().errnum,
 						  "offloading to " + name_of(link.name) +
 							  " failed (the device cannot run it): " +
 							  p.error().message);
-			it = gen.per_device.emplace(link.ifindex, std::move(*p)).first;
+			it = gen.offloaded.emplace(link.ifindex, std::move(*p)).first;
 		}
 		return it->second.fd();
 	}
-	if (!gen.shared) {
-		auto p = load_program(gen.code, ifnames_.get(), local_addrs_.get(), LoadOptions{});
-		if (!p)
-			return p.error();
-		gen.shared.emplace(std::move(*p));
+	if (gen.prog[k])
+		return gen.prog[k]->fd();
+	// A faster form the kernel refuses has a second chance: no need to ask why.
+	const bool second_chance = gen.code[k].tests != codegen::Options::Tests::Accumulate;
+	auto p = load_program(
+		gen.code[k], devices_.get(), local_addrs_.get(),
+		LoadOptions{.explain = !second_chance, .counters_fd = gen.counters.get()});
+	if (!p && second_chance) {
+		log::info("the kernel refused the " + std::string(program_name(flavor)) +
+			  " program with its faster tests (" +
+			  std::to_string(gen.code[k].insns.size()) +
+			  " instructions); compiling it with a jump per rule");
+		auto again = codegen::compile(
+			gen.table, codegen::Options{.flavor = flavor,
+						    .tests = codegen::Options::Tests::Accumulate});
+		if (!again)
+			return again.error();
+		gen.code[k] = std::move(*again);
+		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
+				 LoadOptions{.counters_fd = gen.counters.get()});
 	}
-	return gen.shared->fd();
+	if (!p)
+		return p.error();
+	gen.prog[k].emplace(std::move(*p));
+	return gen.prog[k]->fd();
 }
 
-Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Generation &gen,
-						    const Attached *old)
+Result<XdpDataplane::Attached> XdpDataplane::attach_xdp(const rtnl::Link &link, int fd,
+							const Attached &old, bool &upper_has_xdp)
 {
-	auto fd = prog_fd_for(gen, link);
-	if (!fd)
-		return fd.error();
 	const std::string name = name_of(link.name);
-	if (old) {
-		// Atomic on this interface: the kernel swaps the program only if the one
-		// attached is still `old`.
-		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old->prog_fd);
-		int err = bpf_xdp_attach(link.ifindex, *fd, old->mode, &opts);
-		if (!err)
-			return Attached{old->mode, *fd};
+	upper_has_xdp = false;
+	if (old.xdp_fd >= 0) {
+		// Atomic on this device: the kernel swaps the program only if the one
+		// attached is still the old one.
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old.xdp_fd);
+		int err = bpf_xdp_attach(link.ifindex, fd, old.xdp_mode, &opts);
+		if (!err) {
+			Attached a = old;
+			a.xdp_fd = fd;
+			return a;
+		}
 		uint32_t id = 0;
 		if (err != -EEXIST || bpf_xdp_query_id(link.ifindex, 0, &id))
 			return make_error(-err, "replacing the XDP program on " + name + ": " +
 							errstr(err));
-		if (id)
+		if (id && !is_ours_id(id))
 			return make_error(EBUSY,
 					  name + " runs XDP program " + describe_prog(id) +
 						  " in place of bpfilter's: remove it first");
-		// Someone detached ours: nothing filters there now, so attach afresh.
-		log::warn("bpfilter's XDP program had been removed from " + name +
+		log::warn("bpfilter's XDP program had been removed from or replaced on " + name +
 			  "; attaching it again");
 	}
 
@@ -349,17 +428,26 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 
 	int err = 0;
 	for (uint32_t mode : modes) {
-		err = bpf_xdp_attach(link.ifindex, *fd, mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
-				     nullptr);
-		if (!err)
-			return Attached{mode, *fd};
+		err = bpf_xdp_attach(link.ifindex, fd, mode | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
+		if (!err) {
+			Attached a = old;
+			a.xdp_mode = mode;
+			a.xdp_fd = fd;
+			return a;
+		}
 		if (err == -EBUSY || err == -EEXIST) {
 			uint32_t id = 0;
 			bpf_xdp_query_id(link.ifindex, 0, &id);
+			if (!id) {
+				// Nothing on the device itself: an upper device (a macvlan in
+				// another namespace) has XDP, and the kernel keeps lowers off it.
+				upper_has_xdp = true;
+				return make_error(EBUSY, name + ": an upper device has XDP");
+			}
 			// A device that comes from another namespace brings that namespace's
 			// program along: ours by name, replaced like an adopted one.
 			LIBBPF_OPTS(bpf_xdp_query_opts, q);
-			Fd theirs(id ? bpf_prog_get_fd_by_id(id) : -1);
+			Fd theirs(bpf_prog_get_fd_by_id(id));
 			if (theirs && is_ours(theirs.get()) &&
 			    !bpf_xdp_query(link.ifindex, 0, &q) &&
 			    q.attach_mode != XDP_ATTACHED_MULTI) {
@@ -368,16 +456,19 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 					: q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE
 									    : XDP_FLAGS_HW_MODE;
 				LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = theirs.get());
-				int e = bpf_xdp_attach(link.ifindex, *fd, cur, &opts);
-				if (!e) {
-					log::info("replaced bpfilter's program id " +
-						  std::to_string(id) + " that " + name +
+				if (!bpf_xdp_attach(link.ifindex, fd, cur, &opts)) {
+					log::info("replaced bpfilter's program " +
+						  describe_prog(id) + " that " + name +
 						  " brought from elsewhere");
-					return Attached{cur, *fd};
+					Attached a = old;
+					a.xdp_mode = cur;
+					a.xdp_fd = fd;
+					return a;
 				}
 			}
 			return make_error(EBUSY,
-					  name + " already runs XDP program " + describe_prog(id) +
+					  "XDP on " + name + ": the device runs program " +
+						  describe_prog(id) +
 						  ", which is not bpfilter's: remove it first");
 		}
 		if (err == -ENODEV)
@@ -386,142 +477,226 @@ Result<XdpDataplane::Attached> XdpDataplane::attach(const rtnl::Link &link, Gene
 			log::info(name + ": no native XDP (" + errstr(err) +
 				  "), using generic XDP");
 	}
-	return make_error(-err, "attaching XDP to " + name + " in " +
-					std::string(mode_name(modes.back())) +
+	return make_error(-err, "XDP on " + name + " in " + std::string(mode_name(modes.back())) +
 					" mode: " + errstr(err));
 }
 
-void XdpDataplane::roll_back(const std::vector<std::pair<rtnl::Link, Attached>> &switched,
-			     const std::map<int, Attached> &old)
+Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation &gen,
+				   Attached &state, std::vector<Change> &changes)
 {
-	for (auto it = switched.rbegin(); it != switched.rend(); ++it) {
-		const auto &[link, now] = *it;
-		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = now.prog_fd);
-		auto o = old.find(link.ifindex);
-		int err = o != old.end()
-				  ? bpf_xdp_attach(link.ifindex, o->second.prog_fd, now.mode, &opts)
-				  : bpf_xdp_detach(link.ifindex, now.mode, &opts);
+	using codegen::Flavor;
+	const std::string name = name_of(link.name);
+	const auto tc = [&](TcDir dir, bool want, int &cur) -> Status {
+		const Flavor f = dir == TcDir::Ingress ? Flavor::TcIngress : Flavor::TcEgress;
+		if (!want) {
+			if (cur < 0)
+				return {};
+			if (auto st = tc_detach(link.ifindex, dir); !st)
+				return make_error(st.error().errnum,
+						  name + ": " + st.error().message);
+			changes.push_back({link.ifindex, f, cur, -1});
+			cur = -1;
+			return {};
+		}
+		auto fd = prog_fd(gen, f, link);
+		if (!fd)
+			return fd.error();
+		if (auto st = tc_attach(link.ifindex, dir, *fd); !st)
+			return make_error(st.error().errnum, name + ": " + st.error().message);
+		changes.push_back({link.ifindex, f, cur, *fd});
+		cur = *fd;
+		return {};
+	};
+	// Attach before detaching: a device that changes hooks is never unfiltered.
+	BF_TRY(tc(TcDir::Egress, role.tc_out, state.tc_out_fd));
+	if (role.xdp) {
+		auto fd = prog_fd(gen, Flavor::Xdp, link);
+		if (!fd)
+			return fd.error();
+		bool upper_has_xdp = false;
+		auto a = attach_xdp(link, *fd, state, upper_has_xdp);
+		if (!a && upper_has_xdp) {
+			log::info(name + ": an upper device runs XDP, so the kernel keeps XDP off "
+					 "this one; filtering it at tc ingress");
+			upper_xdp_.insert(link.ifindex);
+			role.xdp = false;
+			role.tc_in = true;
+		} else if (!a) {
+			return a.error();
+		} else {
+			changes.push_back({link.ifindex, Flavor::Xdp, state.xdp_fd, a->xdp_fd,
+					   state.xdp_mode, a->xdp_mode});
+			state = *a;
+		}
+	}
+	BF_TRY(tc(TcDir::Ingress, role.tc_in, state.tc_in_fd));
+	if (!role.xdp && state.xdp_fd >= 0) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = state.xdp_fd);
+		int err = bpf_xdp_detach(link.ifindex, state.xdp_mode, &opts);
+		if (err && err != -ENODEV && err != -EEXIST)
+			return make_error(-err, "detaching XDP from " + name + ": " + errstr(err));
+		changes.push_back({link.ifindex, Flavor::Xdp, state.xdp_fd, -1, state.xdp_mode, 0});
+		state.xdp_fd = -1;
+		state.xdp_mode = 0;
+	}
+	return {};
+}
+
+void XdpDataplane::roll_back(const std::vector<Change> &changes)
+{
+	for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+		const Change &c = *it;
+		int err = 0;
+		if (c.flavor == codegen::Flavor::Xdp) {
+			if (c.new_fd >= 0) {
+				LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = c.new_fd);
+				err = c.old_fd >= 0 ? bpf_xdp_attach(c.ifindex, c.old_fd,
+								     c.old_mode, &opts)
+						    : bpf_xdp_detach(c.ifindex, c.new_mode, &opts);
+			} else if (c.old_fd >= 0) {
+				err = bpf_xdp_attach(c.ifindex, c.old_fd,
+						     c.old_mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+						     nullptr);
+			}
+		} else {
+			const TcDir dir = c.flavor == codegen::Flavor::TcIngress ? TcDir::Ingress
+										 : TcDir::Egress;
+			Status st = c.old_fd >= 0 ? tc_attach(c.ifindex, dir, c.old_fd)
+						  : tc_detach(c.ifindex, dir);
+			if (!st)
+				err = -st.error().errnum;
+		}
 		if (err && err != -ENODEV)
-			log::error("rolling back " + name_of(link.name) +
-				   " failed: " + errstr(err) + "; it runs the refused table");
+			log::error("rolling back " + link_name(c.ifindex) +
+				   " failed: " + errstr(err) + "; it runs the refused table there");
 	}
 }
 
 Status XdpDataplane::check(const ir::Table &table) const
 {
-	return codegen::check_xdp(table);
+	return codegen::check(table);
+}
+
+Status XdpDataplane::attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
+				  std::map<int, Attached> &next, std::vector<Change> &changes)
+{
+	for (const auto &link : links) {
+		auto role = role_of(link, links);
+		if (!role)
+			return role.error();
+		Attached state;
+		if (auto o = attached_.find(link.ifindex); o != attached_.end())
+			state = o->second;
+		const Role want = role->value_or(Role{});
+		if (auto st = attach_device(link, want, gen, state, changes); !st) {
+			if (st.error().errnum == ENODEV) // gone meanwhile
+				continue;
+			return st;
+		}
+		if (state.xdp_fd >= 0 || state.tc_in_fd >= 0 || state.tc_out_fd >= 0)
+			next[link.ifindex] = state;
+	}
+	return {};
 }
 
 Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 {
 	const auto t_start = clock::now();
 	BF_TRY(check(table));
-	auto code = codegen::compile_xdp(table, codegen::Options{.tests = options_.tests});
-	if (!code)
-		return code.error();
 	auto gen = std::make_unique<Generation>();
-	gen->code = std::move(*code);
-	// Load (and verify) before touching any interface; offloaded programs are loaded
-	// per device as they are attached.
-	if (options_.mode != XdpMode::Offload) {
-		// A Branch program the kernel refuses has a second chance: no need to ask why.
-		const bool second_chance = gen->code.tests != codegen::Options::Tests::Accumulate;
-		auto p = load_program(gen->code, ifnames_.get(), local_addrs_.get(),
-				      LoadOptions{.explain = !second_chance});
-		if (!p && second_chance) {
-			// The faster form was too much for this kernel's verifier: the one it
-			// takes at any size.
-			log::info("the kernel refused the table with a jump per test (" +
-				  std::to_string(gen->code.insns.size()) +
-				  " instructions); compiling it with a jump per rule");
-			auto again = codegen::compile_xdp(
-				table,
-				codegen::Options{.tests = codegen::Options::Tests::Accumulate});
-			if (!again)
-				return again.error();
-			gen->code = std::move(*again);
-			p = load_program(gen->code, ifnames_.get(), local_addrs_.get(),
-					 LoadOptions{});
-		}
-		if (!p)
-			return p.error();
-		gen->shared.emplace(std::move(*p));
+	gen->table = table;
+	for (auto f :
+	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
+		auto code = codegen::compile(
+			table, codegen::Options{.flavor = f, .tests = options_.tests});
+		if (!code)
+			return code.error();
+		gen->code[static_cast<size_t>(f)] = std::move(*code);
 	}
-
-	const auto t_loaded = clock::now();
-	if (options_.restore_follows && !current_ && !adopted_.empty()) {
-		log::info("keeping the " + std::to_string(adopted_.size()) +
-			  " programs of an earlier helper attached until its table is restored");
-		current_ = std::move(gen);
-		return std::vector<ir::Counter>{};
-	}
+	const auto n = static_cast<uint32_t>(table.rules.size());
+	auto counters = create_counters_map(n);
+	if (!counters)
+		return counters.error();
+	gen->counters = std::move(*counters);
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();
-	BF_TRY(sync_names(*links));
+	// Load (and verify) what the devices need before touching any; offloaded programs
+	// are loaded per device as they are attached.
+	bool need[3] = {false, false, false};
+	for (const auto &link : *links) {
+		auto role = role_of(link, *links);
+		if (!role)
+			return role.error();
+		if (!*role)
+			continue;
+		need[0] |= (*role)->xdp && options_.mode != XdpMode::Offload;
+		need[1] |= (*role)->tc_in;
+		need[2] |= (*role)->tc_out;
+	}
+	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress})
+		if (need[static_cast<size_t>(f)]) {
+			auto fd = prog_fd(*gen, f, rtnl::Link{});
+			if (!fd)
+				return fd.error();
+		}
+
+	const auto t_loaded = clock::now();
+	if (options_.restore_follows && !current_ && !adopted_.empty()) {
+		log::info("keeping the programs of an earlier helper attached until its table is "
+			  "restored");
+		current_ = std::move(gen);
+		return std::vector<ir::Counter>{};
+	}
+	BF_TRY(sync_devices(*links));
 	// Groups joined since the last look: no event says when a socket joins.
 	BF_TRY(refresh_groups());
 
-	std::vector<std::pair<rtnl::Link, Attached>> switched;
+	std::vector<Change> changes;
 	std::map<int, Attached> next;
-	for (const auto &link : *links) {
-		if (!eligible(link)) {
-			if (link.type != ARPHRD_LOOPBACK && unfiltered_.insert(link.ifindex).second)
-				log::warn(name_of(link.name) + " (link type " +
-					  std::to_string(link.type) +
-					  ") has no Ethernet header: its traffic is not filtered");
-			continue;
-		}
-		auto o = attached_.find(link.ifindex);
-		auto a = attach(link, *gen, o == attached_.end() ? nullptr : &o->second);
-		if (!a) {
-			if (a.error().errnum == ENODEV) // gone meanwhile
-				continue;
-			roll_back(switched, attached_);
-			return a.error();
-		}
-		switched.emplace_back(link, *a);
-		next[link.ifindex] = *a;
+	if (auto st = attach_links(*links, *gen, next, changes); !st) {
+		roll_back(changes);
+		return st.error();
 	}
 
 	std::unique_ptr<Generation> old = std::move(current_);
-	std::map<int, Fd> old_adopted = std::move(adopted_);
+	std::vector<Fd> old_adopted = std::move(adopted_);
 	current_ = std::move(gen);
 	attached_ = std::move(next);
 	adopted_.clear();
 
 	const auto t_attached = clock::now();
 	wait_for_readers();
-	const auto form = current_->code.tests;
-	const auto chunks =
-		std::count_if(current_->code.functions.begin(), current_->code.functions.end(),
-			      [](const codegen::Function &fn) { return fn.global; });
+	const auto &xdp = current_->code[0];
+	const auto form = xdp.tests;
+	const auto chunks = std::count_if(xdp.functions.begin(), xdp.functions.end(),
+					  [](const codegen::Function &fn) { return fn.global; });
 	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
-		  std::to_string(attached_.size()) + " interfaces (" +
-		  std::to_string(current_->code.insns.size()) + " instructions, " +
+		  std::to_string(attached_.size()) + " devices (XDP " +
+		  std::to_string(xdp.insns.size()) + " instructions, " +
 		  (form == codegen::Options::Tests::Branch ? "a jump per test"
 		   : form == codegen::Options::Tests::FirstBranch
 			   ? "a jump per rule and its first test"
 			   : "a jump per rule") +
-		  (chunks ? ", INPUT in " + std::to_string(chunks) + " chunks" : std::string()) +
+		  (chunks ? ", chains in " + std::to_string(chunks) + " chunks" : std::string()) +
 		  "): compiled and loaded in " + ms_between(t_start, t_loaded) + ", attached in " +
-		  ms_between(t_loaded, t_attached) + ", old program quiet after " +
+		  ms_between(t_loaded, t_attached) + ", old programs quiet after " +
 		  ms_between(t_attached, clock::now()));
 	if (!old)
 		return std::vector<ir::Counter>{};
-	auto counters = old->read_counters();
-	if (!counters) {
+	auto counted = old->read_counters();
+	if (!counted) {
 		// The new table is in force already; report the loss, do not undo the swap.
-		log::error("reading the old table's counters: " + counters.error().message);
-		return std::vector<ir::Counter>(old->code.num_counters);
+		log::error("reading the old table's counters: " + counted.error().message);
+		return std::vector<ir::Counter>(old->table.rules.size());
 	}
-	return counters;
+	return counted;
 }
 
 Result<std::vector<ir::Counter>> XdpDataplane::Generation::read_counters() const
 {
-	std::vector<ir::Counter> sum(code.num_counters);
-	auto add = [&](const LoadedProgram &p) -> Status {
+	std::vector<ir::Counter> sum(table.rules.size());
+	const auto add = [&](const LoadedProgram &p) -> Status {
 		auto c = p.counters();
 		if (!c)
 			return c.error();
@@ -531,9 +706,13 @@ Result<std::vector<ir::Counter>> XdpDataplane::Generation::read_counters() const
 		}
 		return {};
 	};
-	if (shared)
-		BF_TRY(add(*shared));
-	for (const auto &[ifindex, p] : per_device)
+	// Every shared program counts in the same map: read it through one of them.
+	for (const auto &p : prog)
+		if (p) {
+			BF_TRY(add(*p));
+			break;
+		}
+	for (const auto &[ifindex, p] : offloaded)
 		BF_TRY(add(p));
 	return sum;
 }
@@ -550,42 +729,57 @@ int XdpDataplane::event_fd() const
 	return watcher_ ? watcher_->fd() : -1;
 }
 
-Status XdpDataplane::attach_new_links(const std::vector<rtnl::Link> &links)
-{
-	if (!current_)
-		return {}; // no table yet: the first replace attaches everywhere
-	Status first;
-	for (const auto &link : links) {
-		if (!eligible(link) || attached_.count(link.ifindex))
-			continue;
-		auto a = attach(link, *current_, nullptr);
-		if (a) {
-			log::info("filtering new interface " + name_of(link.name) + " (" +
-				  std::string(mode_name(a->mode)) + ")");
-			attached_[link.ifindex] = *a;
-			unfiltered_.erase(link.ifindex);
-			continue;
-		}
-		if (a.error().errnum == ENODEV)
-			continue;
-		if (unfiltered_.insert(link.ifindex).second)
-			log::error("new interface " + name_of(link.name) +
-				   " is NOT filtered: " + a.error().message);
-		if (first)
-			first = a.error();
-	}
-	return first;
-}
-
 Status XdpDataplane::link_added(int /*ifindex*/)
 {
-	// A full pass is as cheap as a lookup of one link and also catches renames and links
-	// whose reports were lost.
+	// A full pass is as cheap as a lookup of one link and also catches renames, devices
+	// enslaved or given an upper since, and links whose reports were lost.
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();
-	BF_TRY(sync_names(*links));
-	return attach_new_links(*links);
+	BF_TRY(sync_devices(*links));
+	if (!current_)
+		return {}; // no table yet: the first replace attaches everywhere
+	std::set<int> present;
+	for (const auto &l : *links)
+		present.insert(l.ifindex);
+	for (auto it = upper_xdp_.begin(); it != upper_xdp_.end();)
+		it = present.count(*it) ? std::next(it) : upper_xdp_.erase(it);
+	Status first;
+	for (const auto &link : *links) {
+		auto role = role_of(link, *links);
+		if (!role) {
+			log::error(role.error().message);
+			if (first)
+				first = role.error();
+			continue;
+		}
+		Attached state;
+		if (auto o = attached_.find(link.ifindex); o != attached_.end())
+			state = o->second;
+		std::vector<Change> changes;
+		auto st = attach_device(link, role->value_or(Role{}), *current_, state, changes);
+		if (!st && st.error().errnum != ENODEV) {
+			roll_back(changes);
+			log::error(name_of(link.name) +
+				   " is NOT filtered as it should be: " + st.error().message);
+			if (first)
+				first = st.error();
+			continue;
+		}
+		if (!changes.empty())
+			log::info("device " + name_of(link.name) + " now filtered at" +
+				  (state.xdp_fd >= 0 ? " XDP" : "") +
+				  (state.tc_in_fd >= 0 ? " tc-ingress" : "") +
+				  (state.tc_out_fd >= 0 ? " tc-egress" : "") +
+				  (state.xdp_fd < 0 && state.tc_in_fd < 0 && state.tc_out_fd < 0
+					   ? " nothing (its master is)"
+					   : ""));
+		if (state.xdp_fd >= 0 || state.tc_in_fd >= 0 || state.tc_out_fd >= 0)
+			attached_[link.ifindex] = state;
+		else
+			attached_.erase(link.ifindex);
+	}
+	return first;
 }
 
 Status XdpDataplane::addrs_changed()
@@ -614,10 +808,10 @@ Status XdpDataplane::process_events()
 			links = true;
 			break;
 		case rtnl::Event::Kind::LinkDel:
-			// The kernel dropped the device's program with the device.
+			// The kernel dropped the device's programs with the device (or they left
+			// with it for another namespace, whose bpfilter replaces them).
 			attached_.erase(ev.link.ifindex);
-			adopted_.erase(ev.link.ifindex);
-			unfiltered_.erase(ev.link.ifindex);
+			upper_xdp_.erase(ev.link.ifindex);
 			links = true;
 			break;
 		case rtnl::Event::Kind::LocalRoutesChanged:
@@ -642,28 +836,50 @@ Status XdpDataplane::process_events()
 Status XdpDataplane::detach_all()
 {
 	Status first;
-	for (const auto &[ifindex, a] : attached_) {
-		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = a.prog_fd);
-		int err = bpf_xdp_detach(ifindex, a.mode, &opts);
-		if (!err || err == -ENODEV)
-			continue;
-		std::string msg = "detaching from " + link_name(ifindex) + ": " + errstr(err);
+	const auto note = [&](const std::string &msg, int err) {
 		log::warn(msg);
 		if (first)
-			first = make_error(-err, msg);
+			first = make_error(err, msg);
+	};
+	auto links = rtnl::dump_links();
+	std::map<int, Attached> all = attached_;
+	// Ours by name on devices we did not attach (brought from another namespace) too.
+	if (links)
+		for (const auto &l : *links)
+			all.try_emplace(l.ifindex, Attached{});
+	for (const auto &[ifindex, a] : all) {
+		uint32_t id = 0;
+		if (a.xdp_fd >= 0) {
+			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = a.xdp_fd);
+			int err = bpf_xdp_detach(ifindex, a.xdp_mode, &opts);
+			if (err && err != -ENODEV)
+				note("detaching XDP from " + link_name(ifindex) + ": " +
+					     errstr(err),
+				     -err);
+		} else if (!bpf_xdp_query_id(ifindex, 0, &id) && id && is_ours_id(id)) {
+			LIBBPF_OPTS(bpf_xdp_query_opts, q);
+			if (!bpf_xdp_query(ifindex, 0, &q)) {
+				const uint32_t mode =
+					q.attach_mode == XDP_ATTACHED_DRV  ? XDP_FLAGS_DRV_MODE
+					: q.attach_mode == XDP_ATTACHED_HW ? XDP_FLAGS_HW_MODE
+									   : XDP_FLAGS_SKB_MODE;
+				(void)bpf_xdp_detach(ifindex, mode, nullptr);
+			}
+		}
+		for (TcDir dir : {TcDir::Ingress, TcDir::Egress}) {
+			const uint32_t tid = tc_prog_id(ifindex, dir);
+			if (!tid || !is_ours_id(tid))
+				continue;
+			if (auto st = tc_detach(ifindex, dir); !st)
+				note("detaching " + std::string(to_string(dir)) + " from " +
+					     link_name(ifindex) + ": " + st.error().message,
+				     st.error().errnum);
+		}
 	}
 	attached_.clear();
 	adopted_.clear();
 	current_.reset();
 	return first;
-}
-
-std::map<int, uint32_t> XdpDataplane::attachments() const
-{
-	std::map<int, uint32_t> out;
-	for (const auto &[ifindex, a] : attached_)
-		out[ifindex] = a.mode;
-	return out;
 }
 
 } // namespace bpfilter::loader

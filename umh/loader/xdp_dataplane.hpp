@@ -1,5 +1,5 @@
-// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped
-// atomically.
+// XdpDataplane: one network namespace's table as programs at XDP and tc on all its devices,
+// swapped atomically.
 #pragma once
 
 #include <linux/if_link.h>
@@ -15,6 +15,7 @@
 
 #include "codegen/codegen.hpp"
 #include "common/result.hpp"
+#include "loader/attach.hpp"
 #include "loader/fd.hpp"
 #include "loader/program.hpp"
 #include "loader/rtnl.hpp"
@@ -49,10 +50,16 @@ struct XdpOptions {
 
 // Works on the network namespace the process is in when it is created and whenever one
 // of its methods is called: the caller enters the namespace first.
+//
+// Every device of the namespace gets the programs its kind needs (Documentation/design.md,
+// "Hooks"): XDP at ingress on Ethernet devices with no master and no upper device (and
+// loopback), tc ingress on every other device that receives IP, tc egress on every device
+// that is not enslaved to a bridge or bond; enslaved devices get none (their master is
+// where the stack sees IP).
 class XdpDataplane final : public service::Dataplane
 {
 public:
-	// Creates the namespace's Ifnames and LocalAddrs maps and fills them, and adopts the
+	// Creates the namespace's Devices and LocalAddrs maps and fills them, and adopts the
 	// programs an earlier helper left attached (ours by name), so that the first replace
 	// swaps them atomically.
 	static Result<std::unique_ptr<XdpDataplane>> create(const XdpOptions &options);
@@ -69,8 +76,8 @@ public:
 	int event_fd() const;
 	Status process_events();
 
-	// The module's reports: an interface appeared or was renamed (ifindex), an IPv4
-	// address changed.
+	// The module's reports: an interface appeared, changed or was renamed (ifindex), an
+	// IPv4 address changed.
 	Status link_added(int ifindex);
 	Status addrs_changed();
 
@@ -78,50 +85,70 @@ public:
 	// brings LocalAddrs up to date with the groups joined (see joined_groups()).
 	Status refresh_groups();
 
-	// Removes our program from every interface (only where it is still ours).
+	// Removes our programs from every device of the namespace (only where they are ours).
 	Status detach_all();
 
-	// Interfaces our program is attached to, and how (XDP_FLAGS_*_MODE), for tests and logs.
-	std::map<int, uint32_t> attachments() const;
+	// What a device gets.
+	struct Role {
+		bool xdp = false, tc_in = false, tc_out = false;
+		uint8_t l2len = 0; // link-layer header at tc (maps::DeviceValue)
+		bool operator==(const Role &) const = default;
+	};
 
 private:
+	// What is attached to a device: program fds owned by current_ or adopted_.
 	struct Attached {
-		uint32_t mode = 0; // XDP_FLAGS_DRV_MODE, _SKB_MODE or _HW_MODE
-		int prog_fd = -1;  // owned by current_ or adopted_
+		uint32_t xdp_mode = 0; // XDP_FLAGS_DRV_MODE, _SKB_MODE or _HW_MODE
+		int xdp_fd = -1;
+		int tc_in_fd = -1;
+		int tc_out_fd = -1;
 	};
-	// One table's loaded programs: one shared by every device, or one per device when
-	// offloaded.
+	// One table's programs: one per flavor shared by every device (loaded when some
+	// device needs it), or per device when offloaded, and the counters they share.
 	struct Generation {
-		std::optional<LoadedProgram> shared;
-		std::map<int, LoadedProgram> per_device;
-		codegen::Program code; // kept to load for devices that appear later (offload)
+		ir::Table table;
+		Fd counters;
+		std::array<codegen::Program, 3> code;
+		std::array<std::optional<LoadedProgram>, 3> prog;
+		std::map<int, LoadedProgram> offloaded;
 		Result<std::vector<ir::Counter>> read_counters() const;
 	};
+	// One change to a device's attachments, and what it replaced: for rolling back.
+	struct Change {
+		int ifindex = 0;
+		codegen::Flavor flavor = codegen::Flavor::Xdp;
+		int old_fd = -1, new_fd = -1;
+		uint32_t old_mode = 0, new_mode = 0;
+	};
 
-	XdpDataplane(const XdpOptions &options, Fd ifnames, Fd local_addrs);
+	XdpDataplane(const XdpOptions &options, Fd devices, Fd local_addrs);
 
-	bool eligible(const rtnl::Link &link) const;
-	Status sync_names(const std::vector<rtnl::Link> &links);
+	Result<std::optional<Role>> role_of(const rtnl::Link &link,
+					    const std::vector<rtnl::Link> &links) const;
+	Status sync_devices(const std::vector<rtnl::Link> &links);
 	Status sync_local_routes();
 	Status adopt(const std::vector<rtnl::Link> &links);
-	Status attach_new_links(const std::vector<rtnl::Link> &links);
-	Result<Attached> attach(const rtnl::Link &link, Generation &gen, const Attached *old);
-	Result<int> prog_fd_for(Generation &gen, const rtnl::Link &link);
-	void roll_back(const std::vector<std::pair<rtnl::Link, Attached>> &switched,
-		       const std::map<int, Attached> &old);
+	Result<int> prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link);
+	Status attach_device(const rtnl::Link &link, Role role, Generation &gen, Attached &state,
+			     std::vector<Change> &changes);
+	Result<Attached> attach_xdp(const rtnl::Link &link, int fd, const Attached &old,
+				    bool &upper_has_xdp);
+	Status attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
+			    std::map<int, Attached> &next, std::vector<Change> &changes);
+	void roll_back(const std::vector<Change> &changes);
 	std::string link_name(int ifindex) const;
 
 	XdpOptions options_;
-	Fd ifnames_;
+	Fd devices_;
 	Fd local_addrs_;
 	std::optional<rtnl::Watcher> watcher_;
-	std::map<int, std::array<uint8_t, 16>> names_; // what Ifnames holds
-	std::set<rtnl::LocalRoute> routes_;	       // what LocalAddrs holds
-	std::vector<uint32_t> groups_;		       // the joined groups among them
+	std::map<int, DeviceInfo> devices_held_; // what Devices holds
+	std::set<rtnl::LocalRoute> routes_;	 // what LocalAddrs holds
+	std::vector<uint32_t> groups_;		 // the joined groups among them
 	std::unique_ptr<Generation> current_;
-	std::map<int, Fd> adopted_;	   // programs of an earlier helper, still attached
-	std::map<int, Attached> attached_; // ifindex -> the program we attached there
-	std::set<int> unfiltered_;	   // links we could not attach to (logged once)
+	std::vector<Fd> adopted_;	   // programs of an earlier helper, still attached
+	std::map<int, Attached> attached_; // ifindex -> what we attached there
+	std::set<int> upper_xdp_;	   // devices where an upper device's XDP keeps ours off
 };
 
 } // namespace bpfilter::loader

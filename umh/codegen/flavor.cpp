@@ -1,23 +1,35 @@
-// The XDP flavor: a prologue that parses and filters what INPUT would see, then the INPUT chain's
-// code.
+// The flavors: for each attach point, a prologue that parses the packet and decides which chain
+// judges it (if any), then those chains' code (Documentation/design.md, "Hooks").
 //
 // What reaches the rules, and why:
-// - Not IPv4 (by ethertype): passed untouched. Only the IPv4 filter table is ours.
-// - IPv4 that ip_rcv() drops (version != 4, ihl < 5, tot_len < ihl * 4, frame shorter
+// - Not IPv4 (by ethertype, or skb->protocol at tc): passed untouched. Only the IPv4
+//   filter table is ours.
+// - IPv4 that ip_rcv() drops (version != 4, ihl < 5, tot_len < ihl * 4, a packet shorter
 //   than tot_len): passed untouched and uncounted; the stack drops it, as it would
 //   before netfilter saw it.
-// - Fragments: followed to the datagram they make, judged on the first and counted once
-//   when whole (emit_frags()).
-// - Addresses input routing refuses: judged, not counted (emit_martians()).
-// - Options::local_only: only packets the stack delivers to this host (what INPUT sees)
-//   are judged; forwarded ones, and ones the stack would drop for want of a route,
-//   pass untouched. Multicast and 255.255.255.255 are delivered locally; otherwise
-//   bpf_fib_lookup() decides: NOT_FWDED is local. When forwarding is off on the device
-//   the kernel answers FWD_DISABLED before any lookup (bpf_ipv4_fib_lookup()), and the
-//   LocalAddrs map (the namespace's local routing table) decides instead.
+// - Ingress (XDP, tc ingress), with Options::local_only: packets the stack delivers to
+//   this host go to INPUT, packets it routes through go to FORWARD, the rest pass
+//   untouched. Multicast and 255.255.255.255 are delivered locally; otherwise
+//   bpf_fib_lookup() decides: NOT_FWDED is local, SUCCESS and NO_NEIGH are routed (its
+//   ifindex is FORWARD's output device). When forwarding is off on the device the kernel
+//   answers FWD_DISABLED before any lookup (bpf_ipv4_fib_lookup()), and the LocalAddrs
+//   map (the namespace's local routing table) decides instead.
+// - INPUT: fragments are followed to the datagram they make, judged on the first and
+//   counted once when whole (emit_frags()); addresses input routing refuses are judged,
+//   not counted (emit_martians()).
+// - FORWARD: ip_forward() drops a packet with TTL <= 1 before the hook (the host answers
+//   time exceeded, through OUTPUT), and one not sent to this host's MAC address; without
+//   connection tracking every fragment is judged on its own.
+// - Egress (tc egress): OUTPUT judges what the host itself sends: not what it forwards or
+//   bridges (skb->ingress_ifindex is set), not what packet sockets send (netfilter never
+//   sees it), not what an upper device (macvlan, VLAN) already judged on its way down.
+//   Datagrams the host fragments after OUTPUT are followed as at INPUT.
 #include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
 
 #include <cstddef>
+#include <map>
+#include <memory>
 
 #include "codegen/chain.hpp"
 #include "codegen/codegen.hpp"
@@ -30,26 +42,53 @@ namespace bpfilter::codegen
 
 using namespace insn;
 namespace off = layout::pkt_off;
+namespace dev = maps::device_off;
 
 namespace
 {
 
-constexpr int16_t eth_len = ETH_HLEN;
+// Registers during the prologue.
+constexpr Reg ctx = R6;	   // struct xdp_md * or struct __sk_buff *
+constexpr Reg ihl = R7;	   // link-layer header length; then IP header length in bytes;
+			   // later the transport header
+constexpr Reg totlen = R8; // tot_len; later the option walk's index
+
 constexpr int16_t fib_off(size_t field)
 {
 	return static_cast<int16_t>(layout::main_fib + field);
 }
 
-// Registers during the prologue.
-constexpr Reg ctx = R6;	   // struct xdp_md *
-constexpr Reg ihl = R7;	   // IP header length in bytes; later the transport header
-constexpr Reg totlen = R8; // tot_len; later the option walk's index
+// How the flavor's context gives what the prologue reads.
+struct Ctx {
+	Flavor flavor;
+	int16_t data, data_end, ifindex; // offsets in the context
+	int32_t load_bytes;		 // BPF_FUNC_xdp_load_bytes or _skb_load_bytes
+	int32_t pass;			 // the action that lets a packet go on untouched
+	bool tc() const { return flavor != Flavor::Xdp; }
+	bool egress() const { return flavor == Flavor::TcEgress; }
+};
 
-// Parse Ethernet and IPv4, store the packet's fields, prepare the FIB lookup.
-void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
+Ctx context(Flavor flavor)
+{
+	if (flavor == Flavor::Xdp)
+		return {flavor,
+			offsetof(xdp_md, data),
+			offsetof(xdp_md, data_end),
+			offsetof(xdp_md, ingress_ifindex),
+			BPF_FUNC_xdp_load_bytes,
+			XDP_PASS};
+	return {flavor,
+		offsetof(__sk_buff, data),
+		offsetof(__sk_buff, data_end),
+		offsetof(__sk_buff, ifindex),
+		BPF_FUNC_skb_load_bytes,
+		layout::tc_accept};
+}
+
+// layout::pkt = this CPU's Scratch map value (see layout.hpp); R6 = ctx.
+void emit_scratch(Emitter &em, Label &pass)
 {
 	em.emit(mov64(ctx, R1));
-	// The parsed packet lives in this CPU's Scratch map value (see layout.hpp).
 	em.emit(st(BPF_W, R10, layout::main_key, 0));
 	em.ld_map(R1, MapSlot::Scratch);
 	em.emit(mov64(R2, R10));
@@ -57,46 +96,170 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // cannot happen: an array of one
 	em.emit(mov64(layout::pkt, R0));
-	em.emit(ldx(BPF_W, R2, ctx, offsetof(xdp_md, data)));
-	em.emit(ldx(BPF_W, R3, ctx, offsetof(xdp_md, data_end)));
-	em.emit(mov64(R4, R2));
-	em.emit(alu64_imm(BPF_ADD, R4, eth_len + 20));
-	em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+}
 
-	em.emit(ldx(BPF_H, R5, R2, offsetof(ethhdr, h_proto)));
-	em.emit(be(R5, 16));
-	em.jump(jmp32_imm(BPF_JNE, R5, ETH_P_IP), pass);
+// R0 = the Devices entry of the ifindex in R1, or 0.
+void emit_device_lookup(Emitter &em)
+{
+	em.emit(stx(BPF_W, R10, R1, layout::main_dev_key));
+	em.ld_map(R1, MapSlot::Devices);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_dev_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+}
 
-	em.emit(ldx(BPF_B, R5, R2, eth_len));
+// The 16-byte name at R0 + dev::name into the parsed packet's `field`.
+void emit_copy_name(Emitter &em, int16_t field)
+{
+	for (int16_t k = 0; k < 2; k++) {
+		em.emit(ldx(BPF_DW, R1, R0, static_cast<int16_t>(dev::name + 8 * k)));
+		em.emit(stx(BPF_DW, layout::pkt, R1, static_cast<int16_t>(field + 8 * k)));
+	}
+}
+
+// Jump to `differs` unless the 6 bytes at R2 + at equal the device's MAC at R0 + dev::mac.
+// R2 must have 14 bytes of frame checked. Clobbers R1, R3.
+void emit_mac_differs(Emitter &em, int16_t at, Label &differs)
+{
+	em.emit(ldx(BPF_W, R1, R2, at));
+	em.emit(ldx(BPF_W, R3, R0, dev::mac));
+	em.jump(jmp_reg(BPF_JNE, R1, R3), differs);
+	em.emit(ldx(BPF_H, R1, R2, static_cast<int16_t>(at + 4)));
+	em.emit(ldx(BPF_H, R3, R0, dev::mac + 4));
+	em.jump(jmp_reg(BPF_JNE, R1, R3), differs);
+}
+
+// tc: what every tc program checks before it looks at the packet; leaves `ihl` = the
+// link-layer header's length and the device's name in the parsed packet.
+void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
+{
+	// IPv4 by skb->protocol (network order), on Ethernet and on L3 devices alike.
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, protocol)));
+	em.jump(jmp32_imm(BPF_JNE, R1, __builtin_bswap16(ETH_P_IP)), pass);
+	// A tag still on the packet: the VLAN device judges it, or the stack drops it
+	// (VID 0 is priority tagging only: the packet is the device's own).
+	Label untagged(em);
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, vlan_present)));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), untagged);
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, vlan_tci)));
+	em.emit(alu32_imm(BPF_AND, R1, 0xfff));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+	untagged.bind();
+	if (!cx.egress()) {
+		// Another host's frame: ip_rcv() drops it, or an rx_handler (macvlan) hands it
+		// to an upper device, whose own program judges it.
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 3), pass); // PACKET_OTHERHOST
+	}
+	if (cx.egress() && opts.local_only) {
+		// Forwarded or bridged: it came in on some device (FORWARD judged it there).
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, ingress_ifindex)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+		// Sent by a packet socket: netfilter never sees it.
+		Label not_packet(em);
+		em.emit(ldx(BPF_DW, R1, ctx, offsetof(__sk_buff, sk)));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), not_packet);
+		em.emit(call_helper(BPF_FUNC_sk_fullsock));
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), not_packet);
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, family)));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 17), pass); // AF_PACKET
+		not_packet.bind();
+	}
+
+	// The headers in the linear part: at most Ethernet, 60 bytes of IP, 60 of TCP.
+	constexpr int32_t headers = ETH_HLEN + 60 + 60;
+	Label linear(em), small(em);
+	em.emit(ldx(BPF_W, R2, ctx, offsetof(__sk_buff, len)));
+	em.jump(jmp_imm(BPF_JLE, R2, headers), small);
+	em.emit(mov64(R2, headers));
+	small.bind();
+	em.emit(ldx(BPF_W, R3, ctx, cx.data));
+	em.emit(ldx(BPF_W, R4, ctx, cx.data_end));
+	em.emit(alu64_reg(BPF_ADD, R3, R2));
+	em.jump(jmp_reg(BPF_JLE, R3, R4), linear);
+	em.emit(mov64(R1, ctx));
+	em.emit(call_helper(BPF_FUNC_skb_pull_data));
+	linear.bind();
+
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	emit_device_lookup(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // not a device we know: not ours
+	emit_copy_name(em, cx.egress() ? off::out_ifname : off::ifname);
+	em.emit(ldx(BPF_B, ihl, R0, dev::l2len));
+	if (cx.egress() && opts.local_only) {
+		// Sent by an upper device (macvlan) that judged it already: not our MAC.
+		Label l3(em);
+		em.jump(jmp_imm(BPF_JEQ, ihl, 0), l3);
+		em.emit(ldx(BPF_W, R2, ctx, cx.data));
+		em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+		emit_mac_differs(em, ETH_ALEN, pass);
+		l3.bind();
+	}
+	em.jump(jmp_imm(BPF_JGT, ihl, ETH_HLEN), pass); // bounds for the verifier
+}
+
+// Parse IPv4, store the packet's fields, prepare the FIB lookup. In: `ihl` = the
+// link-layer header's length (XDP: Ethernet's, checked here).
+void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
+{
+	em.emit(ldx(BPF_W, R2, ctx, cx.data));
+	em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+	if (!cx.tc()) {
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN + 20));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+		em.emit(ldx(BPF_H, R5, R2, offsetof(ethhdr, h_proto)));
+		em.emit(be(R5, 16));
+		em.jump(jmp32_imm(BPF_JNE, R5, ETH_P_IP), pass);
+		em.emit(alu64_imm(BPF_ADD, R2, ETH_HLEN));
+	} else {
+		em.emit(alu64_reg(BPF_ADD, R2, ihl));
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_ADD, R4, 20));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+	}
+	// From here R2 is the IP header.
+	em.emit(ldx(BPF_B, R5, R2, 0));
 	em.emit(mov64(R4, R5));
 	em.emit(alu64_imm(BPF_RSH, R4, 4));
 	em.jump(jmp_imm(BPF_JNE, R4, 4), pass); // version
 	em.emit(alu64_imm(BPF_AND, R5, 0xf));
 	em.jump(jmp_imm(BPF_JLT, R5, 5), pass); // ihl
 	em.emit(alu64_imm(BPF_LSH, R5, 2));
+	if (cx.tc())
+		em.emit(mov64(R0, ihl)); // the link-layer length, for the length check below
 	em.emit(mov64(ihl, R5));
 
-	em.emit(ldx(BPF_H, totlen, R2, eth_len + 2));
+	em.emit(ldx(BPF_H, totlen, R2, 2));
 	em.emit(be(totlen, 16));
 	em.emit(alu64_imm(BPF_AND, totlen, 0xffff)); // bounds for the verifier
 	em.jump(jmp_reg(BPF_JLT, totlen, ihl), pass);
-	em.emit(mov64(R4, R2));
-	em.emit(alu64_imm(BPF_ADD, R4, eth_len));
-	em.emit(alu64_reg(BPF_ADD, R4, totlen));
-	em.jump(jmp_reg(BPF_JGT, R4, R3), pass); // frame shorter than the datagram
+	if (!cx.tc()) {
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_reg(BPF_ADD, R4, totlen));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), pass); // frame shorter than the datagram
+	} else {
+		// The skb may be longer than its linear part: its length is what counts.
+		em.emit(ldx(BPF_W, R4, ctx, offsetof(__sk_buff, len)));
+		em.emit(alu64_reg(BPF_SUB, R4, R0));
+		em.jump(jmp_reg(BPF_JGT, totlen, R4), pass);
+	}
 
 	// frag = id << 16 | (MF | offset): the reassembly key's id, and where the piece goes.
-	em.emit(ldx(BPF_W, R5, R2, eth_len + 4));
+	em.emit(ldx(BPF_W, R5, R2, 4));
 	em.emit(be(R5, 32));
 	em.emit(alu64_imm(BPF_AND, R5, static_cast<int32_t>(0xffff3fffu)));
 	em.emit(stx(BPF_W, layout::pkt, R5, off::frag));
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 
-	em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
+	em.emit(ldx(BPF_W, R1, R2, 12));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr)));
 	em.emit(be(R1, 32));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::saddr_h)));
-	em.emit(ldx(BPF_W, R1, R2, eth_len + 16));
+	em.emit(ldx(BPF_W, R1, R2, 16));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::daddr)));
 	em.emit(be(R1, 32));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::daddr_h)));
@@ -104,34 +267,42 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 	em.emit(mov64(R1, totlen));
 	em.emit(alu64_reg(BPF_SUB, R1, ihl));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::l4len)));
-	em.emit(ldx(BPF_B, R1, R2, eth_len + 9));
+	em.emit(ldx(BPF_B, R1, R2, 9));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::proto)));
+	em.emit(ldx(BPF_B, R1, R2, 8));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
 	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
 			  off::opt_hotdrop, off::tcp_doff})
 		em.emit(st(BPF_W, layout::pkt, (f), 0));
-	for (int16_t k = 0; k < 2; k++)
-		em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
+	// The name a hook has no device for is the all-zero one (tc set its own already).
+	for (int16_t k = 0; k < 2; k++) {
+		if (!cx.tc() || cx.egress())
+			em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
+		if (!cx.egress())
+			em.emit(st(BPF_DW, layout::pkt, (off::out_ifname + 8 * k), 0));
+	}
 
-	if (opts.local_only) {
+	if (opts.local_only && !cx.egress()) {
 		for (int16_t k = 0; k < 8; k++)
 			em.emit(st(BPF_DW, R10, static_cast<int16_t>(layout::main_fib + 8 * k), 0));
 		em.emit(st(BPF_B, R10, fib_off(offsetof(bpf_fib_lookup, family)), 2)); // AF_INET
-		em.emit(ldx(BPF_B, R1, R2, eth_len + 9));
+		em.emit(ldx(BPF_B, R1, R2, 9));
 		em.emit(stx(BPF_B, R10, R1, fib_off(offsetof(bpf_fib_lookup, l4_protocol))));
-		em.emit(stx(BPF_H, R10, totlen, fib_off(offsetof(bpf_fib_lookup, tot_len))));
-		em.emit(ldx(BPF_B, R1, R2, eth_len + 1));
+		// tot_len stays 0: no MTU check, so that the answer always names the device
+		// (FRAG_NEEDED comes before it; forwarding fragments the datagram or answers
+		// "fragmentation needed" after FORWARD).
+		em.emit(ldx(BPF_B, R1, R2, 1));
 		em.emit(stx(BPF_B, R10, R1, fib_off(offsetof(bpf_fib_lookup, tos))));
-		em.emit(ldx(BPF_W, R1, R2, eth_len + 12));
+		em.emit(ldx(BPF_W, R1, R2, 12));
 		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
-		em.emit(ldx(BPF_W, R1, R2, eth_len + 16));
+		em.emit(ldx(BPF_W, R1, R2, 16));
 		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
-		em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
+		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
 		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ifindex))));
 	}
 
 	// From here on `ihl` holds the transport header's address.
 	em.emit(mov64(R1, R2));
-	em.emit(alu64_imm(BPF_ADD, R1, eth_len));
 	em.emit(alu64_reg(BPF_ADD, R1, ihl));
 	em.emit(mov64(ihl, R1));
 	// and R4 the bytes from there to tot_len.
@@ -139,7 +310,7 @@ void emit_parse_ip(Emitter &em, const Options &opts, Label &pass)
 }
 
 // Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
-// them; the matchers check l4len before they trust a field.
+// them; the matchers check l4len before they trust a field. In: R3 = data_end.
 void emit_parse_l4(Emitter &em)
 {
 	Label done(em);
@@ -175,11 +346,11 @@ void emit_parse_l4(Emitter &em)
 // about are cleared first: nothing reads the others. Marks opt_hotdrop where the kernel
 // would drop (doff * 4 < 20, or options running past the datagram).
 //
-// The options are copied out of the packet first (bpf_xdp_load_bytes) and the walk is
-// branch-free but for its loop test: the verifier explores every iteration of a bounded
+// The options are copied out of the packet first (bpf_xdp_load_bytes, bpf_skb_load_bytes) and the
+// walk is branch-free but for its loop test: the verifier explores every iteration of a bounded
 // loop, and data-dependent branches inside one multiply what it has to explore.
-// In: R3 = data_end, R4 = l4len, `ihl` = the TCP header, R6 = ctx.
-void emit_tcp_options(Emitter &em, const std::vector<uint8_t> &kinds)
+// In: R4 = l4len, `ihl` = the TCP header, R6 = ctx.
+void emit_tcp_options(Emitter &em, const Ctx &cx, const std::vector<uint8_t> &kinds)
 {
 	for (uint8_t k : kinds)
 		em.emit(st(BPF_B, layout::pkt, static_cast<int16_t>(off::opt_seen + k), 0));
@@ -199,16 +370,16 @@ void emit_tcp_options(Emitter &em, const std::vector<uint8_t> &kinds)
 	em.jump(jmp_imm(BPF_JLT, optlen, 1), done);
 	em.jump(jmp_imm(BPF_JGT, optlen, 40), done); // cannot be: doff is 4 bits
 
-	// bpf_xdp_load_bytes(ctx, offset of the options, opt_buf, optlen)
+	// bpf_{xdp,skb}_load_bytes(ctx, offset of the options, opt_buf, optlen)
 	em.emit(mov64(R2, ihl));
-	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, data)));
+	em.emit(ldx(BPF_W, R1, ctx, cx.data));
 	em.emit(alu64_reg(BPF_SUB, R2, R1));
 	em.emit(alu64_imm(BPF_ADD, R2, 20));
 	em.emit(mov64(R1, ctx));
 	em.emit(mov64(R3, layout::pkt));
 	em.emit(alu64_imm(BPF_ADD, R3, off::opt_buf));
 	em.emit(mov64(R4, optlen));
-	em.emit(call_helper(BPF_FUNC_xdp_load_bytes));
+	em.emit(call_helper(cx.load_bytes));
 	em.jump(jmp_imm(BPF_JNE, R0, 0), done);
 
 	em.emit(mov64(i, 0));
@@ -264,15 +435,16 @@ void emit_local_lookup(Emitter &em, int16_t field)
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
 }
 
-// Judge only what the stack delivers to this host; see the comment at the top.
-void emit_local_only(Emitter &em, Label &pass)
+// Which chain judges a packet that arrived here: INPUT (delivered to this host), FORWARD
+// (routed through it, with its output device in pkt.oif) or none (`pass`); see the
+// comment at the top.
+void emit_classify(Emitter &em, Label &input, Label &forward, Label &pass)
 {
-	Label judge(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, (off::daddr_h)));
 	em.emit(mov64(R2, R1));
 	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
-	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), judge); // 224/4
-	em.jump(jmp32_imm(BPF_JEQ, R1, -1), judge); // 255.255.255.255
+	em.jump(jmp32_imm(BPF_JEQ, R2, static_cast<int32_t>(0xe0000000u)), input); // 224/4
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), input); // 255.255.255.255
 
 	em.emit(mov64(R1, ctx));
 	em.emit(mov64(R2, R10));
@@ -280,15 +452,22 @@ void emit_local_only(Emitter &em, Label &pass)
 	em.emit(mov64(R3, static_cast<int32_t>(sizeof(bpf_fib_lookup))));
 	em.emit(mov64(R4, 0));
 	em.emit(call_helper(BPF_FUNC_fib_lookup));
-	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), judge);
-	// Forwarded (SUCCESS, NO_NEIGH, FRAG_NEEDED), or dropped by the stack
-	// (BLACKHOLE, UNREACHABLE, PROHIBIT): not INPUT's.
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), input);
+	Label routed(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_SUCCESS), routed);
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NO_NEIGH), routed);
+	// Dropped by the stack (BLACKHOLE, UNREACHABLE, PROHIBIT, ...): no chain's.
 	em.jump(jmp_imm(BPF_JNE, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), pass);
 
 	// Forwarding is off on this device: local addresses are the only ones delivered.
 	emit_local_lookup(em, off::daddr);
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass);
-	judge.bind();
+	em.jump(ja(), input);
+
+	routed.bind();
+	em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ifindex))));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::oif));
+	em.jump(ja(), forward);
 }
 
 // Input routing refuses these before INPUT (ip_route_input_slow(), ip_route_input_mc()):
@@ -313,24 +492,30 @@ void emit_addr_class(Emitter &em, int16_t field, Label &loopback)
 	em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(0xf0000000u)));
 }
 
-void emit_martians(Emitter &em, Label &dry)
+// Sources input routing refuses (martian_source): to `dry`.
+void emit_martian_sources(Emitter &em, Label &dry, Label &done)
 {
-	Label done(em), check_dst(em);
-	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
-	em.jump(jmp_imm(BPF_JEQ, R1, 1), done); // LOOPBACK_IFINDEX
-
 	emit_addr_class(em, off::saddr_h, dry);
 	em.jump(jmp32_imm(BPF_JEQ, R2, multicast), dry);
 	em.jump(jmp32_imm(BPF_JEQ, R1, -1), dry);
 	Label nonzero(em);
 	em.jump(jmp32_imm(BPF_JNE, R1, 0), nonzero);
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::daddr_h));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 0), check_dst);
-	em.jump(jmp32_imm(BPF_JEQ, R2, -1), check_dst);
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), done);
+	em.jump(jmp32_imm(BPF_JEQ, R2, -1), done);
 	em.jump(ja(), dry);
 	nonzero.bind();
 	emit_local_lookup(em, off::saddr);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), dry);
+}
+
+void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
+{
+	Label done(em), check_dst(em);
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	em.jump(jmp_imm(BPF_JEQ, R1, 1), done); // LOOPBACK_IFINDEX
+
+	emit_martian_sources(em, dry, check_dst);
 
 	check_dst.bind();
 	emit_addr_class(em, off::daddr_h, dry);
@@ -343,15 +528,17 @@ void emit_martians(Emitter &em, Label &dry)
 
 // Fragments. netfilter's INPUT sees a datagram once, reassembled (ip_local_deliver()
 // defrags before NF_INET_LOCAL_IN), and never a datagram that does not come whole; XDP
-// sees each piece. The Frags map follows each datagram's pieces as ip_defrag() queues
-// them, keyed the same way, and holds the first fragment's parsed packet:
+// sees each piece. OUTPUT sees a datagram before ip_fragment() cuts it; tc egress sees
+// the pieces. Both are followed here. The Frags map follows each datagram's pieces as ip_defrag()
+// queues them, keyed the same way, and holds the first fragment's parsed packet:
 // - the first fragment (offset 0) is judged as the datagram, with its headers, but not
 //   counted: a DROP drops it, and without it the datagram never reassembles, so no
 //   fragment slips past a rule its datagram would hit;
 // - the piece that makes the datagram whole (by bytes received against the length the
 //   last piece gave) is judged again on the first fragment's headers and counted with
 //   the datagram's length, ihl + payload, as netfilter counts skb->len; its device is
-//   the one -i sees, as in the kernel, where the reassembled skb takes the last piece's;
+//   the one -i (-o) sees, as in the kernel, where the reassembled skb takes the last
+//   piece's;
 // - every other piece passes untouched.
 // Left to the kernel and not followed here: overlapping or duplicated pieces (the kernel
 // discards such a datagram; the byte sum here may then call it whole), pieces of one
@@ -466,11 +653,13 @@ void emit_frags(Emitter &em, Label &dry, Label &pass)
 	em.emit(ldx(BPF_W, R2, entry, off::fr_received));
 	em.jump(jmp32_reg(BPF_JNE, R1, R2), pass);
 	for (int16_t at = 0; at < off::size; at += 8) {
+		// The devices are this piece's, as in the kernel.
+		if ((at >= off::ifname && at < off::ifname + 16) ||
+		    (at >= off::out_ifname && at < off::out_ifname + 16))
+			continue;
 		em.emit(ldx(BPF_DW, R1, entry, at));
 		em.emit(stx(BPF_DW, layout::pkt, R1, at));
 	}
-	for (int16_t k = 0; k < 2; k++) // the device is this piece's (emit_ifname)
-		em.emit(st(BPF_DW, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k), 0));
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 
 	complete.bind();
@@ -485,73 +674,169 @@ void emit_frags(Emitter &em, Label &dry, Label &pass)
 	whole.bind();
 }
 
-// The ingress device's name, for -i; a device the loader has not named yet reads as
-// the all-zero name.
-void emit_ifname(Emitter &em)
+// Judged, not counted; a later fragment of such a datagram passes untouched. Then on to
+// `judge`.
+void emit_dry(Emitter &em, Label &pass, Label &judge)
+{
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+	em.jump(ja(), judge);
+}
+
+// XDP: the ingress device's name, for -i; a device the loader has not named yet reads
+// as the all-zero name.
+void emit_xdp_ifname(Emitter &em, const Ctx &cx)
 {
 	Label unknown(em);
-	em.emit(ldx(BPF_W, R1, ctx, offsetof(xdp_md, ingress_ifindex)));
-	em.emit(stx(BPF_W, R10, R1, layout::main_key));
-	em.ld_map(R1, MapSlot::Ifnames);
-	em.emit(mov64(R2, R10));
-	em.emit(alu64_imm(BPF_ADD, R2, layout::main_key));
-	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	emit_device_lookup(em);
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
-	for (int16_t k = 0; k < 2; k++) {
-		em.emit(ldx(BPF_DW, R1, R0, 8 * k));
-		em.emit(stx(BPF_DW, layout::pkt, R1, (off::ifname + 8 * k)));
+	emit_copy_name(em, off::ifname);
+}
+
+// FORWARD's part of the prologue: what ip_forward() drops before the hook, martian
+// sources, the output device's name.
+void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Label &judge)
+{
+	Label dry(em), sources_ok(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
+	em.jump(jmp_imm(BPF_JLE, R1, 1), pass); // too_many_hops: time exceeded, not FORWARD
+	if (cx.tc()) {
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass); // not PACKET_HOST
+	} else {
+		// eth_type_trans(): a frame not sent to the device's own MAC address is
+		// broadcast, multicast or another host's, and ip_forward() drops it.
+		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+		emit_device_lookup(em);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), pass);
+		em.emit(ldx(BPF_W, R2, ctx, cx.data));
+		em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+		emit_mac_differs(em, 0, pass);
+		if (plan.uses_ifname)
+			emit_copy_name(em, off::ifname);
 	}
+	emit_martian_sources(em, dry, sources_ok);
+	sources_ok.bind();
+	if (plan.uses_ofname) {
+		Label unknown(em);
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
+		emit_device_lookup(em);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
+		emit_copy_name(em, off::out_ifname);
+	}
+	em.jump(ja(), judge);
+	dry.bind();
+	// A martian's later fragments: judged on their own as well, and never counted.
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+	if (plan.uses_ofname) {
+		Label unknown(em);
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
+		emit_device_lookup(em);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
+		emit_copy_name(em, off::out_ifname);
+	}
+	em.jump(ja(), judge);
+}
+
+// tc: the chains' verdict (layout::ret_*) as tc's action.
+void emit_tc_finish(Emitter &em)
+{
+	Label shot(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_drop), shot);
+	em.emit(mov64(R0, layout::tc_accept));
+	em.emit(exit());
+	shot.bind();
+	em.emit(mov64(R0, layout::tc_drop));
+	em.emit(exit());
 }
 
 } // namespace
 
-Result<Program> compile_xdp(const ir::Table &table, const Options &options)
+Result<Program> compile(const ir::Table &table, const Options &options)
 {
 	auto plan = make_plan(table, options);
 	if (!plan)
 		return plan.error();
+	const Ctx cx = context(options.flavor);
 
 	Emitter em;
 	{
-		Label pass(em), rules(em), dry(em), judge(em), l4_done(em);
-		emit_parse_ip(em, options, pass);
+		Label pass(em), finish(em), l4_done(em), input(em), forward(em);
+		std::map<ir::Hook, std::unique_ptr<Label>> judge;
+		for (const HookRun &run : plan->hooks)
+			judge[run.hook] = std::make_unique<Label>(em);
+		Label &first = *judge.at(plan->hooks.front().hook);
+
+		emit_scratch(em, pass);
+		if (cx.tc())
+			emit_tc_start(em, cx, options, pass);
+		emit_parse_ip(em, cx, options, pass);
 		// A later fragment has no transport header: only its place in the datagram counts.
 		em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 		em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
 		em.jump(jmp32_imm(BPF_JNE, R5, 0), l4_done);
 		emit_parse_l4(em);
 		if (!plan->tcp_option_kinds.empty())
-			emit_tcp_options(em, plan->tcp_option_kinds);
+			emit_tcp_options(em, cx, plan->tcp_option_kinds);
 		l4_done.bind();
-		if (options.local_only) {
-			emit_local_only(em, pass);
-			emit_martians(em, dry);
+
+		if (cx.egress()) {
+			Label dry(em);
+			emit_frags(em, dry, pass);
+			em.jump(ja(), first);
+			dry.bind();
+			emit_dry(em, pass, first);
+		} else {
+			if (options.local_only)
+				emit_classify(em, input,
+					      judge.count(ir::Hook::Forward) ? forward : pass,
+					      pass);
+			input.bind();
+			Label dry(em), counted(em);
+			if (options.local_only)
+				emit_martians(em, cx, dry);
+			emit_frags(em, dry, pass);
+			em.jump(ja(), counted);
+			dry.bind();
+			emit_dry(em, pass, counted);
+			counted.bind();
+			if (!cx.tc() && plan->uses_ifname)
+				emit_xdp_ifname(em, cx);
+			em.jump(ja(), first);
+			if (judge.count(ir::Hook::Forward)) {
+				forward.bind();
+				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));
+			}
 		}
-		emit_frags(em, dry, pass);
-		em.jump(ja(), judge);
-		// Judged, not counted; a later fragment of such a datagram passes untouched.
-		dry.bind();
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
-		em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
-		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
-		em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
-		em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
-		judge.bind();
-		if (plan->uses_ifname)
-			emit_ifname(em);
-		em.jump(ja(), rules);
 		pass.bind();
-		em.emit(mov64(R0, XDP_PASS));
+		em.emit(mov64(R0, cx.pass));
 		em.emit(exit());
-		rules.bind();
-		em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
-		if (plan->chunks.empty())
-			emit_main_run(em, table, *plan);
-		else
-			emit_main_chunks(em, table, *plan);
+
+		for (const HookRun &run : plan->hooks) {
+			judge.at(run.hook)->bind();
+			em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
+			Label *fin = cx.tc() ? &finish : nullptr;
+			if (run.chunks.empty())
+				emit_main_run(em, table, *plan, run, fin);
+			else
+				emit_main_chunks(em, table, *plan, run, fin);
+		}
+		if (cx.tc()) {
+			finish.bind();
+			emit_tc_finish(em);
+		}
 	}
-	for (size_t k = 0; k < plan->chunks.size(); k++)
-		emit_chunk(em, table, *plan, k);
+	for (const HookRun &run : plan->hooks)
+		for (size_t k = 0; k < run.chunks.size(); k++)
+			emit_chunk(em, table, *plan, run, k);
 	// Only the subprograms something calls: one called from dead code alone would be
 	// unreachable, which the verifier refuses. Ascending order keeps the output stable.
 	for (bool more = true; more;) {
@@ -564,10 +849,12 @@ Result<Program> compile_xdp(const ir::Table &table, const Options &options)
 		}
 	}
 	auto program = std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
-	if (program)
+	if (program) {
 		program->tests = !plan->accumulate    ? Options::Tests::Branch
 				 : plan->first_branch ? Options::Tests::FirstBranch
 						      : Options::Tests::Accumulate;
+		program->flavor = options.flavor;
+	}
 	return program;
 }
 

@@ -1,0 +1,109 @@
+// Attach points: tc clsact filters at a fixed handle and priority, and telling our programs by
+// name.
+#include "loader/attach.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "codegen/codegen.hpp"
+#include "loader/fd.hpp"
+#include "loader/program.hpp"
+
+namespace bpfilter::loader
+{
+
+namespace
+{
+
+bpf_tc_attach_point point(TcDir dir)
+{
+	return dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+}
+
+std::string errstr(int err)
+{
+	return strerror(err < 0 ? -err : err);
+}
+
+} // namespace
+
+std::string_view to_string(TcDir dir)
+{
+	return dir == TcDir::Ingress ? "tc ingress" : "tc egress";
+}
+
+bool is_ours(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	uint32_t len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+		return false;
+	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress})
+		if (program_name(f) ==
+		    std::string_view(info.name, strnlen(info.name, sizeof(info.name))))
+			return true;
+	return false;
+}
+
+bool is_ours_id(uint32_t prog_id)
+{
+	Fd fd(prog_id ? bpf_prog_get_fd_by_id(prog_id) : -1);
+	return fd && is_ours(fd.get());
+}
+
+std::string describe_prog(uint32_t id)
+{
+	std::string what = "id " + std::to_string(id);
+	Fd fd(bpf_prog_get_fd_by_id(id));
+	if (!fd)
+		return what;
+	struct bpf_prog_info info = {};
+	uint32_t len = sizeof(info);
+	if (!bpf_obj_get_info_by_fd(fd.get(), &info, &len))
+		what += std::string(" \"") + info.name + "\"";
+	return what;
+}
+
+Status tc_attach(int ifindex, TcDir dir, int prog_fd)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(dir));
+	int err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return make_error(-err, "creating the clsact qdisc for " +
+						std::string(to_string(dir)) + ": " + errstr(err));
+	// Replace creates the filter where there is none, and swaps the program of ours in
+	// place (cls_bpf replaces it under RCU: every packet sees one or the other).
+	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
+		    .handle = tc_handle, .priority = tc_priority);
+	err = bpf_tc_attach(&hook, &opts);
+	if (err)
+		return make_error(-err, "attaching the " + std::string(to_string(dir)) +
+						" filter: " + errstr(err));
+	return {};
+}
+
+Status tc_detach(int ifindex, TcDir dir)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(dir));
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = tc_handle, .priority = tc_priority);
+	int err = bpf_tc_detach(&hook, &opts);
+	if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
+		return make_error(-err, "detaching the " + std::string(to_string(dir)) +
+						" filter: " + errstr(err));
+	return {};
+}
+
+uint32_t tc_prog_id(int ifindex, TcDir dir)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(dir));
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = tc_handle, .priority = tc_priority);
+	if (bpf_tc_query(&hook, &opts))
+		return 0;
+	return opts.prog_id;
+}
+
+} // namespace bpfilter::loader

@@ -1,0 +1,35 @@
+// Attach points: XDP through rtnetlink and tc clsact filters, each swapped in place, and how to
+// tell bpfilter's programs from others'.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.hpp"
+
+namespace bpfilter::loader
+{
+
+// Is this program one of ours (by its name: loader::program_name())?
+bool is_ours(int prog_fd);
+bool is_ours_id(uint32_t prog_id);
+// "id N "name"", for messages about a program found on a device.
+std::string describe_prog(uint32_t id);
+
+// tc: our filter is one cls_bpf filter in direct-action mode on the device's clsact
+// qdisc (created when missing), at a fixed handle and priority so that a restarted helper
+// finds it and a replace swaps it in place.
+enum class TcDir : uint8_t { Ingress, Egress };
+inline constexpr uint32_t tc_handle = 0xbf1;
+inline constexpr uint32_t tc_priority = 0xbf;
+
+// Attach prog_fd as our filter, replacing ours if there is one: atomic on the device.
+Status tc_attach(int ifindex, TcDir dir, int prog_fd);
+// Remove our filter; nothing to do when it is not there.
+Status tc_detach(int ifindex, TcDir dir);
+// The id of the program our filter runs there, or 0.
+uint32_t tc_prog_id(int ifindex, TcDir dir);
+
+std::string_view to_string(TcDir dir);
+
+} // namespace bpfilter::loader
