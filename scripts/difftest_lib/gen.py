@@ -30,6 +30,22 @@ OTHER_PROTOS = [47, 50, 132, 41, 58, 200, 33, 136]
 TCP_FLAG_NAMES = ["FIN", "SYN", "RST", "PSH", "ACK", "URG"]
 TCP_FLAG_LETTERS = {"FIN": "F", "SYN": "S", "RST": "R", "PSH": "P", "ACK": "A", "URG": "U"}
 PORTS = [0, 1, 22, 53, 80, 443, 1023, 1024, 8080, 32768, 65534, 65535]
+BUILTIN = ("INPUT", "FORWARD", "OUTPUT")
+# The router and host beds (forwarding on): destinations through the host by the device a
+# packet arrives on (most to the other side, some routed back out where they came from),
+# and where each output device leads. 172.31.0.0/16 is routed via p1, the rest via p0.
+THROUGH = {"in0": ["10.1.0.2"] * 4 + ["172.31.0.1", "172.31.255.254", "10.1.0.77", "10.0.0.2", "192.0.2.1",
+				       "8.8.8.8"],
+	   "in1": ["10.0.0.2"] * 4 + ["192.0.2.1", "8.8.8.8", "203.0.113.9", "10.0.0.99", "172.31.1.1", "10.1.0.2"]}
+ROUTE_DST = {"in0": ["10.0.0.2", "10.0.0.2", "192.0.2.1", "8.8.8.8", "10.0.0.99", "203.0.113.9"],
+	     "in1": ["10.1.0.2", "10.1.0.2", "172.31.0.1", "172.31.9.9", "10.1.0.77"],
+	     "lo": ["127.0.0.1", "127.0.0.1", "10.0.0.1", "10.1.0.1", "127.0.0.5"]}
+HOST_SRC = ["10.0.0.1", "10.1.0.1", "10.0.0.1"]
+HOOK_CHAINS = ["fwd-in", "fwd-out", "DOCKER-ISOLATION-STAGE-1", "ufw-before-forward", "egress", "out_lo",
+	       "ufw-before-output", "svc-out"]
+IFACES_OUT = IFACES + ["lo", "lo", "l+"]
+# Matches that look past the IP header: they never match a non-first fragment.
+L4_KINDS = ("sport", "dport", "flags", "syn", "option", "icmp", "multiport")
 
 
 def _ip(n):
@@ -38,6 +54,22 @@ def _ip(n):
 
 def _n(a):
 	return int(ipaddress.IPv4Address(a))
+
+
+def route(dst):
+	"""The device the filtered host's routing picks for dst (router and host beds)."""
+	n = _n(dst)
+	if n >> 24 == 127 or dst in ("10.0.0.1", "10.1.0.1"):
+		return "lo"
+	if n >> 8 == 0x0A0100 or n >> 16 == 0xAC1F:
+		return "in1"
+	return "in0"
+
+
+def forwardable(dst):
+	"""A unicast destination the host does not own: the router forwards it."""
+	n = _n(dst)
+	return not (n >> 24 in (0, 127) or n >= 0xE0000000 or dst in ALL_LOCAL_DST or dst in ("10.0.0.0", "10.1.0.0"))
 
 
 def usable_src(a):
@@ -167,24 +199,28 @@ class Rule:
 
 
 class Case:
-	def __init__(self, policy, chains, rules, packets, seed=None, policy_counters=(0, 0)):
+	def __init__(self, policy, chains, rules, packets, seed=None, policy_counters=(0, 0), bed="input",
+		     fwd_policy="ACCEPT", out_policy="ACCEPT"):
 		self.policy = policy
 		self.policy_counters = policy_counters
 		self.chains = chains
 		self.rules = rules
 		self.packets = packets
 		self.seed = seed
+		self.bed = bed
+		self.fwd_policy = fwd_policy
+		self.out_policy = out_policy
 
 	def copy(self):
 		return Case(self.policy, list(self.chains), [r.copy() for r in self.rules], list(self.packets), self.seed,
-			    self.policy_counters)
+			    self.policy_counters, self.bed, self.fwd_policy, self.out_policy)
 
 	def ruleset(self):
 		pc = self.policy_counters
-		lines = ["*filter", f":INPUT {self.policy} [{pc[0]}:{pc[1]}]", ":FORWARD ACCEPT [0:0]",
-			 ":OUTPUT ACCEPT [0:0]"]
+		lines = ["*filter", f":INPUT {self.policy} [{pc[0]}:{pc[1]}]", f":FORWARD {self.fwd_policy} [0:0]",
+			 f":OUTPUT {self.out_policy} [0:0]"]
 		lines += [f":{c} - [0:0]" for c in self.chains]
-		for chain in ["INPUT"] + self.chains:
+		for chain in list(BUILTIN) + self.chains:
 			lines += [(f"[{r.counters[0]}:{r.counters[1]}] " if r.counters else "") + r.text()
 				  for r in self.rules if r.chain == chain]
 		lines.append("COMMIT")
@@ -192,8 +228,16 @@ class Case:
 
 
 class Generator:
-	def __init__(self, seed, frags=True, foreign=True, martians=True, large=0.03):
+	def __init__(self, seed, frags=True, foreign=True, martians=True, large=0.03, beds=("input", "router", "host"),
+		     hooks=0.35):
 		self.large = large
+		self.beds = beds
+		self.hooks = hooks
+		# The router and host beds draw from a stream of their own: a seed's INPUT
+		# ruleset and packets stay what they were before these beds existed.
+		self.rh = random.Random(f"{seed}-hooks")
+		self.hook = "INPUT"
+		self.aim = ["INPUT"]
 		self.seed = seed
 		self.r = random.Random(seed)
 		self.rx = random.Random(f"{seed}-extras")
@@ -365,7 +409,7 @@ class Generator:
 		path = [rules[target_idx]]
 		chain = rules[target_idx].chain
 		for _ in range(10):
-			if chain == "INPUT":
+			if chain in BUILTIN:
 				break
 			callers = [rl for rl in rules if rl.target[1:] == (chain,)]
 			if not callers:
@@ -411,7 +455,9 @@ class Generator:
 		d = g.data
 		want = want != g.inv
 		k = g.kind
-		if k == "in":
+		if k in ("in", "out", "dst", "dstrange") and self.hook != "INPUT":
+			self._satisfy_routed(f, g, want)
+		elif k == "in":
 			ok = [dev for dev in ("in0", "in1") if _iface_match(d["name"], dev) == want]
 			if ok:
 				f["dev"] = r.choice(ok)
@@ -487,17 +533,56 @@ class Generator:
 			if ok:
 				f["dst"] = r.choice(ok)
 
+	def _satisfy_routed(self, f, g, want):
+		"""_satisfy for FORWARD and OUTPUT: interfaces and destinations go with routing."""
+		r = self.r
+		d, k = g.data, g.kind
+		if k == "in":
+			if self.hook == "FORWARD":
+				ok = [dev for dev in ("in0", "in1") if _iface_match(d["name"], dev) == want]
+				if ok:
+					f["dev"] = r.choice(ok)
+			return
+		if k == "out":
+			devs = ("in0", "in1") if self.hook == "FORWARD" else ("in0", "in1", "lo")
+			ok = [dev for dev in devs if _iface_match(d["name"], dev) == want]
+			if ok:
+				f["dst"] = r.choice(ROUTE_DST[r.choice(ok)])
+			return
+		if k == "dst":
+			cands = [a for a in _edges(d["net"], d["mask"], want, r)]
+		else:
+			cands = [_ip(a) for a in ([d["lo"], d["hi"]] if want else [d["lo"] - 1, d["hi"] + 1]) if 0 <= a <= 0xFFFFFFFF]
+		if self.hook == "FORWARD":
+			cands = [a for a in cands if forwardable(a)]
+		else:
+			cands = [a for a in cands if forwardable(a) or route(a) == "lo"]
+		if cands:
+			f["dst"] = r.choice(cands)
+
 	def _aimed(self, rules, idx):
 		"""A packet that satisfies the matches on a path to rules[idx] (mostly)."""
 		r = self.r
-		f = self._random_packet()
-		for rl in self._path(rules, idx):
+		if r is not self.rh:
+			# The main stream, its draws in their old order: INPUT only.
+			f = self._random_packet()
+			path = self._path(rules, idx)
+		else:
+			# A chain shared by several hooks: a path from a hook this bed can feed.
+			for _ in range(10):
+				path = self._path(rules, idx)
+				if path[0].chain in self.aim:
+					break
+			self.hook = path[0].chain if path[0].chain in self.aim else "INPUT"
+			f = self._random_packet() if self.hook == "INPUT" else self._hook_packet(self.hook)
+		for rl in path:
 			last = rl is rules[idx]
 			for g in rl.groups:
 				self._satisfy(f, g, r.random() < (0.8 if last else 0.95))
+		self.hook = "INPUT"
 		return f
 
-	def packets(self, rules, count):
+	def packets(self, rules, count, forwarding=False):
 		r = self.r
 		# Fragments and martian addresses come in a share of the cases, a few packets each.
 		# They draw from their own stream, so that --no-frags and --no-martians leave every
@@ -518,7 +603,7 @@ class Generator:
 				# earlier rules often catch what was aimed further down.
 				f = self._aimed(rules, idx)
 				for _ in range(8):
-					hit, stop = simulate(rules, f, with_stop=True)
+					hit, stop = simulate(rules, f, with_stop=True, forwarding=forwarding)
 					if idx in hit:
 						break
 					if stop is None or r.random() < 0.15:
@@ -532,7 +617,9 @@ class Generator:
 					if not free:
 						f = self._aimed(rules, idx)
 						continue
+					self.hook = hook_of(f, forwarding) or "INPUT"
 					self._satisfy(f, r.choice(free), False)
+					self.hook = "INPUT"
 			else:
 				f = self._random_packet()
 			if self.foreign and r.random() < 0.04:
@@ -579,6 +666,186 @@ class Generator:
 			pkts.append(Packet(**f))
 		return pkts
 
+	# ---- the router and host beds: FORWARD and OUTPUT ------------------------------------
+	# Everything here draws from self.rh (swapped in as self.r), never from the main stream.
+
+	def _hook_packet(self, hook):
+		"""Random packet fields for FORWARD (a peer sends through the host) or OUTPUT (the
+		host sends, from a raw socket or an ordinary one)."""
+		r = self.r
+		f = self._random_packet()
+		f.pop("ttl", None)
+		if hook == "FORWARD":
+			f["dst"] = r.choice(THROUGH[f["dev"]])
+			return f
+		del f["dev"]
+		dev = r.choice(["in0", "in0", "in1", "lo"])
+		f["dst"] = r.choice(ROUTE_DST[dev])
+		if r.random() < 0.7:
+			f["src"] = r.choice(HOST_SRC if dev != "lo" else HOST_SRC + ["127.0.0.1"] * 2)
+		x = r.random()
+		f["send"] = "raw" if x < 0.45 else "rawip" if x < 0.6 else f["proto"] if f["proto"] in ("udp", "tcp") else "raw"
+		return f
+
+	def _hook_groups(self, chain, hook):
+		r = self.r
+		groups = self._groups(chain)
+		if chain == "OUTPUT":
+			groups = [g for g in groups if g.kind != "in"]  # iptables: "Can't use -i with OUTPUT"
+		kinds = {g.kind for g in groups}
+		if hook == "FORWARD" and "in" not in kinds and r.random() < 0.35:
+			groups.insert(0, Group("in", r.random() < 0.2, name=r.choice(IFACES)))
+		if "out" not in kinds and r.random() < (0.35 if hook == "FORWARD" else 0.45):
+			groups.insert(0, Group("out", r.random() < 0.2, name=r.choice(IFACES_OUT)))
+		if "frag" not in kinds and r.random() < 0.06:
+			groups.append(Group("frag", r.random() < 0.3))
+		for i, g in enumerate(groups):
+			if g.kind == "dst" and r.random() < 0.7:
+				dev = r.choice(["in0", "in1"] + (["lo"] if hook == "OUTPUT" else []))
+				mask = (0xFFFFFFFF << (32 - r.choice([32, 32, 24, 16, 31]))) & 0xFFFFFFFF
+				groups[i] = Group("dst", g.inv, net=_n(r.choice(ROUTE_DST[dev])) & mask, mask=mask)
+		return groups
+
+	def hook_rules(self, hook, chains, input_chains):
+		"""Rules of FORWARD or OUTPUT and of their own user chains (`chains`); now and then a
+		jump into one of INPUT's user chains, which the hooks then share."""
+		r = self.r
+		rules = []
+		order = [hook] + chains
+		for ci, chain in enumerate(order):
+			n = r.randint(2, 10) if chain == hook else r.choice([0] + [r.randint(1, 6)] * 6)
+			deeper = chains[ci:]
+			for _ in range(n):
+				groups = self._hook_groups(chain, hook)
+				x = r.random()
+				if deeper and x < 0.25:
+					target = ("jump" if r.random() < 0.8 else "goto", r.choice(deeper))
+				elif input_chains and x < 0.3:
+					target = ("jump", r.choice(input_chains))
+				elif x < 0.55:
+					target = ("ACCEPT",)
+				elif x < 0.75:
+					target = ("DROP",)
+				elif x < 0.85 and chain != hook:
+					target = ("RETURN",)
+				else:
+					target = ()
+				if target[:1] in (("ACCEPT",), ("DROP",), ("RETURN",), ("goto",)) and r.random() < 0.8:
+					self._narrow(groups)
+				rules.append(Rule(chain, groups, target))
+		for ci, chain in enumerate(chains):
+			if not any(rl.target[1:] == (chain,) for rl in rules):
+				caller = r.choice(order[: ci + 1])
+				idx = [i for i, rl in enumerate(rules) if rl.chain == caller]
+				pos = r.choice(idx) if idx else len(rules)
+				rules.insert(pos, Rule(caller, self._hook_groups(caller, hook) if r.random() < 0.5 else [],
+						       ("jump", chain)))
+		return rules
+
+	def add_hooks(self, case):
+		"""Turn an INPUT case into a router or host case: FORWARD and OUTPUT rules, their
+		policies and packets aimed at them, mixed among the INPUT packets."""
+		main, self.r = self.r, self.rh
+		try:
+			r = self.r
+			beds = [b for b in ("router", "host") if b in self.beds]
+			case.bed = r.choice(beds)
+			hooks = ["FORWARD"] + (["OUTPUT"] if case.bed == "host" or r.random() < 0.3 else [])
+			if case.bed == "host" and r.random() < 0.4:
+				hooks.remove("FORWARD")
+			names = [c for c in HOOK_CHAINS if c not in case.chains]
+			new_rules = []
+			for hook in hooks:
+				chains = r.sample(names, r.choice([0, 1, 1, 2, 3]))
+				names = [c for c in names if c not in chains]
+				input_chains = case.chains if r.random() < 0.3 else []
+				new_rules += self.hook_rules(hook, chains, input_chains)
+				case.chains = case.chains + chains
+				pol = "DROP" if r.random() < (0.4 if hook == "FORWARD" else 0.25) else "ACCEPT"
+				if hook == "FORWARD":
+					case.fwd_policy = pol
+				else:
+					case.out_policy = pol
+			case.rules = case.rules + new_rules
+			rules = case.rules
+			# The router bed's host sends nothing: its OUTPUT rules get no packets (and
+			# must count none).
+			aim = self.aim = [h for h in hooks if h == "FORWARD" or case.bed == "host"]
+			targets = [i for i, rl in enumerate(rules) if self._path(rules, i)[0].chain in aim]
+			pkts = []
+			for _ in range(min(50, 8 + 2 * len(targets))):
+				if targets and r.random() < 0.85:
+					idx = r.choice(targets)
+					f = self._aimed(rules, idx)
+					for _ in range(6):
+						if idx in simulate(rules, f, forwarding=True):
+							break
+						f = self._aimed(rules, idx)
+				else:
+					hook = r.choice(aim)
+					self.hook = hook
+					f = self._hook_packet(hook)
+					self.hook = "INPUT"
+				if f.get("send") is None and r.random() < 0.08:
+					# A packet whose TTL runs out here: FORWARD never sees it (the
+					# host bed answers "time exceeded" through OUTPUT).
+					f["ttl"] = r.choice([0, 1, 2])
+				if f.get("send") in (None, "raw") and r.random() < 0.12 and self.frags:
+					# Fragments through the router: FORWARD judges each on its own.
+					if r.random() < 0.5:
+						f["frag"] = r.choice([1, 8, 185])
+						f["mf"] = r.choice([0, 1])
+					else:
+						f["split"] = r.choice([64, 72, 480])
+						f["len"] = max(f.get("len", 0), 64 + r.randrange(100))
+						if r.random() < 0.3:
+							f["reverse"] = 1
+				pkts.append(self._clean(f))
+			merged = list(case.packets)
+			for p in pkts:
+				merged.insert(r.randint(0, len(merged)), p)
+			if case.bed == "host":
+				# No lone first fragment: the host would answer it 30 s later.
+				merged = [p.copy(mf=None) if p.get("frag") == 0 and p.get("mf") and not p.split else p
+					  for p in merged]
+			case.packets = merged
+		finally:
+			self.r = main
+			self.hook = "INPUT"
+
+	def _clean(self, f):
+		send = f.get("send")
+		if send in ("udp", "tcp") and f["proto"] != send:
+			f["send"] = send = "raw"
+		if send in ("udp", "tcp"):
+			for key in ("flags", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse"):
+				f.pop(key, None)
+			if not f.get("sport"):
+				f["sport"] = 1
+		if send == "rawip":
+			for key in ("frag", "mf", "df", "split", "reverse"):
+				f.pop(key, None)
+		if f.get("split"):
+			f.pop("frag", None)
+			f.pop("mf", None)
+		if f["proto"] not in ("tcp", "udp", 33, 132, 136):
+			f.pop("sport", None)
+			f.pop("dport", None)
+		if f["proto"] != "tcp":
+			for key in ("flags", "tcpopt", "doff"):
+				f.pop(key, None)
+		if f["proto"] != "icmp":
+			f.pop("type", None)
+			f.pop("code", None)
+		if f.get("frag") == 0:
+			f.pop("frag")
+		if not f.get("mf"):
+			f.pop("mf", None)
+		if not f.get("tcpopt"):
+			f.pop("tcpopt", None)
+		f.pop("odev", None)
+		return Packet(**f)
+
 	def large_ruleset(self):
 		"""Hundreds of similar rules, as block lists and port lists grow: where a translator
 		that classifies (hash and LPM maps, decision trees) rather than walks must agree
@@ -613,13 +880,18 @@ class Generator:
 		return r.choice(["ACCEPT", "DROP"]), chains, rules
 
 	def case(self):
-		if self.r.random() < self.large:
+		large = self.r.random() < self.large
+		if large:
 			policy, chains, rules = self.large_ruleset()
 			count = 150
 		else:
 			policy, chains, rules = self.ruleset()
 			count = min(80, 10 + 2 * len(rules))
 		case = Case(policy, chains, rules, self.packets(rules, count), self.seed)
+		hooked = self.rh.random() < self.hooks or "input" not in self.beds
+		if not large and hooked and ("router" in self.beds or "host" in self.beds):
+			self.add_hooks(case)
+			rules = case.rules
 		co = random.Random(f"{self.seed}-counters")
 		if co.random() < 0.1:
 			# Counters in the file: restored with -c, so both sides start from them
@@ -662,10 +934,12 @@ def _group_match(g, f):
 	d, k = g.data, g.kind
 	proto = f["proto"]
 	num = {"icmp": 1, "tcp": 6, "udp": 17}.get(proto, proto)
+	if k in L4_KINDS and f.get("frag"):
+		return False  # a non-first fragment: the match fails, inverted or not
 	if k == "in":
-		m = _iface_match(d["name"], f["dev"])
+		m = _iface_match(d["name"], f["dev"]) if "dev" in f else d["name"] == "+"
 	elif k == "out":
-		m = d["name"] == "+"
+		m = _iface_match(d["name"], f["odev"]) if "odev" in f else d["name"] == "+"
 	elif k in ("src", "dst"):
 		m = (_n(f[k]) & d["mask"]) == d["net"]
 	elif k == "proto":
@@ -698,24 +972,39 @@ def _group_match(g, f):
 	return m != g.inv
 
 
-def simulate(rules, f, with_stop=False):
+def hook_of(f, forwarding=False):
+	"""The built-in chain that judges packet fields f first (None: none does)."""
+	if f.get("send"):
+		return "OUTPUT"
+	if f["dst"] in ALL_LOCAL_DST:
+		return None if f.get("frag") or f.get("mf") else "INPUT"
+	if forwarding and forwardable(f["dst"]) and f.get("ttl", 64) > 1:
+		return "FORWARD"
+	return None
+
+
+def simulate(rules, f, with_stop=False, forwarding=False):
 	"""Indices of the rules whose counters the packet f would bump (our model of ipt_do_table);
 	with_stop, also the rule that ended the walk early (a verdict, goto or RETURN), or None."""
-	hit, stop = _walk(rules, f)
+	hit, stop = _walk(rules, f, hook_of(f, forwarding))
 	return (hit, stop) if with_stop else hit
 
 
-def _walk(rules, f):
+def _walk(rules, f, hook="INPUT"):
 	hit = set()
 	stop = None
-	if f["dst"] not in ALL_LOCAL_DST or f.get("frag") or f.get("mf"):
+	if hook is None:
 		return hit, stop
+	if hook != "INPUT":
+		f = dict(f, odev=route(f["dst"]))
+		if hook == "OUTPUT":
+			f.pop("dev", None)
 	starts = {}
 	for i, rl in enumerate(rules):
 		starts.setdefault(rl.chain, i)
 	stack = []
-	i = starts.get("INPUT", len(rules))
-	chain = "INPUT"
+	i = starts.get(hook, len(rules))
+	chain = hook
 	for _ in range(10000):
 		if i >= len(rules) or rules[i].chain != chain:
 			if not stack:

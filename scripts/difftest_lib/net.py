@@ -337,6 +337,8 @@ class Side:
 		OUTPUT refuses (EPERM) or routing cannot place is part of the case: the observers
 		tell what left."""
 		how = pkt.sender
+		if self.raw_out is None:
+			raise HarnessError(f"send={how} needs bed=host: {pkt}")
 		try:
 			if how == "raw":
 				for datagram in pkt.pieces(ident, mark=True):
