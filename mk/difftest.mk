@@ -6,9 +6,13 @@
 # into the source tree; difftest-long writes its reproducers into tests/difftest/corpus.
 DIFFTEST_SEED  ?= 1
 DIFFTEST_COUNT ?= 300
+# Beds to run (input, router, host) and the share of generated cases with FORWARD and
+# OUTPUT rules: DIFFTEST_BEDS=input DIFFTEST_HOOKS=0 is the INPUT-only lane of old.
+DIFFTEST_BEDS  ?= input,router,host
+DIFFTEST_HOOKS ?= 0.35
 SEED           ?= 1
 COUNT          ?= 1000
-DIFFTEST       := BUILD=$(BUILD) scripts/difftest
+DIFFTEST       := BUILD=$(BUILD) scripts/difftest --beds $(DIFFTEST_BEDS) --hooks $(DIFFTEST_HOOKS)
 
 .PHONY: difftest difftest-long difftest-self-check
 difftest: $(UMH) $(PRELOAD_SO)
@@ -22,6 +26,6 @@ difftest-long: $(UMH) $(PRELOAD_SO)
 difftest-self-check:
 	$(DIFFTEST) --self-check --corpus tests/difftest/corpus --random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT)
 	@n=$$(ls tests/difftest/corpus/*.rules | wc -l); \
-	f=$$($(DIFFTEST) --self-check --perturb --corpus tests/difftest/corpus | grep -c '^FAIL '); \
+	f=$$(BUILD=$(BUILD) scripts/difftest --self-check --perturb --corpus tests/difftest/corpus | grep -c '^FAIL '); \
 	if [ "$$f" -eq "$$n" ]; then echo "perturbed second side: all $$n corpus rulesets differ, as they must"; \
 	else echo "perturbed second side: only $$f of $$n corpus rulesets differ: the harness misses differences"; exit 1; fi
