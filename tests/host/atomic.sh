@@ -51,24 +51,10 @@ progs_veth0=$(progs_on veth0)
 ids_veth0=$(ids_of veth0) # every replace (-Z too) installs new programs: taken after the last
 ids_lo=$(ids_of lo)
 
-# A foreign XDP program on veth2. Against bpfilter, take ours off first (through netlink, or
-# by detaching its link).
-if [ "$BF_NETFILTER" != 1 ]; then
-	mode=$(xdp_mode_of veth2)
-	if [ "$mode" != none ] && ! in_host ip link set dev veth2 "$mode" off 2>/dev/null; then
-		ifindex=$(in_host cat /sys/class/net/veth2/ifindex)
-		prog=$(in_host ip -d link show dev veth2 | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p')
-		link=$(bpftool -j link show | "$PYTHON" -c '
-import json, sys
-for l in json.load(sys.stdin):
-    if l.get("type") == "xdp" and l.get("prog_id") == int(sys.argv[1]) and l.get("ifindex") == int(sys.argv[2]):
-        print(l["id"])
-' "$prog" "$ifindex")
-		for l in $link; do bpftool link detach id "$l"; done
-	fi
-fi
-in_host ip link set dev veth2 xdpgeneric obj "$(foreign_xdp_obj)" sec xdp
-check_eq "veth2 runs the foreign program" "$(xdp_mode_of veth2)" xdpgeneric
+# A foreign XDP program on veth2, put in place of ours in one step: bpfilter puts its own
+# back on a device where it finds none, so taking it off first would race with that.
+in_host ip -force link set dev veth2 xdp obj "$(foreign_xdp_obj)" sec xdp
+check_eq "veth2 runs the foreign program" "$(xdp_mode_of veth2)" xdp
 
 if [ "$BF_NETFILTER" != 1 ]; then
 	log_lines=$(wc -l <"$BF_TMP/umh.log")
@@ -87,7 +73,7 @@ check "the rules are those of before" diff "$BF_TMP/before" <(ipt_save | grep '^
 old_table_judges "after the refusal" 2
 
 # The foreign program gone, the same replace succeeds and the new table is in force.
-in_host ip link set dev veth2 xdpgeneric off
+in_host ip link set dev veth2 xdp off
 check "with the foreign program gone the replace succeeds" ipt -A INPUT -s 10.9.9.9 -j DROP
 wait_progs veth2 "$PROGS_ETH"
 bf_only check_eq "veth2 carries XDP in and tc out again" "$(progs_on veth2)" "$PROGS_ETH"

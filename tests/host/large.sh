@@ -48,7 +48,7 @@ for heavy in 0 1 2; do
 	elif [ "$n" = 8000 ]; then
 		check_eq "the verifier took INPUT in chunks with a jump per test" "$now" "$fallbacks"
 		check "as the helper says for the table in force" \
-			grep -q "a jump per test, INPUT in [0-9]* chunks)" <(grep "rules in force" "$BF_TMP/umh.log" | tail -n 1)
+			grep -q "a jump per test, chains in [0-9]* chunks)" <(grep "rules in force" "$BF_TMP/umh.log" | tail -n 1)
 	else
 		check_eq "the verifier took it with a jump per test" "$now" "$fallbacks"
 		check_eq "as the helper says for the table in force" "$form" "a jump per test"

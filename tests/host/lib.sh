@@ -38,7 +38,7 @@ bf_cleanup()
 	for ns in $BF_EXTRA_NETNS; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	[ -n "$BF_TMP" ] && rm -rf "$BF_TMP"
+	[ -n "$BF_TMP" ] && [ -z "${BF_KEEP:-}" ] && rm -rf "$BF_TMP"
 	return 0
 }
 BF_EXTRA_NETNS=

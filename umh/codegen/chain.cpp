@@ -21,8 +21,8 @@ namespace
 struct Frame {
 	const ir::Table &table;
 	const Plan &plan;
-	const HookRun *hook; // the main program's run of a built-in chain (empty jump
-			     // stack), or null in a subprogram
+	const HookRun *hook;	// the main program's run of a built-in chain (empty jump
+				// stack), or null in a subprogram
 	Label *finish;		// in the main program: where a verdict in R0 goes (null: exit)
 	int16_t key_off;	// this frame's stack slot for a map key
 	uint32_t block = ~0u;	// the Counters block in layout::counters
@@ -340,6 +340,20 @@ void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, const Hoo
 	if (k + 1 < run.chunks.size())
 		f.stop = run.chunks[k + 1];
 	emit_run(em, f, run.chunks[k]);
+}
+
+void emit_hook_fn(Emitter &em, const ir::Table &table, const Plan &plan, size_t k)
+{
+	em.begin_subprog(plan.hook_fn_id(k));
+	em.emit(mov64(layout::pkt, R1));
+	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
+	const HookRun &run = plan.hooks[k];
+	if (run.chunks.empty()) {
+		Frame f{table, plan, &run, nullptr, layout::sub_key};
+		emit_run(em, f, run.entry);
+	} else {
+		emit_main_chunks(em, table, plan, run, nullptr);
+	}
 }
 
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id)

@@ -15,6 +15,10 @@ namespace bpfilter::codegen
 void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
 		   Label *finish);
 
+// Hook k's run as a function (Plan::hook_is_fn): R1 holds the parsed packet; it returns
+// the hook's verdict (the policy's where the chain falls through or RETURNs).
+void emit_hook_fn(Emitter &em, const ir::Table &table, const Plan &plan, size_t k);
+
 // Subprogram `id`: R1 holds the parsed packet; it exits with a verdict or RETURN.
 void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, SubprogId id);
 

@@ -769,7 +769,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 
 	Emitter em;
 	{
-		Label pass(em), finish(em), l4_done(em), input(em), forward(em);
+		Label pass(em), l4_done(em), input(em), forward(em);
 		std::map<ir::Hook, std::unique_ptr<Label>> judge;
 		for (const HookRun &run : plan->hooks)
 			judge[run.hook] = std::make_unique<Label>(em);
@@ -820,23 +820,41 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		em.emit(mov64(R0, cx.pass));
 		em.emit(exit());
 
-		for (const HookRun &run : plan->hooks) {
+		// The calls of the hooks' functions first, the run emitted inline last: every
+		// jump from the prologue stays short.
+		std::vector<size_t> order;
+		for (size_t k = 0; k < plan->hooks.size(); k++)
+			if (plan->hook_is_fn(k))
+				order.push_back(k);
+		for (size_t k = 0; k < plan->hooks.size(); k++)
+			if (!plan->hook_is_fn(k))
+				order.push_back(k);
+		for (size_t k : order) {
+			const HookRun &run = plan->hooks[k];
 			judge.at(run.hook)->bind();
+			if (plan->hook_is_fn(k)) {
+				em.emit(mov64(R1, layout::pkt));
+				em.call(plan->hook_fn_id(k));
+				if (cx.tc())
+					emit_tc_finish(em);
+				else
+					em.emit(exit());
+				continue;
+			}
 			em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
-			Label *fin = cx.tc() ? &finish : nullptr;
 			if (run.chunks.empty())
-				emit_main_run(em, table, *plan, run, fin);
+				emit_main_run(em, table, *plan, run, nullptr);
 			else
-				emit_main_chunks(em, table, *plan, run, fin);
-		}
-		if (cx.tc()) {
-			finish.bind();
-			emit_tc_finish(em);
+				emit_main_chunks(em, table, *plan, run, nullptr);
 		}
 	}
+	for (size_t k = 0; k < plan->hooks.size(); k++)
+		if (plan->hook_is_fn(k) && em.called(plan->hook_fn_id(k)))
+			emit_hook_fn(em, table, *plan, k);
 	for (const HookRun &run : plan->hooks)
 		for (size_t k = 0; k < run.chunks.size(); k++)
-			emit_chunk(em, table, *plan, run, k);
+			if (em.called(plan->chunk_id(run.first_chunk + k)))
+				emit_chunk(em, table, *plan, run, k);
 	// Only the subprograms something calls: one called from dead code alone would be
 	// unreachable, which the verifier refuses. Ascending order keeps the output stable.
 	for (bool more = true; more;) {

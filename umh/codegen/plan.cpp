@@ -360,8 +360,10 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	// A hook's main run is not a call target (a jump back to a built-in chain's first
 	// rule would be a loop), so it is its own root.
 	plan.frames = 0;
-	for (const HookRun &run : plan.hooks)
-		plan.frames = std::max(plan.frames, frames(frames, run.entry));
+	plan.inline_first = options.flavor == Flavor::Xdp;
+	for (size_t k = 0; k < plan.hooks.size(); k++)
+		plan.frames = std::max(plan.frames, frames(frames, plan.hooks[k].entry) +
+							    (plan.hook_is_fn(k) ? 1u : 0u));
 	if (!loop.empty())
 		return make_error(ELOOP, "codegen: the chains loop at " + loop);
 	if (plan.num_chunks && plan.frames + 1 > max_call_frames) {

@@ -59,6 +59,14 @@ struct Plan {
 	uint64_t tested_rules = 0; // rules with code of their own
 	size_t num_chunks = 0;	   // over every hook
 	SubprogId chunk_id(size_t k) const { return static_cast<SubprogId>(subprogs.size() + k); }
+	// Hook k's run is a function of its own (a BPF jump reaches 32767 instructions, and
+	// another hook's run may be longer): all hooks at tc, all but the first at XDP.
+	bool inline_first = true;
+	bool hook_is_fn(size_t k) const { return k > 0 || !inline_first; }
+	SubprogId hook_fn_id(size_t k) const
+	{
+		return static_cast<SubprogId>(subprogs.size() + num_chunks + k);
+	}
 };
 
 // Is rule i's test known to pass for every packet at each of `hooks` (no matches, an

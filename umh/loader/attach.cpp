@@ -49,6 +49,15 @@ bool is_ours(int prog_fd)
 	return false;
 }
 
+uint32_t prog_id(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	uint32_t len = sizeof(info);
+	if (prog_fd < 0 || bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+		return 0;
+	return info.id;
+}
+
 bool is_ours_id(uint32_t prog_id)
 {
 	Fd fd(prog_id ? bpf_prog_get_fd_by_id(prog_id) : -1);

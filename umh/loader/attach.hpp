@@ -13,6 +13,8 @@ namespace bpfilter::loader
 // Is this program one of ours (by its name: loader::program_name())?
 bool is_ours(int prog_fd);
 bool is_ours_id(uint32_t prog_id);
+// The kernel's id of the program behind prog_fd (0 if it cannot tell).
+uint32_t prog_id(int prog_fd);
 // "id N "name"", for messages about a program found on a device.
 std::string describe_prog(uint32_t id);
 

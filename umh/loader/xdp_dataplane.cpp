@@ -332,7 +332,11 @@ Status XdpDataplane::adopt(const std::vector<rtnl::Link> &links)
 			adopted_.push_back(std::move(fd));
 		}
 		if (a.xdp_fd >= 0 || a.tc_in_fd >= 0 || a.tc_out_fd >= 0) {
-			log::info("adopting the programs on " + name_of(link.name) +
+			log::info("adopting program id " +
+				  std::to_string(prog_id(a.xdp_fd >= 0	   ? a.xdp_fd
+							 : a.tc_in_fd >= 0 ? a.tc_in_fd
+									   : a.tc_out_fd)) +
+				  " (and the others) on " + name_of(link.name) +
 				  " left by an earlier helper");
 			attached_[link.ifindex] = a;
 		}
@@ -501,6 +505,9 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 		auto fd = prog_fd(gen, f, link);
 		if (!fd)
 			return fd.error();
+		// Already there (attaching notifies, and we must not answer our own events).
+		if (cur == *fd && tc_prog_id(link.ifindex, dir) == prog_id(*fd))
+			return {};
 		if (auto st = tc_attach(link.ifindex, dir, *fd); !st)
 			return make_error(st.error().errnum, name + ": " + st.error().message);
 		changes.push_back({link.ifindex, f, cur, *fd});
@@ -513,8 +520,12 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 		auto fd = prog_fd(gen, Flavor::Xdp, link);
 		if (!fd)
 			return fd.error();
+		uint32_t id = 0;
 		bool upper_has_xdp = false;
-		auto a = attach_xdp(link, *fd, state, upper_has_xdp);
+		auto a = state.xdp_fd == *fd && !bpf_xdp_query_id(link.ifindex, 0, &id) &&
+					 id == prog_id(*fd)
+				 ? Result<Attached>(state)
+				 : attach_xdp(link, *fd, state, upper_has_xdp);
 		if (!a && upper_has_xdp) {
 			log::info(name + ": an upper device runs XDP, so the kernel keeps XDP off "
 					 "this one; filtering it at tc ingress");
@@ -523,7 +534,7 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 			role.tc_in = true;
 		} else if (!a) {
 			return a.error();
-		} else {
+		} else if (a->xdp_fd != state.xdp_fd || a->xdp_mode != state.xdp_mode || !id) {
 			changes.push_back({link.ifindex, Flavor::Xdp, state.xdp_fd, a->xdp_fd,
 					   state.xdp_mode, a->xdp_mode});
 			state = *a;
@@ -643,8 +654,10 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 
 	const auto t_loaded = clock::now();
 	if (options_.restore_follows && !current_ && !adopted_.empty()) {
-		log::info("keeping the programs of an earlier helper attached until its table is "
-			  "restored");
+		log::info(
+			"keeping the " + std::to_string(attached_.size()) +
+			" programs of an earlier helper attached until its table is restored (on " +
+			std::to_string(attached_.size()) + " devices)");
 		current_ = std::move(gen);
 		return std::vector<ir::Counter>{};
 	}
