@@ -1,0 +1,48 @@
+# A veth moved into another namespace and back. Each namespace's table judges the device
+# while it is there and only then: the host's DROP rule does not follow mv0 into mvns, and
+# mvns's DROP rule does not follow it back. (Linux 6.1 keeps a device's XDP program across
+# a namespace move and drops its qdiscs, tc filters included.)
+move_setup() {
+	$IP netns add far && $IP netns add mvns &&
+		$IP link add mv0 type veth peer name mv1 netns far &&
+		$IP addr add 10.59.0.1/24 dev mv0 && $IP link set mv0 up &&
+		$IP -n far addr add 10.59.0.2/24 dev mv1 && $IP -n far link set mv1 up
+}
+check "veth mv0 to namespace far" move_setup
+check "fresh table" fresh_table
+check "iptables -A here" add_rules "-A INPUT -i mv0 -p icmp" "-A OUTPUT -o mv0 -p icmp"
+check "iptables -A in mvns" add_rules -n mvns "-A INPUT -i mv0 -p icmp" "-A OUTPUT -o mv0 -p icmp"
+check "far pings the host" pings far 10.59.0.1 3
+expect_counts INPUT "3 252"
+expect_counts OUTPUT "3 252"
+check "a DROP rule here for mv0" $IPT -A INPUT -i mv0 -j DROP
+move_there() {
+	$IP link set mv0 netns mvns && $IP -n mvns addr add 10.59.0.1/24 dev mv0 &&
+		$IP -n mvns link set mv0 up && $IP -n mvns link set lo up
+}
+check "mv0 moves into mvns" move_there
+expect_hooks mv0 "$ON_ETH" mvns
+check "far pings mv0 in mvns: the host's DROP rule stayed here" pings far 10.59.0.1 3
+expect_counts -n mvns INPUT "3 252"
+expect_counts -n mvns OUTPUT "3 252"
+expect_counts INPUT "3 252" "0 0"
+expect_counts OUTPUT "3 252"
+check "a DROP rule in mvns for mv0" add_rules -n mvns "-A INPUT -i mv0 -j DROP"
+check "and none here" $IPT -D INPUT 2
+move_back() {
+	$IP -n mvns link set mv0 netns 1 && $IP addr add 10.59.0.1/24 dev mv0 &&
+		$IP link set mv0 up
+}
+check "mv0 moves back" move_back
+expect_hooks mv0 "$ON_ETH"
+check "far pings the host again: mvns's DROP rule stayed there" pings far 10.59.0.1 3
+expect_counts INPUT "6 504"
+expect_counts OUTPUT "6 504"
+expect_counts -n mvns INPUT "3 252" "0 0"
+bpf_check "mvns has no program left on any device" sh -c "! $IP netns exec mvns $BPFTOOL net show | grep -q ' id '"
+move_teardown() {
+	$IP netns del far
+	$IP netns del mvns
+	wait_for 3 sh -c "! $IP link show mv0" && fresh_table
+}
+check "teardown" move_teardown
