@@ -792,7 +792,10 @@ class Generator:
 					f["ttl"] = r.choice([0, 1, 2])
 				if f.get("send") in (None, "raw") and r.random() < 0.12 and self.frags:
 					# Fragments through the router: FORWARD judges each on its own.
-					if r.random() < 0.5:
+					# The host's own to itself only alone and not first: should
+					# OUTPUT drop a later piece, its reassembly would time out and
+					# answer 30 s later, into another case.
+					if r.random() < 0.5 or (f.get("send") and route(f["dst"]) == "lo"):
 						f["frag"] = r.choice([1, 8, 185])
 						f["mf"] = r.choice([0, 1])
 					else:
