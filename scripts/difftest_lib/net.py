@@ -7,6 +7,11 @@
 # passed through the INPUT hook. Sockets are opened in their namespace with setns() and
 # keep working from this process afterwards, so a case costs no process start-ups
 # besides iptables itself.
+#
+# That is the input bed. The router bed turns forwarding on (F still silent) and the host
+# bed lets F speak too (replies, its own raw/UDP/TCP traffic, loopback); in both, the
+# peers capture what reaches them with AF_PACKET sockets and never answer. Each bed has
+# its own namespaces, made on first use (tests/difftest/README.md, "The test beds").
 import ctypes
 import os
 import re
