@@ -99,3 +99,5 @@ module_init(bpfilter_init);
 module_exit(bpfilter_fini);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("iptables sockopt ABI served by an eBPF usermode helper");
+/* The helper attaches OUTPUT (and INPUT, FORWARD where XDP cannot) as tc clsact filters. */
+MODULE_SOFTDEP("pre: sch_ingress cls_bpf");

@@ -9,7 +9,7 @@ awk 'BEGIN {
 }' >/tmp/large.rules
 check "a table of 6001 rules applies" sh -c "$IPT_RESTORE </tmp/large.rules"
 dmesg | grep "rules in force" | tail -n 1 | sed "s/^/# /"
-check "INPUT went in chunks with a jump per test" sh -c "dmesg | grep 'rules in force' | tail -n 1 | grep -q 'a jump per test, INPUT in [0-9]* chunks'"
+check "INPUT went in chunks with a jump per test" sh -c "dmesg | grep 'rules in force' | tail -n 1 | grep -q 'a jump per test, chains in [0-9]* chunks'"
 check_fails "its last rule drops the peer's ping" peer_ping
 check "and counts it" sh -c "[ \"\$($IPT -L INPUT -v -x -n --line-numbers | awk '\$1 == 6001 { print \$2 }')\" -ge 1 ]"
 check "flush the large table" $IPT -F
