@@ -322,7 +322,7 @@ static void queue_link_event(struct net *net, u16 op, u32 arg)
 	ev->arg = arg;
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
-	if (ns && ns->net)
+	if ((ns && ns->net) || op == BPFILTER_OP_LINK_STRAY)
 		ev->net = maybe_get_net(net);
 	if (ev->net)
 		list_add_tail(&ev->node, &events);
@@ -338,8 +338,23 @@ static int netdev_event(struct notifier_block *nb, unsigned long event, void *pt
 {
 	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
 
-	if (event == NETDEV_REGISTER || event == NETDEV_CHANGENAME)
+	bool served;
+
+	switch (event) {
+	case NETDEV_REGISTER:
+		spin_lock(&ns_lock);
+		served = !!ns_find(dev_net(dev));
+		spin_unlock(&ns_lock);
+		/* Moved in from a namespace whose table it still carries. */
+		if (!served && dev_xdp_prog_count(dev))
+			queue_link_event(dev_net(dev), BPFILTER_OP_LINK_STRAY, dev->ifindex);
+		fallthrough;
+	case NETDEV_CHANGENAME:
+	case NETDEV_CHANGEUPPER:	/* enslaved, released, or given an upper */
+	case NETDEV_UNREGISTER:		/* gone, or leaving for another namespace */
 		queue_link_event(dev_net(dev), BPFILTER_OP_LINK_ADDED, dev->ifindex);
+		break;
+	}
 	return NOTIFY_DONE;
 }
 

@@ -39,7 +39,8 @@ check "far pings the host again: mvns's DROP rule stayed there" pings far 10.59.
 expect_counts INPUT "6 504"
 expect_counts OUTPUT "6 504"
 expect_counts -n mvns INPUT "3 252" "0 0"
-bpf_check "mvns has no program left on any device" sh -c "! $IP netns exec mvns $BPFTOOL net show | grep -q ' id '"
+# mvns keeps its table, on lo: mv0 took nothing of it back, and left nothing behind.
+bpf_check "mvns's programs are on lo only" sh -c "! $IP netns exec mvns $BPFTOOL net show | grep ' id ' | grep -qv 'lo('"
 move_teardown() {
 	$IP netns del far
 	$IP netns del mvns

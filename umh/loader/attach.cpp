@@ -4,12 +4,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "codegen/codegen.hpp"
+#include "common/log.hpp"
 #include "loader/fd.hpp"
 #include "loader/program.hpp"
 
@@ -113,6 +115,34 @@ uint32_t tc_prog_id(int ifindex, TcDir dir)
 	if (bpf_tc_query(&hook, &opts))
 		return 0;
 	return opts.prog_id;
+}
+
+Status detach_stray(int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	if (!bpf_xdp_query(ifindex, 0, &q)) {
+		const std::pair<uint32_t, uint32_t> modes[] = {{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
+							       {q.skb_prog_id, XDP_FLAGS_SKB_MODE},
+							       {q.hw_prog_id, XDP_FLAGS_HW_MODE}};
+		for (auto [id, mode] : modes) {
+			Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
+			if (!fd || !is_ours(fd.get()))
+				continue;
+			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd.get());
+			const int err = bpf_xdp_detach(ifindex, mode, &opts);
+			if (err && err != -ENODEV)
+				return make_error(-err, "removing a stray XDP program " +
+								describe_prog(id) + ": " +
+								errstr(err));
+			log::info("removed " + describe_prog(id) + " from ifindex " +
+				  std::to_string(ifindex) +
+				  ", brought from a namespace whose table it ran");
+		}
+	}
+	for (TcDir dir : {TcDir::Ingress, TcDir::Egress})
+		if (is_ours_id(tc_prog_id(ifindex, dir)))
+			BF_TRY(tc_detach(ifindex, dir));
+	return {};
 }
 
 } // namespace bpfilter::loader

@@ -34,4 +34,8 @@ uint32_t tc_prog_id(int ifindex, TcDir dir);
 
 std::string_view to_string(TcDir dir);
 
+// Remove bpfilter's programs (XDP and tc) from the device ifindex of the current
+// namespace, leaving anyone else's; nothing to do when there are none.
+Status detach_stray(int ifindex);
+
 } // namespace bpfilter::loader

@@ -193,6 +193,14 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 				    : it->second.dataplane->addrs_changed();
 		return st ? status_reply(0) : error_reply(st.error());
 	}
+	case BPFILTER_OP_LINK_STRAY: {
+		// A device that brought another namespace's programs along into one that
+		// keeps no table here.
+		if (namespaces_.count(cookie))
+			return status_reply(0);
+		Status st = loader::detach_stray(static_cast<int>(req.arg));
+		return st ? status_reply(0) : error_reply(st.error());
+	}
 	case BPFILTER_OP_DETACH: {
 		auto it = namespaces_.find(cookie);
 		if (it != namespaces_.end()) {

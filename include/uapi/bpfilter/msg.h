@@ -51,6 +51,14 @@ enum bpfilter_op {
 	 * namespace before it stops the helper for good (rmmod).
 	 */
 	BPFILTER_OP_DETACH = 6,
+	/*
+	 * No data; an interface arrived in netns_cookie, where the helper keeps
+	 * no table, carrying an XDP program (a device keeps its XDP program when
+	 * it changes namespace): arg is its ifindex. The helper removes
+	 * bpfilter's programs from it: another namespace's table must not judge
+	 * there.
+	 */
+	BPFILTER_OP_LINK_STRAY = 7,
 };
 
 struct bpfilter_request {
