@@ -13,6 +13,7 @@
 # peers capture what reaches them with AF_PACKET sockets and never answer. Each bed has
 # its own namespaces, made on first use (tests/difftest/README.md, "The test beds").
 import ctypes
+import errno
 import os
 import re
 import signal
@@ -346,8 +347,20 @@ class Side:
 			raise HarnessError(f"send={how} needs bed=host: {pkt}")
 		try:
 			if how == "raw":
+				# Every piece is sent even when OUTPUT refuses one: netfilter tells the
+				# sender (EPERM) and bpfilter, dropping at the device, does not
+				# (Documentation/supported.md), and what is compared is what each
+				# filter does with each piece. The first refusal is the send's answer.
+				refused = 0
 				for datagram in pkt.pieces(ident, mark=True):
-					self.raw_out.sendto(datagram, (pkt.dst, 0))
+					try:
+						self.raw_out.sendto(datagram, (pkt.dst, 0))
+					except OSError as e:
+						if e.errno != errno.EPERM:
+							raise
+						refused = refused or e.errno
+				if refused:
+					return refused
 			elif how == "rawip":
 				s = self.rawip_out.get(pkt.proto_num)
 				if s is None:

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "codegen/maps.hpp"
 #include "codegen_harness.hpp"
 
 namespace bpfilter::test
@@ -119,9 +120,12 @@ TEST_F(CodegenLocalOnly, MartiansJudgedNotCounted)
 	const ir::Table t = drop_all(b);
 	Xdp x(t, {.local_only = true});
 	ASSERT_TRUE(x.ok()) << x.error;
-	// What the loader would keep: the local table, and the groups joined.
-	for (const char *a : {"10.9.0.1", "10.9.255.255", "239.1.2.3"})
-		ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4(a), 32).ok());
+	// What the loader would keep: the local table, and the groups joined; with policy
+	// rules or rp_filter, broadcast addresses are martian sources as well as the host's own.
+	constexpr uint8_t martian = codegen::maps::local_delivered | codegen::maps::martian_source;
+	for (const char *a : {"10.9.0.1", "10.9.255.255"})
+		ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4(a), 32, martian).ok());
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("239.1.2.3"), 32).ok());
 	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("127.0.0.0"), 8).ok());
 	auto pkt = [](const char *src, const char *dst) {
 		Packet p = udp_packet(1000, 53);
@@ -134,6 +138,9 @@ TEST_F(CodegenLocalOnly, MartiansJudgedNotCounted)
 	     {"127.0.0.1", "224.0.0.5", "255.255.255.255", "10.9.0.1", "10.9.255.255", "0.0.0.0"})
 		x.expect(pkt(src, "10.9.0.1"), drop, {}, dev);
 	x.expect(pkt("0.0.0.0", "255.255.255.255"), drop, {0}, dev); // DHCP's discover
+	// Without them (fib_validate_source()'s fast path) only the host's own addresses are.
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.9.255.255"), 32).ok());
+	x.expect(pkt("10.9.255.255", "10.9.0.1"), drop, {0}, dev);
 	x.expect(pkt("10.9.0.2", "127.0.0.1"), drop, {}, dev);
 	x.expect(pkt("10.9.0.2", "224.0.0.1"), drop, {0}, dev);
 	x.expect(pkt("10.9.0.2", "239.1.2.3"), drop, {0}, dev);

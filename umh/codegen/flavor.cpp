@@ -25,6 +25,7 @@
 //   sees it), not what an upper device (macvlan, VLAN) already judged on its way down.
 //   Datagrams the host fragments after OUTPUT are followed as at INPUT.
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 
 #include <cstddef>
@@ -151,6 +152,8 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JEQ, R1, 3), pass); // PACKET_OTHERHOST
 	}
+	if (cx.egress())
+		em.emit(st(BPF_W, layout::pkt, off::own_pieces, 0));
 	if (cx.egress() && opts.local_only) {
 		// Forwarded or bridged: it came in on some device (FORWARD judged it there).
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, ingress_ifindex)));
@@ -163,6 +166,11 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 		em.jump(jmp_imm(BPF_JEQ, R0, 0), not_packet);
 		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, family)));
 		em.jump(jmp32_imm(BPF_JEQ, R1, 17), pass); // AF_PACKET
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 3), not_packet); // SOCK_RAW
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, protocol)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 255), not_packet); // IPPROTO_RAW: IP_HDRINCL
+		em.emit(st(BPF_W, layout::pkt, off::own_pieces, 1));
 		not_packet.bind();
 	}
 
@@ -186,6 +194,23 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // not a device we know: not ours
 	emit_copy_name(em, cx.egress() ? off::out_ifname : off::ifname);
 	em.emit(ldx(BPF_B, ihl, R0, dev::l2len));
+	if (!cx.egress()) {
+		// Native XDP judged what this device received, but for the copies the host
+		// loops back to itself (dev_loopback_xmit()), which only tc sees.
+		Label not_xdp(em);
+		em.emit(ldx(BPF_B, R1, R0, dev::flags));
+		em.emit(alu32_imm(BPF_AND, R1, maps::device_xdp_judges));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), not_xdp);
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, PACKET_LOOPBACK), pass);
+		not_xdp.bind();
+		// dev_loopback_xmit() hands the IP datagram up without a link-layer header.
+		Label not_looped(em);
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, PACKET_LOOPBACK), not_looped);
+		em.emit(mov64(ihl, 0));
+		not_looped.bind();
+	}
 	if (cx.egress() && opts.local_only) {
 		// Sent by an upper device (macvlan) that judged it already: not our MAC.
 		Label l3(em);
@@ -506,7 +531,10 @@ void emit_martian_sources(Emitter &em, Label &dry, Label &done)
 	em.jump(ja(), dry);
 	nonzero.bind();
 	emit_local_lookup(em, off::saddr);
-	em.jump(jmp_imm(BPF_JNE, R0, 0), dry);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(ldx(BPF_B, R1, R0, 0));
+	em.emit(alu32_imm(BPF_AND, R1, maps::martian_source));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), dry);
 }
 
 void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
@@ -790,17 +818,26 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 
 		if (cx.egress()) {
 			Label dry(em);
+			// A raw socket's own fragments: judged one by one, as netfilter does.
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
+			em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
 			emit_frags(em, dry, pass);
 			em.jump(ja(), first);
 			dry.bind();
 			emit_dry(em, pass, first);
 		} else {
+			Label dry(em), counted(em);
+			if (options.local_only && cx.tc()) {
+				// The host's own broadcast or multicast, looped back: it kept its
+				// output route, so input routing never looks at it; INPUT does.
+				em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+				em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), counted);
+			}
 			if (options.local_only)
 				emit_classify(em, input,
 					      judge.count(ir::Hook::Forward) ? forward : pass,
 					      pass);
 			input.bind();
-			Label dry(em), counted(em);
 			if (options.local_only)
 				emit_martians(em, cx, dry);
 			emit_frags(em, dry, pass);

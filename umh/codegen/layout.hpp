@@ -70,7 +70,10 @@ inline constexpr int16_t fr_ihl = 400;	    // u32: first fragment's header lengt
 inline constexpr int16_t out_ifname = 408;  // 16 bytes: the output device's name (-o)
 inline constexpr int16_t ttl = 424;	    // u32: the IP header's TTL
 inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifindex
-inline constexpr int16_t size = 432;
+// u32: OUTPUT: sent by a raw IP_HDRINCL socket, whose fragments netfilter judges one by one
+// (the kernel fragments nothing it sends, so OUTPUT sees each piece as it was written).
+inline constexpr int16_t own_pieces = 432;
+inline constexpr int16_t size = 440;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.

@@ -51,8 +51,12 @@ struct DeviceValue {
 	uint8_t name[16];
 	uint8_t mac[6];
 	uint8_t l2len;
-	uint8_t pad;
+	uint8_t flags; // device_xdp_judges
 };
+// The device's XDP program (native) judges what it receives; its tc ingress program only
+// the copies the host loops back to itself (its own broadcasts and multicast), which
+// native XDP never sees.
+inline constexpr uint8_t device_xdp_judges = 1;
 inline constexpr uint32_t devices_type = BPF_MAP_TYPE_HASH;
 inline constexpr uint32_t devices_max_entries = 4096;
 namespace device_off
@@ -60,15 +64,21 @@ namespace device_off
 inline constexpr int16_t name = 0;
 inline constexpr int16_t mac = 16;
 inline constexpr int16_t l2len = 22;
+inline constexpr int16_t flags = 23;
 } // namespace device_off
 
 // LocalAddrs: BPF_MAP_TYPE_LPM_TRIE (BPF_F_NO_PREALLOC), the namespace's local routing
-// table (local and broadcast routes, 127/8 among them). Value: 1.
+// table (local and broadcast routes, 127/8 among them) and the joined multicast groups.
+// Value: local_delivered, or'ed with martian_source where input routing refuses the
+// address as a packet's source: the host's own addresses, and with policy routing rules
+// or rp_filter (fib_validate_source()'s full check) its broadcast addresses too.
 struct LocalAddrKey {
 	uint32_t prefixlen;
 	uint32_t addr; // network byte order
 };
 using LocalAddrValue = uint8_t;
+inline constexpr LocalAddrValue local_delivered = 1;
+inline constexpr LocalAddrValue martian_source = 2;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 

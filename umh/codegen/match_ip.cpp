@@ -113,12 +113,12 @@ Fold fold_frag(uint8_t flags, bool invert, HookSet hooks)
 	// Without IPT_F_FRAG the test is false whatever the packet.
 	if (!(flags & IPT_F_FRAG))
 		return constant(invert);
-	// LOCAL_IN sees reassembled datagrams, whose fragment offset is 0, and so does
-	// LOCAL_OUT, before ip_fragment(); we judge those at fragment offset 0 only.
-	// FORWARD sees every fragment (without connection tracking), so it tests.
+	// LOCAL_IN sees reassembled datagrams, whose fragment offset is 0; we judge those at
+	// fragment offset 0 only. FORWARD sees every fragment (without connection tracking),
+	// and LOCAL_OUT those a raw socket sends piece by piece, so they test.
 	return combine({{has(hooks, ir::Hook::LocalIn), constant(!invert)},
 			{has(hooks, ir::Hook::Forward), Fold::Test},
-			{has(hooks, ir::Hook::LocalOut), constant(!invert)}});
+			{has(hooks, ir::Hook::LocalOut), Fold::Test}});
 }
 
 void emit_addr(Cond &c, int16_t field, uint32_t want, uint32_t mask, bool invert)

@@ -256,8 +256,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	for (const HookRun &run : plan.hooks) {
 		const auto reached = reachable_targets(t, run.entry, plan.hookset);
 		targets.insert(reached.begin(), reached.end());
-		if (run.hook == ir::Hook::Forward) {
-			plan.fragment_runs = reached;
+		// FORWARD judges fragments, and OUTPUT a raw socket's own.
+		if (run.hook == ir::Hook::Forward || run.hook == ir::Hook::LocalOut) {
+			plan.fragment_runs.insert(reached.begin(), reached.end());
 			plan.fragment_runs.insert(run.entry);
 		}
 	}

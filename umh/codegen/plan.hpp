@@ -48,9 +48,9 @@ struct Plan {
 	unsigned frames = 1;	  // deepest call chain, the main program included
 	bool uses_ifname = false; // some reachable rule tests -i
 	bool uses_ofname = false; // ... or -o
-	// Runs (by first rule) that FORWARD reaches: there, without connection tracking,
-	// netfilter judges each fragment of a datagram on its own, so the port matches test
-	// the fragment offset.
+	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
+	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
+	// what a raw socket sends in pieces), so the port matches test the fragment offset.
 	std::set<uint32_t> fragment_runs;
 	std::vector<uint8_t> tcp_option_kinds; // what reachable rules' --tcp-option ask for, sorted
 	uint64_t branch_tests = 0; // tests that jump to the next rule in Cond::Mode::Branch

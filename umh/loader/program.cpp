@@ -279,6 +279,7 @@ Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info)
 	std::memcpy(v.name, info.name.data(), sizeof(v.name));
 	std::memcpy(v.mac, info.mac.data(), sizeof(v.mac));
 	v.l2len = info.l2len;
+	v.flags = info.flags;
 	if (bpf_map_update_elem(devices_fd, &ifindex, &v, BPF_ANY) != 0)
 		return sys_error(errno, "loader: naming ifindex " + std::to_string(ifindex));
 	return {};
@@ -291,13 +292,13 @@ Status delete_device(int devices_fd, uint32_t ifindex)
 	return {};
 }
 
-Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen)
+Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t value)
 {
 	if (prefixlen > 32)
 		return make_error(EINVAL, "loader: an IPv4 prefix is at most 32 bits");
 	const maps::LocalAddrKey key{prefixlen, addr_be};
-	const maps::LocalAddrValue one = 1;
-	if (bpf_map_update_elem(local_addrs_fd, &key, &one, BPF_ANY) != 0)
+	const maps::LocalAddrValue v = value;
+	if (bpf_map_update_elem(local_addrs_fd, &key, &v, BPF_ANY) != 0)
 		return sys_error(errno, "loader: adding a local address");
 	return {};
 }

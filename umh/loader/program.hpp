@@ -73,13 +73,14 @@ struct DeviceInfo {
 	std::array<uint8_t, 16> name{};
 	std::array<uint8_t, 6> mac{};
 	uint8_t l2len = 0;
+	uint8_t flags = 0; // maps::device_xdp_judges
 	bool operator==(const DeviceInfo &) const = default;
 };
 
 // Keep them in step with the namespace's devices and local routes.
 Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info);
 Status delete_device(int devices_fd, uint32_t ifindex); // ENOENT when it was not there
-Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
+Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t value = 1);
 Status delete_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
 
 } // namespace bpfilter::loader

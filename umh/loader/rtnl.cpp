@@ -113,7 +113,7 @@ bool parse_local_route(const struct nlmsghdr *h, LocalRoute &route)
 	if (rtm->rtm_type != RTN_LOCAL && rtm->rtm_type != RTN_BROADCAST)
 		return false;
 	uint32_t table = rtm->rtm_table;
-	route = LocalRoute{0, rtm->rtm_dst_len};
+	route = LocalRoute{0, rtm->rtm_dst_len, rtm->rtm_type == RTN_LOCAL};
 	for_each_attr(RTM_RTA(rtm), static_cast<int>(RTM_PAYLOAD(h)),
 		      [&](unsigned type, const void *data, size_t len) {
 			      if (type == RTA_TABLE && len >= 4)
@@ -219,6 +219,30 @@ Result<std::vector<LocalRoute>> dump_local_routes()
 	if (!st)
 		return st.error();
 	return routes;
+}
+
+Result<bool> has_custom_rules()
+{
+	size_t rules = 0;
+	bool custom = false;
+	struct rtmsg rtm = {};
+	rtm.rtm_family = AF_INET;
+	Status st = dump(RTM_GETRULE, &rtm, sizeof(rtm), [&] {
+		rules = 0;
+		custom = false;
+		return [&](const struct nlmsghdr *m) {
+			if (m->nlmsg_type != RTM_NEWRULE ||
+			    m->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+				return;
+			const auto *r = static_cast<const struct rtmsg *>(NLMSG_DATA(m));
+			rules++;
+			custom |= r->rtm_table != RT_TABLE_LOCAL && r->rtm_table != RT_TABLE_MAIN &&
+				  r->rtm_table != RT_TABLE_DEFAULT;
+		};
+	});
+	if (!st)
+		return st.error();
+	return custom || rules > 3;
 }
 
 Result<Watcher> Watcher::open()

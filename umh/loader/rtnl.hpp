@@ -31,12 +31,16 @@ struct Link {
 struct LocalRoute {
 	uint32_t addr = 0; // network byte order
 	uint8_t prefixlen = 32;
+	bool local = true; // RTN_LOCAL (an address of the host), else RTN_BROADCAST
 	bool operator==(const LocalRoute &) const = default;
 	auto operator<=>(const LocalRoute &) const = default;
 };
 
 Result<std::vector<Link>> dump_links();
 Result<std::vector<LocalRoute>> dump_local_routes();
+// Does the namespace have IPv4 policy routing rules beyond the three it starts with
+// (local, main, default)? fib_validate_source() then checks sources in full.
+Result<bool> has_custom_rules();
 
 // What a watcher saw. Resync: the kernel dropped notifications (socket overrun), so the
 // reader must re-read everything.

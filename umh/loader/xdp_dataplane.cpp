@@ -9,6 +9,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <linux/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/membarrier.h>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <string>
 
+#include "codegen/maps.hpp"
 #include "common/log.hpp"
 
 namespace bpfilter::loader
@@ -256,6 +258,8 @@ Status XdpDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 		info.mac = l.mac;
 		const int l2 = l2len_of(l.type);
 		info.l2len = static_cast<uint8_t>(l2 > 0 ? l2 : 0);
+		if (auto held = devices_held_.find(l.ifindex); held != devices_held_.end())
+			info.flags = held->second.flags; // attach_device() keeps it
 		now[l.ifindex] = info;
 	}
 	for (const auto &[ifindex, info] : now) {
@@ -276,28 +280,70 @@ Status XdpDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 	return {};
 }
 
+namespace
+{
+
+// Is rp_filter on anywhere in the caller's namespace (all, default or a device)? Then
+// fib_validate_source() checks sources in full.
+bool rp_filter_anywhere()
+{
+	DIR *d = opendir("/proc/sys/net/ipv4/conf");
+	if (!d)
+		return false;
+	bool on = false;
+	while (struct dirent *e = readdir(d)) {
+		if (e->d_name[0] == '.')
+			continue;
+		const std::string path =
+			std::string("/proc/sys/net/ipv4/conf/") + e->d_name + "/rp_filter";
+		if (FILE *f = std::fopen(path.c_str(), "re")) {
+			int v = 0;
+			on |= std::fscanf(f, "%d", &v) == 1 && v != 0;
+			std::fclose(f);
+		}
+	}
+	closedir(d);
+	return on;
+}
+
+} // namespace
+
 Status XdpDataplane::sync_local_routes()
 {
 	auto dumped = rtnl::dump_local_routes();
 	if (!dumped)
 		return dumped.error();
-	std::set<rtnl::LocalRoute> now(dumped->begin(), dumped->end());
+	auto custom = rtnl::has_custom_rules();
+	if (!custom)
+		return custom.error();
+	// fib_validate_source(): with rp_filter off and no policy rules, only the host's own
+	// addresses are martian sources; otherwise a source the local table routes to this
+	// host or to a broadcast is.
+	const bool full_check = *custom || rp_filter_anywhere();
+	std::map<std::pair<uint32_t, uint8_t>, uint8_t> now;
+	for (const auto &r : *dumped) {
+		uint8_t v = codegen::maps::local_delivered;
+		if (full_check || (r.local && r.prefixlen == 32))
+			v |= codegen::maps::martian_source;
+		now[{r.addr, r.prefixlen}] |= v;
+	}
 	groups_ = joined_groups();
 	for (uint32_t group : groups_)
-		now.insert(rtnl::LocalRoute{group, 32});
-	// Add before removing: an address that moves is never missing in between.
-	for (const auto &r : now) {
-		if (routes_.count(r))
+		now[{group, 32}] |= codegen::maps::local_delivered;
+	// Add (or change) before removing: an address that moves is never missing in between.
+	for (const auto &[key, v] : now) {
+		auto it = routes_.find(key);
+		if (it != routes_.end() && it->second == v)
 			continue;
-		BF_TRY(add_local_addr(local_addrs_.get(), r.addr, r.prefixlen));
-		routes_.insert(r);
+		BF_TRY(add_local_addr(local_addrs_.get(), key.first, key.second, v));
+		routes_[key] = v;
 	}
 	for (auto it = routes_.begin(); it != routes_.end();) {
-		if (now.count(*it)) {
+		if (now.count(it->first)) {
 			++it;
 			continue;
 		}
-		(void)delete_local_addr(local_addrs_.get(), it->addr, it->prefixlen);
+		(void)delete_local_addr(local_addrs_.get(), it->first.first, it->first.second);
 		it = routes_.erase(it);
 	}
 	return {};
@@ -540,7 +586,12 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 			state = *a;
 		}
 	}
-	BF_TRY(tc(TcDir::Ingress, role.tc_in, state.tc_in_fd));
+	// Native XDP never sees what the host loops back to itself through the device (its
+	// own broadcasts, multicast): tc ingress judges those, and only those, there.
+	const bool native_xdp =
+		role.xdp && state.xdp_fd >= 0 && state.xdp_mode != XDP_FLAGS_SKB_MODE;
+	BF_TRY(set_xdp_judges(link.ifindex, native_xdp));
+	BF_TRY(tc(TcDir::Ingress, role.tc_in || native_xdp, state.tc_in_fd));
 	if (!role.xdp && state.xdp_fd >= 0) {
 		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = state.xdp_fd);
 		int err = bpf_xdp_detach(link.ifindex, state.xdp_mode, &opts);
@@ -550,6 +601,20 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 		state.xdp_fd = -1;
 		state.xdp_mode = 0;
 	}
+	return {};
+}
+
+Status XdpDataplane::set_xdp_judges(int ifindex, bool on)
+{
+	auto it = devices_held_.find(ifindex);
+	if (it == devices_held_.end())
+		return {};
+	DeviceInfo info = it->second;
+	info.flags = on ? codegen::maps::device_xdp_judges : 0;
+	if (info == it->second)
+		return {};
+	BF_TRY(set_device(devices_.get(), static_cast<uint32_t>(ifindex), info));
+	it->second = info;
 	return {};
 }
 
@@ -662,8 +727,8 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 		return std::vector<ir::Counter>{};
 	}
 	BF_TRY(sync_devices(*links));
-	// Groups joined since the last look: no event says when a socket joins.
-	BF_TRY(refresh_groups());
+	// Groups joined, rules and rp_filter changed since the last look: no event says so.
+	BF_TRY(sync_local_routes());
 
 	std::vector<Change> changes;
 	std::map<int, Attached> next;

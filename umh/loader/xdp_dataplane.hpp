@@ -136,15 +136,16 @@ private:
 	Status attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
 			    std::map<int, Attached> &next, std::vector<Change> &changes);
 	void roll_back(const std::vector<Change> &changes);
+	Status set_xdp_judges(int ifindex, bool on);
 	std::string link_name(int ifindex) const;
 
 	XdpOptions options_;
 	Fd devices_;
 	Fd local_addrs_;
 	std::optional<rtnl::Watcher> watcher_;
-	std::map<int, DeviceInfo> devices_held_; // what Devices holds
-	std::set<rtnl::LocalRoute> routes_;	 // what LocalAddrs holds
-	std::vector<uint32_t> groups_;		 // the joined groups among them
+	std::map<int, DeviceInfo> devices_held_;		 // what Devices holds
+	std::map<std::pair<uint32_t, uint8_t>, uint8_t> routes_; // what LocalAddrs holds
+	std::vector<uint32_t> groups_;				 // the joined groups among them
 	std::unique_ptr<Generation> current_;
 	std::vector<Fd> adopted_;	   // programs of an earlier helper, still attached
 	std::map<int, Attached> attached_; // ifindex -> what we attached there
