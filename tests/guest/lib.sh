@@ -203,7 +203,10 @@ hooks_are() {
 }
 
 # The programs bpfilter places, as hooks prints them.
-ON_ETH="egress:bpfilter_tc_out xdp:bpfilter_in"
+# Native XDP (veth): tc ingress too, for the copies the host loops back to itself.
+ON_ETH="egress:bpfilter_tc_out ingress:bpfilter_tc_in xdp:bpfilter_in"
+# Generic XDP (e1000, which has no native XDP): it sees those copies itself.
+ON_GENERIC="egress:bpfilter_tc_out xdp:bpfilter_in"
 ON_STACKED="egress:bpfilter_tc_out ingress:bpfilter_tc_in"
 
 # expect_hooks DEV "EXPECTED" [NS]: a bpfilter-only check of the programs on DEV.
@@ -211,7 +214,8 @@ expect_hooks() {
 	local what
 	case "$2" in
 	"") what="no bpfilter program" ;;
-	"$ON_ETH") what="XDP bpfilter_in and tc egress" ;;
+	"$ON_ETH") what="XDP bpfilter_in, tc ingress and egress" ;;
+	"$ON_GENERIC") what="generic XDP bpfilter_in and tc egress" ;;
 	"$ON_STACKED") what="tc ingress and egress" ;;
 	*) what=$2 ;;
 	esac

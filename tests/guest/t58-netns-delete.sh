@@ -33,7 +33,7 @@ nic_setup() {
 }
 check "eth0 into namespace phy2, eth1 into namespace phy" nic_setup
 check "a DROP rule in phy for phy2's pings" add_rules -n phy "-A INPUT -s 10.61.0.1 -p icmp -j DROP"
-expect_hooks eth1 "$ON_ETH" phy
+expect_hooks eth1 "$ON_GENERIC" phy
 expect_hooks eth0 "" phy2
 phy_progs=$(hook_ids eth1 phy)
 check "phy drops phy2's ping" ping_lost phy2 10.61.0.2
@@ -50,7 +50,7 @@ nic_back() {
 		wait_for 5 sh -c "$IP link show eth1 | grep -q LOWER_UP"
 }
 check "delete namespace phy: eth1 comes back here" nic_back
-expect_hooks eth1 "$ON_ETH"
+expect_hooks eth1 "$ON_GENERIC"
 bpf_check "phy's programs are gone" wait_for 3 progs_gone $phy_progs
 check "phy2 pings eth1 here: nothing of phy's table is left on it" pings phy2 10.61.0.2 3
 expect_counts INPUT "3 252"

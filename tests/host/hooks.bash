@@ -109,7 +109,7 @@ bpfilter_progs_in()
 }
 
 # The usual program sets.
-PROGS_ETH="tc_out:bpfilter_tc_out xdp:bpfilter_in"  # Ethernet, no master, no upper
+PROGS_ETH="tc_in:bpfilter_tc_in tc_out:bpfilter_tc_out xdp:bpfilter_in"  # Ethernet, no master, no upper
 PROGS_TC="tc_in:bpfilter_tc_in tc_out:bpfilter_tc_out" # bridges, macvlan and its lower, tun
 
 # A tiny foreign XDP program (XDP_PASS), built once per test.

@@ -52,8 +52,8 @@ char _license[] __attribute__((section("license"), used)) = "GPL";
 C
 clang -O2 -target bpf -c "$BF_TMP/foreign.c" -o "$BF_TMP/foreign.o"
 mode=$(xdp_mode_of veth2)
-in_host ip link set dev veth2 "$mode" off
-in_host ip link set dev veth2 "$mode" obj "$BF_TMP/foreign.o" sec xdp
+# In one step: bpfilter puts its program back on a device where it finds none.
+in_host ip -force link set dev veth2 "$mode" obj "$BF_TMP/foreign.o" sec xdp
 out=$(ipt -A INPUT -s 10.8.8.8 -j DROP 2>&1) && rc=0 || rc=$?
 check "a table that cannot be attached everywhere is refused" test "$rc" -ne 0
 check "the helper says why" grep -q "veth2 runs XDP program .*foreign.* in place of bpfilter's" "$BF_TMP/umh.log"

@@ -194,6 +194,8 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // not a device we know: not ours
 	emit_copy_name(em, cx.egress() ? off::out_ifname : off::ifname);
 	em.emit(ldx(BPF_B, ihl, R0, dev::l2len));
+	em.emit(ldx(BPF_B, R1, R0, dev::flags));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::dev_flags));
 	if (!cx.egress()) {
 		// Native XDP judged what this device received, but for the copies the host
 		// loops back to itself (dev_loopback_xmit()), which only tc sees.
@@ -458,6 +460,22 @@ void emit_local_lookup(Emitter &em, int16_t field)
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+}
+
+// tc on an ipvlan device's lower device: to `pass` when the address at pkt + field is an
+// ipvlan device's, whose own program judges the packet.
+void emit_ipvlan_skip(Emitter &em, int16_t field, Label &pass)
+{
+	Label done(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::dev_flags));
+	em.emit(alu32_imm(BPF_AND, R1, maps::device_ipvlan_lower));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), done);
+	emit_local_lookup(em, field);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(ldx(BPF_B, R1, R0, 0));
+	em.emit(alu32_imm(BPF_AND, R1, maps::ipvlan_addr));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+	done.bind();
 }
 
 // Which chain judges a packet that arrived here: INPUT (delivered to this host), FORWARD
@@ -818,6 +836,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 
 		if (cx.egress()) {
 			Label dry(em);
+			if (options.local_only)
+				emit_ipvlan_skip(em, off::saddr, pass);
 			// A raw socket's own fragments: judged one by one, as netfilter does.
 			em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
 			em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
@@ -833,6 +853,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 				em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), counted);
 			}
+			if (options.local_only && cx.tc())
+				emit_ipvlan_skip(em, off::daddr, pass);
 			if (options.local_only)
 				emit_classify(em, input,
 					      judge.count(ir::Hook::Forward) ? forward : pass,

@@ -73,6 +73,7 @@ inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifi
 // u32: OUTPUT: sent by a raw IP_HDRINCL socket, whose fragments netfilter judges one by one
 // (the kernel fragments nothing it sends, so OUTPUT sees each piece as it was written).
 inline constexpr int16_t own_pieces = 432;
+inline constexpr int16_t dev_flags = 436; // u32, tc: the device's maps::DeviceValue::flags
 inline constexpr int16_t size = 440;
 } // namespace pkt_off
 

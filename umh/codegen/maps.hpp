@@ -57,6 +57,8 @@ struct DeviceValue {
 // the copies the host loops back to itself (its own broadcasts and multicast), which
 // native XDP never sees.
 inline constexpr uint8_t device_xdp_judges = 1;
+// The device is the lower device of an ipvlan device (LocalAddrs' ipvlan_addr).
+inline constexpr uint8_t device_ipvlan_lower = 2;
 inline constexpr uint32_t devices_type = BPF_MAP_TYPE_HASH;
 inline constexpr uint32_t devices_max_entries = 4096;
 namespace device_off
@@ -79,6 +81,10 @@ struct LocalAddrKey {
 using LocalAddrValue = uint8_t;
 inline constexpr LocalAddrValue local_delivered = 1;
 inline constexpr LocalAddrValue martian_source = 2;
+// An address of an ipvlan device: its lower device's rx_handler hands packets for it to
+// the ipvlan device, and the ipvlan device sends through the lower one, so the lower's
+// programs leave those to the ipvlan device's.
+inline constexpr LocalAddrValue ipvlan_addr = 4;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 

@@ -120,6 +120,8 @@ bool parse_local_route(const struct nlmsghdr *h, LocalRoute &route)
 				      memcpy(&table, data, 4);
 			      else if (type == RTA_DST && len >= 4)
 				      memcpy(&route.addr, data, 4);
+			      else if (type == RTA_OIF && len >= 4)
+				      memcpy(&route.oif, data, 4);
 		      });
 	return table == RT_TABLE_LOCAL;
 }

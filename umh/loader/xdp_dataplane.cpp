@@ -259,7 +259,11 @@ Status XdpDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 		const int l2 = l2len_of(l.type);
 		info.l2len = static_cast<uint8_t>(l2 > 0 ? l2 : 0);
 		if (auto held = devices_held_.find(l.ifindex); held != devices_held_.end())
-			info.flags = held->second.flags; // attach_device() keeps it
+			info.flags = held->second.flags & codegen::maps::device_xdp_judges;
+		for (const auto &u : links)
+			if (u.lower == l.ifindex && !u.lower_elsewhere &&
+			    (u.kind == "ipvlan" || u.kind == "ipvtap"))
+				info.flags |= codegen::maps::device_ipvlan_lower;
 		now[l.ifindex] = info;
 	}
 	for (const auto &[ifindex, info] : now) {
@@ -320,11 +324,20 @@ Status XdpDataplane::sync_local_routes()
 	// addresses are martian sources; otherwise a source the local table routes to this
 	// host or to a broadcast is.
 	const bool full_check = *custom || rp_filter_anywhere();
+	auto links = rtnl::dump_links();
+	if (!links)
+		return links.error();
+	std::set<int> ipvlans;
+	for (const auto &l : *links)
+		if (l.kind == "ipvlan" || l.kind == "ipvtap")
+			ipvlans.insert(l.ifindex);
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> now;
 	for (const auto &r : *dumped) {
 		uint8_t v = codegen::maps::local_delivered;
 		if (full_check || (r.local && r.prefixlen == 32))
 			v |= codegen::maps::martian_source;
+		if (r.local && ipvlans.count(r.oif))
+			v |= codegen::maps::ipvlan_addr;
 		now[{r.addr, r.prefixlen}] |= v;
 	}
 	groups_ = joined_groups();
@@ -610,7 +623,8 @@ Status XdpDataplane::set_xdp_judges(int ifindex, bool on)
 	if (it == devices_held_.end())
 		return {};
 	DeviceInfo info = it->second;
-	info.flags = on ? codegen::maps::device_xdp_judges : 0;
+	info.flags = static_cast<uint8_t>((info.flags & ~codegen::maps::device_xdp_judges) |
+					  (on ? codegen::maps::device_xdp_judges : 0));
 	if (info == it->second)
 		return {};
 	BF_TRY(set_device(devices_.get(), static_cast<uint32_t>(ifindex), info));
