@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/log.hpp"
+#include "loader/attach.hpp"
 #include "loader/xdp_dataplane.hpp"
 #include "server/dispatcher.hpp"
 #include "server/server.hpp"
@@ -107,6 +108,7 @@ int run(int argc, char **argv)
 	}
 	if (kmsg)
 		log::set_sink(log::Sink::Kmsg);
+	loader::route_libbpf_messages();
 	// A peer that goes away is an error on write, not a reason to die.
 	signal(SIGPIPE, SIG_IGN);
 

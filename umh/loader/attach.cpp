@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "codegen/codegen.hpp"
 #include "common/log.hpp"
@@ -31,7 +34,49 @@ std::string errstr(int err)
 	return strerror(err < 0 ? -err : err);
 }
 
+// The helper is single-threaded: one request at a time, one kernel answer to keep.
+std::string kernel_message;
+
+int print_libbpf(enum libbpf_print_level level, const char *format, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	char buf[512];
+	const int n = vsnprintf(buf, sizeof(buf), format, args);
+	std::string line(buf,
+			 n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+	while (!line.empty() && line.back() == '\n')
+		line.pop_back();
+	if (line.starts_with("libbpf: "))
+		line.erase(0, 8);
+	constexpr std::string_view ack = "Kernel error message: ";
+	if (line.starts_with(ack)) {
+		kernel_message = line.substr(ack.size());
+		return n;
+	}
+	if (level == LIBBPF_WARN)
+		log::warn("libbpf: " + line);
+	return n;
+}
+
+// " (the kernel says: ...)" for an error message, when it said something.
+std::string kernel_says()
+{
+	std::string m = take_kernel_message();
+	return m.empty() ? std::string() : " (the kernel says: " + m + ")";
+}
+
 } // namespace
+
+void route_libbpf_messages()
+{
+	libbpf_set_print(print_libbpf);
+}
+
+std::string take_kernel_message()
+{
+	return std::exchange(kernel_message, std::string());
+}
 
 std::string_view to_string(TcDir dir)
 {
@@ -83,9 +128,12 @@ Status tc_attach(int ifindex, TcDir dir, int prog_fd)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(dir));
 	int err = bpf_tc_hook_create(&hook);
+	if (err == -EEXIST)
+		(void)take_kernel_message(); // an existing qdisc is what we want
 	if (err && err != -EEXIST)
 		return make_error(-err, "creating the clsact qdisc for " +
-						std::string(to_string(dir)) + ": " + errstr(err));
+						std::string(to_string(dir)) + ": " + errstr(err) +
+						kernel_says());
 	// Replace creates the filter where there is none, and swaps the program of ours in
 	// place (cls_bpf replaces it under RCU: every packet sees one or the other).
 	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
@@ -93,7 +141,7 @@ Status tc_attach(int ifindex, TcDir dir, int prog_fd)
 	err = bpf_tc_attach(&hook, &opts);
 	if (err)
 		return make_error(-err, "attaching the " + std::string(to_string(dir)) +
-						" filter: " + errstr(err));
+						" filter: " + errstr(err) + kernel_says());
 	return {};
 }
 

@@ -10,6 +10,14 @@
 namespace bpfilter::loader
 {
 
+// libbpf's messages into the helper's log, but for the kernel's extended ack of a failed
+// netlink request, which is kept for the error the caller makes of it: many failures are
+// expected ones (a clsact qdisc that exists, a filter not there yet).
+void route_libbpf_messages();
+// The kernel's word on the last failed netlink request (extack), then forgotten: ""
+// when it said nothing.
+std::string take_kernel_message();
+
 // Is this program one of ours (by its name: loader::program_name())?
 bool is_ours(int prog_fd);
 bool is_ours_id(uint32_t prog_id);

@@ -455,6 +455,7 @@ Result<XdpDataplane::Attached> XdpDataplane::attach_xdp(const rtnl::Link &link, 
 {
 	const std::string name = name_of(link.name);
 	upper_has_xdp = false;
+	(void)take_kernel_message(); // only this attach's word counts
 	if (old.xdp_fd >= 0) {
 		// Atomic on this device: the kernel swaps the program only if the one
 		// attached is still the old one.
@@ -540,8 +541,10 @@ Result<XdpDataplane::Attached> XdpDataplane::attach_xdp(const rtnl::Link &link, 
 			log::info(name + ": no native XDP (" + errstr(err) +
 				  "), using generic XDP");
 	}
+	const std::string said = take_kernel_message();
 	return make_error(-err, "XDP on " + name + " in " + std::string(mode_name(modes.back())) +
-					" mode: " + errstr(err));
+					" mode: " + errstr(err) +
+					(said.empty() ? "" : " (the kernel says: " + said + ")"));
 }
 
 Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation &gen,
