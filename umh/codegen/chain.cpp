@@ -23,7 +23,6 @@ struct Frame {
 	const Plan &plan;
 	const HookRun *hook;	// the main program's run of a built-in chain (empty jump
 				// stack), or null in a subprogram
-	Label *finish;		// in the main program: where a verdict in R0 goes (null: exit)
 	int16_t key_off;	// this frame's stack slot for a map key
 	uint32_t block = ~0u;	// the Counters block in layout::counters
 	uint32_t stop = ~0u;	// a chunk's end: the next chunk's first rule
@@ -31,20 +30,10 @@ struct Frame {
 	bool main() const { return hook != nullptr; }
 };
 
-// Leave with the verdict in R0: out of a subprogram, or through the main program's
-// finish (where the flavor turns it into its own action code).
-void emit_leave(Emitter &em, const Frame &f)
-{
-	if (f.finish)
-		em.jump(ja(), *f.finish);
-	else
-		em.emit(exit());
-}
-
-void emit_verdict(Emitter &em, const Frame &f, int32_t code)
+void emit_verdict(Emitter &em, int32_t code)
 {
 	em.emit(mov64(R0, code));
-	emit_leave(em, f);
+	em.emit(exit());
 }
 
 // dst = this CPU's Counters block `block`. The lookup cannot fail (an array with
@@ -58,7 +47,7 @@ void emit_block_lookup(Emitter &em, const Frame &f, uint32_t block, Reg dst)
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
 	Label found(em);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
-	emit_verdict(em, f, layout::ret_drop);
+	emit_verdict(em, layout::ret_drop);
 	found.bind();
 	if (dst != R0)
 		em.emit(mov64(dst, R0));
@@ -104,7 +93,7 @@ void emit_underflow(Emitter &em, const Frame &f)
 {
 	emit_count(em, f, f.hook->underflow);
 	const Kind k = f.table.rules[f.hook->underflow].target.kind;
-	emit_verdict(em, f, k == Kind::Accept ? layout::ret_accept : layout::ret_drop);
+	emit_verdict(em, k == Kind::Accept ? layout::ret_accept : layout::ret_drop);
 }
 
 void emit_call(Emitter &em, const Frame &f, uint32_t to)
@@ -124,7 +113,7 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 	}
 	Label returned(em);
 	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), returned);
-	emit_leave(em, f);
+	em.emit(exit());
 	returned.bind();
 	emit_underflow(em, f);
 }
@@ -144,11 +133,11 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 	switch (tg.kind) {
 	case Kind::Accept:
-		emit_verdict(em, f, layout::ret_accept);
+		emit_verdict(em, layout::ret_accept);
 		break;
 	case Kind::Drop:
 	case Kind::Error: // ipt_error() returns NF_DROP
-		emit_verdict(em, f, layout::ret_drop);
+		emit_verdict(em, layout::ret_drop);
 		break;
 	case Kind::Continue:
 		go_on();
@@ -157,13 +146,13 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 		if (f.main())
 			emit_underflow(em, f);
 		else
-			emit_verdict(em, f, layout::ret_return);
+			emit_verdict(em, layout::ret_return);
 		break;
 	case Kind::Jump: {
 		emit_call(em, f, tg.to);
 		Label back(em); // the callee RETURNed: go on after the jump
 		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), next ? *next : back);
-		emit_leave(em, f);
+		em.emit(exit());
 		break;
 	}
 	case Kind::Goto:
@@ -249,7 +238,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 	const auto &rules = f.table.rules;
 	for (uint32_t i = start;; i++) {
 		if (i != start && i == f.stop) {
-			emit_verdict(em, f, layout::ret_next_chunk);
+			emit_verdict(em, layout::ret_next_chunk);
 			return;
 		}
 		if (i != start && f.plan.subprog_of.count(i)) {
@@ -258,7 +247,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		}
 		if (i >= rules.size()) {
 			// Past the last rule; a valid table ends with an ERROR rule first.
-			emit_verdict(em, f, layout::ret_drop);
+			emit_verdict(em, layout::ret_drop);
 			return;
 		}
 		const ir::Rule &r = rules[i];
@@ -300,17 +289,15 @@ void emit_run(Emitter &em, Frame &f, uint32_t start)
 
 } // namespace
 
-void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
-		   Label *finish)
+void emit_main_run(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run)
 {
-	Frame f{table, plan, &run, finish, layout::main_key};
+	Frame f{table, plan, &run, layout::main_key};
 	emit_run(em, f, run.entry);
 }
 
-void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run,
-		      Label *finish)
+void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan, const HookRun &run)
 {
-	Frame f{table, plan, &run, finish, layout::main_key};
+	Frame f{table, plan, &run, layout::main_key};
 	Label underflow(em);
 	for (size_t k = 0; k < run.chunks.size(); k++) {
 		em.emit(mov64(R1, layout::pkt));
@@ -319,7 +306,7 @@ void emit_main_chunks(Emitter &em, const ir::Table &table, const Plan &plan, con
 		if (k + 1 < run.chunks.size())
 			em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_next_chunk), next);
 		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_return), underflow);
-		emit_leave(em, f);
+		em.emit(exit());
 	}
 	underflow.bind();
 	emit_underflow(em, f);
@@ -336,7 +323,7 @@ void emit_chunk(Emitter &em, const ir::Table &table, const Plan &plan, const Hoo
 	have.bind();
 	em.emit(mov64(layout::pkt, R1));
 	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
-	Frame f{table, plan, nullptr, nullptr, layout::sub_key};
+	Frame f{table, plan, nullptr, layout::sub_key};
 	if (k + 1 < run.chunks.size())
 		f.stop = run.chunks[k + 1];
 	emit_run(em, f, run.chunks[k]);
@@ -349,10 +336,10 @@ void emit_hook_fn(Emitter &em, const ir::Table &table, const Plan &plan, size_t 
 	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
 	const HookRun &run = plan.hooks[k];
 	if (run.chunks.empty()) {
-		Frame f{table, plan, &run, nullptr, layout::sub_key};
+		Frame f{table, plan, &run, layout::sub_key};
 		emit_run(em, f, run.entry);
 	} else {
-		emit_main_chunks(em, table, plan, run, nullptr);
+		emit_main_chunks(em, table, plan, run);
 	}
 }
 
@@ -361,7 +348,7 @@ void emit_subprog(Emitter &em, const ir::Table &table, const Plan &plan, Subprog
 	em.begin_subprog(id);
 	em.emit(mov64(layout::pkt, R1));
 	em.emit(ldx(BPF_W, layout::len, layout::pkt, layout::pkt_off::tot_len));
-	Frame f{table, plan, nullptr, nullptr, layout::sub_key};
+	Frame f{table, plan, nullptr, layout::sub_key};
 	emit_run(em, f, plan.subprogs[id]);
 }
 

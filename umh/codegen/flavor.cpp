@@ -902,9 +902,9 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 			em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));
 			if (run.chunks.empty())
-				emit_main_run(em, table, *plan, run, nullptr);
+				emit_main_run(em, table, *plan, run);
 			else
-				emit_main_chunks(em, table, *plan, run, nullptr);
+				emit_main_chunks(em, table, *plan, run);
 		}
 	}
 	for (size_t k = 0; k < plan->hooks.size(); k++)
