@@ -769,19 +769,12 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 			emit_copy_name(em, off::ifname);
 	}
 	emit_martian_sources(em, dry, sources_ok);
-	sources_ok.bind();
-	if (plan.uses_ofname) {
-		Label unknown(em);
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
-		emit_device_lookup(em);
-		em.jump(jmp_imm(BPF_JEQ, R0, 0), unknown);
-		emit_copy_name(em, off::out_ifname);
-	}
-	em.jump(ja(), judge);
+	em.jump(ja(), sources_ok);
 	dry.bind();
 	// A martian's later fragments: judged on their own as well, and never counted.
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
 	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+	sources_ok.bind();
 	if (plan.uses_ofname) {
 		Label unknown(em);
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));

@@ -165,27 +165,33 @@ uint32_t tc_prog_id(int ifindex, TcDir dir)
 	return opts.prog_id;
 }
 
-Status detach_stray(int ifindex)
+std::optional<XdpAttachment> our_xdp(int ifindex)
 {
 	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	if (!bpf_xdp_query(ifindex, 0, &q)) {
-		const std::pair<uint32_t, uint32_t> modes[] = {{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
-							       {q.skb_prog_id, XDP_FLAGS_SKB_MODE},
-							       {q.hw_prog_id, XDP_FLAGS_HW_MODE}};
-		for (auto [id, mode] : modes) {
-			Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
-			if (!fd || !is_ours(fd.get()))
-				continue;
-			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd.get());
-			const int err = bpf_xdp_detach(ifindex, mode, &opts);
-			if (err && err != -ENODEV)
-				return make_error(-err, "removing a stray XDP program " +
-								describe_prog(id) + ": " +
-								errstr(err));
-			log::info("removed " + describe_prog(id) + " from ifindex " +
-				  std::to_string(ifindex) +
-				  ", brought from a namespace whose table it ran");
-		}
+	if (bpf_xdp_query(ifindex, 0, &q))
+		return std::nullopt;
+	const std::pair<uint32_t, uint32_t> modes[] = {{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
+						       {q.skb_prog_id, XDP_FLAGS_SKB_MODE},
+						       {q.hw_prog_id, XDP_FLAGS_HW_MODE}};
+	for (auto [id, mode] : modes) {
+		Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
+		if (fd && is_ours(fd.get()))
+			return XdpAttachment{std::move(fd), mode};
+	}
+	return std::nullopt;
+}
+
+Status detach_stray(int ifindex)
+{
+	if (auto xdp = our_xdp(ifindex)) {
+		const std::string what = describe_prog(prog_id(xdp->fd.get()));
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = xdp->fd.get());
+		const int err = bpf_xdp_detach(ifindex, xdp->mode, &opts);
+		if (err && err != -ENODEV)
+			return make_error(-err, "removing a stray XDP program " + what + ": " +
+							errstr(err));
+		log::info("removed " + what + " from ifindex " + std::to_string(ifindex) +
+			  ", brought from a namespace whose table it ran");
 	}
 	for (TcDir dir : {TcDir::Ingress, TcDir::Egress})
 		if (is_ours_id(tc_prog_id(ifindex, dir)))

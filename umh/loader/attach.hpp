@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/result.hpp"
+#include "loader/fd.hpp"
 
 namespace bpfilter::loader
 {
@@ -25,6 +27,13 @@ bool is_ours_id(uint32_t prog_id);
 uint32_t prog_id(int prog_fd);
 // "id N "name"", for messages about a program found on a device.
 std::string describe_prog(uint32_t id);
+
+// Our XDP program on the device, with the mode it is attached in (XDP_FLAGS_*_MODE).
+struct XdpAttachment {
+	Fd fd;
+	uint32_t mode = 0;
+};
+std::optional<XdpAttachment> our_xdp(int ifindex);
 
 // tc: our filter is one cls_bpf filter in direct-action mode on the device's clsact
 // qdisc (created when missing), at a fixed handle and priority so that a restarted helper

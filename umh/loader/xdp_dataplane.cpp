@@ -366,21 +366,10 @@ Status XdpDataplane::adopt(const std::vector<rtnl::Link> &links)
 {
 	for (const auto &link : links) {
 		Attached a;
-		LIBBPF_OPTS(bpf_xdp_query_opts, q);
-		if (!bpf_xdp_query(link.ifindex, 0, &q)) {
-			const std::pair<uint32_t, uint32_t> modes[] = {
-				{q.drv_prog_id, XDP_FLAGS_DRV_MODE},
-				{q.skb_prog_id, XDP_FLAGS_SKB_MODE},
-				{q.hw_prog_id, XDP_FLAGS_HW_MODE}};
-			for (auto [id, mode] : modes) {
-				Fd fd(id ? bpf_prog_get_fd_by_id(id) : -1);
-				if (!fd || !is_ours(fd.get()))
-					continue;
-				a.xdp_mode = mode;
-				a.xdp_fd = fd.get();
-				adopted_.push_back(std::move(fd));
-				break;
-			}
+		if (auto xdp = our_xdp(link.ifindex)) {
+			a.xdp_mode = xdp->mode;
+			a.xdp_fd = xdp->fd.get();
+			adopted_.push_back(std::move(xdp->fd));
 		}
 		for (TcDir dir : {TcDir::Ingress, TcDir::Egress}) {
 			const uint32_t id = tc_prog_id(link.ifindex, dir);
@@ -427,9 +416,10 @@ Result<int> XdpDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 		return gen.prog[k]->fd();
 	// A faster form the kernel refuses has a second chance: no need to ask why.
 	const bool second_chance = gen.code[k].tests != codegen::Options::Tests::Accumulate;
-	auto p = load_program(
-		gen.code[k], devices_.get(), local_addrs_.get(),
-		LoadOptions{.explain = !second_chance, .counters_fd = gen.counters.get()});
+	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
+			      LoadOptions{.name = {},
+					  .explain = !second_chance,
+					  .counters_fd = gen.counters.get()});
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
 			  " program with its faster tests (" +
@@ -442,7 +432,7 @@ Result<int> XdpDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			return again.error();
 		gen.code[k] = std::move(*again);
 		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
-				 LoadOptions{.counters_fd = gen.counters.get()});
+				 LoadOptions{.name = {}, .counters_fd = gen.counters.get()});
 	}
 	if (!p)
 		return p.error();
@@ -943,7 +933,6 @@ Status XdpDataplane::detach_all()
 		for (const auto &l : *links)
 			all.try_emplace(l.ifindex, Attached{});
 	for (const auto &[ifindex, a] : all) {
-		uint32_t id = 0;
 		if (a.xdp_fd >= 0) {
 			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = a.xdp_fd);
 			int err = bpf_xdp_detach(ifindex, a.xdp_mode, &opts);
@@ -951,15 +940,9 @@ Status XdpDataplane::detach_all()
 				note("detaching XDP from " + link_name(ifindex) + ": " +
 					     errstr(err),
 				     -err);
-		} else if (!bpf_xdp_query_id(ifindex, 0, &id) && id && is_ours_id(id)) {
-			LIBBPF_OPTS(bpf_xdp_query_opts, q);
-			if (!bpf_xdp_query(ifindex, 0, &q)) {
-				const uint32_t mode =
-					q.attach_mode == XDP_ATTACHED_DRV  ? XDP_FLAGS_DRV_MODE
-					: q.attach_mode == XDP_ATTACHED_HW ? XDP_FLAGS_HW_MODE
-									   : XDP_FLAGS_SKB_MODE;
-				(void)bpf_xdp_detach(ifindex, mode, nullptr);
-			}
+		} else if (auto xdp = our_xdp(ifindex)) {
+			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = xdp->fd.get());
+			(void)bpf_xdp_detach(ifindex, xdp->mode, &opts);
 		}
 		for (TcDir dir : {TcDir::Ingress, TcDir::Egress}) {
 			const uint32_t tid = tc_prog_id(ifindex, dir);
