@@ -118,10 +118,16 @@ void emit_copy_name(Emitter &em, int16_t field)
 	}
 }
 
-// Jump to `differs` unless the 6 bytes at R2 + at equal the device's MAC at R0 + dev::mac.
-// R2 must have 14 bytes of frame checked. Clobbers R1, R3.
-void emit_mac_differs(Emitter &em, int16_t at, Label &differs)
+// To `differs` unless the frame's MAC address at `at` (0: destination, ETH_ALEN: source)
+// equals the device's at R0 + dev::mac, or when the frame has no Ethernet header.
+// Clobbers R1-R4.
+void emit_mac_differs(Emitter &em, const Ctx &cx, int16_t at, Label &differs)
 {
+	em.emit(ldx(BPF_W, R2, ctx, cx.data));
+	em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
+	em.jump(jmp_reg(BPF_JGT, R4, R3), differs);
 	em.emit(ldx(BPF_W, R1, R2, at));
 	em.emit(ldx(BPF_W, R3, R0, dev::mac));
 	em.jump(jmp_reg(BPF_JNE, R1, R3), differs);
@@ -217,12 +223,7 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 		// Sent by an upper device (macvlan) that judged it already: not our MAC.
 		Label l3(em);
 		em.jump(jmp_imm(BPF_JEQ, ihl, 0), l3);
-		em.emit(ldx(BPF_W, R2, ctx, cx.data));
-		em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
-		em.emit(mov64(R4, R2));
-		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
-		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
-		emit_mac_differs(em, ETH_ALEN, pass);
+		emit_mac_differs(em, cx, ETH_ALEN, pass);
 		l3.bind();
 	}
 	em.jump(jmp_imm(BPF_JGT, ihl, ETH_HLEN), pass); // bounds for the verifier
@@ -759,12 +760,7 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
 		emit_device_lookup(em);
 		em.jump(jmp_imm(BPF_JEQ, R0, 0), pass);
-		em.emit(ldx(BPF_W, R2, ctx, cx.data));
-		em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
-		em.emit(mov64(R4, R2));
-		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
-		em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
-		emit_mac_differs(em, 0, pass);
+		emit_mac_differs(em, cx, 0, pass);
 		if (plan.uses_ifname)
 			emit_copy_name(em, off::ifname);
 	}
