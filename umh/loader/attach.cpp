@@ -7,10 +7,14 @@
 #include <linux/if_link.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "codegen/codegen.hpp"
@@ -111,6 +115,48 @@ bool is_ours_id(uint32_t prog_id)
 	return fd && is_ours(fd.get());
 }
 
+namespace
+{
+
+// "comm[pid]" of the processes that hold program `id` open (fdinfo's prog_id), for
+// telling a user whose program is in the way: the scan runs only on such an error.
+std::string holders_of(uint32_t id)
+{
+	std::string out;
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return out;
+	const std::string want = "prog_id:\t" + std::to_string(id) + "\n";
+	while (struct dirent *p = readdir(proc)) {
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		const std::string base = std::string("/proc/") + p->d_name;
+		DIR *fds = opendir((base + "/fdinfo").c_str());
+		if (!fds)
+			continue;
+		bool holds = false;
+		while (struct dirent *f = readdir(fds)) {
+			if (f->d_name[0] == '.' || holds)
+				continue;
+			std::ifstream in(base + "/fdinfo/" + f->d_name);
+			std::string text((std::istreambuf_iterator<char>(in)),
+					 std::istreambuf_iterator<char>());
+			holds = text.find(want) != std::string::npos;
+		}
+		closedir(fds);
+		if (!holds)
+			continue;
+		std::ifstream comm(base + "/comm");
+		std::string name;
+		std::getline(comm, name);
+		out += (out.empty() ? "" : ", ") + name + "[" + p->d_name + "]";
+	}
+	closedir(proc);
+	return out;
+}
+
+} // namespace
+
 std::string describe_prog(uint32_t id)
 {
 	std::string what = "id " + std::to_string(id);
@@ -121,6 +167,10 @@ std::string describe_prog(uint32_t id)
 	uint32_t len = sizeof(info);
 	if (!bpf_obj_get_info_by_fd(fd.get(), &info, &len))
 		what += std::string(" \"") + info.name + "\"";
+	fd = Fd(); // not one of the holders
+	const std::string holders = holders_of(id);
+	what += holders.empty() ? " (held open by no process: attached by ip link or bpftool?)"
+				: " (held open by " + holders + ")";
 	return what;
 }
 
