@@ -12,7 +12,7 @@
 
 #include "common/log.hpp"
 #include "loader/attach.hpp"
-#include "loader/xdp_dataplane.hpp"
+#include "loader/bpf_dataplane.hpp"
 #include "server/dispatcher.hpp"
 #include "server/server.hpp"
 

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "loader/bpf_dataplane.hpp"
 #include "loader/fd.hpp"
-#include "loader/xdp_dataplane.hpp"
 #include "server/server.hpp"
 #include "server/wire.hpp"
 

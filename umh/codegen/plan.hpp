@@ -86,7 +86,7 @@ bool is_call(const ir::Table &table, uint32_t i);
 // FirstBranch nearly as fast. Measured (tests/bench's rules of 4 tests, Linux 6.1 under
 // make codegen-guest and 6.18): Branch verifies 3999 such rules and not 4999. When the
 // kernel refuses a program all the same, the loader compiles it again with Accumulate
-// (XdpDataplane::replace()).
+// (BpfDataplane::replace()).
 inline constexpr uint64_t max_branch_tests = 16000;
 inline constexpr uint64_t max_first_branch_rules = 7000;
 

@@ -101,7 +101,7 @@ Result<Dispatcher::Namespace *> Dispatcher::get_or_create(uint64_t cookie)
 	// The watcher's socket would keep a namespace alive: only the helper's own gets one.
 	loader::XdpOptions xdp = options_.xdp;
 	xdp.watch = xdp.watch && cookie == own_cookie_;
-	auto dp = loader::XdpDataplane::create(xdp);
+	auto dp = loader::BpfDataplane::create(xdp);
 	if (!dp)
 		return dp.error();
 	Namespace ns;
@@ -212,7 +212,7 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 		// attached. A data plane adopts them on creation, and detaches them.
 		loader::XdpOptions xdp = options_.xdp;
 		xdp.watch = false;
-		auto dp = loader::XdpDataplane::create(xdp);
+		auto dp = loader::BpfDataplane::create(xdp);
 		if (!dp)
 			return error_reply(dp.error());
 		Status st = (*dp)->detach_all();

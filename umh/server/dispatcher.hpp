@@ -10,8 +10,8 @@
 
 #include "bpfilter/msg.h"
 #include "common/result.hpp"
+#include "loader/bpf_dataplane.hpp"
 #include "loader/fd.hpp"
-#include "loader/xdp_dataplane.hpp"
 #include "service/table_service.hpp"
 
 namespace bpfilter::server
@@ -55,7 +55,7 @@ public:
 private:
 	struct Namespace {
 		std::unique_ptr<service::TableService> service;
-		loader::XdpDataplane *dataplane = nullptr; // owned by service
+		loader::BpfDataplane *dataplane = nullptr; // owned by service
 	};
 
 	Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie);

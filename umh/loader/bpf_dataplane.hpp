@@ -1,4 +1,4 @@
-// XdpDataplane: one network namespace's table as programs at XDP and tc on all its devices,
+// BpfDataplane: one network namespace's table as programs at XDP and tc on all its devices,
 // swapped atomically.
 #pragma once
 
@@ -56,16 +56,16 @@ struct XdpOptions {
 // loopback), tc ingress on every other device that receives IP, tc egress on every device
 // that is not enslaved to a bridge or bond; enslaved devices get none (their master is
 // where the stack sees IP).
-class XdpDataplane final : public service::Dataplane
+class BpfDataplane final : public service::Dataplane
 {
 public:
 	// Creates the namespace's Devices and LocalAddrs maps and fills them, and adopts the
 	// programs an earlier helper left attached (ours by name), so that the first replace
 	// swaps them atomically.
-	static Result<std::unique_ptr<XdpDataplane>> create(const XdpOptions &options);
+	static Result<std::unique_ptr<BpfDataplane>> create(const XdpOptions &options);
 	// Leaves the programs attached: they keep filtering while a restarted helper takes
 	// over. detach_all() is the way to remove them.
-	~XdpDataplane() override;
+	~BpfDataplane() override;
 
 	Status check(const ir::Table &table) const override;
 	Result<std::vector<ir::Counter>> replace(const ir::Table &table) override;
@@ -121,7 +121,7 @@ private:
 		uint32_t old_mode = 0, new_mode = 0;
 	};
 
-	XdpDataplane(const XdpOptions &options, Fd devices, Fd local_addrs);
+	BpfDataplane(const XdpOptions &options, Fd devices, Fd local_addrs);
 
 	Result<std::optional<Role>> role_of(const rtnl::Link &link,
 					    const std::vector<rtnl::Link> &links) const;

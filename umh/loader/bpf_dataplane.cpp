@@ -1,11 +1,11 @@
-// XdpDataplane: one network namespace's table as XDP programs on all its interfaces, swapped
+// BpfDataplane: one network namespace's table as XDP programs on all its interfaces, swapped
 // atomically.
 //
 // Programs are attached through rtnetlink (bpf_xdp_attach), not BPF links: the device
 // holds them, so they keep filtering when the helper dies, and a restarted helper finds
 // and replaces them. Every replacement names the program it expects to replace
 // (XDP_FLAGS_REPLACE), so it is atomic per interface and never clobbers someone else's.
-#include "loader/xdp_dataplane.hpp"
+#include "loader/bpf_dataplane.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -131,14 +131,14 @@ std::string_view to_string(XdpMode mode)
 	return "unknown";
 }
 
-XdpDataplane::XdpDataplane(const XdpOptions &options, Fd devices, Fd local_addrs)
+BpfDataplane::BpfDataplane(const XdpOptions &options, Fd devices, Fd local_addrs)
     : options_(options), devices_(std::move(devices)), local_addrs_(std::move(local_addrs))
 {
 }
 
-XdpDataplane::~XdpDataplane() = default;
+BpfDataplane::~BpfDataplane() = default;
 
-Result<std::unique_ptr<XdpDataplane>> XdpDataplane::create(const XdpOptions &options)
+Result<std::unique_ptr<BpfDataplane>> BpfDataplane::create(const XdpOptions &options)
 {
 	auto devices = create_devices_map();
 	if (!devices)
@@ -146,8 +146,8 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::create(const XdpOptions &opt
 	auto local = create_local_addrs_map();
 	if (!local)
 		return local.error();
-	std::unique_ptr<XdpDataplane> dp(
-		new XdpDataplane(options, std::move(*devices), std::move(*local)));
+	std::unique_ptr<BpfDataplane> dp(
+		new BpfDataplane(options, std::move(*devices), std::move(*local)));
 
 	// Subscribe before the first dumps, so that no change falls between them.
 	if (options.watch) {
@@ -211,8 +211,8 @@ bool stacked_kind(const std::string &kind)
 
 } // namespace
 
-Result<std::optional<XdpDataplane::Role>>
-XdpDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &links) const
+Result<std::optional<BpfDataplane::Role>>
+BpfDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &links) const
 {
 	if (link.type == ARPHRD_LOOPBACK && !options_.loopback)
 		return std::optional<Role>{};
@@ -241,7 +241,7 @@ XdpDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &lin
 	return std::optional<Role>{role};
 }
 
-std::string XdpDataplane::link_name(int ifindex) const
+std::string BpfDataplane::link_name(int ifindex) const
 {
 	auto it = devices_held_.find(ifindex);
 	if (it == devices_held_.end())
@@ -249,7 +249,7 @@ std::string XdpDataplane::link_name(int ifindex) const
 	return name_of(it->second.name);
 }
 
-Status XdpDataplane::sync_devices(const std::vector<rtnl::Link> &links)
+Status BpfDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 {
 	std::map<int, DeviceInfo> now;
 	for (const auto &l : links) {
@@ -312,7 +312,7 @@ bool rp_filter_anywhere()
 
 } // namespace
 
-Status XdpDataplane::sync_local_routes()
+Status BpfDataplane::sync_local_routes()
 {
 	auto dumped = rtnl::dump_local_routes();
 	if (!dumped)
@@ -362,7 +362,7 @@ Status XdpDataplane::sync_local_routes()
 	return {};
 }
 
-Status XdpDataplane::adopt(const std::vector<rtnl::Link> &links)
+Status BpfDataplane::adopt(const std::vector<rtnl::Link> &links)
 {
 	for (const auto &link : links) {
 		Attached a;
@@ -392,7 +392,7 @@ Status XdpDataplane::adopt(const std::vector<rtnl::Link> &links)
 	return {};
 }
 
-Result<int> XdpDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
+Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
 {
 	const auto k = static_cast<size_t>(flavor);
 	// Loopback has no driver to offload to: it runs the shared program in generic mode.
@@ -440,7 +440,7 @@ Result<int> XdpDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	return gen.prog[k]->fd();
 }
 
-Result<XdpDataplane::Attached> XdpDataplane::attach_xdp(const rtnl::Link &link, int fd,
+Result<BpfDataplane::Attached> BpfDataplane::attach_xdp(const rtnl::Link &link, int fd,
 							const Attached &old, bool &upper_has_xdp)
 {
 	const std::string name = name_of(link.name);
@@ -537,7 +537,7 @@ Result<XdpDataplane::Attached> XdpDataplane::attach_xdp(const rtnl::Link &link, 
 					(said.empty() ? "" : " (the kernel says: " + said + ")"));
 }
 
-Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation &gen,
+Status BpfDataplane::attach_device(const rtnl::Link &link, Role role, Generation &gen,
 				   Attached &state, std::vector<Change> &changes)
 {
 	using codegen::Flavor;
@@ -610,7 +610,7 @@ Status XdpDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 	return {};
 }
 
-Status XdpDataplane::set_xdp_judges(int ifindex, bool on)
+Status BpfDataplane::set_xdp_judges(int ifindex, bool on)
 {
 	auto it = devices_held_.find(ifindex);
 	if (it == devices_held_.end())
@@ -625,7 +625,7 @@ Status XdpDataplane::set_xdp_judges(int ifindex, bool on)
 	return {};
 }
 
-void XdpDataplane::roll_back(const std::vector<Change> &changes)
+void BpfDataplane::roll_back(const std::vector<Change> &changes)
 {
 	for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
 		const Change &c = *it;
@@ -655,12 +655,12 @@ void XdpDataplane::roll_back(const std::vector<Change> &changes)
 	}
 }
 
-Status XdpDataplane::check(const ir::Table &table) const
+Status BpfDataplane::check(const ir::Table &table) const
 {
 	return codegen::check(table);
 }
 
-Status XdpDataplane::attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
+Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
 				  std::map<int, Attached> &next, std::vector<Change> &changes)
 {
 	for (const auto &link : links) {
@@ -682,7 +682,7 @@ Status XdpDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 	return {};
 }
 
-Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
+Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 {
 	const auto t_start = clock::now();
 	BF_TRY(check(table));
@@ -778,7 +778,7 @@ Result<std::vector<ir::Counter>> XdpDataplane::replace(const ir::Table &table)
 	return counted;
 }
 
-Result<std::vector<ir::Counter>> XdpDataplane::Generation::read_counters() const
+Result<std::vector<ir::Counter>> BpfDataplane::Generation::read_counters() const
 {
 	std::vector<ir::Counter> sum(table.rules.size());
 	const auto add = [&](const LoadedProgram &p) -> Status {
@@ -802,19 +802,19 @@ Result<std::vector<ir::Counter>> XdpDataplane::Generation::read_counters() const
 	return sum;
 }
 
-Result<std::vector<ir::Counter>> XdpDataplane::counters() const
+Result<std::vector<ir::Counter>> BpfDataplane::counters() const
 {
 	if (!current_)
 		return std::vector<ir::Counter>{};
 	return current_->read_counters();
 }
 
-int XdpDataplane::event_fd() const
+int BpfDataplane::event_fd() const
 {
 	return watcher_ ? watcher_->fd() : -1;
 }
 
-Status XdpDataplane::link_added(int /*ifindex*/)
+Status BpfDataplane::link_added(int /*ifindex*/)
 {
 	// A full pass is as cheap as a lookup of one link and also catches renames, devices
 	// enslaved or given an upper since, and links whose reports were lost.
@@ -867,19 +867,19 @@ Status XdpDataplane::link_added(int /*ifindex*/)
 	return first;
 }
 
-Status XdpDataplane::addrs_changed()
+Status BpfDataplane::addrs_changed()
 {
 	return sync_local_routes();
 }
 
-Status XdpDataplane::refresh_groups()
+Status BpfDataplane::refresh_groups()
 {
 	if (joined_groups() == groups_)
 		return {};
 	return sync_local_routes();
 }
 
-Status XdpDataplane::process_events()
+Status BpfDataplane::process_events()
 {
 	if (!watcher_)
 		return {};
@@ -918,7 +918,7 @@ Status XdpDataplane::process_events()
 	return st;
 }
 
-Status XdpDataplane::detach_all()
+Status BpfDataplane::detach_all()
 {
 	Status first;
 	const auto note = [&](const std::string &msg, int err) {
