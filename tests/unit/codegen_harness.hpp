@@ -386,7 +386,8 @@ public:
 		LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = data.data(),
 			    .data_size_in = static_cast<uint32_t>(data.size()),
 			    .ctx_in = tc ? static_cast<void *>(&skb) : static_cast<void *>(&ctx),
-			    .ctx_size_in = tc ? sizeof(skb) : sizeof(ctx), .repeat = 1);
+			    .ctx_size_in = static_cast<uint32_t>(tc ? sizeof(skb) : sizeof(ctx)),
+			    .repeat = 1);
 		const int err = bpf_prog_test_run_opts(prog->fd(), &topts);
 		EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << strerror(errno);
 		if (err)

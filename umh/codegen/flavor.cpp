@@ -781,6 +781,52 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 	em.jump(ja(), judge);
 }
 
+// tc ingress: the host's own broadcast or multicast, looped back (dev_loopback_xmit(),
+// in POSTROUTING): it exists only if OUTPUT let the original go, which tc egress judges
+// later, so OUTPUT runs here first without counting (-o the device); then INPUT judges
+// the copy (-i the device). It kept its output route, so input routing never looks at
+// it: no martian checks. A copy of a datagram is whole.
+void emit_looped(Emitter &em, const Plan &plan, Label &input)
+{
+	size_t out = plan.hooks.size();
+	for (size_t k = 0; k < plan.hooks.size(); k++)
+		if (plan.hooks[k].hook == ir::Hook::LocalOut)
+			out = k;
+	if (out < plan.hooks.size()) {
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::tot_len));
+		em.emit(stx(BPF_W, layout::pkt, R1, off::saved_len));
+		em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+		em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+		for (int16_t k = 0; k < 2; k++) {
+			em.emit(ldx(BPF_DW, R1, layout::pkt,
+				    static_cast<int16_t>(off::ifname + 8 * k)));
+			em.emit(stx(BPF_DW, layout::pkt, R1,
+				    static_cast<int16_t>(off::out_ifname + 8 * k)));
+			em.emit(st(BPF_DW, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k),
+				   0));
+		}
+		em.emit(mov64(R1, layout::pkt));
+		em.call(plan.hook_fn_id(out));
+		Label sent(em);
+		em.jump(jmp_imm(BPF_JNE, R0, layout::ret_drop), sent);
+		em.emit(mov64(R0, layout::tc_drop));
+		em.emit(exit());
+		sent.bind();
+		em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::saved_len));
+		em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
+		for (int16_t k = 0; k < 2; k++) {
+			em.emit(ldx(BPF_DW, R1, layout::pkt,
+				    static_cast<int16_t>(off::out_ifname + 8 * k)));
+			em.emit(stx(BPF_DW, layout::pkt, R1,
+				    static_cast<int16_t>(off::ifname + 8 * k)));
+			em.emit(st(BPF_DW, layout::pkt,
+				   static_cast<int16_t>(off::out_ifname + 8 * k), 0));
+		}
+	}
+	em.jump(ja(), input);
+}
+
 // tc: the chains' verdict (layout::ret_*) as tc's action.
 void emit_tc_finish(Emitter &em)
 {
@@ -835,12 +881,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			dry.bind();
 			emit_dry(em, pass, first);
 		} else {
-			Label dry(em), counted(em);
+			Label dry(em), counted(em), looped(em);
 			if (options.local_only && cx.tc()) {
-				// The host's own broadcast or multicast, looped back: it kept its
-				// output route, so input routing never looks at it; INPUT does.
 				em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
-				em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), counted);
+				em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), looped);
 			}
 			if (options.local_only && cx.tc())
 				emit_ipvlan_skip(em, off::daddr, pass);
@@ -859,6 +903,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			if (!cx.tc() && plan->uses_ifname)
 				emit_xdp_ifname(em, cx);
 			em.jump(ja(), first);
+			if (looped.aimed_at()) {
+				looped.bind();
+				emit_looped(em, *plan, first);
+			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
 				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));

@@ -74,7 +74,8 @@ inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifi
 // (the kernel fragments nothing it sends, so OUTPUT sees each piece as it was written).
 inline constexpr int16_t own_pieces = 432;
 inline constexpr int16_t dev_flags = 436; // u32, tc: the device's maps::DeviceValue::flags
-inline constexpr int16_t size = 440;
+inline constexpr int16_t saved_len = 440; // u32, tc ingress: tot_len while OUTPUT runs dry
+inline constexpr int16_t size = 448;
 } // namespace pkt_off
 
 // Stack slots, relative to R10 of the frame that owns them.

@@ -115,9 +115,18 @@ bool always_matches(const ir::Rule &rule, HookSet hooks)
 
 HookSet hooks_of(Flavor flavor)
 {
-	return flavor == Flavor::TcEgress ? hook_bit(ir::Hook::LocalOut)
-					  : static_cast<HookSet>(hook_bit(ir::Hook::LocalIn) |
-								 hook_bit(ir::Hook::Forward));
+	const auto in_fwd =
+		static_cast<HookSet>(hook_bit(ir::Hook::LocalIn) | hook_bit(ir::Hook::Forward));
+	switch (flavor) {
+	case Flavor::Xdp:
+		return in_fwd;
+	case Flavor::TcIngress:
+		// OUTPUT too: a looped-back copy exists only if OUTPUT let the original go.
+		return static_cast<HookSet>(in_fwd | hook_bit(ir::Hook::LocalOut));
+	case Flavor::TcEgress:
+		return hook_bit(ir::Hook::LocalOut);
+	}
+	return 0;
 }
 
 bool is_call(const ir::Table &t, uint32_t i)
