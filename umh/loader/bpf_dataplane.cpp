@@ -714,7 +714,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 		if (!*role)
 			continue;
 		need[0] |= (*role)->xdp && options_.mode != XdpMode::Offload;
-		need[1] |= (*role)->tc_in;
+		need[1] |= (*role)->tc_in || (*role)->xdp; // XDP devices: looped-back copies
 		need[2] |= (*role)->tc_out;
 	}
 	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress})
