@@ -80,6 +80,21 @@ def usable_src(a):
 	return a not in ("10.0.0.1", "10.1.0.1", "10.0.0.255", "10.1.0.255", "10.0.0.0", "10.1.0.0")
 
 
+
+def _make_reachable(r, rules, chains, order, groups, jump_share=None):
+	"""Every user chain is reachable: a chain no one calls gets a call from an earlier one
+	(`order`), at a random place among the caller's rules, with some of `groups(caller)`
+	half the time; a jump in `jump_share` of them and a goto in the rest (always a jump,
+	with no draw, when None: each generator's random stream stays as it was)."""
+	for ci, chain in enumerate(chains):
+		if not any(rl.target[1:] == (chain,) for rl in rules):
+			caller = r.choice(order[: ci + 1])
+			idx = [i for i, rl in enumerate(rules) if rl.chain == caller]
+			pos = r.choice(idx) if idx else len(rules)
+			matches = groups(caller) if r.random() < 0.5 else []
+			kind = "jump" if jump_share is None or r.random() < jump_share else "goto"
+			rules.insert(pos, Rule(caller, matches, (kind, chain)))
+
 class Group:
 	"""One match of a rule: kind, inversion, its data and how it prints."""
 
@@ -392,14 +407,7 @@ class Generator:
 				if target[:1] in (("ACCEPT",), ("DROP",), ("RETURN",), ("goto",)) and r.random() < 0.85:
 					self._narrow(groups)
 				rules.append(Rule(chain, groups, target))
-		# Every user chain is reachable: a chain no one calls gets a call from an earlier one.
-		for ci, chain in enumerate(chains):
-			if not any(rl.target[1:] == (chain,) for rl in rules):
-				caller = r.choice(order[: ci + 1])
-				idx = [i for i, rl in enumerate(rules) if rl.chain == caller]
-				pos = r.choice(idx) if idx else len(rules)
-				rules.insert(pos, Rule(caller, self._groups(caller) if r.random() < 0.5 else [],
-						       ("jump" if r.random() < 0.8 else "goto", chain)))
+		_make_reachable(r, rules, chains, order, self._groups, jump_share=0.8)
 		return r.choice(["ACCEPT", "DROP"]), chains, rules
 
 	# ---- packets -----------------------------------------------------------------------
@@ -733,13 +741,7 @@ class Generator:
 				if target[:1] in (("ACCEPT",), ("DROP",), ("RETURN",), ("goto",)) and r.random() < 0.8:
 					self._narrow(groups)
 				rules.append(Rule(chain, groups, target))
-		for ci, chain in enumerate(chains):
-			if not any(rl.target[1:] == (chain,) for rl in rules):
-				caller = r.choice(order[: ci + 1])
-				idx = [i for i, rl in enumerate(rules) if rl.chain == caller]
-				pos = r.choice(idx) if idx else len(rules)
-				rules.insert(pos, Rule(caller, self._hook_groups(caller, hook) if r.random() < 0.5 else [],
-						       ("jump", chain)))
+		_make_reachable(r, rules, chains, order, lambda c: self._hook_groups(c, hook))
 		return rules
 
 	def add_hooks(self, case):

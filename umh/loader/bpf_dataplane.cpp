@@ -160,7 +160,7 @@ Result<std::unique_ptr<BpfDataplane>> BpfDataplane::create(const XdpOptions &opt
 	if (!links)
 		return links.error();
 	BF_TRY(dp->sync_devices(*links));
-	BF_TRY(dp->sync_local_routes());
+	BF_TRY(dp->sync_local_routes(*links));
 	BF_TRY(dp->adopt(*links));
 	return dp;
 }
@@ -314,6 +314,14 @@ bool rp_filter_anywhere()
 
 Status BpfDataplane::sync_local_routes()
 {
+	auto links = rtnl::dump_links();
+	if (!links)
+		return links.error();
+	return sync_local_routes(*links);
+}
+
+Status BpfDataplane::sync_local_routes(const std::vector<rtnl::Link> &links)
+{
 	auto dumped = rtnl::dump_local_routes();
 	if (!dumped)
 		return dumped.error();
@@ -324,11 +332,8 @@ Status BpfDataplane::sync_local_routes()
 	// addresses are martian sources; otherwise a source the local table routes to this
 	// host or to a broadcast is.
 	const bool full_check = *custom || rp_filter_anywhere();
-	auto links = rtnl::dump_links();
-	if (!links)
-		return links.error();
 	std::set<int> ipvlans;
-	for (const auto &l : *links)
+	for (const auto &l : links)
 		if (l.kind == "ipvlan" || l.kind == "ipvtap")
 			ipvlans.insert(l.ifindex);
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> now;
@@ -735,7 +740,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	}
 	BF_TRY(sync_devices(*links));
 	// Groups joined, rules and rp_filter changed since the last look: no event says so.
-	BF_TRY(sync_local_routes());
+	BF_TRY(sync_local_routes(*links));
 
 	std::vector<Change> changes;
 	std::map<int, Attached> next;

@@ -127,6 +127,7 @@ private:
 					    const std::vector<rtnl::Link> &links) const;
 	Status sync_devices(const std::vector<rtnl::Link> &links);
 	Status sync_local_routes();
+	Status sync_local_routes(const std::vector<rtnl::Link> &links);
 	Status adopt(const std::vector<rtnl::Link> &links);
 	Result<int> prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link);
 	Status attach_device(const rtnl::Link &link, Role role, Generation &gen, Attached &state,
