@@ -23,9 +23,9 @@ refused()
 	fi
 	check "$what: iptables says \"$want\"" grep -q "$want" <<<"$out"
 }
-refused "-j LOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j LOG
-refused "-m state, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m state --state NEW -j ACCEPT
-refused "-j REJECT (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -j REJECT
+refused "-j NFLOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j NFLOG
+refused "-m limit, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m limit --limit 1/s -j ACCEPT
+refused "-m recent (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m recent --set
 
 ipt_save >"$BF_TMP/after"
 check "the rules are those of before the refusals" diff "$BF_TMP/before" <(cat "$BF_TMP/after") -I '^#'

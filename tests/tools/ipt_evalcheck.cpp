@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 		std::string desc;
 		const Bytes pkt = make_packet(rng, dsts, desc);
 		const ir::EvalResult want =
-			ir::evaluate(*table, ir::Hook::LocalIn, ir::PacketView{pkt, dev, {}});
+			ir::evaluate(*table, ir::Hook::LocalIn, ir::PacketView{pkt, dev, {}, {}});
 		std::vector<ir::Counter> expect(table->rules.size());
 		for (uint32_t r : want.counted_rules) {
 			expect[r].packets++;

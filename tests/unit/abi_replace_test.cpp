@@ -330,7 +330,8 @@ TEST(AbiReplace, MatchLookupAndChecks)
 	EXPECT_EQ(with(Ip(), test::icmp(8)), EINVAL);
 	// Unknown names and revisions, as a kernel without the extension answers.
 	uint8_t data[8] = {};
-	EXPECT_EQ(with(Ip(), test::match("conntrack", 3, data, 8)), ENOENT);
+	EXPECT_EQ(with(Ip(), test::match("hashlimit", 3, data, 8)), ENOENT);
+	EXPECT_EQ(with(Ip(), test::match("conntrack", 4, data, 8)), EPROTOTYPE);
 	struct xt_tcp t = {};
 	t.spts[1] = t.dpts[1] = 0xffff;
 	EXPECT_EQ(with(tcp, test::match("tcp", 1, &t, sizeof(t))),
@@ -365,7 +366,7 @@ TEST(AbiReplace, MatchLookupAndChecks)
 TEST(AbiReplace, TargetLookup)
 {
 	Builder b;
-	b.rule("INPUT", Rule{Ip(), {}, Target{0, "", false, test::named_target("REJECT", 0, 4)}});
+	b.rule("INPUT", Rule{Ip(), {}, Target{0, "", false, test::named_target("TPROXY", 0, 4)}});
 	EXPECT_EQ(parse_errno(b.replace()), ENOENT);
 	Bytes r = Builder().replace();
 	r[H + abi::entry_size + abi::ext_revision] = 1; // standard target revision 1
@@ -384,7 +385,7 @@ TEST(AbiReplace, FirstFailingEntryDecides)
 	// An unknown match in entry 0 is reported before a bad match size in entry 1.
 	Builder b;
 	uint8_t data[8] = {};
-	b.rule("INPUT", Rule{Ip(), {test::match("state", 0, data, 8)}, Target::accept()});
+	b.rule("INPUT", Rule{Ip(), {test::match("hashlimit", 0, data, 8)}, Target::accept()});
 	b.rule("INPUT",
 	       Rule{Ip().proto(IPPROTO_TCP), {test::match("tcp", 0, data, 8)}, Target::accept()});
 	auto r = abi::parse_replace(b.replace());

@@ -260,7 +260,7 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 				ASSERT_TRUE(x.name_device(1, dev));
 
 			const std::vector<uint8_t> dgram = p.datagram();
-			ir::PacketView view{dgram, devname(dev), {}};
+			ir::PacketView view{dgram, devname(dev), {}, {}};
 			const ir::EvalResult r = ir::evaluate(t, ir::Hook::LocalIn, view);
 			const int got = x.run(p.frame());
 			ASSERT_EQ(got, r.accept ? pass : drop)

@@ -82,7 +82,7 @@ std::array<uint8_t, 16> dev(const std::string &n)
 ir::EvalResult run(const ir::Table &t, const Bytes &pkt, ir::Hook hook = ir::Hook::LocalIn,
 		   const std::string &in = "eth0", const std::string &out = "")
 {
-	ir::PacketView v{pkt, dev(in), dev(out)};
+	ir::PacketView v{pkt, dev(in), dev(out), {}};
 	return ir::evaluate(t, hook, v);
 }
 

@@ -2,7 +2,11 @@
 #include "abi/extensions.hpp"
 
 #include <linux/in.h>
+#include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_state.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -18,7 +22,9 @@ namespace
 
 // In registration order, as the kernel's lists would hold them; the order does not change
 // any answer because names within a family are unique per revision.
-constexpr std::array<Extension, 8> registry = {{
+constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
+
+constexpr std::array<Extension, 14> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -28,11 +34,26 @@ constexpr std::array<Extension, 8> registry = {{
 	 0},
 	{ExtKind::Match, ExtId::Iprange, "iprange", 1, false, sizeof(struct xt_iprange_mtinfo), 0},
 	{ExtKind::Match, ExtId::Comment, "comment", 0, true, sizeof(struct xt_comment_info), 0},
+	{ExtKind::Match, ExtId::State, "state", 0, true, sizeof(struct xt_state_info), 0},
+	{ExtKind::Match, ExtId::Conntrack, "conntrack", 1, true,
+	 sizeof(struct xt_conntrack_mtinfo1), 0},
+	{ExtKind::Match, ExtId::Conntrack, "conntrack", 2, true,
+	 sizeof(struct xt_conntrack_mtinfo2), 0},
+	{ExtKind::Match, ExtId::Conntrack, "conntrack", 3, true,
+	 sizeof(struct xt_conntrack_mtinfo3), 0},
+	{ExtKind::Target, ExtId::Reject, "REJECT", 0, false, sizeof(struct ipt_reject_info), 0,
+	 "filter", reject_hooks},
+	{ExtKind::Target, ExtId::Log, "LOG", 0, false, sizeof(struct xt_log_info), 0},
 }};
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
 static_assert(sizeof(struct ipt_icmp) == 4 && sizeof(struct xt_multiport_v1) == 48);
 static_assert(sizeof(struct xt_iprange_mtinfo) == 68 && sizeof(struct xt_comment_info) == 256);
+static_assert(sizeof(struct xt_state_info) == 4 && sizeof(struct ipt_reject_info) == 4);
+static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
+	      sizeof(struct xt_conntrack_mtinfo2) == 156 &&
+	      sizeof(struct xt_conntrack_mtinfo3) == 164);
+static_assert(sizeof(struct xt_log_info) == 32);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
 Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
@@ -151,7 +172,22 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 			       : 0;
 	case ExtId::Multiport:
 		return check_multiport(data, proto, ip_invflags);
+	case ExtId::Reject: { // reject_tg_check
+		const auto with = load<uint32_t>(data, offsetof(struct ipt_reject_info, with));
+		if (with == IPT_ICMP_ECHOREPLY) // "ECHOREPLY no longer supported."
+			return -EINVAL;
+		if (with == IPT_TCP_RESET && (proto != IPPROTO_TCP || (ip_invflags & XT_INV_PROTO)))
+			return -EINVAL; // "TCP_RESET invalid for non-tcp"
+		return 0;
+	}
+	case ExtId::Log: // log_tg_check
+		if (data[offsetof(struct xt_log_info, level)] >= 8 ||
+		    data[offsetof(struct xt_log_info, prefix) + 29] != 0)
+			return -EINVAL;
+		return 0;
 	case ExtId::Iprange: // xt_iprange has no checkentry
+	case ExtId::State:
+	case ExtId::Conntrack:
 	case ExtId::Comment:
 	case ExtId::Standard:
 	case ExtId::Error:

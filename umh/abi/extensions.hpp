@@ -2,7 +2,8 @@
 //
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
-// xt_iprange and xt_comment. Anything else is missing, with the errno such a kernel gives.
+// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT and xt_LOG.
+// Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,20 @@ namespace bpfilter::abi
 enum class ExtKind : uint8_t { Match, Target };
 
 // Which extension it is, for the checks and the translation that follow a lookup.
-enum class ExtId : uint8_t { Tcp, Udp, Icmp, Multiport, Iprange, Comment, Standard, Error };
+enum class ExtId : uint8_t {
+	Tcp,
+	Udp,
+	Icmp,
+	Multiport,
+	Iprange,
+	Comment,
+	State,
+	Conntrack,
+	Standard,
+	Error,
+	Reject,
+	Log
+};
 
 struct Extension {
 	ExtKind kind;
@@ -27,6 +41,10 @@ struct Extension {
 	bool unspec;	// registered for NFPROTO_UNSPEC rather than NFPROTO_IPV4
 	uint32_t size;	// matchsize / targetsize (before XT_ALIGN)
 	uint16_t proto; // the protocol the rule must name (-p), 0 for any
+	// xt_check_target's restrictions: the only table it is valid in (empty: any), and
+	// the hooks it may be reached from (0: any).
+	std::string_view table = {};
+	uint32_t hooks = 0;
 };
 
 // xt_request_find_match / xt_request_find_target: EINVAL for a name without a NUL in its 29
@@ -40,8 +58,10 @@ Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> 
 int find_revision(ExtKind kind, std::string_view name, uint8_t revision);
 
 // The extension's own checkentry (tcp_mt_check, udp_mt_check, icmp_checkentry,
-// multiport_mt_check): 0 or a negative errno. `data` is the match's data, of XT_ALIGN(size)
-// bytes; proto and invflags are the entry's ipt_ip fields.
+// multiport_mt_check, reject_tg_check, log_tg_check): 0 or a negative errno. `data` is the
+// extension's data, of XT_ALIGN(size) bytes; proto and invflags are the entry's ipt_ip
+// fields. state_mt_check and conntrack_mt_check only take the namespace's conntrack
+// reference, which the data plane takes when it loads such a table.
 int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_t proto,
 		    uint8_t ip_invflags);
 

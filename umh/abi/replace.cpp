@@ -4,6 +4,7 @@
 // the kernel returns at the same point, so a table is refused by us exactly when, and with
 // the errno that, net/ipv4/netfilter/ip_tables.c of Linux 6.1 would refuse it.
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <string>
 
@@ -334,9 +335,22 @@ bool mark_source_chains(StoredTable &info, uint32_t valid_hooks)
 	return true;
 }
 
+// textify_hooks(): "INPUT/FORWARD".
+std::string hook_names(uint32_t mask)
+{
+	static constexpr std::array<const char *, num_hooks> names = {
+		"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
+	std::string out;
+	for (uint32_t h = 0; h < num_hooks; h++)
+		if (mask & (1u << h))
+			out += (out.empty() ? "" : "/") + std::string(names[h]);
+	return out;
+}
+
 // find_check_entry() for one entry: each match looked up and checked (xt_check_match and
 // the match's checkentry), then the target (xt_check_target).
-Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index)
+Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index,
+			std::string_view table_name)
 {
 	const uint32_t target_offset = target_offset_of(b, off);
 	const auto proto = load<uint16_t>(b, off + ip_proto);
@@ -373,12 +387,30 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 				  b[t + ext_revision]);
 	if (!ext.ok())
 		return entry_error(ext.error().errnum, index, off, ext.error().message);
-	if (xt_align((*ext)->size) != target_size - ext_header_size)
+	const Extension &x = **ext;
+	const std::string what = "target \"" + std::string(x.name) + "\": ";
+	if (xt_align(x.size) != target_size - ext_header_size)
 		return entry_error(EINVAL, index, off,
-				   "target \"" + std::string((*ext)->name) + "\": invalid size " +
-					   std::to_string(xt_align((*ext)->size)) +
+				   what + "invalid size " + std::to_string(xt_align(x.size)) +
 					   " (kernel) != (user) " +
 					   std::to_string(target_size - ext_header_size));
+	if (!x.table.empty() && x.table != table_name)
+		return entry_error(EINVAL, index, off,
+				   what + "only valid in " + std::string(x.table) + " table, not " +
+					   std::string(table_name));
+	// xt_check_target's hook_mask is the entry's comefrom, as mark_source_chains left it.
+	const uint32_t hook_mask = load<uint32_t>(b, off + entry_comefrom) & ((1u << num_hooks) - 1);
+	if (x.hooks && (hook_mask & ~x.hooks))
+		return entry_error(EINVAL, index, off,
+				   what + "used from hooks " + hook_names(hook_mask) +
+					   ", but only usable from " + hook_names(x.hooks));
+	if (x.proto && (x.proto != proto || (invflags & XT_INV_PROTO)))
+		return entry_error(EINVAL, index, off,
+				   what + "only valid for protocol " + std::to_string(x.proto));
+	const int ret = check_extension(x, b.subspan(t + ext_header_size, xt_align(x.size)), proto,
+					invflags);
+	if (ret < 0)
+		return entry_error(-ret, index, off, what + "checkentry refused it");
 	return {};
 }
 
@@ -418,7 +450,7 @@ Result<StoredTable> translate_table(const ReplaceHeader &repl, std::vector<uint8
 				  "a chain that falls off the end of the table");
 	// Finally, each sanity check must pass.
 	for (uint32_t k = 0; k < info.offsets.size(); k++)
-		BF_TRY(find_check_entry(info.entries, info.offsets[k], k));
+		BF_TRY(find_check_entry(info.entries, info.offsets[k], k, repl.name));
 	return info;
 }
 

@@ -1,6 +1,10 @@
 // A stored iptables table turned into the IR: one rule per entry, in blob order.
 #include <endian.h>
+#include <linux/netfilter/xt_LOG.h>
+#include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_state.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_tcpudp.h>
 
@@ -110,6 +114,61 @@ ir::IprangeMatch iprange_of(std::span<const uint8_t> d)
 	return m;
 }
 
+// conntrack_mt's view of revisions 1 to 3: the fields up to match_flags/invert_flags sit
+// at the same offsets in all three; the masks are 8 bits wide in revision 1; revision 3
+// adds the upper ends of its port ranges.
+ir::ConntrackMatch conntrack_of(std::span<const uint8_t> d, uint8_t revision)
+{
+	using info3 = struct xt_conntrack_mtinfo3;
+	static_assert(offsetof(struct xt_conntrack_mtinfo1, match_flags) ==
+		      offsetof(info3, match_flags));
+	static_assert(offsetof(struct xt_conntrack_mtinfo2, state_mask) ==
+		      offsetof(info3, state_mask));
+	ir::ConntrackMatch m;
+	auto addr = [&](size_t a, size_t k) {
+		return ir::CtAddr{load<uint32_t>(d, a), load<uint32_t>(d, k)};
+	};
+	m.origsrc = addr(offsetof(info3, origsrc_addr), offsetof(info3, origsrc_mask));
+	m.origdst = addr(offsetof(info3, origdst_addr), offsetof(info3, origdst_mask));
+	m.replsrc = addr(offsetof(info3, replsrc_addr), offsetof(info3, replsrc_mask));
+	m.repldst = addr(offsetof(info3, repldst_addr), offsetof(info3, repldst_mask));
+	m.expires_min = load<uint32_t>(d, offsetof(info3, expires_min));
+	m.expires_max = load<uint32_t>(d, offsetof(info3, expires_max));
+	m.l4proto = load<uint16_t>(d, offsetof(info3, l4proto));
+	m.match_flags = load<uint16_t>(d, offsetof(info3, match_flags));
+	m.invert_flags = load<uint16_t>(d, offsetof(info3, invert_flags));
+	if (revision == 1) {
+		m.state_mask = d[offsetof(struct xt_conntrack_mtinfo1, state_mask)];
+		m.status_mask = d[offsetof(struct xt_conntrack_mtinfo1, status_mask)];
+	} else {
+		m.state_mask = load<uint16_t>(d, offsetof(info3, state_mask));
+		m.status_mask = load<uint16_t>(d, offsetof(info3, status_mask));
+	}
+	auto port = [&](size_t lo, size_t hi) -> ir::PortRange {
+		if (revision == 3)
+			return {load<uint16_t>(d, lo), load<uint16_t>(d, hi)};
+		const uint16_t p = be16toh(load<uint16_t>(d, lo)); // compared as __be16
+		return {p, p};
+	};
+	m.origsrc_port = port(offsetof(info3, origsrc_port), offsetof(info3, origsrc_port_high));
+	m.origdst_port = port(offsetof(info3, origdst_port), offsetof(info3, origdst_port_high));
+	m.replsrc_port = port(offsetof(info3, replsrc_port), offsetof(info3, replsrc_port_high));
+	m.repldst_port = port(offsetof(info3, repldst_port), offsetof(info3, repldst_port_high));
+	return m;
+}
+
+// state_mt as conntrack_mt with only a state test (see ir::ConntrackMatch).
+ir::ConntrackMatch state_of(std::span<const uint8_t> d)
+{
+	const auto mask = load<uint32_t>(d, offsetof(struct xt_state_info, statemask));
+	ir::ConntrackMatch m;
+	m.match_flags = XT_CONNTRACK_STATE;
+	m.state_mask = static_cast<uint16_t>(mask & (XT_STATE_UNTRACKED - 1));
+	if (mask & XT_STATE_UNTRACKED)
+		m.state_mask |= XT_CONNTRACK_STATE_UNTRACKED;
+	return m;
+}
+
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
 {
 	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
@@ -168,6 +227,12 @@ Result<ir::Table> to_ir(const StoredTable &table)
 			case ExtId::Iprange:
 				rule.matches.emplace_back(iprange_of(data));
 				break;
+			case ExtId::State:
+				rule.matches.emplace_back(state_of(data));
+				break;
+			case ExtId::Conntrack:
+				rule.matches.emplace_back(conntrack_of(data, (*ext)->revision));
+				break;
 			default: // -m comment has no effect on packets
 				break;
 			}
@@ -175,8 +240,29 @@ Result<ir::Table> to_ir(const StoredTable &table)
 		}
 		const uint32_t t = off + target_offset;
 		if (b[t + ext_name] != 0) {
-			// ERROR, the only other target parse_replace lets through: ipt_error drops.
-			rule.target.kind = ir::Target::Kind::Error;
+			auto ext = find_extension(ExtKind::Target, b.subspan(t + ext_name, ext_name_len),
+						  b[t + ext_revision]);
+			if (!ext.ok())
+				return rule_error(ext.error().errnum, k, off, ext.error().message);
+			const auto data = b.subspan(t + ext_header_size);
+			switch ((*ext)->id) {
+			case ExtId::Reject:
+				rule.target.kind = ir::Target::Kind::Reject;
+				rule.target.reject_with =
+					load<uint32_t>(data, offsetof(struct ipt_reject_info, with));
+				break;
+			case ExtId::Log:
+				rule.target.kind = ir::Target::Kind::Log;
+				rule.target.log.level = data[offsetof(struct xt_log_info, level)];
+				rule.target.log.flags = data[offsetof(struct xt_log_info, logflags)];
+				std::memcpy(rule.target.log.prefix.data(),
+					    data.data() + offsetof(struct xt_log_info, prefix),
+					    rule.target.log.prefix.size());
+				break;
+			default: // ERROR: ipt_error drops
+				rule.target.kind = ir::Target::Kind::Error;
+				break;
+			}
 		} else {
 			const auto verdict = load<int32_t>(b, t + ext_header_size);
 			const bool go = b[off + ip_flags] & IPT_F_GOTO;
@@ -195,11 +281,11 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				const uint32_t next =
 					off + load<uint16_t>(b, off + entry_next_offset);
 				if (go)
-					rule.target = {ir::Target::Kind::Goto, *to};
+					rule.target.kind = ir::Target::Kind::Goto, rule.target.to = *to;
 				else if (static_cast<uint32_t>(verdict) == next)
 					rule.target.kind = ir::Target::Kind::Continue;
 				else
-					rule.target = {ir::Target::Kind::Jump, *to};
+					rule.target.kind = ir::Target::Kind::Jump, rule.target.to = *to;
 			} else {
 				// A jump to no entry's start is refused by mark_source_chains on
 				// every path it walks; it only survives in an entry that no

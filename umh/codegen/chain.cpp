@@ -142,6 +142,10 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	case Kind::Continue:
 		go_on();
 		break;
+	case Kind::Reject: // refused by check_emittable until the data plane sends replies
+	case Kind::Log:	   // and log lines
+		emit_verdict(em, layout::ret_drop);
+		break;
 	case Kind::Return:
 		if (f.main())
 			emit_underflow(em, f);
@@ -174,8 +178,10 @@ void emit_match(Cond &c, const ir::Match &m)
 				emit_icmp(c, x);
 			else if constexpr (std::is_same_v<T, ir::MultiportMatch>)
 				emit_multiport(c, x);
-			else
+			else if constexpr (std::is_same_v<T, ir::IprangeMatch>)
 				emit_iprange(c, x);
+			else
+				emit_conntrack(c, x);
 		},
 		m);
 }

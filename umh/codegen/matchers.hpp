@@ -102,5 +102,8 @@ void emit_udp(Cond &c, const ir::UdpMatch &m);
 void emit_icmp(Cond &c, const ir::IcmpMatch &m);
 void emit_multiport(Cond &c, const ir::MultiportMatch &m);
 void emit_iprange(Cond &c, const ir::IprangeMatch &m);
+// -m conntrack / -m state, on the connection-tracking view the prologue leaves in the
+// parsed packet (layout::pkt_off::ct_*).
+void emit_conntrack(Cond &c, const ir::ConntrackMatch &m);
 
 } // namespace bpfilter::codegen

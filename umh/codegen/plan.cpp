@@ -129,6 +129,30 @@ HookSet hooks_of(Flavor flavor)
 	return 0;
 }
 
+namespace
+{
+
+// What the code generator cannot emit yet: refused with the reason, so that the table in
+// force stays.
+Status check_emittable(const ir::Table &t, uint32_t i)
+{
+	const ir::Rule &r = t.rules[i];
+	for (const ir::Match &m : r.matches)
+		if (std::holds_alternative<ir::ConntrackMatch>(m))
+			return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
+							      ": -m conntrack / -m state is not "
+							      "supported by bpfilter yet");
+	if (r.target.kind == Kind::Reject)
+		return make_error(EOPNOTSUPP,
+				  "codegen: " + at(t, i) + ": -j REJECT is not supported by bpfilter yet");
+	if (r.target.kind == Kind::Log)
+		return make_error(EOPNOTSUPP,
+				  "codegen: " + at(t, i) + ": -j LOG is not supported by bpfilter yet");
+	return {};
+}
+
+} // namespace
+
 bool is_call(const ir::Table &t, uint32_t i)
 {
 	const ir::Target &tg = t.rules[i].target;
@@ -144,11 +168,13 @@ bool ends_run(const ir::Table &t, uint32_t i, HookSet hooks)
 	case Kind::Drop:
 	case Kind::Error:
 	case Kind::Return:
+	case Kind::Reject:
 		return true;
 	case Kind::Goto:
 		return is_call(t, i);
 	case Kind::Jump:
 	case Kind::Continue:
+	case Kind::Log:
 		return false;
 	}
 	return false;
@@ -256,6 +282,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 
 	for (uint32_t i = 0; i < n; i++) {
 		BF_TRY(check_match_proto(t, i));
+		BF_TRY(check_emittable(t, i));
 		const ir::Target &tg = t.rules[i].target;
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");

@@ -29,6 +29,7 @@ constexpr uint16_t ip_offset_mask = 0x1fff;
 // What ipt_do_table's xt_action_param carries for the matches.
 struct Param {
 	std::span<const uint8_t> skb; // the IP datagram: skb->data .. skb->len
+	const PacketView::CtView *ct = nullptr;
 	uint16_t fragoff = 0;
 	uint32_t thoff = 0;
 	bool hotdrop = false;
@@ -232,8 +233,67 @@ bool iprange_mt4(const IprangeMatch &info, const Param &par)
 	return true;
 }
 
+// conntrack_mt() (xt_conntrack.c); -m state is one of these too (ir::ConntrackMatch).
+bool conntrack_mt(const ConntrackMatch &info, const Param &par)
+{
+	constexpr uint16_t f_state = 1 << 0, f_proto = 1 << 1, f_origsrc = 1 << 2,
+			   f_origdst = 1 << 3, f_replsrc = 1 << 4, f_repldst = 1 << 5,
+			   f_status = 1 << 6, f_expires = 1 << 7, f_origsrc_port = 1 << 8,
+			   f_origdst_port = 1 << 9, f_replsrc_port = 1 << 10,
+			   f_repldst_port = 1 << 11, f_direction = 1 << 12;
+	constexpr uint16_t st_invalid = 1 << 0, st_snat = 1 << 6, st_dnat = 1 << 7,
+			   st_untracked = 1 << 8;
+	constexpr uint32_t ips_src_nat = 1 << 4, ips_dst_nat = 1 << 5;
+	constexpr uint8_t ip_ct_is_reply = 3;
+	const PacketView::CtView &ct = *par.ct;
+	const auto inv = [&](uint16_t flag) { return (info.invert_flags & flag) != 0; };
+	const auto test = [&](uint16_t flag, bool matched) {
+		return !(info.match_flags & flag) || (matched ^ inv(flag));
+	};
+
+	uint16_t statebit;
+	if (ct.has_ct)
+		statebit = static_cast<uint16_t>(1 << (ct.ctinfo % ip_ct_is_reply + 1));
+	else if (ct.untracked)
+		statebit = st_untracked;
+	else
+		statebit = st_invalid;
+	if (info.match_flags & f_state) {
+		if (ct.has_ct) {
+			if (ct.status & ips_src_nat)
+				statebit |= st_snat;
+			if (ct.status & ips_dst_nat)
+				statebit |= st_dnat;
+		}
+		if (!!(info.state_mask & statebit) ^ !inv(f_state))
+			return false;
+	}
+	if (!ct.has_ct)
+		return info.match_flags & f_state;
+	const auto addr = [](uint32_t have, const CtAddr &want) {
+		return ((have ^ want.addr) & want.mask) == 0;
+	};
+	const auto port = [](uint16_t have, const PortRange &want) {
+		return have >= want.lo && have <= want.hi;
+	};
+	return test(f_direction, ct.ctinfo < ip_ct_is_reply) &&
+	       test(f_origsrc, addr(ct.orig_src, info.origsrc)) &&
+	       test(f_origdst, addr(ct.orig_dst, info.origdst)) &&
+	       test(f_replsrc, addr(ct.repl_src, info.replsrc)) &&
+	       test(f_repldst, addr(ct.repl_dst, info.repldst)) &&
+	       test(f_proto, ct.l4proto == info.l4proto) &&
+	       test(f_origsrc_port, port(ct.orig_sport, info.origsrc_port)) &&
+	       test(f_origdst_port, port(ct.orig_dport, info.origdst_port)) &&
+	       test(f_replsrc_port, port(ct.repl_sport, info.replsrc_port)) &&
+	       test(f_repldst_port, port(ct.repl_dport, info.repldst_port)) &&
+	       test(f_status, (info.status_mask & ct.status) != 0) &&
+	       test(f_expires, ct.expires >= info.expires_min && ct.expires <= info.expires_max);
+}
+
 bool run_match(const Match &m, Param &par)
 {
+	if (auto *x = std::get_if<ConntrackMatch>(&m))
+		return conntrack_mt(*x, par);
 	if (auto *x = std::get_if<TcpMatch>(&m))
 		return tcp_mt(*x, par);
 	if (auto *x = std::get_if<UdpMatch>(&m))
@@ -259,6 +319,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
 
 	Param par;
 	par.skb = packet.ip;
+	par.ct = &packet.ct;
 	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 
@@ -298,6 +359,14 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
 		case Target::Kind::Error: // ipt_error() returns NF_DROP
 			verdict_accept = false;
 			goto out;
+		case Target::Kind::Reject: // reject_tg() sends its reply and returns NF_DROP
+			res.rejected_by = e;
+			verdict_accept = false;
+			goto out;
+		case Target::Kind::Log: // log_tg() returns XT_CONTINUE
+			res.logged_by.push_back(e);
+			e = e + 1;
+			continue;
 		case Target::Kind::Return:
 			if (jumpstack.empty()) {
 				e = *table.underflow[h];

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -21,12 +22,27 @@ struct PacketView {
 	std::span<const uint8_t> ip;
 	std::array<uint8_t, 16> in_ifname{};
 	std::array<uint8_t, 16> out_ifname{};
+	// What nf_ct_get(skb, &ctinfo) gives at the hook (see CtView).
+	struct CtView {
+		bool untracked = false; // no entry: IP_CT_UNTRACKED rather than INVALID
+		bool has_ct = false;	// an entry, as below
+		uint8_t ctinfo = 0;	// enum ip_conntrack_info (IP_CT_NEW, IP_CT_ESTABLISHED_REPLY...)
+		uint32_t status = 0;	// ct->status (IPS_*)
+		uint8_t l4proto = 0;
+		// The tuples, addresses in network order, ports (or ICMP id/type) in host order.
+		uint32_t orig_src = 0, orig_dst = 0, repl_src = 0, repl_dst = 0;
+		uint16_t orig_sport = 0, orig_dport = 0, repl_sport = 0, repl_dport = 0;
+		uint32_t expires = 0; // nf_ct_expires(ct) / HZ
+	} ct;
 };
 
 struct EvalResult {
 	bool accept = false;		     // NF_ACCEPT, else NF_DROP
 	bool hotdrop = false;		     // a match dropped the packet as malformed
 	std::vector<uint32_t> counted_rules; // rules whose counters went up, in order
+	// The REJECT rule that decided (its reply is sent), if one did.
+	std::optional<uint32_t> rejected_by;
+	std::vector<uint32_t> logged_by; // LOG rules that wrote a line, in order
 };
 
 // Traverse `table` from `hook`'s entry. The hook must be valid in the table.

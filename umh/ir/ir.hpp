@@ -98,9 +98,41 @@ struct IprangeMatch {
 	bool operator==(const IprangeMatch &) const = default;
 };
 
+// An address test of -m conntrack: (addr ^ want) & mask == 0, network byte order.
+struct CtAddr {
+	uint32_t addr = 0, mask = 0;
+	bool operator==(const CtAddr &) const = default;
+};
+
+// -m conntrack (revisions 1 to 3) and -m state, as conntrack_mt reads them, in the terms of
+// struct xt_conntrack_mtinfo3: flags are XT_CONNTRACK_* and state bits
+// XT_CONNTRACK_STATE_*. Revisions 1 and 2 compare a port for equality, a range lo == hi
+// here; revision 1's 8-bit masks are widened. -m state (xt_state) is
+// {XT_CONNTRACK_STATE, its statemask with XT_STATE_UNTRACKED moved to
+// XT_CONNTRACK_STATE_UNTRACKED}: state_mt answers as conntrack_mt does then, because a
+// conntrack entry never has its SNAT/DNAT bits tested by a state mask that lacks them.
+struct ConntrackMatch {
+	uint16_t match_flags = 0, invert_flags = 0;
+	uint16_t state_mask = 0, status_mask = 0;
+	uint16_t l4proto = 0;
+	CtAddr origsrc, origdst, replsrc, repldst;
+	PortRange origsrc_port, origdst_port, replsrc_port, repldst_port; // host byte order
+	uint32_t expires_min = 0, expires_max = 0;			  // seconds
+	bool operator==(const ConntrackMatch &) const = default;
+};
+
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
-using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch>;
+using Match =
+	std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch, ConntrackMatch>;
+
+// -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
+struct LogInfo {
+	uint8_t level = 4;
+	uint8_t flags = 0;
+	std::array<char, 30> prefix{};
+	bool operator==(const LogInfo &) const = default;
+};
 
 // What a rule does when it matches (after its counters are bumped).
 struct Target {
@@ -112,9 +144,15 @@ struct Target {
 		Goto,	  // continue at rule `to` without pushing (IPT_F_GOTO)
 		Continue, // a standard jump to the very next rule: the kernel pushes nothing
 		Error,	  // the ERROR target (chain headers): the kernel drops the packet
+		Reject,	  // ipt_REJECT: a reply (reject_with), then NF_DROP
+		Log,	  // xt_LOG: a line in the kernel log (log), then the next rule
 	};
+	Target() = default;
+	Target(Kind k, uint32_t to_rule = 0) : kind(k), to(to_rule) {}
 	Kind kind = Kind::Accept;
-	uint32_t to = 0; // rule index, for Jump and Goto
+	uint32_t to = 0;	  // rule index, for Jump and Goto
+	uint32_t reject_with = 0; // enum ipt_reject_with, for Reject
+	LogInfo log;		  // for Log
 	bool operator==(const Target &) const = default;
 };
 
