@@ -114,6 +114,7 @@ int run(int argc, char **argv)
 
 	// The module reports new links and addresses itself (a watcher would pin namespaces).
 	options.xdp.watch = !listen_path.empty();
+	options.xdp.hold_conntrack = !listen_path.empty();
 	// The module replays every namespace's last table to a helper it restarts.
 	options.xdp.restore_follows = listen_path.empty();
 	auto dispatcher = server::Dispatcher::create(options);

@@ -323,11 +323,19 @@ inline Packet icmp_packet(uint8_t type, uint8_t code)
 
 // A loaded program with its maps, run through BPF_PROG_TEST_RUN, and the counters we
 // expect it to have, kept alongside.
+// Options that judge every packet by INPUT (no routing decision).
+inline codegen::Options local_only_off()
+{
+	codegen::Options o;
+	o.local_only = false;
+	return o;
+}
+
 class Xdp
 {
 public:
 	// Compile and load; on failure `error` says why and ok() is false.
-	Xdp(const ir::Table &table, codegen::Options opts = {.local_only = false})
+	Xdp(const ir::Table &table, codegen::Options opts = local_only_off())
 	    : flavor(opts.flavor)
 	{
 		auto ifn = loader::create_devices_map();

@@ -22,6 +22,37 @@ enum class MapSlot : uint8_t {
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
 	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
 	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
+	CtOwn,	    // LRU hash: ICMP and other flows the kernel's lookup cannot serve
+	CtTcp,	    // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
+};
+
+// Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
+// kernel's BTF (vmlinux, or the nf_conntrack module's).
+enum class Kfunc : uint8_t { XdpCtLookup, SkbCtLookup, CtRelease };
+
+struct KfuncRef {
+	size_t insn = 0; // a BPF_CALL with src_reg BPF_PSEUDO_KFUNC_CALL
+	Kfunc func = Kfunc::CtRelease;
+	bool operator==(const KfuncRef &) const = default;
+};
+
+// Where struct nf_conn keeps what -m conntrack reads, from the running kernel's BTF
+// (loader::conntrack_layout()). All zero: unknown, and a table that tracks connections
+// does not compile.
+struct CtLayout {
+	int16_t status = 0;	 // unsigned long status
+	int16_t timeout = 0;	 // u32 timeout (jiffies)
+	int16_t tuple[2] = {};	 // tuplehash[dir].tuple
+	int16_t tcp_state = 0;	 // proto.tcp.state
+	int16_t tcp_seen_flags[2] = {}; // proto.tcp.seen[dir].flags
+	int16_t tcp_last_dir = 0;	// proto.tcp.last_dir
+	int16_t tcp_last_index = 0;	// proto.tcp.last_index
+	// The namespace's settings (net.netfilter.nf_conntrack_*).
+	uint32_t icmp_timeout = 30;	// seconds
+	uint32_t generic_timeout = 600; // seconds
+	bool tcp_loose = true;		// pick up established connections mid-stream
+	bool known() const { return status != 0; }
+	bool operator==(const CtLayout &) const = default;
 };
 
 struct MapRef {
@@ -36,6 +67,9 @@ inline constexpr HookSet hook_bit(ir::Hook h)
 {
 	return static_cast<HookSet>(1u << static_cast<unsigned>(h));
 }
+// Not a hook: with connection tracking on, nf_defrag reassembles every datagram before
+// the filter table's hooks (PRE_ROUTING and LOCAL_OUT), so no hook sees a fragment.
+inline constexpr HookSet hook_defrag = 0x80;
 
 // Where a program runs, and so which chains it judges (Documentation/design.md says why):
 // - Xdp: ingress of Ethernet devices that have no master and no upper device; INPUT for
@@ -54,6 +88,8 @@ struct Options {
 	// IPv4 packet is judged by the flavor's first chain (INPUT or OUTPUT): tests of rule
 	// semantics alone turn it off.
 	bool local_only = true;
+	// For tables that track connections.
+	CtLayout ct = {};
 	// How rules test packets (see Cond in matchers.hpp): with a jump per failed test
 	// (fastest), with a jump for the first test and one for the rest (FirstBranch), or
 	// with one jump per rule (verifies at any size, runs every test). Auto picks the
@@ -74,6 +110,7 @@ struct Function {
 struct Program {
 	std::vector<bpf_insn> insns;
 	std::vector<MapRef> map_refs;
+	std::vector<KfuncRef> kfunc_refs;
 	// Every function, the main one first, in instruction order; only filled in when one
 	// of them is global.
 	std::vector<Function> functions;

@@ -86,6 +86,14 @@ void Emitter::ld_map(Reg dst, MapSlot slot)
 	emit(insn::ld_imm64_hi(0));
 }
 
+void Emitter::call_kfunc(Kfunc func)
+{
+	if (!live_)
+		return;
+	kfunc_refs_.push_back(KfuncRef{pos(), func});
+	emit(insn::make(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, 0));
+}
+
 void Emitter::call(SubprogId id)
 {
 	if (!live_)
@@ -138,7 +146,8 @@ Result<Program> Emitter::finish(uint32_t num_counters) &&
 		std::sort(functions.begin(), functions.end(),
 			  [](const Function &a, const Function &b) { return a.insn < b.insn; });
 	}
-	return Program{std::move(insns_), std::move(map_refs_), std::move(functions), num_counters};
+	return Program{std::move(insns_), std::move(map_refs_), std::move(kfunc_refs_),
+		       std::move(functions), num_counters};
 }
 
 } // namespace bpfilter::codegen

@@ -71,6 +71,8 @@ public:
 	void jump(bpf_insn jmp, Label &to);
 	void ld_imm64(Reg dst, uint64_t value);
 	void ld_map(Reg dst, MapSlot slot);
+	// Call a kernel function; the loader fills in its BTF id.
+	void call_kfunc(Kfunc func);
 	// Call subprogram `id`; it must be started with begin_subprog() before finish().
 	void call(SubprogId id);
 	// global: verified on its own (BTF says its argument is the parsed packet).
@@ -91,6 +93,7 @@ private:
 	friend class Label;
 	std::vector<bpf_insn> insns_;
 	std::vector<MapRef> map_refs_;
+	std::vector<KfuncRef> kfunc_refs_;
 	std::vector<std::pair<size_t, SubprogId>> calls_;
 	std::vector<std::optional<size_t>> subprog_start_;
 	std::vector<bool> global_;

@@ -33,6 +33,7 @@
 #include <memory>
 
 #include "codegen/chain.hpp"
+#include "codegen/conntrack.hpp"
 #include "codegen/codegen.hpp"
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
@@ -771,6 +772,19 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
 	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
 	sources_ok.bind();
+	if (plan.uses_conntrack) {
+		// Connection tracking reassembles what it forwards (nf_defrag_ipv4), as INPUT.
+		Label whole(em), fdry(em);
+		emit_frags(em, fdry, pass);
+		em.jump(ja(), whole);
+		fdry.bind();
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+		em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass);
+		em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+		em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+		whole.bind();
+	}
 	if (plan.uses_ofname) {
 		Label unknown(em);
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
@@ -786,7 +800,7 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 // later, so OUTPUT runs here first without counting (-o the device); then INPUT judges
 // the copy (-i the device). It kept its output route, so input routing never looks at
 // it: no martian checks. A copy of a datagram is whole.
-void emit_looped(Emitter &em, const Plan &plan, Label &input)
+void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input)
 {
 	size_t out = plan.hooks.size();
 	for (size_t k = 0; k < plan.hooks.size(); k++)
@@ -805,6 +819,8 @@ void emit_looped(Emitter &em, const Plan &plan, Label &input)
 			em.emit(st(BPF_DW, layout::pkt, static_cast<int16_t>(off::ifname + 8 * k),
 				   0));
 		}
+		if (plan.uses_conntrack)
+			emit_ct_state(em, ctx, Flavor::TcIngress, ct);
 		em.emit(mov64(R1, layout::pkt));
 		em.call(plan.hook_fn_id(out));
 		Label sent(em);
@@ -846,6 +862,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	auto plan = make_plan(table, options);
 	if (!plan)
 		return plan.error();
+	if (plan->uses_conntrack && !options.ct.known())
+		return make_error(EOPNOTSUPP, "codegen: the table tracks connections, and the "
+					      "kernel's struct nf_conn is unknown (no BTF for "
+					      "nf_conntrack?)");
 	const Ctx cx = context(options.flavor);
 
 	Emitter em;
@@ -860,11 +880,15 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		if (cx.tc())
 			emit_tc_start(em, cx, options, pass);
 		emit_parse_ip(em, cx, options, pass);
+		if (plan->uses_conntrack)
+			emit_ct_parse_reset(em);
 		// A later fragment has no transport header: only its place in the datagram counts.
 		em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 		em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
 		em.jump(jmp32_imm(BPF_JNE, R5, 0), l4_done);
 		emit_parse_l4(em);
+		if (plan->uses_conntrack)
+			emit_ct_parse(em, ihl, R3, R4);
 		if (!plan->tcp_option_kinds.empty())
 			emit_tcp_options(em, cx, plan->tcp_option_kinds);
 		l4_done.bind();
@@ -873,9 +897,12 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			Label dry(em);
 			if (options.local_only)
 				emit_ipvlan_skip(em, off::saddr, pass);
-			// A raw socket's own fragments: judged one by one, as netfilter does.
-			em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
-			em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
+			// A raw socket's own fragments: judged one by one, as netfilter does
+			// (unless connection tracking reassembles them).
+			if (!plan->uses_conntrack) {
+				em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
+				em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
+			}
 			emit_frags(em, dry, pass);
 			em.jump(ja(), first);
 			dry.bind();
@@ -905,7 +932,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			em.jump(ja(), first);
 			if (looped.aimed_at()) {
 				looped.bind();
-				emit_looped(em, *plan, first);
+				emit_looped(em, *plan, options.ct, first);
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
@@ -929,8 +956,12 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			const HookRun &run = plan->hooks[k];
 			judge.at(run.hook)->bind();
 			if (plan->hook_is_fn(k)) {
+				if (plan->uses_conntrack)
+					emit_ct_state(em, ctx, options.flavor, options.ct);
 				em.emit(mov64(R1, layout::pkt));
 				em.call(plan->hook_fn_id(k));
+				if (plan->uses_conntrack)
+					emit_ct_confirm(em, options.ct);
 				if (cx.tc())
 					emit_tc_finish(em);
 				else

@@ -75,20 +75,57 @@ inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifi
 inline constexpr int16_t own_pieces = 432;
 inline constexpr int16_t dev_flags = 436; // u32, tc: the device's maps::DeviceValue::flags
 inline constexpr int16_t saved_len = 440; // u32, tc ingress: tot_len while OUTPUT runs dry
-// Reserved for the connection-tracking view (-m conntrack, -m state): 448 up to 512.
-inline constexpr int16_t ct_base = 448;
+// The connection-tracking view (-m conntrack, -m state), written by emit_ct_state()
+// before a chain runs: what nf_ct_get(skb, &ctinfo) would give there.
+// u32: the state bit conntrack_mt computes (XT_CONNTRACK_STATE_BIT(ctinfo),
+// XT_CONNTRACK_STATE_INVALID or _UNTRACKED), with _SNAT and _DNAT from the entry's status.
+inline constexpr int16_t ct_statebit = 448;
+inline constexpr int16_t ct_dir = 452;	  // u32: 1 for a reply (CTINFO2DIR), with an entry
+inline constexpr int16_t ct_status = 456; // u32: the entry's status (IPS_*)
+inline constexpr int16_t ct_proto = 460;  // u32: the entry's layer-4 protocol
+inline constexpr int16_t ct_orig_src = 464; // u32 each, network order: the tuples' addresses
+inline constexpr int16_t ct_orig_dst = 468;
+inline constexpr int16_t ct_repl_src = 472;
+inline constexpr int16_t ct_repl_dst = 476;
+inline constexpr int16_t ct_orig_sport = 480; // u32 each, host order: the tuples' ports
+inline constexpr int16_t ct_orig_dport = 484; // (ICMP: the id, and type << 8 | code)
+inline constexpr int16_t ct_repl_sport = 488;
+inline constexpr int16_t ct_repl_dport = 492;
+// u32: what the verdict does to bpfilter's own table of ICMP and other flows the kernel's
+// lookup cannot serve (maps::CtOwnKey): ct_own_none, _new (create or refresh as the
+// original direction), _reply (mark the reply seen, refresh).
+inline constexpr int16_t ct_own_op = 496;
+inline constexpr int16_t ct_own_key = 500; // maps::CtOwnKey, 12 bytes
 // Reserved for LOG's copy of the headers it prints: 512 up to 704.
 inline constexpr int16_t log_base = 512;
 // Reserved for REJECT's state: 704 up to 768.
 inline constexpr int16_t reject_base = 704;
-inline constexpr int16_t size = 768;
+// What connection tracking reads of the transport header, taken while the packet is
+// parsed, so that a reassembled datagram keeps its first fragment's (emit_ct_parse()).
+inline constexpr int16_t ct_l4avail = 768; // u32: bytes of transport header, up to 8
+inline constexpr int16_t ct_l4w1 = 772;	   // u32: its bytes 4-5, host order (UDP length, ICMP id)
+// u32: an ICMP error's quoted datagram: ct_in_header (its IP header is there and it is not a
+// later fragment), ct_in_4 and ct_in_8 (4 and 8 bytes of its transport header are there).
+inline constexpr int16_t ct_in_ok = 776;
+inline constexpr int16_t ct_in_saddr = 780; // u32 each, network order
+inline constexpr int16_t ct_in_daddr = 784;
+inline constexpr int16_t ct_in_proto = 788; // u32
+inline constexpr int16_t ct_in_sport = 792; // u32, host order: its bytes 0-1 (ICMP: type << 8 | code)
+inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
+inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
+inline constexpr int16_t size = 808;
 } // namespace pkt_off
+
+inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;
+inline constexpr uint32_t ct_in_header = 1, ct_in_4 = 2, ct_in_8 = 4;
 
 // Stack slots, relative to R10 of the frame that owns them.
 inline constexpr int16_t main_key = -8;			   // a map key
 inline constexpr int16_t main_fib = main_key - 64;	   // struct bpf_fib_lookup
 inline constexpr int16_t main_frag_key = main_fib - 16;	   // maps::FragKey
 inline constexpr int16_t main_dev_key = main_frag_key - 8; // a Devices key
+inline constexpr int16_t main_ct_tuple = main_dev_key - 16; // struct bpf_sock_tuple (ipv4)
+inline constexpr int16_t main_ct_opts = main_ct_tuple - 16; // struct bpf_ct_opts, 12 bytes
 inline constexpr int16_t sub_key = -8;			   // a subprogram's map key
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);

@@ -3,6 +3,8 @@
 
 #include <linux/bpf.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace bpfilter::codegen::maps
@@ -107,8 +109,69 @@ inline constexpr uint32_t frags_max_entries = 1024;
 // A queue older than this is gone from the kernel (net.ipv4.ipfrag_time, 30 s).
 inline constexpr uint64_t frag_timeout_ns = 30'000'000'000ull;
 
+// CtOwn: BPF_MAP_TYPE_LRU_HASH, the flows the kernel's bpf_*_ct_lookup() cannot look up
+// (it serves TCP and UDP only): ICMP queries, as nf_conntrack_proto_icmp.c tracks them
+// (addresses, type, code and id, in the original direction), and every other protocol as
+// nf_conntrack_proto_generic.c does (addresses and protocol). An entry is made or
+// refreshed when a packet that would create or refresh the kernel's entry is let through
+// (emit_ct_confirm()); it lapses after the kernel's timeout for it.
+struct CtOwnKey {
+	uint32_t src; // network order, original direction
+	uint32_t dst;
+	// ICMP: type << 24 | code << 16 | id (host order); others: 0xff000000 | protocol.
+	uint32_t info;
+};
+struct CtOwnValue {
+	uint64_t expires; // bpf_ktime_get_ns() at which the entry lapses
+	uint32_t status;  // IPS_SEEN_REPLY | IPS_CONFIRMED, as the kernel's entry has them
+	uint32_t pad;
+};
+inline constexpr uint32_t ct_own_type = BPF_MAP_TYPE_LRU_HASH;
+inline constexpr uint32_t ct_own_max_entries = 16384;
+inline constexpr uint32_t ct_own_generic = 0xff000000u;
+
+// CtTcp: BPF_MAP_TYPE_ARRAY of one entry, nf_conntrack_proto_tcp.c's tcp_conntracks
+// [dir][index][old state]: the state a segment moves a connection to, ct_tcp_invalid
+// (sIV, TCP_CONNTRACK_MAX) or ct_tcp_ignore (sIG).
+inline constexpr uint8_t ct_tcp_invalid = 10, ct_tcp_ignore = 11;
+inline constexpr uint8_t ct_tcp_syn_sent = 1, ct_tcp_time_wait = 7;
+inline constexpr size_t ct_tcp_states = 10, ct_tcp_indexes = 6;
+using CtTcpTable = std::array<uint8_t, 2 * ct_tcp_indexes * ct_tcp_states>;
+inline constexpr CtTcpTable ct_tcp_table = [] {
+	constexpr uint8_t sNO = 0, sSS = 1, sSR = 2, sES = 3, sFW = 4, sCW = 5, sLA = 6, sTW = 7,
+			  sCL = 8, sS2 = 9, sIV = ct_tcp_invalid, sIG = ct_tcp_ignore;
+	(void)sNO;
+	// Rows: syn, synack, fin, ack, rst, none (get_conntrack_index()); columns: the old
+	// state sNO .. sS2. Copied from Linux 6.1.
+	constexpr uint8_t t[2][6][10] = {
+		{
+			{sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2},
+			{sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR},
+			{sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+			{sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV},
+			{sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+			{sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+		},
+		{
+			{sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2},
+			{sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+			{sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+			{sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG},
+			{sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+			{sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+		},
+	};
+	CtTcpTable out{};
+	for (size_t d = 0; d < 2; d++)
+		for (size_t i = 0; i < ct_tcp_indexes; i++)
+			for (size_t o = 0; o < ct_tcp_states; o++)
+				out[(d * ct_tcp_indexes + i) * ct_tcp_states + o] = t[d][i][o];
+	return out;
+}();
+
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
+static_assert(sizeof(CtOwnKey) == 12 && sizeof(CtOwnValue) == 16);
 static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
 static_assert(sizeof(DeviceValue) == 24);
 static_assert(sizeof(LocalAddrKey) == 8);

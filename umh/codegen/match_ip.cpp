@@ -116,6 +116,8 @@ Fold fold_frag(uint8_t flags, bool invert, HookSet hooks)
 	// LOCAL_IN sees reassembled datagrams, whose fragment offset is 0; we judge those at
 	// fragment offset 0 only. FORWARD sees every fragment (without connection tracking),
 	// and LOCAL_OUT those a raw socket sends piece by piece, so they test.
+	if (hooks & hook_defrag)
+		return constant(!invert);
 	return combine({{has(hooks, ir::Hook::LocalIn), constant(!invert)},
 			{has(hooks, ir::Hook::Forward), Fold::Test},
 			{has(hooks, ir::Hook::LocalOut), Fold::Test}});

@@ -138,10 +138,11 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 {
 	const ir::Rule &r = t.rules[i];
 	for (const ir::Match &m : r.matches)
-		if (std::holds_alternative<ir::ConntrackMatch>(m))
+		if (auto *ct = std::get_if<ir::ConntrackMatch>(&m);
+		    ct && (ct->match_flags & (1 << 7))) // XT_CONNTRACK_EXPIRES
 			return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
-							      ": -m conntrack / -m state is not "
-							      "supported by bpfilter yet");
+							      ": -m conntrack --ctexpire is not "
+							      "supported by bpfilter");
 	if (r.target.kind == Kind::Reject)
 		return make_error(EOPNOTSUPP,
 				  "codegen: " + at(t, i) + ": -j REJECT is not supported by bpfilter yet");
@@ -283,17 +284,24 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	for (uint32_t i = 0; i < n; i++) {
 		BF_TRY(check_match_proto(t, i));
 		BF_TRY(check_emittable(t, i));
+		for (const ir::Match &m : t.rules[i].matches)
+			plan.uses_conntrack |= std::holds_alternative<ir::ConntrackMatch>(m);
 		const ir::Target &tg = t.rules[i].target;
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");
 	}
 
+	// Any such rule in the table: conntrack is on in the namespace (xt_conntrack's
+	// checkentry takes it), so every hook sees what it defragments.
+	if (plan.uses_conntrack)
+		plan.hookset |= hook_defrag;
 	std::set<uint32_t> targets;
 	for (const HookRun &run : plan.hooks) {
 		const auto reached = reachable_targets(t, run.entry, plan.hookset);
 		targets.insert(reached.begin(), reached.end());
 		// FORWARD judges fragments, and OUTPUT a raw socket's own.
-		if (run.hook == ir::Hook::Forward || run.hook == ir::Hook::LocalOut) {
+		if (!plan.uses_conntrack &&
+		    (run.hook == ir::Hook::Forward || run.hook == ir::Hook::LocalOut)) {
 			plan.fragment_runs.insert(reached.begin(), reached.end());
 			plan.fragment_runs.insert(run.entry);
 		}
@@ -397,7 +405,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	// A hook's main run is not a call target (a jump back to a built-in chain's first
 	// rule would be a loop), so it is its own root.
 	plan.frames = 0;
-	plan.inline_first = options.flavor == Flavor::Xdp;
+	// With connection tracking, the main program confirms our own entries after the
+	// verdict: every hook's run returns to it.
+	plan.inline_first = options.flavor == Flavor::Xdp && !plan.uses_conntrack;
 	for (size_t k = 0; k < plan.hooks.size(); k++)
 		plan.frames = std::max(plan.frames, frames(frames, plan.hooks[k].entry) +
 							    (plan.hook_is_fn(k) ? 1u : 0u));
@@ -427,7 +437,9 @@ Status check(const ir::Table &table)
 		if (f == Flavor::TcEgress &&
 		    !(table.valid_hooks & hook_bit(ir::Hook::LocalOut))) // hand-made tables
 			continue;
-		auto plan = make_plan(table, Options{.flavor = f});
+		Options o;
+		o.flavor = f;
+		auto plan = make_plan(table, o);
 		if (!plan)
 			return plan.error();
 	}

@@ -48,6 +48,10 @@ struct Plan {
 	unsigned frames = 1;	  // deepest call chain, the main program included
 	bool uses_ifname = false; // some reachable rule tests -i
 	bool uses_ofname = false; // ... or -o
+	// Some rule tests connection-tracking state: the prologue looks the packet up
+	// (emit_ct_state()), and every hook sees whole datagrams, as conntrack's defrag makes
+	// them (hook_defrag in hookset).
+	bool uses_conntrack = false;
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.

@@ -136,7 +136,11 @@ BpfDataplane::BpfDataplane(const XdpOptions &options, Fd devices, Fd local_addrs
 {
 }
 
-BpfDataplane::~BpfDataplane() = default;
+BpfDataplane::~BpfDataplane()
+{
+	if (holding_conntrack_)
+		(void)hold_conntrack(false);
+}
 
 Result<std::unique_ptr<BpfDataplane>> BpfDataplane::create(const XdpOptions &options)
 {
@@ -397,6 +401,17 @@ Status BpfDataplane::adopt(const std::vector<rtnl::Link> &links)
 	return {};
 }
 
+codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
+					       codegen::Options::Tests tests) const
+{
+	codegen::Options o;
+	o.flavor = flavor;
+	o.tests = tests;
+	if (conntrack_)
+		o.ct = conntrack_->layout;
+	return o;
+}
+
 Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
 {
 	const auto k = static_cast<size_t>(flavor);
@@ -407,6 +422,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 		if (it == gen.offloaded.end()) {
 			LoadOptions lo;
 			lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
+			lo.conntrack = conntrack_.get();
 			auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 			if (!p)
 				return make_error(p.error().errnum,
@@ -424,20 +440,22 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
 			      LoadOptions{.name = {},
 					  .explain = !second_chance,
-					  .counters_fd = gen.counters.get()});
+					  .counters_fd = gen.counters.get(),
+					  .conntrack = conntrack_.get()});
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
 			  " program with its faster tests (" +
 			  std::to_string(gen.code[k].insns.size()) +
 			  " instructions); compiling it with a jump per rule");
 		auto again = codegen::compile(
-			gen.table, codegen::Options{.flavor = flavor,
-						    .tests = codegen::Options::Tests::Accumulate});
+			gen.table, codegen_options(flavor, codegen::Options::Tests::Accumulate));
 		if (!again)
 			return again.error();
 		gen.code[k] = std::move(*again);
 		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
-				 LoadOptions{.name = {}, .counters_fd = gen.counters.get()});
+				 LoadOptions{.name = {},
+					     .counters_fd = gen.counters.get(),
+					     .conntrack = conntrack_.get()});
 	}
 	if (!p)
 		return p.error();
@@ -693,10 +711,18 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	BF_TRY(check(table));
 	auto gen = std::make_unique<Generation>();
 	gen->table = table;
+	if (!conntrack_ && tracks_connections(table)) {
+		auto ct = open_conntrack();
+		if (!ct)
+			return make_error(EOPNOTSUPP,
+					  "connection tracking (-m conntrack, -m state) is not "
+					  "available: " +
+						  ct.error().message);
+		conntrack_ = std::move(*ct);
+	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
-		auto code = codegen::compile(
-			table, codegen::Options{.flavor = f, .tests = options_.tests});
+		auto code = codegen::compile(table, codegen_options(f, options_.tests));
 		if (!code)
 			return code.error();
 		gen->code[static_cast<size_t>(f)] = std::move(*code);
@@ -738,6 +764,11 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 		current_ = std::move(gen);
 		return std::vector<ir::Counter>{};
 	}
+	const bool tracks = tracks_connections(table);
+	if (options_.hold_conntrack && tracks && !holding_conntrack_) {
+		BF_TRY(hold_conntrack(true));
+		holding_conntrack_ = true;
+	}
 	BF_TRY(sync_devices(*links));
 	// Groups joined, rules and rp_filter changed since the last look: no event says so.
 	BF_TRY(sync_local_routes(*links));
@@ -754,6 +785,11 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	current_ = std::move(gen);
 	attached_ = std::move(next);
 	adopted_.clear();
+	if (holding_conntrack_ && !tracks) {
+		if (auto st = hold_conntrack(false); !st)
+			log::warn(st.error().message);
+		holding_conntrack_ = false;
+	}
 
 	const auto t_attached = clock::now();
 	wait_for_readers();

@@ -17,6 +17,7 @@
 #include "common/result.hpp"
 #include "loader/attach.hpp"
 #include "loader/fd.hpp"
+#include "loader/conntrack.hpp"
 #include "loader/program.hpp"
 #include "loader/rtnl.hpp"
 #include "service/dataplane.hpp"
@@ -46,6 +47,9 @@ struct XdpOptions {
 	bool restore_follows = false;
 	// How rules test packets (codegen::Options::Tests): Auto but for tests.
 	codegen::Options::Tests tests = codegen::Options::Tests::Auto;
+	// Turn connection tracking on in the namespace for tables that use it (hold_conntrack):
+	// the front door does; under the module, the module takes the reference.
+	bool hold_conntrack = false;
 };
 
 // Works on the network namespace the process is in when it is created and whenever one
@@ -151,6 +155,12 @@ private:
 	std::vector<Fd> adopted_;	   // programs of an earlier helper, still attached
 	std::map<int, Attached> attached_; // ifindex -> what we attached there
 	std::set<int> upper_xdp_;	   // devices where an upper device's XDP keeps ours off
+	// Connection tracking: the kernel's side, and the maps every program of the
+	// namespace shares (our own flows outlive a replace). Opened by the first table
+	// that tracks connections.
+	std::unique_ptr<Conntrack> conntrack_;
+	bool holding_conntrack_ = false; // hold_conntrack(true) is in force
+	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests) const;
 };
 
 } // namespace bpfilter::loader

@@ -2,6 +2,8 @@
 // refusal.
 #include "loader/program.hpp"
 
+#include "loader/conntrack.hpp"
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -182,6 +184,12 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		case codegen::MapSlot::Frags:
 			fd = frags.get();
 			break;
+		case codegen::MapSlot::CtOwn:
+			fd = options.conntrack ? options.conntrack->own.get() : -1;
+			break;
+		case codegen::MapSlot::CtTcp:
+			fd = options.conntrack ? options.conntrack->tcp.get() : -1;
+			break;
 		}
 		if (fd < 0)
 			return make_error(EINVAL,
@@ -192,11 +200,30 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		insns[ref.insn].imm = fd;
 	}
 
+	// Kernel functions: their BTF ids, in vmlinux's BTF or the module's (fd_array[1]).
+	std::array<int, 2> fd_array{-1, -1};
+	for (const codegen::KfuncRef &ref : program.kfunc_refs) {
+		if (!options.conntrack)
+			return make_error(EINVAL, "loader: the program calls nf_conntrack's functions "
+						  "and none were found");
+		if (ref.insn >= insns.size() || insns[ref.insn].code != (BPF_JMP | BPF_CALL) ||
+		    insns[ref.insn].src_reg != BPF_PSEUDO_KFUNC_CALL)
+			return make_error(EINVAL, "loader: a kfunc reference points at no call");
+		insns[ref.insn].imm = options.conntrack->btf_id[static_cast<size_t>(ref.func)];
+		if (options.conntrack->module_btf) {
+			fd_array = {options.conntrack->module_btf.get(),
+				    options.conntrack->module_btf.get()};
+			insns[ref.insn].off = 1;
+		}
+	}
+
 	const bool xdp = program.flavor == codegen::Flavor::Xdp;
 	const bpf_prog_type type = xdp ? BPF_PROG_TYPE_XDP : BPF_PROG_TYPE_SCHED_CLS;
 	LIBBPF_OPTS(bpf_prog_load_opts, opts,
 		    .expected_attach_type = xdp ? BPF_XDP : static_cast<bpf_attach_type>(0),
 		    .prog_ifindex = options.prog_ifindex);
+	if (fd_array[0] >= 0)
+		opts.fd_array = fd_array.data();
 	Btf btf;
 	if (!program.functions.empty()) {
 		auto made = make_btf(program, name);

@@ -22,6 +22,7 @@ struct LoadOptions {
 	bool explain = true;	   // on refusal, load again with the verifier's log to say why
 	int counters_fd = -1;	   // the Counters map shared with the table's other programs; -1:
 				   // the program gets one of its own
+	const struct Conntrack *conntrack = nullptr; // for programs that track connections
 };
 
 // The name each flavor's programs carry (what bpftool prog shows, and how a restarted

@@ -1,0 +1,763 @@
+// Connection tracking in the prologue: the view -m conntrack and -m state read, taken from the
+// kernel's connection table before netfilter's own conntrack has seen the packet.
+//
+// netfilter's conntrack runs at PRE_ROUTING and LOCAL_OUT, before the filter table; our
+// hooks run before the first (XDP, tc ingress) or after both (tc egress). So the view is
+// what nf_conntrack_in() would attach, computed from the entry as it stands:
+// - TCP and UDP: bpf_xdp_ct_lookup()/bpf_skb_ct_lookup() find the kernel's entry and its
+//   direction (resolve_normal_ct()'s ctinfo). Without an entry, the packet would make one
+//   (NEW) unless the protocol refuses it: tcp_error() and tcp_new() for TCP (header,
+//   flags, the state table's first column, nf_conntrack_tcp_loose), udp_error() for UDP.
+//   With one, tcp_conntracks[][][] says whether the segment is invalid in the entry's
+//   state, and when a SYN reopens a closed connection (a NEW entry again).
+// - ICMP: errors are RELATED to the entry their quoted header names, or INVALID
+//   (nf_conntrack_icmpv4_error()); queries and their replies, and every other protocol,
+//   are looked up in bpfilter's own table (maps::CtOwnKey), which the kernel's lookup
+//   cannot serve.
+// What is left out (window tracking, checksums, helpers) is in Documentation/supported.md.
+#include "codegen/conntrack.hpp"
+
+#include <linux/in.h>
+
+#include "codegen/layout.hpp"
+#include "codegen/maps.hpp"
+
+namespace bpfilter::codegen
+{
+
+using namespace insn;
+namespace off = layout::pkt_off;
+constexpr Reg pkt = layout::pkt;
+
+namespace
+{
+
+// XT_CONNTRACK_STATE_* bits, and the IPS_* status bits read here.
+constexpr int32_t st_invalid = 1, st_established = 2, st_related = 4, st_new = 8, st_snat = 64,
+		  st_dnat = 128;
+constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_src_nat = 16,
+		  ips_dst_nat = 32;
+// Inside struct nf_conntrack_tuple (stable since 2.6; the loader checks its size is 40).
+constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
+constexpr uint32_t ns_per_s = 1'000'000'000u;
+
+void set(Emitter &em, int16_t field, int32_t v)
+{
+	em.emit(st(BPF_W, pkt, field, v));
+}
+
+void copy(Emitter &em, int16_t to, int16_t from)
+{
+	em.emit(ldx(BPF_W, R1, pkt, from));
+	em.emit(stx(BPF_W, pkt, R1, to));
+}
+
+// R0 = ct (or 0) for the IPv4 tuple {saddr, daddr, sport, dport} at the parsed packet's
+// fields, protocol `proto`; the direction it was found in at layout::main_ct_opts + 9.
+void emit_lookup(Emitter &em, Reg ctx, Flavor flavor, int16_t saddr, int16_t daddr,
+		 int16_t sport, int16_t dport, Reg proto)
+{
+	constexpr int16_t t = layout::main_ct_tuple, o = layout::main_ct_opts;
+	em.emit(stx(BPF_B, R10, proto, o + 8));
+	em.emit(ldx(BPF_W, R1, pkt, saddr));
+	em.emit(stx(BPF_W, R10, R1, t));
+	em.emit(ldx(BPF_W, R1, pkt, daddr));
+	em.emit(stx(BPF_W, R10, R1, t + 4));
+	em.emit(ldx(BPF_W, R1, pkt, sport));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_H, R10, R1, t + 8));
+	em.emit(ldx(BPF_W, R1, pkt, dport));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_H, R10, R1, t + 10));
+	em.emit(st(BPF_W, R10, o, -1)); // netns_id: BPF_F_CURRENT_NETNS
+	em.emit(st(BPF_W, R10, o + 4, 0));
+	em.emit(st(BPF_B, R10, o + 9, 0));
+	em.emit(st(BPF_H, R10, o + 10, 0));
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, t));
+	em.emit(mov64(R3, 12)); // sizeof(bpf_tuple->ipv4)
+	em.emit(mov64(R4, R10));
+	em.emit(alu64_imm(BPF_ADD, R4, o));
+	em.emit(mov64(R5, 12)); // the bpf_ct_opts of Linux 6.1
+	em.call_kfunc(flavor == Flavor::Xdp ? Kfunc::XdpCtLookup : Kfunc::SkbCtLookup);
+}
+
+void emit_release(Emitter &em, Reg ct)
+{
+	em.emit(mov64(R1, ct));
+	em.call_kfunc(Kfunc::CtRelease);
+}
+
+// The view of kernel entry `ct` (found in the direction at main_ct_opts + 9): its tuples,
+// status and protocol; ct_statebit from resolve_normal_ct()'s ctinfo, or `statebit` when
+// given (RELATED). A reply has IPS_SEEN_REPLY by the time the filter table sees it
+// (nf_conntrack_in() sets it first), unless it is an error about the entry.
+void emit_view_of_entry(Emitter &em, const CtLayout &ly, Reg ct, int32_t statebit = 0)
+{
+	em.emit(ldx(BPF_B, R1, R10, layout::main_ct_opts + 9));
+	em.emit(alu64_imm(BPF_AND, R1, 1));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_dir));
+	em.emit(ldx(BPF_DW, R2, ct, ly.status));
+	if (!statebit) {
+		Label orig(em);
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), orig);
+		em.emit(alu64_imm(BPF_OR, R2, ips_seen_reply));
+		orig.bind();
+	}
+	em.emit(stx(BPF_W, pkt, R2, off::ct_status));
+	{
+		Label have(em);
+		if (statebit) {
+			em.emit(mov64(R3, statebit));
+		} else {
+			em.emit(mov64(R3, st_established));
+			em.jump(jmp_imm(BPF_JNE, R1, 0), have);
+			em.jump(jmp_imm(BPF_JSET, R2, ips_seen_reply), have);
+			em.emit(mov64(R3, st_related));
+			em.jump(jmp_imm(BPF_JSET, R2, ips_expected), have);
+			em.emit(mov64(R3, st_new));
+		}
+		have.bind();
+		Label no_snat(em), no_dnat(em);
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_AND, R4, ips_src_nat));
+		em.jump(jmp_imm(BPF_JEQ, R4, 0), no_snat);
+		em.emit(alu64_imm(BPF_OR, R3, st_snat));
+		no_snat.bind();
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_AND, R4, ips_dst_nat));
+		em.jump(jmp_imm(BPF_JEQ, R4, 0), no_dnat);
+		em.emit(alu64_imm(BPF_OR, R3, st_dnat));
+		no_dnat.bind();
+		em.emit(stx(BPF_W, pkt, R3, off::ct_statebit));
+	}
+	const int16_t addr[2][2] = {{off::ct_orig_src, off::ct_orig_dst},
+				    {off::ct_repl_src, off::ct_repl_dst}};
+	const int16_t port[2][2] = {{off::ct_orig_sport, off::ct_orig_dport},
+				    {off::ct_repl_sport, off::ct_repl_dport}};
+	for (int d = 0; d < 2; d++) {
+		const int16_t base = ly.tuple[d];
+		em.emit(ldx(BPF_W, R1, ct, base + tu_src));
+		em.emit(stx(BPF_W, pkt, R1, addr[d][0]));
+		em.emit(ldx(BPF_W, R1, ct, base + tu_dst));
+		em.emit(stx(BPF_W, pkt, R1, addr[d][1]));
+		em.emit(ldx(BPF_H, R1, ct, base + tu_sport));
+		em.emit(be(R1, 16));
+		em.emit(stx(BPF_W, pkt, R1, port[d][0]));
+		em.emit(ldx(BPF_H, R1, ct, base + tu_dport));
+		em.emit(be(R1, 16));
+		em.emit(stx(BPF_W, pkt, R1, port[d][1]));
+	}
+	em.emit(ldx(BPF_B, R1, ct, ly.tuple[0] + tu_proto));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_proto));
+}
+
+// A packet that would make a new entry: NEW, status 0, the tuples its own header gives
+// (ports: TCP and UDP's).
+void emit_view_new(Emitter &em, bool ports)
+{
+	set(em, off::ct_statebit, st_new);
+	set(em, off::ct_dir, 0);
+	set(em, off::ct_status, 0);
+	copy(em, off::ct_proto, off::proto);
+	copy(em, off::ct_orig_src, off::saddr);
+	copy(em, off::ct_orig_dst, off::daddr);
+	copy(em, off::ct_repl_src, off::daddr);
+	copy(em, off::ct_repl_dst, off::saddr);
+	if (ports) {
+		copy(em, off::ct_orig_sport, off::sport);
+		copy(em, off::ct_orig_dport, off::dport);
+		copy(em, off::ct_repl_sport, off::dport);
+		copy(em, off::ct_repl_dport, off::sport);
+	}
+}
+
+// R1 = tcp_conntracks[dir][index][old], dir in R1 (0 or 1), index in R2 (0-5), old in R3
+// (0-9). Clobbers R0-R5. To `fail` if the table cannot be read (it always can).
+void emit_tcp_table(Emitter &em, Label &fail)
+{
+	em.emit(alu64_imm(BPF_AND, R1, 1));
+	em.emit(alu64_imm(BPF_MUL, R1, maps::ct_tcp_indexes));
+	em.emit(alu64_reg(BPF_ADD, R1, R2));
+	em.emit(alu64_imm(BPF_MUL, R1, maps::ct_tcp_states));
+	em.emit(alu64_reg(BPF_ADD, R1, R3));
+	em.emit(stx(BPF_DW, R10, R1, layout::main_ct_tuple));
+	em.emit(st(BPF_W, R10, layout::main_ct_opts, 0));
+	em.ld_map(R1, MapSlot::CtTcp);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_ct_opts));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), fail);
+	em.emit(ldx(BPF_DW, R1, R10, layout::main_ct_tuple));
+	em.jump(jmp_imm(BPF_JGE, R1, static_cast<int32_t>(maps::ct_tcp_table.size())), fail);
+	em.emit(alu64_reg(BPF_ADD, R0, R1));
+	em.emit(ldx(BPF_B, R1, R0, 0));
+}
+
+// The TCP segment's index in tcp_conntracks (get_conntrack_index()) into `dst`, from the
+// flags in R5.
+void emit_tcp_index(Emitter &em, Reg dst)
+{
+	Label done(em), syn(em);
+	em.emit(mov64(dst, 4));
+	em.jump(jmp_imm(BPF_JSET, R5, 0x04), done); // RST
+	em.emit(mov64(dst, 0));
+	em.jump(jmp_imm(BPF_JSET, R5, 0x02), syn);
+	em.emit(mov64(dst, 2));
+	em.jump(jmp_imm(BPF_JSET, R5, 0x01), done); // FIN
+	em.emit(mov64(dst, 3));
+	em.jump(jmp_imm(BPF_JSET, R5, 0x10), done); // ACK
+	em.emit(mov64(dst, 5));
+	em.jump(ja(), done);
+	syn.bind();
+	em.emit(mov64(dst, 1));
+	em.jump(jmp_imm(BPF_JSET, R5, 0x10), done); // SYN/ACK
+	em.emit(mov64(dst, 0));
+	em.jump(ja(), done);
+	done.bind();
+}
+
+void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
+{
+	constexpr Reg ct = R7, index = R8;
+	Label flags_ok(em), hit(em), plain(em), reopen(em), gone(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::l4len));
+	em.jump(jmp_imm(BPF_JLT, R1, 20), done); // tcp_error(): not the whole header
+	em.emit(ldx(BPF_W, R2, pkt, off::tcp_doff));
+	em.jump(jmp_imm(BPF_JLT, R2, 20), done);
+	em.jump(jmp_reg(BPF_JGT, R2, R1), done);
+	// tcp_valid_flags[], after ECE, CWR and PSH are masked off.
+	em.emit(ldx(BPF_W, R5, pkt, off::tcp_flags));
+	em.emit(mov64(R3, R5));
+	em.emit(alu64_imm(BPF_AND, R3, 0x37));
+	for (int32_t f : {0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30})
+		em.jump(jmp_imm(BPF_JEQ, R3, f), flags_ok);
+	em.jump(ja(), done);
+	flags_ok.bind();
+	emit_tcp_index(em, index);
+	em.emit(mov64(R1, IPPROTO_TCP));
+	emit_lookup(em, ctx, flavor, off::saddr, off::daddr, off::sport, off::dport, R1);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), hit);
+	// tcp_new(): the first column; only a SYN starts a connection, or with
+	// nf_conntrack_tcp_loose an ACK picks one up.
+	em.emit(mov64(R1, 0));
+	em.emit(mov64(R2, index));
+	em.emit(mov64(R3, 0));
+	emit_tcp_table(em, done);
+	em.jump(jmp_imm(BPF_JEQ, R1, maps::ct_tcp_invalid), done);
+	if (!ly.tcp_loose)
+		em.jump(jmp_imm(BPF_JNE, R1, maps::ct_tcp_syn_sent), done);
+	emit_view_new(em, true);
+	em.jump(ja(), done);
+
+	hit.bind();
+	em.emit(mov64(ct, R0));
+	em.emit(ldx(BPF_B, R3, ct, ly.tcp_state));
+	em.jump(jmp_imm(BPF_JGT, R3, maps::ct_tcp_states - 1), plain);
+	em.emit(ldx(BPF_B, R1, R10, layout::main_ct_opts + 9));
+	em.emit(mov64(R2, index));
+	emit_tcp_table(em, plain);
+	em.jump(jmp_imm(BPF_JEQ, R1, maps::ct_tcp_invalid), gone); // "packet ... invalid"
+	em.jump(jmp_imm(BPF_JNE, R1, maps::ct_tcp_syn_sent), plain);
+	em.emit(ldx(BPF_B, R3, ct, ly.tcp_state));
+	em.jump(jmp_imm(BPF_JLT, R3, maps::ct_tcp_time_wait), plain);
+	// A SYN after the connection closed: the kernel kills the entry and starts anew
+	// when either side began the close, or this side's last segment was a reset.
+	em.emit(ldx(BPF_B, R1, ct, ly.tcp_seen_flags[0]));
+	em.emit(ldx(BPF_B, R2, ct, ly.tcp_seen_flags[1]));
+	em.emit(alu64_reg(BPF_OR, R1, R2));
+	em.jump(jmp_imm(BPF_JSET, R1, 0x04), reopen); // IP_CT_TCP_FLAG_CLOSE_INIT
+	em.emit(ldx(BPF_B, R1, ct, ly.tcp_last_dir));
+	em.emit(ldx(BPF_B, R2, R10, layout::main_ct_opts + 9));
+	em.jump(jmp_reg(BPF_JNE, R1, R2), plain);
+	em.emit(ldx(BPF_B, R1, ct, ly.tcp_last_index));
+	em.jump(jmp_imm(BPF_JNE, R1, 4), plain); // TCP_RST_SET
+	reopen.bind();
+	emit_release(em, ct);
+	emit_view_new(em, true);
+	em.jump(ja(), done);
+	gone.bind();
+	emit_release(em, ct);
+	em.jump(ja(), done);
+	plain.bind();
+	emit_view_of_entry(em, ly, ct);
+	emit_release(em, ct);
+	em.jump(ja(), done);
+}
+
+void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
+{
+	constexpr Reg ct = R7;
+	Label hit(em);
+	// udp_error(): the header, and a length field within the datagram.
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
+	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
+	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	em.emit(mov64(R1, IPPROTO_UDP));
+	emit_lookup(em, ctx, flavor, off::saddr, off::daddr, off::sport, off::dport, R1);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), hit);
+	emit_view_new(em, true);
+	em.jump(ja(), done);
+	hit.bind();
+	em.emit(mov64(ct, R0));
+	emit_view_of_entry(em, ly, ct);
+	emit_release(em, ct);
+	em.jump(ja(), done);
+}
+
+// pkt.ct_own_key = {src, dst, info}, each a u32 at the parsed packet's field; info given
+// in R3 (clobbers R1).
+void emit_own_key(Emitter &em, int16_t src, int16_t dst)
+{
+	em.emit(ldx(BPF_W, R1, pkt, src));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key));
+	em.emit(ldx(BPF_W, R1, pkt, dst));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key + 4));
+	em.emit(stx(BPF_W, pkt, R3, off::ct_own_key + 8));
+}
+
+// R0 = the live CtOwn entry of pkt.ct_own_key, or 0 (none, or lapsed). Clobbers R1-R5, R7.
+void emit_own_lookup(Emitter &em)
+{
+	Label out(em);
+	em.ld_map(R1, MapSlot::CtOwn);
+	em.emit(mov64(R2, pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), out);
+	em.emit(mov64(R7, R0));
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	em.emit(ldx(BPF_DW, R1, R7, offsetof(maps::CtOwnValue, expires)));
+	em.emit(mov64(R2, R0));
+	em.emit(mov64(R0, 0));
+	em.jump(jmp_reg(BPF_JGE, R2, R1), out); // lapsed
+	em.emit(mov64(R0, R7));
+	out.bind();
+}
+
+// R3 = type << 24 | code << 16 | id from the registers given (clobbers them).
+void emit_icmp_info(Emitter &em, Reg type, Reg code, Reg id)
+{
+	em.emit(alu64_imm(BPF_LSH, type, 24));
+	em.emit(alu64_imm(BPF_LSH, code, 16));
+	em.emit(alu64_reg(BPF_OR, type, code));
+	em.emit(alu64_reg(BPF_OR, type, id));
+	if (type != R3)
+		em.emit(mov64(R3, type));
+}
+
+// The view of an ICMP query flow whose original direction is pkt.ct_own_key: its tuples
+// (ports: the id, and type << 8 | code of each direction).
+void emit_icmp_tuples(Emitter &em)
+{
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_orig_src));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_repl_dst));
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 4));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_orig_dst));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_repl_src));
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 8));
+	em.emit(mov64(R2, R1));
+	em.emit(alu64_imm(BPF_AND, R2, 0xffff));
+	em.emit(stx(BPF_W, pkt, R2, off::ct_orig_sport));
+	em.emit(stx(BPF_W, pkt, R2, off::ct_repl_sport));
+	em.emit(alu64_imm(BPF_RSH, R1, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_orig_dport));
+	// The reply's type: echo 8 -> 0, timestamp 13 -> 14, info 15 -> 16, mask 17 -> 18.
+	Label echo(em), have(em);
+	em.emit(mov64(R2, R1));
+	em.emit(alu64_imm(BPF_RSH, R2, 8));
+	em.jump(jmp_imm(BPF_JEQ, R2, 8), echo);
+	em.emit(alu64_imm(BPF_ADD, R1, 0x100));
+	em.jump(ja(), have);
+	echo.bind();
+	em.emit(alu64_imm(BPF_AND, R1, 0xff));
+	have.bind();
+	em.emit(stx(BPF_W, pkt, R1, off::ct_repl_dport));
+	set(em, off::ct_proto, IPPROTO_ICMP);
+}
+
+// An entry of our own in R0 (or 0) for the packet: its state and status in the view.
+// Original direction: NEW until a reply was seen; reply: ESTABLISHED, the reply seen.
+void emit_own_state(Emitter &em, bool reply)
+{
+	Label none(em), done(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), none);
+	em.emit(ldx(BPF_W, R2, R0, offsetof(maps::CtOwnValue, status)));
+	if (reply) {
+		em.emit(alu64_imm(BPF_OR, R2, ips_seen_reply));
+		em.emit(mov64(R3, st_established));
+	} else {
+		Label have(em);
+		em.emit(mov64(R3, st_established));
+		em.jump(jmp_imm(BPF_JSET, R2, ips_seen_reply), have);
+		em.emit(mov64(R3, st_new));
+		have.bind();
+	}
+	em.emit(stx(BPF_W, pkt, R2, off::ct_status));
+	em.emit(stx(BPF_W, pkt, R3, off::ct_statebit));
+	em.jump(ja(), done);
+	none.bind();
+	set(em, off::ct_status, 0);
+	set(em, off::ct_statebit, st_new);
+	done.bind();
+	set(em, off::ct_dir, reply ? 1 : 0);
+	set(em, off::ct_own_op, reply ? layout::ct_own_reply : layout::ct_own_new);
+}
+
+// ICMP errors (nf_conntrack_icmpv4_error()): RELATED to the entry the quoted header
+// names, when the error goes where that entry's packets go; else INVALID.
+void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
+{
+	constexpr Reg ct = R7;
+	Label icmp(em), generic(em), hit(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_in_ok));
+	em.jump(jmp_imm(BPF_JEQ, R1, 0), done);
+	// conntrack[dir].dst must be the outer destination: the quoted source.
+	em.emit(ldx(BPF_W, R2, pkt, off::ct_in_saddr));
+	em.emit(ldx(BPF_W, R3, pkt, off::daddr));
+	em.jump(jmp_reg(BPF_JNE, R2, R3), done);
+	em.emit(ldx(BPF_W, R2, pkt, off::ct_in_proto));
+	em.jump(jmp_imm(BPF_JEQ, R2, IPPROTO_ICMP), icmp);
+	em.jump(jmp_imm(BPF_JEQ, R2, IPPROTO_TCP), hit);
+	em.jump(jmp_imm(BPF_JNE, R2, IPPROTO_UDP), generic);
+	hit.bind();
+	{
+		Label have_ports(em);
+		em.jump(jmp_imm(BPF_JSET, R1, layout::ct_in_4), have_ports);
+		em.jump(ja(), done);
+		have_ports.bind();
+	}
+	// The inverted quoted tuple, looked up as the kernel does.
+	emit_lookup(em, ctx, flavor, off::ct_in_daddr, off::ct_in_saddr, off::ct_in_dport,
+		    off::ct_in_sport, R2);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(mov64(ct, R0));
+	emit_view_of_entry(em, ly, ct, st_related);
+	emit_release(em, ct);
+	em.jump(ja(), done);
+
+	// A quoted ICMP query: its flow in our own table. The inverted tuple of a request is
+	// the reply tuple of the flow it began; of a reply, the original one.
+	icmp.bind();
+	{
+		Label request(em), found(em);
+		em.jump(jmp_imm(BPF_JSET, R1, layout::ct_in_8), found);
+		em.jump(ja(), done);
+		found.bind();
+		em.emit(ldx(BPF_W, R4, pkt, off::ct_in_sport));
+		em.emit(mov64(R5, R4));
+		em.emit(alu64_imm(BPF_RSH, R4, 8));   // type
+		em.emit(alu64_imm(BPF_AND, R5, 0xff)); // code
+		for (int32_t t : {8, 13, 15, 17})
+			em.jump(jmp_imm(BPF_JEQ, R4, t), request);
+		Label reply(em);
+		em.jump(jmp_imm(BPF_JEQ, R4, 0), reply);
+		em.jump(jmp_imm(BPF_JEQ, R4, 14), reply);
+		em.jump(jmp_imm(BPF_JEQ, R4, 16), reply);
+		em.jump(jmp_imm(BPF_JEQ, R4, 18), reply);
+		em.jump(ja(), done);
+		Label look(em);
+		reply.bind();
+		{
+			Label was_echo(em), have(em);
+			em.jump(jmp_imm(BPF_JEQ, R4, 0), was_echo);
+			em.emit(alu64_imm(BPF_SUB, R4, 1));
+			em.jump(ja(), have);
+			was_echo.bind();
+			em.emit(mov64(R4, 8));
+			have.bind();
+		}
+		em.emit(ldx(BPF_W, R0, pkt, off::ct_in_id));
+		emit_icmp_info(em, R4, R5, R0);
+		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr);
+		set(em, off::ct_dir, 0);
+		em.jump(ja(), look);
+		request.bind();
+		em.emit(ldx(BPF_W, R0, pkt, off::ct_in_id));
+		emit_icmp_info(em, R4, R5, R0);
+		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr);
+		set(em, off::ct_dir, 1);
+		look.bind();
+		emit_own_lookup(em);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+		em.emit(ldx(BPF_W, R2, R0, offsetof(maps::CtOwnValue, status)));
+		em.emit(stx(BPF_W, pkt, R2, off::ct_status));
+		emit_icmp_tuples(em);
+		set(em, off::ct_statebit, st_related);
+		em.jump(ja(), done);
+	}
+
+	// Another protocol quoted: its flow in our own table, either way round.
+	generic.bind();
+	{
+		Label found(em), reply(em);
+		em.emit(mov64(R3, R2));
+		em.emit(alu64_imm(BPF_OR, R3, static_cast<int32_t>(maps::ct_own_generic)));
+		em.emit(stx(BPF_W, R10, R3, layout::main_ct_opts));
+		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr);
+		emit_own_lookup(em);
+		set(em, off::ct_dir, 0);
+		em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+		em.emit(ldx(BPF_W, R3, R10, layout::main_ct_opts));
+		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr);
+		emit_own_lookup(em);
+		set(em, off::ct_dir, 1);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+		found.bind();
+		em.emit(ldx(BPF_W, R2, R0, offsetof(maps::CtOwnValue, status)));
+		em.emit(stx(BPF_W, pkt, R2, off::ct_status));
+		copy(em, off::ct_orig_src, off::ct_own_key);
+		copy(em, off::ct_orig_dst, off::ct_own_key + 4);
+		copy(em, off::ct_repl_src, off::ct_own_key + 4);
+		copy(em, off::ct_repl_dst, off::ct_own_key);
+		copy(em, off::ct_proto, off::ct_in_proto);
+		set(em, off::ct_statebit, st_related);
+		em.jump(ja(), done);
+	}
+}
+
+void emit_icmp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
+{
+	Label error(em), request(em), reply(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done); // "short packet"
+	em.emit(ldx(BPF_W, R4, pkt, off::icmp_type));
+	em.jump(jmp_imm(BPF_JGT, R4, 18), done); // "invalid icmp type" (NR_ICMP_TYPES)
+	for (int32_t t : {3, 4, 5, 11, 12})
+		em.jump(jmp_imm(BPF_JEQ, R4, t), error);
+	for (int32_t t : {8, 13, 15, 17})
+		em.jump(jmp_imm(BPF_JEQ, R4, t), request);
+	for (int32_t t : {0, 14, 16, 18})
+		em.jump(jmp_imm(BPF_JEQ, R4, t), reply);
+	em.jump(ja(), done); // icmp_new(): "Can't create a new ICMP `conn' with this"
+
+	request.bind();
+	em.emit(ldx(BPF_W, R5, pkt, off::icmp_code));
+	em.emit(ldx(BPF_W, R0, pkt, off::ct_l4w1));
+	emit_icmp_info(em, R4, R5, R0);
+	emit_own_key(em, off::saddr, off::daddr);
+	emit_own_lookup(em);
+	emit_own_state(em, false);
+	emit_icmp_tuples(em);
+	em.jump(ja(), done);
+
+	reply.bind();
+	{
+		Label was_echo(em), have(em), found(em);
+		em.jump(jmp_imm(BPF_JEQ, R4, 0), was_echo);
+		em.emit(alu64_imm(BPF_SUB, R4, 1));
+		em.jump(ja(), have);
+		was_echo.bind();
+		em.emit(mov64(R4, 8));
+		have.bind();
+		em.emit(ldx(BPF_W, R5, pkt, off::icmp_code));
+		em.emit(ldx(BPF_W, R0, pkt, off::ct_l4w1));
+		emit_icmp_info(em, R4, R5, R0);
+		emit_own_key(em, off::daddr, off::saddr);
+		emit_own_lookup(em);
+		em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+		em.jump(ja(), done); // a reply to nothing: INVALID
+		found.bind();
+		emit_own_state(em, true);
+		emit_icmp_tuples(em);
+		em.jump(ja(), done);
+	}
+
+	error.bind();
+	emit_related(em, ctx, flavor, ly, done);
+}
+
+// Every other protocol, as nf_conntrack_proto_generic.c: one flow per address pair.
+void emit_generic(Emitter &em, Label &done)
+{
+	Label reply(em), found(em);
+	em.emit(ldx(BPF_W, R3, pkt, off::proto));
+	em.emit(alu64_imm(BPF_OR, R3, static_cast<int32_t>(maps::ct_own_generic)));
+	em.emit(stx(BPF_W, R10, R3, layout::main_ct_opts));
+	emit_own_key(em, off::saddr, off::daddr);
+	emit_own_lookup(em);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+	em.emit(ldx(BPF_W, R3, R10, layout::main_ct_opts));
+	emit_own_key(em, off::daddr, off::saddr);
+	emit_own_lookup(em);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), reply);
+	// No flow either way: this packet begins one.
+	em.emit(ldx(BPF_W, R3, R10, layout::main_ct_opts));
+	emit_own_key(em, off::saddr, off::daddr);
+	em.emit(mov64(R0, 0));
+	found.bind();
+	emit_own_state(em, false);
+	copy(em, off::ct_orig_src, off::saddr);
+	copy(em, off::ct_orig_dst, off::daddr);
+	copy(em, off::ct_repl_src, off::daddr);
+	copy(em, off::ct_repl_dst, off::saddr);
+	copy(em, off::ct_proto, off::proto);
+	em.jump(ja(), done);
+	reply.bind();
+	emit_own_state(em, true);
+	copy(em, off::ct_orig_src, off::daddr);
+	copy(em, off::ct_orig_dst, off::saddr);
+	copy(em, off::ct_repl_src, off::saddr);
+	copy(em, off::ct_repl_dst, off::daddr);
+	copy(em, off::ct_proto, off::proto);
+	em.jump(ja(), done);
+}
+
+} // namespace
+
+void emit_ct_parse_reset(Emitter &em)
+{
+	for (int16_t f : {off::ct_l4avail, off::ct_l4w1, off::ct_in_ok})
+		set(em, f, 0);
+}
+
+void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
+{
+	Label done(em);
+	em.jump(jmp_imm(BPF_JLT, l4len, 8), done);
+	em.emit(mov64(R1, l4));
+	em.emit(alu64_imm(BPF_ADD, R1, 8));
+	em.jump(jmp_reg(BPF_JGT, R1, data_end), done);
+	set(em, off::ct_l4avail, 8);
+	em.emit(ldx(BPF_H, R1, l4, 4));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_l4w1));
+	// An ICMP error's quoted datagram (nf_ct_get_tuplepr() on it).
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_ICMP), done);
+	em.emit(ldx(BPF_B, R1, l4, 0));
+	{
+		Label error(em);
+		for (int32_t t : {3, 4, 5, 11, 12})
+			em.jump(jmp_imm(BPF_JEQ, R1, t), error);
+		em.jump(ja(), done);
+		error.bind();
+	}
+	// R2 = the quoted IP header, with its 20 bytes in the packet.
+	em.emit(mov64(R2, l4));
+	em.emit(alu64_imm(BPF_ADD, R2, 8));
+	em.emit(mov64(R1, R2));
+	em.emit(alu64_imm(BPF_ADD, R1, 20));
+	em.jump(jmp_reg(BPF_JGT, R1, data_end), done);
+	em.emit(ldx(BPF_H, R1, R2, 6)); // a later fragment quoted: no tuple
+	em.emit(be(R1, 16));
+	em.jump(jmp_imm(BPF_JSET, R1, 0x1fff), done);
+	em.emit(ldx(BPF_W, R1, R2, 12));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_saddr));
+	em.emit(ldx(BPF_W, R1, R2, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_daddr));
+	em.emit(ldx(BPF_B, R1, R2, 9));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_proto));
+	set(em, off::ct_in_ok, layout::ct_in_header);
+	// Its transport header at ihl * 4 (whatever ihl says, as get_l4proto() reads it).
+	em.emit(ldx(BPF_B, R1, R2, 0));
+	em.emit(alu64_imm(BPF_AND, R1, 0x0f));
+	em.emit(alu64_imm(BPF_LSH, R1, 2));
+	em.emit(alu64_reg(BPF_ADD, R2, R1));
+	em.emit(mov64(R1, R2));
+	em.emit(alu64_imm(BPF_ADD, R1, 4));
+	em.jump(jmp_reg(BPF_JGT, R1, data_end), done);
+	em.emit(ldx(BPF_H, R1, R2, 0));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_sport));
+	em.emit(ldx(BPF_H, R1, R2, 2));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_dport));
+	set(em, off::ct_in_ok, layout::ct_in_header | layout::ct_in_4);
+	em.emit(mov64(R1, R2));
+	em.emit(alu64_imm(BPF_ADD, R1, 8));
+	em.jump(jmp_reg(BPF_JGT, R1, data_end), done);
+	em.emit(ldx(BPF_H, R1, R2, 4));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_in_id));
+	set(em, off::ct_in_ok, layout::ct_in_header | layout::ct_in_4 | layout::ct_in_8);
+	done.bind();
+}
+
+void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
+{
+	Label done(em), tcp(em), udp(em), icmp(em);
+	for (int16_t f = off::ct_statebit; f < off::ct_own_key; f += 4)
+		set(em, f, 0);
+	set(em, off::ct_statebit, st_invalid);
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tcp);
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_UDP), udp);
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
+	emit_generic(em, done);
+	tcp.bind();
+	emit_tcp(em, ctx, flavor, ct, done);
+	udp.bind();
+	emit_udp(em, ctx, flavor, ct, done);
+	icmp.bind();
+	emit_icmp(em, ctx, flavor, ct, done);
+	done.bind();
+}
+
+void emit_ct_confirm(Emitter &em, const CtLayout &ct)
+{
+	constexpr Reg verdict = R6, entry = R7;
+	Label out(em), insert(em), fresh(em), stamped(em);
+	em.emit(mov64(verdict, R0));
+	em.jump(jmp_imm(BPF_JNE, verdict, layout::ret_accept), out);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));
+	em.jump(jmp_imm(BPF_JEQ, R1, layout::ct_own_none), out);
+	em.ld_map(R1, MapSlot::CtOwn);
+	em.emit(mov64(R2, pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.emit(mov64(entry, R0));
+	// R8 = now + the flow's timeout.
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	{
+		Label generic(em), have(em);
+		em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 8));
+		em.emit(alu64_imm(BPF_RSH, R1, 24));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0xff), generic);
+		em.ld_imm64(R2, uint64_t{ct.icmp_timeout} * ns_per_s);
+		em.jump(ja(), have);
+		generic.bind();
+		em.ld_imm64(R2, uint64_t{ct.generic_timeout} * ns_per_s);
+		have.bind();
+		em.emit(alu64_reg(BPF_ADD, R2, R0));
+		em.emit(mov64(R8, R2));
+	}
+	em.emit(ldx(BPF_W, R3, pkt, off::ct_own_op));
+	em.jump(jmp_imm(BPF_JEQ, entry, 0), insert);
+	// A lapsed entry is a new flow (the lookup before the chains said so).
+	em.emit(ldx(BPF_DW, R1, entry, offsetof(maps::CtOwnValue, expires)));
+	em.jump(jmp_reg(BPF_JGE, R0, R1), fresh);
+	em.jump(jmp_imm(BPF_JNE, R3, layout::ct_own_reply), stamped);
+	em.emit(ldx(BPF_W, R1, entry, offsetof(maps::CtOwnValue, status)));
+	em.emit(alu64_imm(BPF_OR, R1, ips_seen_reply));
+	em.emit(stx(BPF_W, entry, R1, offsetof(maps::CtOwnValue, status)));
+	em.jump(ja(), stamped);
+	fresh.bind();
+	em.jump(jmp_imm(BPF_JNE, R3, layout::ct_own_new), out);
+	em.emit(st(BPF_W, entry, offsetof(maps::CtOwnValue, status), ips_confirmed));
+	stamped.bind();
+	em.emit(stx(BPF_DW, entry, R8, offsetof(maps::CtOwnValue, expires)));
+	em.jump(ja(), out);
+
+	insert.bind();
+	em.jump(jmp_imm(BPF_JNE, R3, layout::ct_own_new), out);
+	em.emit(stx(BPF_DW, R10, R8, layout::main_ct_tuple));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 8, ips_confirmed));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 12, 0));
+	em.ld_map(R1, MapSlot::CtOwn);
+	em.emit(mov64(R2, pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
+	em.emit(mov64(R3, R10));
+	em.emit(alu64_imm(BPF_ADD, R3, layout::main_ct_tuple));
+	em.emit(mov64(R4, BPF_ANY));
+	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	out.bind();
+	em.emit(mov64(R0, verdict));
+}
+
+} // namespace bpfilter::codegen

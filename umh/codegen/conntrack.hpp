@@ -1,0 +1,27 @@
+// Connection tracking in the prologue: what nf_conntrack_in() would have attached to the
+// packet by the time the filter table's hook runs, from the kernel's own connection table.
+#pragma once
+
+#include "codegen/codegen.hpp"
+#include "codegen/emitter.hpp"
+
+namespace bpfilter::codegen
+{
+
+// Zero what emit_ct_parse() fills, for packets it does not see (later fragments).
+void emit_ct_parse_reset(Emitter &em);
+
+// While the packet is parsed: the transport header's bytes 4-5 and an ICMP error's quoted
+// header, into the parsed packet (layout::pkt_off::ct_l4avail ..). In: `l4` = the transport
+// header's address, `data_end`, `l4len` = bytes from l4 to tot_len; all three are kept.
+void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len);
+
+// Before a chain runs: the connection-tracking view (layout::pkt_off::ct_statebit ..).
+// `ctx` is the program's context, kept; every other register but R9-R10 is clobbered.
+void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
+
+// After the chains let the packet through (R0 holds layout::ret_accept, kept): make or
+// refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry.
+void emit_ct_confirm(Emitter &em, const CtLayout &ct);
+
+} // namespace bpfilter::codegen

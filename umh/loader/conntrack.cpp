@@ -1,0 +1,268 @@
+// nf_conntrack as the generated programs see it: kfunc ids, struct nf_conn offsets, settings,
+// the namespace's own-flow and TCP-table maps.
+#include "loader/conntrack.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <linux/btf.h>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codegen/maps.hpp"
+
+namespace bpfilter::loader
+{
+namespace
+{
+
+Error sys_error(int err, const std::string &what)
+{
+	return make_error(err, what + ": " + std::strerror(err));
+}
+
+constexpr std::array<const char *, 3> kfunc_names = {"bpf_xdp_ct_lookup", "bpf_skb_ct_lookup",
+						     "bpf_ct_release"};
+
+struct BtfFree {
+	void operator()(struct btf *b) const { btf__free(b); }
+};
+using BtfPtr = std::unique_ptr<struct btf, BtfFree>;
+
+// The byte offset of a member path in struct `type`: names, or "[n]" for an array's
+// element n.
+std::optional<int16_t> offset_of(const struct btf *b, const char *type,
+				 std::initializer_list<std::string_view> path)
+{
+	int32_t id = btf__find_by_name_kind(b, type, BTF_KIND_STRUCT);
+	if (id < 0)
+		return std::nullopt;
+	uint64_t at = 0;
+	for (std::string_view part : path) {
+		id = btf__resolve_type(b, static_cast<uint32_t>(id));
+		if (id < 0)
+			return std::nullopt;
+		const struct btf_type *t = btf__type_by_id(b, static_cast<uint32_t>(id));
+		if (!part.empty() && part.front() == '[') {
+			if (!btf_is_array(t))
+				return std::nullopt;
+			const uint32_t elem = btf_array(t)->type;
+			const int64_t size = btf__resolve_size(b, elem);
+			if (size <= 0)
+				return std::nullopt;
+			at += std::stoul(std::string(part.substr(1))) * static_cast<uint64_t>(size);
+			id = static_cast<int32_t>(elem);
+			continue;
+		}
+		if (!btf_is_composite(t))
+			return std::nullopt;
+		const struct btf_member *m = btf_members(t);
+		bool found = false;
+		for (uint16_t k = 0; k < btf_vlen(t); k++, m++) {
+			if (part != btf__name_by_offset(b, m->name_off))
+				continue;
+			at += btf_member_bit_offset(t, k) / 8;
+			id = static_cast<int32_t>(m->type);
+			found = true;
+			break;
+		}
+		if (!found)
+			return std::nullopt;
+	}
+	if (at == 0 || at > 32767)
+		return std::nullopt;
+	return static_cast<int16_t>(at);
+}
+
+Result<codegen::CtLayout> layout_of(const struct btf *b)
+{
+	codegen::CtLayout ly;
+	const auto need = [&](int16_t &field, std::initializer_list<std::string_view> path) {
+		auto o = offset_of(b, "nf_conn", path);
+		if (o)
+			field = *o;
+		return o.has_value();
+	};
+	const bool ok =
+		need(ly.status, {"status"}) && need(ly.timeout, {"timeout"}) &&
+		need(ly.tuple[0], {"tuplehash", "[0]", "tuple"}) &&
+		need(ly.tuple[1], {"tuplehash", "[1]", "tuple"}) &&
+		need(ly.tcp_state, {"proto", "tcp", "state"}) &&
+		need(ly.tcp_seen_flags[0], {"proto", "tcp", "seen", "[0]", "flags"}) &&
+		need(ly.tcp_seen_flags[1], {"proto", "tcp", "seen", "[1]", "flags"}) &&
+		need(ly.tcp_last_dir, {"proto", "tcp", "last_dir"}) &&
+		need(ly.tcp_last_index, {"proto", "tcp", "last_index"});
+	if (!ok)
+		return make_error(ENOENT, "loader: struct nf_conn in the kernel's BTF lacks a "
+					  "field bpfilter reads");
+	// The generated code reads the tuple at fixed places (conntrack.cpp).
+	const int32_t tuple = btf__find_by_name_kind(b, "nf_conntrack_tuple", BTF_KIND_STRUCT);
+	if (tuple < 0 || btf__resolve_size(b, static_cast<uint32_t>(tuple)) != 40)
+		return make_error(ENOENT, "loader: struct nf_conntrack_tuple is not the 40 bytes "
+					  "bpfilter knows");
+	return ly;
+}
+
+uint32_t sysctl(const char *name, uint32_t fallback)
+{
+	std::ifstream in(std::string("/proc/sys/net/netfilter/") + name);
+	uint32_t v = 0;
+	if (in >> v)
+		return v;
+	return fallback;
+}
+
+// The BTF of the loaded module `name`, split on vmlinux's, with an fd for fd_array.
+std::optional<std::pair<BtfPtr, Fd>> module_btf(const char *name, const struct btf *vmlinux)
+{
+	uint32_t id = 0;
+	while (bpf_btf_get_next_id(id, &id) == 0) {
+		Fd fd(bpf_btf_get_fd_by_id(id));
+		if (!fd)
+			continue;
+		char buf[64] = {};
+		struct bpf_btf_info info = {};
+		info.name = reinterpret_cast<uint64_t>(buf);
+		info.name_len = sizeof(buf);
+		uint32_t len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0 || !info.kernel_btf ||
+		    std::string_view(buf) != name)
+			continue;
+		BtfPtr b(btf__load_from_kernel_by_id_split(id, const_cast<struct btf *>(vmlinux)));
+		if (!b)
+			return std::nullopt;
+		return std::make_pair(std::move(b), std::move(fd));
+	}
+	return std::nullopt;
+}
+
+// Runs iptables-legacy with `args` (no LD_PRELOAD: the kernel's own table); its exit status.
+int iptables_legacy(std::vector<std::string> args)
+{
+	args.insert(args.begin(), "iptables-legacy");
+	std::vector<char *> argv;
+	for (std::string &a : args)
+		argv.push_back(a.data());
+	argv.push_back(nullptr);
+	std::vector<char *> envp;
+	for (char **e = environ; *e; e++) {
+		const std::string_view v(*e);
+		if (v.substr(0, 11) != "LD_PRELOAD=" && v.substr(0, 17) != "XTABLES_LOCKFILE=")
+			envp.push_back(*e);
+	}
+	// The iptables command we are answering holds the xtables lock until we do: a lock
+	// of our own, or we would wait for ourselves.
+	static char lockfile[] = "XTABLES_LOCKFILE=/run/bpfilter-raw.xtables.lock";
+	envp.push_back(lockfile);
+	envp.push_back(nullptr);
+	posix_spawn_file_actions_t actions;
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+	pid_t pid = 0;
+	const int err = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+	posix_spawn_file_actions_destroy(&actions);
+	if (err != 0)
+		return -err;
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+} // namespace
+
+Status hold_conntrack(bool on)
+{
+	const std::vector<std::string> rule = {
+		"PREROUTING", "-m", "conntrack", "--ctstate", "INVALID", "-m", "comment",
+		"--comment", "bpfilter: connection tracking on for bpfilter's rules"};
+	auto with = [&](const char *op) {
+		std::vector<std::string> args = {"-w", "5", "-t", "raw", op};
+		args.insert(args.end(), rule.begin(), rule.end());
+		return args;
+	};
+	const bool there = iptables_legacy(with("-C")) == 0;
+	if (on == there)
+		return {};
+	const int rc = iptables_legacy(with(on ? "-A" : "-D"));
+	if (rc == 0)
+		return {};
+	return make_error(rc < 0 ? -rc : EOPNOTSUPP,
+			  std::string("loader: iptables-legacy -t raw could not ") +
+				  (on ? "add" : "remove") +
+				  " the rule that keeps connection tracking on (exit " +
+				  std::to_string(rc) + ")");
+}
+
+bool tracks_connections(const ir::Table &table)
+{
+	for (const ir::Rule &r : table.rules)
+		for (const ir::Match &m : r.matches)
+			if (std::holds_alternative<ir::ConntrackMatch>(m))
+				return true;
+	return false;
+}
+
+Result<std::unique_ptr<Conntrack>> open_conntrack()
+{
+	auto ct = std::make_unique<Conntrack>();
+	BtfPtr vmlinux(btf__load_vmlinux_btf());
+	if (!vmlinux)
+		return make_error(ENOENT, "loader: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF)");
+	const struct btf *where = vmlinux.get();
+	BtfPtr module;
+	if (btf__find_by_name_kind(where, kfunc_names[0], BTF_KIND_FUNC) < 0) {
+		auto m = module_btf("nf_conntrack", vmlinux.get());
+		if (!m)
+			return make_error(ENOENT, "loader: nf_conntrack's kfuncs are neither in "
+						  "vmlinux nor in a loaded nf_conntrack module");
+		module = std::move(m->first);
+		ct->module_btf = std::move(m->second);
+		where = module.get();
+	}
+	for (size_t k = 0; k < kfunc_names.size(); k++) {
+		const int32_t id = btf__find_by_name_kind(where, kfunc_names[k], BTF_KIND_FUNC);
+		if (id < 0)
+			return make_error(ENOENT, std::string("loader: the kernel has no kfunc ") +
+							  kfunc_names[k]);
+		ct->btf_id[k] = id;
+	}
+	auto ly = layout_of(where);
+	if (!ly)
+		return ly.error();
+	ct->layout = *ly;
+	ct->layout.icmp_timeout = sysctl("nf_conntrack_icmp_timeout", 30);
+	ct->layout.generic_timeout = sysctl("nf_conntrack_generic_timeout", 600);
+	ct->layout.tcp_loose = sysctl("nf_conntrack_tcp_loose", 1) != 0;
+
+	const int own = bpf_map_create(static_cast<bpf_map_type>(codegen::maps::ct_own_type),
+				       "bpfilter_ctown", sizeof(codegen::maps::CtOwnKey),
+				       sizeof(codegen::maps::CtOwnValue),
+				       codegen::maps::ct_own_max_entries, nullptr);
+	if (own < 0)
+		return sys_error(-own, "loader: creating the own-flows map");
+	ct->own = Fd(own);
+	const int tcp = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bpfilter_cttcp", sizeof(uint32_t),
+				       sizeof(codegen::maps::CtTcpTable), 1, nullptr);
+	if (tcp < 0)
+		return sys_error(-tcp, "loader: creating the TCP state table");
+	ct->tcp = Fd(tcp);
+	const uint32_t zero = 0;
+	if (bpf_map_update_elem(tcp, &zero, codegen::maps::ct_tcp_table.data(), BPF_ANY) != 0 ||
+	    bpf_map_freeze(tcp) != 0)
+		return sys_error(errno, "loader: filling the TCP state table");
+	return ct;
+}
+
+} // namespace bpfilter::loader
