@@ -76,6 +76,9 @@ int bpfilter_netns_init(void);
 void bpfilter_netns_exit(void);
 int bpfilter_netns_track(struct net *net);	/* locked */
 void bpfilter_netns_save(struct net *net, void *replace, u32 len); /* locked */
+bool bpfilter_table_tracks(const void *replace, u32 len);
+int bpfilter_netns_ct_prepare(struct net *net, bool tracks);	/* locked */
+void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted); /* locked */
 void bpfilter_netns_replay(void);		/* locked */
 void bpfilter_netns_detach_all(void);		/* locked */
 

@@ -15,6 +15,7 @@
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
 #include <net/net_namespace.h>
+#include <net/netfilter/nf_conntrack.h>
 
 #include "bpfilter.h"
 
@@ -35,7 +36,16 @@ struct bpfilter_netns {
 	struct net *net;	/* no reference: NULL once the namespace is gone */
 	u64 cookie;
 	struct list_head tables;
+	/*
+	 * BPFILTER_CT_HELD: the namespace's table tests connection tracking state, so
+	 * we hold the reference xt_conntrack's checkentry would (nf_ct_netns_get()):
+	 * conntrack tracks there. BPFILTER_CT_NEW: taken for a replace in flight.
+	 */
+	unsigned long ct;
 };
+
+#define BPFILTER_CT_HELD	0
+#define BPFILTER_CT_NEW		1
 
 struct bpfilter_event {
 	struct list_head node;
@@ -120,6 +130,86 @@ void bpfilter_netns_save(struct net *net, void *replace, u32 len)
 set:
 	t->replace = replace;
 	t->len = len;
+}
+
+/*
+ * Does the table (a struct ipt_replace and its entries, as the caller gave it)
+ * have a state or conntrack match? Walked with every offset checked: the
+ * helper has not seen it yet.
+ */
+bool bpfilter_table_tracks(const void *replace, u32 len)
+{
+	const struct ipt_replace *repl = replace;
+	const u8 *base = (const u8 *)repl->entries;
+	u32 size = repl->size, off = 0;
+
+	if (len < sizeof(*repl) || size > len - sizeof(*repl))
+		return false;
+	while (off + sizeof(struct ipt_entry) <= size) {
+		const struct ipt_entry *e = (const void *)(base + off);
+		u32 m = sizeof(*e);
+
+		if (e->next_offset < sizeof(*e) || e->next_offset > size - off ||
+		    e->target_offset > e->next_offset)
+			return false;
+		while (m + sizeof(struct xt_entry_match) <= e->target_offset) {
+			const struct xt_entry_match *em = (const void *)(base + off + m);
+			const char *name = em->u.user.name;
+
+			if (em->u.match_size < sizeof(*em))
+				break;
+			if (!strncmp(name, "state", XT_EXTENSION_MAXNAMELEN) ||
+			    !strncmp(name, "conntrack", XT_EXTENSION_MAXNAMELEN))
+				return true;
+			m += em->u.match_size;
+		}
+		off += e->next_offset;
+	}
+	return false;
+}
+
+/*
+ * Before a replace: a table that tracks connections needs conntrack on in
+ * its namespace, as xt_conntrack's checkentry turns it on; its error fails
+ * the replace.
+ */
+int bpfilter_netns_ct_prepare(struct net *net, bool tracks)
+{
+	struct bpfilter_netns *ns = ns_find(net);
+	int ret;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (!ns || !tracks || test_bit(BPFILTER_CT_HELD, &ns->ct))
+		return 0;
+	ret = nf_ct_netns_get(net, NFPROTO_IPV4);
+	if (ret < 0) {
+		pr_info_ratelimited("cannot load conntrack support for proto=%u\n",
+				    NFPROTO_IPV4);
+		return ret;
+	}
+	set_bit(BPFILTER_CT_NEW, &ns->ct);
+	return 0;
+}
+
+/* After it: hold the reference as long as the table in force tracks. */
+void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted)
+{
+	struct bpfilter_netns *ns = ns_find(net);
+	bool taken;
+
+	lockdep_assert_held(&bpfilter_mutex);
+	if (!ns)
+		return;
+	taken = test_and_clear_bit(BPFILTER_CT_NEW, &ns->ct);
+	if (!accepted) {
+		if (taken)
+			nf_ct_netns_put(net, NFPROTO_IPV4);
+		return;
+	}
+	if (taken)
+		set_bit(BPFILTER_CT_HELD, &ns->ct);
+	else if (!tracks && test_and_clear_bit(BPFILTER_CT_HELD, &ns->ct))
+		nf_ct_netns_put(net, NFPROTO_IPV4);
 }
 
 /* A counted reference on the entry's namespace, unless it is dying. */
@@ -380,12 +470,15 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 	struct bpfilter_event *ev = kzalloc(sizeof(*ev), GFP_KERNEL | __GFP_NOFAIL);
 	struct bpfilter_netns *ns;
 
+	bool ct_held = false;
+
 	ev->op = BPFILTER_OP_NETNS_GONE;
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
 	if (ns) {
 		ns->net = NULL;
 		ev->ns = ns;
+		ct_held = test_and_clear_bit(BPFILTER_CT_HELD, &ns->ct);
 		list_add_tail(&ev->node, &events);
 	}
 	spin_unlock(&ns_lock);
@@ -393,6 +486,9 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 		kfree(ev);
 		return;
 	}
+	/* As ip_tables' pernet exit frees the table and its conntrack matches. */
+	if (ct_held)
+		nf_ct_netns_put(net, NFPROTO_IPV4);
 	schedule_work(&events_work);
 }
 

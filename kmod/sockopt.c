@@ -24,6 +24,7 @@
  */
 static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
 {
+	bool tracks = false;
 	int ret;
 
 	msg->net = net;
@@ -31,8 +32,14 @@ static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
 	if (ret)
 		return ret;
 	ret = bpfilter_netns_track(net);
+	if (!ret && keep) {
+		tracks = bpfilter_table_tracks(*keep, msg->req.data_len);
+		ret = bpfilter_netns_ct_prepare(net, tracks);
+	}
 	if (!ret)
 		ret = bpfilter_call(msg, true);
+	if (keep)
+		bpfilter_netns_ct_commit(net, tracks, !ret && !msg->status);
 	if (!ret && !msg->status && keep) {
 		bpfilter_netns_save(net, *keep, msg->req.data_len);
 		*keep = NULL;
