@@ -20,6 +20,7 @@
 #include "codegen/codegen.hpp"
 #include "codegen/layout.hpp"
 #include "ir/ir.hpp"
+#include "loader/conntrack.hpp"
 #include "loader/program.hpp"
 
 namespace bpfilter::test
@@ -335,8 +336,7 @@ class Xdp
 {
 public:
 	// Compile and load; on failure `error` says why and ok() is false.
-	Xdp(const ir::Table &table, codegen::Options opts = local_only_off())
-	    : flavor(opts.flavor)
+	Xdp(const ir::Table &table, codegen::Options opts = local_only_off()) : flavor(opts.flavor)
 	{
 		auto ifn = loader::create_devices_map();
 		auto loc = loader::create_local_addrs_map();
@@ -349,13 +349,24 @@ public:
 		// The tc programs pass packets of a device they do not know: lo is known.
 		if (flavor != codegen::Flavor::Xdp)
 			(void)name_device(1, "lo");
+		loader::LoadOptions lo;
+		if (loader::tracks_connections(table)) {
+			auto c = loader::open_conntrack();
+			if (!c) {
+				error = c.error().message;
+				return;
+			}
+			ct = std::move(*c);
+			opts.ct = ct->layout;
+			lo.conntrack = ct.get();
+		}
 		auto code = codegen::compile(table, opts);
 		if (!code) {
 			error = code.error().message;
 			return;
 		}
 		insns = code->insns.size();
-		auto p = loader::load_program(*code, ifnames.get(), local.get(), {});
+		auto p = loader::load_program(*code, ifnames.get(), local.get(), lo);
 		if (!p) {
 			error = p.error().message;
 			return;
@@ -435,6 +446,7 @@ public:
 	std::string error;
 	loader::Fd ifnames, local;
 	std::optional<loader::LoadedProgram> prog;
+	std::unique_ptr<loader::Conntrack> ct;
 	std::vector<ir::Counter> expected;
 	size_t insns = 0;
 };

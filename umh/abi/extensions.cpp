@@ -5,11 +5,11 @@
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_conntrack.h>
-#include <linux/netfilter/xt_state.h>
-#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 
 #include <array>
 

@@ -399,7 +399,8 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 				   what + "only valid in " + std::string(x.table) + " table, not " +
 					   std::string(table_name));
 	// xt_check_target's hook_mask is the entry's comefrom, as mark_source_chains left it.
-	const uint32_t hook_mask = load<uint32_t>(b, off + entry_comefrom) & ((1u << num_hooks) - 1);
+	const uint32_t hook_mask =
+		load<uint32_t>(b, off + entry_comefrom) & ((1u << num_hooks) - 1);
 	if (x.hooks && (hook_mask & ~x.hooks))
 		return entry_error(EINVAL, index, off,
 				   what + "used from hooks " + hook_names(hook_mask) +

@@ -3,10 +3,10 @@
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
-#include <linux/netfilter/xt_state.h>
-#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 
 #include <algorithm>
 
@@ -240,7 +240,8 @@ Result<ir::Table> to_ir(const StoredTable &table)
 		}
 		const uint32_t t = off + target_offset;
 		if (b[t + ext_name] != 0) {
-			auto ext = find_extension(ExtKind::Target, b.subspan(t + ext_name, ext_name_len),
+			auto ext = find_extension(ExtKind::Target,
+						  b.subspan(t + ext_name, ext_name_len),
 						  b[t + ext_revision]);
 			if (!ext.ok())
 				return rule_error(ext.error().errnum, k, off, ext.error().message);
@@ -248,13 +249,14 @@ Result<ir::Table> to_ir(const StoredTable &table)
 			switch ((*ext)->id) {
 			case ExtId::Reject:
 				rule.target.kind = ir::Target::Kind::Reject;
-				rule.target.reject_with =
-					load<uint32_t>(data, offsetof(struct ipt_reject_info, with));
+				rule.target.reject_with = load<uint32_t>(
+					data, offsetof(struct ipt_reject_info, with));
 				break;
 			case ExtId::Log:
 				rule.target.kind = ir::Target::Kind::Log;
 				rule.target.log.level = data[offsetof(struct xt_log_info, level)];
-				rule.target.log.flags = data[offsetof(struct xt_log_info, logflags)];
+				rule.target.log.flags =
+					data[offsetof(struct xt_log_info, logflags)];
 				std::memcpy(rule.target.log.prefix.data(),
 					    data.data() + offsetof(struct xt_log_info, prefix),
 					    rule.target.log.prefix.size());
@@ -281,11 +283,13 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				const uint32_t next =
 					off + load<uint16_t>(b, off + entry_next_offset);
 				if (go)
-					rule.target.kind = ir::Target::Kind::Goto, rule.target.to = *to;
+					rule.target.kind = ir::Target::Kind::Goto,
+					rule.target.to = *to;
 				else if (static_cast<uint32_t>(verdict) == next)
 					rule.target.kind = ir::Target::Kind::Continue;
 				else
-					rule.target.kind = ir::Target::Kind::Jump, rule.target.to = *to;
+					rule.target.kind = ir::Target::Kind::Jump,
+					rule.target.to = *to;
 			} else {
 				// A jump to no entry's start is refused by mark_source_chains on
 				// every path it walks; it only survives in an entry that no

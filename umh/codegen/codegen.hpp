@@ -40,10 +40,10 @@ struct KfuncRef {
 // (loader::conntrack_layout()). All zero: unknown, and a table that tracks connections
 // does not compile.
 struct CtLayout {
-	int16_t status = 0;	 // unsigned long status
-	int16_t timeout = 0;	 // u32 timeout (jiffies)
-	int16_t tuple[2] = {};	 // tuplehash[dir].tuple
-	int16_t tcp_state = 0;	 // proto.tcp.state
+	int16_t status = 0;		// unsigned long status
+	int16_t timeout = 0;		// u32 timeout (jiffies)
+	int16_t tuple[2] = {};		// tuplehash[dir].tuple
+	int16_t tcp_state = 0;		// proto.tcp.state
 	int16_t tcp_seen_flags[2] = {}; // proto.tcp.seen[dir].flags
 	int16_t tcp_last_dir = 0;	// proto.tcp.last_dir
 	int16_t tcp_last_index = 0;	// proto.tcp.last_index

@@ -54,8 +54,8 @@ void copy(Emitter &em, int16_t to, int16_t from)
 
 // R0 = ct (or 0) for the IPv4 tuple {saddr, daddr, sport, dport} at the parsed packet's
 // fields, protocol `proto`; the direction it was found in at layout::main_ct_opts + 9.
-void emit_lookup(Emitter &em, Reg ctx, Flavor flavor, int16_t saddr, int16_t daddr,
-		 int16_t sport, int16_t dport, Reg proto)
+void emit_lookup(Emitter &em, Reg ctx, Flavor flavor, int16_t saddr, int16_t daddr, int16_t sport,
+		 int16_t dport, Reg proto)
 {
 	constexpr int16_t t = layout::main_ct_tuple, o = layout::main_ct_opts;
 	em.emit(stx(BPF_B, R10, proto, o + 8));
@@ -451,7 +451,7 @@ void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label
 		found.bind();
 		em.emit(ldx(BPF_W, R4, pkt, off::ct_in_sport));
 		em.emit(mov64(R5, R4));
-		em.emit(alu64_imm(BPF_RSH, R4, 8));   // type
+		em.emit(alu64_imm(BPF_RSH, R4, 8));    // type
 		em.emit(alu64_imm(BPF_AND, R5, 0xff)); // code
 		for (int32_t t : {8, 13, 15, 17})
 			em.jump(jmp_imm(BPF_JEQ, R4, t), request);

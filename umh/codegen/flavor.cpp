@@ -33,8 +33,8 @@
 #include <memory>
 
 #include "codegen/chain.hpp"
-#include "codegen/conntrack.hpp"
 #include "codegen/codegen.hpp"
+#include "codegen/conntrack.hpp"
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen/plan.hpp"

@@ -80,9 +80,9 @@ inline constexpr int16_t saved_len = 440; // u32, tc ingress: tot_len while OUTP
 // u32: the state bit conntrack_mt computes (XT_CONNTRACK_STATE_BIT(ctinfo),
 // XT_CONNTRACK_STATE_INVALID or _UNTRACKED), with _SNAT and _DNAT from the entry's status.
 inline constexpr int16_t ct_statebit = 448;
-inline constexpr int16_t ct_dir = 452;	  // u32: 1 for a reply (CTINFO2DIR), with an entry
-inline constexpr int16_t ct_status = 456; // u32: the entry's status (IPS_*)
-inline constexpr int16_t ct_proto = 460;  // u32: the entry's layer-4 protocol
+inline constexpr int16_t ct_dir = 452;	    // u32: 1 for a reply (CTINFO2DIR), with an entry
+inline constexpr int16_t ct_status = 456;   // u32: the entry's status (IPS_*)
+inline constexpr int16_t ct_proto = 460;    // u32: the entry's layer-4 protocol
 inline constexpr int16_t ct_orig_src = 464; // u32 each, network order: the tuples' addresses
 inline constexpr int16_t ct_orig_dst = 468;
 inline constexpr int16_t ct_repl_src = 472;
@@ -110,7 +110,8 @@ inline constexpr int16_t ct_in_ok = 776;
 inline constexpr int16_t ct_in_saddr = 780; // u32 each, network order
 inline constexpr int16_t ct_in_daddr = 784;
 inline constexpr int16_t ct_in_proto = 788; // u32
-inline constexpr int16_t ct_in_sport = 792; // u32, host order: its bytes 0-1 (ICMP: type << 8 | code)
+inline constexpr int16_t ct_in_sport =
+	792; // u32, host order: its bytes 0-1 (ICMP: type << 8 | code)
 inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
 inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
 inline constexpr int16_t size = 808;
@@ -120,13 +121,13 @@ inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;
 inline constexpr uint32_t ct_in_header = 1, ct_in_4 = 2, ct_in_8 = 4;
 
 // Stack slots, relative to R10 of the frame that owns them.
-inline constexpr int16_t main_key = -8;			   // a map key
-inline constexpr int16_t main_fib = main_key - 64;	   // struct bpf_fib_lookup
-inline constexpr int16_t main_frag_key = main_fib - 16;	   // maps::FragKey
-inline constexpr int16_t main_dev_key = main_frag_key - 8; // a Devices key
+inline constexpr int16_t main_key = -8;			    // a map key
+inline constexpr int16_t main_fib = main_key - 64;	    // struct bpf_fib_lookup
+inline constexpr int16_t main_frag_key = main_fib - 16;	    // maps::FragKey
+inline constexpr int16_t main_dev_key = main_frag_key - 8;  // a Devices key
 inline constexpr int16_t main_ct_tuple = main_dev_key - 16; // struct bpf_sock_tuple (ipv4)
 inline constexpr int16_t main_ct_opts = main_ct_tuple - 16; // struct bpf_ct_opts, 12 bytes
-inline constexpr int16_t sub_key = -8;			   // a subprogram's map key
+inline constexpr int16_t sub_key = -8;			    // a subprogram's map key
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 

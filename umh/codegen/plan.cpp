@@ -145,10 +145,11 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 							      "supported by bpfilter");
 	if (r.target.kind == Kind::Reject)
 		return make_error(EOPNOTSUPP,
-				  "codegen: " + at(t, i) + ": -j REJECT is not supported by bpfilter yet");
+				  "codegen: " + at(t, i) +
+					  ": -j REJECT is not supported by bpfilter yet");
 	if (r.target.kind == Kind::Log)
-		return make_error(EOPNOTSUPP,
-				  "codegen: " + at(t, i) + ": -j LOG is not supported by bpfilter yet");
+		return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
+						      ": -j LOG is not supported by bpfilter yet");
 	return {};
 }
 

@@ -26,8 +26,9 @@ struct PacketView {
 	struct CtView {
 		bool untracked = false; // no entry: IP_CT_UNTRACKED rather than INVALID
 		bool has_ct = false;	// an entry, as below
-		uint8_t ctinfo = 0;	// enum ip_conntrack_info (IP_CT_NEW, IP_CT_ESTABLISHED_REPLY...)
-		uint32_t status = 0;	// ct->status (IPS_*)
+		uint8_t ctinfo =
+			0; // enum ip_conntrack_info (IP_CT_NEW, IP_CT_ESTABLISHED_REPLY...)
+		uint32_t status = 0; // ct->status (IPS_*)
 		uint8_t l4proto = 0;
 		// The tuples, addresses in network order, ports (or ICMP id/type) in host order.
 		uint32_t orig_src = 0, orig_dst = 0, repl_src = 0, repl_dst = 0;

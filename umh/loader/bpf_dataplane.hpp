@@ -16,8 +16,8 @@
 #include "codegen/codegen.hpp"
 #include "common/result.hpp"
 #include "loader/attach.hpp"
-#include "loader/fd.hpp"
 #include "loader/conntrack.hpp"
+#include "loader/fd.hpp"
 #include "loader/program.hpp"
 #include "loader/rtnl.hpp"
 #include "service/dataplane.hpp"
@@ -160,7 +160,8 @@ private:
 	// that tracks connections.
 	std::unique_ptr<Conntrack> conntrack_;
 	bool holding_conntrack_ = false; // hold_conntrack(true) is in force
-	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests) const;
+	codegen::Options codegen_options(codegen::Flavor flavor,
+					 codegen::Options::Tests tests) const;
 };
 
 } // namespace bpfilter::loader

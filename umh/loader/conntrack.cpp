@@ -10,8 +10,8 @@
 #include <linux/btf.h>
 
 #include <cerrno>
-#include <fcntl.h>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <initializer_list>
 #include <optional>
@@ -93,15 +93,14 @@ Result<codegen::CtLayout> layout_of(const struct btf *b)
 			field = *o;
 		return o.has_value();
 	};
-	const bool ok =
-		need(ly.status, {"status"}) && need(ly.timeout, {"timeout"}) &&
-		need(ly.tuple[0], {"tuplehash", "[0]", "tuple"}) &&
-		need(ly.tuple[1], {"tuplehash", "[1]", "tuple"}) &&
-		need(ly.tcp_state, {"proto", "tcp", "state"}) &&
-		need(ly.tcp_seen_flags[0], {"proto", "tcp", "seen", "[0]", "flags"}) &&
-		need(ly.tcp_seen_flags[1], {"proto", "tcp", "seen", "[1]", "flags"}) &&
-		need(ly.tcp_last_dir, {"proto", "tcp", "last_dir"}) &&
-		need(ly.tcp_last_index, {"proto", "tcp", "last_index"});
+	const bool ok = need(ly.status, {"status"}) && need(ly.timeout, {"timeout"}) &&
+			need(ly.tuple[0], {"tuplehash", "[0]", "tuple"}) &&
+			need(ly.tuple[1], {"tuplehash", "[1]", "tuple"}) &&
+			need(ly.tcp_state, {"proto", "tcp", "state"}) &&
+			need(ly.tcp_seen_flags[0], {"proto", "tcp", "seen", "[0]", "flags"}) &&
+			need(ly.tcp_seen_flags[1], {"proto", "tcp", "seen", "[1]", "flags"}) &&
+			need(ly.tcp_last_dir, {"proto", "tcp", "last_dir"}) &&
+			need(ly.tcp_last_index, {"proto", "tcp", "last_index"});
 	if (!ok)
 		return make_error(ENOENT, "loader: struct nf_conn in the kernel's BTF lacks a "
 					  "field bpfilter reads");
@@ -151,6 +150,7 @@ int iptables_legacy(std::vector<std::string> args)
 {
 	args.insert(args.begin(), "iptables-legacy");
 	std::vector<char *> argv;
+	argv.reserve(args.size() + 1);
 	for (std::string &a : args)
 		argv.push_back(a.data());
 	argv.push_back(nullptr);
@@ -185,8 +185,9 @@ int iptables_legacy(std::vector<std::string> args)
 Status hold_conntrack(bool on)
 {
 	const std::vector<std::string> rule = {
-		"PREROUTING", "-m", "conntrack", "--ctstate", "INVALID", "-m", "comment",
-		"--comment", "bpfilter: connection tracking on for bpfilter's rules"};
+		"PREROUTING", "-m",	   "conntrack",
+		"--ctstate",  "INVALID",   "-m",
+		"comment",    "--comment", "bpfilter: connection tracking on for bpfilter's rules"};
 	auto with = [&](const char *op) {
 		std::vector<std::string> args = {"-w", "5", "-t", "raw", op};
 		args.insert(args.end(), rule.begin(), rule.end());

@@ -204,8 +204,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 	std::array<int, 2> fd_array{-1, -1};
 	for (const codegen::KfuncRef &ref : program.kfunc_refs) {
 		if (!options.conntrack)
-			return make_error(EINVAL, "loader: the program calls nf_conntrack's functions "
-						  "and none were found");
+			return make_error(EINVAL,
+					  "loader: the program calls nf_conntrack's functions "
+					  "and none were found");
 		if (ref.insn >= insns.size() || insns[ref.insn].code != (BPF_JMP | BPF_CALL) ||
 		    insns[ref.insn].src_reg != BPF_PSEUDO_KFUNC_CALL)
 			return make_error(EINVAL, "loader: a kfunc reference points at no call");
