@@ -27,9 +27,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 s.sendto(ip + tcp, (dst, 0))
 PY
 }
-peer_tcp_listen()
+# TCP with a fixed number of segments: a listener that reads until the peer goes, and a
+# client that connects, waits and resets (SO_LINGER 0): SYN, SYN/ACK, ACK, RST and nothing
+# else, whatever the timing.
+quiet_listen() # NS PORT
 {
-	ip netns exec "$PEER" "$PYTHON" -c '
+	ip netns exec "$1" "$PYTHON" -c '
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -37,19 +40,25 @@ s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen(8)
 while True:
     c, _ = s.accept()
-    c.sendall(b"hi")
+    try:
+        while c.recv(16):
+            pass
+    except OSError:
+        pass
     c.close()
-' "$1" >/dev/null 2>&1 &
+' "$2" >/dev/null 2>&1 &
 	BF_PIDS="$BF_PIDS $!"
 	sleep 0.3
 }
-host_tcp_ok()
+connect_reset() # NS ADDR PORT
 {
-	in_host "$PYTHON" -c '
-import socket, sys
+	ip netns exec "$1" "$PYTHON" -c '
+import socket, struct, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
-sys.exit(0 if s.recv(2) == b"hi" else 1)
-' "$PEER_IP" "$1"
+time.sleep(0.1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+' "$2" "$3"
 }
 # UDP from the host to a closed port of the peer: the peer's port unreachable comes back.
 host_udp_closed()
@@ -81,27 +90,35 @@ RULES='*filter
 -A INPUT -p tcp --dport 2222 -m conntrack --ctstate NEW --ctorigdst 10.0.0.1 --ctorigdstport 2222 -j ACCEPT
 -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
 -A INPUT -m conntrack --ctstate NEW --ctproto udp
+-A OUTPUT -m conntrack --ctstate NEW
+-A OUTPUT -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL
+-A OUTPUT -m conntrack --ctstate ESTABLISHED --ctdir REPLY
+-A OUTPUT -m state --state RELATED
+-A OUTPUT -m state --state INVALID
+-A OUTPUT -p tcp --dport 3334 -m state --state NEW -j DROP
 COMMIT'
 
 # The traffic, the same on both sides; the counters after it.
 scenario()
 {
-	tcp_listen 2222
+	quiet_listen "$HOST" 2222
 	udp_listen 5353
-	peer_tcp_listen 3333
+	quiet_listen "$PEER" 3333
 	ipt_restore <<<"$RULES"
-	check "$1: the peer connects to 2222 (NEW, then ESTABLISHED)" tcp_ok 2222
+	check "$1: the peer connects to 2222 (NEW, then ESTABLISHED)" connect_reset "$PEER" "$HOST_IP" 2222
 	check_fails "$1: UDP to 5353 is NEW and not let in" udp_ok 5353
 	check "$1: the peer pings us (NEW echo request)" ping_ok
-	check "$1: we connect to the peer (its answers ESTABLISHED)" host_tcp_ok 3333
+	check "$1: we connect to the peer (its answers ESTABLISHED)" connect_reset "$HOST" "$PEER_IP" 3333
 	check "$1: we ping the peer (the reply ESTABLISHED)" in_host busybox ping -c 1 -W 1 "$PEER_IP"
 	check "$1: the peer's port unreachable is RELATED" host_udp_closed
+	check_fails "$1: OUTPUT drops our NEW connection to 3334" connect_reset "$HOST" "$PEER_IP" 3334
 	for f in A SA F R SF FPU; do
 		raw_tcp "$PEER_IP" "$HOST_IP" 7777 "$f"
 	done
 	sleep 0.2
-	ipt -L INPUT -v -x -n --line-numbers | awk '$1 ~ /^[0-9]+$/ { print $1, $2, $3 }' >"$BF_TMP/$1.counts"
+	ipt -L INPUT -v -x -n --line-numbers | awk '$1 ~ /^[0-9]+$/ { print "INPUT", $1, $2, $3 }' >"$BF_TMP/$1.counts"
 	policy_counters INPUT >>"$BF_TMP/$1.counts"
+	ipt -L OUTPUT -v -x -n --line-numbers | awk '$1 ~ /^[0-9]+$/ { print "OUTPUT", $1, $2, $3 }' >>"$BF_TMP/$1.counts"
 }
 
 bf_setup
