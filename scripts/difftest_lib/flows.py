@@ -123,9 +123,14 @@ def log_lines(records, prefixes, isns):
 		at = msg.find("IN=")
 		if at < 0 or " OUT=" not in msg or msg[:at] not in prefixes:
 			continue
-		src = re.search(r" SRC=(\S+)", msg)
-		if src and host_addr(src.group(1)):
-			msg = re.sub(r" ID=\d+", " ID=(kernel)", msg)
+		# The IP id (the first ID= of the line, and of a quoted header in [...]) where the
+		# host's kernel chose it: its own sources. An ICMP echo's ID= is not touched.
+		parts = msg.split(" [", 1)
+		for i, part in enumerate(parts):
+			src = re.search(r"SRC=(\S+)", part)
+			if src and host_addr(src.group(1)):
+				parts[i] = re.sub(r" ID=\d+", " ID=(kernel)", part, count=1)
+		msg = " [".join(parts)
 		msg = re.sub(r" (SEQ|ACK)=(\d+)", lambda m: f" {m.group(1)}={_num_text(int(m.group(2)), isns)}", msg)
 		out.append((level, msg))
 	return out
