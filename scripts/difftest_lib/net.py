@@ -197,6 +197,11 @@ class Side:
 			# every segment and quote), and below, routes that ACK at once (no delayed
 			# ACK) and never retransmit within a case (rto_min 5 s).
 			self._sysctl(self.ns, "net.ipv4.tcp_timestamps", 0)
+			# A SYN-ACK nobody acknowledges is never sent again (the listener's
+			# request expires at its first timeout, 1 s). A SYN is (after 1 s, which
+			# nothing short of a sockops program changes): a case must end within 1 s
+			# of its host's connect, and its sockets are then closed in silence.
+			self._sysctl(self.ns, "net.ipv4.tcp_synack_retries", 0)
 			# Every reply counts, however many a case asks for in a burst.
 			self._sysctl(self.ns, "net.ipv4.icmp_ratelimit", 0)
 			self._sysctl(self.ns, "net.ipv4.icmp_ratemask", 0)
