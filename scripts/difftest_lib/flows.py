@@ -35,6 +35,12 @@ ISN_STEP = 0x01000000
 # A number within this much after a kernel-chosen ISN is written as that ISN plus an offset.
 ISN_SPAN = 1 << 20
 FLOW_SENDERS = ("connect", "data", "close", "listen")
+TCP_INFO = 11
+TCP_SYN_SENT = 2
+# A connect still unanswered after this long is closed in silence: its kernel would send
+# the SYN again at 1 s (no setting short of a sockops program moves that), at a point in
+# the case that depends on how fast the side ran.
+SYN_SENT_MAX = 0.6
 
 
 def host_addr(a):
@@ -246,7 +252,20 @@ class FlowRun:
 		for d in new_local + [x for cap in new_peers for x in cap]:
 			self._learn(d)
 		self._accept()
+		self._reap()
 		return n
+
+	def _reap(self):
+		now = time.monotonic()
+		keep = []
+		for s in self.socks:
+			born = getattr(s, "born", None)
+			if born is not None and now - born > SYN_SENT_MAX and \
+					s.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 8)[0] == TCP_SYN_SENT:
+				_silent_close(s)
+			else:
+				keep.append(s)
+		self.socks = keep
 
 	def learn_isn(self, isn):
 		if isn is not None and isn not in self.isns:
@@ -348,7 +367,8 @@ class FlowRun:
 					s.listen(64)
 			elif how == "connect":
 				with net._InNetns(side.ns):
-					s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+					s = _Sock(socket.AF_INET, socket.SOCK_STREAM, 0)
+				s.born = time.monotonic()
 				self.socks.append(s)
 				s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 				s.setsockopt(socket.SOL_IP, net.IP_FREEBIND, 1)
@@ -387,11 +407,7 @@ class FlowRun:
 		reset, no TIME_WAIT), so nothing of this case reaches the next one."""
 		self._accept()
 		for s in self.socks:
-			try:
-				s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
-			except OSError:
-				pass
-			s.close()
+			_silent_close(s)
 		for s, _ in self.listeners:
 			s.close()
 		self.socks, self.listeners = [], []
@@ -428,6 +444,19 @@ class FlowRun:
 		if d.proto == 1 and len(d.l4) >= 2:
 			return text + f"icmp {d.l4[0]}/{d.l4[1]} len={len(d.data)}"
 		return text + f"proto {d.proto} len={len(d.data)}"
+
+
+class _Sock(socket.socket):
+	"""A socket that can carry when it connected (plain sockets take no attributes)."""
+	born = None
+
+
+def _silent_close(s):
+	try:
+		s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+	except OSError:
+		pass
+	s.close()
 
 
 def wait_quiet(runs, first=0.002, quiet=0.008, most=0.25):

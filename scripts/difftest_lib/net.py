@@ -556,7 +556,7 @@ class Bed:
 
 	def load(self, ruleset):
 		"""Restore `ruleset` on both sides at once: [(ok, message)] per side."""
-		second = perturb(ruleset) if self.perturb else ruleset
+		second = perturb(ruleset, self.perturb) if self.perturb else ruleset
 		procs = [self.sides[0].restore_cmd(ruleset), self.sides[1].restore_cmd(second)]
 		res = wait_cmds(procs)
 		out = [(rc == 0, (err or out).strip()) for rc, out, err in res]
@@ -818,15 +818,37 @@ def _l4_prefix(pkt, ident):
 	return l4[:8]
 
 
-def perturb(ruleset):
-	"""The ruleset with the built-in chains' policies flipped and its first rule's ACCEPT/DROP
-	swapped: the harness's own negative test (a run with it must find differences)."""
+# --perturb reject: each type turned into another whose reply differs only in its bytes
+# (same count, same place), so that only the byte-for-byte comparison can tell.
+REJECT_NEXT = {"icmp-net-unreachable": "icmp-host-unreachable", "icmp-host-unreachable": "icmp-port-unreachable",
+	       "icmp-port-unreachable": "icmp-proto-unreachable", "icmp-proto-unreachable": "icmp-net-prohibited",
+	       "icmp-net-prohibited": "icmp-host-prohibited", "icmp-host-prohibited": "icmp-admin-prohibited",
+	       "icmp-admin-prohibited": "icmp-net-unreachable", "tcp-reset": "tcp-reset"}
+
+
+def perturb(ruleset, kinds=("policy",)):
+	"""The ruleset changed so that a run with it must find differences (the harness's own
+	negative test). policy: the built-in chains' policies flipped and the first rule's
+	ACCEPT/DROP swapped; reject: every REJECT's type changed (a plain REJECT gets
+	icmp-host-unreachable; tcp-reset, whose reply has no other form, is left); log: every
+	LOG's level moved by one."""
 	out, swapped = [], False
 	for line in ruleset.splitlines():
-		if line.startswith((":INPUT ", ":FORWARD ", ":OUTPUT ")):
+		if "policy" in kinds and line.startswith((":INPUT ", ":FORWARD ", ":OUTPUT ")):
 			line = line.replace("ACCEPT", "DROP") if "ACCEPT" in line else line.replace("DROP", "ACCEPT")
-		elif line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
+		elif "policy" in kinds and line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
 			line = line[: -len("ACCEPT")] + "DROP" if line.endswith("ACCEPT") else line[: -len("DROP")] + "ACCEPT"
 			swapped = True
+		if "reject" in kinds and re.search(r"(-j|--jump) REJECT", line):
+			m = re.search(r"--reject-with (\S+)", line)
+			if m:
+				line = line.replace(m.group(0), "--reject-with " + REJECT_NEXT.get(m.group(1), "icmp-port-unreachable"))
+			else:
+				line += " --reject-with icmp-host-unreachable"
+		if "log" in kinds and re.search(r"(-j|--jump) LOG", line):
+			m = re.search(r"--log-level (\d)", line)
+			level = int(m.group(1)) if m else 4
+			new = f"--log-level {(level + 1) % 8}"
+			line = line.replace(m.group(0), new) if m else line + " " + new
 		out.append(line)
 	return "\n".join(out) + "\n"
