@@ -265,7 +265,7 @@ class Stateful:
 		if src == "10.0.0.2":
 			src = f"10.{0 if dev == 'in0' else 1}.0.2"
 		dst = HOST[dev] if r.random() < 0.6 else r.choice(BEHIND["in1" if dev == "in0" else "in0"])
-		flags = r.choice(["A", "SA", "FA", "F", "R", "RA", "PA", "SF", "none", "SR"])
+		flags = r.choice(["A", "SA", "FA", "F", "R", "RA", "PA", "SF", "", "SR"])  # "": no flag
 		return [Packet(dev=dev, proto="tcp", src=src, dst=dst, sport=self._port(), dport=r.choice(SERVICE_PORTS),
 			       flags=flags, len=r.choice([0, 0, 10]))]
 
