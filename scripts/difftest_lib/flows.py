@@ -137,13 +137,21 @@ def log_lines(records, prefixes, isns):
 			if src and host_addr(src.group(1)):
 				parts[i] = re.sub(r" ID=\d+", " ID=(kernel)", part, count=1)
 		msg = " [".join(parts)
-		msg = re.sub(r" (SEQ|ACK)=(\d+)", lambda m: f" {m.group(1)}={_num_text(int(m.group(2)), isns)}", msg)
+		m = re.search(r" SRC=(\S+) DST=(\S+) .*? SPT=(\d+) DPT=(\d+)", msg.split(" [", 1)[0])
+		if m:
+			a, b, sp, dp = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+			fwd, back = isns.get((a, sp, b, dp), ()), isns.get((b, dp, a, sp), ())
+			msg = re.sub(r" SEQ=(\d+)", lambda x: f" SEQ={_num_text(int(x.group(1)), fwd)}", msg, count=1)
+			msg = re.sub(r" ACK=(\d+)", lambda x: f" ACK={_num_text(int(x.group(1)), back)}", msg, count=1)
 		out.append((level, msg))
 	return out
 
 
 def _num(v, isns):
-	"""A TCP sequence or acknowledgment number, as an offset from a kernel ISN when it is one."""
+	"""A TCP sequence or acknowledgment number, as an offset from a kernel ISN when it is one.
+	isns: the ISNs the host's kernel chose for the end that numbers this field (its SYNs of
+	this address and port pair): nothing else is ever rewritten, so a number the harness
+	chose cannot be taken for one by chance."""
 	for n, isn in enumerate(isns):
 		d = (v - isn) & 0xFFFFFFFF
 		if d < ISN_SPAN:
@@ -159,6 +167,22 @@ def _num_text(v, isns):
 def _norm_num(b, isns):
 	x = _num(struct.unpack("!I", b)[0], isns)
 	return struct.pack("!I", 0xFEED0000 + x[1]) if isinstance(x, tuple) else b
+
+
+def _tcp_norm(d, at, src, dst, isns):
+	"""Rewrite seq and ack of the TCP header at `at` (as far as present) with the ISNs of
+	the host end that numbers each: seq by the sender's, ack by the receiver's."""
+	if len(d) < at + 4:
+		return
+	sp, dp = struct.unpack("!HH", bytes(d[at:at + 4]))
+	if len(d) >= at + 8:
+		d[at + 4:at + 8] = _norm_num(bytes(d[at + 4:at + 8]), isns.get((src, sp, dst, dp), ()))
+	if len(d) >= at + 12:
+		d[at + 8:at + 12] = _norm_num(bytes(d[at + 8:at + 12]), isns.get((dst, dp, src, sp), ()))
+
+
+def _addr(b):
+	return socket.inet_ntoa(bytes(b))
 
 
 def normalize(data, isns, kernel_quoted_id):
@@ -181,17 +205,13 @@ def normalize(data, isns, kernel_quoted_id):
 			d[q + 10:q + 12] = b"\0\0"
 			qp = q + qihl
 			if d[q + 9] == 6:
-				if len(d) >= qp + 8:
-					d[qp + 4:qp + 8] = _norm_num(bytes(d[qp + 4:qp + 8]), isns)
-				if len(d) >= qp + 12:
-					d[qp + 8:qp + 12] = _norm_num(bytes(d[qp + 8:qp + 12]), isns)
+				_tcp_norm(d, qp, _addr(d[q + 12:q + 16]), _addr(d[q + 16:q + 20]), isns)
 				if len(d) >= qp + 18:
 					d[qp + 16:qp + 18] = b"\0\0"
 			elif d[q + 9] == 17 and len(d) >= qp + 8:
 				d[qp + 6:qp + 8] = b"\0\0"
 	elif d[9] == 6 and len(d) >= l4 + 18:
-		d[l4 + 4:l4 + 8] = _norm_num(bytes(d[l4 + 4:l4 + 8]), isns)
-		d[l4 + 8:l4 + 12] = _norm_num(bytes(d[l4 + 8:l4 + 12]), isns)
+		_tcp_norm(d, l4, _addr(d[12:16]), _addr(d[16:20]), isns)
 		d[l4 + 16:l4 + 18] = b"\0\0"
 	return bytes(d)
 
@@ -222,7 +242,9 @@ class FlowRun:
 		self.side = side
 		self.local = []  # Dgrams the host delivered past INPUT, in order
 		self.peers = [[], []]  # Dgrams p0 and p1 received
-		self.isns = []  # ISNs the host's kernel chose (its SYNs and SYN-ACKs)
+		# ISNs the host's kernel chose (its SYNs and SYN-ACKs), by (host address, host
+		# port, other address, other port)
+		self.isns = {}
 		self.tuples = flow_tuples(pkts)
 		self.ends = {}
 		n = 0
@@ -240,8 +262,8 @@ class FlowRun:
 	def pull(self):
 		"""Read what arrived since the last call; returns how many datagrams."""
 		side = self.side
-		for isn in side.own_isns:
-			self.learn_isn(isn)
+		for key, isn in side.own_isns:
+			self.learn_isn(key, isn)
 		side.own_isns = []
 		new_local = [net.parse_dgram(d) for d in side.drain_data()]
 		new_peers = [[net.parse_dgram(d) for d in cap] for cap in side.drain_captures()]
@@ -267,9 +289,9 @@ class FlowRun:
 				keep.append(s)
 		self.socks = keep
 
-	def learn_isn(self, isn):
-		if isn is not None and isn not in self.isns:
-			self.isns.append(isn)
+	def learn_isn(self, key, isn):
+		if isn is not None and isn not in self.isns.setdefault(key, []):
+			self.isns[key].append(isn)
 
 	def _learn(self, d):
 		if d.proto == 1 and len(d.l4) >= 8 + 20 + 14 and d.l4[0] in (3, 4, 5, 11, 12):
@@ -277,16 +299,16 @@ class FlowRun:
 			# its ISN, when the segment itself never reached a place the harness sees.
 			q = net.Dgram(d.l4[8:])
 			if q.proto == 6 and len(q.l4) >= 14 and q.l4[13] & 0x02 and host_addr(q.src):
-				seq, = struct.unpack("!I", q.l4[4:8])
+				sp, dp, seq = struct.unpack("!HHI", q.l4[:8])
 				if seq & 0xFFFF != 1000:
-					self.learn_isn(seq)
+					self.learn_isn((q.src, sp, q.dst, dp), seq)
 		if d.proto != 6 or len(d.l4) < 14:
 			return
 		sp, dp = struct.unpack("!HH", d.l4[:4])
 		seq, = struct.unpack("!I", d.l4[4:8])
 		flags = d.l4[13]
 		if flags & 0x02 and host_addr(d.src) and seq & 0xFFFF != 1000:
-			self.learn_isn(seq)
+			self.learn_isn((d.src, sp, d.dst, dp), seq)
 		doff = (d.l4[12] >> 4) * 4
 		seglen = max(0, len(d.l4) - doff) + (1 if flags & 0x02 else 0) + (1 if flags & 0x01 else 0)
 		for name, (proto, a, b) in self.tuples.items():
@@ -378,7 +400,7 @@ class FlowRun:
 				s.bind((pkt.src, pkt.get("sport")))
 				s.setblocking(False)
 				err = s.connect_ex((pkt.dst, pkt.get("dport")))
-				self.learn_isn(socket_isn(s))
+				self.learn_isn((pkt.src, pkt.get("sport"), pkt.dst, pkt.get("dport")), socket_isn(s))
 				return 0 if err in (0, errno.EINPROGRESS) else err
 			else:
 				s = self._sock(pkt)
@@ -439,8 +461,9 @@ class FlowRun:
 			flags = "".join(c for c, bit in zip("FSRPAUEC", range(8)) if d.l4[13] >> bit & 1) or "none"
 			doff = (d.l4[12] >> 4) * 4
 			size = struct.unpack("!H", d.data[2:4])[0] - (d.data[0] & 0xF) * 4 - doff
-			return text + (f"tcp {sp}>{dp} {flags} seq={_num_text(seq, self.isns)} "
-				       f"ack={_num_text(ack, self.isns)} data={max(0, size)}")
+			fwd, back = self.isns.get((d.src, sp, d.dst, dp), ()), self.isns.get((d.dst, dp, d.src, sp), ())
+			return text + (f"tcp {sp}>{dp} {flags} seq={_num_text(seq, fwd)} "
+				       f"ack={_num_text(ack, back)} data={max(0, size)}")
 		if d.proto == 1 and len(d.l4) >= 2:
 			return text + f"icmp {d.l4[0]}/{d.l4[1]} len={len(d.data)}"
 		return text + f"proto {d.proto} len={len(d.data)}"
