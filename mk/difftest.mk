@@ -12,21 +12,45 @@ DIFFTEST_BEDS  ?= input,router,host
 DIFFTEST_HOOKS ?= 0.35
 SEED           ?= 1
 COUNT          ?= 1000
+# Flows with conntrack state, REJECT and LOG (tests/difftest/corpus-stateful and generated
+# cases with such rules, --stateful): bpfilter refuses those tables until it serves them, so
+# `make difftest` runs them only with DIFFTEST_STATEFUL=1 (DIFFTEST_STATEFUL_SHARE: the
+# share of generated cases that get them then).
+DIFFTEST_STATEFUL       ?= 0
+DIFFTEST_STATEFUL_SHARE ?= 0.3
+STATEFUL_CORPUS         := tests/difftest/corpus-stateful
 DIFFTEST       := BUILD=$(BUILD) scripts/difftest --beds $(DIFFTEST_BEDS) --hooks $(DIFFTEST_HOOKS)
+ifeq ($(DIFFTEST_STATEFUL),1)
+DIFFTEST_EXTRA := --corpus $(STATEFUL_CORPUS) --stateful $(DIFFTEST_STATEFUL_SHARE)
+endif
 
 .PHONY: difftest difftest-long difftest-self-check
 difftest: $(UMH) $(PRELOAD_SO)
-	$(DIFFTEST) --corpus tests/difftest/corpus --corpus-also first-branch,accumulate,chunked \
+	$(DIFFTEST) --corpus tests/difftest/corpus $(DIFFTEST_EXTRA) --corpus-also first-branch,accumulate,chunked \
 		--random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT) \
 		--max-shrinks 1 --shrink-budget 150 --repro-dir $(BUILD)/difftest
 
 difftest-long: $(UMH) $(PRELOAD_SO)
-	$(DIFFTEST) --random --seed $(SEED) --count $(COUNT)
+	$(DIFFTEST) $(if $(filter 1,$(DIFFTEST_STATEFUL)),--stateful $(DIFFTEST_STATEFUL_SHARE)) --random --seed $(SEED) --count $(COUNT)
 
-# The harness against itself needs no translator: every bed, whatever DIFFTEST_BEDS says.
+# The harness against itself needs no translator: every bed, whatever DIFFTEST_BEDS says,
+# and the stateful corpus and cases too. Then the negative tests: every corpus ruleset must
+# differ with the second side's policies flipped, every REJECT case of the stateful corpus
+# must show a reply whose bytes differ with its --reject-with changed, and the LOG case a
+# LOG line with its --log-level changed (only those comparisons could tell).
 difftest-self-check:
-	BUILD=$(BUILD) scripts/difftest --self-check --corpus tests/difftest/corpus --random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT)
-	@n=$$(ls tests/difftest/corpus/*.rules | wc -l); \
-	f=$$(BUILD=$(BUILD) scripts/difftest --self-check --perturb --corpus tests/difftest/corpus | grep -c '^FAIL '); \
+	BUILD=$(BUILD) scripts/difftest --self-check --corpus tests/difftest/corpus --corpus $(STATEFUL_CORPUS) \
+		--stateful $(DIFFTEST_STATEFUL_SHARE) --random --seed $(DIFFTEST_SEED) --count $(DIFFTEST_COUNT)
+	@n=$$(ls tests/difftest/corpus/*.rules $(STATEFUL_CORPUS)/*.rules | wc -l); \
+	f=$$(BUILD=$(BUILD) scripts/difftest --self-check --perturb --corpus tests/difftest/corpus --corpus $(STATEFUL_CORPUS) | grep -c '^FAIL '); \
 	if [ "$$f" -eq "$$n" ]; then echo "perturbed second side: all $$n corpus rulesets differ, as they must"; \
 	else echo "perturbed second side: only $$f of $$n corpus rulesets differ: the harness misses differences"; exit 1; fi
+	@n=$$(ls $(STATEFUL_CORPUS)/reject-icmp-*.rules | wc -l); \
+	f=$$(BUILD=$(BUILD) scripts/difftest --self-check --perturb reject --corpus $(STATEFUL_CORPUS) | \
+		grep '^DIFF [^ ]*/reject-icmp-[^ ]*: reply: ' | cut -d' ' -f2 | sort -u | wc -l); \
+	if [ "$$f" -eq "$$n" ]; then echo "perturbed REJECT types: all $$n REJECT cases show replies whose bytes differ, as they must"; \
+	else echo "perturbed REJECT types: only $$f of $$n REJECT cases show a reply difference: the byte comparison misses"; exit 1; fi
+	@f=$$(BUILD=$(BUILD) scripts/difftest --self-check --perturb log $(STATEFUL_CORPUS)/log.rules $(STATEFUL_CORPUS)/log.packets | \
+		grep -c '^DIFF [^ ]*: log: '); \
+	if [ "$$f" -eq 1 ]; then echo "perturbed LOG levels: the LOG lines differ, as they must"; \
+	else echo "perturbed LOG levels: no LOG line difference: the LOG comparison misses"; exit 1; fi

@@ -1,4 +1,5 @@
-# One differential case: load a ruleset on both sides, send the packets, compare verdicts, listings and counters.
+# One differential case: load a ruleset on both sides, send the packets, compare verdicts, replies, flows, LOG lines, listings and counters.
+from . import flows
 from .net import HarnessError
 
 
@@ -27,6 +28,32 @@ def _counts(p, b):
 	return f"{p} packets {b} bytes"
 
 
+def _compare_flows(bed, res, names):
+	"""Each flow's transcript (what crossed, where, in order) and the LOG lines."""
+	ra, rb = bed.runs
+	for name in ra.tuples:
+		ta, tb = ra.transcript(name), rb.transcript(name)
+		if ta == tb:
+			res.ok()
+			continue
+		for where, (la, lb) in zip(("host", "p0", "p1"), zip(ta, tb)):
+			if la != lb:
+				at = next((i for i in range(min(len(la), len(lb))) if la[i] != lb[i]), min(len(la), len(lb)))
+				res.fail(f"flow: {name} at {where}, datagram {at + 1}: {names[0]} "
+					 f"{la[at] if at < len(la) else '(nothing more)'} ({len(la)} in all), {names[1]} "
+					 f"{lb[at] if at < len(lb) else '(nothing more)'} ({len(lb)} in all)")
+				break
+	if bed.logs is not None:
+		la, lb = bed.logs
+		if la == lb:
+			res.ok()
+		else:
+			at = next((i for i in range(min(len(la), len(lb))) if la[i] != lb[i]), min(len(la), len(lb)))
+			show = lambda x: f"<{x[0]}>{x[1]}" if x else "(no more lines)"  # noqa: E731
+			res.fail(f"log: line {at + 1} of {len(la)} / {len(lb)}: {names[0]} "
+				 f"{show(la[at] if at < len(la) else None)}, {names[1]} {show(lb[at] if at < len(lb) else None)}")
+
+
 def run_case(bed, ruleset, pkts, show=None, kind="input"):
 	"""Run one ruleset and its packets on bed `kind` (input, router, host); returns a Result.
 	show: a print function that gets every packet's verdicts and the first side's counters."""
@@ -44,6 +71,7 @@ def run_case(bed, ruleset, pkts, show=None, kind="input"):
 		res.fatal = True
 		return res
 	res.ok()
+	bed.use_log(flows.log_prefixes(ruleset) if kind != "input" else set())
 	verdicts = bed.send(pkts)
 	for side in bed.sides:
 		if not side.alive():
@@ -54,8 +82,12 @@ def run_case(bed, ruleset, pkts, show=None, kind="input"):
 	for n, (pkt, (a, b)) in enumerate(zip(pkts, verdicts), 1):
 		if a == b:
 			res.ok()
+		elif not isinstance(a, bool) and a.differs_only_in_bytes(b):
+			res.fail(f"reply: #{n} {pkt}: {a}: {a.bytes_diff(b)}")
 		else:
 			res.fail(f"packet: #{n} {pkt}: {names[0]} {word(a)}, {names[1]} {word(b)}")
+	if kind != "input":
+		_compare_flows(bed, res, names)
 	(chains_a, rules_a), (chains_b, rules_b) = bed.save()
 	if show:
 		for n, (pkt, v) in enumerate(zip(pkts, verdicts), 1):
@@ -63,6 +95,12 @@ def run_case(bed, ruleset, pkts, show=None, kind="input"):
 				show(f"  #{n} {'/'.join('delivered' if x else 'dropped' for x in v)}: {pkt}")
 			else:
 				show(f"  #{n} {v[0]}{'' if v[0] == v[1] else ' / ' + str(v[1])}: {pkt}")
+		for name in (bed.runs[0].tuples if kind != "input" else ()):
+			for where, lines in zip(("host", "p0", "p1"), bed.runs[0].transcript(name)):
+				for line in lines:
+					show(f"  flow {name} at {where}: {line}")
+		for line in (bed.logs or [[]])[0]:
+			show(f"  log <{line[0]}>{line[1]}")
 		for name, policy, p, b in chains_a:
 			show(f"  [{p}:{b}] :{name} {policy}")
 		for chain, idx, text, p, b in rules_a:

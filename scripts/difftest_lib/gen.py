@@ -153,13 +153,32 @@ class Group:
 			return f"{neg}{flag} {_ip(d['lo'])}-{_ip(d['hi'])}"
 		if k == "comment":
 			return f"--comment \"{d['text']}\""
+		if k == "state":
+			return f"{neg}--state {','.join(d['states'])}"
+		if k == "ctstate":
+			return f"{neg}--ctstate {','.join(d['states'])}"
+		if k == "ctstatus":
+			return f"{neg}--ctstatus {','.join(d['status'])}"
+		if k == "ctproto":
+			return f"{neg}--ctproto {d['proto']}"
+		if k == "ctdir":
+			return f"--ctdir {d['dir']}"
+		if k in ("ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst"):
+			return f"{neg}--{k} {_ip(d['net'])}/{_plen(d['mask'])}"
+		if k in ("ctorigsrcport", "ctorigdstport"):
+			return f"{neg}--{k} {d['port']}"
 		raise ValueError(k)
 
 
 # The -m module that carries each kind of group (None: part of the ipt_ip header).
 MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "frag": None,
 	  "flags": "tcp", "syn": "tcp", "option": "tcp", "icmp": "icmp", "multiport": "multiport",
-	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment"}
+	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment",
+	  # Connection tracking (--stateful): matched by the kernel's connection table, which the
+	  # model below does not know (it takes them as matching: netfilter is the oracle).
+	  "state": "state", "ctstate": "conntrack", "ctstatus": "conntrack", "ctproto": "conntrack",
+	  "ctdir": "conntrack", "ctorigsrc": "conntrack", "ctorigdst": "conntrack", "ctreplsrc": "conntrack",
+	  "ctrepldst": "conntrack", "ctorigsrcport": "conntrack", "ctorigdstport": "conntrack"}
 IP_ORDER = ["in", "out", "src", "dst", "proto", "frag"]
 
 
@@ -210,6 +229,12 @@ class Rule:
 			parts.append(f"-j {t[1]}")
 		elif t and t[0] == "goto":
 			parts.append(f"-g {t[1]}")
+		elif t and t[0] == "REJECT":
+			parts.append("-j REJECT" + (f" --reject-with {t[1]}" if t[1] else ""))
+		elif t and t[0] == "LOG":
+			_, prefix, level, opts = t
+			parts.append(f"-j LOG --log-prefix \"{prefix}\"" + (f" --log-level {level}" if level is not None else "")
+				     + "".join(f" --{o}" for o in opts))
 		return " ".join(parts)
 
 
@@ -244,8 +269,9 @@ class Case:
 
 class Generator:
 	def __init__(self, seed, frags=True, foreign=True, martians=True, large=0.03, beds=("input", "router", "host"),
-		     hooks=0.35):
+		     hooks=0.35, stateful=0.0):
 		self.large = large
+		self.stateful = stateful
 		self.beds = beds
 		self.hooks = hooks
 		# The router and host beds draw from a stream of their own: a seed's INPUT
@@ -906,6 +932,10 @@ class Generator:
 			for rl in rules:
 				if co.random() < 0.7:
 					rl.counters = (big(), big())
+		if not large and self.stateful and "host" in self.beds and \
+				random.Random(f"{self.seed}-stateful-pick").random() < self.stateful:
+			from .stateful import make_stateful  # it builds on this module
+			make_stateful(self, case)
 		return case
 
 
@@ -1022,9 +1052,9 @@ def _walk(rules, f, hook="INPUT"):
 			continue
 		hit.add(i)
 		t = rl.target
-		if t and t[0] in ("ACCEPT", "DROP", "RETURN", "goto"):
+		if t and t[0] in ("ACCEPT", "DROP", "RETURN", "goto", "REJECT"):
 			stop = i
-		if t and t[0] in ("ACCEPT", "DROP"):
+		if t and t[0] in ("ACCEPT", "DROP", "REJECT"):
 			return hit, stop
 		if t and t[0] == "RETURN":
 			if not stack:

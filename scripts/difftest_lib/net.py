@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 import time
 
+from . import flows
+
 CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = 33
 SO_MARK = 36
@@ -142,6 +144,7 @@ class Side:
 		self.raw_out = None  # host bed: the host's own IP_HDRINCL socket
 		self.rawip_out = {}  # host bed: the host's raw sockets by protocol (kernel-made IP header)
 		self.umh = None
+		self.own_isns = []  # ISNs of the host's send=tcp sockets, for flows.FlowRun
 		self.env = dict(os.environ, XTABLES_LOCKFILE=os.path.join(workdir, f"{tag}.xtables.lock"))
 		self.socket_path = os.path.join(workdir, f"{tag}.sock")
 
@@ -190,12 +193,26 @@ class Side:
 			# (router bed). Last: a gateway route's check is itself a lookup from lo.
 			batch += ["rule add pref 10 iif lo prohibit"]
 		if self.bed == "host":
+			# Flows (tests/difftest/README.md): no TCP timestamps (random offsets in
+			# every segment and quote), and below, routes that ACK at once (no delayed
+			# ACK) and never retransmit within a case (rto_min 5 s).
+			self._sysctl(self.ns, "net.ipv4.tcp_timestamps", 0)
+			# A SYN-ACK nobody acknowledges is never sent again (the listener's
+			# request expires at its first timeout, 1 s). A SYN is (after 1 s, which
+			# nothing short of a sockops program changes): a case must end within 1 s
+			# of its host's connect, and its sockets are then closed in silence.
+			self._sysctl(self.ns, "net.ipv4.tcp_synack_retries", 0)
 			# Every reply counts, however many a case asks for in a burst.
 			self._sysctl(self.ns, "net.ipv4.icmp_ratelimit", 0)
 			self._sysctl(self.ns, "net.ipv4.icmp_ratemask", 0)
 			self._sysctl(self.ns, "net.ipv4.icmp_msgs_per_sec", 1000000)
 			self._sysctl(self.ns, "net.ipv4.icmp_msgs_burst", 1000000)
 		self._batch(self.ns, batch)
+		if self.bed == "host":
+			self._batch(self.ns, [
+				f"route replace 10.{i}.0.0/24 dev in{i} proto kernel scope link src 10.{i}.0.1 quickack 1 rto_min 5s"
+				for i in (0, 1)] + ["route replace default via 10.0.0.2 dev in0 quickack 1 rto_min 5s",
+						    "route replace 172.31.0.0/16 via 10.1.0.2 dev in1 quickack 1 rto_min 5s"])
 		for i in (0, 1):
 			# The peer has a /32 and a default route through the filtered host, and knows
 			# its MAC address, so every datagram goes out on the wire whatever its
@@ -338,7 +355,7 @@ class Side:
 	def send(self, dev_index, datagram, dst):
 		self.senders[dev_index].sendto(datagram, (dst, 0))
 
-	def send_own(self, pkt, ident):
+	def send_own(self, pkt, ident, numbers=None, quoted=None):
 		"""The filtered host sends pkt itself (send=raw, rawip, udp, tcp). A send that
 		OUTPUT refuses (EPERM) or routing cannot place is part of the case: the observers
 		tell what left."""
@@ -352,7 +369,7 @@ class Side:
 				# (Documentation/supported.md), and what is compared is what each
 				# filter does with each piece. The first refusal is the send's answer.
 				refused = 0
-				for datagram in pkt.pieces(ident, mark=True):
+				for datagram in pkt.pieces(ident, mark=True, numbers=numbers, quoted=quoted):
 					try:
 						self.raw_out.sendto(datagram, (pkt.dst, 0))
 					except OSError as e:
@@ -397,6 +414,9 @@ class Side:
 						# (no retransmission, no reset).
 						s.setblocking(False)
 						s.connect_ex((pkt.dst, pkt.get("dport")))
+						# Replies carry its random ISN: the comparison needs it.
+						self.own_isns.append(((pkt.src, pkt.get("sport"), pkt.dst, pkt.get("dport")),
+								      flows.socket_isn(s)))
 				finally:
 					s.close()
 		except OSError as e:
@@ -478,6 +498,11 @@ class Bed:
 		self.gap = gap
 		self.keep = keep
 		self.ident = 0
+		self.log_prefixes = set()  # set by use_log() for a ruleset with LOG rules
+		self.log_settle = 0.15
+		self.kmsg = None
+		self.logs = None
+		self.runs = []
 
 	def names(self):
 		return [NETFILTER, self.second if self.second != NETFILTER else "netfilter-2"]
@@ -505,7 +530,22 @@ class Bed:
 		self.sides = self.sets[kind]
 		self.kind = kind
 
+	def use_log(self, prefixes):
+		"""Watch the kernel log for LOG lines with these prefixes during the next sends (an
+		empty set: no LOG rules, the sides run together)."""
+		self.log_prefixes = prefixes
+		if prefixes and self.kmsg is None:
+			# netfilter logs from a namespace other than the first only when told to.
+			with open("/proc/sys/net/netfilter/nf_log_all_netns") as f:
+				if f.read().strip() != "1":
+					with open("/proc/sys/net/netfilter/nf_log_all_netns", "w") as g:
+						g.write("1")
+			self.kmsg = flows.Kmsg()
+
 	def close(self):
+		if self.kmsg is not None:
+			self.kmsg.close()
+			self.kmsg = None
 		for sides in self.sets.values():
 			for side in sides:
 				side.teardown()
@@ -517,7 +557,7 @@ class Bed:
 
 	def load(self, ruleset):
 		"""Restore `ruleset` on both sides at once: [(ok, message)] per side."""
-		second = perturb(ruleset) if self.perturb else ruleset
+		second = perturb(ruleset, self.perturb) if self.perturb else ruleset
 		procs = [self.sides[0].restore_cmd(ruleset), self.sides[1].restore_cmd(second)]
 		res = wait_cmds(procs)
 		out = [(rc == 0, (err or out).strip()) for rc, out, err in res]
@@ -579,31 +619,66 @@ class Bed:
 			side.observe(protos)
 			side.drain_data()
 			side.drain_captures()
+			# No case inherits the connections of the one before.
+			flows.flush_conntrack(side.ns)
 		idents = []
-		errs = []
 		for pkt in pkts:
 			self.ident = self.ident % 65535 + 1
 			idents.append(self.ident)
-			if pkt.sender == "peer":
-				pieces = pkt.pieces(self.ident, mark=True)
-				dev = 0 if pkt.dev == "in0" else 1
-				for side in self.sides:
-					for datagram in pieces:
-						side.send(dev, datagram, pkt.dst)
-				errs.append([0, 0])
-			else:
-				errs.append([side.send_own(pkt, self.ident) for side in self.sides])
-			if self.gap:
+		runs = [flows.FlowRun(side, pkts) for side in self.sides]
+		self.logs = None
+		if self.log_prefixes:
+			# LOG lines carry no namespace: each side runs alone, its lines read from the
+			# kernel log between marks.
+			self.logs = []
+			for run in runs:
+				self.kmsg.mark()
+				self._steps(pkts, idents, [run])
+				time.sleep(self.log_settle)
+				self.logs.append(flows.log_lines(self.kmsg.read(), self.log_prefixes, run.isns))
+		else:
+			self._steps(pkts, idents, runs)
+		self.runs = runs
+		out = []
+		for n, (pkt, ident) in enumerate(zip(pkts, idents)):
+			out.append([Observation(pkt, ident, run.local, run.peers, run.errs[n], run.numbers.get(n), run.isns)
+				    for run in runs])
+		return out
+
+	def _steps(self, pkts, idents, runs):
+		"""Send every packet on the sides of `runs`, in order; after each step of a flow, wait
+		for the kernel's answers so that the next step can acknowledge them."""
+		for run in runs:
+			run.errs = []
+		for n, (pkt, ident) in enumerate(zip(pkts, idents)):
+			for run in runs:
+				run.errs.append(self._send_one(run, n, pkt, ident))
+			if pkt.flow or pkt.quote or pkt.sender in flows.FLOW_SENDERS:
+				flows.wait_quiet(runs)
+			elif self.gap:
 				time.sleep(self.gap)
 		time.sleep(self.settle)
-		out = []
-		views = []
-		for side in self.sides:
-			views.append(([parse_dgram(d) for d in side.drain_data()],
-				      [[parse_dgram(d) for d in cap] for cap in side.drain_captures()]))
-		for pkt, ident, err in zip(pkts, idents, errs):
-			out.append([Observation(pkt, ident, local, peers, e) for (local, peers), e in zip(views, err)])
-		return out
+		for run in runs:
+			run.pull()
+			run.finish()
+
+	def _send_one(self, run, n, pkt, ident):
+		side = run.side
+		numbers = quoted = None
+		if pkt.sender in flows.FLOW_SENDERS:
+			return run.host_step(pkt)
+		if pkt.flow and pkt.proto_num == 6:
+			numbers = run.numbers_for(n, pkt)
+		if pkt.quote:
+			quoted = run.quoted(pkt)
+			if quoted is None:
+				return "nothing of the flow to quote"
+		if pkt.sender == "peer":
+			dev = 0 if pkt.dev == "in0" else 1
+			for datagram in pkt.pieces(ident, mark=True, numbers=numbers, quoted=quoted):
+				side.send(dev, datagram, pkt.dst)
+			return 0
+		return side.send_own(pkt, ident, numbers, quoted)
 
 
 class Dgram:
@@ -632,14 +707,24 @@ class Observation:
 	"""What one side saw of one packet in the router and host beds: how many copies the
 	host delivered locally (past INPUT) and each peer received, and how many replies
 	(ICMP errors quoting it, echo and timestamp replies, TCP resets) the host delivered to
-	itself and each peer received. Copies are told apart by the IP id the harness chose,
-	or where the kernel chose it (send=rawip, udp, tcp) by addresses, protocol and ports."""
+	itself and each peer received, and those replies' bytes (IP ids, checksums and the
+	kernel's ISNs aside: flows.normalize), so that a REJECT made in BPF must equal the
+	kernel's to the byte. Copies are told apart by the IP id the harness chose,
+	or where the kernel chose it (send=rawip, udp, tcp) by addresses, protocol and ports.
+	A TCP packet of a flow has the numbers the harness computed (`numbers`: seq, ack,
+	segment length): a reset answers it when it acknowledges the segment or takes its ack.
+	The host's flow steps (send=connect, data, close, listen) have no copies of their own:
+	the flow's transcript holds what crossed."""
 
-	def __init__(self, pkt, ident, local, peers, err):
+	def __init__(self, pkt, ident, local, peers, err, numbers=None, isns=None):
 		self.err = err
+		self.step = pkt.sender in flows.FLOW_SENDERS
 		chosen = pkt.sender in ("peer", "raw")  # the harness chose the IP id
 		marked = chosen or pkt.sender == "rawip"  # ... or at least the TCP and echo numbers
 		proto = pkt.proto_num
+		if self.step:
+			self.copies = self.replies = self.reply_bytes = ()
+			return
 		mine = _l4_prefix(pkt, ident)
 
 		def is_copy(d):
@@ -674,22 +759,47 @@ class Observation:
 				sp, dp = _ports(d.l4)
 				if (dp, sp) != (pkt.get("sport"), pkt.get("dport")):
 					return False
+				seq, ack = struct.unpack("!II", d.l4[4:12])
+				if numbers is not None:
+					# RFC 793 reset: seq = the segment's ack, or ack = its end.
+					if "A" in pkt.get("flags"):
+						return seq == numbers[1]
+					return bool(d.l4[13] & 0x10) and ack == (numbers[0] + numbers[2]) & 0xFFFFFFFF
 				if not marked:
 					return True
-				seq, ack = struct.unpack("!II", d.l4[4:12])
 				return seq >> 16 == ident or ack >> 16 == ident
 			return False
 
 		self.copies = (sum(map(is_copy, local)),) + tuple(sum(map(is_copy, cap)) for cap in peers)
-		self.replies = (sum(map(is_reply, local)),) + tuple(sum(map(is_reply, cap)) for cap in peers)
+		replies = [[d for d in where if is_reply(d)] for where in [local] + list(peers)]
+		self.replies = tuple(map(len, replies))
+		self.reply_bytes = tuple(tuple(sorted(flows.normalize(d.data, isns or {}, not chosen) for d in r))
+					 for r in replies)
 
 	def key(self):
-		return (self.copies, self.replies)
+		# The send's errno is shown, not compared: netfilter's OUTPUT refuses with EPERM,
+		# bpfilter drops at the device where the sender cannot hear (supported.md).
+		return (self.copies, self.replies, self.reply_bytes)
 
 	def __eq__(self, other):
 		return self.key() == other.key()
 
+	def differs_only_in_bytes(self, other):
+		return (self.copies, self.replies) == (other.copies, other.replies)
+
+	def bytes_diff(self, other):
+		"""Where the replies' bytes first differ, for the difference line."""
+		for w, (a, b) in enumerate(zip(self.reply_bytes, other.reply_bytes)):
+			for x, y in zip(a, b):
+				if x != y:
+					at = next((i for i in range(min(len(x), len(y))) if x[i] != y[i]), min(len(x), len(y)))
+					return (f"reply at {('host', 'p0', 'p1')[w]} differs from byte {at} "
+						f"(of {len(x)} / {len(y)}): {x[at:at + 16].hex()} / {y[at:at + 16].hex()}")
+		return "replies differ"
+
 	def __str__(self):
+		if self.step:
+			return "step done" if not self.err else f"step failed: {self.err if isinstance(self.err, str) else os.strerror(self.err)}"
 		where = ("host", "p0", "p1")
 		parts = [f"{w} {n}" for w, n in zip(where, self.copies) if n]
 		text = ("got " + ", ".join(parts)) if parts else "got nowhere"
@@ -697,7 +807,7 @@ class Observation:
 		if reps:
 			text += "; replies at " + ", ".join(reps)
 		if self.err:
-			text += f"; send: {os.strerror(self.err)}"
+			text += f"; send: {self.err if isinstance(self.err, str) else os.strerror(self.err)}"
 		return text
 
 
@@ -711,15 +821,37 @@ def _l4_prefix(pkt, ident):
 	return l4[:8]
 
 
-def perturb(ruleset):
-	"""The ruleset with the built-in chains' policies flipped and its first rule's ACCEPT/DROP
-	swapped: the harness's own negative test (a run with it must find differences)."""
+# --perturb reject: each type turned into another whose reply differs only in its bytes
+# (same count, same place), so that only the byte-for-byte comparison can tell.
+REJECT_NEXT = {"icmp-net-unreachable": "icmp-host-unreachable", "icmp-host-unreachable": "icmp-port-unreachable",
+	       "icmp-port-unreachable": "icmp-proto-unreachable", "icmp-proto-unreachable": "icmp-net-prohibited",
+	       "icmp-net-prohibited": "icmp-host-prohibited", "icmp-host-prohibited": "icmp-admin-prohibited",
+	       "icmp-admin-prohibited": "icmp-net-unreachable", "tcp-reset": "tcp-reset"}
+
+
+def perturb(ruleset, kinds=("policy",)):
+	"""The ruleset changed so that a run with it must find differences (the harness's own
+	negative test). policy: the built-in chains' policies flipped and the first rule's
+	ACCEPT/DROP swapped; reject: every REJECT's type changed (a plain REJECT gets
+	icmp-host-unreachable; tcp-reset, whose reply has no other form, is left); log: every
+	LOG's level moved by one."""
 	out, swapped = [], False
 	for line in ruleset.splitlines():
-		if line.startswith((":INPUT ", ":FORWARD ", ":OUTPUT ")):
+		if "policy" in kinds and line.startswith((":INPUT ", ":FORWARD ", ":OUTPUT ")):
 			line = line.replace("ACCEPT", "DROP") if "ACCEPT" in line else line.replace("DROP", "ACCEPT")
-		elif line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
+		elif "policy" in kinds and line.startswith("-A ") and not swapped and (line.endswith("-j ACCEPT") or line.endswith("-j DROP")):
 			line = line[: -len("ACCEPT")] + "DROP" if line.endswith("ACCEPT") else line[: -len("DROP")] + "ACCEPT"
 			swapped = True
+		if "reject" in kinds and re.search(r"(-j|--jump) REJECT", line):
+			m = re.search(r"--reject-with (\S+)", line)
+			if m:
+				line = line.replace(m.group(0), "--reject-with " + REJECT_NEXT.get(m.group(1), "icmp-port-unreachable"))
+			else:
+				line += " --reject-with icmp-host-unreachable"
+		if "log" in kinds and re.search(r"(-j|--jump) LOG", line):
+			m = re.search(r"--log-level (\d)", line)
+			level = int(m.group(1)) if m else 4
+			new = f"--log-level {(level + 1) % 8}"
+			line = line.replace(m.group(0), new) if m else line + " " + new
 		out.append(line)
 	return "\n".join(out) + "\n"

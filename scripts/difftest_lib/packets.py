@@ -13,7 +13,14 @@ BEDS = ("input", "router", "host")
 # Who sends a packet: the peer of dev= (raw IP_HDRINCL socket), or the filtered host itself
 # through a raw IP_HDRINCL socket (raw), a raw socket of the packet's protocol whose IP
 # header the kernel writes (rawip), a UDP socket (udp) or a TCP socket's connect (tcp).
-SENDERS = ("peer", "raw", "rawip", "udp", "tcp")
+SENDERS = ("peer", "raw", "rawip", "udp", "tcp", "connect", "data", "close", "listen")
+# Flow steps the host's own TCP sockets take (tests/difftest/README.md, "Flows"): connect
+# (a socket of the flow, non-blocking connect: the kernel sends the SYN and answers what
+# comes back), data (that socket, or the one the host's listener accepted for the flow,
+# sends len= bytes), close (shutdown for writing: the FIN).
+FLOW_SENDERS = ("connect", "data", "close")
+# listen: the host opens a TCP listener (accepting every connection) or binds a UDP socket
+# at src:sport, kept until the case ends; no traffic of its own.
 # Protocols whose first four bytes are ports for -m multiport: DCCP, SCTP, UDP-Lite.
 PORT_PROTOS = (33, 132, 136)
 PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
@@ -64,8 +71,9 @@ def _addr(key, text):
 class Packet:
 	"""One test packet. Fields left as None take their default when the packet is built."""
 
-	FIELDS = ("dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
-		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "send")
+	FIELDS = ("flow", "dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
+		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "send",
+		  "seqoff", "ackoff", "quote")
 
 	def __init__(self, **fields):
 		for name in self.FIELDS:
@@ -102,12 +110,12 @@ class Packet:
 	def sender(self):
 		return self.send or "peer"
 
-	def build(self, ident, mark=False):
+	def build(self, ident, mark=False, numbers=None, quoted=None):
 		"""The whole IPv4 datagram with IP id `ident` (the marker the observer matches on).
 		mark: the ident goes into the TCP sequence and acknowledgment numbers and into an
 		ICMP echo's sequence number too, so that the host's replies can be told apart."""
 		proto = self.proto_num
-		l4 = self._l4(proto, ident if mark else None)
+		l4 = self._l4(proto, ident if mark else None, numbers, quoted)
 		if self.trunc is not None:
 			l4 = l4[: self.trunc]
 		frag = self.get("frag") | (0x2000 if self.get("mf") else 0) | (0x4000 if self.get("df") else 0)
@@ -121,10 +129,10 @@ class Packet:
 		hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
 		return hdr + l4
 
-	def pieces(self, ident, mark=False):
+	def pieces(self, ident, mark=False, numbers=None, quoted=None):
 		"""What goes on the wire: the datagram, or with split=N its fragments of N payload
 		bytes each (the last one shorter), in order or with reverse=1 last first."""
-		whole = self.build(ident, mark)
+		whole = self.build(ident, mark, numbers, quoted)
 		size = self.split
 		if not size:
 			return [whole]
@@ -151,8 +159,10 @@ class Packet:
 		"""The transport header and payload as built (before trunc=)."""
 		return self._l4(self.proto_num, ident)
 
-	def _l4(self, proto, mark=None):
-		payload = self._payload()
+	def _l4(self, proto, mark=None, numbers=None, quoted=None):
+		# numbers: a flow's (seq, ack) the harness computed; quoted: the datagram an
+		# ICMP error of a flow quotes (quote=), which is then its whole payload.
+		payload = self._payload() if quoted is None else quoted
 		if proto == 6:
 			opts = b""
 			for kind in self.tcpopt or ():
@@ -170,6 +180,8 @@ class Packet:
 			for letter in self.get("flags"):
 				flags |= TCP_FLAGS[letter]
 			seq, ack = (1000, 0) if mark is None else ((mark << 16) + 1000, mark << 16)
+			if numbers is not None:
+				seq, ack = numbers
 			hdr = struct.pack("!HHIIBBHHH", self.get("sport"), self.get("dport"), seq, ack,
 					  (doff & 0xF) << 4, flags, 65535, 0, 0) + opts
 			seg = hdr + payload
@@ -258,6 +270,12 @@ def parse_line(line, where=""):
 				raise PacketError(f"{where}split={value}: not a multiple of 8")
 		elif key == "reverse":
 			fields[key] = _int(key, value, 0, 1)
+		elif key in ("flow", "quote"):
+			if not value or not all(c.isalnum() or c in "-_." for c in value):
+				raise PacketError(f"{where}{key}={value}: a flow name is letters, digits, - _ .")
+			fields[key] = value
+		elif key in ("seqoff", "ackoff"):
+			fields[key] = _int(key, value, -(1 << 31), 1 << 31)
 		elif key == "send":
 			if value not in SENDERS:
 				raise PacketError(f"{where}send={value}: one of {', '.join(SENDERS)}")
@@ -265,6 +283,8 @@ def parse_line(line, where=""):
 		else:
 			raise PacketError(f"{where}{key}: unknown field")
 	sender = fields.get("send", "peer")
+	if sender == "listen":
+		fields.setdefault("dst", "0.0.0.0")
 	for key in ("proto", "src", "dst") + (("dev",) if sender == "peer" else ()):
 		if key not in fields:
 			raise PacketError(f"{where}{key}= is required")
@@ -277,6 +297,23 @@ def parse_line(line, where=""):
 		for key in ("flags", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse"):
 			if key in fields:
 				raise PacketError(f"{where}send={sender}: the kernel writes the headers, no {key}=")
+	if sender in FLOW_SENDERS + ("listen",):
+		if fields["proto"] != "tcp" and not (sender == "listen" and fields["proto"] == "udp"):
+			raise PacketError(f"{where}send={sender} needs proto=tcp" + (" or udp" if sender == "listen" else ""))
+		if sender != "listen" and "flow" not in fields:
+			raise PacketError(f"{where}send={sender} belongs to a flow: flow= is required")
+		for key in (("flags", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "seqoff",
+			     "ackoff", "quote") + (("len",) if sender in ("listen", "close", "connect") else ())
+			    + (("flow", "dport") if sender == "listen" else ())):
+			if key in fields:
+				raise PacketError(f"{where}send={sender}: the kernel writes the headers, no {key}=")
+	if ("seqoff" in fields or "ackoff" in fields) and ("flow" not in fields or proto != "tcp"
+							    or sender not in ("peer", "raw")):
+		raise PacketError(f"{where}seqoff=, ackoff= move the numbers of a TCP flow the harness sends")
+	if "quote" in fields and (proto != "icmp" or sender not in ("peer", "raw")):
+		raise PacketError(f"{where}quote= makes an ICMP error the harness sends (proto=icmp)")
+	if "flow" in fields and "quote" in fields:
+		raise PacketError(f"{where}quote= and flow=: an ICMP error quotes a flow, it is not one")
 	if sender == "rawip":
 		for key in ("frag", "mf", "df", "split", "reverse"):
 			if key in fields:
@@ -328,6 +365,8 @@ def check_bed(pkts, bed, where=""):
 	for n, pkt in enumerate(pkts, 1):
 		if pkt.sender != "peer" and bed != "host":
 			raise PacketError(f"{where}packet {n}: send={pkt.send} needs bed=host (the host talks)")
+		if (pkt.flow or pkt.quote) and bed == "input":
+			raise PacketError(f"{where}packet {n}: flows need bed=router or bed=host (the peers capture)")
 		if bed == "host" and pkt.get("frag") == 0 and pkt.get("mf") and not pkt.split:
 			# The host would send "fragment reassembly time exceeded" 30 s later, into
 			# whatever case runs then.
