@@ -719,6 +719,14 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 					  "available: " +
 						  ct.error().message);
 		conntrack_ = std::move(*ct);
+		// Our own entries follow the kernel's when it forgets a flow. Only where we
+		// watch the namespace (the front door): a socket would keep it alive.
+		if (options_.watch) {
+			auto events = open_ct_events();
+			if (!events)
+				return events.error();
+			ct_events_ = std::move(*events);
+		}
 	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
@@ -850,9 +858,14 @@ Result<std::vector<ir::Counter>> BpfDataplane::counters() const
 	return current_->read_counters();
 }
 
-int BpfDataplane::event_fd() const
+std::vector<int> BpfDataplane::event_fds() const
 {
-	return watcher_ ? watcher_->fd() : -1;
+	std::vector<int> fds;
+	if (watcher_)
+		fds.push_back(watcher_->fd());
+	if (ct_events_)
+		fds.push_back(ct_events_.get());
+	return fds;
 }
 
 Status BpfDataplane::link_added(int /*ifindex*/)
@@ -920,8 +933,10 @@ Status BpfDataplane::refresh_groups()
 	return sync_local_routes();
 }
 
-Status BpfDataplane::process_events()
+Status BpfDataplane::process_events(int fd)
 {
+	if (ct_events_ && fd == ct_events_.get())
+		return forget_destroyed(fd, conntrack_->own.get());
 	if (!watcher_)
 		return {};
 	auto events = watcher_->read();

@@ -75,10 +75,10 @@ public:
 	Result<std::vector<ir::Counter>> replace(const ir::Table &table) override;
 	Result<std::vector<ir::Counter>> counters() const override;
 
-	// The watcher's descriptor to poll (-1 without a watcher), and what to do when it is
-	// readable.
-	int event_fd() const;
-	Status process_events();
+	// The descriptors to poll (the watcher's, and conntrack's events once a table tracks
+	// connections), and what to do when one is readable.
+	std::vector<int> event_fds() const;
+	Status process_events(int fd);
 
 	// The module's reports: an interface appeared, changed or was renamed (ifindex), an
 	// IPv4 address changed.
@@ -160,6 +160,7 @@ private:
 	// that tracks connections.
 	std::unique_ptr<Conntrack> conntrack_;
 	bool holding_conntrack_ = false; // hold_conntrack(true) is in force
+	Fd ct_events_;			 // open_ct_events(), with a watcher
 	codegen::Options codegen_options(codegen::Flavor flavor,
 					 codegen::Options::Tests tests) const;
 };

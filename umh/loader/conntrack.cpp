@@ -2,7 +2,12 @@
 // the namespace's own-flow and TCP-table maps.
 #include "loader/conntrack.hpp"
 
+#include <netinet/in.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netlink.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <bpf/bpf.h>
@@ -180,7 +185,110 @@ int iptables_legacy(std::vector<std::string> args)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+// The netlink attribute of `type` among those in [p, end), or nullptr.
+const struct nlattr *find_attr(const uint8_t *p, const uint8_t *end, uint16_t type)
+{
+	while (p + sizeof(struct nlattr) <= end) {
+		const auto *a = reinterpret_cast<const struct nlattr *>(p);
+		if (a->nla_len < sizeof(struct nlattr) || p + a->nla_len > end)
+			return nullptr;
+		if ((a->nla_type & NLA_TYPE_MASK) == type)
+			return a;
+		p += NLA_ALIGN(a->nla_len);
+	}
+	return nullptr;
+}
+
+const uint8_t *payload(const struct nlattr *a)
+{
+	return reinterpret_cast<const uint8_t *>(a) + NLA_HDRLEN;
+}
+
+const uint8_t *payload_end(const struct nlattr *a)
+{
+	return reinterpret_cast<const uint8_t *>(a) + a->nla_len;
+}
+
+// The own-map key of a destroyed entry's original tuple, if it is one we keep.
+std::optional<codegen::maps::CtOwnKey> own_key_of(const uint8_t *attrs, const uint8_t *end)
+{
+	const struct nlattr *orig = find_attr(attrs, end, CTA_TUPLE_ORIG);
+	if (!orig)
+		return std::nullopt;
+	const struct nlattr *ip = find_attr(payload(orig), payload_end(orig), CTA_TUPLE_IP);
+	const struct nlattr *proto = find_attr(payload(orig), payload_end(orig), CTA_TUPLE_PROTO);
+	if (!ip || !proto)
+		return std::nullopt;
+	const struct nlattr *src = find_attr(payload(ip), payload_end(ip), CTA_IP_V4_SRC);
+	const struct nlattr *dst = find_attr(payload(ip), payload_end(ip), CTA_IP_V4_DST);
+	const struct nlattr *num = find_attr(payload(proto), payload_end(proto), CTA_PROTO_NUM);
+	if (!src || !dst || !num || src->nla_len < NLA_HDRLEN + 4 || dst->nla_len < NLA_HDRLEN + 4 ||
+	    num->nla_len < NLA_HDRLEN + 1)
+		return std::nullopt;
+	codegen::maps::CtOwnKey key{};
+	std::memcpy(&key.src, payload(src), 4);
+	std::memcpy(&key.dst, payload(dst), 4);
+	const uint8_t l4 = *payload(num);
+	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP)
+		return std::nullopt; // the kernel's own, looked up directly
+	if (l4 != IPPROTO_ICMP) {
+		key.info = codegen::maps::ct_own_generic | l4;
+		return key;
+	}
+	const auto *id = find_attr(payload(proto), payload_end(proto), CTA_PROTO_ICMP_ID);
+	const auto *type = find_attr(payload(proto), payload_end(proto), CTA_PROTO_ICMP_TYPE);
+	const auto *code = find_attr(payload(proto), payload_end(proto), CTA_PROTO_ICMP_CODE);
+	if (!id || !type || !code || id->nla_len < NLA_HDRLEN + 2)
+		return std::nullopt;
+	const uint32_t id_h = static_cast<uint32_t>(payload(id)[0]) << 8 | payload(id)[1];
+	key.info = static_cast<uint32_t>(*payload(type)) << 24 |
+		   static_cast<uint32_t>(*payload(code)) << 16 | id_h;
+	return key;
+}
+
 } // namespace
+
+Result<Fd> open_ct_events()
+{
+	Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+	if (!fd)
+		return sys_error(errno, "loader: opening a ctnetlink socket");
+	struct sockaddr_nl addr = {};
+	addr.nl_family = AF_NETLINK;
+	addr.nl_groups = 1u << (NFNLGRP_CONNTRACK_DESTROY - 1);
+	if (bind(fd.get(), reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr)) != 0)
+		return sys_error(errno, "loader: listening to conntrack's destroy events");
+	return fd;
+}
+
+Status forget_destroyed(int events_fd, int own_map_fd)
+{
+	std::vector<uint8_t> buf(64u << 10);
+	for (;;) {
+		const ssize_t n = recv(events_fd, buf.data(), buf.size(), 0);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return {};
+			if (errno == ENOBUFS) // events lost: entries lapse on their own
+				continue;
+			return sys_error(errno, "loader: reading conntrack's events");
+		}
+		const uint8_t *p = buf.data(), *end = buf.data() + n;
+		while (p + sizeof(struct nlmsghdr) <= end) {
+			const auto *h = reinterpret_cast<const struct nlmsghdr *>(p);
+			if (h->nlmsg_len < sizeof(*h) || p + h->nlmsg_len > end)
+				break;
+			const uint8_t *attrs = p + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+			if (NFNL_SUBSYS_ID(h->nlmsg_type) == NFNL_SUBSYS_CTNETLINK &&
+			    NFNL_MSG_TYPE(h->nlmsg_type) == IPCTNL_MSG_CT_DELETE &&
+			    attrs <= p + h->nlmsg_len) {
+				if (auto key = own_key_of(attrs, p + h->nlmsg_len))
+					(void)bpf_map_delete_elem(own_map_fd, &*key);
+			}
+			p += NLMSG_ALIGN(h->nlmsg_len);
+		}
+	}
+}
 
 Status hold_conntrack(bool on)
 {

@@ -27,6 +27,13 @@ struct Conntrack {
 // the maps. ENOENT with a reason when the kernel has no such functions.
 Result<std::unique_ptr<Conntrack>> open_conntrack();
 
+// A ctnetlink socket that hears the kernel forget connections (NFNLGRP_CONNTRACK_DESTROY:
+// timeouts, `conntrack -D`/`-F`, ...), non-blocking, in the current namespace.
+Result<Fd> open_ct_events();
+// Read every pending event and forget bpfilter's own entry (maps::CtOwnKey) of each ICMP
+// query or other-protocol flow the kernel forgot: ours follow the kernel's.
+Status forget_destroyed(int events_fd, int own_map_fd);
+
 // Does some rule of the table test connection-tracking state?
 bool tracks_connections(const ir::Table &table);
 

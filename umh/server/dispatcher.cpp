@@ -2,6 +2,8 @@
 // for the request.
 #include "server/dispatcher.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -228,17 +230,18 @@ std::vector<int> Dispatcher::event_fds() const
 {
 	std::vector<int> fds;
 	for (const auto &[cookie, ns] : namespaces_)
-		if (ns.dataplane->event_fd() >= 0)
-			fds.push_back(ns.dataplane->event_fd());
+		for (int fd : ns.dataplane->event_fds())
+			fds.push_back(fd);
 	return fds;
 }
 
 void Dispatcher::on_event(int fd)
 {
 	for (auto &[cookie, ns] : namespaces_) {
-		if (ns.dataplane->event_fd() != fd)
+		const auto fds = ns.dataplane->event_fds();
+		if (std::find(fds.begin(), fds.end(), fd) == fds.end())
 			continue;
-		Status st = ns.dataplane->process_events();
+		Status st = ns.dataplane->process_events(fd);
 		if (!st)
 			log::error("following interface changes in " + cookie_str(cookie) + ": " +
 				   st.error().message);
