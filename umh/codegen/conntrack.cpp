@@ -41,6 +41,9 @@ constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_s
 constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
 constexpr uint32_t ns_per_s = 1'000'000'000u;
 
+void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
+void emit_own_lookup(Emitter &em);
+
 void set(Emitter &em, int16_t field, int32_t v)
 {
 	em.emit(st(BPF_W, pkt, field, v));
@@ -239,6 +242,34 @@ void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	em.emit(mov64(R1, IPPROTO_TCP));
 	emit_lookup(em, ctx, flavor, off::saddr, off::daddr, off::sport, off::dport, R1);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), hit);
+	if (flavor == Flavor::TcEgress) {
+		// The host's reset before any reply made the kernel drop its entry
+		// (nf_conntrack_tcp_packet()) after it gave the packet ESTABLISHED: the entry
+		// our ingress kept for the connection says so.
+		Label not_rst(em);
+		em.jump(jmp_imm(BPF_JNE, index, 4), not_rst); // TCP_RST_SET
+		em.emit(ldx(BPF_W, R3, pkt, off::dport));
+		em.emit(alu64_imm(BPF_LSH, R3, 16));
+		em.emit(ldx(BPF_W, R1, pkt, off::sport));
+		em.emit(alu64_reg(BPF_OR, R3, R1));
+		emit_own_key(em, off::daddr, off::saddr);
+		emit_own_lookup(em);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), not_rst);
+		emit_view_new(em, true);
+		set(em, off::ct_statebit, st_established);
+		set(em, off::ct_dir, 1);
+		set(em, off::ct_status, ips_confirmed | ips_seen_reply);
+		copy(em, off::ct_orig_src, off::daddr);
+		copy(em, off::ct_orig_dst, off::saddr);
+		copy(em, off::ct_repl_src, off::saddr);
+		copy(em, off::ct_repl_dst, off::daddr);
+		copy(em, off::ct_orig_sport, off::dport);
+		copy(em, off::ct_orig_dport, off::sport);
+		copy(em, off::ct_repl_sport, off::sport);
+		copy(em, off::ct_repl_dport, off::dport);
+		em.jump(ja(), done);
+		not_rst.bind();
+	}
 	// tcp_new(): the first column; only a SYN starts a connection, or with
 	// nf_conntrack_tcp_loose an ACK picks one up.
 	em.emit(mov64(R1, 0));
@@ -249,6 +280,14 @@ void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	if (!ly.tcp_loose)
 		em.jump(jmp_imm(BPF_JNE, R1, maps::ct_tcp_syn_sent), done);
 	emit_view_new(em, true);
+	if (flavor != Flavor::TcEgress) {
+		em.emit(ldx(BPF_W, R3, pkt, off::sport));
+		em.emit(alu64_imm(BPF_LSH, R3, 16));
+		em.emit(ldx(BPF_W, R1, pkt, off::dport));
+		em.emit(alu64_reg(BPF_OR, R3, R1));
+		emit_own_key(em, off::saddr, off::daddr);
+		set(em, off::ct_own_op, layout::ct_own_new);
+	}
 	em.jump(ja(), done);
 
 	hit.bind();
@@ -309,15 +348,18 @@ void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	em.jump(ja(), done);
 }
 
-// pkt.ct_own_key = {src, dst, info}, each a u32 at the parsed packet's field; info given
-// in R3 (clobbers R1).
-void emit_own_key(Emitter &em, int16_t src, int16_t dst)
+// pkt.ct_own_key = {src, dst, info, proto}: src and dst u32s at the parsed packet's
+// fields, info in R3, proto given in R4 or, when R4 is not a register to read, the parsed
+// packet's protocol (clobbers R1).
+void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field)
 {
 	em.emit(ldx(BPF_W, R1, pkt, src));
 	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key));
 	em.emit(ldx(BPF_W, R1, pkt, dst));
 	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key + 4));
 	em.emit(stx(BPF_W, pkt, R3, off::ct_own_key + 8));
+	em.emit(ldx(BPF_W, R1, pkt, proto_field));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key + 12));
 }
 
 // R0 = the live CtOwn entry of pkt.ct_own_key, or 0 (none, or lapsed). Clobbers R1-R5, R7.
@@ -474,13 +516,13 @@ void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label
 		}
 		em.emit(ldx(BPF_W, R0, pkt, off::ct_in_id));
 		emit_icmp_info(em, R4, R5, R0);
-		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr);
+		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr, off::ct_in_proto);
 		set(em, off::ct_dir, 0);
 		em.jump(ja(), look);
 		request.bind();
 		em.emit(ldx(BPF_W, R0, pkt, off::ct_in_id));
 		emit_icmp_info(em, R4, R5, R0);
-		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr);
+		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr, off::ct_in_proto);
 		set(em, off::ct_dir, 1);
 		look.bind();
 		emit_own_lookup(em);
@@ -499,12 +541,12 @@ void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label
 		em.emit(mov64(R3, R2));
 		em.emit(alu64_imm(BPF_OR, R3, static_cast<int32_t>(maps::ct_own_generic)));
 		em.emit(stx(BPF_W, R10, R3, layout::main_ct_opts));
-		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr);
+		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr, off::ct_in_proto);
 		emit_own_lookup(em);
 		set(em, off::ct_dir, 0);
 		em.jump(jmp_imm(BPF_JNE, R0, 0), found);
 		em.emit(ldx(BPF_W, R3, R10, layout::main_ct_opts));
-		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr);
+		emit_own_key(em, off::ct_in_saddr, off::ct_in_daddr, off::ct_in_proto);
 		emit_own_lookup(em);
 		set(em, off::ct_dir, 1);
 		em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
@@ -682,7 +724,7 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
 	Label done(em), tcp(em), udp(em), icmp(em);
-	for (int16_t f = off::ct_statebit; f < off::ct_own_key; f += 4)
+	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
 	set(em, off::ct_statebit, st_invalid);
 	em.emit(ldx(BPF_W, R1, pkt, off::proto));
@@ -715,11 +757,14 @@ void emit_ct_confirm(Emitter &em, const CtLayout &ct)
 	// R8 = now + the flow's timeout.
 	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
 	{
-		Label generic(em), have(em);
-		em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 8));
-		em.emit(alu64_imm(BPF_RSH, R1, 24));
-		em.jump(jmp_imm(BPF_JEQ, R1, 0xff), generic);
+		Label generic(em), tcp(em), have(em);
+		em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 12));
+		em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tcp);
+		em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_ICMP), generic);
 		em.ld_imm64(R2, uint64_t{ct.icmp_timeout} * ns_per_s);
+		em.jump(ja(), have);
+		tcp.bind();
+		em.ld_imm64(R2, uint64_t{maps::ct_own_tcp_timeout} * ns_per_s);
 		em.jump(ja(), have);
 		generic.bind();
 		em.ld_imm64(R2, uint64_t{ct.generic_timeout} * ns_per_s);

@@ -95,7 +95,6 @@ inline constexpr int16_t ct_repl_dport = 492;
 // lookup cannot serve (maps::CtOwnKey): ct_own_none, _new (create or refresh as the
 // original direction), _reply (mark the reply seen, refresh).
 inline constexpr int16_t ct_own_op = 496;
-inline constexpr int16_t ct_own_key = 500; // maps::CtOwnKey, 12 bytes
 // Reserved for LOG's copy of the headers it prints: 512 up to 704.
 inline constexpr int16_t log_base = 512;
 // Reserved for REJECT's state: 704 up to 768.
@@ -114,7 +113,8 @@ inline constexpr int16_t ct_in_sport =
 	792; // u32, host order: its bytes 0-1 (ICMP: type << 8 | code)
 inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
 inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
-inline constexpr int16_t size = 808;
+inline constexpr int16_t ct_own_key = 808;  // maps::CtOwnKey, 16 bytes (see ct_own_op)
+inline constexpr int16_t size = 824;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

@@ -114,12 +114,17 @@ inline constexpr uint64_t frag_timeout_ns = 30'000'000'000ull;
 // (addresses, type, code and id, in the original direction), and every other protocol as
 // nf_conntrack_proto_generic.c does (addresses and protocol). An entry is made or
 // refreshed when a packet that would create or refresh the kernel's entry is let through
-// (emit_ct_confirm()); it lapses after the kernel's timeout for it.
+// (emit_ct_confirm()); it lapses after the kernel's timeout for it. TCP connections a
+// packet opened at ingress are kept too, for their first seconds: a reset the host
+// answers with before any reply makes the kernel drop its entry (its ctinfo stays
+// ESTABLISHED), before tc egress could find it.
 struct CtOwnKey {
 	uint32_t src; // network order, original direction
 	uint32_t dst;
-	// ICMP: type << 24 | code << 16 | id (host order); others: 0xff000000 | protocol.
+	// ICMP: type << 24 | code << 16 | id (host order); TCP: sport << 16 | dport; others:
+	// 0xff000000 | protocol.
 	uint32_t info;
+	uint32_t proto;
 };
 struct CtOwnValue {
 	uint64_t expires; // bpf_ktime_get_ns() at which the entry lapses
@@ -129,6 +134,8 @@ struct CtOwnValue {
 inline constexpr uint32_t ct_own_type = BPF_MAP_TYPE_LRU_HASH;
 inline constexpr uint32_t ct_own_max_entries = 16384;
 inline constexpr uint32_t ct_own_generic = 0xff000000u;
+// How long a TCP entry of ours lives: nf_conntrack_tcp_timeout_syn_sent.
+inline constexpr uint32_t ct_own_tcp_timeout = 120;
 
 // CtTcp: BPF_MAP_TYPE_ARRAY of one entry, nf_conntrack_proto_tcp.c's tcp_conntracks
 // [dir][index][old state]: the state a segment moves a connection to, ct_tcp_invalid
@@ -171,7 +178,7 @@ inline constexpr CtTcpTable ct_tcp_table = [] {
 
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
-static_assert(sizeof(CtOwnKey) == 12 && sizeof(CtOwnValue) == 16);
+static_assert(sizeof(CtOwnKey) == 16 && sizeof(CtOwnValue) == 16);
 static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
 static_assert(sizeof(DeviceValue) == 24);
 static_assert(sizeof(LocalAddrKey) == 8);

@@ -229,6 +229,7 @@ std::optional<codegen::maps::CtOwnKey> own_key_of(const uint8_t *attrs, const ui
 	std::memcpy(&key.src, payload(src), 4);
 	std::memcpy(&key.dst, payload(dst), 4);
 	const uint8_t l4 = *payload(num);
+	key.proto = l4;
 	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP)
 		return std::nullopt; // the kernel's own, looked up directly
 	if (l4 != IPPROTO_ICMP) {
