@@ -22,6 +22,8 @@ enum class MapSlot : uint8_t {
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
 	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
 	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
+	IcmpGlobal, // array of one: REJECT's ICMP token bucket (icmp_global_allow())
+	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
 };
 
 struct MapRef {
@@ -47,6 +49,17 @@ inline constexpr HookSet hook_bit(ir::Hook h)
 enum class Flavor : uint8_t { Xdp, TcIngress, TcEgress };
 HookSet hooks_of(Flavor flavor);
 
+// The namespace's sysctls that shape REJECT's replies, read when a table is set; the
+// defaults are the kernel's.
+struct ReplySysctls {
+	uint32_t ip_default_ttl = 64;	   // net.ipv4.ip_default_ttl
+	uint32_t icmp_ratelimit_ms = 1000; // net.ipv4.icmp_ratelimit
+	uint32_t icmp_ratemask = 0x1818;   // net.ipv4.icmp_ratemask
+	uint32_t icmp_msgs_per_sec = 1000; // net.ipv4.icmp_msgs_per_sec
+	uint32_t icmp_msgs_burst = 50;	   // net.ipv4.icmp_msgs_burst
+	bool operator==(const ReplySysctls &) const = default;
+};
+
 struct Options {
 	Flavor flavor = Flavor::Xdp;
 	// Judge only what the flavor's chains would see (INPUT: delivered here; FORWARD:
@@ -61,6 +74,7 @@ struct Options {
 	// Chunked: Branch, with INPUT cut into small chunks (Plan::chunks), for tests.
 	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate, Chunked };
 	Tests tests = Tests::Auto;
+	ReplySysctls replies = {};
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function
