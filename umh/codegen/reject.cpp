@@ -6,15 +6,15 @@
 //   sent to this host's MAC address (pkt_type), a broadcast or multicast destination, an
 //   ICMP error or unknown type; the global token bucket and the per-peer tokens allow it.
 //   IP: TOS (tos & 0x1e) | 0xc0, no DF, TTL ip_default_ttl, the source the packet's
-//   destination (INPUT; OUTPUT: its source, our own address, unless it was sent to a local
-//   address); ICMP type 3 and the code, then the datagram from its IP header, at most
+//   destination; ICMP type 3 and the code, then the datagram from its IP header, at most
 //   min(MTU, 576) - 28 bytes of it.
 // - TCP reset (nf_send_reset()): nothing for a later fragment, a truncated TCP header, a
 //   RST, a broadcast or multicast destination. IP: TOS 0, id 0, DF, TTL ip_default_ttl,
 //   addresses swapped; TCP: ports swapped, doff 5, with ACK the acknowledged number as
 //   sequence and RST alone, else sequence 0 and ACK of seq + SYN + FIN + payload.
 // Not done here (Documentation/supported.md): the transport checksum check before
-// replying, echoed IP options, FORWARD's ICMP source address.
+// replying, echoed IP options, FORWARD's ICMP errors, OUTPUT's replies to this host's own
+// addresses, OUTPUT's ICMP source (ours is the packet's destination, not our address).
 #include "codegen/reject.hpp"
 
 #include <linux/if_ether.h>
@@ -131,8 +131,9 @@ void emit_ip_csum(Emitter &em)
 // but not counted: martians, groups not joined), not a datagram it sees reassembled
 // (judged here on its pieces), not a later fragment (icmp_send(), nf_reject_ip_tcphdr_get()).
 // And never to a broadcast or multicast destination (RTCF_BROADCAST, RTCF_MULTICAST).
-// Leaves the reply's source address in rj_saddr.
-void emit_checks(Emitter &em, const Site &s, bool icmp, Label &drop)
+// Leaves the reply's source address in rj_saddr: the packet's destination (icmp_send()
+// takes it at INPUT, RTCF_LOCAL; at OUTPUT it would take our own address, see above).
+void emit_checks(Emitter &em, const Site &s, Label &drop)
 {
 	em.emit(ldx(BPF_W, R1, pkt, off::count_inc));
 	em.jump(jmp32_imm(BPF_JEQ, R1, 0), drop);
@@ -167,19 +168,15 @@ void emit_checks(Emitter &em, const Site &s, bool icmp, Label &drop)
 	em.emit(ldx(BPF_B, R1, R0, 0));
 	em.emit(alu32_imm(BPF_AND, R1, maps::broadcast_addr));
 	em.jump(jmp32_imm(BPF_JNE, R1, 0), drop);
-	Label saddr_known(em);
-	em.jump(ja(), saddr_known);
-	not_local.bind();
-	if (s.egress() && icmp) {
-		// Not RTCF_LOCAL: the route back to the sender (our own address) chooses the
-		// source, that address.
-		em.emit(ldx(BPF_W, R1, pkt, off::saddr));
-		em.emit(stx(BPF_W, pkt, R1, off::rj_saddr));
-	}
-	saddr_known.bind();
 	if (s.egress()) {
-		// The reply goes to the sender, this host: through lo, where we put it. A raw
-		// socket's packet with a foreign source would be routed away: not done here.
+		// OUTPUT's reply goes to the sender, this host, into lo's ingress, where input
+		// routing takes a packet from one of our own addresses for a martian: none to a
+		// packet for this host (Documentation/supported.md).
+		em.jump(ja(), drop);
+	}
+	not_local.bind();
+	if (s.egress()) {
+		// A raw socket's packet with a foreign source would be routed away: not done here.
 		emit_local_lookup(em, off::saddr);
 		em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
 	}
@@ -429,7 +426,7 @@ void emit_xdp_length(Emitter &em, const Site &s, Label &drop)
 
 void emit_unreach(Emitter &em, const Site &s, Label &drop)
 {
-	emit_checks(em, s, true, drop);
+	emit_checks(em, s, drop);
 	if (s.flavor == Flavor::TcIngress) {
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JNE, R1, 0), drop); // not PACKET_HOST
@@ -612,7 +609,7 @@ void emit_reset(Emitter &em, const Site &s, Label &drop)
 	em.emit(ldx(BPF_W, R1, pkt, off::tcp_flags));
 	em.emit(alu32_imm(BPF_AND, R1, 0x04));
 	em.jump(jmp32_imm(BPF_JNE, R1, 0), drop); // no RST for a RST
-	emit_checks(em, s, false, drop);
+	emit_checks(em, s, drop);
 	emit_eth(em, s, false, drop);
 
 	// nf_reject_iphdr_put()
