@@ -551,8 +551,10 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 	em.emit(alu64_imm(BPF_ADD, i, 4));
 	em.jump(ja(), loop);
 	tail.bind();
+	// Here i == words, a multiple of 4 (Linux 6.1 loses the packet pointer when `words`
+	// is added instead).
 	em.emit(mov64(R0, R1));
-	em.emit(alu64_reg(BPF_ADD, R0, words));
+	em.emit(alu64_reg(BPF_ADD, R0, i));
 	em.emit(mov64(i, quote));
 	em.emit(alu64_imm(BPF_AND, i, 3));
 	for (int16_t k = 0; k < 3; k++) {
