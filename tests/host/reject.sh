@@ -124,11 +124,26 @@ check_eq "OUTPUT to our own address: ours drops without a reply" \
 	"$(in_host "$PYTHON" "$PROBE" out udp "$HOST_IP" 6000 | tail -n 1)" "replies 0"
 both -F OUTPUT
 
-# FORWARD: resets are sent, ICMP errors are refused (their source address needs a route
-# lookup the data plane cannot do).
+# FORWARD: HOST (and its twin) route to a third namespace behind veth2. Resets are sent,
+# from the packet's destination; ICMP errors are refused (their source address needs a
+# route lookup the data plane cannot do).
+for trio in "$HOST $PEER bf-far-$$" "$NFHOST $NFPEER bf-nffar-$$"; do
+	set -- $trio
+	bf_netns "$3"
+	bf_link "$1" veth2 10.0.1.1/24 "$3" veth3 10.0.1.2/24
+	ip -n "$2" route add 10.0.1.0/24 via "$HOST_IP"
+	ip -n "$3" route add default via 10.0.1.1
+	ip netns exec "$1" sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec "$2" busybox ping -c 1 -W 2 10.0.1.2 >/dev/null 2>&1 || true
+done
 check "FORWARD -j REJECT --reject-with tcp-reset is taken" ipt -A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+nfipt -A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+compare_in "FORWARD TCP SYN: RST, ACK from the destination" 1 syn "$PEER_IP" 10.0.1.2
+compare_in "FORWARD TCP segment with ACK: RST" 1 ack "$PEER_IP" 10.0.1.2
+check_eq "the FORWARD rule counted as netfilter's" "$(rule_counters FORWARD 1)" \
+	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }')"
 check_fails "FORWARD -j REJECT (ICMP) is refused" ipt -A FORWARD -p udp -j REJECT
 check "the refusal says why" grep -q "REJECT with an ICMP error in FORWARD" "$BF_TMP/umh.log"
-ipt -F FORWARD
+both -F FORWARD
 
 bf_summary
