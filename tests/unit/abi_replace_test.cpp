@@ -1,5 +1,7 @@
 // ipt_replace parsing: good tables as iptables-legacy builds them, and every kind of
 // malformed one refused with the errno Linux 6.1's translate_table gives.
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
+
 #include <gtest/gtest.h>
 
 #include "abi/table.hpp"
@@ -512,6 +514,40 @@ TEST(AbiReplace, HundredThousandRules)
 	const std::vector<ir::Counter> counters(ir->rules.size());
 	const test::Bytes back = abi::entries_to_user(r->table, counters);
 	EXPECT_EQ(back.size(), blob.size() - abi::replace_size);
+}
+
+Target reject_target(uint32_t with)
+{
+	Bytes t = test::named_target("REJECT", 0, sizeof(struct ipt_reject_info));
+	std::memcpy(t.data() + abi::ext_header_size, &with, sizeof(with));
+	return Target{0, "", false, t};
+}
+
+TEST(AbiReplace, RejectChecksAsRejectTgCheck)
+{
+	const auto with = [](Ip ip, uint32_t w, const std::string &chain = "INPUT") {
+		Builder b;
+		b.rule(chain, Rule{ip, {}, reject_target(w)});
+		return parse_errno(b.replace());
+	};
+	EXPECT_EQ(with(Ip(), IPT_ICMP_PORT_UNREACHABLE), 0);
+	EXPECT_EQ(with(Ip().proto(IPPROTO_TCP), IPT_TCP_RESET), 0);
+	EXPECT_EQ(with(Ip().proto(IPPROTO_TCP), IPT_TCP_RESET, "OUTPUT"), 0);
+	// "TCP_RESET invalid for non-tcp": -p tcp is needed, not inverted.
+	EXPECT_EQ(with(Ip(), IPT_TCP_RESET), EINVAL);
+	EXPECT_EQ(with(Ip().proto(IPPROTO_UDP), IPT_TCP_RESET), EINVAL);
+	Ip not_tcp = Ip().proto(IPPROTO_TCP);
+	not_tcp.ip.invflags |= IPT_INV_PROTO;
+	EXPECT_EQ(with(not_tcp, IPT_TCP_RESET), EINVAL);
+	// "ECHOREPLY no longer supported."
+	EXPECT_EQ(with(Ip().proto(IPPROTO_ICMP), IPT_ICMP_ECHOREPLY), EINVAL);
+	// A value reject_tg() does not know passes the check (and only drops).
+	EXPECT_EQ(with(Ip(), 42), 0);
+	// xt_check_target(): REJECT belongs to the filter table.
+	Builder m;
+	m.rule("INPUT", Rule{Ip(), {}, reject_target(IPT_ICMP_PORT_UNREACHABLE)});
+	EXPECT_EQ(parse_errno(Builder::replace_of(m.layout(), 4, "mangle")), EINVAL);
+	EXPECT_EQ(parse_errno(Builder::replace_of(m.layout(), 4, "filter")), 0);
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
+#include "codegen/reject.hpp"
 
 namespace bpfilter::codegen
 {
@@ -142,8 +143,12 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	case Kind::Continue:
 		go_on();
 		break;
-	case Kind::Reject: // refused by check_emittable until the data plane sends replies
-	case Kind::Log:	   // and log lines
+	case Kind::Reject:
+		// reject_tg() answers the types it knows and returns NF_DROP for every `with`.
+		emit_verdict(em, rejects(tg.reject_with) ? layout::ret_reject + tg.reject_with
+							 : layout::ret_drop);
+		break;
+	case Kind::Log: // refused by check_emittable until the data plane writes log lines
 		emit_verdict(em, layout::ret_drop);
 		break;
 	case Kind::Return:

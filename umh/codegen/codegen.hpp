@@ -24,6 +24,8 @@ enum class MapSlot : uint8_t {
 	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
 	CtOwn,	    // LRU hash: ICMP and other flows the kernel's lookup cannot serve
 	CtTcp,	    // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
+	IcmpGlobal, // array of one: REJECT's ICMP token bucket (icmp_global_allow())
+	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -81,6 +83,17 @@ inline constexpr HookSet hook_defrag = 0x80;
 enum class Flavor : uint8_t { Xdp, TcIngress, TcEgress };
 HookSet hooks_of(Flavor flavor);
 
+// The namespace's sysctls that shape REJECT's replies, read when a table is set; the
+// defaults are the kernel's.
+struct ReplySysctls {
+	uint32_t ip_default_ttl = 64;	   // net.ipv4.ip_default_ttl
+	uint32_t icmp_ratelimit_ms = 1000; // net.ipv4.icmp_ratelimit
+	uint32_t icmp_ratemask = 0x1818;   // net.ipv4.icmp_ratemask
+	uint32_t icmp_msgs_per_sec = 1000; // net.ipv4.icmp_msgs_per_sec
+	uint32_t icmp_msgs_burst = 50;	   // net.ipv4.icmp_msgs_burst
+	bool operator==(const ReplySysctls &) const = default;
+};
+
 struct Options {
 	Flavor flavor = Flavor::Xdp;
 	// Judge only what the flavor's chains would see (INPUT: delivered here; FORWARD:
@@ -97,6 +110,7 @@ struct Options {
 	// Chunked: Branch, with INPUT cut into small chunks (Plan::chunks), for tests.
 	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate, Chunked };
 	Tests tests = Tests::Auto;
+	ReplySysctls replies = {};
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function

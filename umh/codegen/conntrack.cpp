@@ -743,10 +743,12 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 
 void emit_ct_confirm(Emitter &em, const CtLayout &ct)
 {
-	constexpr Reg verdict = R6, entry = R7;
+	// The verdict waits on the stack: R6 is the context, which REJECT's reply needs next.
+	constexpr int16_t verdict = layout::main_ct_opts;
+	constexpr Reg entry = R7;
 	Label out(em), insert(em), fresh(em), stamped(em);
-	em.emit(mov64(verdict, R0));
-	em.jump(jmp_imm(BPF_JNE, verdict, layout::ret_accept), out);
+	em.emit(stx(BPF_DW, R10, R0, verdict));
+	em.jump(jmp_imm(BPF_JNE, R0, layout::ret_accept), out);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));
 	em.jump(jmp_imm(BPF_JEQ, R1, layout::ct_own_none), out);
 	em.ld_map(R1, MapSlot::CtOwn);
@@ -802,7 +804,7 @@ void emit_ct_confirm(Emitter &em, const CtLayout &ct)
 	em.emit(mov64(R4, BPF_ANY));
 	em.emit(call_helper(BPF_FUNC_map_update_elem));
 	out.bind();
-	em.emit(mov64(R0, verdict));
+	em.emit(ldx(BPF_DW, R0, R10, verdict));
 }
 
 } // namespace bpfilter::codegen

@@ -21,7 +21,8 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len);
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 
 // After the chains let the packet through (R0 holds layout::ret_accept, kept): make or
-// refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry.
+// refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry. R0 and
+// R6 (the context) are kept.
 void emit_ct_confirm(Emitter &em, const CtLayout &ct);
 
 } // namespace bpfilter::codegen

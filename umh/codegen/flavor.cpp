@@ -38,6 +38,7 @@
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen/plan.hpp"
+#include "codegen/reject.hpp"
 
 namespace bpfilter::codegen
 {
@@ -823,8 +824,10 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 			emit_ct_state(em, ctx, Flavor::TcIngress, ct);
 		em.emit(mov64(R1, layout::pkt));
 		em.call(plan.hook_fn_id(out));
+		// DROP or REJECT: the original is dropped (a broadcast or multicast one gets no
+		// reply), and this copy never was.
 		Label sent(em);
-		em.jump(jmp_imm(BPF_JNE, R0, layout::ret_drop), sent);
+		em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_accept), sent);
 		em.emit(mov64(R0, layout::tc_drop));
 		em.emit(exit());
 		sent.bind();
@@ -843,13 +846,45 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 	em.jump(ja(), input);
 }
 
-// tc: the chains' verdict (layout::ret_*) as tc's action.
-void emit_tc_finish(Emitter &em)
+// To `reject` when R0 is a REJECT verdict (layout::ret_reject + with).
+void emit_if_reject(Emitter &em, Label &reject)
 {
-	Label shot(em);
+	Label other(em);
+	em.jump(jmp_imm(BPF_JLT, R0, layout::ret_reject), other);
+	em.jump(jmp_imm(BPF_JLE, R0, layout::ret_reject_last), reject);
+	other.bind();
+}
+
+// XDP: a hook function's verdict is the action, but REJECT's.
+void emit_xdp_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies)
+{
+	if (!replies) {
+		em.emit(exit());
+		return;
+	}
+	Label reject(em), dropped(em);
+	emit_if_reject(em, reject);
+	em.emit(exit());
+	reject.bind();
+	emit_reject(em, opts.flavor, hook, opts.replies, dropped);
+	dropped.bind();
+	em.emit(mov64(R0, XDP_DROP));
+	em.emit(exit());
+}
+
+// tc: the chains' verdict (layout::ret_*) as tc's action.
+void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies)
+{
+	Label shot(em), reject(em);
+	if (replies)
+		emit_if_reject(em, reject);
 	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_drop), shot);
 	em.emit(mov64(R0, layout::tc_accept));
 	em.emit(exit());
+	if (replies) {
+		reject.bind();
+		emit_reject(em, opts.flavor, hook, opts.replies, shot);
+	}
 	shot.bind();
 	em.emit(mov64(R0, layout::tc_drop));
 	em.emit(exit());
@@ -867,6 +902,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 					      "kernel's struct nf_conn is unknown (no BTF for "
 					      "nf_conntrack?)");
 	const Ctx cx = context(options.flavor);
+	const bool replies = table_rejects(table);
 
 	Emitter em;
 	{
@@ -963,9 +999,9 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				if (plan->uses_conntrack)
 					emit_ct_confirm(em, options.ct);
 				if (cx.tc())
-					emit_tc_finish(em);
+					emit_tc_finish(em, options, run.hook, replies);
 				else
-					em.emit(exit());
+					emit_xdp_finish(em, options, run.hook, replies);
 				continue;
 			}
 			em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));

@@ -21,6 +21,10 @@ inline constexpr int32_t ret_accept = XDP_PASS;
 // A chunk of INPUT's rules (Plan::chunks) fell off its end: the main program calls the
 // next chunk. Not an XDP action.
 inline constexpr int32_t ret_next_chunk = 0x7f;
+// REJECT: drop, and answer as ipt_REJECT's `with` (enum ipt_reject_with, ret_reject + with).
+// The main program builds the reply (reject.cpp). Not an XDP action.
+inline constexpr int32_t ret_reject = 0x20;
+inline constexpr int32_t ret_reject_last = ret_reject + 8; // IPT_ICMP_ADMIN_PROHIBITED
 // tc: TC_ACT_UNSPEC goes on to the next filter and then up the stack; TC_ACT_SHOT drops.
 inline constexpr int32_t tc_accept = -1;
 inline constexpr int32_t tc_drop = 2;
@@ -99,6 +103,10 @@ inline constexpr int16_t ct_own_op = 496;
 inline constexpr int16_t log_base = 512;
 // Reserved for REJECT's state: 704 up to 768.
 inline constexpr int16_t reject_base = 704;
+inline constexpr int16_t rj_with = 704;	 // u32: the rule's enum ipt_reject_with
+inline constexpr int16_t rj_len = 708;	 // u32: the quote's length (ICMP)
+inline constexpr int16_t rj_l2 = 712;	 // u32: the link-layer header's length
+inline constexpr int16_t rj_saddr = 716; // u32, network order: the reply's source
 // What connection tracking reads of the transport header, taken while the packet is
 // parsed, so that a reassembled datagram keeps its first fragment's (emit_ct_parse()).
 inline constexpr int16_t ct_l4avail = 768; // u32: bytes of transport header, up to 8
@@ -128,6 +136,12 @@ inline constexpr int16_t main_dev_key = main_frag_key - 8;  // a Devices key
 inline constexpr int16_t main_ct_tuple = main_dev_key - 16; // struct bpf_sock_tuple (ipv4)
 inline constexpr int16_t main_ct_opts = main_ct_tuple - 16; // struct bpf_ct_opts, 12 bytes
 inline constexpr int16_t sub_key = -8;			    // a subprogram's map key
+// REJECT's reply being built (reject.cpp): 10 bytes of room, then the Ethernet header, the
+// IP header (8-byte aligned) and the transport header, contiguous as they go out.
+inline constexpr int16_t main_reply = main_ct_opts - 64;
+inline constexpr int16_t main_reply_eth = main_reply + 10;
+inline constexpr int16_t main_reply_ip = main_reply + 24;
+inline constexpr int16_t main_reply_l4 = main_reply + 44;
 
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 

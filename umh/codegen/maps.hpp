@@ -87,6 +87,8 @@ inline constexpr LocalAddrValue martian_source = 2;
 // the ipvlan device, and the ipvlan device sends through the lower one, so the lower's
 // programs leave those to the ipvlan device's.
 inline constexpr LocalAddrValue ipvlan_addr = 4;
+// A broadcast route's address (RTN_BROADCAST): REJECT sends no reply to it.
+inline constexpr LocalAddrValue broadcast_addr = 8;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 
@@ -176,6 +178,24 @@ inline constexpr CtTcpTable ct_tcp_table = [] {
 	return out;
 }();
 
+// IcmpGlobal: BPF_MAP_TYPE_ARRAY of one, the namespace's ICMP token bucket for REJECT's
+// replies, as icmp_global_allow() keeps net->ipv4.icmp_global_{credit,stamp} (times in ns).
+struct IcmpGlobalValue {
+	int64_t credit;
+	uint64_t stamp;
+};
+inline constexpr uint32_t icmp_global_type = BPF_MAP_TYPE_ARRAY;
+// IcmpPeers: BPF_MAP_TYPE_LRU_HASH, key u32 address (network order), the tokens the
+// kernel keeps per peer in its inet_peer (rate_tokens, rate_last; in ns).
+struct IcmpPeerValue {
+	uint64_t tokens;
+	uint64_t last;
+};
+inline constexpr uint32_t icmp_peers_type = BPF_MAP_TYPE_LRU_HASH;
+inline constexpr uint32_t icmp_peers_max_entries = 4096;
+
+static_assert(sizeof(IcmpGlobalValue) == 16);
+static_assert(sizeof(IcmpPeerValue) == 16);
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
 static_assert(sizeof(CtOwnKey) == 16 && sizeof(CtOwnValue) == 16);

@@ -7,6 +7,7 @@
 
 #include "codegen/codegen.hpp"
 #include "codegen/matchers.hpp"
+#include "codegen/reject.hpp"
 
 namespace bpfilter::codegen
 {
@@ -143,13 +144,37 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 			return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
 							      ": -m conntrack --ctexpire is not "
 							      "supported by bpfilter");
-	if (r.target.kind == Kind::Reject)
-		return make_error(EOPNOTSUPP,
-				  "codegen: " + at(t, i) +
-					  ": -j REJECT is not supported by bpfilter yet");
 	if (r.target.kind == Kind::Log)
 		return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
 						      ": -j LOG is not supported by bpfilter yet");
+	return {};
+}
+
+// FORWARD's ICMP errors come from the address the route back to the sender chooses
+// (icmp_send() with saddr 0), which the data plane cannot look up; its TCP resets come
+// from the packet's destination and are sent.
+Status check_forward_rejects(const ir::Table &t, uint32_t entry, HookSet hooks)
+{
+	std::set<uint32_t> starts = reachable_targets(t, entry, hooks);
+	starts.insert(entry);
+	for (uint32_t start : starts)
+		for (uint32_t i = start; i < t.rules.size(); i++) {
+			const ir::Target &tg = t.rules[i].target;
+			if (fold_ip(t.rules[i].ip, hooks) != Fold::Never &&
+			    tg.kind == Kind::Reject && rejects_icmp(tg.reject_with))
+				return make_error(
+					EOPNOTSUPP,
+					"codegen: " + at(t, i) +
+						": -j REJECT with an ICMP error in FORWARD is not "
+						"supported by bpfilter (its source address is the "
+						"one "
+						"the route back to the sender chooses, which the "
+						"data "
+						"plane cannot look up); --reject-with tcp-reset "
+						"is");
+			if (ends_run(t, i, hooks))
+				break;
+		}
 	return {};
 }
 
@@ -307,6 +332,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 			plan.fragment_runs.insert(run.entry);
 		}
 	}
+	for (const HookRun &run : plan.hooks)
+		if (run.hook == ir::Hook::Forward)
+			BF_TRY(check_forward_rejects(t, run.entry, plan.hookset));
 	if (targets.size() + 1 > max_subprogs)
 		return make_error(EOPNOTSUPP,
 				  "codegen: " + std::to_string(targets.size()) +
@@ -406,9 +434,10 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	// A hook's main run is not a call target (a jump back to a built-in chain's first
 	// rule would be a loop), so it is its own root.
 	plan.frames = 0;
-	// With connection tracking, the main program confirms our own entries after the
-	// verdict: every hook's run returns to it.
-	plan.inline_first = options.flavor == Flavor::Xdp && !plan.uses_conntrack;
+	// With connection tracking the main program confirms our own entries after the
+	// verdict, and a REJECT's reply is built there: every hook's run returns to it.
+	plan.inline_first =
+		options.flavor == Flavor::Xdp && !plan.uses_conntrack && !table_rejects(t);
 	for (size_t k = 0; k < plan.hooks.size(); k++)
 		plan.frames = std::max(plan.frames, frames(frames, plan.hooks[k].entry) +
 							    (plan.hook_is_fn(k) ? 1u : 0u));

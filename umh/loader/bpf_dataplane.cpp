@@ -23,6 +23,7 @@
 #include <string>
 
 #include "codegen/maps.hpp"
+#include "codegen/reject.hpp"
 #include "common/log.hpp"
 
 namespace bpfilter::loader
@@ -291,6 +292,29 @@ Status BpfDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 namespace
 {
 
+// The caller's namespace's sysctls that shape REJECT's replies; the kernel's defaults
+// where one cannot be read.
+codegen::ReplySysctls read_reply_sysctls()
+{
+	codegen::ReplySysctls s;
+	const auto read = [](const char *name, uint32_t &value) {
+		const std::string path = std::string("/proc/sys/net/ipv4/") + name;
+		FILE *f = fopen(path.c_str(), "re");
+		if (!f)
+			return;
+		long long v = 0;
+		if (fscanf(f, "%lld", &v) == 1 && v >= 0 && v <= INT32_MAX)
+			value = static_cast<uint32_t>(v);
+		fclose(f);
+	};
+	read("ip_default_ttl", s.ip_default_ttl);
+	read("icmp_ratelimit", s.icmp_ratelimit_ms);
+	read("icmp_ratemask", s.icmp_ratemask);
+	read("icmp_msgs_per_sec", s.icmp_msgs_per_sec);
+	read("icmp_msgs_burst", s.icmp_msgs_burst);
+	return s;
+}
+
 // Is rp_filter on anywhere in the caller's namespace (all, default or a device)? Then
 // fib_validate_source() checks sources in full.
 bool rp_filter_anywhere()
@@ -343,6 +367,8 @@ Status BpfDataplane::sync_local_routes(const std::vector<rtnl::Link> &links)
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> now;
 	for (const auto &r : *dumped) {
 		uint8_t v = codegen::maps::local_delivered;
+		if (!r.local)
+			v |= codegen::maps::broadcast_addr;
 		if (full_check || (r.local && r.prefixlen == 32))
 			v |= codegen::maps::martian_source;
 		if (r.local && ipvlans.count(r.oif))
@@ -402,11 +428,13 @@ Status BpfDataplane::adopt(const std::vector<rtnl::Link> &links)
 }
 
 codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
-					       codegen::Options::Tests tests) const
+					       codegen::Options::Tests tests,
+					       const codegen::ReplySysctls &replies) const
 {
 	codegen::Options o;
 	o.flavor = flavor;
 	o.tests = tests;
+	o.replies = replies;
 	if (conntrack_)
 		o.ct = conntrack_->layout;
 	return o;
@@ -441,21 +469,26 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			      LoadOptions{.name = {},
 					  .explain = !second_chance,
 					  .counters_fd = gen.counters.get(),
-					  .conntrack = conntrack_.get()});
+					  .conntrack = conntrack_.get(),
+					  .icmp_global_fd = icmp_global_.get(),
+					  .icmp_peers_fd = icmp_peers_.get()});
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
 			  " program with its faster tests (" +
 			  std::to_string(gen.code[k].insns.size()) +
 			  " instructions); compiling it with a jump per rule");
 		auto again = codegen::compile(
-			gen.table, codegen_options(flavor, codegen::Options::Tests::Accumulate));
+			gen.table, codegen_options(flavor, codegen::Options::Tests::Accumulate,
+						   gen.replies));
 		if (!again)
 			return again.error();
 		gen.code[k] = std::move(*again);
 		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
 				 LoadOptions{.name = {},
 					     .counters_fd = gen.counters.get(),
-					     .conntrack = conntrack_.get()});
+					     .conntrack = conntrack_.get(),
+					     .icmp_global_fd = icmp_global_.get(),
+					     .icmp_peers_fd = icmp_peers_.get()});
 	}
 	if (!p)
 		return p.error();
@@ -711,6 +744,17 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	BF_TRY(check(table));
 	auto gen = std::make_unique<Generation>();
 	gen->table = table;
+	gen->replies = read_reply_sysctls();
+	if (codegen::table_rejects(table) && icmp_global_.get() < 0) {
+		auto global = create_icmp_global_map();
+		if (!global)
+			return global.error();
+		auto peers = create_icmp_peers_map();
+		if (!peers)
+			return peers.error();
+		icmp_global_ = std::move(*global);
+		icmp_peers_ = std::move(*peers);
+	}
 	if (!conntrack_ && tracks_connections(table)) {
 		auto ct = open_conntrack();
 		if (!ct)
@@ -730,7 +774,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
-		auto code = codegen::compile(table, codegen_options(f, options_.tests));
+		auto code = codegen::compile(table, codegen_options(f, options_.tests, gen->replies));
 		if (!code)
 			return code.error();
 		gen->code[static_cast<size_t>(f)] = std::move(*code);

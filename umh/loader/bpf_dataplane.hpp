@@ -111,6 +111,7 @@ private:
 	// device needs it), or per device when offloaded, and the counters they share.
 	struct Generation {
 		ir::Table table;
+		codegen::ReplySysctls replies; // what REJECT's replies follow
 		Fd counters;
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
@@ -147,6 +148,9 @@ private:
 	XdpOptions options_;
 	Fd devices_;
 	Fd local_addrs_;
+	// REJECT's ICMP rate limits, the namespace's as the kernel's are: made with the first
+	// table that rejects, kept across tables.
+	Fd icmp_global_, icmp_peers_;
 	std::optional<rtnl::Watcher> watcher_;
 	std::map<int, DeviceInfo> devices_held_;		 // what Devices holds
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> routes_; // what LocalAddrs holds
@@ -161,8 +165,8 @@ private:
 	std::unique_ptr<Conntrack> conntrack_;
 	bool holding_conntrack_ = false; // hold_conntrack(true) is in force
 	Fd ct_events_;			 // open_ct_events(), with a watcher
-	codegen::Options codegen_options(codegen::Flavor flavor,
-					 codegen::Options::Tests tests) const;
+	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests,
+					 const codegen::ReplySysctls &replies) const;
 };
 
 } // namespace bpfilter::loader

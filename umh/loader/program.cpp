@@ -127,6 +127,18 @@ Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex)
 			  maps::counter_blocks(num_counters), 0, prog_ifindex);
 }
 
+Result<Fd> create_icmp_global_map()
+{
+	return create_map(maps::icmp_global_type, "bpfilter_icmp", sizeof(uint32_t),
+			  sizeof(maps::IcmpGlobalValue), 1, 0);
+}
+
+Result<Fd> create_icmp_peers_map()
+{
+	return create_map(maps::icmp_peers_type, "bpfilter_peer", sizeof(uint32_t),
+			  sizeof(maps::IcmpPeerValue), maps::icmp_peers_max_entries, 0);
+}
+
 Result<LoadedProgram> load_program(const codegen::Program &program, int devices_fd,
 				   int local_addrs_fd, const LoadOptions &options)
 {
@@ -165,6 +177,25 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		frags = std::move(*m);
 	}
 
+	// REJECT's rate limits: the namespace's maps, or ours when there are none.
+	Fd icmp_global, icmp_peers;
+	for (const codegen::MapRef &ref : program.map_refs) {
+		if (ref.slot == codegen::MapSlot::IcmpGlobal && options.icmp_global_fd < 0 &&
+		    icmp_global.get() < 0) {
+			auto m = create_icmp_global_map();
+			if (!m)
+				return m.error();
+			icmp_global = std::move(*m);
+		}
+		if (ref.slot == codegen::MapSlot::IcmpPeers && options.icmp_peers_fd < 0 &&
+		    icmp_peers.get() < 0) {
+			auto m = create_icmp_peers_map();
+			if (!m)
+				return m.error();
+			icmp_peers = std::move(*m);
+		}
+	}
+
 	std::vector<bpf_insn> insns = program.insns;
 	for (const codegen::MapRef &ref : program.map_refs) {
 		int fd = -1;
@@ -189,6 +220,13 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			break;
 		case codegen::MapSlot::CtTcp:
 			fd = options.conntrack ? options.conntrack->tcp.get() : -1;
+			break;
+		case codegen::MapSlot::IcmpGlobal:
+			fd = options.icmp_global_fd >= 0 ? options.icmp_global_fd
+							 : icmp_global.get();
+			break;
+		case codegen::MapSlot::IcmpPeers:
+			fd = options.icmp_peers_fd >= 0 ? options.icmp_peers_fd : icmp_peers.get();
 			break;
 		}
 		if (fd < 0)

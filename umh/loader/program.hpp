@@ -23,6 +23,10 @@ struct LoadOptions {
 	int counters_fd = -1;	   // the Counters map shared with the table's other programs; -1:
 				   // the program gets one of its own
 	const struct Conntrack *conntrack = nullptr; // for programs that track connections
+	// REJECT's ICMP rate limits (MapSlot::IcmpGlobal, IcmpPeers), the namespace's; -1: the
+	// program gets its own when it uses them.
+	int icmp_global_fd = -1;
+	int icmp_peers_fd = -1;
 };
 
 // The name each flavor's programs carry (what bpftool prog shows, and how a restarted
@@ -68,6 +72,8 @@ Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex = 0)
 // The maps shared by every program of a network namespace (layouts in codegen/maps.hpp).
 Result<Fd> create_devices_map();
 Result<Fd> create_local_addrs_map();
+Result<Fd> create_icmp_global_map();
+Result<Fd> create_icmp_peers_map();
 
 // What the programs know of a device (maps::DeviceValue).
 struct DeviceInfo {

@@ -1,0 +1,149 @@
+#!/bin/bash
+# -j REJECT through the front door, against the kernel's own ipt_REJECT: the same crafted probes
+# into two twin namespace pairs (bpfilter's, and one where ip_tables runs the same rules), the
+# replies compared byte for byte (the reply's IP id and header checksum aside).
+set -eu
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/hooks.bash"
+if [ "$BF_NETFILTER" = 1 ]; then
+	echo "# netfilter mode: this test runs netfilter beside bpfilter already"
+	echo "0 passed, 0 failed"
+	exit 0
+fi
+bf_setup_netns
+NFHOST=bf-nfhost-$$
+NFPEER=bf-nfpeer-$$
+bf_netns "$NFHOST"
+bf_netns "$NFPEER"
+bf_link "$NFHOST" veth0 "$HOST_IP/24" "$NFPEER" veth1 "$PEER_IP/24"
+# Twins down to the MAC addresses; the peers also own 10.0.0.3, a second source.
+for pair in "$HOST $PEER" "$NFHOST $NFPEER"; do
+	set -- $pair
+	ip -n "$1" link set veth0 address 02:00:00:00:01:01
+	ip -n "$2" link set veth1 address 02:00:00:00:01:02
+	ip -n "$2" addr add 10.0.0.3/24 dev veth1
+done
+bf_start_helper
+for pair in "$PEER $HOST_IP" "$NFPEER $HOST_IP" "$HOST $PEER_IP" "$NFHOST $PEER_IP"; do
+	set -- $pair
+	ip netns exec "$1" busybox ping -c 1 -W 2 "$2" >/dev/null 2>&1 || true
+done
+# XDP_TX on a veth device hands the frame to its peer, which takes it only with NAPI on
+# there: an XDP program (what the peers get here) or GRO (Documentation/supported.md).
+for ns in "$PEER" "$NFPEER"; do
+	ip netns exec "$ns" ip -force link set dev veth1 xdp obj "$(foreign_xdp_obj)" sec xdp
+done
+
+nfipt() { ip netns exec "$NFHOST" iptables-legacy "$@"; }
+both() {
+	ipt "$@"
+	nfipt "$@"
+}
+PROBE=$(dirname "$0")/reject_probe.py
+
+# The replies to one probe from PEER (and its twin), compared; the count must be `want`.
+compare_in()
+{
+	local what=$1 want=$2
+	shift 2
+	local ours theirs
+	ours=$(ip netns exec "$PEER" "$PYTHON" "$PROBE" in veth1 "$@")
+	theirs=$(ip netns exec "$NFPEER" "$PYTHON" "$PROBE" in veth1 "$@")
+	check_eq "$what: netfilter sends $want" "$(tail -n 1 <<<"$theirs")" "replies $want"
+	check_eq "$what: the same bytes as netfilter" "$ours" "$theirs"
+}
+
+# What a socket of HOST (and its twin) is told, and the replies lo delivered, compared.
+compare_out()
+{
+	local what=$1 want=$2
+	shift 2
+	local ours theirs
+	ours=$(ip netns exec "$HOST" "$PYTHON" "$PROBE" out "$@")
+	theirs=$(ip netns exec "$NFHOST" "$PYTHON" "$PROBE" out "$@")
+	check_eq "$what: netfilter's socket is told $want" "$(head -n 1 <<<"$theirs")" "$want"
+	check_eq "$what: the same as netfilter" "$ours" "$theirs"
+}
+
+both -A INPUT -p udp -j REJECT
+both -A INPUT -p icmp -j REJECT --reject-with icmp-host-prohibited
+both -A INPUT -p tcp --dport 8080 -j REJECT --reject-with tcp-reset
+both -A INPUT -p tcp --dport 8081 -j REJECT --reject-with icmp-admin-prohibited
+compare_in "UDP: port unreachable" 1 udp "$PEER_IP" "$HOST_IP"
+compare_in "a long UDP datagram: 548 bytes quoted" 1 udpbig "$PEER_IP" "$HOST_IP"
+compare_in "ICMP echo: host prohibited" 1 icmp "$PEER_IP" "$HOST_IP"
+compare_in "TCP SYN: RST, ACK" 1 syn "$PEER_IP" "$HOST_IP"
+compare_in "TCP segment with ACK: RST" 1 ack "$PEER_IP" "$HOST_IP"
+# The sender's tokens: a burst of 6, then one a second.
+compare_in "10 datagrams from a fresh source: 6 answered" 6 udp 10.0.0.3 "$HOST_IP" 10
+compare_in "resets are not limited" 10 syn 10.0.0.3 "$HOST_IP" 10
+check_eq "the UDP rule counted as netfilter's" "$(rule_counters INPUT 1)" \
+	"$(nfipt -L INPUT -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }')"
+
+# Real sockets see a refusal at once.
+tcp_listen 8081
+check "a connect to a port with tcp-reset is refused at once" in_peer "$PYTHON" -c '
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 8080), timeout=1)
+except ConnectionRefusedError:
+    sys.exit(0)
+sys.exit(1)
+' "$HOST_IP"
+check "a connect answered by admin-prohibited fails at once" in_peer "$PYTHON" -c '
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 8081), timeout=1)
+except OSError as e:
+    sys.exit(0 if not isinstance(e, socket.timeout) else 1)
+sys.exit(1)
+' "$HOST_IP"
+both -F INPUT
+
+# OUTPUT: the reply is this host's, through lo.
+both -A OUTPUT -p udp --dport 6000 -j REJECT
+both -A OUTPUT -p tcp --dport 6001 -j REJECT --reject-with tcp-reset
+both -A OUTPUT -p tcp --dport 6002 -j REJECT
+# netfilter's ICMP error comes from our own address, ours from the packet's destination
+# (supported.md): compared with the source address set aside.
+compare_out "OUTPUT TCP: tcp-reset" refused tcp "$PEER_IP" 6001
+for port in 6000 6002; do
+	kind=udp
+	[ $port = 6002 ] && kind=tcp
+	ours=$(in_host "$PYTHON" "$PROBE" out $kind "$PEER_IP" $port)
+	theirs=$(ip netns exec "$NFHOST" "$PYTHON" "$PROBE" out $kind "$PEER_IP" $port)
+	check_eq "OUTPUT $kind: port unreachable: netfilter's socket is told" "$(head -n 1 <<<"$theirs")" refused
+	check_eq "OUTPUT $kind: port unreachable: ours too" "$(head -n 1 <<<"$ours")" refused
+	check_eq "OUTPUT $kind: the reply's headers are netfilter's but for the source" \
+		"$(sed -n 2p <<<"$ours" | cut -c1-52,61-)" "$(sed -n 2p <<<"$theirs" | cut -c1-52,61-)"
+done
+both -A OUTPUT -d "$HOST_IP" -p udp -j REJECT
+check_eq "OUTPUT to our own address: netfilter answers" \
+	"$(ip netns exec "$NFHOST" "$PYTHON" "$PROBE" out udp "$HOST_IP" 6000 | head -n 1)" refused
+check_eq "OUTPUT to our own address: ours drops without a reply" \
+	"$(in_host "$PYTHON" "$PROBE" out udp "$HOST_IP" 6000 | tail -n 1)" "replies 0"
+both -F OUTPUT
+
+# FORWARD: HOST (and its twin) route to a third namespace behind veth2. Resets are sent,
+# from the packet's destination; ICMP errors are refused (their source address needs a
+# route lookup the data plane cannot do).
+for trio in "$HOST $PEER bf-far-$$" "$NFHOST $NFPEER bf-nffar-$$"; do
+	set -- $trio
+	bf_netns "$3"
+	bf_link "$1" veth2 10.0.1.1/24 "$3" veth3 10.0.1.2/24
+	ip -n "$2" route add 10.0.1.0/24 via "$HOST_IP"
+	ip -n "$3" route add default via 10.0.1.1
+	ip netns exec "$1" sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec "$2" busybox ping -c 1 -W 2 10.0.1.2 >/dev/null 2>&1 || true
+done
+check "FORWARD -j REJECT --reject-with tcp-reset is taken" ipt -A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+nfipt -A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+compare_in "FORWARD TCP SYN: RST, ACK from the destination" 1 syn "$PEER_IP" 10.0.1.2
+compare_in "FORWARD TCP segment with ACK: RST" 1 ack "$PEER_IP" 10.0.1.2
+check_eq "the FORWARD rule counted as netfilter's" "$(rule_counters FORWARD 1)" \
+	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }')"
+check_fails "FORWARD -j REJECT (ICMP) is refused" ipt -A FORWARD -p udp -j REJECT
+check "the refusal says why" grep -q "REJECT with an ICMP error in FORWARD" "$BF_TMP/umh.log"
+both -F FORWARD
+
+bf_summary

@@ -1,0 +1,29 @@
+// REJECT's replies: what the main program does with a ret_reject verdict.
+#pragma once
+
+#include <cstdint>
+
+#include "codegen/codegen.hpp"
+#include "codegen/emitter.hpp"
+#include "ir/ir.hpp"
+
+namespace bpfilter::codegen
+{
+
+// Does reject_tg() send something for this `with` (enum ipt_reject_with)? For any other
+// value it only returns NF_DROP.
+bool rejects(uint32_t with);
+bool rejects_icmp(uint32_t with);
+
+// Has the table a REJECT rule that sends replies?
+bool table_rejects(const ir::Table &table);
+
+// In the main program, after hook `hook`'s verdict came back as layout::ret_reject + with
+// in R0 (R6 = the context, R9 = the parsed packet): drop the packet and send the reply
+// nf_send_unreach() or nf_send_reset() would, from the packet itself: XDP_TX at XDP,
+// bpf_redirect() at tc (back out of the device at ingress, into lo at egress). Where the
+// kernel would send nothing, to `drop`.
+void emit_reject(Emitter &em, Flavor flavor, ir::Hook hook, const ReplySysctls &sysctls,
+		 Label &drop);
+
+} // namespace bpfilter::codegen
