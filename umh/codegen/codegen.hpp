@@ -22,6 +22,8 @@ enum class MapSlot : uint8_t {
 	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
 	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
 	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
+	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
+	LogLost,    // per-CPU array of one: LOG records lost to a full ring
 };
 
 struct MapRef {

@@ -77,7 +77,7 @@ inline constexpr int16_t dev_flags = 436; // u32, tc: the device's maps::DeviceV
 inline constexpr int16_t saved_len = 440; // u32, tc ingress: tot_len while OUTPUT runs dry
 // Reserved for the connection-tracking view (-m conntrack, -m state): 448 up to 512.
 inline constexpr int16_t ct_base = 448;
-// Reserved for LOG's copy of the headers it prints: 512 up to 704.
+// LOG's copy of the headers it prints (maps::LogSnap): 512 up to 704.
 inline constexpr int16_t log_base = 512;
 // Reserved for REJECT's state: 704 up to 768.
 inline constexpr int16_t reject_base = 704;

@@ -144,10 +144,8 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 							      "supported by bpfilter yet");
 	if (r.target.kind == Kind::Reject)
 		return make_error(EOPNOTSUPP,
-				  "codegen: " + at(t, i) + ": -j REJECT is not supported by bpfilter yet");
-	if (r.target.kind == Kind::Log)
-		return make_error(EOPNOTSUPP,
-				  "codegen: " + at(t, i) + ": -j LOG is not supported by bpfilter yet");
+				  "codegen: " + at(t, i) +
+					  ": -j REJECT is not supported by bpfilter yet");
 	return {};
 }
 
@@ -329,6 +327,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 						kinds.insert(tcp->option);
 				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
 				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
+				plan.logs |= r.target.kind == Kind::Log;
 				if (is_call(t, i))
 					out.push_back(r.target.to);
 				tests += tests_of(r);
@@ -348,6 +347,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		if (!calls.count(s))
 			calls[s] = run_calls(s);
 	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
+	plan.uses_ifname |= plan.logs;
+	plan.uses_ofname |= plan.logs;
 	const uint64_t user_tests = plan.branch_tests - main_tests;
 	switch (options.tests) {
 	case Options::Tests::Auto:
