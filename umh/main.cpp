@@ -116,6 +116,9 @@ int run(int argc, char **argv)
 	options.xdp.watch = !listen_path.empty();
 	// The module replays every namespace's last table to a helper it restarts.
 	options.xdp.restore_follows = listen_path.empty();
+	const int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
+	options.log_sink =
+		listen_path.empty() ? server::channel_log_sink(out) : server::kmsg_log_sink();
 	auto dispatcher = server::Dispatcher::create(options);
 	if (!dispatcher) {
 		log::error(dispatcher.error().message);
@@ -124,7 +127,6 @@ int run(int argc, char **argv)
 	if (!listen_path.empty())
 		return server::serve_listen(listen_path, **dispatcher);
 	int in = channel_fd >= 0 ? channel_fd : STDIN_FILENO;
-	int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
 	return server::serve_channel(in, out, **dispatcher);
 }
 
