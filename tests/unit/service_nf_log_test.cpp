@@ -140,7 +140,7 @@ TEST(NfLog, HeadersPastTheCopyAreSaidToBe)
 	auto got = service::format_log(rec);
 	ASSERT_TRUE(got.ok());
 	EXPECT_EQ(got->text.find("OPT (TRUNCATED)"), std::string::npos) << got->text;
-	EXPECT_NE(got->text.find("[bpfilter: the rest is past the 176 bytes"), std::string::npos)
+	EXPECT_NE(got->text.find("[bpfilter: the rest is past the 168 bytes"), std::string::npos)
 		<< got->text;
 }
 

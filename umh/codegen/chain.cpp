@@ -126,6 +126,11 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 // Only for packets netfilter's hook would see: those judged but not counted (count_inc 0:
 // martians, a first fragment before its datagram is whole, OUTPUT's dry run of a
 // looped-back copy) never reach it. A full ring loses the line and counts it in LogLost.
+// Where a LOG rule keeps its record's address across the name lookups: below the map key,
+// in any frame (the main program's FIB lookup, which lies there, is long done).
+constexpr int16_t log_rec_slot = -16;
+static_assert(layout::main_key == -8 && layout::sub_key == -8);
+
 void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
 {
 	using rec = maps::LogRecord;
@@ -150,15 +155,38 @@ void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
 		em.emit(st(BPF_W, R0, field(offsetof(rec, prefix) + k),
 			   static_cast<int32_t>(word)));
 	}
-	const auto copy = [&](int16_t from, size_t to, size_t bytes) {
-		for (size_t k = 0; k < bytes; k += 8) {
-			em.emit(ldx(BPF_DW, R1, layout::pkt, static_cast<int16_t>(from + k)));
-			em.emit(stx(BPF_DW, R0, R1, field(to + k)));
+	for (size_t k = 0; k < sizeof(rec::snap); k += 8) {
+		em.emit(ldx(BPF_DW, R1, layout::pkt,
+			    static_cast<int16_t>(layout::pkt_off::log_base + k)));
+		em.emit(stx(BPF_DW, R0, R1, field(offsetof(rec, snap) + k)));
+	}
+	// The devices' names, looked up now rather than for every packet; zero where the
+	// hook has no such device (or the loader has not named it yet).
+	em.emit(stx(BPF_DW, R10, R0, log_rec_slot));
+	for (const auto &[ifindex, name] :
+	     {std::pair{offsetof(maps::LogSnap, in_ifindex), offsetof(rec, in)},
+	      std::pair{offsetof(maps::LogSnap, out_ifindex), offsetof(rec, out)}}) {
+		Label unnamed(em);
+		em.emit(st(BPF_DW, R0, field(name), 0));
+		em.emit(st(BPF_DW, R0, field(name + 8), 0));
+		em.emit(ldx(BPF_W, R1, layout::pkt,
+			    static_cast<int16_t>(layout::pkt_off::log_base + ifindex)));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), unnamed);
+		em.emit(stx(BPF_W, R10, R1, f.key_off));
+		em.ld_map(R1, MapSlot::Devices);
+		em.emit(mov64(R2, R10));
+		em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
+		em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+		em.emit(mov64(R2, R0));
+		em.emit(ldx(BPF_DW, R0, R10, log_rec_slot));
+		em.jump(jmp_imm(BPF_JEQ, R2, 0), unnamed);
+		for (int16_t k = 0; k < 16; k += 8) {
+			em.emit(ldx(BPF_DW, R1, R2,
+				    static_cast<int16_t>(maps::device_off::name + k)));
+			em.emit(stx(BPF_DW, R0, R1, field(name + static_cast<size_t>(k))));
 		}
-	};
-	copy(layout::pkt_off::ifname, offsetof(rec, in), sizeof(rec::in));
-	copy(layout::pkt_off::out_ifname, offsetof(rec, out), sizeof(rec::out));
-	copy(layout::pkt_off::log_base, offsetof(rec, snap), sizeof(rec::snap));
+		unnamed.bind();
+	}
 	em.emit(mov64(R1, R0));
 	em.emit(mov64(R2, 0));
 	em.emit(call_helper(BPF_FUNC_ringbuf_submit));

@@ -503,6 +503,11 @@ void emit_log_copy(Emitter &em, const Ctx &cx)
 	em.emit(st(BPF_H, layout::pkt, at(offsetof(snap, vlan_tci)), 0));
 	em.emit(st(BPF_H, layout::pkt, at(offsetof(snap, vlan_proto)), 0));
 	em.emit(st(BPF_W, layout::pkt, at(offsetof(snap, mark)), 0));
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	em.emit(stx(BPF_W, layout::pkt, R1,
+		    at(cx.egress() ? offsetof(snap, out_ifindex) : offsetof(snap, in_ifindex))));
+	em.emit(st(BPF_W, layout::pkt,
+		   at(cx.egress() ? offsetof(snap, in_ifindex) : offsetof(snap, out_ifindex)), 0));
 	em.emit(mov64(R5, cx.egress() ? 0 : maps::log_snap_ingress));
 	if (!cx.egress()) {
 		// dump_mac_header() decodes ARPHRD_ETHER: Ethernet's header length, not lo.
@@ -673,7 +678,7 @@ void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
 // discards such a datagram; the byte sum here may then call it whole), pieces of one
 // datagram racing on two CPUs, and the kernel's memory limits. Those can only move a
 // counter, never a verdict.
-void emit_frags(Emitter &em, bool logs, Label &dry, Label &pass)
+void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 {
 	constexpr int16_t key = layout::main_frag_key;
 	constexpr Reg entry = R7;
@@ -792,8 +797,14 @@ void emit_frags(Emitter &em, bool logs, Label &dry, Label &pass)
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 
 	complete.bind();
-	if (logs)
+	if (logs) {
+		// The reassembled skb's device is the last piece's, as -i (-o) sees it.
 		em.emit(st(BPF_B, layout::pkt, snap_off(offsetof(maps::LogSnap, reassembled)), 1));
+		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+		em.emit(stx(BPF_W, layout::pkt, R1,
+			    snap_off(cx.egress() ? offsetof(maps::LogSnap, out_ifindex)
+						 : offsetof(maps::LogSnap, in_ifindex))));
+	}
 	em.ld_map(R1, MapSlot::Frags);
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, key));
@@ -853,6 +864,9 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 		em.emit(ldx(BPF_B, R1, layout::pkt, flags));
 		em.emit(alu32_imm(BPF_OR, R1, maps::log_snap_forward));
 		em.emit(stx(BPF_B, layout::pkt, R1, flags));
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
+		em.emit(stx(BPF_W, layout::pkt, R1,
+			    snap_off(offsetof(maps::LogSnap, out_ifindex))));
 	}
 	emit_martian_sources(em, dry, sources_ok);
 	em.jump(ja(), sources_ok);
@@ -968,7 +982,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			// A raw socket's own fragments: judged one by one, as netfilter does.
 			em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
 			em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
-			emit_frags(em, plan->logs, dry, pass);
+			emit_frags(em, cx, plan->logs, dry, pass);
 			em.jump(ja(), first);
 			dry.bind();
 			emit_dry(em, pass, first);
@@ -987,7 +1001,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			input.bind();
 			if (options.local_only)
 				emit_martians(em, cx, dry);
-			emit_frags(em, plan->logs, dry, pass);
+			emit_frags(em, cx, plan->logs, dry, pass);
 			em.jump(ja(), counted);
 			dry.bind();
 			emit_dry(em, pass, counted);

@@ -109,10 +109,10 @@ inline constexpr uint64_t frag_timeout_ns = 30'000'000'000ull;
 
 // -j LOG. The prologue of a table with LOG rules copies the headers a log line may print
 // into the parsed packet (LogSnap, at layout::pkt_off::log_base); a LOG rule reserves a
-// LogRecord in the namespace's LogRing, fills it with the rule's options, the devices'
-// names and that copy, and submits it; the helper formats the line as nf_log_syslog does
+// LogRecord in the namespace's LogRing, fills it with the rule's options, that copy and
+// the devices' names, and submits it; the helper formats the line as nf_log_syslog does
 // (service/nf_log.cpp). A full ring loses the line and counts it in LogLost.
-inline constexpr uint32_t log_snap_bytes = 176;
+inline constexpr uint32_t log_snap_bytes = 168;
 struct LogSnap {
 	uint16_t caplen;     // bytes of `bytes` copied from the packet
 	uint8_t l2len;	     // the IP header's offset in `bytes`: the link-layer header before it
@@ -122,7 +122,10 @@ struct LogSnap {
 	uint16_t vlan_tci;   // with log_snap_vlan: the tag tc saw (skb_vlan_tag_present)
 	uint16_t vlan_proto; // network order
 	uint16_t pad;
-	uint32_t mark;		       // skb->mark (tc; 0 at XDP, where there is no skb)
+	uint32_t mark; // skb->mark (tc; 0 at XDP, where there is no skb)
+	// The devices, by ifindex (0: the hook has none); a LOG rule looks their names up in
+	// Devices when it fires, so that packets no rule logs cost no lookup.
+	uint32_t in_ifindex, out_ifindex;
 	uint8_t bytes[log_snap_bytes]; // from the link-layer header (ingress) or the IP header
 };
 inline constexpr uint8_t log_snap_ingress = 1; // the hook has an input device (IN=, MAC=)

@@ -347,8 +347,6 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		if (!calls.count(s))
 			calls[s] = run_calls(s);
 	plan.tcp_option_kinds.assign(kinds.begin(), kinds.end());
-	plan.uses_ifname |= plan.logs;
-	plan.uses_ofname |= plan.logs;
 	const uint64_t user_tests = plan.branch_tests - main_tests;
 	switch (options.tests) {
 	case Options::Tests::Auto:

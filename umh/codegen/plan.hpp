@@ -48,7 +48,7 @@ struct Plan {
 	unsigned frames = 1;	  // deepest call chain, the main program included
 	bool uses_ifname = false; // some reachable rule tests -i
 	bool uses_ofname = false; // ... or -o
-	bool logs = false;	  // some reachable rule is -j LOG (it prints both names)
+	bool logs = false;	  // some reachable rule is -j LOG
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.
