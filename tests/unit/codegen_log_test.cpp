@@ -140,6 +140,31 @@ TEST(CodegenLog, OutputLine)
 	EXPECT_EQ(line->text, "out IN= OUT=veth0 " + want);
 }
 
+// LOG in a user chain, under every form of generated code: the same lines.
+TEST(CodegenLog, InAUserChainUnderEveryForm)
+{
+	const Capture c = read_capture();
+	std::vector<std::string> want;
+	for (const auto &l : c.lines)
+		if (l.frame == "tcp_syn")
+			want.push_back(l.rule + " " + l.text);
+	ASSERT_EQ(want.size(), 3u);
+	using Tests = codegen::Options::Tests;
+	for (Tests form : {Tests::Branch, Tests::FirstBranch, Tests::Accumulate, Tests::Chunked}) {
+		TableBuilder b;
+		b.chains = {{{R().log(4, 0, "p0 "), R().log(6, all_flags, "p1 "),
+			      R().log(7, XT_LOG_MACDECODE, "p2 ")}}};
+		b.input = {R().proto(6).jump(0), R().proto(6).drop()};
+		const ir::Table t = b.build();
+		Xdp x(t, {.local_only = false, .tests = form});
+		ASSERT_TRUE(x.ok()) << x.error;
+		const uint32_t dev = test_ifindex();
+		ASSERT_TRUE(x.name_device(dev, "veth0"));
+		EXPECT_EQ(x.run(c.frames.at("tcp_syn"), dev), drop);
+		EXPECT_EQ(lines_of(x, capture_dialect(c)), want) << static_cast<int>(form);
+	}
+}
+
 // A ring that is full loses records and counts them; what fits stays whole.
 TEST(CodegenLog, AFullRingCountsWhatItLoses)
 {
