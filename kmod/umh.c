@@ -207,6 +207,38 @@ static int chan_reply_header(struct bpfilter_chan *chan)
 	return msg->reply ? 0 : -ENOMEM;
 }
 
+/* printk() with the level in the format's arguments, as nf_log builds its lines. */
+static __printf(1, 2) void chan_printk(const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	vprintk(fmt, args);
+	va_end(args);
+}
+
+/*
+ * A -j LOG line (struct bpfilter_log, whole in one write), printed as
+ * nf_log_buf_close() prints netfilter's: facility kern, the rule's level.
+ */
+static ssize_t chan_log(const char __user *buf, size_t len)
+{
+	struct bpfilter_log hdr;
+	char *text;
+
+	if (len < sizeof(hdr) || copy_from_user(&hdr, buf, sizeof(hdr)))
+		return -EPROTO;
+	if (hdr.magic != BPFILTER_LOG_MAGIC || hdr.level > 7 ||
+	    hdr.len > BPFILTER_LOG_MAX || len != sizeof(hdr) + hdr.len)
+		return -EPROTO;
+	text = memdup_user_nul(buf + sizeof(hdr), hdr.len);
+	if (IS_ERR(text))
+		return PTR_ERR(text);
+	chan_printk(KERN_SOH "%c%s\n", '0' + hdr.level, text);
+	kfree(text);
+	return len;
+}
+
 static ssize_t chan_write(struct file *file, const char __user *buf,
 			  size_t len, loff_t *ppos)
 {
@@ -223,8 +255,10 @@ static ssize_t chan_write(struct file *file, const char __user *buf,
 		goto out;
 	}
 	if (chan->state != CHAN_RECEIVING) {
-		chan_break(chan, "reply without a request");
-		ret = -EPROTO;
+		/* Between replies the helper writes only log lines. */
+		ret = chan_log(buf, len);
+		if (ret == -EPROTO)
+			chan_break(chan, "reply without a request");
 		goto out;
 	}
 	while (done < len && chan->state == CHAN_RECEIVING) {

@@ -1,6 +1,6 @@
 # H1's own test binary: the ABI, service and evaluator unit tests linked with only the
 # objects they need, so they build while other parts of the tree are mid-edit.
-ABI_CORE_SRCS := $(sort $(wildcard umh/abi/*.cpp)) umh/service/table_service.cpp umh/ir/eval.cpp umh/common/log.cpp
+ABI_CORE_SRCS := $(sort $(wildcard umh/abi/*.cpp)) umh/service/table_service.cpp umh/service/nf_log.cpp umh/ir/eval.cpp umh/common/log.cpp
 ABI_TEST_SRCS := $(sort $(wildcard tests/unit/abi_*.cpp tests/unit/service_*.cpp tests/unit/eval_*.cpp))
 ABI_OBJS      := $(ABI_CORE_SRCS:%.cpp=$(BUILD)/%.o) $(ABI_TEST_SRCS:%.cpp=$(BUILD)/%.o)
 

@@ -3,7 +3,7 @@
 # `make BUILD=build-h2 codegen-tests && build-h2/codegen_tests`
 CODEGEN_TEST_SRCS := $(sort $(wildcard tests/unit/codegen_*.cpp))
 CODEGEN_TEST_OBJS := $(CODEGEN_TEST_SRCS:%.cpp=$(BUILD)/%.o)
-CODEGEN_DEPS      := $(filter $(BUILD)/umh/codegen/% $(BUILD)/umh/loader/program.o \
+CODEGEN_DEPS      := $(filter $(BUILD)/umh/codegen/% $(BUILD)/umh/loader/program.o $(BUILD)/umh/loader/log_ring.o $(BUILD)/umh/service/nf_log.o \
 			$(BUILD)/umh/ir/eval.o $(BUILD)/umh/common/%,$(CORE_OBJS))
 
 $(BUILD)/codegen_tests: $(CODEGEN_TEST_OBJS) $(CODEGEN_DEPS)
@@ -25,7 +25,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 /usr/sbin/modprobe veth
 /usr/sbin/ip link set lo up
-/codegen_tests $$(tr ' ' '\n' </proc/cmdline | sed -n 's/^gtest=//p')
+cd / && /codegen_tests $$(tr ' ' '\n' </proc/cmdline | sed -n 's/^gtest=//p')
 echo "BPFILTER-GUEST-STATUS: $$?"
 sync
 poweroff -f
@@ -40,6 +40,7 @@ codegen-guest: $(BUILD)/codegen_tests $(BUILD)/guest/initramfs.cpio.gz
 	ldd $(BUILD)/codegen_tests | awk '/=> \//{print $$3} /^\t\/.*ld-linux/{print $$1}' | \
 		while read -r lib; do mkdir -p $(CODEGEN_GUEST)/root$$(dirname $$lib); \
 		cp -L $$lib $(CODEGEN_GUEST)/root$$lib; done
+	mkdir -p $(CODEGEN_GUEST)/root/tests/unit && cp -a tests/unit/data $(CODEGEN_GUEST)/root/tests/unit/
 	printf '%s\n' "$$CODEGEN_GUEST_INIT" >$(CODEGEN_GUEST)/root/init
 	chmod +x $(CODEGEN_GUEST)/root/init
 	cd $(CODEGEN_GUEST)/root && find . | cpio -o -H newc 2>/dev/null | gzip -1 >../initramfs.cpio.gz

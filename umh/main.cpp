@@ -117,6 +117,9 @@ int run(int argc, char **argv)
 	options.xdp.hold_conntrack = !listen_path.empty();
 	// The module replays every namespace's last table to a helper it restarts.
 	options.xdp.restore_follows = listen_path.empty();
+	const int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
+	options.log_sink =
+		listen_path.empty() ? server::channel_log_sink(out) : server::kmsg_log_sink();
 	auto dispatcher = server::Dispatcher::create(options);
 	if (!dispatcher) {
 		log::error(dispatcher.error().message);
@@ -125,7 +128,6 @@ int run(int argc, char **argv)
 	if (!listen_path.empty())
 		return server::serve_listen(listen_path, **dispatcher);
 	int in = channel_fd >= 0 ? channel_fd : STDIN_FILENO;
-	int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
 	return server::serve_channel(in, out, **dispatcher);
 }
 

@@ -21,6 +21,7 @@ import sys
 
 REQ_MAGIC, REP_MAGIC = 0x71726662, 0x70726662
 HDR = "=IHHIIIIQiI"
+PROTO_VERSION = 2  # BPFILTER_PROTO_VERSION
 HDR_LEN = struct.calcsize(HDR)
 OP_HEALTH, OP_SET, OP_GET, OP_GONE, OP_LINK, OP_ADDRS, OP_DETACH = 0, 1, 2, 3, 4, 5, 6
 IPT_SO_SET_REPLACE, IPT_SO_GET_INFO = 64, 64
@@ -63,7 +64,7 @@ class Helper:
             fd = pool[self.next_fd]
             self.next_fd += 1
         self.seq += 1
-        hdr = struct.pack(HDR, REQ_MAGIC, 1, op, optname, optlen, len(data), arg, 0, fd, self.seq)
+        hdr = struct.pack(HDR, REQ_MAGIC, PROTO_VERSION, op, optname, optlen, len(data), arg, 0, fd, self.seq)
         self.chan.sendall(hdr + data)
         magic, seq, status, n = struct.unpack("=IIiI", self.recv_exact(16))
         assert magic == REP_MAGIC and seq == self.seq, "bad reply"

@@ -9,7 +9,7 @@ bf_setup
 cat >"$BF_TMP/proto.py" <<'PY'
 import socket, struct, sys
 REQ, REP = 0x71726662, 0x70726662
-def req(op, optname=0, optlen=0, data=b"", cookie=0, magic=REQ, version=1, seq=7, data_len=None):
+def req(op, optname=0, optlen=0, data=b"", cookie=0, magic=REQ, version=2, seq=7, data_len=None):
     n = len(data) if data_len is None else data_len
     return struct.pack("=IHHIIIIQiI", magic, version, op, optname, optlen, n, 0, cookie, -1, seq) + data
 def reply(s):
@@ -47,7 +47,7 @@ check_eq "an unknown op is EOPNOTSUPP and the connection goes on" \
 	"$(proto 'req(99), req(0)' | tr '\n' ,)" "-95 0 ,0 0 ,"
 check_eq "a bad magic closes the connection without a reply" "$(proto 'req(0, magic=0x1234)')" closed
 check_eq "another protocol version is EPROTONOSUPPORT, then closed" \
-	"$(proto 'req(0, version=2), req(0)' 2>/dev/null | tr '\n' ,)" "-93 0 ,closed,"
+	"$(proto 'req(0, version=3), req(0)' 2>/dev/null | tr '\n' ,)" "-93 0 ,closed,"
 check_eq "data_len beyond BPFILTER_MAX_DATA is E2BIG, then closed" \
 	"$(proto 'req(1, 64, 0, data_len=(256 << 20) + 1)')" "-7 0 "
 check_eq "setsockopt carrying more data than optlen is EINVAL" "$(proto 'req(1, 64, 5, b"x" * 10)')" "-22 0 "

@@ -7,6 +7,7 @@
 // every kind of malformed table.
 #pragma once
 
+#include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -171,6 +172,18 @@ inline Bytes named_target(const std::string &name, uint8_t revision, size_t data
 	std::memcpy(t.data(), &size, 2);
 	std::memcpy(t.data() + abi::ext_name, name.data(), name.size());
 	t[abi::ext_revision] = revision;
+	return t;
+}
+
+// -j LOG (struct xt_log_info): level, XT_LOG_* flags, prefix (29 characters at most).
+inline Bytes log_target(uint8_t level, uint8_t flags, const std::string &prefix)
+{
+	Bytes t = named_target("LOG", 0, sizeof(struct xt_log_info));
+	struct xt_log_info info = {};
+	info.level = level;
+	info.logflags = flags;
+	std::memcpy(info.prefix, prefix.data(), std::min<size_t>(prefix.size(), 30));
+	std::memcpy(t.data() + abi::ext_header_size, &info, sizeof(info));
 	return t;
 }
 

@@ -382,6 +382,33 @@ TEST(AbiReplace, TargetLookup)
 	EXPECT_EQ(parse_errno(Builder::replace_of(l, 4)), EINVAL);
 }
 
+// log_tg_check(): a level above 7 or a prefix without its NUL is EINVAL.
+TEST(AbiReplace, LogTarget)
+{
+	const auto with = [](Bytes target) {
+		Builder b;
+		b.rule("INPUT", Rule{Ip(), {}, Target{0, "", false, std::move(target)}});
+		return parse_errno(b.replace());
+	};
+	EXPECT_EQ(with(test::log_target(7, XT_LOG_MASK, "DROP: ")), 0);
+	EXPECT_EQ(with(test::log_target(8, 0, "")), EINVAL);
+	EXPECT_EQ(with(test::log_target(0, 0, std::string(30, 'x'))), EINVAL);
+	EXPECT_EQ(with(test::log_target(0, 0, std::string(29, 'x'))), 0);
+
+	Builder b;
+	b.rule("INPUT",
+	       Rule{Ip(), {}, Target{0, "", false, test::log_target(6, XT_LOG_TCPSEQ, "in: ")}});
+	auto r = abi::parse_replace(b.replace());
+	ASSERT_TRUE(r.ok()) << r.error().message;
+	auto t = abi::to_ir(r->table);
+	ASSERT_TRUE(t.ok()) << t.error().message;
+	const ir::Target &tg = t->rules[0].target;
+	EXPECT_EQ(tg.kind, ir::Target::Kind::Log);
+	EXPECT_EQ(tg.log.level, 6);
+	EXPECT_EQ(tg.log.flags, XT_LOG_TCPSEQ);
+	EXPECT_STREQ(tg.log.prefix.data(), "in: ");
+}
+
 TEST(AbiReplace, FirstFailingEntryDecides)
 {
 	// An unknown match in entry 0 is reported before a bad match size in entry 1.

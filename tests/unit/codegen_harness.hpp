@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "codegen/layout.hpp"
 #include "ir/ir.hpp"
 #include "loader/conntrack.hpp"
+#include "loader/log_ring.hpp"
 #include "loader/program.hpp"
 
 namespace bpfilter::test
@@ -118,6 +121,15 @@ struct R {
 	ir::Rule t(Kind k, uint32_t to = 0)
 	{
 		r.target = {k, to};
+		return r;
+	}
+	ir::Rule log(uint8_t level, uint8_t flags, const std::string &prefix)
+	{
+		r.target = {Kind::Log};
+		r.target.log.level = level;
+		r.target.log.flags = flags;
+		std::copy_n(prefix.begin(), std::min<size_t>(prefix.size(), 29),
+			    r.target.log.prefix.begin());
 		return r;
 	}
 	ir::Rule accept() { return t(Kind::Accept); }
@@ -366,6 +378,18 @@ public:
 			return;
 		}
 		insns = code->insns.size();
+		for (const codegen::MapRef &ref : code->map_refs) {
+			if (ref.slot != codegen::MapSlot::LogRing || log)
+				continue;
+			auto ring = loader::LogRing::create();
+			if (!ring) {
+				error = ring.error().message;
+				return;
+			}
+			log = std::move(*ring);
+			lo.log_ring_fd = log->maps().ring.get();
+			lo.log_lost_fd = log->maps().lost.get();
+		}
 		auto p = loader::load_program(*code, ifnames.get(), local.get(), lo);
 		if (!p) {
 			error = p.error().message;
@@ -378,12 +402,12 @@ public:
 	bool ok() const { return prog.has_value(); }
 
 	// What the programs know of device `ifindex` (an Ethernet device, all-zero MAC).
-	bool name_device(uint32_t ifindex, const std::string &name)
+	bool name_device(uint32_t ifindex, const std::string &name, uint8_t l2len = 14)
 	{
 		loader::DeviceInfo info;
 		const auto n = std::min(name.size(), info.name.size() - 1);
 		std::copy_n(name.begin(), n, info.name.begin());
-		info.l2len = 14;
+		info.l2len = l2len;
 		return loader::set_device(ifnames.get(), ifindex, info).ok();
 	}
 
@@ -419,6 +443,18 @@ public:
 							 : 100 + r;
 	}
 
+	// The LOG records the runs so far wrote (maps::LogRecord each), oldest first.
+	std::vector<std::vector<uint8_t>> log_records()
+	{
+		std::vector<std::vector<uint8_t>> out;
+		if (!log)
+			return out;
+		auto n = log->drain(
+			[&](std::span<const uint8_t> r) { out.emplace_back(r.begin(), r.end()); });
+		EXPECT_TRUE(n.ok());
+		return out;
+	}
+
 	std::vector<ir::Counter> counters()
 	{
 		auto c = prog->counters();
@@ -445,6 +481,7 @@ public:
 	codegen::Flavor flavor = codegen::Flavor::Xdp;
 	std::string error;
 	loader::Fd ifnames, local;
+	std::unique_ptr<loader::LogRing> log;
 	std::optional<loader::LoadedProgram> prog;
 	std::unique_ptr<loader::Conntrack> ct;
 	std::vector<ir::Counter> expected;

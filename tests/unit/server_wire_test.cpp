@@ -151,5 +151,31 @@ TEST(XdpMode, Names)
 	EXPECT_EQ(loader::to_string(loader::XdpMode::Generic), "generic");
 }
 
+// A LOG line for the module: one struct bpfilter_log and its text, in one write.
+TEST(ServerWire, LogLineForTheModule)
+{
+	Pair p = socket_pair();
+	const auto sink = server::channel_log_sink(p.a.get());
+	sink(service::LogLine{6, "IN=eth0 OUT= SRC=10.0.0.2 "});
+	sink(service::LogLine{3, std::string(BPFILTER_LOG_MAX + 10, 'x')});
+	std::vector<uint8_t> got(2 * (sizeof(bpfilter_log) + BPFILTER_LOG_MAX));
+	size_t have = 0;
+	while (have < sizeof(bpfilter_log) * 2 + 26 + BPFILTER_LOG_MAX) {
+		const ssize_t n = read(p.b.get(), got.data() + have, got.size() - have);
+		ASSERT_GT(n, 0);
+		have += static_cast<size_t>(n);
+	}
+	bpfilter_log h;
+	std::memcpy(&h, got.data(), sizeof(h));
+	EXPECT_EQ(h.magic, BPFILTER_LOG_MAGIC);
+	EXPECT_EQ(h.level, 6);
+	ASSERT_EQ(h.len, 26);
+	EXPECT_EQ(std::string(reinterpret_cast<char *>(got.data()) + sizeof(h), h.len),
+		  "IN=eth0 OUT= SRC=10.0.0.2 ");
+	std::memcpy(&h, got.data() + sizeof(h) + 26, sizeof(h));
+	EXPECT_EQ(h.level, 3);
+	EXPECT_EQ(h.len, BPFILTER_LOG_MAX); // cut to what the module takes
+}
+
 } // namespace
 } // namespace bpfilter

@@ -2,6 +2,10 @@
 // stack.
 #include "codegen/chain.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -119,6 +123,88 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 	emit_underflow(em, f);
 }
 
+// -j LOG: a maps::LogRecord for the helper, which prints the line (log_tg() does at once).
+// Only for packets netfilter's hook would see: those judged but not counted (count_inc 0:
+// martians, a first fragment before its datagram is whole, OUTPUT's dry run of a
+// looped-back copy) never reach it. A full ring loses the line and counts it in LogLost.
+// Where a LOG rule keeps its record's address across the name lookups: below the map key,
+// in any frame (the main program's FIB lookup, which lies there, is long done).
+constexpr int16_t log_rec_slot = -16;
+static_assert(layout::main_key == -8 && layout::sub_key == -8);
+
+void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
+{
+	using rec = maps::LogRecord;
+	const auto field = [](size_t at) { return static_cast<int16_t>(at); };
+	Label done(em), lost(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::count_inc));
+	em.jump(jmp_imm(BPF_JEQ, R1, 0), done);
+	em.ld_map(R1, MapSlot::LogRing);
+	em.emit(mov64(R2, static_cast<int32_t>(sizeof(rec))));
+	em.emit(mov64(R3, 0));
+	em.emit(call_helper(BPF_FUNC_ringbuf_reserve));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), lost);
+	em.emit(st(BPF_W, R0, field(offsetof(rec, level)),
+		   static_cast<int32_t>(info.level | info.flags << 8)));
+	em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::tot_len));
+	em.emit(stx(BPF_W, R0, R1, field(offsetof(rec, len))));
+	std::array<char, sizeof(rec::prefix)> prefix{};
+	std::copy(info.prefix.begin(), info.prefix.end(), prefix.begin());
+	for (size_t k = 0; k < prefix.size(); k += 4) {
+		uint32_t word = 0;
+		std::memcpy(&word, &prefix[k], 4);
+		em.emit(st(BPF_W, R0, field(offsetof(rec, prefix) + k),
+			   static_cast<int32_t>(word)));
+	}
+	for (size_t k = 0; k < sizeof(rec::snap); k += 8) {
+		em.emit(ldx(BPF_DW, R1, layout::pkt,
+			    static_cast<int16_t>(layout::pkt_off::log_base + k)));
+		em.emit(stx(BPF_DW, R0, R1, field(offsetof(rec, snap) + k)));
+	}
+	// The devices' names, looked up now rather than for every packet; zero where the
+	// hook has no such device (or the loader has not named it yet).
+	em.emit(stx(BPF_DW, R10, R0, log_rec_slot));
+	for (const auto &[ifindex, name] :
+	     {std::pair{offsetof(maps::LogSnap, in_ifindex), offsetof(rec, in)},
+	      std::pair{offsetof(maps::LogSnap, out_ifindex), offsetof(rec, out)}}) {
+		Label unnamed(em);
+		em.emit(st(BPF_DW, R0, field(name), 0));
+		em.emit(st(BPF_DW, R0, field(name + 8), 0));
+		em.emit(ldx(BPF_W, R1, layout::pkt,
+			    static_cast<int16_t>(layout::pkt_off::log_base + ifindex)));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), unnamed);
+		em.emit(stx(BPF_W, R10, R1, f.key_off));
+		em.ld_map(R1, MapSlot::Devices);
+		em.emit(mov64(R2, R10));
+		em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
+		em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+		em.emit(mov64(R2, R0));
+		em.emit(ldx(BPF_DW, R0, R10, log_rec_slot));
+		em.jump(jmp_imm(BPF_JEQ, R2, 0), unnamed);
+		for (int16_t k = 0; k < 16; k += 8) {
+			em.emit(ldx(BPF_DW, R1, R2,
+				    static_cast<int16_t>(maps::device_off::name + k)));
+			em.emit(stx(BPF_DW, R0, R1, field(name + static_cast<size_t>(k))));
+		}
+		unnamed.bind();
+	}
+	em.emit(mov64(R1, R0));
+	em.emit(mov64(R2, 0));
+	em.emit(call_helper(BPF_FUNC_ringbuf_submit));
+	em.jump(ja(), done);
+
+	lost.bind();
+	em.emit(st(BPF_W, R10, f.key_off, 0));
+	em.ld_map(R1, MapSlot::LogLost);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(mov64(R1, 1));
+	em.emit(atomic_add(BPF_DW, R0, R1, 0));
+	done.bind();
+}
+
 // The rule's target. Where the packet goes on to the next rule, it falls through, or
 // jumps to `next` when the code is out of line.
 void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
@@ -148,8 +234,11 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 		emit_verdict(em, rejects(tg.reject_with) ? layout::ret_reject + tg.reject_with
 							 : layout::ret_drop);
 		break;
-	case Kind::Log: // refused by check_emittable until the data plane writes log lines
 		emit_verdict(em, layout::ret_drop);
+		break;
+	case Kind::Log: // log_tg() returns XT_CONTINUE
+		emit_log(em, f, tg.log);
+		go_on();
 		break;
 	case Kind::Return:
 		if (f.main())

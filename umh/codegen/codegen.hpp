@@ -26,6 +26,8 @@ enum class MapSlot : uint8_t {
 	CtTcp,	    // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
 	IcmpGlobal, // array of one: REJECT's ICMP token bucket (icmp_global_allow())
 	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
+	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
+	LogLost,    // per-CPU array of one: LOG records lost to a full ring
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the

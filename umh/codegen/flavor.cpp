@@ -61,6 +61,13 @@ constexpr int16_t fib_off(size_t field)
 	return static_cast<int16_t>(layout::main_fib + field);
 }
 
+// A field of LOG's copy of the headers (maps::LogSnap) in the parsed packet.
+constexpr int16_t snap_off(size_t field)
+{
+	return static_cast<int16_t>(off::log_base + field);
+}
+static_assert(off::log_base + sizeof(maps::LogSnap) <= off::reject_base);
+
 // How the flavor's context gives what the prologue reads.
 struct Ctx {
 	Flavor flavor;
@@ -140,7 +147,7 @@ void emit_mac_differs(Emitter &em, const Ctx &cx, int16_t at, Label &differs)
 
 // tc: what every tc program checks before it looks at the packet; leaves `ihl` = the
 // link-layer header's length and the device's name in the parsed packet.
-void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
+void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, Label &pass)
 {
 	// IPv4 by skb->protocol (network order), on Ethernet and on L3 devices alike.
 	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, protocol)));
@@ -202,6 +209,8 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), pass); // not a device we know: not ours
 	emit_copy_name(em, cx.egress() ? off::out_ifname : off::ifname);
 	em.emit(ldx(BPF_B, ihl, R0, dev::l2len));
+	if (logs)
+		em.emit(stx(BPF_B, layout::pkt, ihl, snap_off(offsetof(maps::LogSnap, hh_len))));
 	em.emit(ldx(BPF_B, R1, R0, dev::flags));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::dev_flags));
 	if (!cx.egress()) {
@@ -233,8 +242,13 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 
 // Parse IPv4, store the packet's fields, prepare the FIB lookup. In: `ihl` = the
 // link-layer header's length (XDP: Ethernet's, checked here).
-void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
+void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, Label &pass)
 {
+	if (logs && !cx.tc()) {
+		em.emit(st(BPF_B, layout::pkt, snap_off(offsetof(maps::LogSnap, l2len)), ETH_HLEN));
+		em.emit(st(BPF_B, layout::pkt, snap_off(offsetof(maps::LogSnap, hh_len)),
+			   ETH_HLEN));
+	}
 	em.emit(ldx(BPF_W, R2, ctx, cx.data));
 	em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
 	if (!cx.tc()) {
@@ -261,6 +275,8 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, Label &pass)
 	em.emit(alu64_imm(BPF_LSH, R5, 2));
 	if (cx.tc())
 		em.emit(mov64(R0, ihl)); // the link-layer length, for the length check below
+	if (cx.tc() && logs)
+		em.emit(stx(BPF_B, layout::pkt, ihl, snap_off(offsetof(maps::LogSnap, l2len))));
 	em.emit(mov64(ihl, R5));
 
 	em.emit(ldx(BPF_H, totlen, R2, 2));
@@ -453,6 +469,77 @@ void emit_tcp_options(Emitter &em, const Ctx &cx, const std::vector<uint8_t> &ki
 	em.emit(st(BPF_W, layout::pkt, off::opt_hotdrop, 1));
 }
 
+// -j LOG: the headers a log line may print, copied into the parsed packet (maps::LogSnap),
+// since the rules' code has no context to read the packet with. Ingress copies from the
+// link-layer header (MAC=), egress from the IP header; at most log_snap_bytes, never past
+// the datagram. In: LogSnap's l2len (the IP header's offset in the frame) and hh_len.
+void emit_log_copy(Emitter &em, const Ctx &cx)
+{
+	using snap = maps::LogSnap;
+	const auto at = [](size_t field) { return snap_off(field); };
+	const Reg n = totlen;
+	em.emit(ldx(BPF_B, R2, layout::pkt, at(offsetof(snap, l2len))));
+	em.emit(ldx(BPF_W, n, layout::pkt, off::tot_len));
+	if (cx.egress()) {
+		em.emit(st(BPF_B, layout::pkt, at(offsetof(snap, l2len)), 0));
+	} else {
+		em.emit(alu64_reg(BPF_ADD, n, R2));
+		em.emit(mov64(R2, 0));
+	}
+	Label fits(em), copied(em);
+	em.jump(jmp_imm(BPF_JLE, n, maps::log_snap_bytes), fits);
+	em.emit(mov64(n, maps::log_snap_bytes));
+	fits.bind();
+	em.jump(jmp_imm(BPF_JLT, n, 1), copied); // cannot be: an IP header at least
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R3, layout::pkt));
+	em.emit(alu64_imm(BPF_ADD, R3, at(offsetof(snap, bytes))));
+	em.emit(mov64(R4, n));
+	em.emit(call_helper(cx.load_bytes));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), copied);
+	em.emit(mov64(n, 0));
+	copied.bind();
+	em.emit(stx(BPF_H, layout::pkt, n, at(offsetof(snap, caplen))));
+
+	em.emit(st(BPF_B, layout::pkt, at(offsetof(snap, reassembled)), 0));
+	em.emit(st(BPF_H, layout::pkt, at(offsetof(snap, vlan_tci)), 0));
+	em.emit(st(BPF_H, layout::pkt, at(offsetof(snap, vlan_proto)), 0));
+	em.emit(st(BPF_W, layout::pkt, at(offsetof(snap, mark)), 0));
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	em.emit(stx(BPF_W, layout::pkt, R1,
+		    at(cx.egress() ? offsetof(snap, out_ifindex) : offsetof(snap, in_ifindex))));
+	em.emit(st(BPF_W, layout::pkt,
+		   at(cx.egress() ? offsetof(snap, in_ifindex) : offsetof(snap, out_ifindex)), 0));
+	em.emit(mov64(R5, cx.egress() ? 0 : maps::log_snap_ingress));
+	if (!cx.egress()) {
+		// dump_mac_header() decodes ARPHRD_ETHER: Ethernet's header length, not lo.
+		Label other(em);
+		em.emit(ldx(BPF_B, R1, layout::pkt, at(offsetof(snap, hh_len))));
+		em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), other);
+		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+		em.jump(jmp_imm(BPF_JEQ, R1, 1), other); // LOOPBACK_IFINDEX
+		em.emit(alu64_imm(BPF_OR, R5, maps::log_snap_ether));
+		other.bind();
+	}
+	if (cx.tc()) {
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, mark)));
+		em.emit(stx(BPF_W, layout::pkt, R1, at(offsetof(snap, mark))));
+	}
+	if (cx.tc() && !cx.egress()) {
+		// Only VID 0 comes this far (emit_tc_start()); nf_log_dump_vlan() prints it.
+		Label untagged(em);
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, vlan_present)));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), untagged);
+		em.emit(alu64_imm(BPF_OR, R5, maps::log_snap_vlan));
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, vlan_tci)));
+		em.emit(stx(BPF_H, layout::pkt, R1, at(offsetof(snap, vlan_tci))));
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, vlan_proto)));
+		em.emit(stx(BPF_H, layout::pkt, R1, at(offsetof(snap, vlan_proto))));
+		untagged.bind();
+	}
+	em.emit(stx(BPF_B, layout::pkt, R5, at(offsetof(snap, flags))));
+}
+
 // R0 = the LocalAddrs entry holding the address at pkt + `field`, or 0.
 void emit_local_lookup(Emitter &em, int16_t field)
 {
@@ -593,7 +680,7 @@ void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
 // discards such a datagram; the byte sum here may then call it whole), pieces of one
 // datagram racing on two CPUs, and the kernel's memory limits. Those can only move a
 // counter, never a verdict.
-void emit_frags(Emitter &em, Label &dry, Label &pass)
+void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 {
 	constexpr int16_t key = layout::main_frag_key;
 	constexpr Reg entry = R7;
@@ -712,6 +799,14 @@ void emit_frags(Emitter &em, Label &dry, Label &pass)
 	em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 
 	complete.bind();
+	if (logs) {
+		// The reassembled skb's device is the last piece's, as -i (-o) sees it.
+		em.emit(st(BPF_B, layout::pkt, snap_off(offsetof(maps::LogSnap, reassembled)), 1));
+		em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+		em.emit(stx(BPF_W, layout::pkt, R1,
+			    snap_off(cx.egress() ? offsetof(maps::LogSnap, out_ifindex)
+						 : offsetof(maps::LogSnap, in_ifindex))));
+	}
 	em.ld_map(R1, MapSlot::Frags);
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, key));
@@ -766,6 +861,15 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 		if (plan.uses_ifname)
 			emit_copy_name(em, off::ifname);
 	}
+	if (plan.logs) {
+		const int16_t flags = snap_off(offsetof(maps::LogSnap, flags));
+		em.emit(ldx(BPF_B, R1, layout::pkt, flags));
+		em.emit(alu32_imm(BPF_OR, R1, maps::log_snap_forward));
+		em.emit(stx(BPF_B, layout::pkt, R1, flags));
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::oif));
+		em.emit(stx(BPF_W, layout::pkt, R1,
+			    snap_off(offsetof(maps::LogSnap, out_ifindex))));
+	}
 	emit_martian_sources(em, dry, sources_ok);
 	em.jump(ja(), sources_ok);
 	dry.bind();
@@ -776,7 +880,7 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 	if (plan.uses_conntrack) {
 		// Connection tracking reassembles what it forwards (nf_defrag_ipv4), as INPUT.
 		Label whole(em), fdry(em);
-		emit_frags(em, fdry, pass);
+		emit_frags(em, cx, plan.logs, fdry, pass);
 		em.jump(ja(), whole);
 		fdry.bind();
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
@@ -914,8 +1018,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 
 		emit_scratch(em, pass);
 		if (cx.tc())
-			emit_tc_start(em, cx, options, pass);
-		emit_parse_ip(em, cx, options, pass);
+			emit_tc_start(em, cx, options, plan->logs, pass);
+		emit_parse_ip(em, cx, options, plan->logs, pass);
 		if (plan->uses_conntrack)
 			emit_ct_parse_reset(em);
 		// A later fragment has no transport header: only its place in the datagram counts.
@@ -928,6 +1032,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		if (!plan->tcp_option_kinds.empty())
 			emit_tcp_options(em, cx, plan->tcp_option_kinds);
 		l4_done.bind();
+		if (plan->logs)
+			emit_log_copy(em, cx);
 
 		if (cx.egress()) {
 			Label dry(em);
@@ -939,7 +1045,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
 				em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
 			}
-			emit_frags(em, dry, pass);
+			emit_frags(em, cx, plan->logs, dry, pass);
 			em.jump(ja(), first);
 			dry.bind();
 			emit_dry(em, pass, first);
@@ -958,7 +1064,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			input.bind();
 			if (options.local_only)
 				emit_martians(em, cx, dry);
-			emit_frags(em, dry, pass);
+			emit_frags(em, cx, plan->logs, dry, pass);
 			em.jump(ja(), counted);
 			dry.bind();
 			emit_dry(em, pass, counted);

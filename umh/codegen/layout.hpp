@@ -99,7 +99,7 @@ inline constexpr int16_t ct_repl_dport = 492;
 // lookup cannot serve (maps::CtOwnKey): ct_own_none, _new (create or refresh as the
 // original direction), _reply (mark the reply seen, refresh).
 inline constexpr int16_t ct_own_op = 496;
-// Reserved for LOG's copy of the headers it prints: 512 up to 704.
+// LOG's copy of the headers it prints (maps::LogSnap): 512 up to 704.
 inline constexpr int16_t log_base = 512;
 // Reserved for REJECT's state: 704 up to 768.
 inline constexpr int16_t reject_base = 704;

@@ -196,6 +196,49 @@ inline constexpr uint32_t icmp_peers_max_entries = 4096;
 
 static_assert(sizeof(IcmpGlobalValue) == 16);
 static_assert(sizeof(IcmpPeerValue) == 16);
+
+// -j LOG. The prologue of a table with LOG rules copies the headers a log line may print
+// into the parsed packet (LogSnap, at layout::pkt_off::log_base); a LOG rule reserves a
+// LogRecord in the namespace's LogRing, fills it with the rule's options, that copy and
+// the devices' names, and submits it; the helper formats the line as nf_log_syslog does
+// (service/nf_log.cpp). A full ring loses the line and counts it in LogLost.
+inline constexpr uint32_t log_snap_bytes = 168;
+struct LogSnap {
+	uint16_t caplen;     // bytes of `bytes` copied from the packet
+	uint8_t l2len;	     // the IP header's offset in `bytes`: the link-layer header before it
+	uint8_t hh_len;	     // the input device's hard_header_len (what MAC= prints)
+	uint8_t flags;	     // log_snap_*
+	uint8_t reassembled; // INPUT/OUTPUT judged the datagram its fragments make
+	uint16_t vlan_tci;   // with log_snap_vlan: the tag tc saw (skb_vlan_tag_present)
+	uint16_t vlan_proto; // network order
+	uint16_t pad;
+	uint32_t mark; // skb->mark (tc; 0 at XDP, where there is no skb)
+	// The devices, by ifindex (0: the hook has none); a LOG rule looks their names up in
+	// Devices when it fires, so that packets no rule logs cost no lookup.
+	uint32_t in_ifindex, out_ifindex;
+	uint8_t bytes[log_snap_bytes]; // from the link-layer header (ingress) or the IP header
+};
+inline constexpr uint8_t log_snap_ingress = 1; // the hook has an input device (IN=, MAC=)
+inline constexpr uint8_t log_snap_ether = 2;   // ... of type ARPHRD_ETHER (--log-macdecode)
+inline constexpr uint8_t log_snap_vlan = 4;
+inline constexpr uint8_t log_snap_forward = 8; // FORWARD: ip_forward() took one off the TTL
+
+struct LogRecord {
+	uint8_t level; // xt_log_info.level
+	uint8_t flags; // xt_log_info.logflags
+	uint16_t pad;
+	uint32_t len;	      // the datagram's length as the hook sees it (skb->len)
+	char prefix[32];      // xt_log_info.prefix, NUL-terminated
+	char in[16], out[16]; // the devices' names, all zero where the hook has none
+	LogSnap snap;
+};
+inline constexpr uint32_t log_ring_type = BPF_MAP_TYPE_RINGBUF;
+inline constexpr uint32_t log_ring_bytes = 256u << 10; // about 900 lines between two polls
+// LogLost: BPF_MAP_TYPE_PERCPU_ARRAY of one u64, lines lost to a full ring.
+inline constexpr uint32_t log_lost_type = BPF_MAP_TYPE_PERCPU_ARRAY;
+
+static_assert(sizeof(LogSnap) == 192);
+static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
 static_assert(sizeof(CtOwnKey) == 16 && sizeof(CtOwnValue) == 16);

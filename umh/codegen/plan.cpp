@@ -144,9 +144,6 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 			return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
 							      ": -m conntrack --ctexpire is not "
 							      "supported by bpfilter");
-	if (r.target.kind == Kind::Log)
-		return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
-						      ": -j LOG is not supported by bpfilter yet");
 	return {};
 }
 
@@ -366,6 +363,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 						kinds.insert(tcp->option);
 				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
 				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
+				plan.logs |= r.target.kind == Kind::Log;
 				if (is_call(t, i))
 					out.push_back(r.target.to);
 				tests += tests_of(r);

@@ -440,6 +440,20 @@ codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 	return o;
 }
 
+LoadOptions BpfDataplane::load_options(const Generation &gen) const
+{
+	LoadOptions lo;
+	lo.counters_fd = gen.counters.get();
+	lo.conntrack = conntrack_.get();
+	lo.icmp_global_fd = icmp_global_.get();
+	lo.icmp_peers_fd = icmp_peers_.get();
+	if (log_) {
+		lo.log_ring_fd = log_->maps().ring.get();
+		lo.log_lost_fd = log_->maps().lost.get();
+	}
+	return lo;
+}
+
 Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
 {
 	const auto k = static_cast<size_t>(flavor);
@@ -448,7 +462,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	    link.type != ARPHRD_LOOPBACK) {
 		auto it = gen.offloaded.find(link.ifindex);
 		if (it == gen.offloaded.end()) {
-			LoadOptions lo;
+			LoadOptions lo = load_options(gen);
 			lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
 			lo.conntrack = conntrack_.get();
 			auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
@@ -465,13 +479,9 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 		return gen.prog[k]->fd();
 	// A faster form the kernel refuses has a second chance: no need to ask why.
 	const bool second_chance = gen.code[k].tests != codegen::Options::Tests::Accumulate;
-	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
-			      LoadOptions{.name = {},
-					  .explain = !second_chance,
-					  .counters_fd = gen.counters.get(),
-					  .conntrack = conntrack_.get(),
-					  .icmp_global_fd = icmp_global_.get(),
-					  .icmp_peers_fd = icmp_peers_.get()});
+	LoadOptions lo = load_options(gen);
+	lo.explain = !second_chance;
+	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
 			  " program with its faster tests (" +
@@ -484,11 +494,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			return again.error();
 		gen.code[k] = std::move(*again);
 		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
-				 LoadOptions{.name = {},
-					     .counters_fd = gen.counters.get(),
-					     .conntrack = conntrack_.get(),
-					     .icmp_global_fd = icmp_global_.get(),
-					     .icmp_peers_fd = icmp_peers_.get()});
+				 load_options(gen));
 	}
 	if (!p)
 		return p.error();
@@ -784,6 +790,16 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	if (!counters)
 		return counters.error();
 	gen->counters = std::move(*counters);
+	const bool logs =
+		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+			return r.target.kind == ir::Target::Kind::Log;
+		});
+	if (logs && !log_) {
+		auto ring = LogRing::create();
+		if (!ring)
+			return ring.error();
+		log_ = std::move(*ring);
+	}
 	auto links = rtnl::dump_links();
 	if (!links)
 		return links.error();

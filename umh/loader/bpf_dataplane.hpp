@@ -18,6 +18,7 @@
 #include "loader/attach.hpp"
 #include "loader/conntrack.hpp"
 #include "loader/fd.hpp"
+#include "loader/log_ring.hpp"
 #include "loader/program.hpp"
 #include "loader/rtnl.hpp"
 #include "service/dataplane.hpp"
@@ -89,6 +90,10 @@ public:
 	// brings LocalAddrs up to date with the groups joined (see joined_groups()).
 	Status refresh_groups();
 
+	// -j LOG's records, once a table with LOG rules was loaded (null before).
+	LogRing *log_ring() { return log_.get(); }
+	const LogRing *log_ring() const { return log_.get(); }
+
 	// Removes our programs from every device of the namespace (only where they are ours).
 	Status detach_all();
 
@@ -134,6 +139,7 @@ private:
 	Status sync_local_routes();
 	Status sync_local_routes(const std::vector<rtnl::Link> &links);
 	Status adopt(const std::vector<rtnl::Link> &links);
+	LoadOptions load_options(const Generation &gen) const;
 	Result<int> prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link);
 	Status attach_device(const rtnl::Link &link, Role role, Generation &gen, Attached &state,
 			     std::vector<Change> &changes);
@@ -156,6 +162,7 @@ private:
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> routes_; // what LocalAddrs holds
 	std::vector<uint32_t> groups_;				 // the joined groups among them
 	std::unique_ptr<Generation> current_;
+	std::unique_ptr<LogRing> log_;	   // kept across tables: an old one's lines still come
 	std::vector<Fd> adopted_;	   // programs of an earlier helper, still attached
 	std::map<int, Attached> attached_; // ifindex -> what we attached there
 	std::set<int> upper_xdp_;	   // devices where an upper device's XDP keeps ours off

@@ -228,6 +228,12 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		case codegen::MapSlot::IcmpPeers:
 			fd = options.icmp_peers_fd >= 0 ? options.icmp_peers_fd : icmp_peers.get();
 			break;
+		case codegen::MapSlot::LogRing:
+			fd = options.log_ring_fd;
+			break;
+		case codegen::MapSlot::LogLost:
+			fd = options.log_lost_fd;
+			break;
 		}
 		if (fd < 0)
 			return make_error(EINVAL,
@@ -324,6 +330,36 @@ Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 		}
 	}
 	return out;
+}
+
+Result<LogMaps> create_log_maps()
+{
+	LogMaps m;
+	auto ring = create_map(maps::log_ring_type, "bpfilter_log", 0, 0, maps::log_ring_bytes, 0);
+	if (!ring)
+		return ring.error();
+	auto lost = create_map(maps::log_lost_type, "bpfilter_loglost", sizeof(uint32_t),
+			       sizeof(uint64_t), 1, 0);
+	if (!lost)
+		return lost.error();
+	m.ring = std::move(*ring);
+	m.lost = std::move(*lost);
+	return m;
+}
+
+Result<uint64_t> LogMaps::lost_count() const
+{
+	const int ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		return sys_error(-ncpus, "loader: counting CPUs");
+	std::vector<uint64_t> values(static_cast<size_t>(ncpus));
+	const uint32_t key = 0;
+	if (bpf_map_lookup_elem(lost.get(), &key, values.data()) != 0)
+		return sys_error(errno, "loader: reading the lost log lines");
+	uint64_t sum = 0;
+	for (uint64_t v : values)
+		sum += v;
+	return sum;
 }
 
 Result<Fd> create_devices_map()

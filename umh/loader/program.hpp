@@ -27,6 +27,8 @@ struct LoadOptions {
 	// program gets its own when it uses them.
 	int icmp_global_fd = -1;
 	int icmp_peers_fd = -1;
+	int log_ring_fd = -1;	   // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
+	int log_lost_fd = -1;
 };
 
 // The name each flavor's programs carry (what bpftool prog shows, and how a restarted
@@ -68,6 +70,16 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 
 // A Counters map for a table of num_counters rules, to share between its programs.
 Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex = 0);
+
+// -j LOG's maps: the ring the programs write records to and the count of those lost
+// (codegen/maps.hpp). One pair per network namespace, kept across tables, so that lines
+// an old table wrote are still read after a replace.
+struct LogMaps {
+	Fd ring, lost;
+	// Lines lost so far, summed over CPUs.
+	Result<uint64_t> lost_count() const;
+};
+Result<LogMaps> create_log_maps();
 
 // The maps shared by every program of a network namespace (layouts in codegen/maps.hpp).
 Result<Fd> create_devices_map();

@@ -229,15 +229,82 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 std::vector<int> Dispatcher::event_fds() const
 {
 	std::vector<int> fds;
-	for (const auto &[cookie, ns] : namespaces_)
+	for (const auto &[cookie, ns] : namespaces_) {
 		for (int fd : ns.dataplane->event_fds())
 			fds.push_back(fd);
+		if (ns.dataplane->log_ring())
+			fds.push_back(ns.dataplane->log_ring()->fd());
+	}
 	return fds;
+}
+
+namespace
+{
+
+// nf_log_allowed(): a namespace other than the initial one logs only with
+// net.netfilter.nf_log_all_netns on (a sysctl of the initial namespace, where the
+// module's helper runs).
+bool all_netns_log()
+{
+	char c = '0';
+	FILE *f = fopen("/proc/sys/net/netfilter/nf_log_all_netns", "re");
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = '0';
+		fclose(f);
+	}
+	return c != '0';
+}
+
+} // namespace
+
+// Every line the namespace's programs wrote, to the sink.
+void Dispatcher::print_log(uint64_t cookie, Namespace &ns)
+{
+	const bool allowed = cookie == own_cookie_ || all_netns_log();
+	const service::LogDialect dialect = service::kernel_log_dialect();
+	auto n = ns.dataplane->log_ring()->drain([&](std::span<const uint8_t> record) {
+		auto line = service::format_log(record, dialect);
+		if (!line)
+			log::error(line.error().message);
+		else if (allowed && options_.log_sink)
+			options_.log_sink(*line);
+	});
+	if (!n)
+		log::error(n.error().message);
+}
+
+// Lines lost to a full ring: said where the lines go, once a tick at most.
+void Dispatcher::report_lost_lines()
+{
+	for (auto &[cookie, ns] : namespaces_) {
+		loader::LogRing *ring = ns.dataplane->log_ring();
+		if (!ring)
+			continue;
+		print_log(cookie, ns); // what came with the lost ones, first
+		auto lost = ring->newly_lost();
+		if (!lost) {
+			log::error(lost.error().message);
+			continue;
+		}
+		if (*lost == 0)
+			continue;
+		const std::string what = "bpfilter: " + std::to_string(*lost) +
+					 " LOG lines lost in " + cookie_str(cookie) +
+					 ": the ring buffer was full";
+		log::warn(what);
+		if (options_.log_sink)
+			options_.log_sink(service::LogLine{4, what});
+	}
 }
 
 void Dispatcher::on_event(int fd)
 {
 	for (auto &[cookie, ns] : namespaces_) {
+		if (ns.dataplane->log_ring() && ns.dataplane->log_ring()->fd() == fd) {
+			print_log(cookie, ns);
+			return;
+		}
 		const auto fds = ns.dataplane->event_fds();
 		if (std::find(fds.begin(), fds.end(), fd) == fds.end())
 			continue;
@@ -251,6 +318,7 @@ void Dispatcher::on_event(int fd)
 
 void Dispatcher::tick()
 {
+	report_lost_lines();
 	auto it = namespaces_.find(own_cookie_);
 	if (it == namespaces_.end())
 		return;

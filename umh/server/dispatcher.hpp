@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -12,6 +13,7 @@
 #include "common/result.hpp"
 #include "loader/bpf_dataplane.hpp"
 #include "loader/fd.hpp"
+#include "service/nf_log.hpp"
 #include "service/table_service.hpp"
 
 namespace bpfilter::server
@@ -19,6 +21,8 @@ namespace bpfilter::server
 
 struct DispatcherOptions {
 	loader::XdpOptions xdp;
+	// Where -j LOG's lines go: the kernel log, through the module or /dev/kmsg.
+	std::function<void(const service::LogLine &)> log_sink;
 };
 
 class Dispatcher
@@ -35,7 +39,7 @@ public:
 	// its first request: the front door filters from the start and fails early.
 	Status serve_own_namespace();
 
-	// Watchers' descriptors to poll, and what to do when one is readable.
+	// Watchers' and LOG rings' descriptors to poll, and what to do when one is readable.
 	std::vector<int> event_fds() const;
 	void on_event(int fd);
 
@@ -62,6 +66,8 @@ private:
 	Result<Namespace *> get_or_create(uint64_t cookie);
 	service::Reply handle_in_netns(const bpfilter_request &req, uint64_t cookie,
 				       std::span<const uint8_t> data);
+	void print_log(uint64_t cookie, Namespace &ns);
+	void report_lost_lines();
 
 	DispatcherOptions options_;
 	loader::Fd own_netns_;

@@ -1,6 +1,7 @@
 // The helper's serving loops: requests read whole from a stream, answered one at a time.
 #include "server/server.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -292,18 +294,60 @@ Status write_reply(int fd, uint32_t seq, const service::Reply &reply)
 	return {};
 }
 
+std::function<void(const service::LogLine &)> kmsg_log_sink()
+{
+	auto fd = std::make_shared<loader::Fd>(open("/dev/kmsg", O_WRONLY | O_CLOEXEC));
+	if (!*fd)
+		log::error(std::string("opening /dev/kmsg for LOG's lines: ") + strerror(errno));
+	return [fd](const service::LogLine &line) {
+		if (!*fd)
+			return;
+		const std::string text = "<" + std::to_string(line.level) + ">" + line.text + "\n";
+		// One write, one record. Lines over printk_devkmsg's rate limit the kernel
+		// drops on its own: nothing to retry.
+		(void)!write(fd->get(), text.data(), text.size());
+	};
+}
+
+std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
+{
+	return [out_fd](const service::LogLine &line) {
+		bpfilter_log hdr = {};
+		hdr.magic = BPFILTER_LOG_MAGIC;
+		hdr.level = line.level;
+		const size_t len = std::min<size_t>(line.text.size(), BPFILTER_LOG_MAX);
+		hdr.len = static_cast<uint16_t>(len);
+		std::vector<uint8_t> msg(sizeof(hdr) + len);
+		memcpy(msg.data(), &hdr, sizeof(hdr));
+		memcpy(msg.data() + sizeof(hdr), line.text.data(), len);
+		// In one write(): the module takes a message whole or not at all.
+		if (write(out_fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size()))
+			log::error(std::string("handing a LOG line to the module: ") +
+				   strerror(errno));
+	};
+}
+
 int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 {
 	Ticker ticker;
 	for (;;) {
-		struct pollfd pfd = {in_fd, POLLIN, 0};
-		const int n = poll(&pfd, 1, tick_ms);
+		// The LOG rings too: their lines go out between requests.
+		std::vector<int> events = dispatcher.event_fds();
+		std::vector<struct pollfd> pfds{{in_fd, POLLIN, 0}};
+		for (int fd : events)
+			pfds.push_back({fd, POLLIN, 0});
+		const int n = poll(pfds.data(), pfds.size(), tick_ms);
 		if (n < 0 && errno != EINTR) {
 			log::error(std::string("poll: ") + strerror(errno));
 			return 1;
 		}
 		ticker.maybe(dispatcher);
 		if (n <= 0)
+			continue;
+		for (size_t i = 0; i < events.size(); i++)
+			if (pfds[1 + i].revents)
+				dispatcher.on_event(events[i]);
+		if (!pfds[0].revents)
 			continue;
 		bool eof = false;
 		if (!serve_one(in_fd, out_fd, dispatcher, true, eof))

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "bpfilter/msg.h"
 #include "common/result.hpp"
 #include "server/dispatcher.hpp"
+#include "service/nf_log.hpp"
 #include "service/table_service.hpp"
 
 namespace bpfilter::server
@@ -33,6 +35,13 @@ struct ReadResult {
 ReadResult check_header(const bpfilter_request &hdr);
 ReadResult read_request(int fd);
 Status write_reply(int fd, uint32_t seq, const service::Reply &reply);
+
+// Where -j LOG's lines go (DispatcherOptions::log_sink). The front door: /dev/kmsg, at the
+// line's level (facility "user": the kernel keeps its own facility to itself; lines beyond
+// printk_devkmsg's rate limit are dropped by the kernel). The module's channel: a
+// struct bpfilter_log message, which the module printk()s.
+std::function<void(const service::LogLine &)> kmsg_log_sink();
+std::function<void(const service::LogLine &)> channel_log_sink(int out_fd);
 
 // The kernel module's channel: requests on in_fd, replies on out_fd, until the stream
 // ends (exit status 0) or breaks (1). The module owns namespace descriptors it sends.

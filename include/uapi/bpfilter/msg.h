@@ -15,7 +15,8 @@
 
 #define BPFILTER_REQ_MAGIC	0x71726662U	/* "bfrq" */
 #define BPFILTER_REPLY_MAGIC	0x70726662U	/* "bfrp" */
-#define BPFILTER_PROTO_VERSION	1
+/* 2: the helper writes struct bpfilter_log messages between replies. */
+#define BPFILTER_PROTO_VERSION	2
 
 /* Largest optval a request may carry: ip_tables' own ceiling is memory. */
 #define BPFILTER_MAX_DATA	(256U << 20)
@@ -95,6 +96,21 @@ struct bpfilter_reply {
 	 * written at ipt_replace.counters in the caller's memory.
 	 */
 	__u32 data_len;
+};
+
+/*
+ * A line for the kernel log, from -j LOG: between two replies (never while
+ * it owes one), the helper may write a struct bpfilter_log followed by len
+ * bytes of text (no NUL, no newline), all in one write(). The module prints
+ * it at the printk level `level`, as netfilter's nf_log_syslog does.
+ */
+#define BPFILTER_LOG_MAGIC	0x6c726662U	/* "bfrl" */
+#define BPFILTER_LOG_MAX	1024
+
+struct bpfilter_log {
+	__u32 magic;		/* BPFILTER_LOG_MAGIC */
+	__u16 level;		/* 0 (KERN_EMERG) to 7 (KERN_DEBUG) */
+	__u16 len;		/* bytes of text, at most BPFILTER_LOG_MAX */
 };
 
 #endif /* _UAPI_BPFILTER_MSG_H */
