@@ -52,7 +52,7 @@ struct Plan {
 	// (emit_ct_state()), and every hook sees whole datagrams, as conntrack's defrag makes
 	// them (hook_defrag in hookset).
 	bool uses_conntrack = false;
-	bool logs = false;	  // some reachable rule is -j LOG
+	bool logs = false; // some reachable rule is -j LOG
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.

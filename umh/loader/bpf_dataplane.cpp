@@ -488,8 +488,8 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			  std::to_string(gen.code[k].insns.size()) +
 			  " instructions); compiling it with a jump per rule");
 		auto again = codegen::compile(
-			gen.table, codegen_options(flavor, codegen::Options::Tests::Accumulate,
-						   gen.replies));
+			gen.table,
+			codegen_options(flavor, codegen::Options::Tests::Accumulate, gen.replies));
 		if (!again)
 			return again.error();
 		gen.code[k] = std::move(*again);
@@ -780,7 +780,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
-		auto code = codegen::compile(table, codegen_options(f, options_.tests, gen->replies));
+		auto code =
+			codegen::compile(table, codegen_options(f, options_.tests, gen->replies));
 		if (!code)
 			return code.error();
 		gen->code[static_cast<size_t>(f)] = std::move(*code);

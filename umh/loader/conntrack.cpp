@@ -2,10 +2,10 @@
 // the namespace's own-flow and TCP-table maps.
 #include "loader/conntrack.hpp"
 
-#include <netinet/in.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
+#include <netinet/in.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -222,8 +222,8 @@ std::optional<codegen::maps::CtOwnKey> own_key_of(const uint8_t *attrs, const ui
 	const struct nlattr *src = find_attr(payload(ip), payload_end(ip), CTA_IP_V4_SRC);
 	const struct nlattr *dst = find_attr(payload(ip), payload_end(ip), CTA_IP_V4_DST);
 	const struct nlattr *num = find_attr(payload(proto), payload_end(proto), CTA_PROTO_NUM);
-	if (!src || !dst || !num || src->nla_len < NLA_HDRLEN + 4 || dst->nla_len < NLA_HDRLEN + 4 ||
-	    num->nla_len < NLA_HDRLEN + 1)
+	if (!src || !dst || !num || src->nla_len < NLA_HDRLEN + 4 ||
+	    dst->nla_len < NLA_HDRLEN + 4 || num->nla_len < NLA_HDRLEN + 1)
 		return std::nullopt;
 	codegen::maps::CtOwnKey key{};
 	std::memcpy(&key.src, payload(src), 4);
@@ -279,7 +279,8 @@ Status forget_destroyed(int events_fd, int own_map_fd)
 			const auto *h = reinterpret_cast<const struct nlmsghdr *>(p);
 			if (h->nlmsg_len < sizeof(*h) || p + h->nlmsg_len > end)
 				break;
-			const uint8_t *attrs = p + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+			const uint8_t *attrs =
+				p + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
 			if (NFNL_SUBSYS_ID(h->nlmsg_type) == NFNL_SUBSYS_CTNETLINK &&
 			    NFNL_MSG_TYPE(h->nlmsg_type) == IPCTNL_MSG_CT_DELETE &&
 			    attrs <= p + h->nlmsg_len) {

@@ -27,7 +27,7 @@ struct LoadOptions {
 	// program gets its own when it uses them.
 	int icmp_global_fd = -1;
 	int icmp_peers_fd = -1;
-	int log_ring_fd = -1;	   // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
+	int log_ring_fd = -1; // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
 	int log_lost_fd = -1;
 };
 
