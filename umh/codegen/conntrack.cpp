@@ -43,6 +43,7 @@ constexpr uint32_t ns_per_s = 1'000'000'000u;
 
 void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
 void emit_own_lookup(Emitter &em);
+void emit_egress_first(Emitter &em);
 
 void set(Emitter &em, int16_t field, int32_t v)
 {
@@ -322,7 +323,34 @@ void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	plain.bind();
 	emit_view_of_entry(em, ly, ct);
 	emit_release(em, ct);
+	if (flavor == Flavor::TcEgress)
+		emit_egress_first(em);
 	em.jump(ja(), done);
+}
+
+// tc egress runs after the kernel confirmed the entry a host's first packet made, but
+// OUTPUT saw it unconfirmed: for a flow of the original direction not yet answered, the
+// first packet this program lets through (our map has no entry for it yet) has no
+// IPS_CONFIRMED; the verdict's confirmation makes the entry.
+void emit_egress_first(Emitter &em)
+{
+	Label done(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_dir));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+	em.jump(jmp_imm(BPF_JSET, R1, ips_seen_reply), done);
+	em.emit(ldx(BPF_W, R3, pkt, off::sport));
+	em.emit(alu64_imm(BPF_LSH, R3, 16));
+	em.emit(ldx(BPF_W, R1, pkt, off::dport));
+	em.emit(alu64_reg(BPF_OR, R3, R1));
+	emit_own_key(em, off::saddr, off::daddr);
+	emit_own_lookup(em);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+	em.emit(alu64_imm(BPF_AND, R1, ~ips_confirmed));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_status));
+	set(em, off::ct_own_op, layout::ct_own_new);
+	done.bind();
 }
 
 void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
@@ -345,6 +373,8 @@ void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	em.emit(mov64(ct, R0));
 	emit_view_of_entry(em, ly, ct);
 	emit_release(em, ct);
+	if (flavor == Flavor::TcEgress)
+		emit_egress_first(em);
 	em.jump(ja(), done);
 }
 

@@ -230,8 +230,19 @@ std::optional<codegen::maps::CtOwnKey> own_key_of(const uint8_t *attrs, const ui
 	std::memcpy(&key.dst, payload(dst), 4);
 	const uint8_t l4 = *payload(num);
 	key.proto = l4;
-	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP)
-		return std::nullopt; // the kernel's own, looked up directly
+	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP) {
+		// Ours only mark a connection's first moments (ingress's TCP, egress's first
+		// packet): they go with the kernel's entry.
+		const auto *sp = find_attr(payload(proto), payload_end(proto), CTA_PROTO_SRC_PORT);
+		const auto *dp = find_attr(payload(proto), payload_end(proto), CTA_PROTO_DST_PORT);
+		if (!sp || !dp || sp->nla_len < NLA_HDRLEN + 2 || dp->nla_len < NLA_HDRLEN + 2)
+			return std::nullopt;
+		const auto be16 = [](const uint8_t *b) {
+			return static_cast<uint32_t>(b[0]) << 8 | b[1];
+		};
+		key.info = be16(payload(sp)) << 16 | be16(payload(dp));
+		return key;
+	}
 	if (l4 != IPPROTO_ICMP) {
 		key.info = codegen::maps::ct_own_generic | l4;
 		return key;
