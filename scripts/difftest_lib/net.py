@@ -501,6 +501,7 @@ class Bed:
 		self.log_prefixes = set()  # set by use_log() for a ruleset with LOG rules
 		self.log_settle = 0.15
 		self.kmsg = None
+		self.sysctls_changed = []  # (path, value before) for close()
 		self.logs = None
 		self.runs = []
 
@@ -535,17 +536,27 @@ class Bed:
 		empty set: no LOG rules, the sides run together)."""
 		self.log_prefixes = prefixes
 		if prefixes and self.kmsg is None:
-			# netfilter logs from a namespace other than the first only when told to.
-			with open("/proc/sys/net/netfilter/nf_log_all_netns") as f:
-				if f.read().strip() != "1":
-					with open("/proc/sys/net/netfilter/nf_log_all_netns", "w") as g:
-						g.write("1")
+			# netfilter logs from a namespace other than the first only when told to; the
+			# front door writes its lines to /dev/kmsg, which keeps 10 lines in 5 s unless
+			# told otherwise (Documentation/supported.md, LOG). Both put back at close().
+			for path, value in (("/proc/sys/net/netfilter/nf_log_all_netns", "1"),
+					    ("/proc/sys/kernel/printk_devkmsg", "on")):
+				with open(path) as f:
+					old = f.read().strip()
+				if old != value:
+					with open(path, "w") as g:
+						g.write(value)
+					self.sysctls_changed.append((path, old))
 			self.kmsg = flows.Kmsg()
 
 	def close(self):
 		if self.kmsg is not None:
 			self.kmsg.close()
 			self.kmsg = None
+		for path, old in reversed(self.sysctls_changed):
+			with open(path, "w") as g:
+				g.write(old)
+		self.sysctls_changed = []
 		for sides in self.sets.values():
 			for side in sides:
 				side.teardown()
