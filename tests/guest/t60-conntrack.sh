@@ -34,8 +34,10 @@ kill "$(cat /tmp/nc8081.pid)" 2>/dev/null
 check "a peer listener on 9090" peer_listen
 check "we connect to the peer: its answers are ESTABLISHED" host_tcp
 kill "$(cat /tmp/nc9090.pid)" 2>/dev/null
-check "the ESTABLISHED rule counted the answers" sh -c "[ \"\$(rule_pkts 1)\" -ge 4 ]"
-check "the NEW rule counted one SYN" sh -c "[ \"\$(rule_pkts 3)\" -eq 1 ]"
+established_counted() { [ "$(rule_pkts 1)" -ge 4 ]; }
+new_counted_once() { [ "$(rule_pkts 3)" -eq 1 ]; }
+check "the ESTABLISHED rule counted the answers" established_counted
+check "the NEW rule counted one SYN" new_counted_once
 $IPT -L INPUT -v -x -n --line-numbers | sed "s/^/# /"
 grep -E "dport=(8080|9090)" /proc/net/nf_conntrack 2>/dev/null | sed "s/^/# /"
 check "a table without state" sh -c "$IPT -F INPUT && $IPT -P INPUT ACCEPT"
