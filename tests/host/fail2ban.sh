@@ -111,10 +111,8 @@ check "bpfilter: iptables -L -v shows the ban" \
 check_eq "bpfilter: iptables -L -v is netfilter's" "$(cat "$BF_TMP/list-bf")" "$(cat "$BF_TMP/list-nf")"
 check_eq "bpfilter: the rules fail2ban wrote are netfilter's" "$(cat "$BF_TMP/rules-bf")" "$(cat "$BF_TMP/rules-nf")"
 
-tw_compare "the banned peer's connect to 22 is refused" "ECONNREFUSED at once" \
-	"$(tw_connect bf "$PEER_IP" 22)" "$(tw_connect nf "$PEER_IP" 22)"
-tw_compare "another peer still connects to 22" "connected at once" \
-	"$(tw_connect bf "$OTHER_IP" 22)" "$(tw_connect nf "$OTHER_IP" 22)"
+tw_compare_connect "the banned peer's connect to 22 is refused" "ECONNREFUSED at once" "$PEER_IP" 22
+tw_compare_connect "another peer still connects to 22" "connected at once" "$OTHER_IP" 22
 for side in bf nf; do
 	tw_ipt "$side" -L f2b-sshd -v -x -n | awk -v ip="$PEER_IP" '$3 == "REJECT" && $8 == ip { print $1, $2 }' >"$BF_TMP/ban-$side"
 done
@@ -127,8 +125,7 @@ done
 for side in bf nf; do
 	check "$side: the ban is gone from f2b-sshd" tw_wait 100 not_in_table "$side" "$PEER_IP"
 done
-tw_compare "the unbanned peer connects to 22 again" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 22)" "$(tw_connect nf "$PEER_IP" 22)"
+tw_compare_connect "the unbanned peer connects to 22 again" "connected at once" "$PEER_IP" 22
 
 # A ban again, then fail2ban's own stop: its actionstop removes the chain and the jump.
 for side in bf nf; do
@@ -137,8 +134,7 @@ done
 for side in bf nf; do
 	check "$side: banned again" tw_wait 150 in_table "$side" "$PEER_IP"
 done
-tw_compare "refused again" "ECONNREFUSED at once" \
-	"$(tw_connect bf "$PEER_IP" 22)" "$(tw_connect nf "$PEER_IP" 22)"
+tw_compare_connect "refused again" "ECONNREFUSED at once" "$PEER_IP" 22
 for side in bf nf; do
 	check "$side: fail2ban-client stop" f2b_client "$side" stop
 done
@@ -148,8 +144,7 @@ for side in bf nf; do
 done
 check_eq "bpfilter: after stop the table is netfilter's" "$(tw_ipt bf -S)" "$(tw_ipt nf -S)"
 check_eq "netfilter: after stop no f2b chain is left" "$(tw_ipt nf -S | grep -c f2b || true)" 0
-tw_compare "after stop the peer connects" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 22)" "$(tw_connect nf "$PEER_IP" 22)"
+tw_compare_connect "after stop the peer connects" "connected at once" "$PEER_IP" 22
 check_fails "bpfilter: the helper logged no error or warning" grep -E '^bpfilter: (error|warn)' "$BF_TMP/umh.log"
 
 bf_summary

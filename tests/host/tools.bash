@@ -78,12 +78,15 @@ tw_ipt()
 	fi
 }
 
-# A TCP listener on a side's HOST:port answering "hi" (as lib.sh's tcp_listen).
+# TCP listeners on a side's HOST:port for each port given, answering "hi" (as lib.sh's
+# tcp_listen).
 tw_listen()
 {
-	local ns
+	local ns port i
 	ns=$(tw_host "$1")
-	ip netns exec "$ns" "$PYTHON" -c '
+	shift
+	for port in "$@"; do
+		ip netns exec "$ns" "$PYTHON" -c '
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -93,15 +96,17 @@ while True:
     c, _ = s.accept()
     c.sendall(b"hi")
     c.close()
-' "$2" >/dev/null 2>&1 &
-	BF_PIDS="$BF_PIDS $!"
-	local i
-	for i in $(seq 100); do
-		ip netns exec "$ns" ss -H -ltn "sport = :$2" | grep -q . && return 0
-		sleep 0.05
+' "$port" >/dev/null 2>&1 &
+		BF_PIDS="$BF_PIDS $!"
 	done
-	echo "# nothing listens on $2 in $ns"
-	return 1
+	for port in "$@"; do
+		for i in $(seq 100); do
+			ip netns exec "$ns" ss -H -ltn "sport = :$port" | grep -q . && continue 2
+			sleep 0.05
+		done
+		echo "# nothing listens on $port in $ns"
+		return 1
+	done
 }
 
 # A connect from a side's peer (source address src) to HOST:port, within 2 s. Prints
@@ -136,6 +141,17 @@ tw_compare()
 	local what=$1 want=$2 ours=$3 theirs=$4
 	check_eq "netfilter: $what" "$theirs" "$want"
 	check_eq "bpfilter: $what, as netfilter" "$ours" "$theirs"
+}
+
+# The same connect (source address, port) on both sides at once, compared as tw_compare.
+tw_compare_connect()
+{
+	local what=$1 want=$2 src=$3 port=$4
+	tw_connect bf "$src" "$port" >"$BF_TMP/connect-bf" 2>&1 &
+	local pid=$!
+	tw_connect nf "$src" "$port" >"$BF_TMP/connect-nf" 2>&1 || true
+	wait "$pid" || true
+	tw_compare "$what" "$want" "$(cat "$BF_TMP/connect-bf")" "$(cat "$BF_TMP/connect-nf")"
 }
 
 # Polls a command (up to n tenths of a second) until it succeeds.

@@ -131,12 +131,9 @@ alt_version()
 check_eq "in ufw's mount namespace /usr/sbin/iptables is iptables-legacy" "$(alt_version nf)" "iptables v1.8.9 (legacy)"
 
 for side in bf nf; do
-	for port in 22 23 24 8080; do
-		tw_listen "$side" "$port"
-	done
+	tw_listen "$side" 22 23 24 8080
 done
-tw_compare "before ufw, port 8080 is open" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 8080)" "$(tw_connect nf "$PEER_IP" 8080)"
+tw_compare_connect "before ufw, port 8080 is open" "connected at once" "$PEER_IP" 8080
 
 ufw_both --force enable
 ufw_both allow 22/tcp
@@ -155,16 +152,11 @@ check "bpfilter: the table has ufw's user rules" \
 	grep -qx -- "-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT" "$BF_TMP/rules-bf"
 check_eq "bpfilter: the INPUT policy is DROP" "$(tw_ipt bf -S INPUT | head -1)" "-P INPUT DROP"
 
-tw_compare "allow 22/tcp: a peer connects" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 22)" "$(tw_connect nf "$PEER_IP" 22)"
-tw_compare "allow 22/tcp: another peer connects" "connected at once" \
-	"$(tw_connect bf "$OTHER_IP" 22)" "$(tw_connect nf "$OTHER_IP" 22)"
-tw_compare "deny 23/tcp: dropped" "timeout" \
-	"$(tw_connect bf "$PEER_IP" 23)" "$(tw_connect nf "$PEER_IP" 23)"
-tw_compare "reject 24/tcp: refused" "ECONNREFUSED at once" \
-	"$(tw_connect bf "$PEER_IP" 24)" "$(tw_connect nf "$PEER_IP" 24)"
-tw_compare "default deny incoming: port 8080 dropped" "timeout" \
-	"$(tw_connect bf "$PEER_IP" 8080)" "$(tw_connect nf "$PEER_IP" 8080)"
+tw_compare_connect "allow 22/tcp: a peer connects" "connected at once" "$PEER_IP" 22
+tw_compare_connect "allow 22/tcp: another peer connects" "connected at once" "$OTHER_IP" 22
+tw_compare_connect "deny 23/tcp: dropped" "timeout" "$PEER_IP" 23
+tw_compare_connect "reject 24/tcp: refused" "ECONNREFUSED at once" "$PEER_IP" 24
+tw_compare_connect "default deny incoming: port 8080 dropped" "timeout" "$PEER_IP" 8080
 
 # Outgoing is allowed; the replies come back as ESTABLISHED through the deny policy.
 for side in bf nf; do
@@ -199,12 +191,10 @@ check_eq "bpfilter: ufw-user-input's counters are netfilter's" "$(cat "$BF_TMP/c
 
 ufw_both delete deny 23/tcp
 ufw_both allow 23/tcp
-tw_compare "allow 23/tcp: a peer connects" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 23)" "$(tw_connect nf "$PEER_IP" 23)"
+tw_compare_connect "allow 23/tcp: a peer connects" "connected at once" "$PEER_IP" 23
 
 ufw_both disable
-tw_compare "after disable, port 8080 is open again" "connected at once" \
-	"$(tw_connect bf "$PEER_IP" 8080)" "$(tw_connect nf "$PEER_IP" 8080)"
+tw_compare_connect "after disable, port 8080 is open again" "connected at once" "$PEER_IP" 8080
 check_eq "bpfilter: after disable the table is netfilter's" \
 	"$(tw_ipt bf -S | grep -vE -- '-m (limit|recent|addrtype)|ufw-user-limit')" \
 	"$(tw_ipt nf -S | grep -vE -- '-m (limit|recent|addrtype)|ufw-user-limit')"
