@@ -45,9 +45,6 @@ f2b_conf()
 		enabled = true
 		backend = polling
 		logpath = $d/auth.log
-		maxretry = 3
-		findtime = 10m
-		bantime = 10m
 	EOF
 	echo "$d"
 }
@@ -86,6 +83,11 @@ done
 for side in bf nf; do
 	check "$side: fail2ban-server starts the sshd jail" tw_wait 150 f2b_client "$side" status sshd
 done
+check_eq "bpfilter: the jail's action is Debian's default, iptables-multiport" \
+	"$(f2b_client bf get sshd actions | tail -n 1)" "iptables-multiport"
+check_eq "bpfilter: its blocktype is the default" \
+	"$(f2b_client bf get sshd action iptables-multiport blocktype)" "REJECT --reject-with icmp-port-unreachable"
+# Debian's maxretry (5) within findtime (10 minutes).
 for side in bf nf; do
 	fail_logins "${D[$side]}/auth.log" "$PEER_IP" 5
 done

@@ -24,10 +24,14 @@
 #     as -d 255.255.255.255 and -d 10.0.0.255.
 #   - user.rules: `-A ufw-user-limit -m limit --limit 3/minute -j LOG ...` is removed.
 #   - default/ufw: IPT_SYSCTL names the copy's sysctl.conf (applied in the namespace).
+# Unchanged, `ufw --force enable` fails on bpfilter's side ("problem running ufw-init": the
+# helper refuses before.rules and after.rules for "addrtype", user.rules for "limit"), and
+# with only LOGLEVEL left at low it fails with "Could not load logging rules" ("limit").
 # Beyond that, ufw probes the kernel for -m recent (util.get_netfilter_capabilities): through
-# the front door the probe's rules are refused, so ufw leaves out its ufw-user-limit chains
-# on bpfilter's side, and on netfilter's side writes them back (with their -m limit LOG rule):
-# the two tables are compared without those lines.
+# the front door the probe's rules are refused, so on bpfilter's side ufw leaves out its
+# ufw-user-limit and ufw-user-limit-accept chains (and would skip `ufw limit` rules), while
+# on netfilter's side it writes them (-j REJECT, -j ACCEPT): the two tables are compared
+# without those chains.
 # The helper runs with --xdp-mode generic (tools.bash says why).
 set -eu
 . "$(dirname "$0")/lib.sh"
