@@ -82,7 +82,7 @@ tw_ipt()
 # tcp_listen).
 tw_listen()
 {
-	local ns port i
+	local ns port
 	ns=$(tw_host "$1")
 	shift
 	for port in "$@"; do
@@ -100,7 +100,7 @@ while True:
 		BF_PIDS="$BF_PIDS $!"
 	done
 	for port in "$@"; do
-		for i in $(seq 100); do
+		for _ in $(seq 100); do
 			ip netns exec "$ns" ss -H -ltn "sport = :$port" | grep -q . && continue 2
 			sleep 0.05
 		done
@@ -157,11 +157,12 @@ tw_compare_connect()
 # Polls a command (up to n tenths of a second) until it succeeds.
 tw_wait()
 {
-	local n=$1 i
+	local n=$1
 	shift
-	for i in $(seq "$n"); do
+	while [ "$n" -gt 0 ]; do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.1
+		n=$((n - 1))
 	done
 	return 1
 }
