@@ -143,4 +143,36 @@ check_fails "FORWARD -j REJECT (ICMP) is refused" ipt -A FORWARD -p udp -j REJEC
 check "the refusal says why" grep -q "REJECT with an ICMP error in FORWARD" "$BF_TMP/umh.log"
 both -F FORWARD
 
+# Routed: the route back to the sender leaves by another link (PEER's second link to HOST,
+# veth5), and the reply takes it as netfilter's does: from veth4's MAC address to the next
+# hop's, first unresolved (the kernel asks ARP), then resolved.
+for pair in "$HOST $PEER" "$NFHOST $NFPEER"; do
+	set -- $pair
+	bf_link "$1" veth4 10.0.3.1/24 "$2" veth5 10.0.3.2/24
+	ip -n "$1" link set veth4 address 02:00:00:00:03:01
+	ip -n "$2" link set veth5 address 02:00:00:00:03:02
+	ip -n "$1" route add 10.0.2.0/24 via 10.0.3.2
+	ip netns exec "$1" busybox ping -c 1 -W 2 10.0.3.2 >/dev/null 2>&1 || true
+	ip -n "$1" neigh flush dev veth4
+done
+both -A INPUT -s 10.0.2.0/24 -p udp -j REJECT
+both -A INPUT -s 10.0.2.0/24 -p tcp -j REJECT --reject-with tcp-reset
+compare_routed()
+{
+	local what=$1 want=$2
+	shift 2
+	local ours theirs
+	ours=$(ip netns exec "$PEER" "$PYTHON" "$PROBE" in veth5 "$@")
+	theirs=$(ip netns exec "$NFPEER" "$PYTHON" "$PROBE" in veth5 "$@")
+	check_eq "$what: netfilter sends $want by the route" "$(tail -n 1 <<<"$theirs")" "replies $want"
+	check_eq "$what: the same bytes as netfilter" "$ours" "$theirs"
+}
+compare_routed "routed UDP, next hop unresolved: port unreachable" 1 udp 10.0.2.9 "$HOST_IP"
+compare_routed "routed TCP SYN, next hop resolved: RST, ACK" 1 syn 10.0.2.9 "$HOST_IP"
+compare_routed "routed long UDP: 548 bytes quoted" 1 udpbig 10.0.2.9 "$HOST_IP"
+check_eq "nothing comes back by the way in" \
+	"$(ip netns exec "$PEER" "$PYTHON" "$PROBE" in veth1 syn 10.0.2.9 "$HOST_IP" | tail -n 1)" \
+	"replies 0"
+both -F INPUT
+
 bf_summary
