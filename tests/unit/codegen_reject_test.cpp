@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
+#include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen_harness.hpp"
 
@@ -345,6 +347,72 @@ TEST_F(CodegenReject, TcIngressRedirectsTheReplyOut)
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
 	EXPECT_EQ(o.frame, unreach(u, 13, reply_eth, id_of(o.frame), u.daddr));
 	const Packet t = tcp_with(0x02, 0);
+	o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, reply_eth));
+}
+
+// Native XDP (the device's entry says its XDP judges) builds nothing: the verdict goes to
+// tc ingress in the metadata, hook << 8 | with after the magic, and the frame is untouched.
+TEST_F(CodegenReject, NativeXdpLeavesTheVerdictToTcIngress)
+{
+	TableBuilder tb;
+	tb.input = {reject(R().proto(17), IPT_ICMP_HOST_PROHIBITED)};
+	Xdp x(tb.build());
+	ASSERT_TRUE(x.ok()) << x.error;
+	loader::DeviceInfo info;
+	std::copy_n("d0", 2, info.name.begin());
+	info.l2len = 14;
+	info.flags = codegen::maps::device_xdp_judges;
+	ASSERT_TRUE(loader::set_device(x.ifnames.get(), 2, info).ok());
+	const Bytes f = frame_to(udp_with(8), zero_mac);
+	const Out o = run(x, f, 2);
+	EXPECT_EQ(o.action, XDP_PASS);
+	ASSERT_EQ(o.frame.size(), f.size() + 8);
+	uint32_t magic, mark;
+	std::memcpy(&magic, o.frame.data(), 4);
+	std::memcpy(&mark, o.frame.data() + 4, 4);
+	EXPECT_EQ(magic, codegen::layout::xdp_mark_magic);
+	EXPECT_EQ(mark, 1u << 8 | IPT_ICMP_HOST_PROHIBITED); // NF_INET_LOCAL_IN
+	EXPECT_EQ(Bytes(o.frame.begin() + 8, o.frame.end()), f);
+	// Counted there, once.
+	EXPECT_EQ(x.counters()[tb.input_at[0]].packets, 1u);
+	// Generic XDP (no such flag) answers itself, as before.
+	info.flags = 0;
+	ASSERT_TRUE(loader::set_device(x.ifnames.get(), 2, info).ok());
+	EXPECT_EQ(run(x, f, 2).action, XDP_TX);
+}
+
+// tc ingress routes the reply back to the sender (10.0.0.1) as netfilter does, with the
+// lookup from the input device: the FIB's next hop and MAC addresses, the kernel's
+// neighbour resolution when unresolved, nothing without a route.
+TEST_F(CodegenReject, TcIngressRoutesTheReply)
+{
+	ASSERT_EQ(std::system("/usr/sbin/sysctl -qw net.ipv4.ip_forward=1 && "
+			      "/usr/sbin/ip link set d0 address 02:00:00:00:00:d0 && "
+			      "/usr/sbin/ip addr add 10.9.0.1/24 dev d0 && "
+			      "/usr/sbin/ip neigh add 10.9.0.2 lladdr 02:aa:bb:cc:dd:ee dev d0 && "
+			      "/usr/sbin/ip route add 10.0.0.0/24 via 10.9.0.2"),
+		  0);
+	TableBuilder tb;
+	tb.input = {reject(R().proto(6), IPT_TCP_RESET)};
+	Xdp x(tb.build(), {.flavor = codegen::Flavor::TcIngress, .local_only = false});
+	ASSERT_TRUE(x.ok()) << x.error;
+	const Packet t = tcp_with(0x02, 0);
+	const Bytes routed_eth = {2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 2, 0, 0, 0, 0, 0xd0, 8, 0};
+	Out o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, routed_eth));
+	// An unresolved next hop: bpf_redirect_neigh() writes the link-layer header later.
+	ASSERT_EQ(std::system("/usr/sbin/ip route replace 10.0.0.0/24 via 10.9.0.3"), 0);
+	o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, reply_eth));
+	// No route back: ip_route_me_harder() fails, nothing is sent.
+	ASSERT_EQ(std::system("/usr/sbin/ip route replace unreachable 10.0.0.0/24"), 0);
+	EXPECT_EQ(run(x, frame_to(t, zero_mac)).action, TC_ACT_SHOT);
+	// Forwarding off: the FIB answers nothing; back out of the input device.
+	ASSERT_EQ(std::system("/usr/sbin/sysctl -qw net.ipv4.ip_forward=0"), 0);
 	o = run(x, frame_to(t, zero_mac));
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
 	EXPECT_EQ(o.frame, reset(t, reply_eth));
