@@ -408,6 +408,10 @@ TEST_F(CodegenReject, TcIngressRoutesTheReply)
 	o = run(x, frame_to(t, zero_mac));
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
 	EXPECT_EQ(o.frame, reset(t, reply_eth));
+	// The lookup is the kernel's output lookup's, from lo: a rule for `iif lo` applies.
+	ASSERT_EQ(std::system("/usr/sbin/ip rule add pref 10 iif lo prohibit"), 0);
+	EXPECT_EQ(run(x, frame_to(t, zero_mac)).action, TC_ACT_SHOT);
+	ASSERT_EQ(std::system("/usr/sbin/ip rule del pref 10"), 0);
 	// No route back: ip_route_me_harder() fails, nothing is sent.
 	ASSERT_EQ(std::system("/usr/sbin/ip route replace unreachable 10.0.0.0/24"), 0);
 	EXPECT_EQ(run(x, frame_to(t, zero_mac)).action, TC_ACT_SHOT);

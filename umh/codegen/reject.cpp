@@ -1,5 +1,6 @@
 // REJECT's replies: the ICMP error or TCP reset ipt_REJECT sends, built in place of the rejected
-// packet and sent back where it came from.
+// packet and sent along the route back to the sender (tc ingress), or back where it came from
+// (generic XDP).
 //
 // What the kernel sends (net/ipv4/netfilter/nf_reject_ipv4.c, net/ipv4/icmp.c __icmp_send()):
 // - ICMP (nf_send_unreach() -> icmp_send()): nothing for a later fragment, a packet not
@@ -203,13 +204,13 @@ constexpr int16_t fib_off(size_t field)
 
 // tc ingress: the route back to the sender, as netfilter routes the reply
 // (nf_send_reset(): ip_route_me_harder(); icmp_send(): icmp_route_lookup()): the lookup
-// flavor.cpp makes for FORWARD (bpf_fib_lookup() from the input device, no length), from
+// flavor.cpp makes for FORWARD (bpf_fib_lookup(), no flags, no length) but from lo, from
 // the reply's source to the packet's. SUCCESS: out of the route's device, to the MAC
 // address the FIB gives; NO_NEIGH: the kernel resolves the next hop
 // (bpf_redirect_neigh()). Where the kernel would find no route (unreachable, blackhole,
 // prohibit, none at all) nothing is sent. Back out of the input device, to the frame's
-// source, as before: when forwarding is off on the input device (the FIB answers
-// FWD_DISABLED before any lookup), for a sender that is this host (NOT_FWDED, on lo),
+// source, as before: when forwarding is off on lo (the FIB answers FWD_DISABLED before any
+// lookup; lo's follows net.ipv4.ip_forward), for a sender that is this host (NOT_FWDED),
 // and on a device without a link-layer header (a redirect to the next hop needs one).
 // Leaves rj_oif (0: the input device), rj_neigh and rj_nh; the Ethernet header on the
 // stack gets the FIB's addresses.
@@ -238,8 +239,9 @@ void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
 	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
 	em.emit(ldx(BPF_W, R1, pkt, off::saddr));
 	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
-	em.emit(ldx(BPF_W, R1, ctx, s.ifindex()));
-	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ifindex))));
+	// From lo: the key of the kernel's output route lookup (flowi4_iif LOOPBACK_IFINDEX,
+	// no output device), which policy routing rules see.
+	em.emit(st(BPF_W, R10, fib_off(offsetof(bpf_fib_lookup, ifindex)), 1));
 	em.emit(mov64(R1, ctx));
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
