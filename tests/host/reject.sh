@@ -122,8 +122,7 @@ check_eq "OUTPUT to our own address: ours drops without a reply" \
 both -F OUTPUT
 
 # FORWARD: HOST (and its twin) route to a third namespace behind veth2. Resets are sent,
-# from the packet's destination; ICMP errors are refused (their source address needs a
-# route lookup the data plane cannot do).
+# from the packet's destination.
 for trio in "$HOST $PEER bf-far-$$" "$NFHOST $NFPEER bf-nffar-$$"; do
 	set -- $trio
 	bf_netns "$3"
@@ -139,9 +138,22 @@ compare_in "FORWARD TCP SYN: RST, ACK from the destination" 1 syn "$PEER_IP" 10.
 compare_in "FORWARD TCP segment with ACK: RST" 1 ack "$PEER_IP" 10.0.1.2
 check_eq "the FORWARD rule counted as netfilter's" "$(rule_counters FORWARD 1)" \
 	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }')"
-check_fails "FORWARD -j REJECT (ICMP) is refused" ipt -A FORWARD -p udp -j REJECT
-check "the refusal says why" grep -q "REJECT with an ICMP error in FORWARD" "$BF_TMP/umh.log"
+# ICMP errors too, from the source the route back to the sender prefers (here veth0's
+# address, as netfilter's icmp_send() picks it), not from the packet's destination.
+check "FORWARD -j REJECT (ICMP) is taken" ipt -A FORWARD -p udp -j REJECT
+nfipt -A FORWARD -p udp -j REJECT
+compare_in "FORWARD UDP: port unreachable from the route's source" 1 udp "$PEER_IP" 10.0.1.2
+compare_in "FORWARD long UDP: 548 bytes quoted" 1 udpbig "$PEER_IP" 10.0.1.2
+check_eq "the FORWARD ICMP rule counted as netfilter's" "$(rule_counters FORWARD 2)" \
+	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 2 { print $2, $3 }')"
 both -F FORWARD
+# With icmp_errors_use_inbound_ifaddr the source is an address of the input device, which
+# bpfilter does not pick: refused.
+in_host sysctl -qw net.ipv4.icmp_errors_use_inbound_ifaddr=1
+check_fails "FORWARD ICMP REJECT with icmp_errors_use_inbound_ifaddr is refused" \
+	ipt -A FORWARD -p udp -j REJECT
+check "the refusal says why" grep -q "icmp_errors_use_inbound_ifaddr" "$BF_TMP/umh.log"
+in_host sysctl -qw net.ipv4.icmp_errors_use_inbound_ifaddr=0
 
 # Routed: the route back to the sender leaves by another link (PEER's second link to HOST,
 # veth5), and the reply takes it as netfilter's does: from veth4's MAC address to the next

@@ -216,13 +216,16 @@ constexpr int16_t fib_off(size_t field)
 // stack gets the FIB's addresses.
 void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
 {
+	// FORWARD's ICMP error takes its source from the route (see the top): the lookup is
+	// needed even where the reply does not follow it.
+	const bool source = icmp && s.hook == ir::Hook::Forward;
 	em.emit(st(BPF_W, pkt, off::rj_oif, 0));
 	em.emit(st(BPF_W, pkt, off::rj_neigh, 0));
-	if (s.egress())
-		return;
-	Label done(em), success(em), not_fwded(em);
-	em.emit(ldx(BPF_W, R1, pkt, off::rj_l2));
-	em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), done);
+	Label done(em), success(em), not_fwded(em), found(em);
+	if (!source) {
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_l2));
+		em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), done);
+	}
 	for (int16_t k = 0; k < 8; k++)
 		em.emit(st(BPF_DW, R10, static_cast<int16_t>(layout::main_fib + 8 * k), 0));
 	em.emit(st(BPF_B, R10, fib_off(offsetof(bpf_fib_lookup, family)), 2)); // AF_INET
@@ -235,8 +238,10 @@ void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
 		em.emit(alu64_imm(BPF_AND, R3, 0x1e));
 		em.emit(stx(BPF_B, R10, R3, fib_off(offsetof(bpf_fib_lookup, tos))));
 	}
-	em.emit(ldx(BPF_W, R1, pkt, off::rj_saddr));
-	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+	if (!source) {
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_saddr));
+		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+	}
 	em.emit(ldx(BPF_W, R1, pkt, off::saddr));
 	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
 	// From lo: the key of the kernel's output route lookup (flowi4_iif LOOPBACK_IFINDEX,
@@ -246,12 +251,30 @@ void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
 	em.emit(mov64(R3, static_cast<int32_t>(sizeof(bpf_fib_lookup))));
-	em.emit(mov64(R4, 0));
+	// BPF_FIB_LOOKUP_SRC: fib_result_prefsrc(), the source ip_route_output_key_hash()
+	// gives a flow without one.
+	em.emit(mov64(R4, source ? BPF_FIB_LOOKUP_SRC : 0));
 	em.emit(call_helper(BPF_FUNC_fib_lookup));
-	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), done);
-	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), not_fwded);
-	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_SUCCESS), success);
+	em.emit(mov64(R7, R0));
+	if (!source) {
+		em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), done);
+		em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), not_fwded);
+	}
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_SUCCESS), found);
 	em.jump(jmp_imm(BPF_JNE, R0, BPF_FIB_LKUP_RET_NO_NEIGH), drop);
+	found.bind();
+	if (source) {
+		em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+		em.emit(stx(BPF_W, pkt, R1, off::rj_saddr));
+		if (s.xdp()) {
+			// XDP_TX sends it back out of the input device: the source is all it takes.
+			done.bind();
+			return;
+		}
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_l2));
+		em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), done);
+	}
+	em.jump(jmp_imm(BPF_JEQ, R7, BPF_FIB_LKUP_RET_SUCCESS), success);
 	em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ifindex))));
 	em.emit(stx(BPF_W, pkt, R1, off::rj_oif));
 	em.emit(st(BPF_W, pkt, off::rj_neigh, 1));
@@ -274,9 +297,11 @@ void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
 
 	// A local or broadcast destination, or no route at all: only a sender that is this
 	// host (a packet on lo) is answered, back through lo.
-	not_fwded.bind();
-	emit_local_lookup(em, off::saddr);
-	em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
+	if (not_fwded.aimed_at()) {
+		not_fwded.bind();
+		emit_local_lookup(em, off::saddr);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
+	}
 	done.bind();
 }
 
@@ -330,7 +355,7 @@ void emit_eth(Emitter &em, const Site &s, bool icmp, Label &drop)
 		em.emit(stx(BPF_H, R10, R1, static_cast<int16_t>(eth + ETH_ALEN + k)));
 	}
 	l3.bind();
-	if (!s.xdp())
+	if (!s.xdp() || (icmp && s.hook == ir::Hook::Forward))
 		emit_route(em, s, icmp, drop);
 }
 
@@ -640,6 +665,20 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 	// The quote's sum, 4 bytes at a time, then the 0-3 left (as csum_partial() pads
 	// them); its TOS for ours.
 	emit_ip_ptr(em, s, 20, drop);
+	if (s.hook == ir::Hook::Forward) {
+		// ip_forward() took one off the TTL before FORWARD (ip_decrease_ttl(), the
+		// checksum adjusted as it does): the error quotes that datagram.
+		Label no_carry(em);
+		em.emit(ldx(BPF_B, R3, R1, 8));
+		em.emit(alu32_imm(BPF_SUB, R3, 1));
+		em.emit(stx(BPF_B, R1, R3, 8));
+		em.emit(ldx(BPF_H, R3, R1, 10));
+		em.emit(alu32_imm(BPF_ADD, R3, net16(0x0100)));
+		em.jump(jmp32_imm(BPF_JLT, R3, 0xffff), no_carry);
+		em.emit(alu32_imm(BPF_ADD, R3, 1));
+		no_carry.bind();
+		em.emit(stx(BPF_H, R1, R3, 10));
+	}
 	em.emit(ldx(BPF_B, R3, R1, 1));
 	em.emit(alu64_imm(BPF_AND, R3, 0x1e)); // RT_TOS()
 	em.emit(alu64_imm(BPF_OR, R3, 0xc0));  // IPTOS_PREC_INTERNETCONTROL
