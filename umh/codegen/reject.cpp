@@ -13,9 +13,11 @@
 //   RST, a broadcast or multicast destination. IP: TOS 0, id 0, DF, TTL ip_default_ttl,
 //   addresses swapped; TCP: ports swapped, doff 5, with ACK the acknowledged number as
 //   sequence and RST alone, else sequence 0 and ACK of seq + SYN + FIN + payload.
+// - FORWARD's ICMP error: from the route's preferred source (emit_route()), quoting the
+//   datagram with the TTL ip_forward() decremented.
 // Not done here (Documentation/supported.md): the transport checksum check before
-// replying, echoed IP options, FORWARD's ICMP errors, OUTPUT's replies to this host's own
-// addresses, OUTPUT's ICMP source (ours is the packet's destination, not our address).
+// replying, echoed IP options, OUTPUT's replies to this host's own addresses, OUTPUT's
+// ICMP source (ours is the packet's destination, not our address).
 #include "codegen/reject.hpp"
 
 #include <linux/if_ether.h>
