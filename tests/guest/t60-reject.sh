@@ -1,5 +1,5 @@
-# -j REJECT through the module on 6.1: a TCP connect meets a reset at once, at INPUT (XDP_TX back
-# out of veth) and at OUTPUT (delivered through lo); an ICMP error in FORWARD is refused.
+# -j REJECT through the module on 6.1: a TCP connect meets a reset at once, at INPUT (built at tc ingress,
+# back out of veth) and at OUTPUT (delivered through lo); an ICMP error in FORWARD is taken.
 rj_setup() {
 	$IP netns add rjpeer || return 1
 	$IP link add rj0 type veth peer name rj1 netns rjpeer || return 1
@@ -42,7 +42,7 @@ check "rjpeer connects before any rule" rj_in
 check "this host connects to rjpeer before any rule" rj_out
 check "-A INPUT -p tcp --dport 8090 -j REJECT --reject-with tcp-reset" \
 	$IPT -A INPUT -p tcp --dport 8090 -j REJECT --reject-with tcp-reset
-check "rjpeer's connect is refused at once (a reset through XDP_TX)" rj_refused_fast rj_in
+check "rjpeer's connect is refused at once (a reset from tc ingress)" rj_refused_fast rj_in
 check "the REJECT rule counted the SYN" rj_counted
 check "-A OUTPUT -p tcp --dport 8091 -j REJECT --reject-with tcp-reset" \
 	$IPT -A OUTPUT -p tcp --dport 8091 -j REJECT --reject-with tcp-reset
@@ -50,7 +50,7 @@ check "this host's connect is refused at once (a reset through lo)" rj_refused_f
 check "-A INPUT -p icmp -j REJECT --reject-with icmp-admin-prohibited" \
 	$IPT -I INPUT -p icmp -j REJECT --reject-with icmp-admin-prohibited
 check_fails "rjpeer's ping gets no echo reply" $IP netns exec rjpeer ping -c 1 -W 1 10.98.0.1
-check_fails "an ICMP error in FORWARD is refused" $IPT -A FORWARD -p udp -j REJECT
+check "an ICMP error in FORWARD is taken" $IPT -A FORWARD -p udp -j REJECT
 check_fails "tcp-reset without -p tcp is refused" $IPT -A INPUT -j REJECT --reject-with tcp-reset
 check "FORWARD's tcp-reset is taken" $IPT -A FORWARD -p tcp -j REJECT --reject-with tcp-reset
 check "flush" fresh_table

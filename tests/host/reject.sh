@@ -28,11 +28,8 @@ for pair in "$PEER $HOST_IP" "$NFPEER $HOST_IP" "$HOST $PEER_IP" "$NFHOST $PEER_
 	set -- $pair
 	ip netns exec "$1" busybox ping -c 1 -W 2 "$2" >/dev/null 2>&1 || true
 done
-# XDP_TX on a veth device hands the frame to its peer, which takes it only with NAPI on
-# there: an XDP program (what the peers get here) or GRO (Documentation/supported.md).
-for ns in "$PEER" "$NFPEER"; do
-	ip netns exec "$ns" ip -force link set dev veth1 xdp obj "$(foreign_xdp_obj)" sec xdp
-done
+# The peers run no XDP program: native XDP's XDP_TX would lose the reply on veth, which is
+# why XDP hands the packet to tc ingress to answer.
 
 nfipt() { ip netns exec "$NFHOST" iptables-legacy "$@"; }
 both() {
@@ -125,8 +122,7 @@ check_eq "OUTPUT to our own address: ours drops without a reply" \
 both -F OUTPUT
 
 # FORWARD: HOST (and its twin) route to a third namespace behind veth2. Resets are sent,
-# from the packet's destination; ICMP errors are refused (their source address needs a
-# route lookup the data plane cannot do).
+# from the packet's destination.
 for trio in "$HOST $PEER bf-far-$$" "$NFHOST $NFPEER bf-nffar-$$"; do
 	set -- $trio
 	bf_netns "$3"
@@ -142,8 +138,53 @@ compare_in "FORWARD TCP SYN: RST, ACK from the destination" 1 syn "$PEER_IP" 10.
 compare_in "FORWARD TCP segment with ACK: RST" 1 ack "$PEER_IP" 10.0.1.2
 check_eq "the FORWARD rule counted as netfilter's" "$(rule_counters FORWARD 1)" \
 	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 1 { print $2, $3 }')"
-check_fails "FORWARD -j REJECT (ICMP) is refused" ipt -A FORWARD -p udp -j REJECT
-check "the refusal says why" grep -q "REJECT with an ICMP error in FORWARD" "$BF_TMP/umh.log"
+# ICMP errors too, from the source the route back to the sender prefers (here veth0's
+# address, as netfilter's icmp_send() picks it), not from the packet's destination.
+check "FORWARD -j REJECT (ICMP) is taken" ipt -A FORWARD -p udp -j REJECT
+nfipt -A FORWARD -p udp -j REJECT
+compare_in "FORWARD UDP: port unreachable from the route's source" 1 udp "$PEER_IP" 10.0.1.2
+compare_in "FORWARD long UDP: 548 bytes quoted" 1 udpbig "$PEER_IP" 10.0.1.2
+check_eq "the FORWARD ICMP rule counted as netfilter's" "$(rule_counters FORWARD 2)" \
+	"$(nfipt -L FORWARD -v -x -n --line-numbers | awk '$1 == 2 { print $2, $3 }')"
 both -F FORWARD
+# With icmp_errors_use_inbound_ifaddr the source is an address of the input device, which
+# bpfilter does not pick: refused.
+in_host sysctl -qw net.ipv4.icmp_errors_use_inbound_ifaddr=1
+check_fails "FORWARD ICMP REJECT with icmp_errors_use_inbound_ifaddr is refused" \
+	ipt -A FORWARD -p udp -j REJECT
+check "the refusal says why" grep -q "icmp_errors_use_inbound_ifaddr" "$BF_TMP/umh.log"
+in_host sysctl -qw net.ipv4.icmp_errors_use_inbound_ifaddr=0
+
+# Routed: the route back to the sender leaves by another link (PEER's second link to HOST,
+# veth5), and the reply takes it as netfilter's does: from veth4's MAC address to the next
+# hop's, first unresolved (the kernel asks ARP), then resolved.
+for pair in "$HOST $PEER" "$NFHOST $NFPEER"; do
+	set -- $pair
+	bf_link "$1" veth4 10.0.3.1/24 "$2" veth5 10.0.3.2/24
+	ip -n "$1" link set veth4 address 02:00:00:00:03:01
+	ip -n "$2" link set veth5 address 02:00:00:00:03:02
+	ip -n "$1" route add 10.0.2.0/24 via 10.0.3.2
+	ip netns exec "$1" busybox ping -c 1 -W 2 10.0.3.2 >/dev/null 2>&1 || true
+	ip -n "$1" neigh flush dev veth4
+done
+both -A INPUT -s 10.0.2.0/24 -p udp -j REJECT
+both -A INPUT -s 10.0.2.0/24 -p tcp -j REJECT --reject-with tcp-reset
+compare_routed()
+{
+	local what=$1 want=$2
+	shift 2
+	local ours theirs
+	ours=$(ip netns exec "$PEER" "$PYTHON" "$PROBE" in veth5 "$@")
+	theirs=$(ip netns exec "$NFPEER" "$PYTHON" "$PROBE" in veth5 "$@")
+	check_eq "$what: netfilter sends $want by the route" "$(tail -n 1 <<<"$theirs")" "replies $want"
+	check_eq "$what: the same bytes as netfilter" "$ours" "$theirs"
+}
+compare_routed "routed UDP, next hop unresolved: port unreachable" 1 udp 10.0.2.9 "$HOST_IP"
+compare_routed "routed TCP SYN, next hop resolved: RST, ACK" 1 syn 10.0.2.9 "$HOST_IP"
+compare_routed "routed long UDP: 548 bytes quoted" 1 udpbig 10.0.2.9 "$HOST_IP"
+check_eq "nothing comes back by the way in" \
+	"$(ip netns exec "$PEER" "$PYTHON" "$PROBE" in veth1 syn 10.0.2.9 "$HOST_IP" | tail -n 1)" \
+	"replies 0"
+both -F INPUT
 
 bf_summary

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
+#include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
 #include "codegen_harness.hpp"
 
@@ -350,6 +352,76 @@ TEST_F(CodegenReject, TcIngressRedirectsTheReplyOut)
 	EXPECT_EQ(o.frame, reset(t, reply_eth));
 }
 
+// Native XDP (the device's entry says its XDP judges) builds nothing: the verdict goes to
+// tc ingress in the metadata, hook << 8 | with after the magic, and the frame is untouched.
+TEST_F(CodegenReject, NativeXdpLeavesTheVerdictToTcIngress)
+{
+	TableBuilder tb;
+	tb.input = {reject(R().proto(17), IPT_ICMP_HOST_PROHIBITED)};
+	Xdp x(tb.build());
+	ASSERT_TRUE(x.ok()) << x.error;
+	loader::DeviceInfo info;
+	std::copy_n("d0", 2, info.name.begin());
+	info.l2len = 14;
+	info.flags = codegen::maps::device_xdp_judges;
+	ASSERT_TRUE(loader::set_device(x.ifnames.get(), 2, info).ok());
+	const Bytes f = frame_to(udp_with(8), zero_mac);
+	const Out o = run(x, f, 2);
+	EXPECT_EQ(o.action, XDP_PASS);
+	ASSERT_EQ(o.frame.size(), f.size() + 8);
+	uint32_t magic, mark;
+	std::memcpy(&magic, o.frame.data(), 4);
+	std::memcpy(&mark, o.frame.data() + 4, 4);
+	EXPECT_EQ(magic, codegen::layout::xdp_mark_magic);
+	EXPECT_EQ(mark, 1u << 8 | IPT_ICMP_HOST_PROHIBITED); // NF_INET_LOCAL_IN
+	EXPECT_EQ(Bytes(o.frame.begin() + 8, o.frame.end()), f);
+	// Counted there, once.
+	EXPECT_EQ(x.counters()[tb.input_at[0]].packets, 1u);
+	// Generic XDP (no such flag) answers itself, as before.
+	info.flags = 0;
+	ASSERT_TRUE(loader::set_device(x.ifnames.get(), 2, info).ok());
+	EXPECT_EQ(run(x, f, 2).action, XDP_TX);
+}
+
+// tc ingress routes the reply back to the sender (10.0.0.1) as netfilter does, with the
+// lookup from the input device: the FIB's next hop and MAC addresses, the kernel's
+// neighbour resolution when unresolved, nothing without a route.
+TEST_F(CodegenReject, TcIngressRoutesTheReply)
+{
+	ASSERT_EQ(std::system("/usr/sbin/sysctl -qw net.ipv4.ip_forward=1 && "
+			      "/usr/sbin/ip link set d0 address 02:00:00:00:00:d0 && "
+			      "/usr/sbin/ip addr add 10.9.0.1/24 dev d0 && "
+			      "/usr/sbin/ip neigh add 10.9.0.2 lladdr 02:aa:bb:cc:dd:ee dev d0 && "
+			      "/usr/sbin/ip route add 10.0.0.0/24 via 10.9.0.2"),
+		  0);
+	TableBuilder tb;
+	tb.input = {reject(R().proto(6), IPT_TCP_RESET)};
+	Xdp x(tb.build(), {.flavor = codegen::Flavor::TcIngress, .local_only = false});
+	ASSERT_TRUE(x.ok()) << x.error;
+	const Packet t = tcp_with(0x02, 0);
+	const Bytes routed_eth = {2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 2, 0, 0, 0, 0, 0xd0, 8, 0};
+	Out o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, routed_eth));
+	// An unresolved next hop: bpf_redirect_neigh() writes the link-layer header later.
+	ASSERT_EQ(std::system("/usr/sbin/ip route replace 10.0.0.0/24 via 10.9.0.3"), 0);
+	o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, reply_eth));
+	// The lookup is the kernel's output lookup's, from lo: a rule for `iif lo` applies.
+	ASSERT_EQ(std::system("/usr/sbin/ip rule add pref 10 iif lo prohibit"), 0);
+	EXPECT_EQ(run(x, frame_to(t, zero_mac)).action, TC_ACT_SHOT);
+	ASSERT_EQ(std::system("/usr/sbin/ip rule del pref 10"), 0);
+	// No route back: ip_route_me_harder() fails, nothing is sent.
+	ASSERT_EQ(std::system("/usr/sbin/ip route replace unreachable 10.0.0.0/24"), 0);
+	EXPECT_EQ(run(x, frame_to(t, zero_mac)).action, TC_ACT_SHOT);
+	// Forwarding off: the FIB answers nothing; back out of the input device.
+	ASSERT_EQ(std::system("/usr/sbin/sysctl -qw net.ipv4.ip_forward=0"), 0);
+	o = run(x, frame_to(t, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, reply_eth));
+}
+
 TEST_F(CodegenReject, OutputAnswersThroughLo)
 {
 	TableBuilder tb;
@@ -420,22 +492,58 @@ TEST_F(CodegenReject, GlobalBucketRunsDry)
 		EXPECT_EQ(run(y, udp_with(4).frame()).action, TC_ACT_REDIRECT);
 }
 
-TEST_F(CodegenReject, ForwardSendsResetsButRefusesIcmp)
+// FORWARD's ICMP errors are sent, from the route's preferred source; with
+// icmp_errors_use_inbound_ifaddr (an address of the input device) they are refused.
+TEST_F(CodegenReject, ForwardIcmpRefusedOnlyWithInboundIfaddr)
 {
 	TableBuilder tb;
 	tb.forward = {reject(R().proto(6), IPT_TCP_RESET)};
 	EXPECT_TRUE(codegen::check(tb.build()).ok());
 	tb.forward = {reject(R().proto(17), IPT_ICMP_PORT_UNREACHABLE)};
-	const Status st = codegen::check(tb.build());
-	ASSERT_FALSE(st.ok());
-	EXPECT_EQ(st.error().errnum, EOPNOTSUPP);
+	EXPECT_TRUE(codegen::check(tb.build()).ok());
+	codegen::Options opts;
+	opts.replies.icmp_errors_use_inbound_ifaddr = 1;
+	auto code = codegen::compile(tb.build(), opts);
+	ASSERT_FALSE(code.ok());
+	EXPECT_EQ(code.error().errnum, EOPNOTSUPP);
 	// The same rule in a chain FORWARD reaches.
 	tb.forward = {R().jump(0)};
 	tb.chains = {{{reject(R(), IPT_ICMP_HOST_UNREACHABLE)}}};
-	EXPECT_FALSE(codegen::check(tb.build()).ok());
+	EXPECT_FALSE(codegen::compile(tb.build(), opts).ok());
 	tb.forward = {};
 	tb.input = {R().jump(0)};
-	EXPECT_TRUE(codegen::check(tb.build()).ok());
+	EXPECT_TRUE(codegen::compile(tb.build(), opts).ok());
+}
+
+// FORWARD's ICMP error from tc ingress: routed back, from fib_result_prefsrc() of that
+// route (the output device's address on the sender's side), not the packet's destination.
+TEST_F(CodegenReject, ForwardIcmpComesFromTheRoutesSource)
+{
+	ASSERT_EQ(std::system("/usr/sbin/sysctl -qw net.ipv4.ip_forward=1 && "
+			      "/usr/sbin/ip link set d0 address 02:00:00:00:00:d0 && "
+			      "/usr/sbin/ip addr add 10.9.0.1/24 dev d0 && "
+			      "/usr/sbin/ip neigh add 10.9.0.2 lladdr 02:aa:bb:cc:dd:ee dev d0 && "
+			      "/usr/sbin/ip route add 10.0.0.0/24 via 10.9.0.2"),
+		  0);
+	TableBuilder tb;
+	tb.forward = {reject(R().proto(17), IPT_ICMP_NET_PROHIBITED)};
+	Xdp x(tb.build(), {.flavor = codegen::Flavor::TcIngress});
+	ASSERT_TRUE(x.ok()) << x.error;
+	const Packet u = udp_with(20);
+	const Bytes routed_eth = {2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 2, 0, 0, 0, 0, 0xd0, 8, 0};
+	// The quote is of the datagram ip_forward() passed to FORWARD: one hop less.
+	Packet forwarded = u;
+	forwarded.ttl = 63;
+	const Out o = run(x, frame_to(u, zero_mac));
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, unreach(forwarded, 9, routed_eth, id_of(o.frame), ip4h("10.9.0.1")));
+	// A route with its own preferred source.
+	ASSERT_EQ(std::system("/usr/sbin/ip addr add 10.9.0.7/24 dev d0 && /usr/sbin/ip route "
+			      "replace 10.0.0.0/24 via 10.9.0.2 src 10.9.0.7"),
+		  0);
+	const Out p = run(x, frame_to(u, zero_mac));
+	EXPECT_EQ(p.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(p.frame, unreach(forwarded, 9, routed_eth, id_of(p.frame), ip4h("10.9.0.7")));
 }
 
 } // namespace

@@ -93,6 +93,9 @@ struct ReplySysctls {
 	uint32_t icmp_ratemask = 0x1818;   // net.ipv4.icmp_ratemask
 	uint32_t icmp_msgs_per_sec = 1000; // net.ipv4.icmp_msgs_per_sec
 	uint32_t icmp_msgs_burst = 50;	   // net.ipv4.icmp_msgs_burst
+	// net.ipv4.icmp_errors_use_inbound_ifaddr: FORWARD's ICMP errors from the input
+	// device's address (inet_select_addr()), which the data plane does not pick.
+	uint32_t icmp_errors_use_inbound_ifaddr = 0;
 	bool operator==(const ReplySysctls &) const = default;
 };
 

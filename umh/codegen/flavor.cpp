@@ -147,7 +147,8 @@ void emit_mac_differs(Emitter &em, const Ctx &cx, int16_t at, Label &differs)
 
 // tc: what every tc program checks before it looks at the packet; leaves `ihl` = the
 // link-layer header's length and the device's name in the parsed packet.
-void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, Label &pass)
+void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, bool replies,
+		   Label &pass)
 {
 	// IPv4 by skb->protocol (network order), on Ethernet and on L3 devices alike.
 	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, protocol)));
@@ -221,7 +222,25 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 		em.emit(alu32_imm(BPF_AND, R1, maps::device_xdp_judges));
 		em.jump(jmp32_imm(BPF_JEQ, R1, 0), not_xdp);
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
-		em.jump(jmp32_imm(BPF_JNE, R1, PACKET_LOOPBACK), pass);
+		if (replies) {
+			// And for a packet XDP rejected: it left the verdict in the metadata
+			// (layout::xdp_mark_magic), the reply is built here.
+			em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), not_xdp);
+			em.emit(ldx(BPF_W, R2, ctx, offsetof(__sk_buff, data_meta)));
+			em.emit(ldx(BPF_W, R3, ctx, offsetof(__sk_buff, data)));
+			em.emit(mov64(R4, R2));
+			em.emit(alu64_imm(BPF_ADD, R4, layout::xdp_mark_len));
+			em.jump(jmp_reg(BPF_JGT, R4, R3), pass);
+			em.emit(ldx(BPF_W, R1, R2, 0));
+			em.jump(jmp32_imm(BPF_JNE, R1,
+					  static_cast<int32_t>(layout::xdp_mark_magic)),
+				pass);
+			em.emit(ldx(BPF_W, R1, R2, 4));
+			em.emit(stx(BPF_W, layout::pkt, R1, off::rj_mark));
+			em.jump(ja(), not_xdp);
+		} else {
+			em.jump(jmp32_imm(BPF_JNE, R1, PACKET_LOOPBACK), pass);
+		}
 		not_xdp.bind();
 		// dev_loopback_xmit() hands the IP datagram up without a link-layer header.
 		Label not_looped(em);
@@ -1016,9 +1035,15 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			judge[run.hook] = std::make_unique<Label>(em);
 		Label &first = *judge.at(plan->hooks.front().hook);
 
-		emit_scratch(em, pass);
+		// tc ingress: a packet native XDP rejected (rj_mark) is answered and never goes on
+		// to the stack, whatever the prologue finds.
+		const bool marks = options.flavor == Flavor::TcIngress && replies;
+		Label pass_unmarked(em), marked(em);
+		emit_scratch(em, marks ? pass_unmarked : pass);
+		if (marks)
+			em.emit(st(BPF_W, layout::pkt, off::rj_mark, 0));
 		if (cx.tc())
-			emit_tc_start(em, cx, options, plan->logs, pass);
+			emit_tc_start(em, cx, options, plan->logs, replies, pass);
 		emit_parse_ip(em, cx, options, plan->logs, pass);
 		if (plan->uses_conntrack)
 			emit_ct_parse_reset(em);
@@ -1034,6 +1059,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		l4_done.bind();
 		if (plan->logs)
 			emit_log_copy(em, cx);
+		if (marks) {
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::rj_mark));
+			em.jump(jmp32_imm(BPF_JNE, R1, 0), marked);
+		}
 
 		if (cx.egress()) {
 			Label dry(em);
@@ -1082,6 +1111,35 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 		}
 		pass.bind();
+		if (marks) {
+			Label shot(em);
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::rj_mark));
+			em.jump(jmp32_imm(BPF_JEQ, R1, 0), pass_unmarked);
+			em.jump(ja(), shot);
+			marked.bind();
+			// The mark is hook << 8 | with: the reply of that hook's REJECT.
+			for (const HookRun &run : plan->hooks) {
+				if (run.hook == ir::Hook::LocalOut)
+					continue;
+				Label other(em);
+				em.emit(ldx(BPF_W, R0, layout::pkt, off::rj_mark));
+				em.emit(alu32_imm(BPF_RSH, R0, 8));
+				em.jump(jmp32_imm(BPF_JNE, R0, static_cast<int32_t>(run.hook)),
+					other);
+				em.emit(ldx(BPF_W, R0, layout::pkt, off::rj_mark));
+				em.emit(alu32_imm(BPF_AND, R0, 0xff));
+				em.jump(jmp32_imm(BPF_JGT, R0,
+						  layout::ret_reject_last - layout::ret_reject),
+					shot);
+				em.emit(alu64_imm(BPF_ADD, R0, layout::ret_reject));
+				emit_reject(em, options.flavor, run.hook, options.replies, shot);
+				other.bind();
+			}
+			shot.bind();
+			em.emit(mov64(R0, layout::tc_drop));
+			em.emit(exit());
+		}
+		pass_unmarked.bind();
 		em.emit(mov64(R0, cx.pass));
 		em.emit(exit());
 

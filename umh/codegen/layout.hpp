@@ -25,6 +25,13 @@ inline constexpr int32_t ret_next_chunk = 0x7f;
 // The main program builds the reply (reject.cpp). Not an XDP action.
 inline constexpr int32_t ret_reject = 0x20;
 inline constexpr int32_t ret_reject_last = ret_reject + 8; // IPT_ICMP_ADMIN_PROHIBITED
+// Native XDP does not send REJECT's reply itself (XDP_TX on veth loses it unless the peer
+// runs XDP): it leaves the verdict in the packet's metadata, 8 bytes before the frame
+// (bpf_xdp_adjust_meta()), xdp_mark_magic then hook << 8 | with, and passes the packet;
+// the device's tc ingress program builds the reply and drops the packet. Only XDP writes
+// an skb's metadata, so a packet cannot carry a mark it was not given.
+inline constexpr uint32_t xdp_mark_magic = 0xbf4e3ec7;
+inline constexpr int32_t xdp_mark_len = 8;
 // tc: TC_ACT_UNSPEC goes on to the next filter and then up the stack; TC_ACT_SHOT drops.
 inline constexpr int32_t tc_accept = -1;
 inline constexpr int32_t tc_drop = 2;
@@ -107,6 +114,15 @@ inline constexpr int16_t rj_with = 704;	 // u32: the rule's enum ipt_reject_with
 inline constexpr int16_t rj_len = 708;	 // u32: the quote's length (ICMP)
 inline constexpr int16_t rj_l2 = 712;	 // u32: the link-layer header's length
 inline constexpr int16_t rj_saddr = 716; // u32, network order: the reply's source
+// tc ingress: the route back to the sender (bpf_fib_lookup()). rj_oif: its device, 0 when
+// the reply goes back out of the device the packet came in on; rj_nh: with rj_neigh, the
+// next hop whose neighbour entry the kernel resolves (bpf_redirect_neigh()).
+inline constexpr int16_t rj_oif = 720;
+inline constexpr int16_t rj_neigh = 724;
+inline constexpr int16_t rj_nh = 728; // network order
+// tc ingress: the verdict native XDP left in the packet's metadata (xdp_mark_*): the reply
+// is built here. 0 for every other packet.
+inline constexpr int16_t rj_mark = 732;
 // What connection tracking reads of the transport header, taken while the packet is
 // parsed, so that a reassembled datagram keeps its first fragment's (emit_ct_parse()).
 inline constexpr int16_t ct_l4avail = 768; // u32: bytes of transport header, up to 8

@@ -148,10 +148,14 @@ Status check_emittable(const ir::Table &t, uint32_t i)
 }
 
 // FORWARD's ICMP errors come from the address the route back to the sender chooses
-// (icmp_send() with saddr 0), which the data plane cannot look up; its TCP resets come
-// from the packet's destination and are sent.
-Status check_forward_rejects(const ir::Table &t, uint32_t entry, HookSet hooks)
+// (icmp_send() with saddr 0: fib_result_prefsrc()), which bpf_fib_lookup() gives; with
+// net.ipv4.icmp_errors_use_inbound_ifaddr they come from inet_select_addr() on the input
+// device, which the data plane does not pick.
+Status check_forward_rejects(const ir::Table &t, uint32_t entry, HookSet hooks,
+			     const ReplySysctls &sysctls)
 {
+	if (!sysctls.icmp_errors_use_inbound_ifaddr)
+		return {};
 	std::set<uint32_t> starts = reachable_targets(t, entry, hooks);
 	starts.insert(entry);
 	for (uint32_t start : starts)
@@ -163,12 +167,11 @@ Status check_forward_rejects(const ir::Table &t, uint32_t entry, HookSet hooks)
 					EOPNOTSUPP,
 					"codegen: " + at(t, i) +
 						": -j REJECT with an ICMP error in FORWARD is not "
-						"supported by bpfilter (its source address is the "
-						"one "
-						"the route back to the sender chooses, which the "
-						"data "
-						"plane cannot look up); --reject-with tcp-reset "
-						"is");
+						"supported by bpfilter with "
+						"net.ipv4.icmp_errors_use_inbound_ifaddr on (the "
+						"error's source is then an address of the input "
+						"device, which the data plane does not choose); "
+						"--reject-with tcp-reset is");
 			if (ends_run(t, i, hooks))
 				break;
 		}
@@ -331,7 +334,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	}
 	for (const HookRun &run : plan.hooks)
 		if (run.hook == ir::Hook::Forward)
-			BF_TRY(check_forward_rejects(t, run.entry, plan.hookset));
+			BF_TRY(check_forward_rejects(t, run.entry, plan.hookset, options.replies));
 	if (targets.size() + 1 > max_subprogs)
 		return make_error(EOPNOTSUPP,
 				  "codegen: " + std::to_string(targets.size()) +

@@ -1,5 +1,6 @@
 // REJECT's replies: the ICMP error or TCP reset ipt_REJECT sends, built in place of the rejected
-// packet and sent back where it came from.
+// packet and sent along the route back to the sender (tc ingress), or back where it came from
+// (generic XDP).
 //
 // What the kernel sends (net/ipv4/netfilter/nf_reject_ipv4.c, net/ipv4/icmp.c __icmp_send()):
 // - ICMP (nf_send_unreach() -> icmp_send()): nothing for a later fragment, a packet not
@@ -12,9 +13,11 @@
 //   RST, a broadcast or multicast destination. IP: TOS 0, id 0, DF, TTL ip_default_ttl,
 //   addresses swapped; TCP: ports swapped, doff 5, with ACK the acknowledged number as
 //   sequence and RST alone, else sequence 0 and ACK of seq + SYN + FIN + payload.
+// - FORWARD's ICMP error: from the route's preferred source (emit_route()), quoting the
+//   datagram with the TTL ip_forward() decremented.
 // Not done here (Documentation/supported.md): the transport checksum check before
-// replying, echoed IP options, FORWARD's ICMP errors, OUTPUT's replies to this host's own
-// addresses, OUTPUT's ICMP source (ours is the packet's destination, not our address).
+// replying, echoed IP options, OUTPUT's replies to this host's own addresses, OUTPUT's
+// ICMP source (ours is the packet's destination, not our address).
 #include "codegen/reject.hpp"
 
 #include <linux/if_ether.h>
@@ -182,6 +185,128 @@ void emit_checks(Emitter &em, const Site &s, Label &drop)
 	}
 }
 
+// R1 = the original IP header in the packet, R2 = data_end, with `need` bytes of it
+// checked; R3 = rj_l2. Clobbers R4.
+void emit_ip_ptr(Emitter &em, const Site &s, int32_t need, Label &drop)
+{
+	em.emit(ldx(BPF_W, R1, ctx, s.data()));
+	em.emit(ldx(BPF_W, R2, ctx, s.data_end()));
+	em.emit(ldx(BPF_W, R3, pkt, off::rj_l2));
+	em.jump(jmp_imm(BPF_JGT, R3, ETH_HLEN), drop);
+	em.emit(alu64_reg(BPF_ADD, R1, R3));
+	em.emit(mov64(R4, R1));
+	em.emit(alu64_imm(BPF_ADD, R4, need));
+	em.jump(jmp_reg(BPF_JGT, R4, R2), drop);
+}
+
+constexpr int16_t fib_off(size_t field)
+{
+	return static_cast<int16_t>(layout::main_fib + field);
+}
+
+// tc ingress: the route back to the sender, as netfilter routes the reply
+// (nf_send_reset(): ip_route_me_harder(); icmp_send(): icmp_route_lookup()): the lookup
+// flavor.cpp makes for FORWARD (bpf_fib_lookup(), no flags, no length) but from lo, from
+// the reply's source to the packet's. SUCCESS: out of the route's device, to the MAC
+// address the FIB gives; NO_NEIGH: the kernel resolves the next hop
+// (bpf_redirect_neigh()). Where the kernel would find no route (unreachable, blackhole,
+// prohibit, none at all) nothing is sent. Back out of the input device, to the frame's
+// source, as before: when forwarding is off on lo (the FIB answers FWD_DISABLED before any
+// lookup; lo's follows net.ipv4.ip_forward), for a sender that is this host (NOT_FWDED),
+// and on a device without a link-layer header (a redirect to the next hop needs one).
+// Leaves rj_oif (0: the input device), rj_neigh and rj_nh; the Ethernet header on the
+// stack gets the FIB's addresses.
+void emit_route(Emitter &em, const Site &s, bool icmp, Label &drop)
+{
+	// FORWARD's ICMP error takes its source from the route (see the top): the lookup is
+	// needed even where the reply does not follow it.
+	const bool source = icmp && s.hook == ir::Hook::Forward;
+	em.emit(st(BPF_W, pkt, off::rj_oif, 0));
+	em.emit(st(BPF_W, pkt, off::rj_neigh, 0));
+	Label done(em), success(em), not_fwded(em), found(em);
+	if (!source) {
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_l2));
+		em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), done);
+	}
+	for (int16_t k = 0; k < 8; k++)
+		em.emit(st(BPF_DW, R10, static_cast<int16_t>(layout::main_fib + 8 * k), 0));
+	em.emit(st(BPF_B, R10, fib_off(offsetof(bpf_fib_lookup, family)), 2)); // AF_INET
+	em.emit(st(BPF_B, R10, fib_off(offsetof(bpf_fib_lookup, l4_protocol)),
+		   icmp ? IPPROTO_ICMP : IPPROTO_TCP));
+	if (icmp) {
+		// icmp_send() routes with RT_TOS() of the packet's TOS; a reset goes with 0.
+		emit_ip_ptr(em, s, 20, drop);
+		em.emit(ldx(BPF_B, R3, R1, 1));
+		em.emit(alu64_imm(BPF_AND, R3, 0x1e));
+		em.emit(stx(BPF_B, R10, R3, fib_off(offsetof(bpf_fib_lookup, tos))));
+	}
+	if (!source) {
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_saddr));
+		em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+	}
+	em.emit(ldx(BPF_W, R1, pkt, off::saddr));
+	em.emit(stx(BPF_W, R10, R1, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
+	// From lo: the key of the kernel's output route lookup (flowi4_iif LOOPBACK_IFINDEX,
+	// no output device), which policy routing rules see.
+	em.emit(st(BPF_W, R10, fib_off(offsetof(bpf_fib_lookup, ifindex)), 1));
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_fib));
+	em.emit(mov64(R3, static_cast<int32_t>(sizeof(bpf_fib_lookup))));
+	// BPF_FIB_LOOKUP_SRC: fib_result_prefsrc(), the source ip_route_output_key_hash()
+	// gives a flow without one.
+	em.emit(mov64(R4, source ? BPF_FIB_LOOKUP_SRC : 0));
+	em.emit(call_helper(BPF_FUNC_fib_lookup));
+	em.emit(mov64(R7, R0));
+	if (!source) {
+		em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_FWD_DISABLED), done);
+		em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_NOT_FWDED), not_fwded);
+	}
+	em.jump(jmp_imm(BPF_JEQ, R0, BPF_FIB_LKUP_RET_SUCCESS), found);
+	em.jump(jmp_imm(BPF_JNE, R0, BPF_FIB_LKUP_RET_NO_NEIGH), drop);
+	found.bind();
+	if (source) {
+		em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ipv4_src))));
+		em.emit(stx(BPF_W, pkt, R1, off::rj_saddr));
+		if (s.xdp()) {
+			// XDP_TX sends it back out of the input device: the source is all it takes.
+			done.bind();
+			return;
+		}
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_l2));
+		em.jump(jmp_imm(BPF_JNE, R1, ETH_HLEN), done);
+	}
+	em.jump(jmp_imm(BPF_JEQ, R7, BPF_FIB_LKUP_RET_SUCCESS), success);
+	em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ifindex))));
+	em.emit(stx(BPF_W, pkt, R1, off::rj_oif));
+	em.emit(st(BPF_W, pkt, off::rj_neigh, 1));
+	em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ipv4_dst))));
+	em.emit(stx(BPF_W, pkt, R1, off::rj_nh));
+	em.jump(ja(), done);
+
+	success.bind();
+	em.emit(ldx(BPF_W, R1, R10, fib_off(offsetof(bpf_fib_lookup, ifindex))));
+	em.emit(stx(BPF_W, pkt, R1, off::rj_oif));
+	for (int16_t k = 0; k < ETH_ALEN; k += 2) {
+		em.emit(ldx(BPF_H, R1, R10,
+			    static_cast<int16_t>(fib_off(offsetof(bpf_fib_lookup, dmac)) + k)));
+		em.emit(stx(BPF_H, R10, R1, static_cast<int16_t>(eth + k)));
+		em.emit(ldx(BPF_H, R1, R10,
+			    static_cast<int16_t>(fib_off(offsetof(bpf_fib_lookup, smac)) + k)));
+		em.emit(stx(BPF_H, R10, R1, static_cast<int16_t>(eth + ETH_ALEN + k)));
+	}
+	em.jump(ja(), done);
+
+	// A local or broadcast destination, or no route at all: only a sender that is this
+	// host (a packet on lo) is answered, back through lo.
+	if (not_fwded.aimed_at()) {
+		not_fwded.bind();
+		emit_local_lookup(em, off::saddr);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
+	}
+	done.bind();
+}
+
 // The reply's Ethernet header on the stack, and rj_l2: to the sender's MAC address from
 // the device's at ingress; at egress, for lo's ingress (all zero). For ICMP at XDP, a frame
 // not sent to the device's address (broadcast, multicast, another host's) gets nothing.
@@ -232,20 +357,8 @@ void emit_eth(Emitter &em, const Site &s, bool icmp, Label &drop)
 		em.emit(stx(BPF_H, R10, R1, static_cast<int16_t>(eth + ETH_ALEN + k)));
 	}
 	l3.bind();
-}
-
-// R1 = the original IP header in the packet, R2 = data_end, with `need` bytes of it
-// checked; R3 = rj_l2. Clobbers R4.
-void emit_ip_ptr(Emitter &em, const Site &s, int32_t need, Label &drop)
-{
-	em.emit(ldx(BPF_W, R1, ctx, s.data()));
-	em.emit(ldx(BPF_W, R2, ctx, s.data_end()));
-	em.emit(ldx(BPF_W, R3, pkt, off::rj_l2));
-	em.jump(jmp_imm(BPF_JGT, R3, ETH_HLEN), drop);
-	em.emit(alu64_reg(BPF_ADD, R1, R3));
-	em.emit(mov64(R4, R1));
-	em.emit(alu64_imm(BPF_ADD, R4, need));
-	em.jump(jmp_reg(BPF_JGT, R4, R2), drop);
+	if (!s.xdp() || (icmp && s.hook == ir::Hook::Forward))
+		emit_route(em, s, icmp, drop);
 }
 
 // icmpv4_global_allow() and icmpv4_xrlim_allow() for a destination unreachable: the
@@ -390,11 +503,34 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	if (s.egress()) {
 		em.emit(mov64(R1, 1)); // LOOPBACK_IFINDEX: delivered to this host as lo's
 		em.emit(mov64(R2, BPF_F_INGRESS));
-	} else {
-		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, ifindex)));
-		em.emit(mov64(R2, 0));
+		em.emit(call_helper(BPF_FUNC_redirect));
+		em.emit(exit());
+		return;
 	}
+	// Where emit_route() sent it.
+	Label routed(em), neigh(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_oif));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), routed);
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, ifindex)));
+	routed.bind();
+	em.emit(ldx(BPF_W, R2, pkt, off::rj_neigh));
+	em.jump(jmp_imm(BPF_JNE, R2, 0), neigh);
+	em.emit(mov64(R2, 0));
 	em.emit(call_helper(BPF_FUNC_redirect));
+	em.emit(exit());
+	neigh.bind();
+	// struct bpf_redir_neigh: AF_INET and the next hop.
+	constexpr int16_t nh = layout::main_fib;
+	em.emit(st(BPF_DW, R10, nh, 2));
+	em.emit(st(BPF_DW, R10, nh + 8, 0));
+	em.emit(st(BPF_DW, R10, nh + 16, 0));
+	em.emit(ldx(BPF_W, R2, pkt, off::rj_nh));
+	em.emit(stx(BPF_W, R10, R2, nh + 4));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, nh));
+	em.emit(mov64(R3, static_cast<int32_t>(sizeof(bpf_redir_neigh))));
+	em.emit(mov64(R4, 0));
+	em.emit(call_helper(BPF_FUNC_redirect_neigh));
 	em.emit(exit());
 }
 
@@ -467,7 +603,10 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 		Label small(em);
 		em.emit(st(BPF_W, R10, misc, 0));
 		em.emit(mov64(R1, ctx));
-		em.emit(mov64(R2, 0)); // the context's device
+		if (s.xdp())
+			em.emit(mov64(R2, 0)); // the context's device
+		else
+			em.emit(ldx(BPF_W, R2, pkt, off::rj_oif)); // the route's (0: the context's)
 		em.emit(mov64(R3, R10));
 		em.emit(alu64_imm(BPF_ADD, R3, misc));
 		em.emit(mov64(R4, 0));
@@ -528,6 +667,20 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 	// The quote's sum, 4 bytes at a time, then the 0-3 left (as csum_partial() pads
 	// them); its TOS for ours.
 	emit_ip_ptr(em, s, 20, drop);
+	if (s.hook == ir::Hook::Forward) {
+		// ip_forward() took one off the TTL before FORWARD (ip_decrease_ttl(), the
+		// checksum adjusted as it does): the error quotes that datagram.
+		Label no_carry(em);
+		em.emit(ldx(BPF_B, R3, R1, 8));
+		em.emit(alu32_imm(BPF_SUB, R3, 1));
+		em.emit(stx(BPF_B, R1, R3, 8));
+		em.emit(ldx(BPF_H, R3, R1, 10));
+		em.emit(alu32_imm(BPF_ADD, R3, net16(0x0100)));
+		em.jump(jmp32_imm(BPF_JLT, R3, 0xffff), no_carry);
+		em.emit(alu32_imm(BPF_ADD, R3, 1));
+		no_carry.bind();
+		em.emit(stx(BPF_H, R1, R3, 10));
+	}
 	em.emit(ldx(BPF_B, R3, R1, 1));
 	em.emit(alu64_imm(BPF_AND, R3, 0x1e)); // RT_TOS()
 	em.emit(alu64_imm(BPF_OR, R3, 0xc0));  // IPTOS_PREC_INTERNETCONTROL
@@ -698,6 +851,44 @@ void emit_reset(Emitter &em, const Site &s, Label &drop)
 	emit_send_tc(em, s, 40, drop);
 }
 
+// Native XDP: leave the verdict to the device's tc ingress program (layout::xdp_mark_magic),
+// which builds the reply and drops the packet. Where there is none (generic XDP: the
+// Devices entry has no device_xdp_judges) or the driver keeps no metadata, the reply is
+// built here and sent with XDP_TX (on veth that needs NAPI on the peer, which generic
+// XDP's XDP_TX does not: it goes through the peer's stack).
+void emit_xdp_mark(Emitter &em, const Site &s, Label &drop)
+{
+	Label build(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::count_inc));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), drop); // judged, not netfilter's: no reply
+	em.emit(ldx(BPF_W, R1, ctx, s.ifindex()));
+	em.emit(stx(BPF_W, R10, R1, layout::main_dev_key));
+	em.ld_map(R1, MapSlot::Devices);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_dev_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), build);
+	em.emit(ldx(BPF_B, R1, R0, dev::flags));
+	em.emit(alu32_imm(BPF_AND, R1, maps::device_xdp_judges));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), build);
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, -layout::xdp_mark_len));
+	em.emit(call_helper(BPF_FUNC_xdp_adjust_meta));
+	em.jump(jmp_imm(BPF_JNE, R0, 0), build);
+	em.emit(ldx(BPF_W, R2, ctx, offsetof(xdp_md, data_meta)));
+	em.emit(ldx(BPF_W, R3, ctx, offsetof(xdp_md, data)));
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_ADD, R4, layout::xdp_mark_len));
+	em.jump(jmp_reg(BPF_JGT, R4, R3), build);
+	em.emit(st(BPF_W, R2, 0, static_cast<int32_t>(layout::xdp_mark_magic)));
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_with));
+	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(s.hook) << 8));
+	em.emit(stx(BPF_W, R2, R1, 4));
+	em.emit(mov64(R0, XDP_PASS));
+	em.emit(exit());
+	build.bind();
+}
+
 } // namespace
 
 bool rejects(uint32_t with)
@@ -735,6 +926,9 @@ void emit_reject(Emitter &em, Flavor flavor, ir::Hook hook, const ReplySysctls &
 	const Site s{flavor, hook, sysctls};
 	em.emit(alu64_imm(BPF_SUB, R0, layout::ret_reject));
 	em.emit(stx(BPF_W, pkt, R0, off::rj_with));
+	if (s.xdp())
+		emit_xdp_mark(em, s, drop);
+	em.emit(ldx(BPF_W, R0, pkt, off::rj_with));
 	Label reset(em);
 	em.jump(jmp_imm(BPF_JEQ, R0, IPT_TCP_RESET), reset);
 	emit_unreach(em, s, drop);

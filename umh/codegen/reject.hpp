@@ -20,9 +20,11 @@ bool table_rejects(const ir::Table &table);
 
 // In the main program, after hook `hook`'s verdict came back as layout::ret_reject + with
 // in R0 (R6 = the context, R9 = the parsed packet): drop the packet and send the reply
-// nf_send_unreach() or nf_send_reset() would, from the packet itself: XDP_TX at XDP,
-// bpf_redirect() at tc (back out of the device at ingress, into lo at egress). Where the
-// kernel would send nothing, to `drop`.
+// nf_send_unreach() or nf_send_reset() would, from the packet itself. Native XDP leaves
+// the verdict in the packet's metadata for the device's tc ingress program
+// (layout::xdp_mark_magic) and passes it; generic XDP sends with XDP_TX; tc ingress
+// redirects the reply along the route back to the sender; tc egress into lo's ingress.
+// Where the kernel would send nothing, to `drop`.
 void emit_reject(Emitter &em, Flavor flavor, ir::Hook hook, const ReplySysctls &sysctls,
 		 Label &drop);
 

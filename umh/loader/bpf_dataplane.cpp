@@ -312,6 +312,7 @@ codegen::ReplySysctls read_reply_sysctls()
 	read("icmp_ratemask", s.icmp_ratemask);
 	read("icmp_msgs_per_sec", s.icmp_msgs_per_sec);
 	read("icmp_msgs_burst", s.icmp_msgs_burst);
+	read("icmp_errors_use_inbound_ifaddr", s.icmp_errors_use_inbound_ifaddr);
 	return s;
 }
 
