@@ -544,8 +544,9 @@ class Bed:
 				with open(path) as f:
 					old = f.read().strip()
 				if old != value:
+					# printk_devkmsg wants the newline (its parser counts it).
 					with open(path, "w") as g:
-						g.write(value)
+						g.write(value + "\n")
 					self.sysctls_changed.append((path, old))
 			self.kmsg = flows.Kmsg()
 
@@ -555,7 +556,7 @@ class Bed:
 			self.kmsg = None
 		for path, old in reversed(self.sysctls_changed):
 			with open(path, "w") as g:
-				g.write(old)
+				g.write(old + "\n")
 		self.sysctls_changed = []
 		for sides in self.sets.values():
 			for side in sides:
