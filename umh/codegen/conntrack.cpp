@@ -411,6 +411,19 @@ void emit_own_lookup(Emitter &em)
 	out.bind();
 }
 
+// The query type a reply type answers, in place: echo reply 0 -> 8, timestamp reply 14 -> 13,
+// information reply 16 -> 15, address mask reply 18 -> 17.
+void emit_request_type(Emitter &em, Reg type)
+{
+	Label was_echo(em), have(em);
+	em.jump(jmp_imm(BPF_JEQ, type, 0), was_echo);
+	em.emit(alu64_imm(BPF_SUB, type, 1));
+	em.jump(ja(), have);
+	was_echo.bind();
+	em.emit(mov64(type, 8));
+	have.bind();
+}
+
 // R3 = type << 24 | code << 16 | id from the registers given (clobbers them).
 void emit_icmp_info(Emitter &em, Reg type, Reg code, Reg id)
 {
@@ -535,15 +548,7 @@ void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label
 		em.jump(ja(), done);
 		Label look(em);
 		reply.bind();
-		{
-			Label was_echo(em), have(em);
-			em.jump(jmp_imm(BPF_JEQ, R4, 0), was_echo);
-			em.emit(alu64_imm(BPF_SUB, R4, 1));
-			em.jump(ja(), have);
-			was_echo.bind();
-			em.emit(mov64(R4, 8));
-			have.bind();
-		}
+		emit_request_type(em, R4);
 		em.emit(ldx(BPF_W, R0, pkt, off::ct_in_id));
 		emit_icmp_info(em, R4, R5, R0);
 		emit_own_key(em, off::ct_in_daddr, off::ct_in_saddr, off::ct_in_proto);
@@ -620,13 +625,8 @@ void emit_icmp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &d
 
 	reply.bind();
 	{
-		Label was_echo(em), have(em), found(em);
-		em.jump(jmp_imm(BPF_JEQ, R4, 0), was_echo);
-		em.emit(alu64_imm(BPF_SUB, R4, 1));
-		em.jump(ja(), have);
-		was_echo.bind();
-		em.emit(mov64(R4, 8));
-		have.bind();
+		Label found(em);
+		emit_request_type(em, R4);
 		em.emit(ldx(BPF_W, R5, pkt, off::icmp_code));
 		em.emit(ldx(BPF_W, R0, pkt, off::ct_l4w1));
 		emit_icmp_info(em, R4, R5, R0);
