@@ -292,12 +292,16 @@ void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	em.jump(ja(), done);
 
 	hit.bind();
+	// The state tcp_conntracks gives the segment, for IPS_ASSURED below (none yet).
+	constexpr int16_t new_state = layout::main_fib + 56;
+	em.emit(st(BPF_DW, R10, new_state, -1));
 	em.emit(mov64(ct, R0));
 	em.emit(ldx(BPF_B, R3, ct, ly.tcp_state));
 	em.jump(jmp_imm(BPF_JGT, R3, maps::ct_tcp_states - 1), plain);
 	em.emit(ldx(BPF_B, R1, R10, layout::main_ct_opts + 9));
 	em.emit(mov64(R2, index));
 	emit_tcp_table(em, plain);
+	em.emit(stx(BPF_DW, R10, R1, new_state));
 	em.jump(jmp_imm(BPF_JEQ, R1, maps::ct_tcp_invalid), gone); // "packet ... invalid"
 	em.jump(jmp_imm(BPF_JNE, R1, maps::ct_tcp_syn_sent), plain);
 	em.emit(ldx(BPF_B, R3, ct, ly.tcp_state));
@@ -322,6 +326,27 @@ void emit_tcp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	em.jump(ja(), done);
 	plain.bind();
 	emit_view_of_entry(em, ly, ct);
+	if (flavor != Flavor::TcEgress) {
+		// nf_conntrack_tcp_packet() sets IPS_ASSURED before the filter table sees the
+		// segment that takes an answered connection from SYN_RECV or ESTABLISHED to
+		// ESTABLISHED; ingress reads the entry before: the bit this segment sets.
+		constexpr int32_t established = 3, syn_recv = 2, ips_assured = 4;
+		Label assured(em), old_ok(em);
+		em.emit(ldx(BPF_DW, R1, R10, new_state));
+		em.jump(jmp_imm(BPF_JNE, R1, established), assured);
+		em.emit(ldx(BPF_B, R1, ct, ly.tcp_state));
+		em.jump(jmp_imm(BPF_JEQ, R1, syn_recv), old_ok);
+		em.jump(jmp_imm(BPF_JNE, R1, established), assured);
+		old_ok.bind();
+		em.emit(ldx(BPF_DW, R1, ct, ly.status));
+		em.jump(jmp_imm(BPF_JSET, R1, ips_assured), assured);
+		em.emit(alu64_imm(BPF_AND, R1, ips_seen_reply));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), assured);
+		em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+		em.emit(alu64_imm(BPF_OR, R1, ips_assured));
+		em.emit(stx(BPF_W, pkt, R1, off::ct_status));
+		assured.bind();
+	}
 	emit_release(em, ct);
 	if (flavor == Flavor::TcEgress)
 		emit_egress_first(em);
@@ -768,6 +793,104 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	emit_udp(em, ctx, flavor, ct, done);
 	icmp.bind();
 	emit_icmp(em, ctx, flavor, ct, done);
+	done.bind();
+}
+
+void emit_ct_reply(Emitter &em)
+{
+	Label done(em), found(em), quoted(em), have(em), original(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_reply));
+	em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(layout::reply_ct)));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), done);
+	set(em, off::ct_own_op, layout::ct_own_none);
+	// A confirmed entry: the lookup found it, in the reply's direction.
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_statebit));
+	em.jump(jmp32_imm(BPF_JNE, R1, st_invalid), found);
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_reply));
+	em.emit(alu32_imm(BPF_RSH, R1, 4));
+	em.emit(alu32_imm(BPF_AND, R1, 0xf));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_status));
+	// The rejected packet's tuple (a to b) in the stack slots: the quoted datagram of an ICMP
+	// error, the reset's own addresses and ports the other way round.
+	constexpr int16_t t = layout::main_ct_tuple; // a, b, port a, port b, then proto at o
+	constexpr int16_t o = layout::main_ct_opts;
+	auto keep = [&](int16_t slot, int16_t from) {
+		em.emit(ldx(BPF_W, R1, pkt, from));
+		em.emit(stx(BPF_W, R10, R1, slot));
+	};
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp32_imm(BPF_JEQ, R1, IPPROTO_ICMP), quoted);
+	keep(t, off::daddr);
+	keep(t + 4, off::saddr);
+	keep(t + 8, off::dport);
+	keep(t + 12, off::sport);
+	keep(o, off::proto);
+	keep(o + 4, off::sport);
+	keep(o + 8, off::dport);
+	em.jump(ja(), have);
+	quoted.bind();
+	keep(t, off::ct_in_saddr);
+	keep(t + 4, off::ct_in_daddr);
+	keep(t + 8, off::ct_in_sport);
+	keep(t + 12, off::ct_in_dport);
+	keep(o, off::ct_in_proto);
+	keep(o + 4, off::ct_in_dport);
+	keep(o + 8, off::ct_in_sport);
+	{
+		// An ICMP query's tuple: the id, and type << 8 | code; its reply's type the
+		// other way (echo 8 -> 0, timestamp 13 -> 14, info 15 -> 16, mask 17 -> 18).
+		Label not_icmp(em), echo(em), typed(em);
+		em.emit(ldx(BPF_W, R1, pkt, off::ct_in_proto));
+		em.jump(jmp32_imm(BPF_JNE, R1, IPPROTO_ICMP), not_icmp);
+		keep(t + 8, off::ct_in_id);
+		keep(t + 12, off::ct_in_sport);
+		keep(o + 4, off::ct_in_id);
+		em.emit(ldx(BPF_W, R1, pkt, off::ct_in_sport));
+		em.emit(mov64(R2, R1));
+		em.emit(alu32_imm(BPF_RSH, R2, 8));
+		em.jump(jmp32_imm(BPF_JEQ, R2, 8), echo);
+		em.emit(alu32_imm(BPF_ADD, R1, 0x100));
+		em.jump(ja(), typed);
+		echo.bind();
+		em.emit(alu32_imm(BPF_AND, R1, 0xff));
+		typed.bind();
+		em.emit(stx(BPF_W, R10, R1, o + 8));
+		not_icmp.bind();
+	}
+	have.bind();
+	em.emit(ldx(BPF_W, R1, R10, o));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_proto));
+	// The packet went a to b: the entry's original direction, unless reply_ct_reply.
+	constexpr int16_t orig[] = {off::ct_orig_src, off::ct_orig_dst, off::ct_orig_sport,
+				    off::ct_orig_dport};
+	constexpr int16_t repl[] = {off::ct_repl_src, off::ct_repl_dst, off::ct_repl_sport,
+				    off::ct_repl_dport};
+	auto view = [&](const int16_t(&ab)[4], const int16_t(&ba)[4]) {
+		for (int k = 0; k < 4; k++) {
+			em.emit(ldx(BPF_W, R1, R10, static_cast<int16_t>(t + 4 * k)));
+			em.emit(stx(BPF_W, pkt, R1, ab[k]));
+		}
+		// b to a: the addresses swapped, the ports as the inverted tuple has them.
+		em.emit(ldx(BPF_W, R1, R10, t + 4));
+		em.emit(stx(BPF_W, pkt, R1, ba[0]));
+		em.emit(ldx(BPF_W, R1, R10, t));
+		em.emit(stx(BPF_W, pkt, R1, ba[1]));
+		em.emit(ldx(BPF_W, R1, R10, o + 4));
+		em.emit(stx(BPF_W, pkt, R1, ba[2]));
+		em.emit(ldx(BPF_W, R1, R10, o + 8));
+		em.emit(stx(BPF_W, pkt, R1, ba[3]));
+	};
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_reply));
+	em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(layout::reply_ct_reply)));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), original);
+	view(repl, orig);
+	set(em, off::ct_dir, 0);
+	em.jump(ja(), found);
+	original.bind();
+	view(orig, repl);
+	set(em, off::ct_dir, 1);
+	found.bind();
+	set(em, off::ct_statebit, st_related);
 	done.bind();
 }
 

@@ -20,6 +20,12 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len);
 // `ctx` is the program's context, kept; every other register but R9-R10 is clobbered.
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 
+// tc egress, after emit_ct_state(): REJECT's reply another hook redirected here
+// (layout::pkt_off::rj_reply) carries the rejected packet's entry, which nf_ct_attach()
+// gave it: RELATED, in the other direction; an entry not yet confirmed (the rejected packet
+// made it) is viewed from the packet the reply answers. Clobbers R1-R3.
+void emit_ct_reply(Emitter &em);
+
 // After the chains let the packet through (R0 holds layout::ret_accept, kept): make or
 // refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry. R0 and
 // R6 (the context) are kept.

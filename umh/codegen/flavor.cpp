@@ -168,8 +168,25 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JEQ, R1, 3), pass); // PACKET_OTHERHOST
 	}
-	if (cx.egress())
+	Label own(em);
+	if (cx.egress()) {
 		em.emit(st(BPF_W, layout::pkt, off::own_pieces, 0));
+		// REJECT's reply, redirected here by another hook (layout::reply_mark_magic):
+		// this host's own packet, though it came in on a device. It leaves with the
+		// mark netfilter's reply has (IP4_REPLY_MARK(), 0 without fwmark_reflect).
+		Label not_reply(em);
+		em.emit(st(BPF_W, layout::pkt, off::rj_reply, 0));
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, mark)));
+		em.emit(mov64(R2, R1));
+		em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(layout::reply_mark_mask)));
+		em.jump(jmp32_imm(BPF_JNE, R2, static_cast<int32_t>(layout::reply_mark_magic)),
+			not_reply);
+		em.emit(stx(BPF_W, layout::pkt, R1, off::rj_reply));
+		em.emit(mov64(R2, 0));
+		em.emit(stx(BPF_W, ctx, R2, offsetof(__sk_buff, mark)));
+		em.jump(ja(), own);
+		not_reply.bind();
+	}
 	if (cx.egress() && opts.local_only) {
 		// Forwarded or bridged: it came in on some device (FORWARD judged it there).
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, ingress_ifindex)));
@@ -189,6 +206,7 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 		em.emit(st(BPF_W, layout::pkt, off::own_pieces, 1));
 		not_packet.bind();
 	}
+	own.bind();
 
 	// The headers in the linear part: at most Ethernet, 60 bytes of IP, 60 of TCP.
 	constexpr int32_t headers = ETH_HLEN + 60 + 60;
@@ -979,7 +997,7 @@ void emit_if_reject(Emitter &em, Label &reject)
 }
 
 // XDP: a hook function's verdict is the action, but REJECT's.
-void emit_xdp_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies)
+void emit_xdp_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies, bool tracks)
 {
 	if (!replies) {
 		em.emit(exit());
@@ -989,14 +1007,14 @@ void emit_xdp_finish(Emitter &em, const Options &opts, ir::Hook hook, bool repli
 	emit_if_reject(em, reject);
 	em.emit(exit());
 	reject.bind();
-	emit_reject(em, opts.flavor, hook, opts.replies, dropped);
+	emit_reject(em, opts.flavor, hook, opts.replies, tracks, dropped);
 	dropped.bind();
 	em.emit(mov64(R0, XDP_DROP));
 	em.emit(exit());
 }
 
 // tc: the chains' verdict (layout::ret_*) as tc's action.
-void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies)
+void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies, bool tracks)
 {
 	Label shot(em), reject(em);
 	if (replies)
@@ -1006,7 +1024,7 @@ void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replie
 	em.emit(exit());
 	if (replies) {
 		reject.bind();
-		emit_reject(em, opts.flavor, hook, opts.replies, shot);
+		emit_reject(em, opts.flavor, hook, opts.replies, tracks, shot);
 	}
 	shot.bind();
 	em.emit(mov64(R0, layout::tc_drop));
@@ -1124,6 +1142,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				Label other(em);
 				em.emit(ldx(BPF_W, R0, layout::pkt, off::rj_mark));
 				em.emit(alu32_imm(BPF_RSH, R0, 8));
+				em.emit(alu32_imm(BPF_AND, R0, 0xff));
 				em.jump(jmp32_imm(BPF_JNE, R0, static_cast<int32_t>(run.hook)),
 					other);
 				em.emit(ldx(BPF_W, R0, layout::pkt, off::rj_mark));
@@ -1132,7 +1151,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 						  layout::ret_reject_last - layout::ret_reject),
 					shot);
 				em.emit(alu64_imm(BPF_ADD, R0, layout::ret_reject));
-				emit_reject(em, options.flavor, run.hook, options.replies, shot);
+				emit_reject(em, options.flavor, run.hook, options.replies,
+					    plan->uses_conntrack, shot);
 				other.bind();
 			}
 			shot.bind();
@@ -1158,14 +1178,18 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			if (plan->hook_is_fn(k)) {
 				if (plan->uses_conntrack)
 					emit_ct_state(em, ctx, options.flavor, options.ct);
+				if (plan->uses_conntrack && cx.egress())
+					emit_ct_reply(em);
 				em.emit(mov64(R1, layout::pkt));
 				em.call(plan->hook_fn_id(k));
 				if (plan->uses_conntrack)
 					emit_ct_confirm(em, options.ct);
 				if (cx.tc())
-					emit_tc_finish(em, options, run.hook, replies);
+					emit_tc_finish(em, options, run.hook, replies,
+						       plan->uses_conntrack);
 				else
-					emit_xdp_finish(em, options, run.hook, replies);
+					emit_xdp_finish(em, options, run.hook, replies,
+							plan->uses_conntrack);
 				continue;
 			}
 			em.emit(ldx(BPF_W, layout::len, layout::pkt, off::tot_len));

@@ -32,6 +32,17 @@ inline constexpr int32_t ret_reject_last = ret_reject + 8; // IPT_ICMP_ADMIN_PRO
 // an skb's metadata, so a packet cannot carry a mark it was not given.
 inline constexpr uint32_t xdp_mark_magic = 0xbf4e3ec7;
 inline constexpr int32_t xdp_mark_len = 8;
+// REJECT's reply leaves with this in skb->mark (reply_mark_magic | reply_* bits) when tc
+// redirects it out of a device: that device's tc egress program then judges it by OUTPUT as
+// this host's own packet (netfilter sends it with ip_local_out()), though it came in on a
+// device, and gives it the mark netfilter's reply has (IP4_REPLY_MARK(): 0). XDP's metadata
+// carries the same bits (<< 16 in its second word) from native XDP to tc ingress.
+inline constexpr uint32_t reply_mark_magic = 0xbf4e0000;
+inline constexpr uint32_t reply_mark_mask = 0xffff0000;
+// The rejected packet had a conntrack entry, which nf_ct_attach() gives the reply, RELATED in
+// the other direction; reply_ct_reply: the packet was of the entry's reply direction. Bits
+// 4-7: the entry's status & 0xf (IPS_EXPECTED, _SEEN_REPLY, _ASSURED, _CONFIRMED).
+inline constexpr uint32_t reply_ct = 1, reply_ct_reply = 2;
 // tc: TC_ACT_UNSPEC goes on to the next filter and then up the stack; TC_ACT_SHOT drops.
 inline constexpr int32_t tc_accept = -1;
 inline constexpr int32_t tc_drop = 2;
@@ -123,6 +134,11 @@ inline constexpr int16_t rj_nh = 728; // network order
 // tc ingress: the verdict native XDP left in the packet's metadata (xdp_mark_*): the reply
 // is built here. 0 for every other packet.
 inline constexpr int16_t rj_mark = 732;
+// u32, tc ingress: the reply_* bits of the rejected packet's conntrack entry (reply_mark_magic).
+inline constexpr int16_t rj_ct = 736;
+// u32, tc egress: skb->mark of a REJECT's reply another hook redirected here
+// (reply_mark_magic | bits), which OUTPUT judges; 0 for every other packet.
+inline constexpr int16_t rj_reply = 740;
 // What connection tracking reads of the transport header, taken while the packet is
 // parsed, so that a reassembled datagram keeps its first fragment's (emit_ct_parse()).
 inline constexpr int16_t ct_l4avail = 768; // u32: bytes of transport header, up to 8

@@ -501,12 +501,19 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	em.jump(jmp_imm(BPF_JNE, R0, 0), drop);
 	stored.bind();
 	if (s.egress()) {
-		em.emit(mov64(R1, 1)); // LOOPBACK_IFINDEX: delivered to this host as lo's
+		// LOOPBACK_IFINDEX: delivered to this host as lo's, not judged by OUTPUT
+		// (Documentation/supported.md).
+		em.emit(mov64(R1, 1));
 		em.emit(mov64(R2, BPF_F_INGRESS));
 		em.emit(call_helper(BPF_FUNC_redirect));
 		em.emit(exit());
 		return;
 	}
+	// The mark the output device's OUTPUT program knows the reply by
+	// (layout::reply_mark_magic).
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_ct));
+	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(layout::reply_mark_magic)));
+	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
 	// Where emit_route() sent it.
 	Label routed(em), neigh(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_oif));
@@ -881,12 +888,48 @@ void emit_xdp_mark(Emitter &em, const Site &s, Label &drop)
 	em.emit(alu64_imm(BPF_ADD, R4, layout::xdp_mark_len));
 	em.jump(jmp_reg(BPF_JGT, R4, R3), build);
 	em.emit(st(BPF_W, R2, 0, static_cast<int32_t>(layout::xdp_mark_magic)));
-	em.emit(ldx(BPF_W, R1, pkt, off::rj_with));
+	em.emit(ldx(BPF_W, R1, pkt, off::rj_ct));
+	em.emit(alu32_imm(BPF_LSH, R1, 16));
+	em.emit(ldx(BPF_W, R3, pkt, off::rj_with));
+	em.emit(alu32_reg(BPF_OR, R1, R3));
 	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(s.hook) << 8));
 	em.emit(stx(BPF_W, R2, R1, 4));
 	em.emit(mov64(R0, XDP_PASS));
 	em.emit(exit());
 	build.bind();
+}
+
+// rj_ct: what nf_ct_attach() gives the reply of the packet's conntrack entry, if it has one
+// (layout::reply_ct ..). At tc ingress after native XDP, the bits XDP left (rj_mark >> 16).
+void emit_reply_ct(Emitter &em, const Site &s, bool tracks)
+{
+	em.emit(st(BPF_W, pkt, off::rj_ct, 0));
+	if (!tracks)
+		return;
+	Label done(em), computed(em);
+	if (s.flavor == Flavor::TcIngress) {
+		em.emit(ldx(BPF_W, R1, pkt, off::rj_mark));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), computed);
+		em.emit(alu32_imm(BPF_RSH, R1, 16));
+		em.emit(stx(BPF_W, pkt, R1, off::rj_ct));
+		em.jump(ja(), done);
+		computed.bind();
+	}
+	// XT_CONNTRACK_STATE_BIT() of ESTABLISHED, RELATED, NEW: an entry.
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_statebit));
+	em.emit(alu32_imm(BPF_AND, R1, 2 | 4 | 8));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+	em.emit(alu32_imm(BPF_AND, R1, 0xf));
+	em.emit(alu32_imm(BPF_LSH, R1, 4));
+	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(layout::reply_ct)));
+	Label original(em);
+	em.emit(ldx(BPF_W, R2, pkt, off::ct_dir));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), original);
+	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(layout::reply_ct_reply)));
+	original.bind();
+	em.emit(stx(BPF_W, pkt, R1, off::rj_ct));
+	done.bind();
 }
 
 } // namespace
@@ -921,11 +964,12 @@ bool table_rejects(const ir::Table &table)
 }
 
 void emit_reject(Emitter &em, Flavor flavor, ir::Hook hook, const ReplySysctls &sysctls,
-		 Label &drop)
+		 bool tracks, Label &drop)
 {
 	const Site s{flavor, hook, sysctls};
 	em.emit(alu64_imm(BPF_SUB, R0, layout::ret_reject));
 	em.emit(stx(BPF_W, pkt, R0, off::rj_with));
+	emit_reply_ct(em, s, tracks);
 	if (s.xdp())
 		emit_xdp_mark(em, s, drop);
 	em.emit(ldx(BPF_W, R0, pkt, off::rj_with));

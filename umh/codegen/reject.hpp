@@ -23,9 +23,12 @@ bool table_rejects(const ir::Table &table);
 // nf_send_unreach() or nf_send_reset() would, from the packet itself. Native XDP leaves
 // the verdict in the packet's metadata for the device's tc ingress program
 // (layout::xdp_mark_magic) and passes it; generic XDP sends with XDP_TX; tc ingress
-// redirects the reply along the route back to the sender; tc egress into lo's ingress.
+// redirects the reply along the route back to the sender, marked with
+// layout::reply_mark_magic so that the tc egress program of the device it leaves by judges
+// it by OUTPUT; tc egress into lo's ingress. `tracks`: the table
+// tracks connections (the parsed packet's ct_* view is there to give the reply).
 // Where the kernel would send nothing, to `drop`.
 void emit_reject(Emitter &em, Flavor flavor, ir::Hook hook, const ReplySysctls &sysctls,
-		 Label &drop);
+		 bool tracks, Label &drop);
 
 } // namespace bpfilter::codegen
