@@ -95,6 +95,33 @@ except OSError as e:
     sys.exit(0 if not isinstance(e, socket.timeout) else 1)
 sys.exit(1)
 ' "$HOST_IP"
+
+# The replies leave as ip_local_out() sends netfilter's: OUTPUT counts them, with the rejected
+# packet's conntrack entry (nf_ct_attach(): RELATED, the reply direction), and may drop them.
+nf_same()
+{
+	local what=$1 chain=$2 n=$3
+	check_eq "$what" "$(rule_counters "$chain" "$n")" \
+		"$(nfipt -L "$chain" -v -x -n --line-numbers | awk -v n="$n" '$1 == n { print $2, $3 }')"
+}
+both -A OUTPUT -p icmp --icmp-type destination-unreachable
+both -A OUTPUT -p tcp --tcp-flags RST RST -m state --state RELATED -m conntrack --ctdir REPLY
+both -A OUTPUT -p tcp --tcp-flags RST RST -m conntrack --ctorigsrc "$PEER_IP" --ctorigdstport 8080
+compare_in "UDP: port unreachable, through OUTPUT" 1 udp "$PEER_IP" "$HOST_IP"
+compare_in "TCP SYN: RST, ACK, through OUTPUT" 1 syn "$PEER_IP" "$HOST_IP"
+nf_same "OUTPUT counted the ICMP error as netfilter's" OUTPUT 1
+nf_same "OUTPUT saw the reset RELATED, in the reply direction, as netfilter's" OUTPUT 2
+nf_same "OUTPUT saw the reset with the rejected SYN's entry, as netfilter's" OUTPUT 3
+for n in 1 2 3; do
+	check_eq "OUTPUT rule $n counted one reply" "$(rule_counters OUTPUT $n | cut -d' ' -f1)" 1
+done
+both -I OUTPUT -p icmp --icmp-type destination-unreachable -j DROP
+both -I OUTPUT -p tcp --tcp-flags RST RST -j DROP
+compare_in "UDP: OUTPUT drops the port unreachable" 0 udp "$PEER_IP" "$HOST_IP"
+compare_in "TCP SYN: OUTPUT drops the reset" 0 syn "$PEER_IP" "$HOST_IP"
+nf_same "OUTPUT's DROP counted the ICMP error as netfilter's" OUTPUT 1
+nf_same "OUTPUT's DROP counted the reset as netfilter's" OUTPUT 2
+both -F OUTPUT
 both -F INPUT
 
 # OUTPUT: the reply is this host's, through lo.

@@ -447,6 +447,74 @@ TEST_F(CodegenReject, OutputAnswersThroughLo)
 	EXPECT_EQ(run(x, t.frame()).action, TC_ACT_SHOT);
 }
 
+// A tc run with the context given; the mark the program left is read back into it.
+int run_tc(Xdp &x, const Bytes &frame, __sk_buff &skb)
+{
+	Bytes in(frame), out(frame.size() + 600);
+	__sk_buff ctx_out{};
+	LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = in.data(), .data_out = out.data(),
+		    .data_size_in = static_cast<uint32_t>(in.size()),
+		    .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &skb,
+		    .ctx_out = &ctx_out, .ctx_size_in = sizeof(skb),
+		    .ctx_size_out = sizeof(ctx_out), .repeat = 1);
+	const int err = bpf_prog_test_run_opts(x.prog->fd(), &topts);
+	EXPECT_EQ(err, 0) << strerror(errno);
+	skb.mark = ctx_out.mark;
+	return err ? -100 : static_cast<int>(topts.retval);
+}
+
+// netfilter sends the reply with ip_local_out(): OUTPUT judges it. tc ingress marks the
+// reply it redirects (layout::reply_mark_magic); the output device's egress program takes a
+// packet so marked as this host's own though it came in on a device (ingress_ifindex, which
+// makes any other packet a forwarded one, not OUTPUT's), judges it by OUTPUT, and leaves it
+// the mark netfilter's reply has: 0.
+TEST_F(CodegenReject, RedirectedRepliesAreJudgedByOutput)
+{
+	TableBuilder tb;
+	tb.input = {reject(R().proto(17), IPT_ICMP_PORT_UNREACHABLE)};
+	Xdp in(tb.build(), {.flavor = codegen::Flavor::TcIngress, .local_only = false});
+	ASSERT_TRUE(in.ok()) << in.error;
+	__sk_buff skb{};
+	skb.ifindex = 1;
+	ASSERT_EQ(run_tc(in, frame_to(udp_with(8), zero_mac), skb), TC_ACT_REDIRECT);
+	EXPECT_EQ(skb.mark, codegen::layout::reply_mark_magic); // no conntrack: no entry bits
+
+	TableBuilder te;
+	te.output = {R().proto(1).accept()};
+	te.output_policy = Kind::Drop;
+	Xdp out(te.build(), {.flavor = codegen::Flavor::TcEgress, .local_only = true});
+	ASSERT_TRUE(out.ok()) << out.error;
+	Packet icmp;
+	icmp.proto = 1;
+	icmp.l4 = {3, 3, 0, 0, 0, 0, 0, 0};
+	const Packet t = tcp_with(0x14, 0);
+	// From the device's own MAC address (lo's, all zero), as a reply leaves it.
+	Bytes icmp_f = icmp.frame(), t_f = t.frame();
+	std::fill_n(icmp_f.begin() + 6, 6, 0);
+	std::fill_n(t_f.begin() + 6, 6, 0);
+	// Forwarded (it came in on some device): not OUTPUT's, passed untouched and not counted.
+	skb = {};
+	skb.ifindex = skb.ingress_ifindex = 1;
+	EXPECT_EQ(run_tc(out, icmp_f, skb), codegen::layout::tc_accept);
+	EXPECT_EQ(run_tc(out, t_f, skb), codegen::layout::tc_accept);
+	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 0u);
+	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 0u);
+	// A reply: judged, counted, the mark cleared; OUTPUT's DROP policy drops the reset.
+	skb.mark = codegen::layout::reply_mark_magic;
+	EXPECT_EQ(run_tc(out, icmp_f, skb), codegen::layout::tc_accept);
+	EXPECT_EQ(skb.mark, 0u);
+	skb.mark = codegen::layout::reply_mark_magic | codegen::layout::reply_ct;
+	EXPECT_EQ(run_tc(out, t_f, skb), TC_ACT_SHOT);
+	EXPECT_EQ(skb.mark, 0u);
+	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 1u);
+	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 1u);
+	// Another mark is another packet's: forwarded, as before.
+	skb.mark = 0xbf4d0000;
+	EXPECT_EQ(run_tc(out, t_f, skb), codegen::layout::tc_accept);
+	EXPECT_EQ(skb.mark, 0xbf4d0000u);
+	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 1u);
+}
+
 TEST_F(CodegenReject, PerPeerTokensAllowABurstOfSix)
 {
 	TableBuilder tb;
