@@ -1,6 +1,7 @@
 // REJECT's replies: the ICMP error or TCP reset ipt_REJECT sends, built in place of the rejected
 // packet and sent along the route back to the sender (tc ingress), or back where it came from
-// (generic XDP).
+// (generic XDP). tc ingress marks the reply (layout::reply_mark_magic) so that the output
+// device's tc egress program judges it by OUTPUT, as ip_local_out() has netfilter's judged.
 //
 // What the kernel sends (net/ipv4/netfilter/nf_reject_ipv4.c, net/ipv4/icmp.c __icmp_send()):
 // - ICMP (nf_send_unreach() -> icmp_send()): nothing for a later fragment, a packet not
