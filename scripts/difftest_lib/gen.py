@@ -153,6 +153,17 @@ class Group:
 			return f"{neg}{flag} {_ip(d['lo'])}-{_ip(d['hi'])}"
 		if k == "comment":
 			return f"--comment \"{d['text']}\""
+		if k == "addrtype":
+			# inv is the last address's inversion; src_inv the source's when both are tested.
+			parts = []
+			if d.get("src"):
+				sneg = "! " if (d.get("src_inv") if d.get("dst") else self.inv) else ""
+				parts.append(f"{sneg}--src-type {','.join(d['src'])}")
+			if d.get("dst"):
+				parts.append(f"{neg}--dst-type {','.join(d['dst'])}")
+			if d.get("limit"):
+				parts.append(f"--limit-iface-{d['limit']}")
+			return " ".join(parts)
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -173,7 +184,7 @@ class Group:
 # The -m module that carries each kind of group (None: part of the ipt_ip header).
 MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "frag": None,
 	  "flags": "tcp", "syn": "tcp", "option": "tcp", "icmp": "icmp", "multiport": "multiport",
-	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment",
+	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment", "addrtype": "addrtype",
 	  # Connection tracking (--stateful): matched by the kernel's connection table, which the
 	  # model below does not know (it takes them as matching: netfilter is the oracle).
 	  "state": "state", "ctstate": "conntrack", "ctstatus": "conntrack", "ctproto": "conntrack",
@@ -283,6 +294,8 @@ class Generator:
 		self.r = random.Random(seed)
 		self.rx = random.Random(f"{seed}-extras")
 		self.ro = random.Random(f"{seed}-options")
+		# -m addrtype draws from a stream of its own: every other draw stays as it was.
+		self.ra = random.Random(f"{seed}-addrtype")
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -386,7 +399,28 @@ class Generator:
 			groups.append(Group("dstrange", r.random() < 0.25, lo=lo, hi=min(0xFFFFFFFF, lo + r.choice([0, 1, 2, 300]))))
 		if r.random() < 0.05:
 			groups.append(Group("comment", False, text=r.choice(["allow web", "f2b", "docker rule", "x"])))
+		if self.ra.random() < 0.07:
+			groups.append(self._addrtype(chain))
 		return groups
+
+	def _addrtype(self, chain):
+		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where
+		addrtype_mt_checkentry_v1 takes them (a built-in chain that has the device)."""
+		ra = self.ra
+		def types():
+			common = ["UNICAST", "LOCAL", "BROADCAST", "MULTICAST"]
+			rare = ["UNSPEC", "ANYCAST", "BLACKHOLE", "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE"]
+			out = ra.sample(common, ra.choice([1, 1, 1, 2, 3]))
+			if ra.random() < 0.15:
+				out.append(ra.choice(rare))
+			return out
+		x = ra.random()
+		src = types() if x < 0.45 else None
+		dst = types() if x >= 0.3 else None
+		limits = {"INPUT": ["in"], "FORWARD": ["in", "out"], "OUTPUT": ["out"]}.get(chain, [])
+		limit = ra.choice(limits) if limits and ra.random() < 0.3 else None
+		return Group("addrtype", ra.random() < 0.25, src=src, dst=dst, src_inv=ra.random() < 0.25,
+			     limit=limit)
 
 	def _narrow(self, groups):
 		"""Make a verdict rule selective, so that it does not hide every rule after it."""
@@ -489,6 +523,8 @@ class Generator:
 		d = g.data
 		want = want != g.inv
 		k = g.kind
+		if k == "addrtype" and self.hook != "INPUT":
+			return
 		if k in ("in", "out", "dst", "dstrange") and self.hook != "INPUT":
 			self._satisfy_routed(f, g, want)
 		elif k == "in":
@@ -564,6 +600,10 @@ class Generator:
 				f["src"] = r.choice(cands)
 		elif k == "dstrange":
 			ok = [a for a in LOCAL[f["dev"]] if (d["lo"] <= _n(a) <= d["hi"]) == want]
+			if ok:
+				f["dst"] = r.choice(ok)
+		elif k == "addrtype" and d.get("dst"):
+			ok = [a for a in LOCAL[f["dev"]] if (_addr_type(a, d, f) in d["dst"]) == want]
 			if ok:
 				f["dst"] = r.choice(ok)
 
@@ -964,6 +1004,27 @@ def _port_edge(lo, hi, want, r, cur):
 	return r.choice(outs) if outs else cur
 
 
+# What inet_dev_addr_type() answers on the test beds (the filtered host's addresses).
+BED_TYPES = {"10.0.0.1": ("LOCAL", "in0"), "10.1.0.1": ("LOCAL", "in1"),
+	     "10.0.0.255": ("BROADCAST", "in0"), "10.1.0.255": ("BROADCAST", "in1")}
+
+
+def _addr_type(a, d, f):
+	n = _n(a)
+	if n >> 24 == 0 or n == 0xFFFFFFFF:
+		return "BROADCAST"
+	if n >> 28 == 0xE:
+		return "MULTICAST"
+	dev = {"in": f.get("dev"), "out": f.get("odev")}.get(d.get("limit")) if d.get("limit") else None
+	if a in BED_TYPES:
+		t, owner = BED_TYPES[a]
+	elif n >> 24 == 127:
+		t, owner = "LOCAL", "lo"
+	else:
+		return "UNICAST"
+	return t if dev is None or dev == owner else "UNICAST"
+
+
 def _group_match(g, f):
 	"""Our model of one match on packet fields f (for aiming only; netfilter is the oracle)."""
 	d, k = g.data, g.kind
@@ -1002,6 +1063,13 @@ def _group_match(g, f):
 		m = d["lo"] <= _n(f["src"]) <= d["hi"]
 	elif k == "dstrange":
 		m = d["lo"] <= _n(f["dst"]) <= d["hi"]
+	elif k == "addrtype":
+		# g.inv belongs to the last address tested (addrtype_mt_v1 tests each on its own).
+		src_ok = (_addr_type(f["src"], d, f) in d["src"]) if d.get("src") else None
+		dst_ok = (_addr_type(f["dst"], d, f) in d["dst"]) if d.get("dst") else None
+		if dst_ok is None:
+			return src_ok != g.inv
+		return (src_ok is None or src_ok != bool(d.get("src_inv"))) and dst_ok != g.inv
 	else:
 		m = True
 	return m != g.inv

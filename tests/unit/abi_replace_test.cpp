@@ -1,5 +1,6 @@
 // ipt_replace parsing: good tables as iptables-legacy builds them, and every kind of
 // malformed one refused with the errno Linux 6.1's translate_table gives.
+#include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
 
 #include <gtest/gtest.h>
@@ -575,6 +576,66 @@ TEST(AbiReplace, RejectChecksAsRejectTgCheck)
 	m.rule("INPUT", Rule{Ip(), {}, reject_target(IPT_ICMP_PORT_UNREACHABLE)});
 	EXPECT_EQ(parse_errno(Builder::replace_of(m.layout(), 4, "mangle")), EINVAL);
 	EXPECT_EQ(parse_errno(Builder::replace_of(m.layout(), 4, "filter")), 0);
+}
+
+// addrtype_mt_checkentry_v1: --limit-iface-in/-out against the hooks that reach the rule
+// (revision 0 has no checkentry); to_ir keeps what addrtype_mt_v0/_v1 read.
+TEST(AbiReplace, AddrtypeChecksAsTheKernel)
+{
+	const auto v1 = [](uint16_t source, uint16_t dest, uint32_t flags) {
+		struct xt_addrtype_info_v1 a = {};
+		a.source = source, a.dest = dest, a.flags = flags;
+		return test::match("addrtype", 1, &a, sizeof(a));
+	};
+	const auto with = [](Bytes m, const std::string &chain) {
+		Builder b;
+		b.rule(chain, Rule{Ip(), {std::move(m)}, Target::accept()});
+		return parse_errno(b.replace());
+	};
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, 0), "INPUT"), 0);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_IN), "INPUT"), 0);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_OUT), "INPUT"), EINVAL);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_IN), "FORWARD"), 0);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_OUT), "FORWARD"), 0);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_OUT), "OUTPUT"), 0);
+	EXPECT_EQ(with(v1(0, XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_LIMIT_IFACE_IN), "OUTPUT"), EINVAL);
+	EXPECT_EQ(with(v1(XT_ADDRTYPE_LOCAL, 0,
+			  XT_ADDRTYPE_LIMIT_IFACE_IN | XT_ADDRTYPE_LIMIT_IFACE_OUT),
+		       "FORWARD"),
+		  EINVAL);
+	// Unknown flag bits and type bits pass, as in the kernel.
+	EXPECT_EQ(with(v1(0xffff, 0xffff, 0xfff3), "INPUT"), 0);
+	struct xt_addrtype_info a0 = {};
+	a0.dest = XT_ADDRTYPE_BROADCAST;
+	a0.invert_dest = 3;
+	a0.invert_source = 2;
+	a0.source = XT_ADDRTYPE_UNICAST;
+	EXPECT_EQ(with(test::match("addrtype", 0, &a0, sizeof(a0)), "OUTPUT"), 0);
+	// Both revisions are IPv4's: another one's EPROTOTYPE is lost to the NFPROTO_UNSPEC pass.
+	EXPECT_EQ(with(test::match("addrtype", 2, &a0, sizeof(a0)), "INPUT"), ENOENT);
+
+	Builder b;
+	b.rule("FORWARD",
+	       Rule{Ip(), {test::match("addrtype", 0, &a0, sizeof(a0))}, Target::accept()});
+	b.rule("FORWARD", Rule{Ip(),
+			       {v1(XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_MULTICAST,
+				   XT_ADDRTYPE_INVERT_SOURCE | XT_ADDRTYPE_LIMIT_IFACE_OUT)},
+			       Target::accept()});
+	auto r = abi::parse_replace(b.replace());
+	ASSERT_TRUE(r.ok()) << r.error().message;
+	auto ir = abi::to_ir(r->table);
+	ASSERT_TRUE(ir.ok());
+	std::vector<ir::AddrtypeMatch> got;
+	for (const auto &r : ir->rules)
+		for (const auto &m : r.matches)
+			if (auto *a = std::get_if<ir::AddrtypeMatch>(&m))
+				got.push_back(*a);
+	ASSERT_EQ(got.size(), 2u);
+	// Revision 0: the low bit of each inversion word counts.
+	EXPECT_EQ(got[0], (ir::AddrtypeMatch{XT_ADDRTYPE_UNICAST, XT_ADDRTYPE_BROADCAST, false,
+					     true, ir::AddrtypeMatch::Dev::None}));
+	EXPECT_EQ(got[1], (ir::AddrtypeMatch{XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_MULTICAST, true, false,
+					     ir::AddrtypeMatch::Dev::Out}));
 }
 
 } // namespace

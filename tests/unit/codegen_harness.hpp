@@ -358,10 +358,17 @@ public:
 		}
 		ifnames = std::move(*ifn);
 		local = std::move(*loc);
+		auto at = loader::create_addr_types_map();
+		if (!at) {
+			error = "maps: " + at.error().message;
+			return;
+		}
+		addr_types = std::move(*at);
 		// The tc programs pass packets of a device they do not know: lo is known.
 		if (flavor != codegen::Flavor::Xdp)
 			(void)name_device(1, "lo");
 		loader::LoadOptions lo;
+		lo.addr_types_fd = addr_types.get();
 		if (loader::tracks_connections(table)) {
 			auto c = loader::open_conntrack();
 			if (!c) {
@@ -409,6 +416,12 @@ public:
 		std::copy_n(name.begin(), n, info.name.begin());
 		info.l2len = l2len;
 		return loader::set_device(ifnames.get(), ifindex, info).ok();
+	}
+
+	// What -m addrtype finds (the AddrTypes map), as the helper would resolve it.
+	bool set_addr_types(const std::vector<ir::AddrtypeRoute> &routes)
+	{
+		return loader::sync_addr_types(addr_types.get(), routes, addr_types_held).ok();
 	}
 
 	// The action for one frame arriving on ifindex (tc: leaving it, sent by this host),
@@ -480,7 +493,8 @@ public:
 
 	codegen::Flavor flavor = codegen::Flavor::Xdp;
 	std::string error;
-	loader::Fd ifnames, local;
+	loader::Fd ifnames, local, addr_types;
+	std::vector<ir::AddrtypeRoute> addr_types_held;
 	std::unique_ptr<loader::LogRing> log;
 	std::optional<loader::LoadedProgram> prog;
 	std::unique_ptr<loader::Conntrack> ct;

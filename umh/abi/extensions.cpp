@@ -3,6 +3,7 @@
 
 #include <linux/in.h>
 #include <linux/netfilter/xt_LOG.h>
+#include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
@@ -24,7 +25,7 @@ namespace
 // any answer because names within a family are unique per revision.
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 
-constexpr std::array<Extension, 14> registry = {{
+constexpr std::array<Extension, 16> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -44,6 +45,10 @@ constexpr std::array<Extension, 14> registry = {{
 	{ExtKind::Target, ExtId::Reject, "REJECT", 0, false, sizeof(struct ipt_reject_info), 0,
 	 "filter", reject_hooks},
 	{ExtKind::Target, ExtId::Log, "LOG", 0, false, sizeof(struct xt_log_info), 0},
+	// xt_addrtype registers both revisions for NFPROTO_IPV4 (6.1's addrtype_mt_reg).
+	{ExtKind::Match, ExtId::Addrtype, "addrtype", 0, false, sizeof(struct xt_addrtype_info), 0},
+	{ExtKind::Match, ExtId::Addrtype, "addrtype", 1, false, sizeof(struct xt_addrtype_info_v1),
+	 0},
 }};
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
@@ -54,6 +59,7 @@ static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
 	      sizeof(struct xt_conntrack_mtinfo2) == 156 &&
 	      sizeof(struct xt_conntrack_mtinfo3) == 164);
 static_assert(sizeof(struct xt_log_info) == 32);
+static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype_info_v1) == 8);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
 Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
@@ -185,6 +191,13 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		    data[offsetof(struct xt_log_info, prefix) + 29] != 0)
 			return -EINVAL;
 		return 0;
+	case ExtId::Addrtype: // revision 1's checkentry needs the hooks: check_addrtype_hooks()
+		if (ext.revision == 1 &&
+		    (load<uint32_t>(data, offsetof(struct xt_addrtype_info_v1, flags)) &
+		     (XT_ADDRTYPE_LIMIT_IFACE_IN | XT_ADDRTYPE_LIMIT_IFACE_OUT)) ==
+			    (XT_ADDRTYPE_LIMIT_IFACE_IN | XT_ADDRTYPE_LIMIT_IFACE_OUT))
+			return -EINVAL;
+		return 0;
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::State:
 	case ExtId::Conntrack:
@@ -194,6 +207,21 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		return 0;
 	}
 	return 0;
+}
+
+std::string_view check_addrtype_hooks(std::span<const uint8_t> data, uint32_t hook_mask)
+{
+	// addrtype_mt_checkentry_v1, in its order.
+	constexpr uint32_t in_hooks = (1u << 0) | (1u << 1);  // PRE_ROUTING, LOCAL_IN
+	constexpr uint32_t out_hooks = (1u << 3) | (1u << 4); // LOCAL_OUT, POST_ROUTING
+	const auto flags = load<uint32_t>(data, offsetof(struct xt_addrtype_info_v1, flags));
+	if ((flags & XT_ADDRTYPE_LIMIT_IFACE_IN) && (flags & XT_ADDRTYPE_LIMIT_IFACE_OUT))
+		return "both incoming and outgoing interface limitation cannot be selected";
+	if ((hook_mask & in_hooks) && (flags & XT_ADDRTYPE_LIMIT_IFACE_OUT))
+		return "output interface limitation not valid in PREROUTING and INPUT";
+	if ((hook_mask & out_hooks) && (flags & XT_ADDRTYPE_LIMIT_IFACE_IN))
+		return "input interface limitation not valid in POSTROUTING and OUTPUT";
+	return {};
 }
 
 } // namespace bpfilter::abi

@@ -2,7 +2,8 @@
 //
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
-// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT and xt_LOG.
+// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG and
+// xt_addrtype (revisions 0 and 1).
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -30,7 +31,8 @@ enum class ExtId : uint8_t {
 	Standard,
 	Error,
 	Reject,
-	Log
+	Log,
+	Addrtype
 };
 
 struct Extension {
@@ -64,5 +66,10 @@ int find_revision(ExtKind kind, std::string_view name, uint8_t revision);
 // reference, which the data plane takes when it loads such a table.
 int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_t proto,
 		    uint8_t ip_invflags);
+
+// addrtype_mt_checkentry_v1's hook restrictions on --limit-iface-in/-out, for a revision 1
+// match reached from the hooks in hook_mask (the entry's comefrom): empty when it passes,
+// else the reason the kernel logs (the errno is EINVAL).
+std::string_view check_addrtype_hooks(std::span<const uint8_t> data, uint32_t hook_mask);
 
 } // namespace bpfilter::abi

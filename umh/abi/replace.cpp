@@ -374,6 +374,15 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 					   std::string(x.name) +
 						   " match: only valid for protocol " +
 						   std::to_string(x.proto));
+		if (x.id == ExtId::Addrtype && x.revision == 1) {
+			const uint32_t hook_mask =
+				load<uint32_t>(b, off + entry_comefrom) & ((1u << num_hooks) - 1);
+			const std::string_view why = check_addrtype_hooks(
+				b.subspan(m + ext_header_size, xt_align(x.size)), hook_mask);
+			if (!why.empty())
+				return entry_error(EINVAL, index, off,
+						   "addrtype match: " + std::string(why));
+		}
 		const int ret = check_extension(x, b.subspan(m + ext_header_size, xt_align(x.size)),
 						proto, invflags);
 		if (ret < 0)

@@ -1,6 +1,7 @@
 // A stored iptables table turned into the IR: one rule per entry, in blob order.
 #include <endian.h>
 #include <linux/netfilter/xt_LOG.h>
+#include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_multiport.h>
@@ -169,6 +170,30 @@ ir::ConntrackMatch state_of(std::span<const uint8_t> d)
 	return m;
 }
 
+// addrtype_mt_v0 xors the match with the whole u32 inversion and keeps the low bit of the
+// result (ret is a bool and'ed with an int); _v1 takes --limit-iface-in before -out.
+ir::AddrtypeMatch addrtype_of(std::span<const uint8_t> d, uint8_t revision)
+{
+	ir::AddrtypeMatch m;
+	m.source = load<uint16_t>(d, offsetof(struct xt_addrtype_info, source));
+	m.dest = load<uint16_t>(d, offsetof(struct xt_addrtype_info, dest));
+	if (revision == 0) {
+		m.invert_source =
+			load<uint32_t>(d, offsetof(struct xt_addrtype_info, invert_source)) & 1;
+		m.invert_dest =
+			load<uint32_t>(d, offsetof(struct xt_addrtype_info, invert_dest)) & 1;
+		return m;
+	}
+	const auto flags = load<uint32_t>(d, offsetof(struct xt_addrtype_info_v1, flags));
+	m.invert_source = flags & XT_ADDRTYPE_INVERT_SOURCE;
+	m.invert_dest = flags & XT_ADDRTYPE_INVERT_DEST;
+	if (flags & XT_ADDRTYPE_LIMIT_IFACE_IN)
+		m.dev = ir::AddrtypeMatch::Dev::In;
+	else if (flags & XT_ADDRTYPE_LIMIT_IFACE_OUT)
+		m.dev = ir::AddrtypeMatch::Dev::Out;
+	return m;
+}
+
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
 {
 	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
@@ -232,6 +257,9 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Conntrack:
 				rule.matches.emplace_back(conntrack_of(data, (*ext)->revision));
+				break;
+			case ExtId::Addrtype:
+				rule.matches.emplace_back(addrtype_of(data, (*ext)->revision));
 				break;
 			default: // -m comment has no effect on packets
 				break;

@@ -274,6 +274,8 @@ void emit_match(Cond &c, const ir::Match &m)
 				emit_multiport(c, x);
 			else if constexpr (std::is_same_v<T, ir::IprangeMatch>)
 				emit_iprange(c, x);
+			else if constexpr (std::is_same_v<T, ir::AddrtypeMatch>)
+				emit_addrtype(c, x);
 			else
 				emit_conntrack(c, x);
 		},

@@ -28,6 +28,7 @@ enum class MapSlot : uint8_t {
 	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
 	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
 	LogLost,    // per-CPU array of one: LOG records lost to a full ring
+	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the

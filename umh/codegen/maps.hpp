@@ -92,6 +92,24 @@ inline constexpr LocalAddrValue broadcast_addr = 8;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 
+// AddrTypes: BPF_MAP_TYPE_LPM_TRIE (BPF_F_NO_PREALLOC), keyed as LocalAddrs: the routes
+// inet_dev_addr_type() finds (-m addrtype), one value per prefix, as the helper resolves
+// them from the namespace's routing tables (ir::AddrtypeRoute, loader/addrtype.cpp).
+struct AddrTypeValue {
+	uint8_t type;	 // RTN_*
+	uint8_t has_dev; // the route's first next hop has a device, named in dev
+	uint8_t pad[6];
+	uint8_t dev[16];
+};
+inline constexpr uint32_t addr_types_type = BPF_MAP_TYPE_LPM_TRIE;
+inline constexpr uint32_t addr_types_max_entries = 16384;
+namespace addr_type_off
+{
+inline constexpr int16_t type = 0;
+inline constexpr int16_t has_dev = 1;
+inline constexpr int16_t dev = 8;
+} // namespace addr_type_off
+
 // Scratch: BPF_MAP_TYPE_PERCPU_ARRAY of one entry (key 0), the parsed packet
 // (layout::pkt_off) of the packet this CPU is judging.
 inline constexpr uint32_t scratch_type = BPF_MAP_TYPE_PERCPU_ARRAY;
@@ -245,5 +263,6 @@ static_assert(sizeof(CtOwnKey) == 16 && sizeof(CtOwnValue) == 16);
 static_assert(sizeof(CounterValue) * counters_per_block <= (32u << 10));
 static_assert(sizeof(DeviceValue) == 24);
 static_assert(sizeof(LocalAddrKey) == 8);
+static_assert(sizeof(AddrTypeValue) == 24);
 
 } // namespace bpfilter::codegen::maps

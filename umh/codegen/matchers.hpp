@@ -105,5 +105,7 @@ void emit_iprange(Cond &c, const ir::IprangeMatch &m);
 // -m conntrack / -m state, on the connection-tracking view the prologue leaves in the
 // parsed packet (layout::pkt_off::ct_*).
 void emit_conntrack(Cond &c, const ir::ConntrackMatch &m);
+// -m addrtype: a lookup of each address in the AddrTypes map.
+void emit_addrtype(Cond &c, const ir::AddrtypeMatch &m);
 
 } // namespace bpfilter::codegen

@@ -366,6 +366,14 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 						kinds.insert(tcp->option);
 				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
 				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
+				for (const ir::Match &m : r.matches)
+					if (auto *a = std::get_if<ir::AddrtypeMatch>(&m)) {
+						// --limit-iface-in/-out compare the devices' names.
+						plan.uses_ifname |=
+							a->dev == ir::AddrtypeMatch::Dev::In;
+						plan.uses_ofname |=
+							a->dev == ir::AddrtypeMatch::Dev::Out;
+					}
 				plan.logs |= r.target.kind == Kind::Log;
 				if (is_call(t, i))
 					out.push_back(r.target.to);

@@ -1,10 +1,13 @@
 // Reference evaluator: runs a packet through an IR table the way ipt_do_table does.
 //
 // Each function names the kernel function it follows (net/ipv4/netfilter/ip_tables.c,
-// net/netfilter/xt_tcpudp.c, xt_multiport.c, xt_iprange.c). skb_header_pointer's test is
-// "offset + len <= skb->len", and skb->len at these hooks is the IP datagram, so reads past
-// packet.ip.size() are the kernel's failed header reads (hotdrop where the match says so).
+// net/netfilter/xt_tcpudp.c, xt_multiport.c, xt_iprange.c, xt_addrtype.c).
+// skb_header_pointer's test is "offset + len <= skb->len", and skb->len at these hooks is
+// the IP datagram, so reads past packet.ip.size() are the kernel's failed header reads
+// (hotdrop where the match says so).
 #include "ir/eval.hpp"
+
+#include <endian.h>
 
 #include <algorithm>
 #include <cstring>
@@ -30,6 +33,7 @@ constexpr uint16_t ip_offset_mask = 0x1fff;
 struct Param {
 	std::span<const uint8_t> skb; // the IP datagram: skb->data .. skb->len
 	const PacketView::CtView *ct = nullptr;
+	const PacketView *pkt = nullptr;
 	uint16_t fragoff = 0;
 	uint32_t thoff = 0;
 	bool hotdrop = false;
@@ -290,8 +294,58 @@ bool conntrack_mt(const ConntrackMatch &info, const Param &par)
 	       test(f_expires, ct.expires >= info.expires_min && ct.expires <= info.expires_max);
 }
 
+// __inet_dev_addr_type() (fib_frontend.c): the zero network and the limited broadcast are
+// BROADCAST, 224/4 MULTICAST; else the longest route that covers the address, if any and
+// (with a device) if its first next hop is on that device, gives the type; else UNICAST.
+uint8_t inet_dev_addr_type(std::span<const AddrtypeRoute> routes,
+			   const std::array<uint8_t, 16> *dev, uint32_t addr_be)
+{
+	constexpr uint8_t rtn_unicast = 1, rtn_broadcast = 3, rtn_multicast = 5;
+	const uint32_t a = be32toh(addr_be);
+	if ((a >> 24) == 0 || a == 0xffffffffu)
+		return rtn_broadcast;
+	if ((a & 0xf0000000u) == 0xe0000000u)
+		return rtn_multicast;
+	const AddrtypeRoute *best = nullptr;
+	for (const AddrtypeRoute &r : routes) {
+		const uint32_t net = be32toh(r.addr);
+		const uint32_t mask = r.prefixlen ? ~0u << (32 - r.prefixlen) : 0;
+		if (((a ^ net) & mask) == 0 && (!best || r.prefixlen > best->prefixlen))
+			best = &r;
+	}
+	if (!best)
+		return rtn_unicast;
+	if (dev && (!best->has_dev || best->dev != *dev))
+		return rtn_unicast;
+	return best->type;
+}
+
+// addrtype_mt_v0() and addrtype_mt_v1()
+bool addrtype_mt(const AddrtypeMatch &info, const Param &par)
+{
+	const PacketView &pkt = *par.pkt;
+	const std::array<uint8_t, 16> *dev = nullptr;
+	if (info.dev == AddrtypeMatch::Dev::In)
+		dev = &pkt.in_ifname;
+	else if (info.dev == AddrtypeMatch::Dev::Out)
+		dev = &pkt.out_ifname;
+	uint32_t saddr, daddr; // network byte order
+	std::memcpy(&saddr, par.skb.data() + 12, 4);
+	std::memcpy(&daddr, par.skb.data() + 16, 4);
+	const auto match_type = [&](uint32_t addr, uint16_t mask) {
+		return (mask & (1u << inet_dev_addr_type(pkt.addrtype_routes, dev, addr))) != 0;
+	};
+	if (info.source && !(match_type(saddr, info.source) ^ info.invert_source))
+		return false;
+	if (info.dest && !(match_type(daddr, info.dest) ^ info.invert_dest))
+		return false;
+	return true;
+}
+
 bool run_match(const Match &m, Param &par)
 {
+	if (auto *x = std::get_if<AddrtypeMatch>(&m))
+		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<ConntrackMatch>(&m))
 		return conntrack_mt(*x, par);
 	if (auto *x = std::get_if<TcpMatch>(&m))
@@ -320,6 +374,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
 	Param par;
 	par.skb = packet.ip;
 	par.ct = &packet.ct;
+	par.pkt = &packet;
 	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 

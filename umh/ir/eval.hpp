@@ -35,6 +35,8 @@ struct PacketView {
 		uint16_t orig_sport = 0, orig_dport = 0, repl_sport = 0, repl_dport = 0;
 		uint32_t expires = 0; // nf_ct_expires(ct) / HZ
 	} ct;
+	// The routes inet_dev_addr_type() looks up (-m addrtype), in any order.
+	std::span<const AddrtypeRoute> addrtype_routes;
 };
 
 struct EvalResult {

@@ -121,10 +121,34 @@ struct ConntrackMatch {
 	bool operator==(const ConntrackMatch &) const = default;
 };
 
+// -m addrtype (revisions 0 and 1, IPv4), as addrtype_mt_v0/_v1 read them: each address
+// with a nonzero mask matches when mask & (1 << inet_dev_addr_type()) is nonzero, xor its
+// inversion. dev: the device whose routes alone count (--limit-iface-in/-out, revision 1).
+struct AddrtypeMatch {
+	enum class Dev : uint8_t { None, In, Out };
+	uint16_t source = 0, dest = 0; // XT_ADDRTYPE_* bits (1 << RTN_*)
+	bool invert_source = false, invert_dest = false;
+	Dev dev = Dev::None;
+	bool operator==(const AddrtypeMatch &) const = default;
+};
+
+// What inet_dev_addr_type() finds for the addresses one route covers, after every choice
+// fib_table_lookup() makes that does not depend on the address (see loader::addrtype):
+// its type (RTN_*; a route whose lookup fails, as blackhole, unreachable, prohibit, throw,
+// gives RTN_UNICAST), and the device of its first next hop (empty name: none).
+struct AddrtypeRoute {
+	uint32_t addr = 0; // network byte order
+	uint8_t prefixlen = 32;
+	uint8_t type = 1; // RTN_UNICAST
+	bool has_dev = false;
+	std::array<uint8_t, 16> dev{};
+	bool operator==(const AddrtypeRoute &) const = default;
+};
+
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
-using Match =
-	std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch, ConntrackMatch>;
+using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
+			   ConntrackMatch, AddrtypeMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {

@@ -25,6 +25,7 @@
 #include "codegen/maps.hpp"
 #include "codegen/reject.hpp"
 #include "common/log.hpp"
+#include "loader/addrtype.hpp"
 
 namespace bpfilter::loader
 {
@@ -153,6 +154,10 @@ Result<std::unique_ptr<BpfDataplane>> BpfDataplane::create(const XdpOptions &opt
 		return local.error();
 	std::unique_ptr<BpfDataplane> dp(
 		new BpfDataplane(options, std::move(*devices), std::move(*local)));
+	auto addr_types = create_addr_types_map();
+	if (!addr_types)
+		return addr_types.error();
+	dp->addr_types_ = std::move(*addr_types);
 
 	// Subscribe before the first dumps, so that no change falls between them.
 	if (options.watch) {
@@ -341,6 +346,49 @@ bool rp_filter_anywhere()
 
 } // namespace
 
+namespace
+{
+
+// ip_ignore_linkdown(): net.ipv4.conf.{all,DEV}.ignore_routes_with_linkdown.
+bool ignore_linkdown(const std::vector<rtnl::Link> &links, int ifindex)
+{
+	const auto on = [](const std::string &conf) {
+		int v = 0;
+		if (FILE *f = std::fopen(
+			    ("/proc/sys/net/ipv4/conf/" + conf + "/ignore_routes_with_linkdown")
+				    .c_str(),
+			    "re")) {
+			if (std::fscanf(f, "%d", &v) != 1)
+				v = 0;
+			std::fclose(f);
+		}
+		return v != 0;
+	};
+	if (on("all"))
+		return true;
+	for (const auto &l : links)
+		if (l.ifindex == ifindex)
+			return on(reinterpret_cast<const char *>(l.name.data()));
+	return false;
+}
+
+} // namespace
+
+// -m addrtype's routes. The kernel unmerges the local table from main when the first
+// policy rule is added and never merges it back; a namespace that had rules and lost them
+// all again is taken for merged (nothing tells the two apart).
+Status BpfDataplane::sync_addr_types_map(const std::vector<rtnl::Link> &links, bool custom_rules)
+{
+	auto routes = rtnl::dump_routes();
+	if (!routes)
+		return routes.error();
+	const auto resolved =
+		resolve_addrtype_routes(*routes, links, !custom_rules, [&](int ifindex) {
+			return ignore_linkdown(links, ifindex);
+		});
+	return sync_addr_types(addr_types_.get(), resolved, addr_types_held_);
+}
+
 Status BpfDataplane::sync_local_routes()
 {
 	auto links = rtnl::dump_links();
@@ -376,6 +424,7 @@ Status BpfDataplane::sync_local_routes(const std::vector<rtnl::Link> &links)
 			v |= codegen::maps::ipvlan_addr;
 		now[{r.addr, r.prefixlen}] |= v;
 	}
+	BF_TRY(sync_addr_types_map(links, *custom));
 	groups_ = joined_groups();
 	for (uint32_t group : groups_)
 		now[{group, 32}] |= codegen::maps::local_delivered;
@@ -452,6 +501,7 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 		lo.log_ring_fd = log_->maps().ring.get();
 		lo.log_lost_fd = log_->maps().lost.get();
 	}
+	lo.addr_types_fd = addr_types_.get();
 	return lo;
 }
 
@@ -1008,7 +1058,8 @@ Status BpfDataplane::process_events(int fd)
 	for (const auto &ev : *events) {
 		switch (ev.kind) {
 		case rtnl::Event::Kind::LinkNew:
-			links = true;
+			// A rename changes the device names -m addrtype's routes carry.
+			links = routes = true;
 			break;
 		case rtnl::Event::Kind::LinkDel:
 			// The kernel dropped the device's programs with the device (or they left

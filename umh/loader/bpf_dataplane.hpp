@@ -138,6 +138,7 @@ private:
 	Status sync_devices(const std::vector<rtnl::Link> &links);
 	Status sync_local_routes();
 	Status sync_local_routes(const std::vector<rtnl::Link> &links);
+	Status sync_addr_types_map(const std::vector<rtnl::Link> &links, bool custom_rules);
 	Status adopt(const std::vector<rtnl::Link> &links);
 	LoadOptions load_options(const Generation &gen) const;
 	Result<int> prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link);
@@ -161,6 +162,9 @@ private:
 	std::map<int, DeviceInfo> devices_held_;		 // what Devices holds
 	std::map<std::pair<uint32_t, uint8_t>, uint8_t> routes_; // what LocalAddrs holds
 	std::vector<uint32_t> groups_;				 // the joined groups among them
+	// -m addrtype's routes (MapSlot::AddrTypes), kept with the local routes.
+	Fd addr_types_;
+	std::vector<ir::AddrtypeRoute> addr_types_held_;
 	std::unique_ptr<Generation> current_;
 	std::unique_ptr<LogRing> log_;	   // kept across tables: an old one's lines still come
 	std::vector<Fd> adopted_;	   // programs of an earlier helper, still attached

@@ -11,6 +11,7 @@
 #include <linux/btf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -234,6 +235,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		case codegen::MapSlot::LogLost:
 			fd = options.log_lost_fd;
 			break;
+		case codegen::MapSlot::AddrTypes:
+			fd = options.addr_types_fd;
+			break;
 		}
 		if (fd < 0)
 			return make_error(EINVAL,
@@ -373,6 +377,44 @@ Result<Fd> create_local_addrs_map()
 	return create_map(maps::local_addrs_type, "bpfilter_local", sizeof(maps::LocalAddrKey),
 			  sizeof(maps::LocalAddrValue), maps::local_addrs_max_entries,
 			  BPF_F_NO_PREALLOC);
+}
+
+Result<Fd> create_addr_types_map()
+{
+	return create_map(maps::addr_types_type, "bpfilter_atype", sizeof(maps::LocalAddrKey),
+			  sizeof(maps::AddrTypeValue), maps::addr_types_max_entries,
+			  BPF_F_NO_PREALLOC);
+}
+
+Status sync_addr_types(int addr_types_fd, const std::vector<ir::AddrtypeRoute> &routes,
+		       std::vector<ir::AddrtypeRoute> &held)
+{
+	const auto key_of = [](const ir::AddrtypeRoute &r) {
+		return maps::LocalAddrKey{r.prefixlen, r.addr};
+	};
+	const auto same_key = [](const ir::AddrtypeRoute &a, const ir::AddrtypeRoute &b) {
+		return a.addr == b.addr && a.prefixlen == b.prefixlen;
+	};
+	for (const ir::AddrtypeRoute &r : routes) {
+		if (std::find(held.begin(), held.end(), r) != held.end())
+			continue;
+		maps::AddrTypeValue v{};
+		v.type = r.type;
+		v.has_dev = r.has_dev;
+		std::memcpy(v.dev, r.dev.data(), sizeof(v.dev));
+		const maps::LocalAddrKey key = key_of(r);
+		if (bpf_map_update_elem(addr_types_fd, &key, &v, BPF_ANY) != 0)
+			return sys_error(errno, "loader: adding a route for -m addrtype");
+	}
+	for (const ir::AddrtypeRoute &h : held) {
+		if (std::any_of(routes.begin(), routes.end(),
+				[&](const ir::AddrtypeRoute &r) { return same_key(r, h); }))
+			continue;
+		const maps::LocalAddrKey key = key_of(h);
+		(void)bpf_map_delete_elem(addr_types_fd, &key);
+	}
+	held = routes;
+	return {};
 }
 
 Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info)

@@ -29,6 +29,7 @@ struct LoadOptions {
 	int icmp_peers_fd = -1;
 	int log_ring_fd = -1; // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
 	int log_lost_fd = -1;
+	int addr_types_fd = -1; // the namespace's AddrTypes, for -m addrtype
 };
 
 // The name each flavor's programs carry (what bpftool prog shows, and how a restarted
@@ -86,6 +87,7 @@ Result<Fd> create_devices_map();
 Result<Fd> create_local_addrs_map();
 Result<Fd> create_icmp_global_map();
 Result<Fd> create_icmp_peers_map();
+Result<Fd> create_addr_types_map();
 
 // What the programs know of a device (maps::DeviceValue).
 struct DeviceInfo {
@@ -101,5 +103,9 @@ Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info);
 Status delete_device(int devices_fd, uint32_t ifindex); // ENOENT when it was not there
 Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t value = 1);
 Status delete_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
+// Make the AddrTypes map hold exactly `routes` (what it holds is `held`, kept in step):
+// added and changed entries first, then the ones that went.
+Status sync_addr_types(int addr_types_fd, const std::vector<ir::AddrtypeRoute> &routes,
+		       std::vector<ir::AddrtypeRoute> &held);
 
 } // namespace bpfilter::loader

@@ -126,6 +126,41 @@ bool parse_local_route(const struct nlmsghdr *h, LocalRoute &route)
 	return table == RT_TABLE_LOCAL;
 }
 
+// A route of the local or main table, or false for any other.
+bool parse_route(const struct nlmsghdr *h, Route &route)
+{
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+		return false;
+	const auto *rtm = static_cast<const struct rtmsg *>(NLMSG_DATA(h));
+	if (rtm->rtm_family != AF_INET || rtm->rtm_dst_len > 32)
+		return false;
+	route = Route{};
+	route.prefixlen = rtm->rtm_dst_len;
+	route.table = rtm->rtm_table;
+	route.type = rtm->rtm_type;
+	route.tos = rtm->rtm_tos;
+	route.flags = rtm->rtm_flags;
+	bool multipath = false;
+	for_each_attr(RTM_RTA(rtm), static_cast<int>(RTM_PAYLOAD(h)),
+		      [&](unsigned type, const void *data, size_t len) {
+			      if (type == RTA_TABLE && len >= 4)
+				      memcpy(&route.table, data, 4);
+			      else if (type == RTA_DST && len >= 4)
+				      memcpy(&route.addr, data, 4);
+			      else if (type == RTA_OIF && len >= 4)
+				      memcpy(&route.oif, data, 4);
+			      else if (type == RTA_MULTIPATH && !multipath &&
+				       len >= sizeof(struct rtnexthop)) {
+				      // fib_info_nhc(fi, 0): the first next hop's device.
+				      const auto *nh = static_cast<const struct rtnexthop *>(data);
+				      route.oif = nh->rtnh_ifindex;
+				      route.flags |= nh->rtnh_flags;
+				      multipath = true;
+			      }
+		      });
+	return route.table == RT_TABLE_LOCAL || route.table == RT_TABLE_MAIN;
+}
+
 // Runs one dump request and hands each answer message to on_msg. A dump the kernel
 // marks as interrupted (the set changed meanwhile) is run again.
 template <typename F>
@@ -223,6 +258,24 @@ Result<std::vector<LocalRoute>> dump_local_routes()
 	return routes;
 }
 
+Result<std::vector<Route>> dump_routes()
+{
+	std::vector<Route> routes;
+	struct rtmsg rtm = {};
+	rtm.rtm_family = AF_INET;
+	Status st = dump(RTM_GETROUTE, &rtm, sizeof(rtm), [&] {
+		routes.clear();
+		return [&](const struct nlmsghdr *m) {
+			Route r;
+			if (m->nlmsg_type == RTM_NEWROUTE && parse_route(m, r))
+				routes.push_back(r);
+		};
+	});
+	if (!st)
+		return st.error();
+	return routes;
+}
+
 Result<bool> has_custom_rules()
 {
 	size_t rules = 0;
@@ -289,7 +342,8 @@ Result<std::vector<Event>> Watcher::read()
 				break;
 			case RTM_NEWROUTE:
 			case RTM_DELROUTE:
-				if (parse_local_route(m, r))
+				// -m addrtype looks at every route of the local and main tables.
+				if (Route any; parse_local_route(m, r) || parse_route(m, any))
 					events.push_back(
 						Event{Event::Kind::LocalRoutesChanged, {}});
 				break;

@@ -37,7 +37,22 @@ struct LocalRoute {
 	auto operator<=>(const LocalRoute &) const = default;
 };
 
+// An IPv4 route of the local or main table as fib_table_lookup() weighs it (-m addrtype).
+struct Route {
+	uint32_t addr = 0; // network byte order
+	uint8_t prefixlen = 0;
+	uint32_t table = 0; // RT_TABLE_*
+	uint8_t type = 0;   // RTN_*
+	uint8_t tos = 0;
+	uint32_t flags = 0; // rtm_flags: RTNH_F_DEAD, RTNH_F_LINKDOWN of its next hop
+	int oif = 0;	    // its first next hop's device, 0 for none
+	bool operator==(const Route &) const = default;
+};
+
 Result<std::vector<Link>> dump_links();
+// The local and main tables' IPv4 routes, each table in the kernel's order (a prefix's
+// routes by TOS, then priority).
+Result<std::vector<Route>> dump_routes();
 Result<std::vector<LocalRoute>> dump_local_routes();
 // Does the namespace have IPv4 policy routing rules beyond the three it starts with
 // (local, main, default)? fib_validate_source() then checks sources in full.
