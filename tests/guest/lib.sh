@@ -163,13 +163,15 @@ pings() {
 # answer here takes milliseconds; the tests also check that the DROP rule counted it).
 ping_lost() {
 	local p
-	in_ns "$1" ping -q -c 1 -W 1 "$2" >/tmp/ping.out 2>&1 &
+	# Its own file: the kill may reach only the subshell, and a ping that lives on must not
+	# write into the output of the pings() that follows.
+	in_ns "$1" ping -q -c 1 -W 1 "$2" >/tmp/ping_lost.out 2>&1 &
 	p=$!
 	sleep 0.5
 	kill "$p" 2>/dev/null
 	wait "$p"
-	cat /tmp/ping.out
-	! grep -q "1 packets received" /tmp/ping.out
+	cat /tmp/ping_lost.out
+	! grep -q "1 packets received" /tmp/ping_lost.out
 }
 
 # hooks DEV [NS]: bpfilter's view of DEV from bpftool, as "xdp:NAME ingress:NAME
