@@ -26,15 +26,24 @@ def reply(s):
     while len(data) < n:
         data += s.recv(n - len(data))
     return "%d %d" % (status, n)
+import time
+t0 = time.monotonic()
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
 s.settimeout(10)
 for r in eval("[" + sys.argv[2] + "]"):
     s.sendall(r)
     print(reply(s))
+# With a third argument: how long from connect() to the last reply, in ms (python's start
+# is not counted: seconds on a loaded machine).
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as f:
+        f.write("%d\n" % ((time.monotonic() - t0) * 1000))
 PY
 getinfo='req(2, 64, 84, b"filter".ljust(84, b"\0"))'
-proto() { in_host "$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" "$1"; }
+proto() { in_host "$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" "$@"; }
+# The last timed proto's exchange took less than $1 ms.
+took_under() { [ "$(cat "$BF_TMP/ms")" -lt "$1" ]; }
 rule_listed() { ipt -S INPUT | grep -q -- "-A INPUT -s $PEER_IP/32 -p icmp -j DROP"; }
 
 ipt -A INPUT -s "$PEER_IP" -p icmp -j DROP
@@ -86,7 +95,7 @@ BF_PIDS="$BF_PIDS $idlers"
 sleep 1
 t0=$(now_ms)
 check "with 70 idle clients connected, iptables works" rule_listed
-check "at once (under 2 seconds)" test $(($(now_ms) - t0)) -lt 2000
+check "soon (under 4 s, process starts included)" test $(($(now_ms) - t0)) -lt 4000
 kill "$idlers" 2>/dev/null || true
 wait "$idlers" 2>/dev/null || true
 
@@ -105,19 +114,26 @@ try:
         sent += 1
 except BlockingIOError:
     pass
-time.sleep(12)
+time.sleep(30)
 ' "$BF_SOCK" &
 deaf=$!
 BF_PIDS="$BF_PIDS $deaf"
 sleep 2
-t0=$(now_ms)
-check_eq "while a client does not read its replies, another is answered" "$(proto 'req(0)')" "0 0"
-check "at once (under a second)" test $(($(now_ms) - t0)) -lt 1000
+check_eq "while a client does not read its replies, another is answered" "$(proto 'req(0)' "$BF_TMP/ms")" "0 0"
+check "at once (under a second)" took_under 1000
 t0=$(now_ms)
 check "and iptables works" rule_listed
-check "at once (under 2 seconds)" test $(($(now_ms) - t0)) -lt 2000
-check "the deaf client is closed after 5 s without progress" \
-	sh -c "sleep 5; grep -q 'made no progress for 5 s' '$BF_TMP/umh.log'"
+check "soon (under 4 s, process starts included)" test $(($(now_ms) - t0)) -lt 4000
+# (Its queue of requests is worked off first, one a round, until its socket is full.)
+deaf_closed() {
+	local i
+	for i in $(seq 40); do
+		grep -q 'made no progress for 5 s' "$BF_TMP/umh.log" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+check "the deaf client is closed once it made no progress for 5 s" deaf_closed
 kill "$deaf" 2>/dev/null || true
 wait "$deaf" 2>/dev/null || true
 
@@ -140,20 +156,18 @@ while time.time() < end:
 greedy=$!
 BF_PIDS="$BF_PIDS $greedy"
 sleep 1
-# (Each time includes starting python under ip netns exec: seconds on a loaded machine.
-# Without round robin the stream's 8 s are the wait.)
+# (Without round robin the stream's 8 s are the wait.)
 slow=
 for i in 1 2 3; do
-	t0=$(now_ms)
-	got=$(proto 'req(0)')
-	t=$(($(now_ms) - t0))
+	got=$(proto 'req(0)' "$BF_TMP/ms")
+	t=$(cat "$BF_TMP/ms")
 	echo "# answered '$got' in $t ms"
-	[ "$got" = "0 0" ] && [ "$t" -lt 2500 ] || slow="$slow $got/$t"
+	[ "$got" = "0 0" ] && [ "$t" -lt 1000 ] || slow="$slow $got/$t"
 done
-check_eq "while a client streams requests, 3 others are each answered under 2.5 s" "$slow" ""
+check_eq "while a client streams requests, 3 others are each answered under a second" "$slow" ""
 t0=$(now_ms)
 check "and iptables works" rule_listed
-check "at once (under 2 seconds)" test $(($(now_ms) - t0)) -lt 2000
+check "soon (under 4 s, process starts included)" test $(($(now_ms) - t0)) -lt 4000
 kill "$greedy" 2>/dev/null || true
 wait "$greedy" 2>/dev/null || true
 
