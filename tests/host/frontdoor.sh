@@ -76,7 +76,7 @@ staller=$!
 sleep 0.3
 t0=$(now_ms)
 check_eq "while a client sits on half a header, another is answered" "$(proto 'req(0)')" "0 0 "
-check "at once (under a second)" test $(($(now_ms) - t0)) -lt 1000
+check "at once (under 3 s, process starts included; the staller holds on for 4 s)" test $(($(now_ms) - t0)) -lt 3000
 check_eq "iptables works meanwhile" "$(ipt -S INPUT | head -1)" "-P INPUT ACCEPT"
 wait "$staller"
 

@@ -526,6 +526,11 @@ int serve_listen(const ListenOptions &listen, DispatcherOptions options)
 		log::error(st.error().message);
 		return 1;
 	}
+	// Whichever way the helper leaves, the lock file goes with it.
+	struct Unlock {
+		RunFiles &files;
+		~Unlock() { files.unlock(); }
+	} unlock{*files};
 	Status st = claim_path(path);
 	if (!st) {
 		log::error(st.error().message);
