@@ -21,13 +21,16 @@ namespace
 
 void usage(FILE *out)
 {
-	fputs("usage: bpfilter_umh --listen SOCKET [--xdp-mode auto|native|generic|offload] "
+	fputs("usage: bpfilter_umh --listen SOCKET [--fresh] [--xdp-mode "
+	      "auto|native|generic|offload] "
 	      "[--no-loopback]\n"
 	      "       bpfilter_umh [--channel [FD]] [--kmsg] [--xdp-mode MODE] [--no-loopback]\n"
 	      "\n"
 	      "--listen SOCKET   serve stock iptables (through libbpfilter_preload.so) on a Unix\n"
 	      "                  socket, in this network namespace; SIGINT/SIGTERM detach and "
 	      "exit\n"
+	      "--fresh           with --listen: start with an empty table, not the one a helper\n"
+	      "                  that died had in force (saved in /run/bpfilter)\n"
 	      "--channel [FD]    serve the kernel module on FD (default: stdin and stdout) until\n"
 	      "                  it closes\n"
 	      "--kmsg            log to /dev/kmsg\n"
@@ -53,7 +56,7 @@ int run(int argc, char **argv)
 {
 	using namespace bpfilter;
 	std::string listen_path;
-	bool channel = false, kmsg = false;
+	bool channel = false, kmsg = false, fresh = false;
 	int channel_fd = -1;
 	server::DispatcherOptions options;
 
@@ -65,6 +68,8 @@ int run(int argc, char **argv)
 			channel = true;
 			if (i + 1 < argc && parse_fd(argv[i + 1], channel_fd))
 				i++;
+		} else if (a == "--fresh") {
+			fresh = true;
 		} else if (a == "--kmsg") {
 			kmsg = true;
 		} else if (a == "--xdp-mode" && i + 1 < argc) {
@@ -102,6 +107,10 @@ int run(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (fresh && listen_path.empty()) {
+		fputs("bpfilter_umh: --fresh goes with --listen\n", stderr);
+		return 2;
+	}
 	if (!listen_path.empty() && (channel || kmsg)) {
 		fputs("bpfilter_umh: --listen does not go with --channel or --kmsg\n", stderr);
 		return 2;
@@ -115,18 +124,19 @@ int run(int argc, char **argv)
 	// The module reports new links and addresses itself (a watcher would pin namespaces).
 	options.xdp.watch = !listen_path.empty();
 	options.xdp.hold_conntrack = !listen_path.empty();
-	// The module replays every namespace's last table to a helper it restarts.
+	// The module replays every namespace's last table to a helper it restarts (the
+	// front door decides for itself: when it finds a saved table).
 	options.xdp.restore_follows = listen_path.empty();
 	const int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
 	options.log_sink =
 		listen_path.empty() ? server::channel_log_sink(out) : server::kmsg_log_sink();
+	if (!listen_path.empty())
+		return server::serve_listen(server::ListenOptions{listen_path, fresh}, options);
 	auto dispatcher = server::Dispatcher::create(options);
 	if (!dispatcher) {
 		log::error(dispatcher.error().message);
 		return 1;
 	}
-	if (!listen_path.empty())
-		return server::serve_listen(listen_path, **dispatcher);
 	int in = channel_fd >= 0 ? channel_fd : STDIN_FILENO;
 	return server::serve_channel(in, out, **dispatcher);
 }

@@ -1,7 +1,11 @@
 # SIGKILL the helper: the attached program keeps filtering, the next request restarts it
-# and the table comes back.
+# and the table comes back, with its counters.
 check "the helper runs" helper_pid
 check "a table in the peer namespace too" $IP netns exec peer $IPT -A INPUT -p icmp -j DROP
+peers_packets() { $IPT -L PEERS -v -x -n --line-numbers | awk '$1 == 1 {print $2}'; }
+peer_ping >/dev/null 2>&1 || true
+counted=$(peers_packets)
+check "the peers' rule has counted" test "${counted:-0}" -gt 0
 old_pid=$(helper_pid)
 check "kill -9 the helper" kill -9 "$old_pid"
 sleep 1
@@ -10,6 +14,10 @@ check "iptables-legacy-save restarts the helper and shows the rules" sh -c "$IPT
 new_pid=$(helper_pid)
 check "a new helper runs" test -n "$new_pid" -a "$new_pid" != "$old_pid"
 check "the module restored the table" sh -c "dmesg | grep -q 'restored table filter'"
+# The ping sent while the helper was dead counts too.
+check "the counters survived the restart ($counted packets, then 1 more)" \
+	test "$(peers_packets)" -ge $((counted + 1))
+check "the helper carried them" sh -c "dmesg | grep -q 'counters of [0-9]* rules carried over'"
 check_fails "the restored table drops the ping" peer_ping
 check "TCP still passes" peer_tcp
 check "the peer namespace's table was restored" sh -c "$IP netns exec peer $IPT -S INPUT | grep -q -- '-A INPUT -p icmp -j DROP'"

@@ -42,6 +42,9 @@ check_eq "of $(wc -l <"$BF_TMP/probe") echoes sent across the restart, none answ
 	"$(awk '$3 == 1' "$BF_TMP/probe" | wc -l)" 0
 rule_listed() { ipt -S INPUT | grep -q -- "$1"; }
 check "the restored table lists the rule" rule_listed "-s $PEER_IP/32 -p icmp -j DROP"
+check_eq "its counters survived the restart: the 10 pings and the $(wc -l <"$BF_TMP/probe") echoes" \
+	"$(rule_counters INPUT 1 | cut -d' ' -f1)" "$((10 + $(wc -l <"$BF_TMP/probe")))"
+check "the log says they were carried" grep -q "counters of [0-9]* rules carried over" "$BF_TMP/umh.log"
 ipt -D INPUT 1
 check "after -D the peer gets through" ping_ok
 

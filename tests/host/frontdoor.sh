@@ -36,7 +36,8 @@ for r in eval("[" + sys.argv[2] + "]"):
         print("closed")
         break
 PY
-proto() { "$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" "$1"; }
+# In the helper's namespace: a client elsewhere is refused (frontdoor_trust.sh).
+proto() { in_host "$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" "$1"; }
 getinfo='req(2, 64, 84, b"filter".ljust(84, b"\0"))'
 
 check_eq "HEALTH answers 0" "$(proto 'req(0)')" "0 0 "
@@ -51,9 +52,10 @@ check_eq "another protocol version is EPROTONOSUPPORT, then closed" \
 check_eq "data_len beyond BPFILTER_MAX_DATA is E2BIG, then closed" \
 	"$(proto 'req(1, 64, 0, data_len=(256 << 20) + 1)')" "-7 0 "
 check_eq "setsockopt carrying more data than optlen is EINVAL" "$(proto 'req(1, 64, 5, b"x" * 10)')" "-22 0 "
-check_eq "a caller in another network namespace is refused (EXDEV)" \
-	"$(proto 'req(2, 64, 84, b"filter".ljust(84, b"\0"), cookie=12345)')" "-18 0 "
-check_eq "the namespace cookie of the helper's own namespace is fine" "$(proto "req(0, cookie=0)")" "0 0 "
+check_eq "the namespace cookie a client sends means nothing: its own namespace is served" \
+	"$(proto 'req(2, 64, 84, b"filter".ljust(84, b"\0"), cookie=12345)')" "0 84 filter"
+check_eq "a client in another namespace is refused (EXDEV), whatever cookie it sends" \
+	"$("$PYTHON" "$BF_TMP/proto.py" "$BF_SOCK" 'req(2, 64, 84, b"filter".ljust(84, b"\0"), cookie=0)')" "-18 0 "
 # A client that dies half way through a header must not take the helper with it.
 "$PYTHON" -c '
 import socket, sys
@@ -74,7 +76,7 @@ staller=$!
 sleep 0.3
 t0=$(now_ms)
 check_eq "while a client sits on half a header, another is answered" "$(proto 'req(0)')" "0 0 "
-check "at once (under a second)" test $(($(now_ms) - t0)) -lt 1000
+check "at once (under 3 s, process starts included; the staller holds on for 4 s)" test $(($(now_ms) - t0)) -lt 3000
 check_eq "iptables works meanwhile" "$(ipt -S INPUT | head -1)" "-P INPUT ACCEPT"
 wait "$staller"
 

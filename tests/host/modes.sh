@@ -1,5 +1,5 @@
 #!/bin/bash
-# XDP modes (generic, native, auto, offload), the helper's life cycle: SIGTERM detaches, SIGKILL leaves the rules filtering, a new helper adopts.
+# XDP modes (generic, native, auto, offload), the helper's life cycle: SIGTERM detaches, SIGKILL leaves the rules filtering, a new helper adopts them and restores their table.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -43,11 +43,12 @@ check "without the helper iptables fails" test "$rc" -ne 0
 check "and says the helper is not reachable" grep -q "not reachable at $BF_SOCK" <<<"$out"
 
 # A new helper adopts the programs it finds (ours by name) and replaces them atomically
-# with its initial table.
+# with the table they ran, saved in /run/bpfilter (restart.sh has the details).
 bf_start_helper
 check "the new helper adopted the old program" grep -q "adopting program id .* on veth0" "$BF_TMP/umh.log"
-check "the new helper serves with its initial (empty) table" ping_ok
-check_eq "no rules in the new helper's table" "$(ipt_save | grep -c '^-A' || true)" 0
+check_fails "the new helper serves the table that was in force" ping_ok
+check_eq "its rule is listed" "$(ipt_save | grep -c '^-A' || true)" 1
+ipt -D INPUT 1
 drop_and_count restarted
 bf_stop_helper TERM
 

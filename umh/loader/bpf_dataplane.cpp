@@ -92,6 +92,24 @@ void wait_for_readers()
 	usleep(100 * 1000);
 }
 
+// Names a table by its programs' code (codegen is a pure function of the table) and rule
+// count: FNV-1a over every flavor's instructions.
+uint64_t fingerprint_of(const std::array<codegen::Program, 3> &code, uint32_t rules)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const auto mix = [&h](const void *p, size_t len) {
+		const auto *b = static_cast<const uint8_t *>(p);
+		for (size_t i = 0; i < len; i++) {
+			h ^= b[i];
+			h *= 0x100000001b3ULL;
+		}
+	};
+	mix(&rules, sizeof(rules));
+	for (const auto &prog : code)
+		mix(prog.insns.data(), prog.insns.size() * sizeof(bpf_insn));
+	return h;
+}
+
 using clock = std::chrono::steady_clock;
 
 std::string ms_between(clock::time_point a, clock::time_point b)
@@ -842,6 +860,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	if (!counters)
 		return counters.error();
 	gen->counters = std::move(*counters);
+	gen->fingerprint = fingerprint_of(gen->code, n);
+	BF_TRY(set_counters_fingerprint(gen->counters.get(), n, gen->fingerprint));
 	const bool logs =
 		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
 			return r.target.kind == ir::Target::Kind::Log;
@@ -913,6 +933,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 
 	const auto t_attached = clock::now();
 	wait_for_readers();
+	if (!old_adopted.empty())
+		carry_counters(old_adopted, *current_);
 	const auto &xdp = current_->code[0];
 	const auto form = xdp.tests;
 	const auto chunks = std::count_if(xdp.functions.begin(), xdp.functions.end(),
@@ -937,6 +959,38 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 		return std::vector<ir::Counter>(old->table.rules.size());
 	}
 	return counted;
+}
+
+// A restarted helper's first table replaces the programs it adopted. When they ran the
+// same table (the module's replay, the front door's state file), their final counts become
+// the new table's base: counters survive the restart. Only the shared map is carried (not
+// per-device offloaded ones).
+void BpfDataplane::carry_counters(const std::vector<Fd> &adopted, Generation &gen)
+{
+	const auto n = static_cast<uint32_t>(gen.table.rules.size());
+	for (const Fd &prog : adopted) {
+		auto old = adopted_counters(prog.get());
+		if (!old)
+			continue;
+		if (old->fingerprint != gen.fingerprint || old->num_counters != n) {
+			log::info("the earlier helper's programs ran another table: its counters "
+				  "start from zero");
+			return;
+		}
+		auto counts = read_counters_map(old->fd.get(), n);
+		Status st = counts ? set_counters_base(gen.counters.get(), *counts)
+				   : Status(counts.error());
+		if (!st) {
+			log::error("carrying the earlier helper's counters: " + st.error().message);
+			return;
+		}
+		gen.base = std::move(*counts);
+		log::info("counters of " + std::to_string(n) +
+			  " rules carried over from the earlier helper's programs");
+		return;
+	}
+	log::info("no readable counters on the earlier helper's programs: counters start from "
+		  "zero");
 }
 
 Result<std::vector<ir::Counter>> BpfDataplane::Generation::read_counters() const
@@ -968,6 +1022,25 @@ Result<std::vector<ir::Counter>> BpfDataplane::counters() const
 	if (!current_)
 		return std::vector<ir::Counter>{};
 	return current_->read_counters();
+}
+
+Status BpfDataplane::add_counters(const std::vector<ir::Counter> &add)
+{
+	if (!current_ || add.size() != current_->table.rules.size())
+		return make_error(
+			EINVAL,
+			"adding " + std::to_string(add.size()) + " counters to a table of " +
+				std::to_string(current_ ? current_->table.rules.size() : 0) +
+				" rules");
+	std::vector<ir::Counter> base = current_->base;
+	base.resize(add.size());
+	for (size_t k = 0; k < add.size(); k++) {
+		base[k].packets += add[k].packets;
+		base[k].bytes += add[k].bytes;
+	}
+	BF_TRY(set_counters_base(current_->counters.get(), base));
+	current_->base = std::move(base);
+	return {};
 }
 
 std::vector<int> BpfDataplane::event_fds() const

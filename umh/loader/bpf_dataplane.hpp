@@ -75,6 +75,8 @@ public:
 	Status check(const ir::Table &table) const override;
 	Result<std::vector<ir::Counter>> replace(const ir::Table &table) override;
 	Result<std::vector<ir::Counter>> counters() const override;
+	// Into the Counters map's base (program.hpp), where a restarted helper finds them.
+	Status add_counters(const std::vector<ir::Counter> &add) override;
 
 	// The descriptors to poll (the watcher's, and conntrack's events once a table tracks
 	// connections), and what to do when one is readable.
@@ -118,6 +120,8 @@ private:
 		ir::Table table;
 		codegen::ReplySysctls replies; // what REJECT's replies follow
 		Fd counters;
+		uint64_t fingerprint = 0;      // of code: which table the counters count
+		std::vector<ir::Counter> base; // what the map's base holds
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
@@ -149,6 +153,7 @@ private:
 	Status attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
 			    std::map<int, Attached> &next, std::vector<Change> &changes);
 	void roll_back(const std::vector<Change> &changes);
+	static void carry_counters(const std::vector<Fd> &adopted, Generation &gen);
 	Status set_xdp_judges(int ifindex, bool on);
 	std::string link_name(int ifindex) const;
 

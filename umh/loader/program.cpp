@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "codegen/layout.hpp"
@@ -22,6 +23,11 @@ namespace bpfilter::loader
 {
 
 namespace maps = codegen::maps;
+
+namespace
+{
+constexpr char counters_map_name[] = "bpfilter_cnt";
+} // namespace
 
 namespace
 {
@@ -121,11 +127,142 @@ std::string_view program_name(codegen::Flavor flavor)
 	return "bpfilter";
 }
 
+// The Counters map's entries: the programs' blocks, the base's, the fingerprint.
+constexpr uint32_t counters_entries(uint32_t num_counters)
+{
+	return 2 * maps::counter_blocks(num_counters) + 1;
+}
+
 Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex)
 {
-	return create_map(maps::counters_type, "bpfilter_cnt", sizeof(uint32_t),
-			  maps::counter_block_bytes(num_counters),
-			  maps::counter_blocks(num_counters), 0, prog_ifindex);
+	return create_map(maps::counters_type, counters_map_name, sizeof(uint32_t),
+			  maps::counter_block_bytes(num_counters), counters_entries(num_counters),
+			  0, prog_ifindex);
+}
+
+namespace
+{
+
+Result<size_t> possible_cpus()
+{
+	const int ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		return sys_error(-ncpus, "loader: counting CPUs");
+	return static_cast<size_t>(ncpus);
+}
+
+// Writes one entry of a Counters map: values on CPU 0, zero elsewhere.
+Status write_counters_entry(int fd, uint32_t key, uint32_t num_counters,
+			    const std::vector<maps::CounterValue> &cpu0)
+{
+	auto ncpus = possible_cpus();
+	if (!ncpus)
+		return ncpus.error();
+	const size_t per_block =
+		maps::counter_block_bytes(num_counters) / sizeof(maps::CounterValue);
+	std::vector<maps::CounterValue> values(per_block * *ncpus, maps::CounterValue{0, 0});
+	std::copy_n(cpu0.begin(), std::min(cpu0.size(), per_block), values.begin());
+	if (bpf_map_update_elem(fd, &key, values.data(), BPF_ANY) != 0)
+		return sys_error(errno, "loader: writing counters entry " + std::to_string(key));
+	return {};
+}
+
+} // namespace
+
+Status set_counters_fingerprint(int counters_fd, uint32_t num_counters, uint64_t fingerprint)
+{
+	return write_counters_entry(counters_fd, counters_entries(num_counters) - 1, num_counters,
+				    {maps::CounterValue{fingerprint, num_counters}});
+}
+
+Result<AdoptedCounters> adopted_counters(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	uint32_t len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+		return sys_error(errno, "loader: reading an adopted program's info");
+	std::vector<uint32_t> ids(info.nr_map_ids);
+	info = {};
+	info.nr_map_ids = static_cast<uint32_t>(ids.size());
+	info.map_ids = reinterpret_cast<uintptr_t>(ids.data());
+	len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+		return sys_error(errno, "loader: listing an adopted program's maps");
+	ids.resize(std::min<size_t>(ids.size(), info.nr_map_ids));
+	for (uint32_t id : ids) {
+		Fd fd(bpf_map_get_fd_by_id(id));
+		if (!fd)
+			continue;
+		struct bpf_map_info mi = {};
+		uint32_t mlen = sizeof(mi);
+		if (bpf_obj_get_info_by_fd(fd.get(), &mi, &mlen) != 0 ||
+		    strcmp(mi.name, counters_map_name) != 0 || mi.type != maps::counters_type ||
+		    mi.key_size != sizeof(uint32_t))
+			continue;
+		// Its rule count, from the fingerprint entry, must give the map's geometry:
+		// a map of another layout (an older helper's) is not read.
+		auto ncpus = possible_cpus();
+		if (!ncpus)
+			return ncpus.error();
+		const uint32_t key = mi.max_entries - 1;
+		std::vector<uint8_t> raw(static_cast<size_t>(mi.value_size) * *ncpus);
+		if (mi.value_size < sizeof(maps::CounterValue) ||
+		    bpf_map_lookup_elem(fd.get(), &key, raw.data()) != 0)
+			break;
+		maps::CounterValue fp;
+		memcpy(&fp, raw.data(), sizeof(fp));
+		if (fp.bytes > UINT32_MAX)
+			break;
+		const auto n = static_cast<uint32_t>(fp.bytes);
+		if (mi.max_entries != counters_entries(n) ||
+		    mi.value_size != maps::counter_block_bytes(n))
+			break;
+		return AdoptedCounters{std::move(fd), fp.packets, n};
+	}
+	return make_error(ENOENT, "no counters map with a fingerprint on the adopted program");
+}
+
+Result<std::vector<ir::Counter>> read_counters_map(int counters_fd, uint32_t num_counters)
+{
+	auto ncpus = possible_cpus();
+	if (!ncpus)
+		return ncpus.error();
+	const size_t per_block =
+		maps::counter_block_bytes(num_counters) / sizeof(maps::CounterValue);
+	const uint32_t nblocks = maps::counter_blocks(num_counters);
+	std::vector<maps::CounterValue> values(per_block * *ncpus);
+	std::vector<ir::Counter> out(num_counters);
+	// The programs' blocks, then the base's.
+	for (uint32_t key = 0; key < 2 * nblocks; key++) {
+		if (bpf_map_lookup_elem(counters_fd, &key, values.data()) != 0)
+			return sys_error(errno,
+					 "loader: reading counter block " + std::to_string(key));
+		const uint32_t b = key % nblocks;
+		for (size_t cpu = 0; cpu < *ncpus; cpu++) {
+			for (size_t k = 0; k < per_block; k++) {
+				const size_t rule = b * maps::counters_per_block + k;
+				if (rule >= num_counters)
+					break;
+				out[rule].packets += values[cpu * per_block + k].packets;
+				out[rule].bytes += values[cpu * per_block + k].bytes;
+			}
+		}
+	}
+	return out;
+}
+
+Status set_counters_base(int counters_fd, const std::vector<ir::Counter> &base)
+{
+	const auto n = static_cast<uint32_t>(base.size());
+	const uint32_t nblocks = maps::counter_blocks(n);
+	for (uint32_t b = 0; b < nblocks; b++) {
+		std::vector<maps::CounterValue> block;
+		for (size_t rule = static_cast<size_t>(b) * maps::counters_per_block;
+		     rule < base.size() && block.size() < maps::counters_per_block; rule++)
+			block.push_back({base[rule].packets, base[rule].bytes});
+		BF_TRY(write_counters_entry(counters_fd, nblocks + b, n, block));
+	}
+	return {};
 }
 
 Result<Fd> create_icmp_global_map()
@@ -312,28 +449,7 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 
 Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 {
-	const int ncpus = libbpf_num_possible_cpus();
-	if (ncpus <= 0)
-		return sys_error(-ncpus, "loader: counting CPUs");
-	const size_t per_block =
-		maps::counter_block_bytes(num_counters_) / sizeof(maps::CounterValue);
-	std::vector<maps::CounterValue> values(per_block * static_cast<size_t>(ncpus));
-	std::vector<ir::Counter> out(num_counters_);
-	for (uint32_t b = 0; b < maps::counter_blocks(num_counters_); b++) {
-		if (bpf_map_lookup_elem(counters_.get(), &b, values.data()) != 0)
-			return sys_error(errno,
-					 "loader: reading counter block " + std::to_string(b));
-		for (size_t cpu = 0; cpu < static_cast<size_t>(ncpus); cpu++) {
-			for (size_t k = 0; k < per_block; k++) {
-				const size_t rule = b * maps::counters_per_block + k;
-				if (rule >= num_counters_)
-					break;
-				out[rule].packets += values[cpu * per_block + k].packets;
-				out[rule].bytes += values[cpu * per_block + k].bytes;
-			}
-		}
-	}
-	return out;
+	return read_counters_map(counters_.get(), num_counters_);
 }
 
 Result<LogMaps> create_log_maps()

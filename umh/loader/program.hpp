@@ -70,7 +70,32 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 				   int local_addrs_fd, const LoadOptions &options);
 
 // A Counters map for a table of num_counters rules, to share between its programs.
+//
+// Beyond the blocks the programs count in, the map holds as many again that no program
+// touches, the base: counts carried over from an earlier helper's programs for the same
+// table, added to what the programs count (counters() reads both). Its last entry names
+// the table (a fingerprint of its code, and its rule count, on CPU 0) so that a
+// restarted helper knows whether an adopted map counted the table it is installing.
 Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex = 0);
+
+// Marks a Counters map as counting the table with this fingerprint.
+Status set_counters_fingerprint(int counters_fd, uint32_t num_counters, uint64_t fingerprint);
+
+// The Counters map an adopted program counts in, if it is one this helper can read (with
+// a fingerprint): its fd, and the fingerprint and rule count it was made for.
+struct AdoptedCounters {
+	Fd fd;
+	uint64_t fingerprint = 0;
+	uint32_t num_counters = 0;
+};
+Result<AdoptedCounters> adopted_counters(int prog_fd);
+
+// Every count in a Counters map (programs' and base), one per rule, summed over CPUs.
+Result<std::vector<ir::Counter>> read_counters_map(int counters_fd, uint32_t num_counters);
+
+// Sets a Counters map's base to these counts (on CPU 0). No program writes the base, so
+// this is safe while the map's programs run.
+Status set_counters_base(int counters_fd, const std::vector<ir::Counter> &base);
 
 // -j LOG's maps: the ring the programs write records to and the count of those lost
 // (codegen/maps.hpp). One pair per network namespace, kept across tables, so that lines

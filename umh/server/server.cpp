@@ -1,7 +1,11 @@
-// The helper's serving loops: requests read whole from a stream, answered one at a time.
+// The helper's serving loops: the module's channel, and the front door's many untrusted clients.
 #include "server/server.hpp"
 
+// glibc's netinet/in.h before the kernel's headers, which then skip what it defines.
+#include <netinet/in.h>
+
 #include <fcntl.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -16,21 +20,20 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "common/log.hpp"
 #include "loader/fd.hpp"
+#include "server/peer.hpp"
+#include "server/rundir.hpp"
 #include "server/wire.hpp"
 
 namespace bpfilter::server
 {
 namespace
 {
-
-constexpr size_t max_clients = 64;
-// A client that stops reading its reply must not stall everyone else for long.
-constexpr int client_timeout_s = 5;
 
 // Dispatcher::tick() about once a second, busy or idle.
 constexpr int tick_ms = 1000;
@@ -59,13 +62,10 @@ ReadResult bad(int err, std::string why, bool can_reply)
 	return r;
 }
 
-// Answers a request on out. False when the connection must close.
-bool answer(bpfilter_request hdr, std::span<const uint8_t> data, int out, Dispatcher &dispatcher,
-	    bool trust_fds)
+// Answers a request from the module on out. False when the connection must close.
+bool answer(const bpfilter_request &hdr, std::span<const uint8_t> data, int out,
+	    Dispatcher &dispatcher)
 {
-	// A front-door client's descriptor numbers mean nothing in the helper.
-	if (!trust_fds)
-		hdr.netns_fd = -1;
 	service::Reply reply = dispatcher.handle(hdr, data);
 	Status st = write_reply(out, hdr.seq, reply);
 	if (!st) {
@@ -84,7 +84,7 @@ void refuse(const ReadResult &r, int out)
 }
 
 // Answers one request read from in, on out. False when the connection must close.
-bool serve_one(int in, int out, Dispatcher &dispatcher, bool trust_fds, bool &eof)
+bool serve_one(int in, int out, Dispatcher &dispatcher, bool &eof)
 {
 	ReadResult r = read_request(in);
 	eof = r.kind == ReadResult::Kind::Eof;
@@ -94,61 +94,128 @@ bool serve_one(int in, int out, Dispatcher &dispatcher, bool trust_fds, bool &eo
 		refuse(r, out);
 		return false;
 	}
-	return answer(r.req.hdr, r.req.data, out, dispatcher, trust_fds);
+	return answer(r.req.hdr, r.req.data, out, dispatcher);
 }
 
-// A front-door connection, read without blocking: a client that sends half a request
-// and waits holds up no one.
+// The front door's bounds (Documentation/security.md): how many clients at once, how long
+// one may make no progress, how much of a request is read from one client per round.
+constexpr size_t max_clients = 64;
+constexpr auto idle_timeout = std::chrono::seconds(5);
+constexpr size_t read_quantum = 1 << 20;
+
+using Clock = std::chrono::steady_clock;
+
+// The requests a front-door client may send; the others are the module's (it alone knows
+// when a namespace is gone, and detaches before it unloads).
+bool client_op(uint16_t op)
+{
+	return op == BPFILTER_OP_HEALTH || op == BPFILTER_OP_SETSOCKOPT ||
+	       op == BPFILTER_OP_GETSOCKOPT;
+}
+
+// A front-door connection, served without blocking: one request at a time (the next is
+// not read before the reply to this one is written out), at most read_quantum bytes of it
+// and one request per round, so that a client that sends half a request, stops reading
+// its replies or streams requests holds up no one.
 struct Client {
 	loader::Fd fd;
-	std::vector<uint8_t> buf;
+	Peer peer;
+	std::vector<uint8_t> in;
 	size_t want = sizeof(bpfilter_request); // the header, then header and data
 	bool have_header = false;
+	std::vector<uint8_t> out; // the reply being written
+	size_t out_done = 0;
+	bool close_after_out = false; // a malformed request: answered, then closed
+	Clock::time_point progress = Clock::now();
 
-	// Reads what has arrived and answers every complete request. False when the
-	// connection is over (closed by the client, malformed, or a reply failed).
-	bool feed(Dispatcher &dispatcher)
+	bool writing() const { return out_done < out.size(); }
+	bool idle() const { return in.empty() && !writing(); }
+
+	// Writes what the socket takes. False when the connection is over.
+	bool flush()
 	{
-		// Memory grows with what arrives, not with what a header announces.
-		constexpr size_t chunk = 1 << 20;
-		for (;;) {
-			size_t got = buf.size();
-			if (got < want) {
-				buf.resize(got + std::min(want - got, chunk));
-				ssize_t n = recv(fd.get(), buf.data() + got, buf.size() - got,
-						 MSG_DONTWAIT);
-				buf.resize(got + static_cast<size_t>(std::max<ssize_t>(n, 0)));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-					return true;
-				if (n <= 0) {
-					if (n < 0 || got)
-						log::error("a front-door client went away half way "
-							   "through a request");
-					return false;
-				}
+		while (writing()) {
+			ssize_t n = send(fd.get(), out.data() + out_done, out.size() - out_done,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && errno == EINTR)
 				continue;
-			}
-			bpfilter_request hdr;
-			memcpy(&hdr, buf.data(), sizeof(hdr));
-			if (!have_header) {
-				ReadResult r = check_header(hdr);
-				if (r.kind == ReadResult::Kind::Bad) {
-					refuse(r, fd.get());
-					return false;
-				}
-				have_header = true;
-				want = sizeof(hdr) + hdr.data_len;
-				continue;
-			}
-			std::span<const uint8_t> data(buf.data() + sizeof(hdr), hdr.data_len);
-			if (!answer(hdr, data, fd.get(), dispatcher, false))
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return true;
+			if (n <= 0)
 				return false;
-			buf.clear();
-			want = sizeof(bpfilter_request);
-			have_header = false;
+			out_done += static_cast<size_t>(n);
+			progress = Clock::now();
 		}
+		out.clear();
+		out_done = 0;
+		return !close_after_out;
+	}
+
+	void queue_reply(uint32_t seq, const service::Reply &reply)
+	{
+		bpfilter_reply rep = {};
+		rep.magic = BPFILTER_REPLY_MAGIC;
+		rep.seq = seq;
+		rep.status = reply.status;
+		rep.data_len = static_cast<uint32_t>(reply.data.size());
+		out.resize(sizeof(rep) + reply.data.size());
+		memcpy(out.data(), &rep, sizeof(rep));
+		if (!reply.data.empty())
+			memcpy(out.data() + sizeof(rep), reply.data.data(), reply.data.size());
+		out_done = 0;
+	}
+
+	// Reads at most read_quantum bytes and answers the request if that completes it.
+	// False when the connection is over (closed, broken or malformed).
+	bool feed(const std::function<service::Reply(const bpfilter_request &,
+						     std::span<const uint8_t>)> &serve)
+	{
+		size_t got = in.size();
+		if (got < want) {
+			// Memory grows with what arrives, not with what a header announces.
+			in.resize(got + std::min(want - got, read_quantum));
+			ssize_t n;
+			do
+				n = recv(fd.get(), in.data() + got, in.size() - got, MSG_DONTWAIT);
+			while (n < 0 && errno == EINTR);
+			in.resize(got + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return true;
+			if (n <= 0) {
+				if (n < 0 || got)
+					log::error("a front-door client went away half way through "
+						   "a request");
+				return false;
+			}
+			progress = Clock::now();
+		}
+		if (in.size() < want)
+			return true;
+		bpfilter_request hdr;
+		memcpy(&hdr, in.data(), sizeof(hdr));
+		if (!have_header) {
+			ReadResult r = check_header(hdr);
+			if (r.kind == ReadResult::Kind::Bad) {
+				log::error("malformed request: " + r.error.message);
+				if (!r.can_reply)
+					return false;
+				queue_reply(hdr.seq, service::Reply{-r.error.errnum, {}});
+				close_after_out = true;
+				return flush();
+			}
+			have_header = true;
+			want = sizeof(hdr) + hdr.data_len;
+			if (in.size() < want)
+				return true;
+		}
+		service::Reply reply =
+			serve(hdr, std::span<const uint8_t>(in.data() + sizeof(hdr), hdr.data_len));
+		in.clear();
+		in.shrink_to_fit();
+		want = sizeof(bpfilter_request);
+		have_header = false;
+		queue_reply(hdr.seq, reply);
+		return flush();
 	}
 };
 
@@ -184,36 +251,16 @@ Status claim_path(const std::string &path)
 	return {};
 }
 
-// One front-door helper per network namespace: two would take each other's programs
-// over. An abstract Unix socket name is per namespace and goes away with its process.
-Result<loader::Fd> lock_namespace()
-{
-	static constexpr char name[] = "\0bpfilter_umh.listen";
-	struct sockaddr_un addr = {};
-	addr.sun_family = AF_UNIX;
-	memcpy(addr.sun_path, name, sizeof(name) - 1);
-	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-	if (!fd)
-		return make_error(errno, std::string("socket: ") + strerror(errno));
-	socklen_t len = offsetof(struct sockaddr_un, sun_path) + sizeof(name) - 1;
-	if (bind(fd.get(), reinterpret_cast<struct sockaddr *>(&addr), len) < 0)
-		return make_error(
-			errno,
-			errno == EADDRINUSE
-				? "another bpfilter_umh --listen serves this network namespace"
-				: std::string("bind: ") + strerror(errno));
-	return fd;
-}
-
 Result<loader::Fd> listen_on(const std::string &path)
 {
 	auto addr = socket_address(path);
 	if (!addr)
 		return addr.error();
-	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	loader::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
 	if (!fd)
 		return make_error(errno, std::string("socket: ") + strerror(errno));
-	// Only root may talk to the helper: the socket is created 0600.
+	// Only root may talk to the helper: the socket is created 0600. Non-blocking: each
+	// round accepts until none is waiting.
 	mode_t old = umask(0177);
 	int err = bind(fd.get(), reinterpret_cast<struct sockaddr *>(&*addr), sizeof(*addr)) < 0
 			  ? errno
@@ -350,15 +397,107 @@ int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 		if (!pfds[0].revents)
 			continue;
 		bool eof = false;
-		if (!serve_one(in_fd, out_fd, dispatcher, true, eof))
+		if (!serve_one(in_fd, out_fd, dispatcher, eof))
 			return eof ? 0 : 1;
 		if (!dispatcher.healthy())
 			return 1;
 	}
 }
 
-int serve_listen(const std::string &path, Dispatcher &dispatcher)
+namespace
 {
+
+// A request from a front-door client: only the kinds a client may send, about the namespace
+// the client runs in, from one with CAP_NET_ADMIN there. What the client says of its
+// namespace (netns_cookie, netns_fd) is not looked at.
+service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::span<const uint8_t> data,
+			    Dispatcher &dispatcher, const RunFiles &files)
+{
+	const std::string who = "front door, pid " + std::to_string(peer.pid) + ": ";
+	if (!client_op(hdr.op)) {
+		if (hdr.op <= BPFILTER_OP_LINK_STRAY) {
+			log::warn(who + "request op " + std::to_string(hdr.op) +
+				  " is the module's, not a client's: refused");
+			return service::Reply{-EPERM, {}};
+		}
+		log::error(who + "unknown request op " + std::to_string(hdr.op));
+		return service::Reply{-EOPNOTSUPP, {}};
+	}
+	if (hdr.op != BPFILTER_OP_HEALTH) {
+		if (!peer.same_netns) {
+			log::warn(who + peer.why +
+				  ": the helper serves only its own; run iptables there (EXDEV)");
+			return service::Reply{-EXDEV, {}};
+		}
+		if (!peer.net_admin) {
+			log::warn(who + (peer.why.empty() ? "not allowed" : peer.why) + " (EPERM)");
+			return service::Reply{-EPERM, {}};
+		}
+	}
+	hdr.netns_fd = -1;
+	hdr.netns_cookie = 0;
+	service::Reply reply = dispatcher.handle(hdr, data);
+	if (hdr.op == BPFILTER_OP_SETSOCKOPT && hdr.optname == IPT_SO_SET_REPLACE &&
+	    reply.status == 0) {
+		Status st = files.save_table(std::vector<uint8_t>(data.begin(), data.end()));
+		if (!st)
+			log::error("the new table is in force but could not be saved for a "
+				   "restart: " +
+				   st.error().message);
+	}
+	return reply;
+}
+
+// Puts the saved table back in force, as the module does for a helper it restarts: its
+// num_counters made the current table's (GET_INFO), then IPT_SO_SET_REPLACE.
+Status restore_table(Dispatcher &dispatcher, std::vector<uint8_t> blob)
+{
+	if (blob.size() < sizeof(struct ipt_replace))
+		return make_error(EINVAL, "the saved table is truncated");
+	bpfilter_request req = {};
+	req.magic = BPFILTER_REQ_MAGIC;
+	req.version = BPFILTER_PROTO_VERSION;
+	req.op = BPFILTER_OP_GETSOCKOPT;
+	req.optname = IPT_SO_GET_INFO;
+	req.optlen = sizeof(struct ipt_getinfo);
+	req.netns_fd = -1;
+	std::vector<uint8_t> info(sizeof(struct ipt_getinfo));
+	memcpy(info.data(), blob.data(), XT_TABLE_MAXNAMELEN);
+	info[XT_TABLE_MAXNAMELEN - 1] = 0;
+	req.data_len = static_cast<uint32_t>(info.size());
+	service::Reply r = dispatcher.handle(req, info);
+	if (r.status < 0 || r.data.size() < sizeof(struct ipt_getinfo))
+		return make_error(-r.status, "GET_INFO before restoring the saved table failed");
+	struct ipt_getinfo gi;
+	memcpy(&gi, r.data.data(), sizeof(gi));
+	const uint32_t n = gi.num_entries;
+	memcpy(blob.data() + offsetof(struct ipt_replace, num_counters), &n, sizeof(n));
+	req.op = BPFILTER_OP_SETSOCKOPT;
+	req.optname = IPT_SO_SET_REPLACE;
+	req.optlen = static_cast<uint32_t>(blob.size());
+	req.data_len = req.optlen;
+	r = dispatcher.handle(req, blob);
+	if (r.status < 0)
+		return make_error(-r.status, std::string("the saved table was refused: ") +
+						     strerror(-r.status));
+	return {};
+}
+
+// The client that made no progress for the longest, to make room for a new one.
+size_t stalest(const std::vector<Client> &clients)
+{
+	size_t k = 0;
+	for (size_t i = 1; i < clients.size(); i++)
+		if (clients[i].progress < clients[k].progress)
+			k = i;
+	return k;
+}
+
+} // namespace
+
+int serve_listen(const ListenOptions &listen, DispatcherOptions options)
+{
+	const std::string &path = listen.path;
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -372,16 +511,51 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		log::error(std::string("signalfd: ") + strerror(errno));
 		return 1;
 	}
-	auto lock = lock_namespace();
-	if (!lock) {
-		log::error(lock.error().message);
+	loader::Fd own_netns(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+	if (!own_netns) {
+		log::error(std::string("opening the helper's network namespace: ") +
+			   strerror(errno));
 		return 1;
 	}
+	auto files = RunFiles::open(current_netns_cookie());
+	if (!files) {
+		log::error(files.error().message);
+		return 1;
+	}
+	if (Status st = files->lock(); !st) {
+		log::error(st.error().message);
+		return 1;
+	}
+	// Whichever way the helper leaves, the lock file goes with it.
+	struct Unlock {
+		RunFiles &files;
+		~Unlock() { files.unlock(); }
+	} unlock{*files};
 	Status st = claim_path(path);
 	if (!st) {
 		log::error(st.error().message);
 		return 1;
 	}
+	// The table in force when an earlier helper died, unless the user asks for a fresh
+	// start: its programs keep filtering until the saved table replaces them.
+	std::optional<std::vector<uint8_t>> saved;
+	if (listen.fresh) {
+		files->remove_table();
+	} else {
+		auto read = files->read_table();
+		if (!read) {
+			log::error(read.error().message + " (--fresh starts with an empty table)");
+			return 1;
+		}
+		saved = std::move(*read);
+	}
+	options.xdp.restore_follows = saved.has_value();
+	auto created = Dispatcher::create(options);
+	if (!created) {
+		log::error(created.error().message);
+		return 1;
+	}
+	Dispatcher &dispatcher = **created;
 	// Filter from the start, and only then open the door: a client that finds the
 	// socket finds a helper ready to answer.
 	st = dispatcher.serve_own_namespace();
@@ -389,15 +563,29 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		log::error(st.error().message);
 		return 1;
 	}
+	if (saved) {
+		st = restore_table(dispatcher, std::move(*saved));
+		if (!st) {
+			// The earlier helper's programs stay in force: better than none.
+			log::error("restoring the table saved by an earlier helper: " +
+				   st.error().message +
+				   "; its programs stay attached (--fresh starts with an empty "
+				   "table)");
+			return 1;
+		}
+		log::info("restored the table an earlier helper had in force");
+	}
 	auto lfd = listen_on(path);
 	if (!lfd) {
 		log::error(lfd.error().message);
 		(void)dispatcher.detach_own();
+		files->remove_table();
 		return 1;
 	}
 	log::info("listening on " + path);
 
 	std::vector<Client> clients;
+	size_t round = 0;
 	int status = 0;
 	Ticker ticker;
 	for (;;) {
@@ -406,7 +594,8 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		pfds.push_back({sigfd.get(), POLLIN, 0});
 		pfds.push_back({lfd->get(), POLLIN, 0});
 		for (const auto &c : clients)
-			pfds.push_back({c.fd.get(), POLLIN, 0});
+			pfds.push_back({c.fd.get(),
+					static_cast<short>(c.writing() ? POLLOUT : POLLIN), 0});
 		for (int fd : events)
 			pfds.push_back({fd, POLLIN, 0});
 		const int ready = poll(pfds.data(), pfds.size(), tick_ms);
@@ -418,8 +607,6 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 			break;
 		}
 		ticker.maybe(dispatcher);
-		if (ready == 0)
-			continue;
 		if (pfds[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(sigfd.get(), &si, sizeof(si)) > 0)
@@ -431,29 +618,68 @@ int serve_listen(const std::string &path, Dispatcher &dispatcher)
 		for (size_t i = 0; i < events.size(); i++)
 			if (pfds[2 + clients.size() + i].revents)
 				dispatcher.on_event(events[i]);
+		// Round robin: one step for each ready client, starting one further each round.
+		const size_t n = clients.size();
+		std::vector<bool> over(n, false);
+		for (size_t k = 0; k < n && dispatcher.healthy(); k++) {
+			const size_t i = (round + k) % n;
+			if (!pfds[2 + i].revents)
+				continue;
+			Client &c = clients[i];
+			const Peer &peer = c.peer;
+			over[i] = !(c.writing() ? c.flush()
+						: c.feed([&](const bpfilter_request &hdr,
+							     std::span<const uint8_t> data) {
+							  return serve_client(peer, hdr, data,
+									      dispatcher, *files);
+						  }));
+		}
+		round++;
+		const auto now = Clock::now();
 		std::vector<Client> keep;
-		for (size_t i = 0; i < clients.size(); i++)
-			if (!pfds[2 + i].revents || clients[i].feed(dispatcher))
+		keep.reserve(n);
+		for (size_t i = 0; i < n; i++) {
+			if (!over[i] && now - clients[i].progress > idle_timeout) {
+				log::warn("front door: pid " + std::to_string(clients[i].peer.pid) +
+					  (clients[i].idle() ? " sent nothing"
+							     : " made no progress") +
+					  " for 5 s: closed");
+				over[i] = true;
+			}
+			if (!over[i])
 				keep.push_back(std::move(clients[i]));
+		}
 		clients = std::move(keep);
 		if (!dispatcher.healthy()) {
 			status = 1;
 			break;
 		}
-		if (pfds[1].revents) {
-			loader::Fd c(accept4(lfd->get(), nullptr, nullptr, SOCK_CLOEXEC));
-			if (c && clients.size() < max_clients) {
-				struct timeval tv = {client_timeout_s, 0};
-				setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-				clients.push_back(Client{std::move(c), {}});
-			} else if (c) {
-				log::warn("too many front-door clients; refusing one");
+		if (!pfds[1].revents)
+			continue;
+		for (size_t k = 0; k < max_clients; k++) {
+			loader::Fd c(accept4(lfd->get(), nullptr, nullptr,
+					     SOCK_CLOEXEC | SOCK_NONBLOCK));
+			if (!c)
+				break;
+			if (clients.size() >= max_clients) {
+				const size_t old = stalest(clients);
+				log::warn("front door: " + std::to_string(max_clients) +
+					  " clients; closing the one quiet longest (pid " +
+					  std::to_string(clients[old].peer.pid) + ")");
+				clients.erase(clients.begin() + static_cast<ptrdiff_t>(old));
 			}
+			Client client;
+			client.peer = identify_peer(c.get(), own_netns.get());
+			client.fd = std::move(c);
+			clients.push_back(std::move(client));
 		}
 	}
 	clients.clear();
 	unlink(path.c_str());
 	st = dispatcher.detach_own();
+	// Nothing in force any more: a later helper starts empty.
+	files->remove_table();
+	files->unlock();
 	if (!st) {
 		log::error(st.error().message);
 		return 1;

@@ -1,4 +1,4 @@
-// The helper's serving loops: requests read whole from a stream, answered one at a time.
+// The helper's serving loops: the module's channel, and the front door's many untrusted clients.
 #pragma once
 
 #include <cstdint>
@@ -48,8 +48,15 @@ std::function<void(const service::LogLine &)> channel_log_sink(int out_fd);
 int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher);
 
 // The front door: a Unix stream socket at path (mode 0600) in the helper's network
-// namespace, for any number of clients one request at a time, until SIGINT or SIGTERM;
-// then the programs are detached and the socket removed.
-int serve_listen(const std::string &path, Dispatcher &dispatcher);
+// namespace, for many clients (Documentation/security.md: who may ask what, and the bounds
+// that keep one client from holding up the others), until SIGINT or SIGTERM; then the
+// programs are detached and the socket removed. One per network namespace (a lock in
+// /run/bpfilter). Every table accepted is saved there too: a helper started after one
+// that died puts it back in force, unless fresh.
+struct ListenOptions {
+	std::string path;
+	bool fresh = false;
+};
+int serve_listen(const ListenOptions &listen, DispatcherOptions options);
 
 } // namespace bpfilter::server

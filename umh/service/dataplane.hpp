@@ -29,6 +29,15 @@ public:
 
 	// What the installed table has counted so far, one per rule, summed over CPUs.
 	virtual Result<std::vector<ir::Counter>> counters() const = 0;
+
+	// IPT_SO_SET_ADD_COUNTERS: adds to the installed table's counters, one per rule, from
+	// then on part of what counters() and replace() return. A data plane that keeps them
+	// where a restarted helper finds them does; EOPNOTSUPP (the default): the caller
+	// keeps them itself.
+	virtual Status add_counters(const std::vector<ir::Counter> & /*add*/)
+	{
+		return make_error(EOPNOTSUPP, "the data plane keeps no added counters");
+	}
 };
 
 } // namespace bpfilter::service

@@ -1,9 +1,9 @@
 // One network namespace's iptables state, answering the six IPT_SO_* sockopts as ip_tables would.
 //
-// The service owns the stored filter table (what GET_ENTRIES answers from) and the counts
-// IPT_SO_SET_ADD_COUNTERS added. Those additions stay here and are summed with what the
-// data plane counts when counters are read, so nothing ever writes to the maps the BPF
-// program updates.
+// The service owns the stored filter table (what GET_ENTRIES answers from). The counts
+// IPT_SO_SET_ADD_COUNTERS adds go to the data plane, which keeps them beside what its
+// programs count (never in the entries they update) so that they survive a helper restart;
+// a data plane that keeps none leaves them here, summed with its counts when read.
 #include "service/table_service.hpp"
 
 #include <string>
@@ -133,6 +133,13 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 							   std::to_string(st.table.offsets.size()) +
 							   " entries"),
 				"IPT_SO_SET_ADD_COUNTERS refused");
+		// Kept with the table's own counts where the data plane can (they then
+		// survive a helper restart), else here.
+		Status kept = dataplane_->add_counters(info->counters);
+		if (kept)
+			return Reply{0, {}};
+		if (kept.error().errnum != EOPNOTSUPP)
+			return fail(kept.error(), "IPT_SO_SET_ADD_COUNTERS failed");
 		for (size_t k = 0; k < st.added.size(); k++) {
 			st.added[k].packets += info->counters[k].packets;
 			st.added[k].bytes += info->counters[k].bytes;
