@@ -61,7 +61,7 @@ $(BUILD)/tools/%: tests/tools/%.cpp $(CORE_OBJS)
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 .PHONY: all clean check
-# Every test lane (lint, unit, host, difftest, guest), totalled: see scripts/check.
+# Every test lane (lint, unit, host, difftest, upstream, guest), totalled: see scripts/check.
 check:
 	BUILD=$(BUILD) scripts/check
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "abi/extensions.hpp"
 #include "common/log.hpp"
 #include "loader/attach.hpp"
 #include "loader/bpf_dataplane.hpp"
@@ -38,8 +39,24 @@ void usage(FILE *out)
 	      "                  generic or offload (default auto)\n"
 	      "--no-loopback     leave loopback unfiltered\n"
 	      "--tests FORM      how rules test packets: auto (default), branch, first-branch,\n"
-	      "                  accumulate or chunked (for tests; see Documentation/design.md)\n",
+	      "                  accumulate or chunked (for tests; see Documentation/design.md)\n"
+	      "\n"
+	      "       bpfilter_umh --list-extensions\n"
+	      "                  print the matches and targets this helper registers, one\n"
+	      "                  \"match|target NAME REVISION\" a line, and exit\n",
 	      out);
+}
+
+// The registry as a kernel with only these extensions would answer IPT_SO_GET_REVISION_*;
+// the standard target, whose kernel name is empty, by the name iptables gives it.
+void list_extensions(FILE *out)
+{
+	using namespace bpfilter::abi;
+	for (const Extension &ext : registered_extensions()) {
+		const std::string_view name = ext.name.empty() ? "standard" : ext.name;
+		fprintf(out, "%s %.*s %u\n", ext.kind == ExtKind::Match ? "match" : "target",
+			static_cast<int>(name.size()), name.data(), ext.revision);
+	}
 }
 
 bool parse_fd(const char *s, int &fd)
@@ -98,6 +115,9 @@ int run(int argc, char **argv)
 				fprintf(stderr, "bpfilter_umh: --tests %s: not a form\n", argv[i]);
 				return 2;
 			}
+		} else if (a == "--list-extensions") {
+			list_extensions(stdout);
+			return 0;
 		} else if (a == "--help" || a == "-h") {
 			usage(stdout);
 			return 0;

@@ -125,6 +125,11 @@ int check_multiport(std::span<const uint8_t> data, uint16_t proto, uint8_t ip_in
 
 } // namespace
 
+std::span<const Extension> registered_extensions()
+{
+	return registry;
+}
+
 Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> name_field,
 					 uint8_t revision)
 {

@@ -49,6 +49,9 @@ struct Extension {
 	uint32_t hooks = 0;
 };
 
+// Every extension registered, in registration order (`bpfilter_umh --list-extensions`).
+std::span<const Extension> registered_extensions();
+
 // xt_request_find_match / xt_request_find_target: EINVAL for a name without a NUL in its 29
 // bytes, ENOENT when no such extension exists, EPROTOTYPE when the family-independent
 // list has the name at another revision. `name_field` is the 29-byte name field.
