@@ -1,12 +1,13 @@
 // Fuzz target: generated XDP programs against the reference evaluator.
 //
-// The input's bytes choose, one decision at a time, a small filter table (INPUT rules with
-// addresses, interfaces, fragments, protocols, tcp/udp/icmp/multiport/iprange matches, LOG,
-// user chains reached by jump and goto, RETURN, policies), how codegen tests rules, and a few
+// The input's bytes choose, one decision at a time, a small filter table (INPUT and OUTPUT
+// rules with addresses, interfaces, fragments, protocols, tcp/udp/icmp/multiport/iprange matches,
+// LOG, user chains reached by jump and goto, RETURN, policies), how codegen tests rules, and a few
 // packets; structure comes from the harness, so nearly every input is a valid table. The
 // table is compiled, loaded and run with BPF_PROG_TEST_RUN on each packet (the unit tests'
-// harness, tests/unit/codegen_harness.hpp); verdict, per-rule counters and LOG lines must be
-// what ir::evaluate says netfilter's INPUT chain would do. Any difference is a finding.
+// harness, tests/unit/codegen_harness.hpp) of a flavor the bytes choose; verdict, per-rule counters
+// and LOG lines must be what ir::evaluate says netfilter would do: INPUT at XDP and tc ingress,
+// OUTPUT at tc egress. Any difference is a finding.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <sys/resource.h>
 
@@ -30,6 +31,7 @@ const char *const addrs[] = {"10.0.0.1",    "10.0.0.2",	     "10.0.1.7",
 			     "192.168.1.1", "192.168.1.200", "8.8.8.8"};
 const uint16_t ports[] = {22, 53, 80, 443, 1000, 8080, 65535, 0};
 const char *const devnames[] = {"", "eth0", "eth1", "lo", "veth-a"};
+const char *const tc_devnames[] = {"eth0", "eth1", "lo", "veth-a"}; // tc passes unknown ones
 const char *const rule_ifaces[] = {"eth0", "eth+", "lo", "veth-a", "+", "eth1"};
 
 // Each decision takes bytes from the input; once they run out, every decision is 0.
@@ -173,6 +175,9 @@ struct Gen {
 		for (uint32_t i = 0, k = 1 + n(12); i < k; i++)
 			b.input.push_back(rule(~0u, nchains));
 		b.input_policy = coin() ? Kind::Accept : Kind::Drop;
+		for (uint32_t i = 0, k = n(6); i < k; i++)
+			b.output.push_back(rule(~0u, nchains));
+		b.output_policy = coin() ? Kind::Accept : Kind::Drop;
 		return b;
 	}
 
@@ -206,7 +211,9 @@ struct Gen {
 		return o;
 	}
 
-	Packet packet()
+	// tc: no fragments and no padding (tc egress sees what the stack sends, before
+	// fragmentation; XDP is where reassembly and trimming are judged).
+	Packet packet(bool tc)
 	{
 		Packet p;
 		p.saddr = addr();
@@ -237,14 +244,14 @@ struct Gen {
 			p.l4.resize(n(static_cast<uint32_t>(p.l4.size()) + 1));
 		if (coin(8))
 			p.ip_options.assign(4 * (1 + n(10)), 1);
-		if (coin(10)) {
+		if (!tc && coin(10)) {
 			// A first fragment, whose payload ends on a fragment boundary.
 			p.frag = 0x2000;
 			p.l4.resize((p.l4.size() + 7) / 8 * 8);
 			if (p.l4.empty())
 				p.l4.resize(8);
 		}
-		if (coin(10))
+		if (!tc && coin(10))
 			p.pad = n(30);
 		return p;
 	}
@@ -275,25 +282,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const Tests modes[] = {Tests::Auto, Tests::Branch, Tests::FirstBranch, Tests::Accumulate,
 			       Tests::Chunked};
 	const Tests mode = g.pick(modes);
+	// INPUT at XDP and at tc ingress, OUTPUT at tc egress.
+	const codegen::Flavor flavors[] = {codegen::Flavor::Xdp, codegen::Flavor::Xdp,
+					   codegen::Flavor::TcIngress, codegen::Flavor::TcEgress};
+	const codegen::Flavor flavor = g.pick(flavors);
+	const bool tc = flavor != codegen::Flavor::Xdp;
+	const bool output = flavor == codegen::Flavor::TcEgress;
 	const ir::Table t = g.table().build();
 	fuzz::require(codegen::check(t).ok(), "codegen refuses a table the generator built");
-	test::Xdp x(t, {.local_only = false, .tests = mode});
+	test::Xdp x(t, {.flavor = flavor, .local_only = false, .tests = mode});
 	if (!x.ok())
 		fuzz::finding("compiling or loading failed: " + x.error);
 
 	std::vector<ir::Counter> want(t.rules.size());
 	size_t logged = 0;
 	for (int pi = 0, np = 1 + static_cast<int>(g.n(8)); pi < np; pi++) {
-		const test::Packet p = g.packet();
-		const std::string dev = g.pick(fuzz::devnames);
+		const test::Packet p = g.packet(tc);
+		const std::string dev = tc ? g.pick(fuzz::tc_devnames) : g.pick(fuzz::devnames);
 		if (dev.empty())
 			(void)loader::delete_device(x.ifnames.get(), 1);
 		else
 			fuzz::require(x.name_device(1, dev), "naming device 1");
 
 		const std::vector<uint8_t> dgram = p.datagram();
-		const ir::PacketView view{dgram, test::devname(dev), {}, {}};
-		const ir::EvalResult r = ir::evaluate(t, ir::Hook::LocalIn, view);
+		ir::PacketView view{dgram, {}, {}, {}};
+		(output ? view.out_ifname : view.in_ifname) = test::devname(dev);
+		const ir::EvalResult r =
+			ir::evaluate(t, output ? ir::Hook::LocalOut : ir::Hook::LocalIn, view);
 		const int got = x.run(p.frame());
 		fuzz::require(got == (r.accept ? test::pass : test::drop),
 			      fuzz::where(pi, "verdict " + std::to_string(got) +
