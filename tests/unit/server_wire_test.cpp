@@ -1,5 +1,6 @@
 // The request protocol's framing: whole requests read, malformed ones told apart, replies written.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -85,6 +86,24 @@ TEST(ServerWire, TruncatedHeaderOrDataIsBad)
 	r = server::read_request(q.b.get());
 	EXPECT_EQ(r.kind, server::ReadResult::Kind::Bad);
 	EXPECT_EQ(r.error.errnum, EBADMSG);
+}
+
+// Found by fuzz_dispatch: a header announcing BPFILTER_MAX_DATA had the whole 256 MB
+// allocated (and zeroed) before the stream was found to end.
+TEST(ServerWire, TruncatedHugeDataIsRefusedWithoutItsMemory)
+{
+	auto p = socket_pair();
+	auto h = header(BPFILTER_OP_SETSOCKOPT, BPFILTER_MAX_DATA);
+	send_bytes(p.a.get(), &h, sizeof(h));
+	send_bytes(p.a.get(), "short", 5);
+	p.a.reset();
+	struct rusage before = {}, after = {};
+	ASSERT_EQ(getrusage(RUSAGE_SELF, &before), 0);
+	auto r = server::read_request(p.b.get());
+	ASSERT_EQ(getrusage(RUSAGE_SELF, &after), 0);
+	EXPECT_EQ(r.kind, server::ReadResult::Kind::Bad);
+	EXPECT_EQ(r.error.errnum, EBADMSG);
+	EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB more at the peak";
 }
 
 TEST(ServerWire, BadMagicCannotBeAnswered)

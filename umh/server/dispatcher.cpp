@@ -103,12 +103,16 @@ Result<Dispatcher::Namespace *> Dispatcher::get_or_create(uint64_t cookie)
 	// The watcher's socket would keep a namespace alive: only the helper's own gets one.
 	loader::XdpOptions xdp = options_.xdp;
 	xdp.watch = xdp.watch && cookie == own_cookie_;
-	auto dp = loader::BpfDataplane::create(xdp);
-	if (!dp)
-		return dp.error();
 	Namespace ns;
-	ns.dataplane = dp->get();
-	ns.service = std::make_unique<service::TableService>(std::move(*dp));
+	if (options_.make_dataplane) {
+		ns.service = std::make_unique<service::TableService>(options_.make_dataplane());
+	} else {
+		auto dp = loader::BpfDataplane::create(xdp);
+		if (!dp)
+			return dp.error();
+		ns.dataplane = dp->get();
+		ns.service = std::make_unique<service::TableService>(std::move(*dp));
+	}
 	Status st = ns.service->init();
 	if (!st)
 		return make_error(st.error().errnum, "installing the initial table in " +
@@ -188,7 +192,7 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 		// Without a table there is nothing to attach: the first request attaches
 		// everywhere.
 		auto it = namespaces_.find(cookie);
-		if (it == namespaces_.end())
+		if (it == namespaces_.end() || !it->second.dataplane)
 			return status_reply(0);
 		Status st = req.op == BPFILTER_OP_LINK_ADDED
 				    ? it->second.dataplane->link_added(static_cast<int>(req.arg))
@@ -206,10 +210,13 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	case BPFILTER_OP_DETACH: {
 		auto it = namespaces_.find(cookie);
 		if (it != namespaces_.end()) {
-			Status st = it->second.dataplane->detach_all();
+			Status st = it->second.dataplane ? it->second.dataplane->detach_all()
+							 : Status{};
 			namespaces_.erase(it);
 			return st ? status_reply(0) : error_reply(st.error());
 		}
+		if (options_.make_dataplane)
+			return status_reply(0);
 		// Not served since a restart: an earlier helper's programs may still be
 		// attached. A data plane adopts them on creation, and detaches them.
 		loader::XdpOptions xdp = options_.xdp;
@@ -230,6 +237,8 @@ std::vector<int> Dispatcher::event_fds() const
 {
 	std::vector<int> fds;
 	for (const auto &[cookie, ns] : namespaces_) {
+		if (!ns.dataplane)
+			continue;
 		for (int fd : ns.dataplane->event_fds())
 			fds.push_back(fd);
 		if (ns.dataplane->log_ring())
@@ -278,7 +287,7 @@ void Dispatcher::print_log(uint64_t cookie, Namespace &ns)
 void Dispatcher::report_lost_lines()
 {
 	for (auto &[cookie, ns] : namespaces_) {
-		loader::LogRing *ring = ns.dataplane->log_ring();
+		loader::LogRing *ring = ns.dataplane ? ns.dataplane->log_ring() : nullptr;
 		if (!ring)
 			continue;
 		print_log(cookie, ns); // what came with the lost ones, first
@@ -301,6 +310,8 @@ void Dispatcher::report_lost_lines()
 void Dispatcher::on_event(int fd)
 {
 	for (auto &[cookie, ns] : namespaces_) {
+		if (!ns.dataplane)
+			continue;
 		if (ns.dataplane->log_ring() && ns.dataplane->log_ring()->fd() == fd) {
 			print_log(cookie, ns);
 			return;
@@ -320,7 +331,7 @@ void Dispatcher::tick()
 {
 	report_lost_lines();
 	auto it = namespaces_.find(own_cookie_);
-	if (it == namespaces_.end())
+	if (it == namespaces_.end() || !it->second.dataplane)
 		return;
 	Status st = it->second.dataplane->refresh_groups();
 	if (!st)
@@ -332,7 +343,7 @@ Status Dispatcher::detach_own()
 	auto it = namespaces_.find(own_cookie_);
 	if (it == namespaces_.end())
 		return {};
-	Status st = it->second.dataplane->detach_all();
+	Status st = it->second.dataplane ? it->second.dataplane->detach_all() : Status{};
 	namespaces_.erase(it);
 	return st;
 }

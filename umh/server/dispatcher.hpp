@@ -23,6 +23,10 @@ struct DispatcherOptions {
 	loader::XdpOptions xdp;
 	// Where -j LOG's lines go: the kernel log, through the module or /dev/kmsg.
 	std::function<void(const service::LogLine &)> log_sink;
+	// Makes each namespace's data plane. Unset: a loader::BpfDataplane with `xdp`. Set
+	// (the fuzz target's in-memory one): nothing is loaded or attached, and requests about
+	// devices, addresses and LOG lines find nothing to act on.
+	std::function<std::unique_ptr<service::Dataplane>()> make_dataplane;
 };
 
 class Dispatcher
@@ -59,7 +63,8 @@ public:
 private:
 	struct Namespace {
 		std::unique_ptr<service::TableService> service;
-		loader::BpfDataplane *dataplane = nullptr; // owned by service
+		// Owned by service; null when options.make_dataplane made the data plane.
+		loader::BpfDataplane *dataplane = nullptr;
 	};
 
 	Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie);

@@ -314,14 +314,22 @@ ReadResult read_request(int fd)
 	ReadResult checked = check_header(r.req.hdr);
 	if (checked.kind == ReadResult::Kind::Bad)
 		return checked;
-	r.req.data.resize(r.req.hdr.data_len);
-	n = wire::read_full(fd, r.req.data.data(), r.req.data.size());
-	if (n < 0)
-		return bad(static_cast<int>(-n),
-			   std::string("reading request data: ") + strerror(static_cast<int>(-n)),
-			   false);
-	if (n < static_cast<ssize_t>(r.req.data.size()))
-		return bad(EBADMSG, "truncated request data", false);
+	// Memory grows with what arrives, not with what the header announces: a stream that
+	// promises 256 MB and ends is refused without 256 MB allocated first.
+	constexpr size_t chunk = 1 << 20;
+	while (r.req.data.size() < r.req.hdr.data_len) {
+		const size_t got = r.req.data.size();
+		const size_t want = std::min<size_t>(r.req.hdr.data_len - got, chunk);
+		r.req.data.resize(got + want);
+		n = wire::read_full(fd, r.req.data.data() + got, want);
+		if (n < 0)
+			return bad(static_cast<int>(-n),
+				   std::string("reading request data: ") +
+					   strerror(static_cast<int>(-n)),
+				   false);
+		if (n < static_cast<ssize_t>(want))
+			return bad(EBADMSG, "truncated request data", false);
+	}
 	r.kind = ReadResult::Kind::Ok;
 	return r;
 }
