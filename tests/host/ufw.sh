@@ -10,20 +10,9 @@
 # iptables it runs goes through the front door. IPv6 (ip6tables-legacy) stays with the
 # kernel on both sides: bpfilter serves IPv4 only.
 #
-# What the test's copy changes, because bpfilter does not translate -m limit, -m recent and
-# -m addrtype yet (the same copy serves both sides):
-#   - ufw.conf: LOGLEVEL=off (Debian's default is low). At low ufw itself adds
-#     `-m limit --limit 3/min --limit-burst 10 -j LOG` rules to its logging chains; those are
-#     not in a rule file, so the only way around them is ufw's own `logging off`.
-#   - before.rules, ufw-not-local: the three `-m addrtype --dst-type LOCAL|MULTICAST|BROADCAST
-#     -j RETURN` rules are rewritten with the addresses they mean in this namespace
-#     (-d HOST_IP, -d 224.0.0.0/4, -d 255.255.255.255 and -d 10.0.0.255), and
-#     `-m limit --limit 3/min --limit-burst 10 -j ufw-logging-deny` is removed (with logging
-#     off ufw-logging-deny is empty: the jump did nothing).
-#   - after.rules: `-m addrtype --dst-type BROADCAST -j ufw-skip-to-policy-input` is rewritten
-#     as -d 255.255.255.255 and -d 10.0.0.255.
-#   - user.rules: `-A ufw-user-limit -m limit --limit 3/minute -j LOG ...` is removed.
-#   - default/ufw: IPT_SYSCTL names the copy's sysctl.conf (applied in the namespace).
+# bpfilter does not translate -m limit, -m recent and -m addrtype yet: the test's copy (the
+# same for both sides) goes through tests/shared/ufw-stub-unsupported, which says what it
+# rewrites (LOGLEVEL=off, addrtype as the addresses it means here, two limit rules removed).
 # Unchanged, `ufw --force enable` fails on bpfilter's side ("problem running ufw-init": the
 # helper refuses before.rules and after.rules for "addrtype", user.rules for "limit"), and
 # with only LOGLEVEL left at low it fails with "Could not load logging rules" ("limit").
@@ -55,33 +44,19 @@ for t in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6
 	ln -sfn "$(readlink "$(tw_bindir)/$t")" "$ALT/$t"
 done
 
-# The stubs above, as sed scripts; each must match what Debian's files hold.
-STUB_BEFORE="
-s|^-A ufw-not-local -m addrtype --dst-type LOCAL -j RETURN\$|-A ufw-not-local -d $HOST_IP/32 -j RETURN|
-s|^-A ufw-not-local -m addrtype --dst-type MULTICAST -j RETURN\$|-A ufw-not-local -d 224.0.0.0/4 -j RETURN|
-s|^-A ufw-not-local -m addrtype --dst-type BROADCAST -j RETURN\$|-A ufw-not-local -d 255.255.255.255/32 -j RETURN\n-A ufw-not-local -d 10.0.0.255/32 -j RETURN|
-/^-A ufw-not-local -m limit --limit 3\/min --limit-burst 10 -j ufw-logging-deny\$/d
-"
-STUB_AFTER="
-s|^-A ufw-after-input -m addrtype --dst-type BROADCAST -j ufw-skip-to-policy-input\$|-A ufw-after-input -d 255.255.255.255/32 -j ufw-skip-to-policy-input\n-A ufw-after-input -d 10.0.0.255/32 -j ufw-skip-to-policy-input|
-"
-STUB_USER='
-/^-A ufw-user-limit -m limit --limit 3\/minute -j LOG --log-prefix "\[UFW LIMIT BLOCK\] "$/d
-'
+# The one step that works around what bpfilter does not translate yet (limit, recent,
+# addrtype): drop it when those land.
+UFW_STUB=$(cd "$(dirname "$0")/../shared" && pwd)/ufw-stub-unsupported
 
 # A side's datadir: Debian's configuration, its pristine IPv4 rule files, the stubs.
 ufw_conf()
 {
-	local d=$BF_TMP/ufw-$1 src=/usr/share/ufw/iptables
+	local d=$BF_TMP/ufw-$1
 	mkdir -p "$d/etc/default" "$d/lib/ufw"
 	cp -a /etc/ufw "$d/etc/ufw"
 	cp -a /etc/default/ufw "$d/etc/default/ufw"
-	sed "$STUB_BEFORE" "$src/before.rules" >"$d/etc/ufw/before.rules"
-	sed "$STUB_AFTER" "$src/after.rules" >"$d/etc/ufw/after.rules"
-	sed "$STUB_USER" "$src/user.rules" >"$d/etc/ufw/user.rules"
-	sed -i 's/^LOGLEVEL=.*/LOGLEVEL=off/' "$d/etc/ufw/ufw.conf"
+	"$UFW_STUB" "$d/etc/ufw" "$HOST_IP" 10.0.0.255
 	sed -i "s|^IPT_SYSCTL=.*|IPT_SYSCTL=$d/etc/ufw/sysctl.conf|" "$d/etc/default/ufw"
-	chmod 0640 "$d/etc/ufw/"*.rules
 }
 
 # The same ufw command on both sides at once (ufw takes seconds a command), then a check each.
@@ -120,13 +95,8 @@ ufw_cmd()
 }
 
 for side in bf nf; do
-	ufw_conf "$side"
+	check "$side: ufw's configuration, stubbed (ufw-stub-unsupported)" ufw_conf "$side"
 done
-d=$BF_TMP/ufw-bf
-check_eq "the stubs changed exactly 6 lines of Debian's rule files (4 rewritten, 2 removed)" \
-	"$(cat /usr/share/ufw/iptables/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')/$(cat "$d"/etc/ufw/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')" "6/0"
-check_eq "the rest of the rule files is Debian's" \
-	"$(diff /usr/share/ufw/iptables/before.rules "$d/etc/ufw/before.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/after.rules "$d/etc/ufw/after.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/user.rules "$d/etc/ufw/user.rules" | grep -c '^[<>]' || true)" "8/3/1"
 alt_version()
 {
 	tw_run "$1" unshare -m --propagation private sh -c \
