@@ -34,7 +34,9 @@ tools_up() {
 		$MODPROBE "$m" || return 1
 	done
 	mkdir -p /hostroot /tools.rw "$TOOLS"
-	mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /hostroot || {
+	# One 9p mount for the boot: each test gets a fresh overlay on it.
+	grep -q '^hostroot /hostroot ' /proc/mounts ||
+		mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /hostroot || {
 		echo "no host root to mount: scripts/guest-run shares it (-virtfs ...,mount_tag=hostroot)"
 		return 1
 	}
@@ -77,7 +79,6 @@ tools_down() {
 	done
 	umount "$TOOLS" 2>/dev/null
 	umount /tools.rw 2>/dev/null
-	umount /hostroot 2>/dev/null
 	return 0
 }
 
