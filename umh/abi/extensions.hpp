@@ -2,7 +2,8 @@
 //
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
-// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT and xt_LOG.
+// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG and
+// xt_limit.
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -30,7 +31,8 @@ enum class ExtId : uint8_t {
 	Standard,
 	Error,
 	Reject,
-	Log
+	Log,
+	Limit
 };
 
 struct Extension {
@@ -45,6 +47,9 @@ struct Extension {
 	// the hooks it may be reached from (0: any).
 	std::string_view table = {};
 	uint32_t hooks = 0;
+	// xt_match.usersize: the bytes of data GET_ENTRIES copies back (0: all of size); the
+	// rest up to XT_ALIGN(size) reads as zeroes (kernel-private fields).
+	uint32_t usersize = 0;
 };
 
 // xt_request_find_match / xt_request_find_target: EINVAL for a name without a NUL in its 29

@@ -118,6 +118,7 @@ private:
 		ir::Table table;
 		codegen::ReplySysctls replies; // what REJECT's replies follow
 		Fd counters;
+		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
@@ -174,6 +175,9 @@ private:
 	Fd ct_events_;			 // open_ct_events(), with a watcher
 	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests,
 					 const codegen::ReplySysctls &replies) const;
+	// The kernel's HZ, for -m limit: measured when a table first needs it.
+	Result<uint32_t> kernel_hz() const;
+	mutable uint32_t hz_ = 0;
 };
 
 } // namespace bpfilter::loader
