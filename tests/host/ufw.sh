@@ -10,23 +10,18 @@
 # iptables it runs goes through the front door. IPv6 (ip6tables-legacy) stays with the
 # kernel on both sides: bpfilter serves IPv4 only.
 #
-# What the test's copy changes, because bpfilter does not translate -m limit, -m recent and
-# -m addrtype yet (the same copy serves both sides):
-#   - ufw.conf: LOGLEVEL=off (Debian's default is low). At low ufw itself adds
-#     `-m limit --limit 3/min --limit-burst 10 -j LOG` rules to its logging chains; those are
-#     not in a rule file, so the only way around them is ufw's own `logging off`.
+# What the test's copy changes, because bpfilter does not translate -m recent and -m addrtype
+# yet (the same copy serves both sides); ufw's -m limit rules (its logging rules at Debian's
+# LOGLEVEL=low, `-m limit --limit 3/min --limit-burst 10 -j ufw-logging-deny`, the
+# ufw-user-limit LOG rule) are left as Debian has them:
 #   - before.rules, ufw-not-local: the three `-m addrtype --dst-type LOCAL|MULTICAST|BROADCAST
 #     -j RETURN` rules are rewritten with the addresses they mean in this namespace
-#     (-d HOST_IP, -d 224.0.0.0/4, -d 255.255.255.255 and -d 10.0.0.255), and
-#     `-m limit --limit 3/min --limit-burst 10 -j ufw-logging-deny` is removed (with logging
-#     off ufw-logging-deny is empty: the jump did nothing).
+#     (-d HOST_IP, -d 224.0.0.0/4, -d 255.255.255.255 and -d 10.0.0.255).
 #   - after.rules: `-m addrtype --dst-type BROADCAST -j ufw-skip-to-policy-input` is rewritten
 #     as -d 255.255.255.255 and -d 10.0.0.255.
-#   - user.rules: `-A ufw-user-limit -m limit --limit 3/minute -j LOG ...` is removed.
 #   - default/ufw: IPT_SYSCTL names the copy's sysctl.conf (applied in the namespace).
 # Unchanged, `ufw --force enable` fails on bpfilter's side ("problem running ufw-init": the
-# helper refuses before.rules and after.rules for "addrtype", user.rules for "limit"), and
-# with only LOGLEVEL left at low it fails with "Could not load logging rules" ("limit").
+# helper refuses before.rules and after.rules for "addrtype").
 # Beyond that, ufw probes the kernel for -m recent (util.get_netfilter_capabilities): through
 # the front door the probe's rules are refused, so on bpfilter's side ufw leaves out its
 # ufw-user-limit and ufw-user-limit-accept chains (and would skip `ufw limit` rules), while
@@ -60,14 +55,10 @@ STUB_BEFORE="
 s|^-A ufw-not-local -m addrtype --dst-type LOCAL -j RETURN\$|-A ufw-not-local -d $HOST_IP/32 -j RETURN|
 s|^-A ufw-not-local -m addrtype --dst-type MULTICAST -j RETURN\$|-A ufw-not-local -d 224.0.0.0/4 -j RETURN|
 s|^-A ufw-not-local -m addrtype --dst-type BROADCAST -j RETURN\$|-A ufw-not-local -d 255.255.255.255/32 -j RETURN\n-A ufw-not-local -d 10.0.0.255/32 -j RETURN|
-/^-A ufw-not-local -m limit --limit 3\/min --limit-burst 10 -j ufw-logging-deny\$/d
 "
 STUB_AFTER="
 s|^-A ufw-after-input -m addrtype --dst-type BROADCAST -j ufw-skip-to-policy-input\$|-A ufw-after-input -d 255.255.255.255/32 -j ufw-skip-to-policy-input\n-A ufw-after-input -d 10.0.0.255/32 -j ufw-skip-to-policy-input|
 "
-STUB_USER='
-/^-A ufw-user-limit -m limit --limit 3\/minute -j LOG --log-prefix "\[UFW LIMIT BLOCK\] "$/d
-'
 
 # A side's datadir: Debian's configuration, its pristine IPv4 rule files, the stubs.
 ufw_conf()
@@ -78,8 +69,7 @@ ufw_conf()
 	cp -a /etc/default/ufw "$d/etc/default/ufw"
 	sed "$STUB_BEFORE" "$src/before.rules" >"$d/etc/ufw/before.rules"
 	sed "$STUB_AFTER" "$src/after.rules" >"$d/etc/ufw/after.rules"
-	sed "$STUB_USER" "$src/user.rules" >"$d/etc/ufw/user.rules"
-	sed -i 's/^LOGLEVEL=.*/LOGLEVEL=off/' "$d/etc/ufw/ufw.conf"
+	cp "$src/user.rules" "$d/etc/ufw/user.rules"
 	sed -i "s|^IPT_SYSCTL=.*|IPT_SYSCTL=$d/etc/ufw/sysctl.conf|" "$d/etc/default/ufw"
 	chmod 0640 "$d/etc/ufw/"*.rules
 }
@@ -123,10 +113,10 @@ for side in bf nf; do
 	ufw_conf "$side"
 done
 d=$BF_TMP/ufw-bf
-check_eq "the stubs changed exactly 6 lines of Debian's rule files (4 rewritten, 2 removed)" \
-	"$(cat /usr/share/ufw/iptables/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')/$(cat "$d"/etc/ufw/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')" "6/0"
+check_eq "the stubs changed exactly 4 lines of Debian's rule files (addrtype's, rewritten)" \
+	"$(cat /usr/share/ufw/iptables/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')/$(cat "$d"/etc/ufw/{before,after,user}.rules | grep -cE -- '-m (limit|recent|addrtype)')" "6/2"
 check_eq "the rest of the rule files is Debian's" \
-	"$(diff /usr/share/ufw/iptables/before.rules "$d/etc/ufw/before.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/after.rules "$d/etc/ufw/after.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/user.rules "$d/etc/ufw/user.rules" | grep -c '^[<>]' || true)" "8/3/1"
+	"$(diff /usr/share/ufw/iptables/before.rules "$d/etc/ufw/before.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/after.rules "$d/etc/ufw/after.rules" | grep -c '^[<>]')/$(diff /usr/share/ufw/iptables/user.rules "$d/etc/ufw/user.rules" | grep -c '^[<>]' || true)" "7/3/0"
 alt_version()
 {
 	tw_run "$1" unshare -m --propagation private sh -c \
@@ -145,7 +135,7 @@ ufw_both deny 23/tcp
 ufw_both reject 24/tcp
 for side in bf nf; do
 	ufw_cmd "$side" status verbose >"$BF_TMP/status-$side" 2>&1 || true
-	tw_ipt "$side" -S | grep -vE -- '-m (limit|recent|addrtype)|ufw-user-limit' >"$BF_TMP/rules-$side"
+	tw_ipt "$side" -S | grep -vE -- '-m (recent|addrtype)|ufw-user-limit' >"$BF_TMP/rules-$side"
 done
 check "bpfilter: ufw status says active, deny (incoming)" \
 	grep -q "^Default: deny (incoming), allow (outgoing)" "$BF_TMP/status-bf"
@@ -200,8 +190,8 @@ tw_compare_connect "allow 23/tcp: a peer connects" "connected at once" "$PEER_IP
 ufw_both disable
 tw_compare_connect "after disable, port 8080 is open again" "connected at once" "$PEER_IP" 8080
 check_eq "bpfilter: after disable the table is netfilter's" \
-	"$(tw_ipt bf -S | grep -vE -- '-m (limit|recent|addrtype)|ufw-user-limit')" \
-	"$(tw_ipt nf -S | grep -vE -- '-m (limit|recent|addrtype)|ufw-user-limit')"
+	"$(tw_ipt bf -S | grep -vE -- '-m (recent|addrtype)|ufw-user-limit')" \
+	"$(tw_ipt nf -S | grep -vE -- '-m (recent|addrtype)|ufw-user-limit')"
 check "bpfilter: the helper refused ufw's -m recent probe (no such match)" \
 	grep -q 'IPT_SO_SET_REPLACE refused: .*no such match "recent"' "$BF_TMP/umh.log"
 check_eq "bpfilter: the helper refused nothing else and logged no error" \
