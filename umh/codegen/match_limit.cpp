@@ -46,6 +46,33 @@ void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz)
 	em.emit(call_helper(BPF_FUNC_jiffies64));
 	em.ld_map_value(R1, MapSlot::Limits, off);
 	{
+		// A packet judged but not counted (count_inc 0: a martian, a first fragment
+		// before its datagram is whole, OUTPUT's dry run of a looped-back copy) is one
+		// netfilter's hook never sees, or sees later: the answer the bucket would give,
+		// without taking from it (the run that counts takes).
+		Label take(em);
+		em.emit(ldx(BPF_W, R2, layout::pkt, layout::pkt_off::count_inc));
+		em.jump(jmp32_imm(BPF_JNE, R2, 0), take);
+		em.emit(ldx(BPF_DW, R3, R1, prev_off));
+		em.emit(alu64_reg(BPF_SUB, R0, R3));
+		em.emit(alu64_imm(BPF_MUL, R0, k(cpj)));
+		em.emit(ldx(BPF_W, R2, R1, credit_off));
+		em.emit(alu32_reg(BPF_ADD, R2, R0));
+		{
+			Label within(em);
+			em.jump(jmp32_imm(BPF_JLE, R2, k(p.credit_cap)), within);
+			em.emit(mov32(R2, k(p.credit_cap)));
+		}
+		em.emit(mov64(R5, 0));
+		{
+			Label poor(em);
+			em.jump(jmp32_imm(BPF_JLT, R2, k(p.cost)), poor);
+			em.emit(mov64(R5, 1));
+		}
+		em.jump(ja(), done);
+		take.bind();
+	}
+	{
 		// "fastpath if there is nothing to update": credit < cost && prev == jiffies.
 		Label slow(em);
 		em.emit(ldx(BPF_W, R2, R1, credit_off));
