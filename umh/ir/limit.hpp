@@ -13,6 +13,8 @@ inline constexpr uint32_t scale = 10000; // XT_LIMIT_SCALE
 // (POW2_BELOW32(MAX_CPJ)).
 constexpr uint32_t credits_per_jiffy(uint32_t hz)
 {
+	if (hz == 0 || hz > 0xFFFFFFFFu / (60 * 60 * 24))
+		return 0; // no such kernel: callers refuse an HZ without credits
 	const uint32_t max_cpj = 0xFFFFFFFFu / (hz * 60 * 60 * 24);
 	uint32_t p = 1;
 	while (p <= max_cpj / 2)
@@ -24,6 +26,8 @@ constexpr uint32_t credits_per_jiffy(uint32_t hz)
 constexpr uint32_t user2credits(uint32_t user, uint32_t hz)
 {
 	const uint32_t k = hz * credits_per_jiffy(hz);
+	if (k == 0)
+		return 0;
 	if (user > 0xFFFFFFFFu / k)
 		return (user / scale) * k; // divide first
 	return (user * k) / scale;
