@@ -51,7 +51,7 @@ $(BUILD)/selftests/%: selftests/%.c $(KHDR_DIR)/kselftest_harness.h
 selftests: $(SELFTESTS)
 
 GUEST_INITRD := $(BUILD)/guest/initramfs.cpio.gz
-$(GUEST_INITRD): $(KMOD) $(SELFTESTS) scripts/initramfs-build $(wildcard tests/guest/* tests/shared/*)
+$(GUEST_INITRD): $(KMOD) $(SELFTESTS) scripts/initramfs-build $(wildcard tests/guest/*)
 	scripts/initramfs-build $(KVER) $(KMOD) $(BUILD)/selftests $@
 
 guest-initramfs: $(GUEST_INITRD)

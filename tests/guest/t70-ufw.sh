@@ -8,12 +8,13 @@
 # work (tests/host/ufw.sh runs more, beside netfilter).
 . /tests/tools.sh
 
-# ufw_stub_unsupported: the one step that works around -m limit, -m recent and -m addrtype,
-# which bpfilter does not translate yet (tests/shared/ufw-stub-unsupported says how, and
-# tests/host/ufw.sh takes the same step). Drop it when they land.
-ufw_stub_unsupported() {
-	cp /tests/ufw-stub-unsupported "$TOOLS/tmp/" &&
-		tools_run "" /tmp/ufw-stub-unsupported /etc/ufw $TW_HOST 10.97.0.255
+# ufw_pristine: Debian's rule files as ufw ships them (/usr/share/ufw/iptables), -m addrtype
+# and -m limit rules and all, and Debian's LOGLEVEL=low, in the chroot's /etc/ufw.
+ufw_pristine() {
+	tools_run "" sh -c 'for f in before after user; do
+		cp /usr/share/ufw/iptables/$f.rules /etc/ufw/$f.rules || exit 1
+	done
+	grep -qx LOGLEVEL=low /etc/ufw/ufw.conf'
 }
 
 ufw_run() { tools_run twhost ufw "$@"; }
@@ -26,7 +27,7 @@ check "update-alternatives points iptables at iptables-legacy (the chroot's /etc
 check "the host's own alternative is untouched ($host_alt)" \
 	sh -c "[ \"\$(readlink /hostroot/etc/alternatives/iptables)\" = '$host_alt' ]"
 check "veth pair twhost/twpeer" tw_setup
-check "ufw_stub_unsupported (limit, recent, addrtype)" ufw_stub_unsupported
+check "ufw's configuration is Debian's (rule files, LOGLEVEL=low)" ufw_pristine
 tw_listen 22 23 8080
 check "before ufw, the peer connects to 8080" connect_is $TW_PEER 8080 "connected at once"
 

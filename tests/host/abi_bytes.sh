@@ -218,6 +218,21 @@ restore_case input_chains "" <<'RULES'
 COMMIT
 RULES
 
+# -m limit: struct xt_rateinfo, whose kernel-private fields (prev, credit, credit_cap, cost,
+# master) GET_ENTRIES returns as zeroes (xt_limit's usersize).
+restore_case limit "" <<'RULES'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:lim - [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -m limit --limit 3/min --limit-burst 10 -j ACCEPT
+-A INPUT -m limit --limit 1/sec -j LOG --log-prefix "lim "
+-A INPUT -m limit --limit 10000/sec --limit-burst 10000 -j lim
+-A lim -m limit --limit 1/day --limit-burst 1 -j RETURN
+COMMIT
+RULES
+
 # Single commands, each a GET_INFO/GET_ENTRIES/SET_REPLACE/ADD_COUNTERS round trip whose
 # SET_REPLACE carries the table the kernel handed back, with counters moved along.
 : >"$WORK/input"
@@ -237,6 +252,9 @@ iptables-legacy -P FORWARD DROP
 iptables-legacy -Z
 iptables-legacy -D INPUT -m comment --comment hello -j DROP
 iptables-legacy -F web
+iptables-legacy -A INPUT -m limit --limit 5/min --limit-burst 7 -j ACCEPT
+iptables-legacy -A INPUT -p udp -m limit --limit 2/hour -j DROP
+iptables-legacy -D INPUT -m limit --limit 5/min --limit-burst 7 -j ACCEPT
 CMDS
 
 # The same well-formed and malformed requests to the kernel and to us: same errno.

@@ -21,8 +21,11 @@
 
 #include "codegen/codegen.hpp"
 #include "codegen/layout.hpp"
+#include "codegen/maps.hpp"
 #include "ir/ir.hpp"
+#include "ir/limit.hpp"
 #include "loader/conntrack.hpp"
+#include "loader/jiffies.hpp"
 #include "loader/log_ring.hpp"
 #include "loader/program.hpp"
 
@@ -205,6 +208,11 @@ struct TableBuilder {
 		add(R().t(Kind::Error));
 		for (auto [rule, chain] : fix)
 			t.rules[rule].target.to = chain_start.at(chain);
+		// -m limit's buckets, numbered in rule order as abi::to_ir() numbers them.
+		for (ir::Rule &r : t.rules)
+			for (ir::Match &m : r.matches)
+				if (auto *x = std::get_if<ir::LimitMatch>(&m))
+					x->slot = t.limit_slots++;
 		return t;
 	}
 };
@@ -379,6 +387,27 @@ public:
 			opts.ct = ct->layout;
 			lo.conntrack = ct.get();
 		}
+		if (table.limit_slots) {
+			// -m limit: the kernel's HZ, and full buckets as of now.
+			auto hz_now = loader::measure_hz();
+			auto now = loader::read_jiffies();
+			if (!hz_now || !now) {
+				error = "jiffies: " +
+					(hz_now ? now.error().message : hz_now.error().message);
+				return;
+			}
+			hz = *hz_now;
+			opts.hz = hz;
+			limits_set_at = *now;
+			auto m = loader::create_limits_map(table, hz, limits_set_at);
+			if (!m) {
+				error = m.error().message;
+				return;
+			}
+			limits = std::move(*m);
+			lo.limits_fd = limits.get();
+			limit_slots = table.limit_slots;
+		}
 		auto code = codegen::compile(table, opts);
 		if (!code) {
 			error = code.error().message;
@@ -468,6 +497,21 @@ public:
 		return out;
 	}
 
+	// -m limit's buckets as the program left them (maps::LimitBucket), by slot.
+	std::vector<ir::limit::Bucket> limit_buckets()
+	{
+		std::vector<codegen::maps::LimitBucket> raw(limit_slots);
+		const uint32_t key = 0;
+		std::vector<ir::limit::Bucket> out;
+		if (limit_slots == 0)
+			return out;
+		EXPECT_EQ(bpf_map_lookup_elem(limits.get(), &key, raw.data()), 0);
+		out.reserve(raw.size());
+		for (const auto &b : raw)
+			out.push_back({b.prev, b.credit});
+		return out;
+	}
+
 	std::vector<ir::Counter> counters()
 	{
 		auto c = prog->counters();
@@ -495,6 +539,9 @@ public:
 	std::string error;
 	loader::Fd ifnames, local, addr_types;
 	std::vector<ir::AddrtypeRoute> addr_types_held;
+	loader::Fd limits; // -m limit's buckets
+	uint32_t limit_slots = 0, hz = 0;
+	uint64_t limits_set_at = 0; // jiffies
 	std::unique_ptr<loader::LogRing> log;
 	std::optional<loader::LoadedProgram> prog;
 	std::unique_ptr<loader::Conntrack> ct;

@@ -7,6 +7,7 @@
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -25,7 +26,7 @@ namespace
 // any answer because names within a family are unique per revision.
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 
-constexpr std::array<Extension, 16> registry = {{
+constexpr std::array<Extension, 17> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -49,6 +50,16 @@ constexpr std::array<Extension, 16> registry = {{
 	{ExtKind::Match, ExtId::Addrtype, "addrtype", 0, false, sizeof(struct xt_addrtype_info), 0},
 	{ExtKind::Match, ExtId::Addrtype, "addrtype", 1, false, sizeof(struct xt_addrtype_info_v1),
 	 0},
+	{ExtKind::Match,
+	 ExtId::Limit,
+	 "limit",
+	 0,
+	 true,
+	 sizeof(struct xt_rateinfo),
+	 0,
+	 {},
+	 0,
+	 offsetof(struct xt_rateinfo, prev)},
 }};
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
@@ -60,6 +71,7 @@ static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
 	      sizeof(struct xt_conntrack_mtinfo3) == 164);
 static_assert(sizeof(struct xt_log_info) == 32);
 static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype_info_v1) == 8);
+static_assert(sizeof(struct xt_rateinfo) == 40 && offsetof(struct xt_rateinfo, prev) == 8);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
 Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
@@ -203,6 +215,11 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 			    (XT_ADDRTYPE_LIMIT_IFACE_IN | XT_ADDRTYPE_LIMIT_IFACE_OUT))
 			return -EINVAL;
 		return 0;
+	case ExtId::Limit:
+		// limit_mt_check: "Overflow, try lower". The rest of its test, whether
+		// avg * burst overflows in credits, depends on the kernel's HZ: the data plane
+		// makes it (loader::BpfDataplane::check).
+		return load<uint32_t>(data, offsetof(struct xt_rateinfo, burst)) == 0 ? -ERANGE : 0;
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::State:
 	case ExtId::Conntrack:

@@ -2,8 +2,8 @@
 //
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
-// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG and
-// xt_addrtype (revisions 0 and 1).
+// xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG,
+// xt_addrtype (revisions 0 and 1) and xt_limit.
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -32,7 +32,8 @@ enum class ExtId : uint8_t {
 	Error,
 	Reject,
 	Log,
-	Addrtype
+	Addrtype,
+	Limit
 };
 
 struct Extension {
@@ -47,6 +48,9 @@ struct Extension {
 	// the hooks it may be reached from (0: any).
 	std::string_view table = {};
 	uint32_t hooks = 0;
+	// xt_match.usersize: the bytes of data GET_ENTRIES copies back (0: all of size); the
+	// rest up to XT_ALIGN(size) reads as zeroes (kernel-private fields).
+	uint32_t usersize = 0;
 };
 
 // Every extension registered, in registration order (`bpfilter_umh --list-extensions`).

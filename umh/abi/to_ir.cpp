@@ -4,6 +4,7 @@
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -194,6 +195,18 @@ ir::AddrtypeMatch addrtype_of(std::span<const uint8_t> d, uint8_t revision)
 	return m;
 }
 
+// limit_mt_check keeps the caller's credit_cap and cost when cost is set.
+ir::LimitMatch limit_of(std::span<const uint8_t> d, uint32_t slot)
+{
+	ir::LimitMatch m;
+	m.avg = load<uint32_t>(d, offsetof(struct xt_rateinfo, avg));
+	m.burst = load<uint32_t>(d, offsetof(struct xt_rateinfo, burst));
+	m.credit_cap = load<uint32_t>(d, offsetof(struct xt_rateinfo, credit_cap));
+	m.cost = load<uint32_t>(d, offsetof(struct xt_rateinfo, cost));
+	m.slot = slot;
+	return m;
+}
+
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
 {
 	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
@@ -260,6 +273,9 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Addrtype:
 				rule.matches.emplace_back(addrtype_of(data, (*ext)->revision));
+				break;
+			case ExtId::Limit:
+				rule.matches.emplace_back(limit_of(data, out.limit_slots++));
 				break;
 			default: // -m comment has no effect on packets
 				break;

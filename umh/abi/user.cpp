@@ -11,7 +11,8 @@ namespace
 
 // xt_obj_to_user + xt_data_to_user for one match or target at `pos`: size, the registered
 // name with its NUL, revision, then the data up to the extension's size and zeroes up to
-// XT_ALIGN(size). The rest of the name field is left as the (zeroed) buffer had it.
+// XT_ALIGN(size) (only usersize bytes of data where the extension has one). The rest of the name
+// field is left as the (zeroed) buffer had it.
 void extension_to_user(std::span<const uint8_t> in, std::span<uint8_t> out, uint32_t pos,
 		       ExtKind kind)
 {
@@ -25,8 +26,10 @@ void extension_to_user(std::span<const uint8_t> in, std::span<uint8_t> out, uint
 	std::memcpy(out.data() + pos + ext_name, x.name.data(), x.name.size());
 	out[pos + ext_name + x.name.size()] = 0;
 	out[pos + ext_revision] = x.revision;
-	std::memcpy(out.data() + pos + ext_header_size, in.data() + pos + ext_header_size, x.size);
-	std::memset(out.data() + pos + ext_header_size + x.size, 0, xt_align(x.size) - x.size);
+	const uint32_t usersize = x.usersize ? x.usersize : x.size;
+	std::memcpy(out.data() + pos + ext_header_size, in.data() + pos + ext_header_size,
+		    usersize);
+	std::memset(out.data() + pos + ext_header_size + usersize, 0, xt_align(x.size) - usersize);
 }
 
 } // namespace

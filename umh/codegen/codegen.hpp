@@ -29,6 +29,7 @@ enum class MapSlot : uint8_t {
 	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
 	LogLost,    // per-CPU array of one: LOG records lost to a full ring
 	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
+	Limits,	    // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -117,6 +118,9 @@ struct Options {
 	enum class Tests : uint8_t { Auto, Branch, FirstBranch, Accumulate, Chunked };
 	Tests tests = Tests::Auto;
 	ReplySysctls replies = {};
+	// The kernel's HZ (what jiffies count), for -m limit's credits; 0: unknown, and a
+	// table with limit rules does not compile.
+	uint32_t hz = 0;
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function

@@ -86,6 +86,15 @@ void Emitter::ld_map(Reg dst, MapSlot slot)
 	emit(insn::ld_imm64_hi(0));
 }
 
+void Emitter::ld_map_value(Reg dst, MapSlot slot, uint32_t off)
+{
+	if (!live_)
+		return;
+	map_refs_.push_back(MapRef{pos(), slot});
+	emit(insn::ld_imm64_lo(dst, BPF_PSEUDO_MAP_VALUE, 0));
+	emit(insn::make(0, 0, 0, 0, static_cast<int32_t>(off)));
+}
+
 void Emitter::call_kfunc(Kfunc func)
 {
 	if (!live_)

@@ -71,6 +71,9 @@ public:
 	void jump(bpf_insn jmp, Label &to);
 	void ld_imm64(Reg dst, uint64_t value);
 	void ld_map(Reg dst, MapSlot slot);
+	// dst = the address of byte `off` of an array map's single value
+	// (BPF_PSEUDO_MAP_VALUE).
+	void ld_map_value(Reg dst, MapSlot slot, uint32_t off);
 	// Call a kernel function; the loader fills in its BTF id.
 	void call_kfunc(Kfunc func);
 	// Call subprogram `id`; it must be started with begin_subprog() before finish().

@@ -39,6 +39,7 @@
 #include "codegen/maps.hpp"
 #include "codegen/plan.hpp"
 #include "codegen/reject.hpp"
+#include "ir/limit.hpp"
 
 namespace bpfilter::codegen
 {
@@ -1042,6 +1043,15 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		return make_error(EOPNOTSUPP, "codegen: the table tracks connections, and the "
 					      "kernel's struct nf_conn is unknown (no BTF for "
 					      "nf_conntrack?)");
+	for (const ir::Rule &r : table.rules)
+		for (const ir::Match &m : r.matches)
+			if (auto *x = std::get_if<ir::LimitMatch>(&m);
+			    x && x->slot >= table.limit_slots)
+				return make_error(EINVAL,
+						  "codegen: a -m limit match without a bucket");
+	if (table.limit_slots && (options.hz == 0 || ir::limit::credits_per_jiffy(options.hz) == 0))
+		return make_error(EOPNOTSUPP, "codegen: -m limit needs the kernel's HZ, which "
+					      "is unknown");
 	const Ctx cx = context(options.flavor);
 	const bool replies = table_rejects(table);
 

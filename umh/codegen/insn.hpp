@@ -117,6 +117,18 @@ constexpr bpf_insn atomic_add(uint8_t size, Reg dst, Reg src, int16_t off)
 	return make(BPF_STX | size | BPF_ATOMIC, dst, src, off, BPF_ADD);
 }
 
+// src = xchg((u64 *)(dst + off), src) (BPF_ATOMIC with BPF_XCHG).
+constexpr bpf_insn atomic_xchg64(Reg dst, Reg src, int16_t off)
+{
+	return make(BPF_STX | BPF_DW | BPF_ATOMIC, dst, src, off, BPF_XCHG);
+}
+// r0 = cmpxchg((u32 *)(dst + off), r0, src) (BPF_ATOMIC with BPF_CMPXCHG): stores src when
+// the word equals w0; w0 gets the word as it was.
+constexpr bpf_insn atomic_cmpxchg32(Reg dst, Reg src, int16_t off)
+{
+	return make(BPF_STX | BPF_W | BPF_ATOMIC, dst, src, off, BPF_CMPXCHG);
+}
+
 // The two halves of a 64-bit immediate load. src is BPF_PSEUDO_MAP_FD for a map.
 constexpr bpf_insn ld_imm64_lo(Reg dst, uint8_t src, uint64_t value)
 {

@@ -255,6 +255,19 @@ inline constexpr uint32_t log_ring_bytes = 256u << 10; // about 900 lines betwee
 // LogLost: BPF_MAP_TYPE_PERCPU_ARRAY of one u64, lines lost to a full ring.
 inline constexpr uint32_t log_lost_type = BPF_MAP_TYPE_PERCPU_ARRAY;
 
+// Limits: BPF_MAP_TYPE_ARRAY of one value, a LimitBucket for each -m limit match of the
+// table (ir::LimitMatch::slot), as xt_limit_priv: jiffies of the last refill and the credit.
+// A rule reaches its bucket by address (BPF_PSEUDO_MAP_VALUE), with no lookup. Made for
+// each table and filled by the loader (limit_mt_check: full, prev = jiffies), as netfilter
+// makes every bucket anew when a table is set.
+struct LimitBucket {
+	uint64_t prev;
+	uint32_t credit;
+	uint32_t pad;
+};
+inline constexpr uint32_t limits_type = BPF_MAP_TYPE_ARRAY;
+static_assert(sizeof(LimitBucket) == 16);
+
 static_assert(sizeof(LogSnap) == 192);
 static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);
 static_assert(sizeof(CounterValue) == 16);

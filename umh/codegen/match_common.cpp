@@ -192,6 +192,12 @@ void Cond::no_fragment(bool hotdrop_at_one)
 	fail_if(R1, Val::Value32, false);
 }
 
+void Cond::skip_if_failed(Label &skip)
+{
+	if (mode_ == Mode::Accumulate && acc_set_)
+		em_.jump(jmp_imm(BPF_JNE, layout::acc, 0), skip);
+}
+
 void Cond::finish()
 {
 	if (mode_ == Mode::Accumulate && acc_set_)

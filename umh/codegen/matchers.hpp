@@ -67,6 +67,11 @@ public:
 	void no_fragment(bool hotdrop_at_one);
 	// Accumulate: the rule's one jump. Call once, after every test.
 	void finish();
+	// Jump to `skip` when an earlier test of the rule failed (Accumulate mode), for a
+	// match with effects (-m limit takes a token): the kernel runs a match only when every
+	// one before it passed. The tests emitted before `skip` is bound must leave the rule
+	// failing on that path, which they do since the mismatch is already accumulated.
+	void skip_if_failed(Label &skip);
 
 	// dst = 1 when the u32 field is outside [lo, hi], else 0 (clobbers R1).
 	void out_of_range_bit(int16_t field, uint32_t lo, uint32_t hi, uint32_t max, Reg dst);
@@ -107,5 +112,9 @@ void emit_iprange(Cond &c, const ir::IprangeMatch &m);
 void emit_conntrack(Cond &c, const ir::ConntrackMatch &m);
 // -m addrtype: a lookup of each address in the AddrTypes map.
 void emit_addrtype(Cond &c, const ir::AddrtypeMatch &m);
+
+// -m limit: takes a token from the rule's bucket (MapSlot::Limits) as limit_mt() does;
+// hz is the kernel's.
+void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz);
 
 } // namespace bpfilter::codegen

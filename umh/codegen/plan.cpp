@@ -288,6 +288,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	const size_t n = t.rules.size();
 	Plan plan;
 	plan.hookset = hooks_of(options.flavor);
+	plan.hz = options.hz;
 	const ir::Hook main_hook =
 		options.flavor == Flavor::TcEgress ? ir::Hook::LocalOut : ir::Hook::LocalIn;
 	for (unsigned h = 0; h < ir::num_hooks; h++) {

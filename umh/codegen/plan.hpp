@@ -53,6 +53,7 @@ struct Plan {
 	// them (hook_defrag in hookset).
 	bool uses_conntrack = false;
 	bool logs = false; // some reachable rule is -j LOG
+	uint32_t hz = 0;   // Options::hz, for -m limit
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.

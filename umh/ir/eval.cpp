@@ -37,6 +37,7 @@ struct Param {
 	uint16_t fragoff = 0;
 	uint32_t thoff = 0;
 	bool hotdrop = false;
+	EvalState *state = nullptr;
 };
 
 // skb_header_pointer(): the bytes, or nothing when the datagram is too short.
@@ -342,10 +343,22 @@ bool addrtype_mt(const AddrtypeMatch &info, const Param &par)
 	return true;
 }
 
+// limit_mt()
+bool limit_mt(const LimitMatch &info, Param &par)
+{
+	EvalState &st = *par.state;
+	if (info.slot >= st.limits.size())
+		return false;
+	const auto p = limit::params(info.avg, info.burst, info.credit_cap, info.cost, st.hz);
+	return limit::take(st.limits[info.slot], p, st.jiffies, st.hz);
+}
+
 bool run_match(const Match &m, Param &par)
 {
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
+	if (auto *x = std::get_if<LimitMatch>(&m))
+		return limit_mt(*x, par);
 	if (auto *x = std::get_if<ConntrackMatch>(&m))
 		return conntrack_mt(*x, par);
 	if (auto *x = std::get_if<TcpMatch>(&m))
@@ -361,7 +374,29 @@ bool run_match(const Match &m, Param &par)
 
 } // namespace
 
+EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies)
+{
+	EvalState st;
+	st.hz = hz;
+	st.jiffies = jiffies;
+	st.limits.resize(table.limit_slots);
+	for (const Rule &r : table.rules)
+		for (const Match &m : r.matches)
+			if (auto *x = std::get_if<LimitMatch>(&m); x && x->slot < st.limits.size())
+				st.limits[x->slot] = {
+					jiffies,
+					limit::params(x->avg, x->burst, x->credit_cap, x->cost, hz)
+						.credit};
+	return st;
+}
+
 EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
+{
+	EvalState st = initial_state(table, 250, 0);
+	return evaluate(table, hook, packet, st);
+}
+
+EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, EvalState &state)
 {
 	EvalResult res;
 	const auto h = static_cast<unsigned>(hook);
@@ -375,6 +410,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
 	par.skb = packet.ip;
 	par.ct = &packet.ct;
 	par.pkt = &packet;
+	par.state = &state;
 	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 

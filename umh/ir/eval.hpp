@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ir/ir.hpp"
+#include "ir/limit.hpp"
 
 namespace bpfilter::ir
 {
@@ -48,7 +49,20 @@ struct EvalResult {
 	std::vector<uint32_t> logged_by; // LOG rules that wrote a line, in order
 };
 
-// Traverse `table` from `hook`'s entry. The hook must be valid in the table.
+// What the stateful matches keep between packets, and the clock they read: -m limit's
+// token buckets (by LimitMatch::slot) at `jiffies`, with the kernel's HZ.
+struct EvalState {
+	uint32_t hz = 250;
+	uint64_t jiffies = 0;
+	std::vector<limit::Bucket> limits;
+};
+
+// The state of a table just set at `jiffies` (limit_mt_check: every bucket full).
+EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies);
+
+// Traverse `table` from `hook`'s entry. The hook must be valid in the table. `state` is
+// read and updated; without one, the packet meets the table as just set (HZ 250).
 EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet);
+EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, EvalState &state);
 
 } // namespace bpfilter::ir

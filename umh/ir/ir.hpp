@@ -145,10 +145,21 @@ struct AddrtypeRoute {
 	bool operator==(const AddrtypeRoute &) const = default;
 };
 
+// -m limit (struct xt_rateinfo, revision 0): avg and burst as libxt_limit sends them, and
+// the cap and cost a caller may give (0: limit_mt_check computes them). `slot` numbers the
+// table's limit matches in blob order: each is a token bucket of its own (xt_limit_priv),
+// made full when the table is set. The arithmetic is in ir/limit.hpp.
+struct LimitMatch {
+	uint32_t avg = 0, burst = 0;
+	uint32_t credit_cap = 0, cost = 0;
+	uint32_t slot = 0;
+	bool operator==(const LimitMatch &) const = default;
+};
+
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
-			   ConntrackMatch, AddrtypeMatch>;
+			   ConntrackMatch, AddrtypeMatch, LimitMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -190,6 +201,7 @@ struct Rule {
 
 struct Table {
 	std::vector<Rule> rules;
+	uint32_t limit_slots = 0; // LimitMatch::slot runs below this
 	uint32_t valid_hooks = 0; // bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};

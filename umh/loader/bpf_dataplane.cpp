@@ -25,7 +25,9 @@
 #include "codegen/maps.hpp"
 #include "codegen/reject.hpp"
 #include "common/log.hpp"
+#include "ir/limit.hpp"
 #include "loader/addrtype.hpp"
+#include "loader/jiffies.hpp"
 
 namespace bpfilter::loader
 {
@@ -503,6 +505,7 @@ codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 	o.flavor = flavor;
 	o.tests = tests;
 	o.replies = replies;
+	o.hz = hz_;
 	if (conntrack_)
 		o.ct = conntrack_->layout;
 	return o;
@@ -515,6 +518,7 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 	lo.conntrack = conntrack_.get();
 	lo.icmp_global_fd = icmp_global_.get();
 	lo.icmp_peers_fd = icmp_peers_.get();
+	lo.limits_fd = gen.limits.get();
 	if (log_) {
 		lo.log_ring_fd = log_->maps().ring.get();
 		lo.log_lost_fd = log_->maps().lost.get();
@@ -786,8 +790,39 @@ void BpfDataplane::roll_back(const std::vector<Change> &changes)
 	}
 }
 
+Result<uint32_t> BpfDataplane::kernel_hz() const
+{
+	if (hz_ == 0) {
+		auto hz = measure_hz();
+		if (!hz)
+			return hz.error();
+		hz_ = *hz;
+		log::info("loader: the kernel counts jiffies at " + std::to_string(hz_) + " Hz");
+	}
+	return hz_;
+}
+
 Status BpfDataplane::check(const ir::Table &table) const
 {
+	if (table.limit_slots) {
+		if (options_.mode == XdpMode::Offload)
+			return make_error(EOPNOTSUPP, "-m limit cannot run offloaded to a NIC (it "
+						      "reads the kernel's jiffies)");
+		auto hz = kernel_hz();
+		if (!hz)
+			return make_error(EOPNOTSUPP, "-m limit: " + hz.error().message);
+		// limit_mt_check()'s overflow test, in credits of this HZ.
+		for (size_t i = 0; i < table.rules.size(); i++)
+			for (const ir::Match &m : table.rules[i].matches)
+				if (auto *x = std::get_if<ir::LimitMatch>(&m);
+				    x && ir::limit::overflows(x->avg, x->burst, *hz))
+					return make_error(ERANGE,
+							  "rule " + std::to_string(i) +
+								  ": limit match: Overflow, try "
+								  "lower: " +
+								  std::to_string(x->avg) + "/" +
+								  std::to_string(x->burst));
+	}
 	return codegen::check(table);
 }
 
@@ -862,6 +897,15 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	gen->counters = std::move(*counters);
 	gen->fingerprint = fingerprint_of(gen->code, n);
 	BF_TRY(set_counters_fingerprint(gen->counters.get(), n, gen->fingerprint));
+	if (table.limit_slots) {
+		auto now = read_jiffies();
+		if (!now)
+			return now.error();
+		auto limits = create_limits_map(table, hz_, *now);
+		if (!limits)
+			return limits.error();
+		gen->limits = std::move(*limits);
+	}
 	const bool logs =
 		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
 			return r.target.kind == ir::Target::Kind::Log;

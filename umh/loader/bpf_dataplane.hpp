@@ -122,6 +122,7 @@ private:
 		Fd counters;
 		uint64_t fingerprint = 0;      // of code: which table the counters count
 		std::vector<ir::Counter> base; // what the map's base holds
+		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
@@ -183,6 +184,9 @@ private:
 	Fd ct_events_;			 // open_ct_events(), with a watcher
 	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests,
 					 const codegen::ReplySysctls &replies) const;
+	// The kernel's HZ, for -m limit: measured when a table first needs it.
+	Result<uint32_t> kernel_hz() const;
+	mutable uint32_t hz_ = 0;
 };
 
 } // namespace bpfilter::loader

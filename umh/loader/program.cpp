@@ -18,6 +18,7 @@
 
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
+#include "ir/limit.hpp"
 
 namespace bpfilter::loader
 {
@@ -265,6 +266,31 @@ Status set_counters_base(int counters_fd, const std::vector<ir::Counter> &base)
 	return {};
 }
 
+Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffies)
+{
+	if (table.limit_slots == 0 || table.limit_slots > (64u << 20) / sizeof(maps::LimitBucket))
+		return make_error(EINVAL, "loader: " + std::to_string(table.limit_slots) +
+						  " -m limit rules, outside what one map holds");
+	const auto bytes = static_cast<uint32_t>(table.limit_slots * sizeof(maps::LimitBucket));
+	auto m = create_map(maps::limits_type, "bpfilter_limit", sizeof(uint32_t), bytes, 1, 0);
+	if (!m)
+		return m.error();
+	std::vector<maps::LimitBucket> buckets(table.limit_slots, maps::LimitBucket{});
+	for (const ir::Rule &r : table.rules)
+		for (const ir::Match &match : r.matches)
+			if (auto *x = std::get_if<ir::LimitMatch>(&match);
+			    x && x->slot < buckets.size())
+				buckets[x->slot] = {jiffies,
+						    ir::limit::params(x->avg, x->burst,
+								      x->credit_cap, x->cost, hz)
+							    .credit,
+						    0};
+	const uint32_t key = 0;
+	if (bpf_map_update_elem(m->get(), &key, buckets.data(), BPF_ANY) != 0)
+		return sys_error(errno, "loader: filling the -m limit buckets");
+	return m;
+}
+
 Result<Fd> create_icmp_global_map()
 {
 	return create_map(maps::icmp_global_type, "bpfilter_icmp", sizeof(uint32_t),
@@ -374,6 +400,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			break;
 		case codegen::MapSlot::AddrTypes:
 			fd = options.addr_types_fd;
+			break;
+		case codegen::MapSlot::Limits:
+			fd = options.limits_fd;
 			break;
 		}
 		if (fd < 0)

@@ -28,6 +28,7 @@ struct LoadOptions {
 	int icmp_global_fd = -1;
 	int icmp_peers_fd = -1;
 	int log_ring_fd = -1; // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
+	int limits_fd = -1;   // the table's -m limit buckets (create_limits_map())
 	int log_lost_fd = -1;
 	int addr_types_fd = -1; // the namespace's AddrTypes, for -m addrtype
 };
@@ -68,6 +69,10 @@ private:
 // with the tail of the verifier's log.
 Result<LoadedProgram> load_program(const codegen::Program &program, int devices_fd,
 				   int local_addrs_fd, const LoadOptions &options);
+
+// The Limits map of a table with -m limit rules (codegen/maps.hpp), its buckets as
+// limit_mt_check() leaves them when the table is set at `jiffies`: full.
+Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffies);
 
 // A Counters map for a table of num_counters rules, to share between its programs.
 //
