@@ -24,7 +24,7 @@ refused()
 	check "$what: iptables says \"$want\"" grep -q "$want" <<<"$out"
 }
 refused "-j NFLOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j NFLOG
-refused "-m limit, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m limit --limit 1/s -j ACCEPT
+refused "-m cpu, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m cpu --cpu 0 -j ACCEPT
 refused "-m recent (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m recent --set
 
 ipt_save >"$BF_TMP/after"
