@@ -25,7 +25,9 @@ check "the helper measured the kernel's HZ as 250" sh -c "dmesg | grep -q 'jiffi
 check "a replace starts a full bucket (-I INPUT 1 -p udp -j ACCEPT)" $IPT -I INPUT 1 -p udp -j ACCEPT
 check "iptables-legacy -Z INPUT" $IPT -Z INPUT
 lim_pings 4
-check "3 more passed the new bucket, 1 dropped" sh -c "[ \"\$(lim_rule 2)/\$(lim_rule 3)\" = 3/1 ]"
+# In this shell, not sh -c: lim_rule is a function of this file.
+lim_new_bucket() { [ "$(lim_rule 2)/$(lim_rule 3)" = 3/1 ]; }
+check "3 more passed the new bucket, 1 dropped" lim_new_bucket
 check "--limit-burst 0 is refused (ERANGE, as limit_mt_check)" \
 	sh -c "$IPT -A INPUT -m limit --limit-burst 0 -j ACCEPT 2>&1 | grep -q 'Numerical result out of range'"
 check "iptables-legacy -F after limit" $IPT -F
