@@ -150,8 +150,8 @@ Status check(const ir::Table &table);
 
 // Does a rule that INPUT or FORWARD can reach read or set the packet's mark (-m mark,
 // -j MARK)? XDP has no skb->mark: such a table is judged at tc ingress on every device, and
-// compile() refuses its Xdp flavor.
-bool needs_skb_mark(const ir::Table &table);
+// compile() refuses its Xdp flavor. sets_only: does such a rule set one (-j MARK)?
+bool needs_skb_mark(const ir::Table &table, bool sets_only = false);
 
 // The program of one flavor for the table.
 Result<Program> compile(const ir::Table &table, const Options &options);

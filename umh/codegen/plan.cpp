@@ -483,7 +483,7 @@ bool uses_skb_mark(const ir::Rule &r)
 	       });
 }
 
-bool needs_skb_mark(const ir::Table &t)
+bool needs_skb_mark(const ir::Table &t, bool sets_only)
 {
 	const HookSet hooks = hooks_of(Flavor::Xdp);
 	for (ir::Hook hook : {ir::Hook::LocalIn, ir::Hook::Forward}) {
@@ -495,7 +495,8 @@ bool needs_skb_mark(const ir::Table &t)
 		for (uint32_t start : starts)
 			for (uint32_t i = start; i < t.rules.size(); i++) {
 				if (fold_ip(t.rules[i].ip, hooks) != Fold::Never &&
-				    uses_skb_mark(t.rules[i]))
+				    (sets_only ? t.rules[i].target.kind == Kind::Mark
+					       : uses_skb_mark(t.rules[i])))
 					return true;
 				if (ends_run(t, i, hooks))
 					break;

@@ -826,6 +826,20 @@ Status BpfDataplane::check(const ir::Table &table) const
 								  std::to_string(x->avg) + "/" +
 								  std::to_string(x->burst));
 	}
+	// tc ingress runs before the kernel routes the packet, netfilter's INPUT and FORWARD
+	// after: a mark they set would steer policy routing that selects on marks.
+	if (codegen::needs_skb_mark(table, true)) {
+		auto fwmark = rtnl::has_fwmark_rules();
+		if (!fwmark)
+			return fwmark.error();
+		if (*fwmark)
+			return make_error(EOPNOTSUPP,
+					  "-j MARK in INPUT or FORWARD: the namespace has policy "
+					  "routing rules that select on the mark (ip rule ... fwmark); "
+					  "bpfilter sets the mark at tc ingress, before the kernel "
+					  "routes the packet, where netfilter sets it after, so the "
+					  "route would differ");
+	}
 	if (options_.mode == XdpMode::Offload && codegen::needs_skb_mark(table))
 		return make_error(EOPNOTSUPP, "-m mark and -j MARK in INPUT or FORWARD cannot run "
 					      "offloaded to a NIC (XDP has no skb->mark)");
