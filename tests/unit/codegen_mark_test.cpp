@@ -31,13 +31,13 @@ ir::Rule set_mark(R r, uint32_t value, uint32_t mask)
 	return rule;
 }
 
-struct Run {
+struct Seen {
 	int action = 0; // tc's
 	uint32_t mark = 0;
 };
 
 // One packet through a tc program with skb->mark (and priority) as given.
-Run run_skb(Xdp &x, const std::vector<uint8_t> &frame, uint32_t mark, uint32_t priority = 0,
+Seen run_skb(Xdp &x, const std::vector<uint8_t> &frame, uint32_t mark, uint32_t priority = 0,
 	    uint32_t ingress_ifindex = 0)
 {
 	std::vector<uint8_t> in(frame), out(frame.size() + 600);
@@ -71,7 +71,8 @@ void expect_as_evaluator(const ir::Table &t, Flavor flavor, Tests tests,
 		for (uint32_t m : marks) {
 			SCOPED_TRACE("mark " + std::to_string(m));
 			const std::vector<uint8_t> dgram = p.datagram();
-			ir::PacketView view{dgram, {}, {}, {}};
+			ir::PacketView view;
+			view.ip = dgram;
 			if (hook == ir::Hook::LocalIn)
 				view.in_ifname = devname("lo");
 			else
@@ -82,10 +83,11 @@ void expect_as_evaluator(const ir::Table &t, Flavor flavor, Tests tests,
 				want[i].packets++;
 				want[i].bytes += p.header_tot_len();
 			}
-			const Run got = run_skb(x, p.frame(), m);
+			const Seen got = run_skb(x, p.frame(), m);
 			EXPECT_EQ(got.action, r.accept ? codegen::layout::tc_accept : TC_ACT_SHOT);
-			if (r.accept)
+			if (r.accept) {
 				EXPECT_EQ(got.mark, r.mark);
+			}
 			EXPECT_EQ(x.counters(), want);
 		}
 }
@@ -208,13 +210,13 @@ TEST(CodegenMark, AUsersMarkIsNeverTakenForARejectReply)
 	std::vector<uint8_t> f = udp_packet(1, 2).frame();
 	std::fill_n(f.begin() + 6, 6, 0); // from the device's own MAC address
 	for (uint32_t prio : {0u, 4u, 6u}) {
-		const Run r = run_skb(out, f, magic | 1, prio, 1);
+		const Seen r = run_skb(out, f, magic | 1, prio, 1);
 		EXPECT_EQ(r.action, codegen::layout::tc_accept);
 		EXPECT_EQ(r.mark, magic | 1) << "priority " << prio;
 	}
 	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 0u);
 	// The reply itself: judged by OUTPUT, mark and priority back to 0.
-	const Run r = run_skb(out, f, magic, codegen::layout::reply_priority_magic, 1);
+	const Seen r = run_skb(out, f, magic, codegen::layout::reply_priority_magic, 1);
 	EXPECT_EQ(r.action, codegen::layout::tc_accept);
 	EXPECT_EQ(r.mark, 0u);
 	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 1u);
