@@ -305,8 +305,11 @@ class Generator:
 		self.ro = random.Random(f"{seed}-options")
 		# -m addrtype draws from a stream of its own: every other draw stays as it was.
 		self.ra = random.Random(f"{seed}-addrtype")
-		# So do -m mark, -m connmark and -j MARK.
+		# So do -m mark, -m connmark and -j MARK, in a fifth of the cases: a table that
+		# reads or sets marks in INPUT or FORWARD runs at tc ingress rather than XDP, and
+		# the other cases keep XDP's share.
 		self.rm = random.Random(f"{seed}-mark")
+		self.marks = self.rm.random() < 0.2
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -412,7 +415,7 @@ class Generator:
 			groups.append(Group("comment", False, text=r.choice(["allow web", "f2b", "docker rule", "x"])))
 		if self.ra.random() < 0.07:
 			groups.append(self._addrtype(chain))
-		if self.rm.random() < 0.06:
+		if self.marks and self.rm.random() < 0.1:
 			groups.append(self._mark_group())
 		return groups
 
@@ -436,7 +439,7 @@ class Generator:
 		"""Give some rules without a verdict a -j MARK, each form libxt_MARK sends."""
 		rm = self.rm
 		for rl in rules:
-			if rl.target or rm.random() >= 0.25:
+			if not self.marks or rl.target or rm.random() >= 0.3:
 				continue
 			op = rm.choice(["set-mark", "set-xmark", "and-mark", "or-mark", "xor-mark"])
 			value = rm.choice(self.MARK_VALUES)
