@@ -659,7 +659,8 @@ TEST(AbiReplace, MarkAndConnmarkAsTheKernelRegistersThem)
 	};
 	for (const char *chain : {"INPUT", "FORWARD", "OUTPUT"}) {
 		Builder b;
-		b.rule(chain, Rule{Ip(), {test::match("mark", 1, &mi, sizeof(mi))}, Target::accept()});
+		b.rule(chain,
+		       Rule{Ip(), {test::match("mark", 1, &mi, sizeof(mi))}, Target::accept()});
 		b.rule(chain, Rule{Ip(), {}, mark_target(2, &ti, sizeof(ti))});
 		b.rule(chain,
 		       Rule{Ip(), {test::match("connmark", 1, &ci, sizeof(ci))}, Target::drop()});
@@ -668,7 +669,7 @@ TEST(AbiReplace, MarkAndConnmarkAsTheKernelRegistersThem)
 		auto t = abi::to_ir(r->table);
 		ASSERT_TRUE(t.ok());
 		const auto &rules = t->rules;
-		const size_t at = *t->hook_entry[std::string(chain) == "INPUT"	  ? 1
+		const size_t at = *t->hook_entry[std::string(chain) == "INPUT"	   ? 1
 						 : std::string(chain) == "FORWARD" ? 2
 										   : 3];
 		ASSERT_EQ(rules[at].matches.size(), 1u);

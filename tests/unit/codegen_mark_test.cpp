@@ -38,7 +38,7 @@ struct Seen {
 
 // One packet through a tc program with skb->mark (and priority) as given.
 Seen run_skb(Xdp &x, const std::vector<uint8_t> &frame, uint32_t mark, uint32_t priority = 0,
-	    uint32_t ingress_ifindex = 0)
+	     uint32_t ingress_ifindex = 0)
 {
 	std::vector<uint8_t> in(frame), out(frame.size() + 600);
 	if (x.flavor == Flavor::TcIngress)
@@ -105,12 +105,12 @@ ir::Table marks_table(ir::Hook hook)
 		R().m(mark(0x10, 0xf0, 1)).cont(),
 		R().m(mark(0x5, 0xff, 2)).cont(),
 		R().m(mark(0x1, 0x1)).jump(0),
-		set_mark(R(), 0x100, 0x100 | 0xf00),	  // --set-mark 0x100/0xf00
+		set_mark(R(), 0x100, 0x100 | 0xf00), // --set-mark 0x100/0xf00
 		R().m(mark(0x100, 0xf00)).cont(),
-		set_mark(R().proto(6), 0x3, 0),		  // --xor-mark 3
-		set_mark(R().proto(17), 0, ~0xffu),	  // --and-mark 0xff
+		set_mark(R().proto(6), 0x3, 0),	    // --xor-mark 3
+		set_mark(R().proto(17), 0, ~0xffu), // --and-mark 0xff
 		R().m(mark(0x3, 0xf)).cont(),
-		set_mark(R(), 0xbf4e0000, 0xffffffffu),  // --set-xmark REJECT's own magic
+		set_mark(R(), 0xbf4e0000, 0xffffffffu), // --set-xmark REJECT's own magic
 		R().m(mark(0xbf4e0000)).drop(),
 	};
 	if (hook == ir::Hook::LocalOut)
@@ -122,9 +122,8 @@ ir::Table marks_table(ir::Hook hook)
 	return b.build();
 }
 
-const std::vector<uint32_t> some_marks = {0,	      1,	  2,	      3,
-					  0x10,	      0x11,	  0x100,      0x41,
-					  0xfeedcafe, 0xffffffff, 0xbf4e0000, 0x80000001};
+const std::vector<uint32_t> some_marks = {
+	0, 1, 2, 3, 0x10, 0x11, 0x100, 0x41, 0xfeedcafe, 0xffffffff, 0xbf4e0000, 0x80000001};
 
 TEST(CodegenMark, MatchAndTargetAsTheEvaluatorAtTcIngress)
 {
@@ -145,8 +144,8 @@ TEST(CodegenMark, RandomRulesAsTheEvaluator)
 {
 	std::mt19937 rng(9);
 	const auto word = [&] {
-		const uint32_t pick[] = {0, 1, 0xff, 0xff00, 0xffffffffu, 0x80000000u,
-					 static_cast<uint32_t>(rng())};
+		const uint32_t pick[] = {
+			0, 1, 0xff, 0xff00, 0xffffffffu, 0x80000000u, static_cast<uint32_t>(rng())};
 		return pick[rng() % 7];
 	};
 	for (int round = 0; round < 8; round++) {
@@ -155,7 +154,8 @@ TEST(CodegenMark, RandomRulesAsTheEvaluator)
 			if (rng() % 3 == 0)
 				b.input.push_back(set_mark(R(), word(), word()));
 			else
-				b.input.push_back(R().m(mark(word(), word(), rng() % 4 == 0)).cont());
+				b.input.push_back(
+					R().m(mark(word(), word(), rng() % 4 == 0)).cont());
 		}
 		b.input.push_back(R().m(mark(word(), word())).drop());
 		std::vector<uint32_t> marks;
@@ -240,8 +240,7 @@ TEST(CodegenMark, ConnmarkReadsTheEntrysMark)
 	};
 	const auto &at = b.input_at;
 	// A SYN: NEW, its entry's mark 0.
-	x.expect(from(tcp_packet(40000, 80, 0x02)), pass,
-		 {at[0], at[2], at[3], b.input_policy_at});
+	x.expect(from(tcp_packet(40000, 80, 0x02)), pass, {at[0], at[2], at[3], b.input_policy_at});
 	// SYN+FIN: INVALID, no entry: none of them.
 	x.expect(from(tcp_packet(40000, 80, 0x03)), pass, {b.input_policy_at});
 	// The evaluator agrees.

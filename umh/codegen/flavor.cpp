@@ -1071,13 +1071,15 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			    return std::holds_alternative<ir::ConnmarkMatch>(m);
 		    });
 	    }))
-		return make_error(EOPNOTSUPP, "codegen: -m connmark reads the conntrack entry's mark, "
-					      "which this kernel does not keep "
-					      "(CONFIG_NF_CONNTRACK_MARK)");
+		return make_error(EOPNOTSUPP,
+				  "codegen: -m connmark reads the conntrack entry's mark, "
+				  "which this kernel does not keep "
+				  "(CONFIG_NF_CONNTRACK_MARK)");
 	if (options.flavor == Flavor::Xdp && needs_skb_mark(table))
-		return make_error(EOPNOTSUPP, "codegen: INPUT or FORWARD reads or sets the packet's "
-					      "mark, which XDP cannot see: the table runs at tc "
-					      "ingress");
+		return make_error(EOPNOTSUPP,
+				  "codegen: INPUT or FORWARD reads or sets the packet's "
+				  "mark, which XDP cannot see: the table runs at tc "
+				  "ingress");
 	const Ctx cx = context(options.flavor);
 	const bool replies = table_rejects(table);
 

@@ -488,7 +488,8 @@ bool needs_skb_mark(const ir::Table &t, bool sets_only)
 	const HookSet hooks = hooks_of(Flavor::Xdp);
 	for (ir::Hook hook : {ir::Hook::LocalIn, ir::Hook::Forward}) {
 		const auto h = static_cast<unsigned>(hook);
-		if (!(t.valid_hooks & (1u << h)) || !t.hook_entry[h] || *t.hook_entry[h] >= t.rules.size())
+		if (!(t.valid_hooks & (1u << h)) || !t.hook_entry[h] ||
+		    *t.hook_entry[h] >= t.rules.size())
 			continue;
 		std::set<uint32_t> starts = reachable_targets(t, *t.hook_entry[h], hooks);
 		starts.insert(*t.hook_entry[h]);

@@ -56,7 +56,7 @@ struct Plan {
 	// Some reachable rule is -j MARK: the tc programs give the skb the mark the chains
 	// leave (layout::pkt_off::mark) with their verdict.
 	bool sets_mark = false;
-	uint32_t hz = 0;   // Options::hz, for -m limit
+	uint32_t hz = 0; // Options::hz, for -m limit
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.

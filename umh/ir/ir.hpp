@@ -201,9 +201,9 @@ struct Target {
 	Target() = default;
 	Target(Kind k, uint32_t to_rule = 0) : kind(k), to(to_rule) {}
 	Kind kind = Kind::Accept;
-	uint32_t to = 0;	  // rule index, for Jump and Goto
-	uint32_t reject_with = 0; // enum ipt_reject_with, for Reject
-	LogInfo log;		  // for Log
+	uint32_t to = 0;		  // rule index, for Jump and Goto
+	uint32_t reject_with = 0;	  // enum ipt_reject_with, for Reject
+	LogInfo log;			  // for Log
 	uint32_t mark = 0, mark_mask = 0; // for Mark (struct xt_mark_tginfo2)
 	bool operator==(const Target &) const = default;
 };

@@ -833,12 +833,13 @@ Status BpfDataplane::check(const ir::Table &table) const
 		if (!fwmark)
 			return fwmark.error();
 		if (*fwmark)
-			return make_error(EOPNOTSUPP,
-					  "-j MARK in INPUT or FORWARD: the namespace has policy "
-					  "routing rules that select on the mark (ip rule ... fwmark); "
-					  "bpfilter sets the mark at tc ingress, before the kernel "
-					  "routes the packet, where netfilter sets it after, so the "
-					  "route would differ");
+			return make_error(
+				EOPNOTSUPP,
+				"-j MARK in INPUT or FORWARD: the namespace has policy "
+				"routing rules that select on the mark (ip rule ... fwmark); "
+				"bpfilter sets the mark at tc ingress, before the kernel "
+				"routes the packet, where netfilter sets it after, so the "
+				"route would differ");
 	}
 	if (options_.mode == XdpMode::Offload && codegen::needs_skb_mark(table))
 		return make_error(EOPNOTSUPP, "-m mark and -j MARK in INPUT or FORWARD cannot run "
