@@ -164,6 +164,9 @@ class Group:
 			if d.get("limit"):
 				parts.append(f"--limit-iface-{d['limit']}")
 			return " ".join(parts)
+		if k in ("mark", "connmark"):
+			m = f"{neg}--mark {d['value']:#x}"
+			return m + (f"/{d['mask']:#x}" if d.get("mask") is not None else "")
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -189,7 +192,10 @@ MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "fra
 	  # model below does not know (it takes them as matching: netfilter is the oracle).
 	  "state": "state", "ctstate": "conntrack", "ctstatus": "conntrack", "ctproto": "conntrack",
 	  "ctdir": "conntrack", "ctorigsrc": "conntrack", "ctorigdst": "conntrack", "ctreplsrc": "conntrack",
-	  "ctrepldst": "conntrack", "ctorigsrcport": "conntrack", "ctorigdstport": "conntrack"}
+	  "ctrepldst": "conntrack", "ctorigsrcport": "conntrack", "ctorigdstport": "conntrack",
+	  # The packet's mark (which MARK rules before it set) and its connection's: not modelled
+	  # (taken as matching), netfilter is the oracle.
+	  "mark": "mark", "connmark": "connmark"}
 IP_ORDER = ["in", "out", "src", "dst", "proto", "frag"]
 
 
@@ -242,6 +248,9 @@ class Rule:
 			parts.append(f"-g {t[1]}")
 		elif t and t[0] == "REJECT":
 			parts.append("-j REJECT" + (f" --reject-with {t[1]}" if t[1] else ""))
+		elif t and t[0] == "MARK":
+			_, op, value, mask = t
+			parts.append(f"-j MARK --{op} {value:#x}" + (f"/{mask:#x}" if mask is not None else ""))
 		elif t and t[0] == "LOG":
 			_, prefix, level, opts = t
 			parts.append(f"-j LOG --log-prefix \"{prefix}\"" + (f" --log-level {level}" if level is not None else "")
@@ -296,6 +305,11 @@ class Generator:
 		self.ro = random.Random(f"{seed}-options")
 		# -m addrtype draws from a stream of its own: every other draw stays as it was.
 		self.ra = random.Random(f"{seed}-addrtype")
+		# So do -m mark, -m connmark and -j MARK, in a fifth of the cases: a table that
+		# reads or sets marks in INPUT or FORWARD runs at tc ingress rather than XDP, and
+		# the other cases keep XDP's share.
+		self.rm = random.Random(f"{seed}-mark")
+		self.marks = self.rm.random() < 0.2
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -401,7 +415,36 @@ class Generator:
 			groups.append(Group("comment", False, text=r.choice(["allow web", "f2b", "docker rule", "x"])))
 		if self.ra.random() < 0.07:
 			groups.append(self._addrtype(chain))
+		if self.marks and self.rm.random() < 0.1:
+			groups.append(self._mark_group())
 		return groups
+
+	# Marks a MARK rule gives and a mark rule looks for: small values that meet, all bits,
+	# and REJECT's own reply mark (layout::reply_mark_magic), which must mean nothing here.
+	MARK_VALUES = [0, 1, 2, 3, 0x10, 0xff, 0x100, 0xbf4e0000, 0xbf4e0001, 0xffffffff]
+	MARK_MASKS = [None, None, 0xff, 0xf, 0xf0, 0xffff0000, 0xffffffff, 0]
+
+	def _mark_group(self):
+		"""-m mark (mostly) or -m connmark (the entry's mark, 0 on these beds; no entry:
+		no match), with or without a mask."""
+		rm = self.rm
+		mask = rm.choice(self.MARK_MASKS)
+		value = rm.choice(self.MARK_VALUES)
+		if mask is not None:
+			value &= mask
+		return Group("connmark" if rm.random() < 0.15 else "mark", rm.random() < 0.25,
+			     value=value, mask=mask)
+
+	def _mark_targets(self, rules):
+		"""Give some rules without a verdict a -j MARK, each form libxt_MARK sends."""
+		rm = self.rm
+		for rl in rules:
+			if not self.marks or rl.target or rm.random() >= 0.3:
+				continue
+			op = rm.choice(["set-mark", "set-xmark", "and-mark", "or-mark", "xor-mark"])
+			value = rm.choice(self.MARK_VALUES)
+			mask = rm.choice(self.MARK_MASKS) if op in ("set-mark", "set-xmark") else None
+			rl.target = ("MARK", op, value, mask)
 
 	def _addrtype(self, chain):
 		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where
@@ -468,6 +511,7 @@ class Generator:
 					self._narrow(groups)
 				rules.append(Rule(chain, groups, target))
 		_make_reachable(r, rules, chains, order, self._groups, jump_share=0.8)
+		self._mark_targets(rules)
 		return r.choice(["ACCEPT", "DROP"]), chains, rules
 
 	# ---- packets -----------------------------------------------------------------------
@@ -808,6 +852,7 @@ class Generator:
 					self._narrow(groups)
 				rules.append(Rule(chain, groups, target))
 		_make_reachable(r, rules, chains, order, lambda c: self._hook_groups(c, hook))
+		self._mark_targets(rules)
 		return rules
 
 	def add_hooks(self, case):

@@ -390,6 +390,7 @@ class Side:
 					self.rawip_out[pkt.proto_num] = s
 				s.setsockopt(socket.SOL_IP, socket.IP_TTL, pkt.get("ttl"))
 				s.setsockopt(socket.SOL_IP, socket.IP_TOS, pkt.get("tos"))
+				s.setsockopt(socket.SOL_SOCKET, SO_MARK, struct.pack("I", pkt.somark or 0))
 				# IP_HDRINCL off: bind() picks the source the header gets.
 				s.bind((pkt.src, 0))
 				l4 = pkt.l4(ident)
@@ -406,6 +407,9 @@ class Side:
 					s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
 					s.setsockopt(socket.SOL_IP, socket.IP_TTL, pkt.get("ttl"))
 					s.setsockopt(socket.SOL_IP, socket.IP_TOS, pkt.get("tos"))
+					if pkt.somark:
+						# A u32: above 2^31 as bytes.
+						s.setsockopt(socket.SOL_SOCKET, SO_MARK, struct.pack("I", pkt.somark))
 					s.bind((pkt.src, pkt.get("sport")))
 					if how == "udp":
 						s.sendto(pkt._payload(), (pkt.dst, pkt.get("dport")))

@@ -73,7 +73,7 @@ class Packet:
 
 	FIELDS = ("flow", "dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
 		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "send",
-		  "seqoff", "ackoff", "quote")
+		  "seqoff", "ackoff", "quote", "somark")
 
 	def __init__(self, **fields):
 		for name in self.FIELDS:
@@ -276,6 +276,8 @@ def parse_line(line, where=""):
 			fields[key] = value
 		elif key in ("seqoff", "ackoff"):
 			fields[key] = _int(key, value, -(1 << 31), 1 << 31)
+		elif key == "somark":
+			fields[key] = _int(key, value, 0, 0xFFFFFFFF)
 		elif key == "send":
 			if value not in SENDERS:
 				raise PacketError(f"{where}send={value}: one of {', '.join(SENDERS)}")
@@ -288,6 +290,8 @@ def parse_line(line, where=""):
 	for key in ("proto", "src", "dst") + (("dev",) if sender == "peer" else ()):
 		if key not in fields:
 			raise PacketError(f"{where}{key}= is required")
+	if "somark" in fields and sender not in ("udp", "tcp", "rawip"):
+		raise PacketError(f"{where}somark= is the sending socket's SO_MARK: send=udp, tcp or rawip")
 	if sender != "peer" and "dev" in fields:
 		raise PacketError(f"{where}send={sender}: the host's routing picks the device, no dev=")
 	proto = fields["proto"]

@@ -1,10 +1,13 @@
 // ipt_replace parsing: good tables as iptables-legacy builds them, and every kind of
 // malformed one refused with the errno Linux 6.1's translate_table gives.
 #include <linux/netfilter/xt_addrtype.h>
+#include <linux/netfilter/xt_connmark.h>
+#include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
 
 #include <gtest/gtest.h>
 
+#include "abi/extensions.hpp"
 #include "abi/table.hpp"
 #include "abi_builder.hpp"
 
@@ -636,6 +639,66 @@ TEST(AbiReplace, AddrtypeChecksAsTheKernel)
 					     true, ir::AddrtypeMatch::Dev::None}));
 	EXPECT_EQ(got[1], (ir::AddrtypeMatch{XT_ADDRTYPE_LOCAL, XT_ADDRTYPE_MULTICAST, true, false,
 					     ir::AddrtypeMatch::Dev::Out}));
+}
+
+// xt_mark and xt_connmark: the revisions iptables 1.8.9 sends (mark 1, MARK 2, connmark 1),
+// in every chain, no checkentry of their own; to_ir keeps what mark_mt, mark_tg and
+// connmark_mt read, the invert byte as sent.
+TEST(AbiReplace, MarkAndConnmarkAsTheKernelRegistersThem)
+{
+	struct xt_mark_mtinfo1 mi = {};
+	mi.mark = 0xfeedcafe, mi.mask = 0xffff0000, mi.invert = 1;
+	struct xt_mark_tginfo2 ti = {};
+	ti.mark = 0x10, ti.mask = 0xff;
+	struct xt_connmark_mtinfo1 ci = {};
+	ci.mark = 7, ci.mask = 0xf, ci.invert = 2;
+	const auto mark_target = [](uint8_t rev, const void *d, size_t len) {
+		Bytes t = test::named_target("MARK", rev, len);
+		std::memcpy(t.data() + abi::ext_header_size, d, len);
+		return Target{0, "", false, t};
+	};
+	for (const char *chain : {"INPUT", "FORWARD", "OUTPUT"}) {
+		Builder b;
+		b.rule(chain,
+		       Rule{Ip(), {test::match("mark", 1, &mi, sizeof(mi))}, Target::accept()});
+		b.rule(chain, Rule{Ip(), {}, mark_target(2, &ti, sizeof(ti))});
+		b.rule(chain,
+		       Rule{Ip(), {test::match("connmark", 1, &ci, sizeof(ci))}, Target::drop()});
+		auto r = abi::parse_replace(b.replace());
+		ASSERT_TRUE(r.ok()) << chain << ": " << r.error().message;
+		auto t = abi::to_ir(r->table);
+		ASSERT_TRUE(t.ok());
+		const auto &rules = t->rules;
+		const size_t at = *t->hook_entry[std::string(chain) == "INPUT"	   ? 1
+						 : std::string(chain) == "FORWARD" ? 2
+										   : 3];
+		ASSERT_EQ(rules[at].matches.size(), 1u);
+		EXPECT_EQ(std::get<ir::MarkMatch>(rules[at].matches[0]),
+			  (ir::MarkMatch{0xfeedcafe, 0xffff0000, 1}));
+		EXPECT_EQ(rules[at + 1].target.kind, ir::Target::Kind::Mark);
+		EXPECT_EQ(rules[at + 1].target.mark, 0x10u);
+		EXPECT_EQ(rules[at + 1].target.mark_mask, 0xffu);
+		EXPECT_EQ(std::get<ir::ConnmarkMatch>(rules[at + 2].matches[0]),
+			  (ir::ConnmarkMatch{7, 0xf, 2}));
+	}
+	const auto with_match = [](const char *name, uint8_t rev, const void *d, size_t len) {
+		Builder b;
+		b.rule("INPUT", Rule{Ip(), {test::match(name, rev, d, len)}, Target::accept()});
+		return parse_errno(b.replace());
+	};
+	// Other revisions: mark and connmark are NFPROTO_UNSPEC's (EPROTOTYPE), MARK IPv4's,
+	// whose EPROTOTYPE the UNSPEC pass loses (ENOENT).
+	EXPECT_EQ(with_match("mark", 0, &mi, sizeof(mi)), EPROTOTYPE);
+	EXPECT_EQ(with_match("connmark", 0, &ci, sizeof(ci)), EPROTOTYPE);
+	EXPECT_EQ(abi::find_revision(abi::ExtKind::Target, "MARK", 2), 2);
+	EXPECT_EQ(abi::find_revision(abi::ExtKind::Target, "MARK", 1), -EPROTONOSUPPORT);
+	EXPECT_EQ(abi::find_revision(abi::ExtKind::Match, "mark", 1), 1);
+	EXPECT_EQ(abi::find_revision(abi::ExtKind::Match, "connmark", 1), 1);
+	Builder b;
+	b.rule("INPUT", Rule{Ip(), {}, mark_target(1, &ti, sizeof(ti))});
+	EXPECT_EQ(parse_errno(b.replace()), ENOENT);
+	// A size other than the extension's: EINVAL (xt_check_match).
+	EXPECT_EQ(with_match("mark", 1, &ti, sizeof(ti)), EINVAL);
 }
 
 } // namespace

@@ -460,6 +460,7 @@ int run_tc(Xdp &x, const Bytes &frame, __sk_buff &skb)
 	const int err = bpf_prog_test_run_opts(x.prog->fd(), &topts);
 	EXPECT_EQ(err, 0) << strerror(errno);
 	skb.mark = ctx_out.mark;
+	skb.priority = ctx_out.priority;
 	return err ? -100 : static_cast<int>(topts.retval);
 }
 
@@ -478,6 +479,7 @@ TEST_F(CodegenReject, RedirectedRepliesAreJudgedByOutput)
 	skb.ifindex = 1;
 	ASSERT_EQ(run_tc(in, frame_to(udp_with(8), zero_mac), skb), TC_ACT_REDIRECT);
 	EXPECT_EQ(skb.mark, codegen::layout::reply_mark_magic); // no conntrack: no entry bits
+	EXPECT_EQ(skb.priority, codegen::layout::reply_priority_magic);
 
 	TableBuilder te;
 	te.output = {R().proto(1).accept()};
@@ -499,19 +501,29 @@ TEST_F(CodegenReject, RedirectedRepliesAreJudgedByOutput)
 	EXPECT_EQ(run_tc(out, t_f, skb), codegen::layout::tc_accept);
 	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 0u);
 	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 0u);
-	// A reply: judged, counted, the mark cleared; OUTPUT's DROP policy drops the reset.
+	// A reply (mark and priority): judged, counted, both cleared; OUTPUT's DROP policy drops
+	// the reset.
 	skb.mark = codegen::layout::reply_mark_magic;
+	skb.priority = codegen::layout::reply_priority_magic;
 	EXPECT_EQ(run_tc(out, icmp_f, skb), codegen::layout::tc_accept);
 	EXPECT_EQ(skb.mark, 0u);
+	EXPECT_EQ(skb.priority, 0u);
 	skb.mark = codegen::layout::reply_mark_magic | codegen::layout::reply_ct;
+	skb.priority = codegen::layout::reply_priority_magic;
 	EXPECT_EQ(run_tc(out, t_f, skb), TC_ACT_SHOT);
 	EXPECT_EQ(skb.mark, 0u);
 	EXPECT_EQ(out.counters()[te.output_at[0]].packets, 1u);
 	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 1u);
-	// Another mark is another packet's: forwarded, as before.
+	// Another mark is another packet's: forwarded, as before; so is the reply's mark
+	// without the reply's priority (a user's -j MARK can give the mark).
 	skb.mark = 0xbf4d0000;
+	skb.priority = codegen::layout::reply_priority_magic;
 	EXPECT_EQ(run_tc(out, t_f, skb), codegen::layout::tc_accept);
 	EXPECT_EQ(skb.mark, 0xbf4d0000u);
+	skb.mark = codegen::layout::reply_mark_magic;
+	skb.priority = 0;
+	EXPECT_EQ(run_tc(out, t_f, skb), codegen::layout::tc_accept);
+	EXPECT_EQ(skb.mark, codegen::layout::reply_mark_magic);
 	EXPECT_EQ(out.counters()[te.output_policy_at].packets, 1u);
 }
 

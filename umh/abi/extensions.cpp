@@ -5,9 +5,11 @@
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_limit.h>
+#include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -26,7 +28,7 @@ namespace
 // any answer because names within a family are unique per revision.
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 
-constexpr std::array<Extension, 17> registry = {{
+constexpr std::array<Extension, 20> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -60,6 +62,12 @@ constexpr std::array<Extension, 17> registry = {{
 	 {},
 	 0,
 	 offsetof(struct xt_rateinfo, prev)},
+	// xt_mark: the match for any family, the target (revision 2) for IPv4, in any table
+	// and hook; neither has a checkentry.
+	{ExtKind::Match, ExtId::Mark, "mark", 1, true, sizeof(struct xt_mark_mtinfo1), 0},
+	{ExtKind::Target, ExtId::MarkTarget, "MARK", 2, false, sizeof(struct xt_mark_tginfo2), 0},
+	{ExtKind::Match, ExtId::Connmark, "connmark", 1, true, sizeof(struct xt_connmark_mtinfo1),
+	 0},
 }};
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
@@ -72,6 +80,8 @@ static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
 static_assert(sizeof(struct xt_log_info) == 32);
 static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype_info_v1) == 8);
 static_assert(sizeof(struct xt_rateinfo) == 40 && offsetof(struct xt_rateinfo, prev) == 8);
+static_assert(sizeof(struct xt_mark_mtinfo1) == 12 && sizeof(struct xt_mark_tginfo2) == 8 &&
+	      sizeof(struct xt_connmark_mtinfo1) == 12);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
 Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
@@ -221,6 +231,9 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		// makes it (loader::BpfDataplane::check).
 		return load<uint32_t>(data, offsetof(struct xt_rateinfo, burst)) == 0 ? -ERANGE : 0;
 	case ExtId::Iprange: // xt_iprange has no checkentry
+	case ExtId::Mark:    // nor has xt_mark
+	case ExtId::MarkTarget:
+	case ExtId::Connmark: // connmark_mt_check only takes the conntrack reference (as state)
 	case ExtId::State:
 	case ExtId::Conntrack:
 	case ExtId::Comment:

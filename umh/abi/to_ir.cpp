@@ -2,9 +2,11 @@
 #include <endian.h>
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_addrtype.h>
+#include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_limit.h>
+#include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -207,6 +209,18 @@ ir::LimitMatch limit_of(std::span<const uint8_t> d, uint32_t slot)
 	return m;
 }
 
+// mark_mt and connmark_mt read the same three fields (xt_mark_mtinfo1, xt_connmark_mtinfo1).
+template <typename M> M mark_of(std::span<const uint8_t> d)
+{
+	static_assert(offsetof(struct xt_mark_mtinfo1, invert) ==
+		      offsetof(struct xt_connmark_mtinfo1, invert));
+	M m;
+	m.mark = load<uint32_t>(d, offsetof(struct xt_mark_mtinfo1, mark));
+	m.mask = load<uint32_t>(d, offsetof(struct xt_mark_mtinfo1, mask));
+	m.invert = d[offsetof(struct xt_mark_mtinfo1, invert)];
+	return m;
+}
+
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
 {
 	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
@@ -277,6 +291,12 @@ Result<ir::Table> to_ir(const StoredTable &table)
 			case ExtId::Limit:
 				rule.matches.emplace_back(limit_of(data, out.limit_slots++));
 				break;
+			case ExtId::Mark:
+				rule.matches.emplace_back(mark_of<ir::MarkMatch>(data));
+				break;
+			case ExtId::Connmark:
+				rule.matches.emplace_back(mark_of<ir::ConnmarkMatch>(data));
+				break;
 			default: // -m comment has no effect on packets
 				break;
 			}
@@ -304,6 +324,13 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				std::memcpy(rule.target.log.prefix.data(),
 					    data.data() + offsetof(struct xt_log_info, prefix),
 					    rule.target.log.prefix.size());
+				break;
+			case ExtId::MarkTarget:
+				rule.target.kind = ir::Target::Kind::Mark;
+				rule.target.mark = load<uint32_t>(
+					data, offsetof(struct xt_mark_tginfo2, mark));
+				rule.target.mark_mask = load<uint32_t>(
+					data, offsetof(struct xt_mark_tginfo2, mask));
 				break;
 			default: // ERROR: ipt_error drops
 				rule.target.kind = ir::Target::Kind::Error;

@@ -240,6 +240,19 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 		emit_log(em, f, tg.log);
 		go_on();
 		break;
+	case Kind::Mark: // mark_tg() returns XT_CONTINUE; the skb gets it with the verdict
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::mark));
+		if (tg.mark_mask)
+			em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(~tg.mark_mask)));
+		if (tg.mark)
+			em.emit(alu32_imm(BPF_XOR, R1, static_cast<int32_t>(tg.mark)));
+		em.emit(stx(BPF_W, layout::pkt, R1, layout::pkt_off::mark));
+		if (f.plan.logs) // what a later LOG rule prints as MARK=
+			em.emit(stx(BPF_W, layout::pkt, R1,
+				    static_cast<int16_t>(layout::pkt_off::log_base +
+							 offsetof(maps::LogSnap, mark))));
+		go_on();
+		break;
 	case Kind::Return:
 		if (f.main())
 			emit_underflow(em, f);
@@ -278,6 +291,10 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
 				emit_addrtype(c, x);
 			else if constexpr (std::is_same_v<T, ir::LimitMatch>)
 				emit_limit(c, x, hz);
+			else if constexpr (std::is_same_v<T, ir::MarkMatch>)
+				emit_mark(c, x);
+			else if constexpr (std::is_same_v<T, ir::ConnmarkMatch>)
+				emit_connmark(c, x);
 			else
 				emit_conntrack(c, x);
 		},

@@ -53,6 +53,7 @@ struct CtLayout {
 	int16_t tcp_seen_flags[2] = {}; // proto.tcp.seen[dir].flags
 	int16_t tcp_last_dir = 0;	// proto.tcp.last_dir
 	int16_t tcp_last_index = 0;	// proto.tcp.last_index
+	int16_t mark = 0; // u32 mark (CONFIG_NF_CONNTRACK_MARK); 0: the kernel has none
 	// The namespace's settings (net.netfilter.nf_conntrack_*).
 	uint32_t icmp_timeout = 30;	// seconds
 	uint32_t generic_timeout = 600; // seconds
@@ -146,6 +147,11 @@ struct Program {
 // Can every flavor run this table with its meaning kept? EOPNOTSUPP and the reason if not
 // (jumps nested deeper than BPF calls allow, ...).
 Status check(const ir::Table &table);
+
+// Does a rule that INPUT or FORWARD can reach read or set the packet's mark (-m mark,
+// -j MARK)? XDP has no skb->mark: such a table is judged at tc ingress on every device, and
+// compile() refuses its Xdp flavor. sets_only: does such a rule set one (-j MARK)?
+bool needs_skb_mark(const ir::Table &table, bool sets_only = false);
 
 // The program of one flavor for the table.
 Result<Program> compile(const ir::Table &table, const Options &options);

@@ -155,6 +155,10 @@ void emit_view_of_entry(Emitter &em, const CtLayout &ly, Reg ct, int32_t statebi
 	}
 	em.emit(ldx(BPF_B, R1, ct, ly.tuple[0] + tu_proto));
 	em.emit(stx(BPF_W, pkt, R1, off::ct_proto));
+	if (ly.mark) {
+		em.emit(ldx(BPF_W, R1, ct, ly.mark));
+		em.emit(stx(BPF_W, pkt, R1, off::ct_mark));
+	}
 }
 
 // A packet that would make a new entry: NEW, status 0, the tuples its own header gives
@@ -781,6 +785,7 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	Label done(em), tcp(em), udp(em), icmp(em);
 	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
+	set(em, off::ct_mark, 0);
 	set(em, off::ct_statebit, st_invalid);
 	em.emit(ldx(BPF_W, R1, pkt, off::proto));
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tcp);

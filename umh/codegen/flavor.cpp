@@ -28,6 +28,7 @@
 #include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -182,9 +183,13 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 		em.emit(alu32_imm(BPF_AND, R2, static_cast<int32_t>(layout::reply_mark_mask)));
 		em.jump(jmp32_imm(BPF_JNE, R2, static_cast<int32_t>(layout::reply_mark_magic)),
 			not_reply);
+		em.emit(ldx(BPF_W, R2, ctx, offsetof(__sk_buff, priority)));
+		em.jump(jmp32_imm(BPF_JNE, R2, static_cast<int32_t>(layout::reply_priority_magic)),
+			not_reply);
 		em.emit(stx(BPF_W, layout::pkt, R1, off::rj_reply));
 		em.emit(mov64(R2, 0));
 		em.emit(stx(BPF_W, ctx, R2, offsetof(__sk_buff, mark)));
+		em.emit(stx(BPF_W, ctx, R2, offsetof(__sk_buff, priority)));
 		em.jump(ja(), own);
 		not_reply.bind();
 	}
@@ -208,6 +213,9 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 		not_packet.bind();
 	}
 	own.bind();
+	// The mark the chains see (-m mark), which -j MARK changes: skb->mark as the hook gets it.
+	em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, mark)));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::mark));
 
 	// The headers in the linear part: at most Ethernet, 60 bytes of IP, 60 of TCP.
 	constexpr int32_t headers = ETH_HLEN + 60 + 60;
@@ -1014,10 +1022,15 @@ void emit_xdp_finish(Emitter &em, const Options &opts, ir::Hook hook, bool repli
 	em.emit(exit());
 }
 
-// tc: the chains' verdict (layout::ret_*) as tc's action.
-void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies, bool tracks)
+// tc: the chains' verdict (layout::ret_*) as tc's action, and the mark -j MARK left.
+void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replies, bool tracks,
+		    bool sets_mark)
 {
 	Label shot(em), reject(em);
+	if (sets_mark) {
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::mark));
+		em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
+	}
 	if (replies)
 		emit_if_reject(em, reject);
 	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_drop), shot);
@@ -1052,6 +1065,21 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	if (table.limit_slots && (options.hz == 0 || ir::limit::credits_per_jiffy(options.hz) == 0))
 		return make_error(EOPNOTSUPP, "codegen: -m limit needs the kernel's HZ, which "
 					      "is unknown");
+	if (plan->uses_conntrack && !options.ct.mark &&
+	    std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+		    return std::any_of(r.matches.begin(), r.matches.end(), [](const ir::Match &m) {
+			    return std::holds_alternative<ir::ConnmarkMatch>(m);
+		    });
+	    }))
+		return make_error(EOPNOTSUPP,
+				  "codegen: -m connmark reads the conntrack entry's mark, "
+				  "which this kernel does not keep "
+				  "(CONFIG_NF_CONNTRACK_MARK)");
+	if (options.flavor == Flavor::Xdp && needs_skb_mark(table))
+		return make_error(EOPNOTSUPP,
+				  "codegen: INPUT or FORWARD reads or sets the packet's "
+				  "mark, which XDP cannot see: the table runs at tc "
+				  "ingress");
 	const Ctx cx = context(options.flavor);
 	const bool replies = table_rejects(table);
 
@@ -1068,6 +1096,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		const bool marks = options.flavor == Flavor::TcIngress && replies;
 		Label pass_unmarked(em), marked(em);
 		emit_scratch(em, marks ? pass_unmarked : pass);
+		if (!cx.tc())
+			em.emit(st(BPF_W, layout::pkt, off::mark, 0)); // no skb, no mark
 		if (marks)
 			em.emit(st(BPF_W, layout::pkt, off::rj_mark, 0));
 		if (cx.tc())
@@ -1196,7 +1226,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 					emit_ct_confirm(em, options.ct);
 				if (cx.tc())
 					emit_tc_finish(em, options, run.hook, replies,
-						       plan->uses_conntrack);
+						       plan->uses_conntrack, plan->sets_mark);
 				else
 					emit_xdp_finish(em, options, run.hook, replies,
 							plan->uses_conntrack);

@@ -39,6 +39,11 @@ inline constexpr int32_t xdp_mark_len = 8;
 // carries the same bits (<< 16 in its second word) from native XDP to tc ingress.
 inline constexpr uint32_t reply_mark_magic = 0xbf4e0000;
 inline constexpr uint32_t reply_mark_mask = 0xffff0000;
+// ... and with this in skb->priority: a packet is taken for a reply only when both say so.
+// A user's -j MARK can give a forwarded packet any mark, but not this priority (ip_forward()
+// sets it from the TOS, 0 to 6); a local program would need SO_MARK and SO_PRIORITY (with
+// CAP_NET_ADMIN) set to both values. The egress program sets both back to netfilter's 0.
+inline constexpr uint32_t reply_priority_magic = 0xbf4e3ec7;
 // The rejected packet had a conntrack entry, which nf_ct_attach() gives the reply, RELATED in
 // the other direction; reply_ct_reply: the packet was of the entry's reply direction. Bits
 // 4-7: the entry's status & 0xf (IPS_EXPECTED, _SEEN_REPLY, _ASSURED, _CONFIRMED).
@@ -154,7 +159,14 @@ inline constexpr int16_t ct_in_sport =
 inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
 inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
 inline constexpr int16_t ct_own_key = 808;  // maps::CtOwnKey, 16 bytes (see ct_own_op)
-inline constexpr int16_t size = 824;
+// u32: skb->mark as the chains see it: read by the tc prologues (0 at XDP, which a table that
+// reads or sets marks at ingress does not run on: needs_skb_mark()), changed by -j MARK,
+// written back to the skb with the verdict (-m mark, -j MARK).
+inline constexpr int16_t mark = 824;
+// u32: the conntrack entry's mark (ct->mark, -m connmark), with the view emit_ct_state() writes
+// (0 for bpfilter's own entries and for packets without one).
+inline constexpr int16_t ct_mark = 828;
+inline constexpr int16_t size = 832;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

@@ -117,4 +117,9 @@ void emit_addrtype(Cond &c, const ir::AddrtypeMatch &m);
 // hz is the kernel's.
 void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz);
 
+// -m mark on the mark the chains see (layout::pkt_off::mark), -m connmark on the connection
+// tracking view's (pkt_off::ct_mark).
+void emit_mark(Cond &c, const ir::MarkMatch &m);
+void emit_connmark(Cond &c, const ir::ConnmarkMatch &m);
+
 } // namespace bpfilter::codegen

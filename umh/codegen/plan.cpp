@@ -2,6 +2,7 @@
 // meaning kept.
 #include "codegen/plan.hpp"
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -202,6 +203,7 @@ bool ends_run(const ir::Table &t, uint32_t i, HookSet hooks)
 	case Kind::Jump:
 	case Kind::Continue:
 	case Kind::Log:
+	case Kind::Mark:
 		return false;
 	}
 	return false;
@@ -312,7 +314,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		BF_TRY(check_match_proto(t, i));
 		BF_TRY(check_emittable(t, i));
 		for (const ir::Match &m : t.rules[i].matches)
-			plan.uses_conntrack |= std::holds_alternative<ir::ConntrackMatch>(m);
+			plan.uses_conntrack |= std::holds_alternative<ir::ConntrackMatch>(m) ||
+					       std::holds_alternative<ir::ConnmarkMatch>(m);
 		const ir::Target &tg = t.rules[i].target;
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");
@@ -376,6 +379,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 							a->dev == ir::AddrtypeMatch::Dev::Out;
 					}
 				plan.logs |= r.target.kind == Kind::Log;
+				plan.sets_mark |= r.target.kind == Kind::Mark;
 				if (is_call(t, i))
 					out.push_back(r.target.to);
 				tests += tests_of(r);
@@ -469,6 +473,37 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				std::to_string(max_call_frames - 1) +
 				" (each jump, goto or fall into another chain is a BPF call)");
 	return plan;
+}
+
+bool uses_skb_mark(const ir::Rule &r)
+{
+	return r.target.kind == Kind::Mark ||
+	       std::any_of(r.matches.begin(), r.matches.end(), [](const ir::Match &m) {
+		       return std::holds_alternative<ir::MarkMatch>(m);
+	       });
+}
+
+bool needs_skb_mark(const ir::Table &t, bool sets_only)
+{
+	const HookSet hooks = hooks_of(Flavor::Xdp);
+	for (ir::Hook hook : {ir::Hook::LocalIn, ir::Hook::Forward}) {
+		const auto h = static_cast<unsigned>(hook);
+		if (!(t.valid_hooks & (1u << h)) || !t.hook_entry[h] ||
+		    *t.hook_entry[h] >= t.rules.size())
+			continue;
+		std::set<uint32_t> starts = reachable_targets(t, *t.hook_entry[h], hooks);
+		starts.insert(*t.hook_entry[h]);
+		for (uint32_t start : starts)
+			for (uint32_t i = start; i < t.rules.size(); i++) {
+				if (fold_ip(t.rules[i].ip, hooks) != Fold::Never &&
+				    (sets_only ? t.rules[i].target.kind == Kind::Mark
+					       : uses_skb_mark(t.rules[i])))
+					return true;
+				if (ends_run(t, i, hooks))
+					break;
+			}
+	}
+	return false;
 }
 
 Status check(const ir::Table &table)

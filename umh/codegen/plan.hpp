@@ -53,7 +53,10 @@ struct Plan {
 	// them (hook_defrag in hookset).
 	bool uses_conntrack = false;
 	bool logs = false; // some reachable rule is -j LOG
-	uint32_t hz = 0;   // Options::hz, for -m limit
+	// Some reachable rule is -j MARK: the tc programs give the skb the mark the chains
+	// leave (layout::pkt_off::mark) with their verdict.
+	bool sets_mark = false;
+	uint32_t hz = 0; // Options::hz, for -m limit
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.
@@ -95,6 +98,9 @@ bool is_call(const ir::Table &table, uint32_t i);
 // (BpfDataplane::replace()).
 inline constexpr uint64_t max_branch_tests = 16000;
 inline constexpr uint64_t max_first_branch_rules = 7000;
+
+// Does the rule read or set the packet's mark (-m mark, -j MARK)?
+bool uses_skb_mark(const ir::Rule &rule);
 
 // The plan of the program that serves `hooks` (Options::flavor's: INPUT and FORWARD at
 // ingress, OUTPUT at egress).

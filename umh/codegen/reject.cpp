@@ -503,7 +503,10 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	stored.bind();
 	if (s.egress()) {
 		// LOOPBACK_IFINDEX: delivered to this host as lo's, not judged by OUTPUT
-		// (Documentation/supported.md).
+		// (Documentation/supported.md), with the mark netfilter's reply has
+		// (IP4_REPLY_MARK(): 0), not the rejected packet's.
+		em.emit(mov64(R1, 0));
+		em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
 		em.emit(mov64(R1, 1));
 		em.emit(mov64(R2, BPF_F_INGRESS));
 		em.emit(call_helper(BPF_FUNC_redirect));
@@ -515,6 +518,8 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_ct));
 	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(layout::reply_mark_magic)));
 	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
+	em.emit(mov64(R1, static_cast<int32_t>(layout::reply_priority_magic)));
+	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, priority)));
 	// Where emit_route() sent it.
 	Label routed(em), neigh(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_oif));

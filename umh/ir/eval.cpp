@@ -38,6 +38,7 @@ struct Param {
 	uint32_t thoff = 0;
 	bool hotdrop = false;
 	EvalState *state = nullptr;
+	uint32_t mark = 0; // skb->mark, which -j MARK changes as the table runs
 };
 
 // skb_header_pointer(): the bytes, or nothing when the datagram is too short.
@@ -353,8 +354,26 @@ bool limit_mt(const LimitMatch &info, Param &par)
 	return limit::take(st.limits[info.slot], p, st.jiffies, st.hz);
 }
 
+// mark_mt() (xt_mark.c)
+bool mark_mt(const MarkMatch &info, const Param &par)
+{
+	return (((par.mark & info.mask) == info.mark) ^ info.invert) != 0;
+}
+
+// connmark_mt() (xt_connmark.c): no entry (INVALID, UNTRACKED) matches nothing.
+bool connmark_mt(const ConnmarkMatch &info, const Param &par)
+{
+	if (!par.ct->has_ct)
+		return false;
+	return (((par.ct->mark & info.mask) == info.mark) ^ info.invert) != 0;
+}
+
 bool run_match(const Match &m, Param &par)
 {
+	if (auto *x = std::get_if<MarkMatch>(&m))
+		return mark_mt(*x, par);
+	if (auto *x = std::get_if<ConnmarkMatch>(&m))
+		return connmark_mt(*x, par);
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<LimitMatch>(&m))
@@ -411,6 +430,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, Eva
 	par.ct = &packet.ct;
 	par.pkt = &packet;
 	par.state = &state;
+	par.mark = packet.mark;
 	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 
@@ -458,6 +478,10 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, Eva
 			res.logged_by.push_back(e);
 			e = e + 1;
 			continue;
+		case Target::Kind::Mark: // mark_tg() returns XT_CONTINUE
+			par.mark = (par.mark & ~t.mark_mask) ^ t.mark;
+			e = e + 1;
+			continue;
 		case Target::Kind::Return:
 			if (jumpstack.empty()) {
 				e = *table.underflow[h];
@@ -484,6 +508,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, Eva
 	} while (!par.hotdrop);
 out:
 	res.hotdrop = par.hotdrop;
+	res.mark = par.mark;
 	res.accept = !par.hotdrop && verdict_accept;
 	return res;
 }

@@ -35,7 +35,9 @@ struct PacketView {
 		uint32_t orig_src = 0, orig_dst = 0, repl_src = 0, repl_dst = 0;
 		uint16_t orig_sport = 0, orig_dport = 0, repl_sport = 0, repl_dport = 0;
 		uint32_t expires = 0; // nf_ct_expires(ct) / HZ
+		uint32_t mark = 0;    // ct->mark (-m connmark)
 	} ct;
+	uint32_t mark = 0; // skb->mark as the hook gets the packet (-m mark, -j MARK)
 	// The routes inet_dev_addr_type() looks up (-m addrtype), in any order.
 	std::span<const AddrtypeRoute> addrtype_routes;
 };
@@ -47,6 +49,7 @@ struct EvalResult {
 	// The REJECT rule that decided (its reply is sent), if one did.
 	std::optional<uint32_t> rejected_by;
 	std::vector<uint32_t> logged_by; // LOG rules that wrote a line, in order
+	uint32_t mark = 0;		 // skb->mark when the table is done (-j MARK)
 };
 
 // What the stateful matches keep between packets, and the clock they read: -m limit's

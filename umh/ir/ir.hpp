@@ -156,10 +156,25 @@ struct LimitMatch {
 	bool operator==(const LimitMatch &) const = default;
 };
 
+// -m mark (struct xt_mark_mtinfo1, revision 1) and -m connmark (xt_connmark_mtinfo1): the
+// packet's mark (skb->mark), or its conntrack entry's (ct->mark; no entry: no match, inverted
+// or not), matches when ((mark & mask) == value) ^ invert is nonzero: invert is the u8
+// the caller sent, so any value above 1 matches every packet (with an entry), as in the kernel.
+struct MarkMatch {
+	uint32_t mark = 0, mask = 0;
+	uint8_t invert = 0;
+	bool operator==(const MarkMatch &) const = default;
+};
+struct ConnmarkMatch {
+	uint32_t mark = 0, mask = 0;
+	uint8_t invert = 0;
+	bool operator==(const ConnmarkMatch &) const = default;
+};
+
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
-			   ConntrackMatch, AddrtypeMatch, LimitMatch>;
+			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -181,13 +196,15 @@ struct Target {
 		Error,	  // the ERROR target (chain headers): the kernel drops the packet
 		Reject,	  // ipt_REJECT: a reply (reject_with), then NF_DROP
 		Log,	  // xt_LOG: a line in the kernel log (log), then the next rule
+		Mark,	  // xt_MARK revision 2: skb->mark = (skb->mark & ~mask) ^ mark, next rule
 	};
 	Target() = default;
 	Target(Kind k, uint32_t to_rule = 0) : kind(k), to(to_rule) {}
 	Kind kind = Kind::Accept;
-	uint32_t to = 0;	  // rule index, for Jump and Goto
-	uint32_t reject_with = 0; // enum ipt_reject_with, for Reject
-	LogInfo log;		  // for Log
+	uint32_t to = 0;		  // rule index, for Jump and Goto
+	uint32_t reject_with = 0;	  // enum ipt_reject_with, for Reject
+	LogInfo log;			  // for Log
+	uint32_t mark = 0, mark_mask = 0; // for Mark (struct xt_mark_tginfo2)
 	bool operator==(const Target &) const = default;
 };
 

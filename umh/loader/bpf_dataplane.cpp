@@ -242,7 +242,8 @@ bool stacked_kind(const std::string &kind)
 } // namespace
 
 Result<std::optional<BpfDataplane::Role>>
-BpfDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &links) const
+BpfDataplane::role_of(const rtnl::Link &link, bool skb_marks,
+		      const std::vector<rtnl::Link> &links) const
 {
 	if (link.type == ARPHRD_LOOPBACK && !options_.loopback)
 		return std::optional<Role>{};
@@ -263,10 +264,12 @@ BpfDataplane::role_of(const rtnl::Link &link, const std::vector<rtnl::Link> &lin
 	bool has_upper = false;
 	for (const auto &l : links)
 		has_upper |= l.lower == link.ifindex && !l.lower_elsewhere && stacked_kind(l.kind);
-	// XDP where it keeps its meaning and is fast: NICs, veth and loopback as leaves.
-	role.xdp = link.type == ARPHRD_LOOPBACK ||
-		   (link.type == ARPHRD_ETHER && (link.kind.empty() || link.kind == "veth") &&
-		    !has_upper && !upper_xdp_.count(link.ifindex));
+	// XDP where it keeps its meaning and is fast: NICs, veth and loopback as leaves; not
+	// for a table whose INPUT or FORWARD reads or sets marks (XDP has no skb->mark).
+	role.xdp = !skb_marks &&
+		   (link.type == ARPHRD_LOOPBACK ||
+		    (link.type == ARPHRD_ETHER && (link.kind.empty() || link.kind == "veth") &&
+		     !has_upper && !upper_xdp_.count(link.ifindex)));
 	role.tc_in = !role.xdp;
 	return std::optional<Role>{role};
 }
@@ -823,6 +826,24 @@ Status BpfDataplane::check(const ir::Table &table) const
 								  std::to_string(x->avg) + "/" +
 								  std::to_string(x->burst));
 	}
+	// tc ingress runs before the kernel routes the packet, netfilter's INPUT and FORWARD
+	// after: a mark they set would steer policy routing that selects on marks.
+	if (codegen::needs_skb_mark(table, true)) {
+		auto fwmark = rtnl::has_fwmark_rules();
+		if (!fwmark)
+			return fwmark.error();
+		if (*fwmark)
+			return make_error(
+				EOPNOTSUPP,
+				"-j MARK in INPUT or FORWARD: the namespace has policy "
+				"routing rules that select on the mark (ip rule ... fwmark); "
+				"bpfilter sets the mark at tc ingress, before the kernel "
+				"routes the packet, where netfilter sets it after, so the "
+				"route would differ");
+	}
+	if (options_.mode == XdpMode::Offload && codegen::needs_skb_mark(table))
+		return make_error(EOPNOTSUPP, "-m mark and -j MARK in INPUT or FORWARD cannot run "
+					      "offloaded to a NIC (XDP has no skb->mark)");
 	return codegen::check(table);
 }
 
@@ -830,7 +851,7 @@ Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 				  std::map<int, Attached> &next, std::vector<Change> &changes)
 {
 	for (const auto &link : links) {
-		auto role = role_of(link, links);
+		auto role = role_of(link, gen.skb_marks, links);
 		if (!role)
 			return role.error();
 		Attached state;
@@ -855,6 +876,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	auto gen = std::make_unique<Generation>();
 	gen->table = table;
 	gen->replies = read_reply_sysctls();
+	gen->skb_marks = codegen::needs_skb_mark(table);
 	if (codegen::table_rejects(table) && icmp_global_.get() < 0) {
 		auto global = create_icmp_global_map();
 		if (!global)
@@ -884,6 +906,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
+		if (f == codegen::Flavor::Xdp && gen->skb_marks)
+			continue; // no device runs it (role_of())
 		auto code =
 			codegen::compile(table, codegen_options(f, options_.tests, gen->replies));
 		if (!code)
@@ -923,7 +947,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	// are loaded per device as they are attached.
 	bool need[3] = {false, false, false};
 	for (const auto &link : *links) {
-		auto role = role_of(link, *links);
+		auto role = role_of(link, gen->skb_marks, *links);
 		if (!role)
 			return role.error();
 		if (!*role)
@@ -1114,7 +1138,7 @@ Status BpfDataplane::link_added(int /*ifindex*/)
 		it = present.count(*it) ? std::next(it) : upper_xdp_.erase(it);
 	Status first;
 	for (const auto &link : *links) {
-		auto role = role_of(link, *links);
+		auto role = role_of(link, current_->skb_marks, *links);
 		if (!role) {
 			log::error(role.error().message);
 			if (first)

@@ -119,6 +119,9 @@ private:
 	struct Generation {
 		ir::Table table;
 		codegen::ReplySysctls replies; // what REJECT's replies follow
+		// INPUT or FORWARD reads or sets marks (codegen::needs_skb_mark()): tc ingress
+		// judges every device, XDP none.
+		bool skb_marks = false;
 		Fd counters;
 		uint64_t fingerprint = 0;      // of code: which table the counters count
 		std::vector<ir::Counter> base; // what the map's base holds
@@ -138,7 +141,7 @@ private:
 
 	BpfDataplane(const XdpOptions &options, Fd devices, Fd local_addrs);
 
-	Result<std::optional<Role>> role_of(const rtnl::Link &link,
+	Result<std::optional<Role>> role_of(const rtnl::Link &link, bool skb_marks,
 					    const std::vector<rtnl::Link> &links) const;
 	Status sync_devices(const std::vector<rtnl::Link> &links);
 	Status sync_local_routes();

@@ -109,6 +109,7 @@ Result<codegen::CtLayout> layout_of(const struct btf *b)
 	if (!ok)
 		return make_error(ENOENT, "loader: struct nf_conn in the kernel's BTF lacks a "
 					  "field bpfilter reads");
+	(void)need(ly.mark, {"mark"}); // -m connmark's; absent without CONFIG_NF_CONNTRACK_MARK
 	// The generated code reads the tuple at fixed places (conntrack.cpp).
 	const int32_t tuple = btf__find_by_name_kind(b, "nf_conntrack_tuple", BTF_KIND_STRUCT);
 	if (tuple < 0 || btf__resolve_size(b, static_cast<uint32_t>(tuple)) != 40)
@@ -331,7 +332,8 @@ bool tracks_connections(const ir::Table &table)
 {
 	for (const ir::Rule &r : table.rules)
 		for (const ir::Match &m : r.matches)
-			if (std::holds_alternative<ir::ConntrackMatch>(m))
+			if (std::holds_alternative<ir::ConntrackMatch>(m) ||
+			    std::holds_alternative<ir::ConnmarkMatch>(m))
 				return true;
 	return false;
 }

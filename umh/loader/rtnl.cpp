@@ -2,6 +2,7 @@
 // notifications.
 #include "loader/rtnl.hpp"
 
+#include <linux/fib_rules.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -298,6 +299,29 @@ Result<bool> has_custom_rules()
 	if (!st)
 		return st.error();
 	return custom || rules > 3;
+}
+
+Result<bool> has_fwmark_rules()
+{
+	bool found = false;
+	struct rtmsg rtm = {};
+	rtm.rtm_family = AF_INET;
+	Status st = dump(RTM_GETRULE, &rtm, sizeof(rtm), [&] {
+		found = false;
+		return [&](const struct nlmsghdr *m) {
+			if (m->nlmsg_type != RTM_NEWRULE ||
+			    m->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+				return;
+			const auto *r = static_cast<const struct rtmsg *>(NLMSG_DATA(m));
+			for_each_attr(RTM_RTA(r), static_cast<int>(RTM_PAYLOAD(m)),
+				      [&](unsigned type, const void *, size_t) {
+					      found |= type == FRA_FWMARK || type == FRA_FWMASK;
+				      });
+		};
+	});
+	if (!st)
+		return st.error();
+	return found;
 }
 
 Result<Watcher> Watcher::open()

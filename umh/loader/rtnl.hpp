@@ -57,6 +57,8 @@ Result<std::vector<LocalRoute>> dump_local_routes();
 // Does the namespace have IPv4 policy routing rules beyond the three it starts with
 // (local, main, default)? fib_validate_source() then checks sources in full.
 Result<bool> has_custom_rules();
+// Does some IPv4 policy routing rule select packets by their mark (ip rule ... fwmark)?
+Result<bool> has_fwmark_rules();
 
 // What a watcher saw. Resync: the kernel dropped notifications (socket overrun), so the
 // reader must re-read everything.
