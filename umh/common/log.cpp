@@ -70,7 +70,8 @@ void emit(const char *level, int kern_level, std::string_view line)
 		if (!s.limiter.allow(s.cookie, std::chrono::steady_clock::now(), dropped))
 			return;
 		if (dropped)
-			prefix += "(" + std::to_string(dropped) + " lines of this namespace dropped by the rate limit) ";
+			prefix += "(" + std::to_string(dropped) +
+				  " lines of this namespace dropped by the rate limit) ";
 		prefix += s.who + ": ";
 	}
 	for (std::string &record : split_records(prefix, line, record_max)) {
@@ -109,7 +110,8 @@ std::vector<std::string> split_records(std::string_view prefix, std::string_view
 	for (size_t i = 0; i < pieces.size(); i++) {
 		std::string r(prefix);
 		if (pieces.size() > 1)
-			r += "[" + std::to_string(i + 1) + "/" + std::to_string(pieces.size()) + "] ";
+			r += "[" + std::to_string(i + 1) + "/" + std::to_string(pieces.size()) +
+			     "] ";
 		r.append(pieces[i]);
 		out.push_back(std::move(r));
 	}

@@ -66,7 +66,8 @@ std::string caller(uint32_t pid)
 	if (!pid)
 		return "the module";
 	std::string comm = "?";
-	loader::Fd fd(open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
+	loader::Fd fd(
+		open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
 	char buf[32];
 	if (fd) {
 		const ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
