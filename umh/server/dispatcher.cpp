@@ -64,7 +64,7 @@ service::Reply status_reply(int status)
 std::string caller(uint32_t pid)
 {
 	if (!pid)
-		return "the module";
+		return "";
 	std::string comm = "?";
 	loader::Fd fd(
 		open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
@@ -190,7 +190,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	// Lines logged while serving name the namespace and who asked, rate-limited per
 	// namespace.
 	const bool sockopt = req.op == BPFILTER_OP_SETSOCKOPT || req.op == BPFILTER_OP_GETSOCKOPT;
-	log::Scope scope(cookie, cookie_str(cookie) + (sockopt ? ", " + caller(req.arg) : ""));
+	const std::string who = sockopt ? caller(req.arg) : "";
+	log::Scope scope(cookie, cookie_str(cookie) + (who.empty() ? "" : ", " + who));
 	switch (req.op) {
 	case BPFILTER_OP_SETSOCKOPT:
 	case BPFILTER_OP_GETSOCKOPT: {
