@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -89,10 +90,15 @@ Status drop_capabilities(const std::vector<int> &keep)
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return sys_error("clearing the ambient capabilities");
 	__user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	__user_cap_data_struct now[_LINUX_CAPABILITY_U32S_3] = {};
+	if (syscall(SYS_capget, &hdr, now) < 0)
+		return sys_error("reading the capabilities");
+	// Those of the list the helper has: one started without some keeps going without.
 	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
 	for (int cap : keep) {
-		data[cap / 32].effective |= 1u << (cap % 32);
-		data[cap / 32].permitted |= 1u << (cap % 32);
+		const uint32_t bit = 1u << (cap % 32);
+		data[cap / 32].effective |= now[cap / 32].permitted & bit;
+		data[cap / 32].permitted |= now[cap / 32].permitted & bit;
 	}
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return sys_error("setting the capabilities");
@@ -257,6 +263,7 @@ std::vector<int> allowed_syscalls()
 		SYS_restart_syscall,
 		SYS_exit,
 		SYS_exit_group,
+		SYS_membarrier,
 	};
 }
 
