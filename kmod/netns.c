@@ -51,12 +51,20 @@ struct bpfilter_netns {
 	 */
 	unsigned long pending;
 	struct list_head ev_node;
+	unsigned long next_pass;	/* ns_lock: jiffies before which no rescan */
 	bool unpriv;		/* owned by a non-initial user namespace */
 };
 
 #define BPFILTER_EV_LINKS	0	/* links appeared, went, renamed, enslaved */
 #define BPFILTER_EV_ADDRS	1	/* IPv4 addresses changed */
 #define BPFILTER_EV_GONE	2	/* the namespace is gone: tell the helper, free */
+
+/*
+ * Rescans of one namespace are at least this far apart: the first event
+ * after a quiet spell is told at once, a storm of them (renames in a loop)
+ * costs the helper at most two rescans a second per namespace.
+ */
+#define BPFILTER_EVENT_GAP	(HZ / 2)
 
 #define BPFILTER_CT_HELD	0
 #define BPFILTER_CT_NEW		1
@@ -415,14 +423,18 @@ static void event_run(struct net *net, unsigned long pending, int stray)
 		send_simple(net, BPFILTER_OP_ADDRS_CHANGED, 0);
 }
 
-/* One namespace's pending events, or one stray, off the queue; false when none is left. */
-static bool events_one(void)
+/*
+ * One namespace's pending events, or one stray, off the queue. False when
+ * none is due; *wait is then how long until the first that is (0: none).
+ */
+static bool events_one(unsigned long *wait)
 {
 	struct bpfilter_stray *st;
-	struct bpfilter_netns *ns;
+	struct bpfilter_netns *ns, *it;
 	unsigned long pending = 0;
 	struct net *net = NULL;
 
+	*wait = 0;
 	spin_lock(&ns_lock);
 	st = list_first_entry_or_null(&strays, struct bpfilter_stray, node);
 	if (st) {
@@ -436,10 +448,21 @@ static bool events_one(void)
 		kfree(st);
 		return true;
 	}
-	ns = list_first_entry_or_null(&events, struct bpfilter_netns, ev_node);
+	ns = NULL;
+	list_for_each_entry(it, &events, ev_node) {
+		long left = (long)(it->next_pass - jiffies);
+
+		if (test_bit(BPFILTER_EV_GONE, &it->pending) || left <= 0) {
+			ns = it;
+			break;
+		}
+		if (!*wait || left < *wait)
+			*wait = left;
+	}
 	if (ns) {
 		list_del_init(&ns->ev_node);
 		pending = xchg(&ns->pending, 0);
+		ns->next_pass = jiffies + BPFILTER_EVENT_GAP;
 		if (!test_bit(BPFILTER_EV_GONE, &pending) && ns->net)
 			net = maybe_get_net(ns->net);
 	}
@@ -457,20 +480,33 @@ static bool events_one(void)
 	return true;
 }
 
+static void events_work_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(events_work, events_work_fn);
+
 static void events_work_fn(struct work_struct *work)
 {
-	while (events_one())
+	unsigned long wait;
+
+	while (events_one(&wait))
 		cond_resched();
+	if (wait)
+		schedule_delayed_work(&events_work, wait);
 }
 
-static DECLARE_WORK(events_work, events_work_fn);
+/* Runs the work item now (it re-arms itself for namespaces not yet due). */
+static void events_kick(void)
+{
+	mod_delayed_work(system_wq, &events_work, 0);
+}
 
-/* Marks an event pending for ns and queues ns if it was not. Under ns_lock. */
-static void ns_pend(struct bpfilter_netns *ns, int bit)
+/* Marks an event pending for ns; true when that queued ns. Under ns_lock. */
+static bool ns_pend(struct bpfilter_netns *ns, int bit)
 {
 	set_bit(bit, &ns->pending);
-	if (list_empty(&ns->ev_node))
-		list_add_tail(&ns->ev_node, &events);
+	if (!list_empty(&ns->ev_node))
+		return false;
+	list_add_tail(&ns->ev_node, &events);
+	return true;
 }
 
 /*
@@ -485,13 +521,11 @@ static void queue_link_event(struct net *net, int bit)
 
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
-	if (ns && ns->net) {
-		ns_pend(ns, bit);
-		queued = true;
-	}
+	if (ns && ns->net)
+		queued = ns_pend(ns, bit);
 	spin_unlock(&ns_lock);
 	if (queued)
-		schedule_work(&events_work);
+		events_kick();
 }
 
 static void queue_stray(struct net *net, int ifindex)
@@ -515,7 +549,7 @@ static void queue_stray(struct net *net, int ifindex)
 		kfree(st);
 		return;
 	}
-	schedule_work(&events_work);
+	events_kick();
 }
 
 static int netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
@@ -577,7 +611,7 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 	/* As ip_tables' pernet exit frees the table and its conntrack matches. */
 	if (ct_held)
 		nf_ct_netns_put(net, NFPROTO_IPV4);
-	schedule_work(&events_work);
+	events_kick();
 }
 
 static struct pernet_operations bpfilter_net_ops = {
@@ -613,7 +647,9 @@ void bpfilter_netns_exit(void)
 	unregister_inetaddr_notifier(&inetaddr_nb);
 	unregister_netdevice_notifier(&netdev_nb);
 	unregister_pernet_subsys(&bpfilter_net_ops);
-	flush_work(&events_work);
+	/* What is due runs now; rescans not yet due have nothing to tell (stopping). */
+	flush_delayed_work(&events_work);
+	cancel_delayed_work_sync(&events_work);
 	/* The helper is stopped: what is left is memory. */
 	while (!list_empty(&strays)) {
 		struct bpfilter_stray *st = list_first_entry(&strays, struct bpfilter_stray, node);

@@ -346,6 +346,15 @@ static const struct file_operations chan_fops = {
 	.llseek = no_llseek,
 };
 
+/* The same without an owner, to make the file with (see install_chan()). */
+static const struct file_operations chan_fops_unowned = {
+	.read = chan_read,
+	.write = chan_write,
+	.poll = chan_poll,
+	.release = chan_release,
+	.llseek = no_llseek,
+};
+
 struct umh_start {
 	struct bpfilter_chan *chan;
 	char path[32];
@@ -375,18 +384,21 @@ static int install_chan(struct bpfilter_chan *chan)
 
 	kref_get(&chan->ref);
 	atomic_inc(&umh.files);
-	file = anon_inode_getfile("[bpfilter]", &chan_fops, chan, O_RDWR);
+	/*
+	 * Made without a module reference, then given chan_fops (with .owner)
+	 * before anyone can see it: a reference held by the helper's file would
+	 * make rmmod fail with EBUSY for good, and anon_inode_getfile() could not
+	 * take one while rmmod restarts the helper to detach its programs (the
+	 * module is going). chan_release() takes the one the VFS drops after it.
+	 */
+	file = anon_inode_getfile("[bpfilter]", &chan_fops_unowned, chan, O_RDWR);
 	if (IS_ERR(file)) {
 		if (atomic_dec_and_test(&umh.files))
 			wake_up_all(&umh.files_wq);
 		kref_put(&chan->ref, chan_free);
 		return PTR_ERR(file);
 	}
-	/*
-	 * Lend the reference the file took (.owner): a helper holding it would
-	 * make rmmod fail with EBUSY for good. chan_release() takes it back.
-	 */
-	module_put(THIS_MODULE);
+	file->f_op = &chan_fops;
 	fd = get_unused_fd_flags(0);
 	if (fd < 0) {
 		fput(file);
