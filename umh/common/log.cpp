@@ -66,8 +66,11 @@ void emit(const char *level, int kern_level, std::string_view line)
 	State &s = state();
 	std::string prefix = "bpfilter: ";
 	if (s.in_scope) {
+		// Warnings and errors (refusals, which cost a caller little to provoke) are
+		// limited; an info line comes with work done (a table in force), bounded by that.
 		uint64_t dropped = 0;
-		if (!s.limiter.allow(s.cookie, std::chrono::steady_clock::now(), dropped))
+		if (kern_level <= 4 &&
+		    !s.limiter.allow(s.cookie, std::chrono::steady_clock::now(), dropped))
 			return;
 		if (dropped)
 			prefix += "(" + std::to_string(dropped) +

@@ -24,9 +24,9 @@ using Writer = std::function<bool(int level, std::string_view text)>;
 void set_channel(Writer writer);
 void flush();
 
-// While one lives (one request): every line names the namespace and the caller, and lines
-// are counted against that namespace's rate limit (`burst` lines, then `refill` a second;
-// what is dropped is counted and said once lines flow again), so that one namespace's
+// While one lives (one request): every line names the namespace and the caller, and warnings
+// and errors are counted against that namespace's rate limit (`burst` lines, then `refill` a
+// second; what is dropped is counted and said once lines flow again), so that one namespace's
 // refusals cannot crowd out another's.
 class Scope
 {
