@@ -692,10 +692,11 @@ void bpfilter_umh_exit(void)
 		pr_warn("rmmod waits: another process holds the helper's channel open\n");
 	/*
 	 * The references chan_release() took: the core drops them after it
-	 * returned. Idle, the count is 0 while loading (a failed init) and -1
-	 * once rmmod has taken the loader's reference.
+	 * returned. Idle, the count is 1 while loading (a failed init: the
+	 * loader holds a reference during init) and -1 once rmmod has taken the
+	 * loader's base reference.
 	 */
-	idle = THIS_MODULE->state == MODULE_STATE_GOING ? -1 : 0;
+	idle = THIS_MODULE->state == MODULE_STATE_GOING ? -1 : 1;
 	while (module_refcount(THIS_MODULE) > idle)
 		schedule_timeout_idle(1);
 	/* module_put() reads the module until preempt_enable(). */
