@@ -89,15 +89,16 @@ static const char ip_tables_busy[] =
  * ip_tables' order: the per-namespace state first, the sockopts last (a
  * request may come as soon as they are registered), and the reverse on the
  * way out. ip_tables is looked for first: its /proc/net/ip_tables_* files
- * would clash with ours (a WARN), before its sockopts would (EBUSY).
+ * would clash with ours (a WARN), before its sockopts would (EBUSY). By a
+ * GPL-only symbol: Debian's __symbol_get() refuses the others.
  */
 static int nf_attach(void)
 {
-	void *ipt = __symbol_get("ipt_do_table");
+	void *ipt = __symbol_get("ipt_alloc_initial_table");
 	int ret;
 
 	if (ipt) {
-		__symbol_put("ipt_do_table");
+		__symbol_put("ipt_alloc_initial_table");
 		pr_err("%s", ip_tables_busy);
 		return -EBUSY;
 	}
