@@ -33,6 +33,9 @@ int bpfilter_setsockopt(struct sock *sk, int optname, sockptr_t optval,
 int bpfilter_getsockopt(struct sock *sk, int optname, void __user *optval,
 			int *optlen);
 
+/* sockopt.c: "netns COOKIE (owner uid U), pid P (COMM)" for refusal lines. */
+void bpfilter_who(struct net *net, char *buf, size_t len);
+
 /*
  * One exchange with the helper. The sender fills req.op, req.optname,
  * req.optlen, req.arg, data, data_len, net and max_reply; the transport fills

@@ -9,6 +9,7 @@
 
 #include <linux/inetdevice.h>
 #include <linux/list.h>
+#include <linux/moduleparam.h>
 #include <linux/netdevice.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
 #include <linux/slab.h>
@@ -42,22 +43,54 @@ struct bpfilter_netns {
 	 * conntrack tracks there. BPFILTER_CT_NEW: taken for a replace in flight.
 	 */
 	unsigned long ct;
+	/*
+	 * Events not yet told to the helper (ns_lock): coalesced, so that a
+	 * namespace has at most one place in the queue however many renames
+	 * and address changes happen there (the helper rescans the whole
+	 * namespace for either). On `events` while any is pending.
+	 */
+	unsigned long pending;
+	struct list_head ev_node;
+	unsigned long next_pass;	/* ns_lock: jiffies before which no rescan */
+	bool unpriv;		/* owned by a non-initial user namespace */
 };
+
+#define BPFILTER_EV_LINKS	0	/* links appeared, went, renamed, enslaved */
+#define BPFILTER_EV_ADDRS	1	/* IPv4 addresses changed */
+#define BPFILTER_EV_GONE	2	/* the namespace is gone: tell the helper, free */
+
+/*
+ * Rescans of one namespace are at least this far apart: the first event
+ * after a quiet spell is told at once, a storm of them (renames in a loop)
+ * costs the helper at most two rescans a second per namespace.
+ */
+#define BPFILTER_EVENT_GAP	(HZ / 2)
 
 #define BPFILTER_CT_HELD	0
 #define BPFILTER_CT_NEW		1
 
-struct bpfilter_event {
+/* A device that arrived carrying XDP in a namespace bpfilter does not serve. */
+struct bpfilter_stray {
 	struct list_head node;
-	u16 op;			/* BPFILTER_OP_NETNS_GONE, _LINK_ADDED, _ADDRS_CHANGED */
-	u32 arg;
-	struct net *net;	/* referenced, NULL for NETNS_GONE */
-	struct bpfilter_netns *ns;	/* NETNS_GONE: the entry to free */
+	struct net *net;	/* referenced */
+	int ifindex;
 };
+
+/* Strays queued at most (each one is a device moved by someone with CAP_NET_ADMIN). */
+#define BPFILTER_MAX_STRAYS	256
+
+/* Namespaces of non-initial user namespaces served at once (sockopt.c has the others). */
+static unsigned int unpriv_max_netns = 64;
+module_param(unpriv_max_netns, uint, 0644);
+MODULE_PARM_DESC(unpriv_max_netns,
+		 "Most network namespaces owned by non-initial user namespaces served at once (default 64)");
+static unsigned int nr_unpriv;	/* bpfilter_mutex */
 
 static LIST_HEAD(ns_list);
 static DEFINE_SPINLOCK(ns_lock);
-static LIST_HEAD(events);	/* ns_lock */
+static LIST_HEAD(events);	/* ns_lock: namespaces with pending events */
+static LIST_HEAD(strays);	/* ns_lock */
+static unsigned int nr_strays;	/* ns_lock */
 static bool stopping;		/* bpfilter_mutex: rmmod under way */
 
 static struct bpfilter_netns *ns_find(struct net *net)
@@ -88,12 +121,23 @@ int bpfilter_netns_track(struct net *net)
 	lockdep_assert_held(&bpfilter_mutex);
 	if (ns_find(net))
 		return 0;
+	if (net->user_ns != &init_user_ns && nr_unpriv >= unpriv_max_netns) {
+		char who[96];
+
+		bpfilter_who(net, who, sizeof(who));
+		pr_info_ratelimited("%s: refused: %u namespaces of non-initial user namespaces are served already (unpriv_max_netns) (ENOMEM)\n",
+				    who, nr_unpriv);
+		return -ENOMEM;
+	}
 	ns = kzalloc(sizeof(*ns), GFP_KERNEL);
 	if (!ns)
 		return -ENOMEM;
+	ns->unpriv = net->user_ns != &init_user_ns;
+	nr_unpriv += ns->unpriv;
 	ns->net = net;
 	ns->cookie = net->net_cookie;
 	INIT_LIST_HEAD(&ns->tables);
+	INIT_LIST_HEAD(&ns->ev_node);
 	spin_lock(&ns_lock);
 	list_add_tail(&ns->node, &ns_list);
 	spin_unlock(&ns_lock);
@@ -338,27 +382,28 @@ void bpfilter_netns_detach_all(void)
 	}
 }
 
-static void event_run(struct bpfilter_event *ev)
+static void event_gone(struct bpfilter_netns *ns)
 {
-	struct bpfilter_netns *ns = ev->ns;
+	if (bpfilter_umh_running()) {
+		/* No namespace to enter: the cookie says which. */
+		struct bpfilter_msg msg = {
+			.req.op = BPFILTER_OP_NETNS_GONE,
+			.req.netns_cookie = ns->cookie,
+		};
 
-	if (ev->op == BPFILTER_OP_NETNS_GONE) {
-		if (bpfilter_umh_running()) {
-			/* No namespace to enter: the cookie says which. */
-			struct bpfilter_msg msg = {
-				.req.op = BPFILTER_OP_NETNS_GONE,
-				.req.netns_cookie = ns->cookie,
-			};
-
-			bpfilter_umh_exchange(&msg, false);
-			kvfree(msg.reply);
-		}
-		spin_lock(&ns_lock);
-		list_del(&ns->node);
-		spin_unlock(&ns_lock);
-		ns_free(ns);
-		return;
+		bpfilter_umh_exchange(&msg, false);
+		kvfree(msg.reply);
 	}
+	spin_lock(&ns_lock);
+	list_del(&ns->node);
+	spin_unlock(&ns_lock);
+	nr_unpriv -= ns->unpriv;
+	ns_free(ns);
+}
+
+/* Tells the helper what changed in net (pending: BPFILTER_EV_* bits). Locked. */
+static void event_run(struct net *net, unsigned long pending, int stray)
+{
 	if (stopping)
 		return;
 	/* A restarted helper attaches to every interface while it replays. */
@@ -369,59 +414,142 @@ static void event_run(struct bpfilter_event *ev)
 		kvfree(msg.reply);
 		return;
 	}
-	send_simple(ev->net, ev->op, ev->arg);
+	if (stray)
+		send_simple(net, BPFILTER_OP_LINK_STRAY, stray);
+	/* The helper rescans every link of the namespace for any of them. */
+	if (test_bit(BPFILTER_EV_LINKS, &pending))
+		send_simple(net, BPFILTER_OP_LINK_ADDED, 0);
+	if (test_bit(BPFILTER_EV_ADDRS, &pending))
+		send_simple(net, BPFILTER_OP_ADDRS_CHANGED, 0);
 }
+
+/*
+ * One namespace's pending events, or one stray, off the queue. False when
+ * none is due; *wait is then how long until the first that is (0: none).
+ */
+static bool events_one(unsigned long *wait)
+{
+	struct bpfilter_stray *st;
+	struct bpfilter_netns *ns, *it;
+	unsigned long pending = 0;
+	struct net *net = NULL;
+
+	*wait = 0;
+	spin_lock(&ns_lock);
+	st = list_first_entry_or_null(&strays, struct bpfilter_stray, node);
+	if (st) {
+		list_del(&st->node);
+		nr_strays--;
+		spin_unlock(&ns_lock);
+		mutex_lock(&bpfilter_mutex);
+		event_run(st->net, 0, st->ifindex);
+		mutex_unlock(&bpfilter_mutex);
+		put_net(st->net);
+		kfree(st);
+		return true;
+	}
+	ns = NULL;
+	list_for_each_entry(it, &events, ev_node) {
+		long left = (long)(it->next_pass - jiffies);
+
+		if (test_bit(BPFILTER_EV_GONE, &it->pending) || left <= 0) {
+			ns = it;
+			break;
+		}
+		if (!*wait || left < *wait)
+			*wait = left;
+	}
+	if (ns) {
+		list_del_init(&ns->ev_node);
+		pending = xchg(&ns->pending, 0);
+		ns->next_pass = jiffies + BPFILTER_EVENT_GAP;
+		if (!test_bit(BPFILTER_EV_GONE, &pending) && ns->net)
+			net = maybe_get_net(ns->net);
+	}
+	spin_unlock(&ns_lock);
+	if (!ns)
+		return false;
+	mutex_lock(&bpfilter_mutex);
+	if (test_bit(BPFILTER_EV_GONE, &pending))
+		event_gone(ns);
+	else if (net)
+		event_run(net, pending, 0);
+	mutex_unlock(&bpfilter_mutex);
+	if (net)
+		put_net(net);
+	return true;
+}
+
+static void events_work_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(events_work, events_work_fn);
 
 static void events_work_fn(struct work_struct *work)
 {
-	struct bpfilter_event *ev;
+	unsigned long wait;
 
-	for (;;) {
-		spin_lock(&ns_lock);
-		ev = list_first_entry_or_null(&events, struct bpfilter_event, node);
-		if (ev)
-			list_del(&ev->node);
-		spin_unlock(&ns_lock);
-		if (!ev)
-			return;
-		mutex_lock(&bpfilter_mutex);
-		event_run(ev);
-		mutex_unlock(&bpfilter_mutex);
-		if (ev->net)
-			put_net(ev->net);
-		kfree(ev);
-	}
+	while (events_one(&wait))
+		cond_resched();
+	if (wait)
+		schedule_delayed_work(&events_work, wait);
 }
 
-static DECLARE_WORK(events_work, events_work_fn);
+/* Runs the work item now (it re-arms itself for namespaces not yet due). */
+static void events_kick(void)
+{
+	mod_delayed_work(system_wq, &events_work, 0);
+}
+
+/* Marks an event pending for ns; true when that queued ns. Under ns_lock. */
+static bool ns_pend(struct bpfilter_netns *ns, int bit)
+{
+	set_bit(bit, &ns->pending);
+	if (!list_empty(&ns->ev_node))
+		return false;
+	list_add_tail(&ns->ev_node, &events);
+	return true;
+}
 
 /*
- * Queues an event for a namespace the helper has served (it keeps a table
+ * Notes an event for a namespace the helper has served (it keeps a table
  * and the local addresses that tell INPUT from FORWARD there); the helper
  * hears it later, from the work item, without rtnl held.
  */
-static void queue_link_event(struct net *net, u16 op, u32 arg)
+static void queue_link_event(struct net *net, int bit)
 {
 	struct bpfilter_netns *ns;
-	struct bpfilter_event *ev;
+	bool queued = false;
 
-	ev = kzalloc(sizeof(*ev), GFP_KERNEL);
-	if (!ev)
-		return;
-	ev->op = op;
-	ev->arg = arg;
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
-	if ((ns && ns->net) || op == BPFILTER_OP_LINK_STRAY)
-		ev->net = maybe_get_net(net);
-	if (ev->net)
-		list_add_tail(&ev->node, &events);
+	if (ns && ns->net)
+		queued = ns_pend(ns, bit);
 	spin_unlock(&ns_lock);
-	if (!ev->net) {
-		kfree(ev);
+	if (queued)
+		events_kick();
+}
+
+static void queue_stray(struct net *net, int ifindex)
+{
+	struct bpfilter_stray *st = kzalloc(sizeof(*st), GFP_KERNEL);
+
+	if (!st)
+		return;
+	st->ifindex = ifindex;
+	spin_lock(&ns_lock);
+	if (nr_strays < BPFILTER_MAX_STRAYS)
+		st->net = maybe_get_net(net);
+	if (st->net) {
+		list_add_tail(&st->node, &strays);
+		nr_strays++;
+	}
+	spin_unlock(&ns_lock);
+	if (!st->net) {
+		pr_warn_ratelimited("stray XDP device %d left alone: %u already queued\n",
+				    ifindex, BPFILTER_MAX_STRAYS);
+		kfree(st);
 		return;
 	}
-	schedule_work(&events_work);
+	events_kick();
 }
 
 static int netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
@@ -437,12 +565,12 @@ static int netdev_event(struct notifier_block *nb, unsigned long event, void *pt
 		spin_unlock(&ns_lock);
 		/* Moved in from a namespace whose table it still carries. */
 		if (!served && dev_xdp_prog_count(dev))
-			queue_link_event(dev_net(dev), BPFILTER_OP_LINK_STRAY, dev->ifindex);
+			queue_stray(dev_net(dev), dev->ifindex);
 		fallthrough;
 	case NETDEV_CHANGENAME:
 	case NETDEV_CHANGEUPPER:	/* enslaved, released, or given an upper */
 	case NETDEV_UNREGISTER:		/* gone, or leaving for another namespace */
-		queue_link_event(dev_net(dev), BPFILTER_OP_LINK_ADDED, dev->ifindex);
+		queue_link_event(dev_net(dev), BPFILTER_EV_LINKS);
 		break;
 	}
 	return NOTIFY_DONE;
@@ -454,7 +582,7 @@ static int inetaddr_event(struct notifier_block *nb, unsigned long event, void *
 	struct net_device *dev = ifa->ifa_dev->dev;
 
 	if (event == NETDEV_UP || event == NETDEV_DOWN)
-		queue_link_event(dev_net(dev), BPFILTER_OP_ADDRS_CHANGED, dev->ifindex);
+		queue_link_event(dev_net(dev), BPFILTER_EV_ADDRS);
 	return NOTIFY_DONE;
 }
 
@@ -467,29 +595,23 @@ static struct notifier_block inetaddr_nb = { .notifier_call = inetaddr_event };
  */
 static void __net_exit bpfilter_net_exit(struct net *net)
 {
-	struct bpfilter_event *ev = kzalloc(sizeof(*ev), GFP_KERNEL | __GFP_NOFAIL);
 	struct bpfilter_netns *ns;
-
 	bool ct_held = false;
 
-	ev->op = BPFILTER_OP_NETNS_GONE;
 	spin_lock(&ns_lock);
 	ns = ns_find(net);
 	if (ns) {
 		ns->net = NULL;
-		ev->ns = ns;
 		ct_held = test_and_clear_bit(BPFILTER_CT_HELD, &ns->ct);
-		list_add_tail(&ev->node, &events);
+		ns_pend(ns, BPFILTER_EV_GONE);
 	}
 	spin_unlock(&ns_lock);
-	if (!ns) {
-		kfree(ev);
+	if (!ns)
 		return;
-	}
 	/* As ip_tables' pernet exit frees the table and its conntrack matches. */
 	if (ct_held)
 		nf_ct_netns_put(net, NFPROTO_IPV4);
-	schedule_work(&events_work);
+	events_kick();
 }
 
 static struct pernet_operations bpfilter_net_ops = {
@@ -525,8 +647,17 @@ void bpfilter_netns_exit(void)
 	unregister_inetaddr_notifier(&inetaddr_nb);
 	unregister_netdevice_notifier(&netdev_nb);
 	unregister_pernet_subsys(&bpfilter_net_ops);
-	flush_work(&events_work);
+	/* What is due runs now; rescans not yet due have nothing to tell (stopping). */
+	flush_delayed_work(&events_work);
+	cancel_delayed_work_sync(&events_work);
 	/* The helper is stopped: what is left is memory. */
+	while (!list_empty(&strays)) {
+		struct bpfilter_stray *st = list_first_entry(&strays, struct bpfilter_stray, node);
+
+		list_del(&st->node);
+		put_net(st->net);
+		kfree(st);
+	}
 	list_for_each_entry_safe(ns, tmp, &ns_list, node) {
 		list_del(&ns->node);
 		ns_free(ns);

@@ -8,13 +8,74 @@
 
 #include <linux/capability.h>
 #include <linux/compat.h>
+#include <linux/atomic.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/user_namespace.h>
+#include <linux/wait.h>
 #include <net/sock.h>
 
 #include "bpfilter.h"
+
+/*
+ * What a namespace owned by a user namespace other than the initial one
+ * (any user's, on Debian 12) may ask of the one helper every namespace
+ * shares: bounds on the work and memory one table costs. Over them, ENOMEM,
+ * as ip_tables answers a table it has no memory for.
+ */
+static unsigned int unpriv_max_entries = 5000;
+module_param(unpriv_max_entries, uint, 0644);
+MODULE_PARM_DESC(unpriv_max_entries,
+		 "Most entries (rules, chain heads, policies) in a table of a namespace owned by a non-initial user namespace (default 5000)");
+static unsigned int unpriv_max_bytes = 4 << 20;
+module_param(unpriv_max_bytes, uint, 0644);
+MODULE_PARM_DESC(unpriv_max_bytes,
+		 "Most bytes of entries in a table of a namespace owned by a non-initial user namespace (default 4 MiB)");
+
+/* The namespace and the caller, as refusal lines name them. */
+void bpfilter_who(struct net *net, char *buf, size_t len)
+{
+	snprintf(buf, len, "netns %llu (owner uid %u), pid %d (%s)", net->net_cookie,
+		 from_kuid(&init_user_ns, net->user_ns->owner), task_tgid_nr(current),
+		 current->comm);
+}
+
+/*
+ * bpfilter_mutex, taken in the order the one helper should serve: a request
+ * about a namespace of the initial user namespace (the machine's own
+ * administrators) goes before any about a namespace of another user
+ * namespace, which steps aside while one is waiting. So an administrator
+ * waits for at most the exchange in progress (its work bounded by
+ * unpriv_max_entries and unpriv_max_bytes when it is another user
+ * namespace's), never for a queue of them. Killable.
+ */
+static atomic_t admins_waiting = ATOMIC_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(admins_wq);
+
+static int lock_for(struct net *net)
+{
+	int ret;
+
+	if (net->user_ns == &init_user_ns) {
+		atomic_inc(&admins_waiting);
+		ret = mutex_lock_killable(&bpfilter_mutex);
+		if (atomic_dec_and_test(&admins_waiting))
+			wake_up_all(&admins_wq);
+		return ret;
+	}
+	for (;;) {
+		if (wait_event_killable(admins_wq, !atomic_read(&admins_waiting)))
+			return -EINTR;
+		ret = mutex_lock_killable(&bpfilter_mutex);
+		if (ret || !atomic_read(&admins_waiting))
+			return ret;
+		mutex_unlock(&bpfilter_mutex);
+	}
+}
 
 /*
  * Sends msg for net and waits for the answer. On an accepted
@@ -28,7 +89,9 @@ static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
 	int ret;
 
 	msg->net = net;
-	ret = mutex_lock_killable(&bpfilter_mutex);
+	/* For the helper's refusal lines: who asked (pid in the initial pid namespace). */
+	msg->req.arg = task_tgid_nr(current);
+	ret = lock_for(net);
 	if (ret)
 		return ret;
 	ret = bpfilter_netns_track(net);
@@ -76,7 +139,17 @@ static int set_replace(struct net *net, sockptr_t arg, unsigned int len)
 		return -EINVAL;
 	if (tmp.size > BPFILTER_MAX_DATA - sizeof(tmp))
 		return -ENOMEM;
-	buf = kvmalloc(sizeof(tmp) + tmp.size, GFP_KERNEL_ACCOUNT);
+	if (net->user_ns != &init_user_ns &&
+	    (tmp.num_entries > unpriv_max_entries || tmp.size > unpriv_max_bytes)) {
+		char who[96];
+
+		bpfilter_who(net, who, sizeof(who));
+		pr_info_ratelimited("%s: table %.32s of %u entries, %u bytes refused: over the bounds for a namespace of a non-initial user namespace (unpriv_max_entries=%u, unpriv_max_bytes=%u) (ENOMEM)\n",
+				    who, tmp.name, tmp.num_entries, tmp.size,
+				    unpriv_max_entries, unpriv_max_bytes);
+		return -ENOMEM;
+	}
+	buf = kvmalloc(sizeof(tmp) + tmp.size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!buf)
 		return -ENOMEM;
 	repl = buf;
@@ -123,7 +196,7 @@ static int set_add_counters(struct net *net, sockptr_t arg, unsigned int len)
 		return -EINVAL;
 	if (len > BPFILTER_MAX_DATA)
 		return -ENOMEM;
-	buf = kvmalloc(len, GFP_KERNEL_ACCOUNT);
+	buf = kvmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!buf)
 		return -ENOMEM;
 	info = buf;

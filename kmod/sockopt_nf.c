@@ -82,24 +82,41 @@ static struct pernet_operations names_ops = {
 	.size = sizeof(struct xt_table *),
 };
 
+static const char ip_tables_busy[] =
+	"the iptables sockopts are taken: ip_tables is loaded. Unload it first (modprobe -r iptable_filter ip_tables, after iptables-legacy -F), or load bpfilter at boot before anything loads ip_tables (echo bpfilter > /etc/modules-load.d/bpfilter.conf)\n";
+
+/*
+ * ip_tables' order: the per-namespace state first, the sockopts last (a
+ * request may come as soon as they are registered), and the reverse on the
+ * way out. ip_tables is looked for first: its /proc/net/ip_tables_* files
+ * would clash with ours (a WARN), before its sockopts would (EBUSY). By a
+ * GPL-only symbol: Debian's __symbol_get() refuses the others.
+ */
 static int nf_attach(void)
 {
-	int ret = nf_register_sockopt(&bpfilter_nf_sockopts);
+	void *ipt = __symbol_get("ipt_alloc_initial_table");
+	int ret;
 
-	if (ret == -EBUSY)
-		pr_err("the iptables sockopts are taken: ip_tables is loaded. Unload it first (modprobe -r iptable_filter ip_tables, after iptables-legacy -F), or load bpfilter at boot before anything loads ip_tables (echo bpfilter > /etc/modules-load.d/bpfilter.conf)\n");
-	if (ret)
-		return ret;
+	if (ipt) {
+		__symbol_put("ipt_alloc_initial_table");
+		pr_err("%s", ip_tables_busy);
+		return -EBUSY;
+	}
 	ret = register_pernet_subsys(&names_ops);
 	if (ret)
-		nf_unregister_sockopt(&bpfilter_nf_sockopts);
+		return ret;
+	ret = nf_register_sockopt(&bpfilter_nf_sockopts);
+	if (ret == -EBUSY)
+		pr_err("%s", ip_tables_busy);
+	if (ret)
+		unregister_pernet_subsys(&names_ops);
 	return ret;
 }
 
 static void nf_detach(void)
 {
-	unregister_pernet_subsys(&names_ops);
 	nf_unregister_sockopt(&bpfilter_nf_sockopts);
+	unregister_pernet_subsys(&names_ops);
 }
 
 const struct bpfilter_backend bpfilter_backend_nf = {

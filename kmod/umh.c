@@ -21,6 +21,7 @@
 #include <linux/fs.h>
 #include <linux/kref.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/net.h>
 #include <linux/nsproxy.h>
 #include <linux/pid.h>
@@ -41,6 +42,8 @@
 #define BPFILTER_KERNEL_TIMEOUT	(120 * HZ)
 #define BPFILTER_KILLED_GRACE	(30 * HZ)
 #define BPFILTER_EXIT_GRACE	(5 * HZ)
+/* A helper stuck in the kernel after SIGKILL is let go after this (its channel is dead). */
+#define BPFILTER_KILL_GRACE	(10 * HZ)
 
 enum chan_state {
 	CHAN_IDLE,		/* no exchange */
@@ -203,7 +206,7 @@ static int chan_reply_header(struct bpfilter_chan *chan)
 		return -E2BIG;
 	if (!r->data_len)
 		return 0;
-	msg->reply = kvmalloc(r->data_len, GFP_KERNEL_ACCOUNT);
+	msg->reply = kvmalloc(r->data_len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	return msg->reply ? 0 : -ENOMEM;
 }
 
@@ -312,23 +315,39 @@ static __poll_t chan_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
+/*
+ * The channel's file holds no module reference while the helper runs (see
+ * install_chan()), so that rmmod can stop the helper. Its release takes one
+ * back first: the core drops it after this function has returned
+ * (fops_put() in __fput()), and bpfilter_umh_exit() waits for that, so no
+ * instruction of ours runs after rmmod's wait ends.
+ */
 static int chan_release(struct inode *inode, struct file *file)
 {
 	struct bpfilter_chan *chan = file->private_data;
 
+	__module_get(THIS_MODULE);
 	mutex_lock(&chan->io);
 	chan->dead = true;
 	wake_up_all(&chan->wq);
 	mutex_unlock(&chan->io);
 	kref_put(&chan->ref, chan_free);
-	/* Last: bpfilter_umh_exit() waits for this before the module goes. */
 	if (atomic_dec_and_test(&umh.files))
 		wake_up_all(&umh.files_wq);
 	return 0;
 }
 
-/* No owner: the helper holds this file, and rmmod must still be possible. */
 static const struct file_operations chan_fops = {
+	.owner = THIS_MODULE,
+	.read = chan_read,
+	.write = chan_write,
+	.poll = chan_poll,
+	.release = chan_release,
+	.llseek = no_llseek,
+};
+
+/* The same without an owner, to make the file with (see install_chan()). */
+static const struct file_operations chan_fops_unowned = {
 	.read = chan_read,
 	.write = chan_write,
 	.poll = chan_poll,
@@ -365,13 +384,21 @@ static int install_chan(struct bpfilter_chan *chan)
 
 	kref_get(&chan->ref);
 	atomic_inc(&umh.files);
-	file = anon_inode_getfile("[bpfilter]", &chan_fops, chan, O_RDWR);
+	/*
+	 * Made without a module reference, then given chan_fops (with .owner)
+	 * before anyone can see it: a reference held by the helper's file would
+	 * make rmmod fail with EBUSY for good, and anon_inode_getfile() could not
+	 * take one while rmmod restarts the helper to detach its programs (the
+	 * module is going). chan_release() takes the one the VFS drops after it.
+	 */
+	file = anon_inode_getfile("[bpfilter]", &chan_fops_unowned, chan, O_RDWR);
 	if (IS_ERR(file)) {
 		if (atomic_dec_and_test(&umh.files))
 			wake_up_all(&umh.files_wq);
 		kref_put(&chan->ref, chan_free);
 		return PTR_ERR(file);
 	}
+	file->f_op = &chan_fops;
 	fd = get_unused_fd_flags(0);
 	if (fd < 0) {
 		fput(file);
@@ -429,8 +456,12 @@ static bool chan_over(struct bpfilter_chan *chan)
 static int chan_wait_done(struct bpfilter_chan *chan, bool killable, long timeout)
 {
 	if (killable) {
-		if (!wait_event_killable(chan->wq, chan_over(chan)))
+		long left = wait_event_killable_timeout(chan->wq, chan_over(chan), timeout);
+
+		if (left > 0)
 			return 0;
+		if (!left)
+			return -ETIMEDOUT;
 		/*
 		 * The caller is dying, but the helper may be applying its
 		 * table: wait for the answer so that the module's idea of
@@ -490,20 +521,25 @@ static int exchange(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
 	return ret;
 }
 
-/* Waits for the helper's exit, at most timeout jiffies unless forever. */
-static void wait_exited(struct pid *tgid, bool forever, long timeout)
+/* Waits for the helper's exit, at most timeout jiffies. */
+static void wait_exited(struct pid *tgid, long timeout)
 {
 	unsigned long end = jiffies + timeout;
 
 	while (!thread_group_exited(tgid)) {
-		if (!forever && time_after(jiffies, end))
+		if (time_after(jiffies, end))
 			return;
 		/* Polled: the pidfd wake-up may come before exit_state is set. */
 		wait_event_timeout(tgid->wait_pidfd, thread_group_exited(tgid), HZ / 10);
 	}
 }
 
-/* Kills the helper and waits until it is gone. Locked. */
+/*
+ * Kills the helper and waits until it is gone, at most BPFILTER_KILL_GRACE:
+ * a helper stuck in the kernel must not hold bpfilter_mutex (every caller)
+ * forever. Its channel is dead by then, so a new helper may start; the old
+ * one exits when the kernel lets it. Locked.
+ */
 static void umh_kill(void)
 {
 	struct bpfilter_chan *chan = umh.chan;
@@ -511,9 +547,16 @@ static void umh_kill(void)
 	if (!chan)
 		return;
 	umh.chan = NULL;
+	mutex_lock(&chan->io);
+	chan->dead = true;
+	wake_up_all(&chan->wq);
+	mutex_unlock(&chan->io);
 	if (chan->tgid) {
 		kill_pid(chan->tgid, SIGKILL, 1);
-		wait_exited(chan->tgid, true, 0);
+		wait_exited(chan->tgid, BPFILTER_KILL_GRACE);
+		if (!thread_group_exited(chan->tgid))
+			pr_err("helper pid %d has not exited %d s after SIGKILL; going on without it\n",
+			       pid_nr(chan->tgid), BPFILTER_KILL_GRACE / HZ);
 	}
 	kref_put(&chan->ref, chan_free);
 }
@@ -609,7 +652,7 @@ void bpfilter_umh_stop(void)
 	wake_up_all(&chan->wq);
 	mutex_unlock(&chan->io);
 	if (chan->tgid)
-		wait_exited(chan->tgid, false, BPFILTER_EXIT_GRACE);
+		wait_exited(chan->tgid, BPFILTER_EXIT_GRACE);
 	umh_kill();
 }
 
@@ -637,8 +680,27 @@ int __init bpfilter_umh_init(void)
 
 void bpfilter_umh_exit(void)
 {
-	/* No code of ours may run after this: wait for every channel's release. */
-	wait_event(umh.files_wq, !atomic_read(&umh.files));
+	int idle;
+
+	/*
+	 * No code of ours may run after this: wait for every channel's
+	 * release. The helper is gone; only a process that took a copy of its
+	 * descriptor (pidfd_getfd() with CAP_SYS_PTRACE) can keep one open,
+	 * and then rmmod waits, idle (no hung task report), until it closes.
+	 */
+	while (!wait_event_idle_timeout(umh.files_wq, !atomic_read(&umh.files), 10 * HZ))
+		pr_warn("rmmod waits: another process holds the helper's channel open\n");
+	/*
+	 * The references chan_release() took: the core drops them after it
+	 * returned. Idle, the count is 1 while loading (a failed init: the
+	 * loader holds a reference during init) and -1 once rmmod has taken the
+	 * loader's base reference.
+	 */
+	idle = THIS_MODULE->state == MODULE_STATE_GOING ? -1 : 1;
+	while (module_refcount(THIS_MODULE) > idle)
+		schedule_timeout_idle(1);
+	/* module_put() reads the module until preempt_enable(). */
+	synchronize_rcu();
 	fput(umh.exe);
 	umh.exe = NULL;
 }

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -411,6 +412,53 @@ TEST_F(ns, netns_isolation)
 	ASSERT_EQ(0, get_info(other, "filter", &info));
 	EXPECT_EQ(5, info.num_entries);
 	close(other);
+	free(t.repl);
+}
+
+static unsigned int read_param(const char *name)
+{
+	char path[128], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/bpfilter/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strtoul(buf, NULL, 10);
+}
+
+/*
+ * A namespace owned by another user namespace: a table over the module's
+ * bounds gets ENOMEM before the helper sees it; the initial user
+ * namespace's are not bounded so (the same header reaches the validator).
+ */
+TEST_F(ns, unpriv_bounds)
+{
+	unsigned int max_entries = read_param("unpriv_max_entries");
+	unsigned int max_bytes = read_param("unpriv_max_bytes");
+	struct xt_counters old[FRESH_ENTRIES];
+	struct table t;
+	int fd;
+
+	ASSERT_LT(0, max_entries);
+	ASSERT_LT(0, max_bytes);
+	table_drop_rule(&t, FRESH_ENTRIES);
+	t.repl->num_entries = max_entries + 1;
+	EXPECT_EQ(-EINVAL, replace(self->fd, &t, old));
+
+	ASSERT_EQ(0, unshare(CLONE_NEWUSER | CLONE_NEWNET));
+	fd = raw_socket();
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-ENOMEM, replace(fd, &t, old));
+	t.repl->num_entries = 5;
+	t.repl->size = max_bytes + 1;
+	EXPECT_EQ(-ENOMEM, replace(fd, &t, old));
+	t.repl->size = 4 * STD_SIZE + ERR_SIZE;
+	EXPECT_EQ(0, replace(fd, &t, old));
+	close(fd);
 	free(t.repl);
 }
 

@@ -15,6 +15,7 @@
 #include "loader/attach.hpp"
 #include "loader/bpf_dataplane.hpp"
 #include "server/dispatcher.hpp"
+#include "server/sandbox.hpp"
 #include "server/server.hpp"
 
 namespace
@@ -140,6 +141,9 @@ int run(int argc, char **argv)
 	loader::route_libbpf_messages();
 	// A peer that goes away is an error on write, not a reason to die.
 	signal(SIGPIPE, SIG_IGN);
+	if (Status st = server::enter_sandbox({.front_door = !listen_path.empty()}); !st)
+		log::error("serving with the privileges the helper started with: " +
+			   st.error().message);
 
 	// The module reports new links and addresses itself (a watcher would pin namespaces).
 	options.xdp.watch = !listen_path.empty();
@@ -150,6 +154,10 @@ int run(int argc, char **argv)
 	const int out = channel_fd >= 0 ? channel_fd : STDOUT_FILENO;
 	options.log_sink =
 		listen_path.empty() ? server::channel_log_sink(out) : server::kmsg_log_sink();
+	// The module's helper: its own lines through the channel too, printk()ed by the module,
+	// beyond /dev/kmsg's rate limit (10 lines per 5 s) that would drop a refusal's reason.
+	if (kmsg && channel)
+		log::set_channel(server::channel_line_writer(out));
 	if (!listen_path.empty())
 		return server::serve_listen(server::ListenOptions{listen_path, fresh}, options);
 	auto dispatcher = server::Dispatcher::create(options);

@@ -59,6 +59,24 @@ service::Reply status_reply(int status)
 	return service::Reply{status, {}};
 }
 
+// "pid P (COMM)" of the process that asked (req.arg: its pid in the helper's pid namespace,
+// which the module and the front door fill in), for the log.
+std::string caller(uint32_t pid)
+{
+	if (!pid)
+		return "";
+	std::string comm = "?";
+	loader::Fd fd(
+		open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
+	char buf[32];
+	if (fd) {
+		const ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
+		if (n > 0)
+			comm.assign(buf, static_cast<size_t>(n) - (buf[n - 1] == '\n' ? 1 : 0));
+	}
+	return "pid " + std::to_string(pid) + " (" + comm + ")";
+}
+
 service::Reply error_reply(const Error &e)
 {
 	log::error(e.message);
@@ -169,6 +187,11 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const u
 service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t cookie,
 					   std::span<const uint8_t> data)
 {
+	// Lines logged while serving name the namespace and who asked, rate-limited per
+	// namespace.
+	const bool sockopt = req.op == BPFILTER_OP_SETSOCKOPT || req.op == BPFILTER_OP_GETSOCKOPT;
+	const std::string who = sockopt ? caller(req.arg) : "";
+	log::Scope scope(cookie, cookie_str(cookie) + (who.empty() ? "" : ", " + who));
 	switch (req.op) {
 	case BPFILTER_OP_SETSOCKOPT:
 	case BPFILTER_OP_GETSOCKOPT: {

@@ -382,6 +382,21 @@ std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
 	};
 }
 
+log::Writer channel_line_writer(int out_fd)
+{
+	return [out_fd](int level, std::string_view text) {
+		bpfilter_log hdr = {};
+		hdr.magic = BPFILTER_LOG_MAGIC;
+		hdr.level = static_cast<uint16_t>(level);
+		const size_t len = std::min<size_t>(text.size(), BPFILTER_LOG_MAX);
+		hdr.len = static_cast<uint16_t>(len);
+		std::vector<uint8_t> msg(sizeof(hdr) + len);
+		memcpy(msg.data(), &hdr, sizeof(hdr));
+		memcpy(msg.data() + sizeof(hdr), text.data(), len);
+		return write(out_fd, msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+	};
+}
+
 int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 {
 	Ticker ticker;
@@ -402,10 +417,15 @@ int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 		for (size_t i = 0; i < events.size(); i++)
 			if (pfds[1 + i].revents)
 				dispatcher.on_event(events[i]);
+		// No reply is owed here: the lines logged since the last one may go.
+		log::flush();
 		if (!pfds[0].revents)
 			continue;
 		bool eof = false;
-		if (!serve_one(in_fd, out_fd, dispatcher, eof))
+		const bool served = serve_one(in_fd, out_fd, dispatcher, eof);
+		// The request's log lines, now that its reply is out.
+		log::flush();
+		if (!served)
 			return eof ? 0 : 1;
 		if (!dispatcher.healthy())
 			return 1;
@@ -444,6 +464,8 @@ service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::span<co
 	}
 	hdr.netns_fd = -1;
 	hdr.netns_cookie = 0;
+	// Who asked, for the log (Dispatcher names the caller by it).
+	hdr.arg = static_cast<uint32_t>(peer.pid);
 	service::Reply reply = dispatcher.handle(hdr, data);
 	if (hdr.op == BPFILTER_OP_SETSOCKOPT && hdr.optname == IPT_SO_SET_REPLACE &&
 	    reply.status == 0) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bpfilter/msg.h"
+#include "common/log.hpp"
 #include "common/result.hpp"
 #include "server/dispatcher.hpp"
 #include "service/nf_log.hpp"
@@ -42,6 +43,8 @@ Status write_reply(int fd, uint32_t seq, const service::Reply &reply);
 // struct bpfilter_log message, which the module printk()s.
 std::function<void(const service::LogLine &)> kmsg_log_sink();
 std::function<void(const service::LogLine &)> channel_log_sink(int out_fd);
+// The helper's own lines through the module's channel (log::set_channel), as LOG's are.
+log::Writer channel_line_writer(int out_fd);
 
 // The kernel module's channel: requests on in_fd, replies on out_fd, until the stream
 // ends (exit status 0) or breaks (1). The module owns namespace descriptors it sends.

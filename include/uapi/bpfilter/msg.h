@@ -36,8 +36,10 @@ enum bpfilter_op {
 	/* No data; the network namespace netns_cookie is gone: drop its state. */
 	BPFILTER_OP_NETNS_GONE = 3,
 	/*
-	 * No data; an interface appeared (or was renamed) in netns_cookie:
-	 * arg is its ifindex. The helper attaches the namespace's program.
+	 * No data; interfaces appeared, went or were renamed in netns_cookie:
+	 * arg is the ifindex, or 0 for any number of them (the module
+	 * coalesces). The helper rescans the namespace's links and attaches
+	 * the namespace's programs.
 	 */
 	BPFILTER_OP_LINK_ADDED = 4,
 	/*
@@ -69,7 +71,12 @@ struct bpfilter_request {
 	__u32 optname;		/* IPT_SO_* for the sockopt ops */
 	__u32 optlen;		/* the caller's optlen (set) or *optlen (get) */
 	__u32 data_len;		/* bytes of data that follow this header */
-	__u32 arg;		/* op specific, 0 when unused */
+	/*
+	 * Op specific, 0 when unused. SETSOCKOPT, GETSOCKOPT: the calling
+	 * process's pid in the helper's pid namespace (for the log; the front
+	 * door puts its peer's there).
+	 */
+	__u32 arg;
 	/*
 	 * The caller's network namespace: a cookie that stays unique for the
 	 * life of the machine, and a descriptor for it that is valid in the

@@ -1,0 +1,100 @@
+# Isolation between namespaces served by the one helper (Documentation/security.md):
+# bounds for namespaces of non-initial user namespaces (ENOMEM and a log line that names
+# the namespace, the caller and the bound), an administrator served within one exchange
+# while other user namespaces load tables back to back, events coalesced per namespace.
+check "modprobe bpfilter (isolation)" $MODPROBE -a bpfilter veth
+iso_param=/sys/module/bpfilter/parameters
+iso_max=600
+echo "$iso_max" >"$iso_param/unpriv_max_entries"
+iso_up() { cut -d' ' -f1 /proc/uptime; }
+# A table of N rules in INPUT: N + 4 entries (three policies, the error entry).
+iso_rules() {
+	awk -v n="$1" 'BEGIN { print "*filter"; for (i = 0; i < n; i++) printf "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256; print "COMMIT" }'
+}
+iso_rules $((iso_max - 4)) >/tmp/iso.fit
+iso_rules $((iso_max - 3)) >/tmp/iso.over
+# "unshare -r -n": root of a new user namespace, in a new network namespace it owns.
+t0=$(iso_up)
+check "a table of $iso_max entries loads in a namespace of another user namespace" unshare -r -n $IPT_RESTORE /tmp/iso.fit
+t1=$(iso_up)
+iso_t=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+check_fails "one entry more is refused" unshare -r -n $IPT_RESTORE /tmp/iso.over
+check "with ENOMEM, and a line naming the namespace, the caller and the bound" sh -c \
+	"dmesg | grep -E 'bpfilter: netns [0-9]+ \(owner uid 0\), pid [0-9]+ \(iptables-legac[^)]*\): table filter of $((iso_max + 1)) entries, [0-9]+ bytes refused: .*unpriv_max_entries=$iso_max.*\(ENOMEM\)'"
+check "the initial user namespace is not bounded so" sh -c "$IPT_RESTORE /tmp/iso.over && $IPT -F"
+dmesg | grep unpriv_max | tail -n 2 | sed 's/^/# /'
+
+# Three namespaces of other user namespaces load tables at the bound back to back; the
+# administrator's iptables -S (GET_INFO, GET_ENTRIES: two requests) waits for at most the
+# exchange in progress at each request, not for the queue: bound B + 2 T + 0.5 s, B the
+# time of iptables -S alone, T that of one load at the bound alone (measured above).
+t0=$(iso_up)
+$IPT -S INPUT >/dev/null
+t1=$(iso_up)
+iso_b=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+rm -f /tmp/iso.stop
+for i in 1 2 3; do
+	unshare -r -n sh -c "while [ ! -e /tmp/iso.stop ]; do $IPT_RESTORE /tmp/iso.fit || exit 1; done" &
+done
+sleep "$iso_t"
+iso_worst=0
+for i in 1 2 3 4 5 6; do
+	t0=$(iso_up)
+	$IPT -S INPUT >/dev/null || echo "# iptables -S failed"
+	t1=$(iso_up)
+	iso_worst=$(awk -v a="$t0" -v b="$t1" -v w="$iso_worst" 'BEGIN { d = b - a; print (d > w ? d : w) }')
+	sleep 0.3
+done
+touch /tmp/iso.stop
+wait
+iso_bound=$(awk -v t="$iso_t" -v b="$iso_b" 'BEGIN { print b + 2 * t + 0.5 }')
+echo "# iptables -S alone: $iso_b s; one load of $iso_max entries alone: $iso_t s; root's iptables -S beside three loading namespaces: worst $iso_worst s (bound $iso_bound s)"
+check "root's iptables -S waits at most the exchanges in progress ($iso_worst s <= $iso_bound s)" \
+	awk -v w="$iso_worst" -v b="$iso_bound" 'BEGIN { exit !(w <= b) }'
+
+# Renames in one namespace of another user namespace: each costs the helper a rescan of
+# that namespace when it comes alone; a storm of them is coalesced, at most two rescans a
+# second. C, the helper's CPU time per rescan, from five renames half a second apart; then
+# 1,000 renames as fast as ip makes them, taking D seconds: at most (2 D + 2) rescans, not
+# 1,000 (bound twice that, in CPU time, for the noise of a loaded TCG guest).
+iso_cpu() { awk '{ print $14 + $15 }' "/proc/$(helper_pid)/stat"; }
+awk 'BEGIN { for (i = 0; i < 500; i++) print "link set iso0 name iso1\nlink set iso1 name iso0" }' >/tmp/iso.batch
+awk 'BEGIN { print "link set iso0 name iso1\nlink set iso1 name iso0" }' >/tmp/iso.two
+iso_wait() { while [ ! -e "$1" ] && kill -0 "$iso_pid" 2>/dev/null; do sleep 0.1; done; }
+rm -f /tmp/iso.ready /tmp/iso.go /tmp/iso.five /tmp/iso.go2 /tmp/iso.storm
+cat >/tmp/iso.sh <<ISO
+$IPT -A INPUT -s 10.9.0.1 -j DROP && $IP link add iso0 type veth peer name iso0p || exit 1
+touch /tmp/iso.ready
+while [ ! -e /tmp/iso.go ]; do sleep 0.1; done
+for i in 1 2 3 4 5; do $IP link set iso0 name iso1; sleep 0.7; $IP link set iso1 name iso0; sleep 0.7; done
+touch /tmp/iso.five
+while [ ! -e /tmp/iso.go2 ]; do sleep 0.1; done
+t0=\$(cut -d' ' -f1 /proc/uptime)
+$IP -batch /tmp/iso.batch || exit 1
+t1=\$(cut -d' ' -f1 /proc/uptime)
+echo "\$t0 \$t1" >/tmp/iso.storm
+ISO
+unshare -r -n sh /tmp/iso.sh &
+iso_pid=$!
+iso_wait /tmp/iso.ready
+sleep 1.5
+c0=$(iso_cpu)
+touch /tmp/iso.go
+iso_wait /tmp/iso.five
+sleep 1
+c1=$(iso_cpu)
+touch /tmp/iso.go2
+wait "$iso_pid"
+check "1,000 renames in a namespace with a table" test -s /tmp/iso.storm
+sleep 1
+c2=$(iso_cpu)
+iso_c=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print (b - a) / 10 }')
+iso_d=$(awk '{ print $2 - $1 }' /tmp/iso.storm)
+iso_spent=$((c2 - c1))
+iso_limit=$(awk -v c="$iso_c" -v d="$iso_d" 'BEGIN { print int(2 * (2 * d + 2) * c + 10) }')
+echo "# a rescan: $iso_c ticks; 1,000 renames in $iso_d s cost the helper $iso_spent ticks (bound $iso_limit; one rescan each would be $(awk -v c="$iso_c" 'BEGIN { print 1000 * c }'))"
+check "the storm was coalesced ($iso_spent <= $iso_limit ticks)" test "$iso_spent" -le "$iso_limit"
+check "root is served right after" $IPT -S INPUT
+rm -f /tmp/iso.ready /tmp/iso.go /tmp/iso.five /tmp/iso.go2 /tmp/iso.storm /tmp/iso.stop
+echo 5000 >"$iso_param/unpriv_max_entries"
+check "rmmod (isolation)" $RMMOD bpfilter
