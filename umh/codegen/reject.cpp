@@ -501,20 +501,26 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	em.emit(call_helper(BPF_FUNC_skb_store_bytes));
 	em.jump(jmp_imm(BPF_JNE, R0, 0), drop);
 	stored.bind();
-	if (s.egress()) {
-		// LOOPBACK_IFINDEX: delivered to this host as lo's, not judged by OUTPUT
-		// (Documentation/supported.md).
-		em.emit(mov64(R1, 1));
-		em.emit(mov64(R2, BPF_F_INGRESS));
-		em.emit(call_helper(BPF_FUNC_redirect));
-		em.emit(exit());
-		return;
-	}
 	// The mark the output device's OUTPUT program knows the reply by
 	// (layout::reply_mark_magic).
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_ct));
 	em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(layout::reply_mark_magic)));
 	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
+	if (s.egress()) {
+		// To this host, as ip_local_out() sends netfilter's: routed out of lo
+		// (LOOPBACK_IFINDEX) by bpf_redirect_neigh(), which gives it the output route
+		// (delivered on it, as the kernel's own loopback traffic, where an skb redirected
+		// to lo's ingress would be routed afresh) and does not mark it redirected (generic
+		// XDP skips a redirected skb on lo's ingress). lo's OUTPUT judges it (-o lo), then
+		// lo's INPUT (-i lo).
+		em.emit(mov64(R1, 1));
+		em.emit(mov64(R2, 0));
+		em.emit(mov64(R3, 0));
+		em.emit(mov64(R4, 0));
+		em.emit(call_helper(BPF_FUNC_redirect_neigh));
+		em.emit(exit());
+		return;
+	}
 	// Where emit_route() sent it.
 	Label routed(em), neigh(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_oif));
