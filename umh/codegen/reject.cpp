@@ -21,6 +21,7 @@
 // ICMP source (ours is the packet's destination, not our address).
 #include "codegen/reject.hpp"
 
+#include <linux/icmp.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
@@ -604,6 +605,27 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 	em.emit(alu64_reg(BPF_RSH, R2, R1));
 	em.emit(alu64_imm(BPF_AND, R2, 1));
 	em.jump(jmp_imm(BPF_JNE, R2, 0), drop);
+	if (s.egress()) {
+		// The kernel's own echo and timestamp replies (icmp_reply(), from the
+		// namespace's unbound raw ICMP socket): netfilter's icmp_send() runs inside
+		// their output path, where icmp_xmit_lock() is already held on this CPU, and
+		// sends nothing.
+		Label reply(em), not_kernels(em);
+		em.jump(jmp_imm(BPF_JEQ, R1, ICMP_ECHOREPLY), reply);
+		em.jump(jmp_imm(BPF_JNE, R1, ICMP_TIMESTAMPREPLY), not_kernels);
+		reply.bind();
+		em.emit(ldx(BPF_DW, R1, ctx, offsetof(__sk_buff, sk)));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), not_kernels);
+		em.emit(call_helper(BPF_FUNC_sk_fullsock));
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), not_kernels);
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 3), not_kernels); // SOCK_RAW
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, protocol)));
+		em.jump(jmp32_imm(BPF_JNE, R1, IPPROTO_ICMP), not_kernels);
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, src_ip4)));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), drop);
+		not_kernels.bind();
+	}
 	not_icmp.bind();
 
 	emit_rate_limit(em, s, drop);
