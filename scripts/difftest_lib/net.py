@@ -504,6 +504,7 @@ class Bed:
 		self.ident = 0
 		self.log_prefixes = set()  # set by use_log() for a ruleset with LOG rules
 		self.log_settle = 0.15
+		self.log_wait = 2.0  # the longest a side's LOG lines may keep the others waiting
 		self.kmsg = None
 		self.sysctls_changed = []  # (path, value before) for close()
 		self.logs = None
@@ -650,8 +651,8 @@ class Bed:
 			for run in runs:
 				self.kmsg.mark()
 				self._steps(pkts, idents, [run])
-				time.sleep(self.log_settle)
-				self.logs.append(flows.log_lines(self.kmsg.read(), self.log_prefixes, run.isns))
+				want = len(self.logs[0]) if self.logs else None
+				self.logs.append(self._log_lines(run, want))
 		else:
 			self._steps(pkts, idents, runs)
 		self.runs = runs
@@ -660,6 +661,29 @@ class Bed:
 			out.append([Observation(pkt, ident, run.local, run.peers, run.errs[n], run.numbers.get(n), run.isns)
 				    for run in runs])
 		return out
+
+	def _log_lines(self, run, want):
+		"""The LOG lines of `run` since the mark. bpfilter's helper writes its lines a moment
+		after the packets, one write(2) to /dev/kmsg each, and a write of a level below the
+		console's loglevel returns only once the console printed it (a serial console: tens
+		of ms a line; a run's lines can so come seconds after its last packet). So: read
+		until no line came for log_settle s and, for the second side, until it has as many
+		lines as the first (`want`), or none came for log_wait s."""
+		records, lines = [], []
+		last = time.monotonic()
+		while True:
+			time.sleep(0.03)
+			new = self.kmsg.read()
+			now = time.monotonic()
+			if new:
+				records += new
+				fresh = flows.log_lines(records, self.log_prefixes, run.isns)
+				if len(fresh) != len(lines):
+					last = now
+				lines = fresh
+			quiet = now - last
+			if quiet >= self.log_wait or (quiet >= self.log_settle and (want is None or len(lines) >= want)):
+				return lines
 
 	def _steps(self, pkts, idents, runs):
 		"""Send every packet on the sides of `runs`, in order; after each step of a flow, wait

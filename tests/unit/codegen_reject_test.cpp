@@ -422,6 +422,8 @@ TEST_F(CodegenReject, TcIngressRoutesTheReply)
 	EXPECT_EQ(o.frame, reset(t, reply_eth));
 }
 
+int run_tc(Xdp &x, const Bytes &frame, __sk_buff &skb);
+
 TEST_F(CodegenReject, OutputAnswersThroughLo)
 {
 	TableBuilder tb;
@@ -441,6 +443,12 @@ TEST_F(CodegenReject, OutputAnswersThroughLo)
 	o = run(x, t.frame());
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
 	EXPECT_EQ(o.frame, reset(t, lo_eth));
+	// Marked as a reply (layout::reply_mark_magic, no conntrack: no entry bits), so that
+	// lo's OUTPUT judges it, as netfilter's passes OUTPUT.
+	__sk_buff skb{};
+	skb.ifindex = 1;
+	EXPECT_EQ(run_tc(x, u.frame(), skb), TC_ACT_REDIRECT);
+	EXPECT_EQ(skb.mark, codegen::layout::reply_mark_magic);
 	// To a local address: no reply, for the same reason.
 	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.2"), 32).ok());
 	EXPECT_EQ(run(x, u.frame()).action, TC_ACT_SHOT);

@@ -277,9 +277,12 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 		not_looped.bind();
 	}
 	if (cx.egress() && opts.local_only) {
-		// Sent by an upper device (macvlan) that judged it already: not our MAC.
+		// Sent by an upper device (macvlan) that judged it already: not our MAC. But
+		// REJECT's reply, whose addresses are the reply's own.
 		Label l3(em);
 		em.jump(jmp_imm(BPF_JEQ, ihl, 0), l3);
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::rj_reply));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), l3);
 		emit_mac_differs(em, cx, ETH_ALEN, pass);
 		l3.bind();
 	}

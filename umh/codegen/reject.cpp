@@ -21,6 +21,7 @@
 // ICMP source (ours is the packet's destination, not our address).
 #include "codegen/reject.hpp"
 
+#include <linux/icmp.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
@@ -501,18 +502,6 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	em.emit(call_helper(BPF_FUNC_skb_store_bytes));
 	em.jump(jmp_imm(BPF_JNE, R0, 0), drop);
 	stored.bind();
-	if (s.egress()) {
-		// LOOPBACK_IFINDEX: delivered to this host as lo's, not judged by OUTPUT
-		// (Documentation/supported.md), with the mark netfilter's reply has
-		// (IP4_REPLY_MARK(): 0), not the rejected packet's.
-		em.emit(mov64(R1, 0));
-		em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
-		em.emit(mov64(R1, 1));
-		em.emit(mov64(R2, BPF_F_INGRESS));
-		em.emit(call_helper(BPF_FUNC_redirect));
-		em.emit(exit());
-		return;
-	}
 	// The mark the output device's OUTPUT program knows the reply by
 	// (layout::reply_mark_magic).
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_ct));
@@ -520,6 +509,21 @@ void emit_send_tc(Emitter &em, const Site &s, int32_t l3, Label &drop)
 	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
 	em.emit(mov64(R1, static_cast<int32_t>(layout::reply_priority_magic)));
 	em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, priority)));
+	if (s.egress()) {
+		// To this host, as ip_local_out() sends netfilter's: routed out of lo
+		// (LOOPBACK_IFINDEX) by bpf_redirect_neigh(), which gives it the output route
+		// (delivered on it, as the kernel's own loopback traffic, where an skb redirected
+		// to lo's ingress would be routed afresh) and does not mark it redirected (generic
+		// XDP skips a redirected skb on lo's ingress). lo's OUTPUT judges it (-o lo), then
+		// lo's INPUT (-i lo).
+		em.emit(mov64(R1, 1));
+		em.emit(mov64(R2, 0));
+		em.emit(mov64(R3, 0));
+		em.emit(mov64(R4, 0));
+		em.emit(call_helper(BPF_FUNC_redirect_neigh));
+		em.emit(exit());
+		return;
+	}
 	// Where emit_route() sent it.
 	Label routed(em), neigh(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::rj_oif));
@@ -603,6 +607,27 @@ void emit_unreach(Emitter &em, const Site &s, Label &drop)
 	em.emit(alu64_reg(BPF_RSH, R2, R1));
 	em.emit(alu64_imm(BPF_AND, R2, 1));
 	em.jump(jmp_imm(BPF_JNE, R2, 0), drop);
+	if (s.egress()) {
+		// The kernel's own echo and timestamp replies (icmp_reply(), from the
+		// namespace's unbound raw ICMP socket): netfilter's icmp_send() runs inside
+		// their output path, where icmp_xmit_lock() is already held on this CPU, and
+		// sends nothing.
+		Label reply(em), not_kernels(em);
+		em.jump(jmp_imm(BPF_JEQ, R1, ICMP_ECHOREPLY), reply);
+		em.jump(jmp_imm(BPF_JNE, R1, ICMP_TIMESTAMPREPLY), not_kernels);
+		reply.bind();
+		em.emit(ldx(BPF_DW, R1, ctx, offsetof(__sk_buff, sk)));
+		em.jump(jmp_imm(BPF_JEQ, R1, 0), not_kernels);
+		em.emit(call_helper(BPF_FUNC_sk_fullsock));
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), not_kernels);
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, type)));
+		em.jump(jmp32_imm(BPF_JNE, R1, 3), not_kernels); // SOCK_RAW
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, protocol)));
+		em.jump(jmp32_imm(BPF_JNE, R1, IPPROTO_ICMP), not_kernels);
+		em.emit(ldx(BPF_W, R1, R0, offsetof(bpf_sock, src_ip4)));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), drop);
+		not_kernels.bind();
+	}
 	not_icmp.bind();
 
 	emit_rate_limit(em, s, drop);
