@@ -195,6 +195,11 @@ class Packet:
 			seq = mark if mark is not None and self.get("type") in (8, 13, 15, 17) else 1
 			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, seq) + payload
 			return seg[:2] + struct.pack("!H", _csum(seg)) + seg[4:]
+		if proto in (50, 51) and (self.sport is not None or self.dport is not None):
+			# ESP, AH: the SPI is sport << 16 | dport (what -m esp and -m ah read), then
+			# a sequence number; AH's next header, length (12 bytes) and reserved first.
+			spi = struct.pack("!HHI", self.get("sport"), self.get("dport"), 1)
+			return (spi if proto == 50 else struct.pack("!BBH", 59, 1, 0) + spi) + payload
 		if proto in PORT_PROTOS and (self.sport is not None or self.dport is not None):
 			# Their ports lead the header as in TCP and UDP, which is all multiport reads.
 			return struct.pack("!HH", self.get("sport"), self.get("dport")) + payload

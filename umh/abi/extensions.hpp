@@ -3,7 +3,8 @@
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
 // xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG,
-// xt_addrtype (revisions 0 and 1) and xt_limit.
+// xt_addrtype (revisions 0 and 1), xt_limit, and the header matches xt_length, xt_hl's ttl,
+// xt_dscp's dscp and tos (revision 1), xt_ecn, xt_pkttype, xt_mac, ipt_ah and xt_esp.
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -33,7 +34,16 @@ enum class ExtId : uint8_t {
 	Reject,
 	Log,
 	Addrtype,
-	Limit
+	Limit,
+	Length,
+	Ttl,
+	Tos,
+	Dscp,
+	Ecn,
+	Pkttype,
+	Mac,
+	Ah,
+	Esp
 };
 
 struct Extension {

@@ -278,6 +278,20 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
 				emit_addrtype(c, x);
 			else if constexpr (std::is_same_v<T, ir::LimitMatch>)
 				emit_limit(c, x, hz);
+			else if constexpr (std::is_same_v<T, ir::LengthMatch>)
+				emit_length(c, x);
+			else if constexpr (std::is_same_v<T, ir::TtlMatch>)
+				emit_ttl(c, x);
+			else if constexpr (std::is_same_v<T, ir::TosMatch>)
+				emit_tos(c, x);
+			else if constexpr (std::is_same_v<T, ir::EcnMatch>)
+				emit_ecn(c, x);
+			else if constexpr (std::is_same_v<T, ir::PkttypeMatch>)
+				emit_pkttype(c, x);
+			else if constexpr (std::is_same_v<T, ir::MacMatch>)
+				emit_mac(c, x);
+			else if constexpr (std::is_same_v<T, ir::SpiMatch>)
+				emit_spi(c, x);
 			else
 				emit_conntrack(c, x);
 		},

@@ -53,6 +53,10 @@ struct Plan {
 	// them (hook_defrag in hookset).
 	bool uses_conntrack = false;
 	bool logs = false; // some reachable rule is -j LOG
+	// Some rule reads the link layer (-m pkttype, -m mac): the prologue fills
+	// layout::pkt_off::pkttype and mac_*. Some rule tests TCP's ECN bits (-m ecn): th13.
+	bool uses_l2 = false;
+	bool uses_ecn_tcp = false;
 	uint32_t hz = 0;   // Options::hz, for -m limit
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT

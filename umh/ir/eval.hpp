@@ -38,6 +38,11 @@ struct PacketView {
 	} ct;
 	// The routes inet_dev_addr_type() looks up (-m addrtype), in any order.
 	std::span<const AddrtypeRoute> addrtype_routes;
+	// skb->pkt_type at the hook (PACKET_HOST, _BROADCAST, _MULTICAST, _LOOPBACK...).
+	uint8_t pkt_type = 0;
+	// The Ethernet header's source address, when the device is ARPHRD_ETHER and the skb
+	// has a MAC header of ETH_HLEN bytes (-m mac); empty otherwise.
+	std::optional<std::array<uint8_t, 6>> mac_source{};
 };
 
 struct EvalResult {
