@@ -24,6 +24,8 @@ FLOW_SENDERS = ("connect", "data", "close")
 # Protocols whose first four bytes are ports for -m multiport: DCCP, SCTP, UDP-Lite.
 PORT_PROTOS = (33, 132, 136)
 PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
+# ESP and AH: given sport and dport, their SPI is sport << 16 | dport (-m esp, -m ah).
+SPI_PROTOS = (50, 51)
 # Flag letters, in the bit order of byte 13 of the TCP header. E and C (ECE, CWR) are
 # an extension: iptables cannot name them, but the kernel's --tcp-flags reads the whole byte.
 TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
@@ -323,7 +325,8 @@ def parse_line(line, where=""):
 		for key in ("frag", "mf", "df", "split", "reverse"):
 			if key in fields:
 				raise PacketError(f"{where}send=rawip: the kernel writes the IP header, no {key}=")
-	for key, protos in (("sport", ("tcp", "udp") + PORT_PROTOS), ("dport", ("tcp", "udp") + PORT_PROTOS), ("flags", ("tcp",)),
+	spi_protos = PORT_PROTOS + SPI_PROTOS
+	for key, protos in (("sport", ("tcp", "udp") + spi_protos), ("dport", ("tcp", "udp") + spi_protos), ("flags", ("tcp",)),
 			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
 		if key in fields and proto not in protos:
 			raise PacketError(f"{where}{key}= needs proto={' or '.join(str(p) for p in protos)}")
