@@ -1038,6 +1038,9 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 	Label dry(em), sources_ok(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
 	em.jump(jmp_imm(BPF_JLE, R1, 1), pass); // too_many_hops: time exceeded, not FORWARD
+	// ip_forward() decreases the TTL before the hook: -m ttl sees the new one.
+	em.emit(alu32_imm(BPF_SUB, R1, 1));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::ttl));
 	if (cx.tc()) {
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass); // not PACKET_HOST

@@ -16,7 +16,8 @@
 namespace bpfilter::ir
 {
 
-// A packet as a netfilter hook sees it: the IP datagram from its header to tot_len, and
+// A packet as a netfilter hook sees it (at FORWARD, with the TTL ip_forward() decreased):
+// the IP datagram from its header to tot_len, and
 // the names of the devices it came in on and goes out of (all zero when there is none,
 // as for the output device at LOCAL_IN).
 struct PacketView {
