@@ -136,14 +136,16 @@ TEST(AbiHeader, ChecksAndErrnos)
 
 TEST(AbiHeader, Translation)
 {
-	EXPECT_EQ(std::get<ir::LengthMatch>(ir_of(Ip(), m("length", 0, xt_length_info{4, 65535, 1}))),
-		  (ir::LengthMatch{4, 65535, 1}));
+	EXPECT_EQ(
+		std::get<ir::LengthMatch>(ir_of(Ip(), m("length", 0, xt_length_info{4, 65535, 1}))),
+		(ir::LengthMatch{4, 65535, 1}));
 	EXPECT_EQ(std::get<ir::TtlMatch>(ir_of(Ip(), m("ttl", 0, ipt_ttl_info{IPT_TTL_LT, 9}))),
 		  (ir::TtlMatch{IPT_TTL_LT, 9}));
 	EXPECT_EQ(std::get<ir::TosMatch>(ir_of(Ip(), m("dscp", 0, xt_dscp_info{0x2e, 1}))),
 		  (ir::TosMatch{0xfc, 0xb8, true}));
-	EXPECT_EQ(std::get<ir::TosMatch>(ir_of(Ip(), m("tos", 1, xt_tos_match_info{0x3f, 0x10, 0}))),
-		  (ir::TosMatch{0x3f, 0x10, false}));
+	EXPECT_EQ(
+		std::get<ir::TosMatch>(ir_of(Ip(), m("tos", 1, xt_tos_match_info{0x3f, 0x10, 0}))),
+		(ir::TosMatch{0x3f, 0x10, false}));
 	xt_ecn_info ecn = {};
 	ecn.operation = XT_ECN_OP_MATCH_ECE | XT_ECN_OP_MATCH_IP;
 	ecn.invert = XT_ECN_OP_MATCH_ECE;
@@ -156,11 +158,12 @@ TEST(AbiHeader, Translation)
 		ir_of(Ip(), m("mac", 0, xt_mac_info{{0x42, 1, 2, 3, 4, 5}, 1})));
 	EXPECT_EQ(mac.src, (std::array<uint8_t, 6>{0x42, 1, 2, 3, 4, 5}));
 	EXPECT_EQ(mac.invert, 1u);
-	EXPECT_EQ(std::get<ir::SpiMatch>(ir_of(Ip().proto(IPPROTO_AH), m("ah", 0, ipt_ah{{5, 9}, 1}))),
+	EXPECT_EQ(std::get<ir::SpiMatch>(
+			  ir_of(Ip().proto(IPPROTO_AH), m("ah", 0, ipt_ah{{5, 9}, 1}))),
 		  (ir::SpiMatch{5, 9, true, true}));
-	EXPECT_EQ(
-		std::get<ir::SpiMatch>(ir_of(Ip().proto(IPPROTO_ESP), m("esp", 0, xt_esp{{7, 7}, 0}))),
-		(ir::SpiMatch{7, 7, false, false}));
+	EXPECT_EQ(std::get<ir::SpiMatch>(
+			  ir_of(Ip().proto(IPPROTO_ESP), m("esp", 0, xt_esp{{7, 7}, 0}))),
+		  (ir::SpiMatch{7, 7, false, false}));
 }
 
 } // namespace

@@ -16,13 +16,17 @@ namespace
 {
 
 using Mac = std::array<uint8_t, 6>;
-const Mac own = {2, 0, 0, 0, 0, 2}, other = {2, 0, 0, 0, 0, 9}, bcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-	  mcast = {1, 0, 0x5e, 0, 0, 1}, src_a = {2, 0, 0, 0, 0, 1}, src_b = {0x42, 1, 2, 3, 4, 5};
+const Mac own = {2, 0, 0, 0, 0, 2}, other = {2, 0, 0, 0, 0, 9},
+	  bcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, mcast = {1, 0, 0x5e, 0, 0, 1},
+	  src_a = {2, 0, 0, 0, 0, 1}, src_b = {0x42, 1, 2, 3, 4, 5};
 
 struct Gen {
 	std::mt19937 rng;
 	explicit Gen(uint32_t seed) : rng(seed) {}
-	uint32_t n(uint32_t bound) { return std::uniform_int_distribution<uint32_t>(0, bound - 1)(rng); }
+	uint32_t n(uint32_t bound)
+	{
+		return std::uniform_int_distribution<uint32_t>(0, bound - 1)(rng);
+	}
 	bool coin(uint32_t one_in = 2) { return n(one_in) == 0; }
 	uint8_t byte() { return static_cast<uint8_t>(n(256)); }
 	uint8_t ttl()
@@ -51,7 +55,8 @@ struct Gen {
 		case 2:
 			if (coin()) // dscp
 				return ir::TosMatch{0xfc, static_cast<uint8_t>(n(64) << 2), coin()};
-			return ir::TosMatch{static_cast<uint8_t>(coin() ? 0x3f : byte()), byte(), coin()};
+			return ir::TosMatch{static_cast<uint8_t>(coin() ? 0x3f : byte()), byte(),
+					    coin()};
 		case 3: {
 			ir::EcnMatch m;
 			m.operation = static_cast<uint8_t>((coin() ? 0x01 : 0) |
@@ -61,7 +66,8 @@ struct Gen {
 			return m;
 		}
 		case 4:
-			return ir::PkttypeMatch{coin(20) ? 300 : n(4) + (coin(10) ? 2u : 0u), inv()};
+			return ir::PkttypeMatch{coin(20) ? 300 : n(4) + (coin(10) ? 2u : 0u),
+						inv()};
 		case 5:
 			return ir::MacMatch{coin() ? src_a : src_b, inv()};
 		case 6:
@@ -123,7 +129,8 @@ struct Gen {
 		}
 		p.l4.resize(p.l4.size() + (coin() ? n(40) : n(1500)), 0x5a);
 		if (coin(6)) // a transport header cut short
-			p.l4.resize(n(static_cast<uint32_t>(std::min<size_t>(p.l4.size(), 24)) + 1));
+			p.l4.resize(
+				n(static_cast<uint32_t>(std::min<size_t>(p.l4.size(), 24)) + 1));
 		return p;
 	}
 };

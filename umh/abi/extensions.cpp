@@ -6,18 +6,18 @@
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_conntrack.h>
-#include <linux/netfilter/xt_iprange.h>
-#include <linux/netfilter/xt_limit.h>
-#include <linux/netfilter/xt_multiport.h>
-#include <linux/netfilter/xt_state.h>
-#include <linux/netfilter/xt_tcpudp.h>
-#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_dscp.h>
 #include <linux/netfilter/xt_ecn.h>
 #include <linux/netfilter/xt_esp.h>
+#include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_length.h>
+#include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_mac.h>
+#include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_pkttype.h>
+#include <linux/netfilter/xt_state.h>
+#include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter_ipv4/ipt_ah.h>
 #include <linux/netfilter_ipv4/ipt_ttl.h>
 
@@ -76,8 +76,7 @@ constexpr std::array<Extension, 26> registry = {{
 	{ExtKind::Match, ExtId::Tos, "tos", 1, false, sizeof(struct xt_tos_match_info), 0},
 	{ExtKind::Match, ExtId::Ecn, "ecn", 0, false, sizeof(struct xt_ecn_info), 0},
 	{ExtKind::Match, ExtId::Pkttype, "pkttype", 0, true, sizeof(struct xt_pkttype_info), 0},
-	{ExtKind::Match, ExtId::Mac, "mac", 0, false, sizeof(struct xt_mac_info), 0, {},
-	 mac_hooks},
+	{ExtKind::Match, ExtId::Mac, "mac", 0, false, sizeof(struct xt_mac_info), 0, {}, mac_hooks},
 	{ExtKind::Match, ExtId::Ah, "ah", 0, false, sizeof(struct ipt_ah), IPPROTO_AH},
 	{ExtKind::Match, ExtId::Esp, "esp", 0, false, sizeof(struct xt_esp), IPPROTO_ESP},
 }};
@@ -168,12 +167,14 @@ std::string_view not_translated(ExtKind kind, std::string_view name)
 		return {};
 	if (name == "u32")
 		return " (not translated by bpfilter: -m u32 reads at offsets it computes from the "
-		       "packet, anywhere in the datagram; at INPUT that is the reassembled datagram, "
+		       "packet, anywhere in the datagram; at INPUT that is the reassembled "
+		       "datagram, "
 		       "whose later pieces the data plane follows without their payload, so no "
 		       "program can give xt_u32's answer for every packet)";
 	if (name == "string")
 		return " (not translated by bpfilter: -m string searches the whole reassembled "
-		       "datagram, up to 65535 bytes, for a pattern of up to 128; the data plane does "
+		       "datagram, up to 65535 bytes, for a pattern of up to 128; the data plane "
+		       "does "
 		       "not hold later pieces' payload, and a search over every byte of a datagram "
 		       "does not fit the verifier's limits on one program)";
 	return {};

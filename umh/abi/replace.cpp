@@ -374,8 +374,8 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 		if (x.hooks && (match_hooks & ~x.hooks))
 			return entry_error(EINVAL, index, off,
 					   std::string(x.name) + " match: used from hooks " +
-						   hook_names(match_hooks) + ", but only valid from " +
-						   hook_names(x.hooks));
+						   hook_names(match_hooks) +
+						   ", but only valid from " + hook_names(x.hooks));
 		if (x.proto && (x.proto != proto || (invflags & XT_INV_PROTO)))
 			return entry_error(EINVAL, index, off,
 					   std::string(x.name) +

@@ -3,18 +3,18 @@
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_conntrack.h>
-#include <linux/netfilter/xt_iprange.h>
-#include <linux/netfilter/xt_limit.h>
-#include <linux/netfilter/xt_multiport.h>
-#include <linux/netfilter/xt_state.h>
-#include <linux/netfilter/xt_tcpudp.h>
-#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter/xt_dscp.h>
 #include <linux/netfilter/xt_ecn.h>
 #include <linux/netfilter/xt_esp.h>
+#include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_length.h>
+#include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_mac.h>
+#include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_pkttype.h>
+#include <linux/netfilter/xt_state.h>
+#include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter_ipv4/ipt_ah.h>
 #include <linux/netfilter_ipv4/ipt_ttl.h>
 
@@ -251,7 +251,8 @@ ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
 		return m;
 	}
 	default: // Ah, Esp: the same layout
-		static_assert(offsetof(struct ipt_ah, invflags) == offsetof(struct xt_esp, invflags));
+		static_assert(offsetof(struct ipt_ah, invflags) ==
+			      offsetof(struct xt_esp, invflags));
 		return ir::SpiMatch{load<uint32_t>(d, offsetof(struct xt_esp, spis)),
 				    load<uint32_t>(d, offsetof(struct xt_esp, spis) + 4),
 				    (d[offsetof(struct xt_esp, invflags)] & XT_ESP_INV_SPI) != 0,

@@ -91,9 +91,9 @@ inline constexpr int16_t fr_end = 396;	    // u32: payload length, once the last
 inline constexpr int16_t fr_ihl = 400;	    // u32: first fragment's header length; 0 until then
 // u32: the pieces' ECN codepoints, 1 << (tos & 3) each (ip4_frag_ecn()), or'ed together.
 inline constexpr int16_t fr_ecn = 404;
-inline constexpr int16_t out_ifname = 408;  // 16 bytes: the output device's name (-o)
-inline constexpr int16_t ttl = 424;	    // u32: the IP header's TTL
-inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifindex
+inline constexpr int16_t out_ifname = 408; // 16 bytes: the output device's name (-o)
+inline constexpr int16_t ttl = 424;	   // u32: the IP header's TTL
+inline constexpr int16_t oif = 428;	   // u32: FORWARD: the output device's ifindex
 // u32: OUTPUT: sent by a raw IP_HDRINCL socket, whose fragments netfilter judges one by one
 // (the kernel fragments nothing it sends, so OUTPUT sees each piece as it was written).
 inline constexpr int16_t own_pieces = 432;
