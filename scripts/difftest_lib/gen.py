@@ -167,6 +167,26 @@ class Group:
 		if k in ("mark", "connmark"):
 			m = f"{neg}--mark {d['value']:#x}"
 			return m + (f"/{d['mask']:#x}" if d.get("mask") is not None else "")
+		if k == "length":
+			return f"{neg}--length {d['lo']}:{d['hi']}"
+		if k == "ttl":
+			return f"{neg}--ttl-{d['op']} {d['ttl']}"
+		if k == "tos":
+			return f"{neg}--tos {d['spec']}"
+		if k == "dscp":
+			return f"{neg}--dscp-class {d['cls']}" if d.get("cls") else f"{neg}--dscp 0x{d['dscp']:02x}"
+		if k == "ecn":
+			parts = []
+			for opt, oinv in d["tests"]:
+				parts.append(("! " if oinv else "") + (f"--ecn-ip-ect {d['ect']}" if opt == "ip" else f"--ecn-tcp-{opt}"))
+			return " ".join(parts)
+		if k == "pkttype":
+			return f"{neg}--pkt-type {d['type']}"
+		if k == "mac":
+			return f"{neg}--mac-source {d['mac']}"
+		if k in ("esp", "ah"):
+			lo, hi = d["lo"], d["hi"]
+			return f"{neg}--{k}spi {lo if lo == hi else f'{lo}:{hi}'}"
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -195,7 +215,13 @@ MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "fra
 	  "ctrepldst": "conntrack", "ctorigsrcport": "conntrack", "ctorigdstport": "conntrack",
 	  # The packet's mark (which MARK rules before it set) and its connection's: not modelled
 	  # (taken as matching), netfilter is the oracle.
-	  "mark": "mark", "connmark": "connmark"}
+	  "mark": "mark", "connmark": "connmark",
+	  # The header matches (--header-rate): one module each.
+	  "length": "length", "ttl": "ttl", "tos": "tos", "dscp": "dscp", "ecn": "ecn", "pkttype": "pkttype",
+	  "mac": "mac", "esp": "esp", "ah": "ah"}
+# The peers' MAC addresses (net.py), for -m mac --mac-source.
+PEER_MAC = {"in0": "02:df:00:00:00:02", "in1": "02:df:00:00:01:02"}
+DSCP_CLASSES = {"CS0": 0, "CS1": 8, "AF11": 10, "AF41": 34, "EF": 46, "CS7": 56}
 IP_ORDER = ["in", "out", "src", "dst", "proto", "frag"]
 
 
@@ -310,6 +336,8 @@ class Generator:
 		# the other cases keep XDP's share.
 		self.rm = random.Random(f"{seed}-mark")
 		self.marks = self.rm.random() < 0.2
+		# So do the header matches (-m length, ttl, tos, dscp, ecn, pkttype, mac, esp, ah).
+		self.rhd = random.Random(f"{seed}-header")
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -417,6 +445,8 @@ class Generator:
 			groups.append(self._addrtype(chain))
 		if self.marks and self.rm.random() < 0.1:
 			groups.append(self._mark_group())
+		if self.rhd.random() < 0.15:
+			groups += self._header(chain, groups)
 		return groups
 
 	# Marks a MARK rule gives and a mark rule looks for: small values that meet, all bits,
@@ -445,6 +475,61 @@ class Generator:
 			value = rm.choice(self.MARK_VALUES)
 			mask = rm.choice(self.MARK_MASKS) if op in ("set-mark", "set-xmark") else None
 			rl.target = ("MARK", op, value, mask)
+
+	def _header(self, chain, groups):
+		"""A header match: length, ttl, tos, dscp, ecn, pkttype, mac (INPUT only: netfilter
+		refuses it where OUTPUT reaches), esp or ah (with their protocol)."""
+		h = self.rhd
+		proto = next((g.data["proto"] for g in groups if g.kind == "proto" and not g.inv), None)
+		has_proto = any(g.kind == "proto" for g in groups)
+		kinds = ["length", "length", "ttl", "tos", "dscp", "ecn", "pkttype"]
+		if chain == "INPUT":
+			kinds.append("mac")
+		if proto == 50 or not has_proto:
+			kinds.append("esp")
+		if not has_proto:
+			kinds.append("ah")
+		k = h.choice(kinds)
+		inv = h.random() < 0.25
+		if k == "length":
+			lo = h.choice([0, 20, 28, 40, 41, 60, 100, 576, 1000, h.randint(0, 1500)])
+			hi = h.choice([lo, lo + h.randint(0, 100), 65535, lo + 500])
+			return [Group("length", inv, lo=lo, hi=min(hi, 65535))]
+		if k == "ttl":
+			op = h.choice(["eq", "lt", "gt"])
+			ttl = h.choice([0, 1, 2, 63, 64, 65, 254, 255])
+			return [Group("ttl", inv and op == "eq", op=op, ttl=ttl)]
+		if k == "tos":
+			spec = h.choice(["Minimize-Delay", "Maximize-Throughput", "Normal-Service", "0x10/0x3f",
+					 "0xb8", "0x03/0x03", "0x00/0xfc", f"0x{h.randint(0, 255):02x}/0x{h.randint(0, 255):02x}"])
+			return [Group("tos", inv, spec=spec)]
+		if k == "dscp":
+			if h.random() < 0.3:
+				cls = h.choice(sorted(DSCP_CLASSES))
+				return [Group("dscp", inv, cls=cls, dscp=DSCP_CLASSES[cls])]
+			return [Group("dscp", inv, dscp=h.choice([0, 4, 46, 63, h.randint(0, 63)]))]
+		if k == "ecn":
+			tests = []
+			if proto != "tcp" or h.random() < 0.6:
+				tests.append(("ip", h.random() < 0.3))
+			if proto == "tcp":
+				for opt in ("ece", "cwr"):
+					if h.random() < 0.5:
+						tests.append((opt, h.random() < 0.3))
+			if not tests:
+				tests.append(("ip", False))
+			return [Group("ecn", False, tests=tests, ect=h.randint(0, 3))]
+		if k == "pkttype":
+			return [Group("pkttype", inv, type=h.choice(["unicast", "unicast", "broadcast", "multicast"]))]
+		if k == "mac":
+			return [Group("mac", inv, mac=h.choice(list(PEER_MAC.values()) + ["02:df:00:00:00:01"]))]
+		lo = h.choice([0, 1, 32, 256, 0x10000, 0xFFFFFFFF, h.randint(0, 0xFFFFFFFF)])
+		hi = h.choice([lo, lo, min(0xFFFFFFFF, lo + h.randint(0, 1000)), 0xFFFFFFFF])
+		out = []
+		if not has_proto:
+			out.append(Group("proto", False, proto=50 if k == "esp" else 51))
+		out.append(Group(k, inv, lo=lo, hi=hi))
+		return out
 
 	def _addrtype(self, chain):
 		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where
@@ -650,6 +735,48 @@ class Generator:
 			ok = [a for a in LOCAL[f["dev"]] if (_addr_type(a, d, f) in d["dst"]) == want]
 			if ok:
 				f["dst"] = r.choice(ok)
+		elif k in HEADER_KINDS:
+			self._satisfy_header(f, g, want)
+
+	def _satisfy_header(self, f, g, want):
+		"""_satisfy for the header matches (want: the test itself, before its inversion)."""
+		h, d, k = self.rhd, g.data, g.kind
+		if k == "ttl":
+			t = d["ttl"]
+			if d["op"] == "eq":
+				cands = [t] if want else [(t + 1) % 256, (t - 1) % 256]
+			elif d["op"] == "lt":
+				cands = [x for x in (0, t - 1) if 0 <= x < t] if want else [t, min(255, t + 1)]
+			else:
+				cands = [x for x in (255, t + 1) if t < x <= 255] if want else [t, max(0, t - 1)]
+			if cands:
+				f["ttl"] = h.choice(cands)
+		elif k in ("tos", "dscp"):
+			v, mask = _tos_spec(d["spec"]) if k == "tos" else (d["dscp"] << 2, 0xFC)
+			cand = (v & mask) | (h.randint(0, 255) & ~mask & 0xFF)
+			f["tos"] = cand if want else cand ^ (mask & -mask if mask else 0)
+		elif k == "ecn":
+			for opt, oinv in d["tests"]:
+				w = want != oinv
+				if opt == "ip":
+					ect = d["ect"] if w else (d["ect"] + 1) % 4
+					f["tos"] = (f.get("tos", 0) & 0xFC) | ect
+				elif f.get("proto") == "tcp":
+					letter = {"ece": "E", "cwr": "C"}[opt]
+					cur = set(f.get("flags", "S")) - {letter}
+					f["flags"] = "".join(sorted(cur | ({letter} if w else set())))
+		elif k == "length":
+			base = len(f.get("tcpopt", ())) + {"tcp": 40, "udp": 28, "icmp": 28}.get(f.get("proto"), 20)
+			target = h.choice([d["lo"], d["hi"]]) if want else h.choice([d["lo"] - 1, d["hi"] + 1])
+			if base <= target <= 1400:
+				f["len"] = target - base
+		elif k in ("esp", "ah"):
+			spi = h.choice([d["lo"], d["hi"]]) if want else h.choice([d["lo"] - 1, d["hi"] + 1])
+			if 0 <= spi <= 0xFFFFFFFF:
+				f["proto"] = 50 if k == "esp" else 51
+				f["sport"], f["dport"] = spi >> 16, spi & 0xFFFF
+		elif k == "pkttype" and d["type"] == "multicast" and want:
+			f["dst"] = "224.0.0.1"
 
 	def _satisfy_routed(self, f, g, want):
 		"""_satisfy for FORWARD and OUTPUT: interfaces and destinations go with routing."""
@@ -1104,6 +1231,8 @@ def _group_match(g, f):
 		sp, dp = f.get("sport", 12345), f.get("dport", 80)
 		ports = {"sports": [sp], "dports": [dp], "ports": [sp, dp]}[d["dir"]]
 		m = any(lo <= p <= hi for lo, hi in d["ports"] for p in ports)
+	elif k in HEADER_KINDS:
+		return _header_match(g, f)
 	elif k == "srcrange":
 		m = d["lo"] <= _n(f["src"]) <= d["hi"]
 	elif k == "dstrange":
@@ -1117,6 +1246,56 @@ def _group_match(g, f):
 		return (src_ok is None or src_ok != bool(d.get("src_inv"))) and dst_ok != g.inv
 	else:
 		m = True
+	return m != g.inv
+
+
+HEADER_KINDS = ("length", "ttl", "tos", "dscp", "ecn", "pkttype", "mac", "esp", "ah")
+
+
+def _tos_spec(spec):
+	names = {"Minimize-Delay": (0x10, 0x3F), "Maximize-Throughput": (0x08, 0x3F),
+		 "Maximize-Reliability": (0x04, 0x3F), "Minimize-Cost": (0x02, 0x3F), "Normal-Service": (0, 0x3F)}
+	if spec in names:
+		return names[spec]
+	v, _, m = spec.partition("/")
+	return int(v, 0), int(m, 0) if m else 0xFF
+
+
+def _header_match(g, f):
+	"""Our model of the header matches on packet fields f (aiming only)."""
+	d, k = g.data, g.kind
+	tos, ttl = f.get("tos", 0), f.get("ttl", 64)
+	if k == "length":
+		try:
+			n = Packet(**{x: v for x, v in f.items() if x in Packet.FIELDS}).ip_len()
+		except Exception:
+			return False
+		m = d["lo"] <= n <= d["hi"]
+	elif k == "ttl":
+		m = {"eq": ttl == d["ttl"], "lt": ttl < d["ttl"], "gt": ttl > d["ttl"]}[d["op"]]
+	elif k == "tos":
+		v, mask = _tos_spec(d["spec"])
+		m = (tos & mask) == v
+	elif k == "dscp":
+		m = tos >> 2 == d["dscp"]
+	elif k == "ecn":
+		flags = set(f.get("flags", "S"))
+		for opt, oinv in d["tests"]:
+			ok = (tos & 3) == d["ect"] if opt == "ip" else ({"ece": "E", "cwr": "C"}[opt] in flags)
+			if ok == oinv:
+				return False
+		return True
+	elif k == "pkttype":
+		n = _n(f["dst"])
+		t = "multicast" if n >> 28 == 0xE else "unicast"
+		m = t == d["type"]
+	elif k == "mac":
+		m = PEER_MAC.get(f.get("dev")) == d["mac"] and not f.get("send")
+	else:  # esp, ah: the SPI from sport and dport (packets.py)
+		if f.get("frag"):
+			return False
+		spi = f.get("sport", 12345) << 16 | f.get("dport", 80)
+		m = d["lo"] <= spi <= d["hi"]
 	return m != g.inv
 
 

@@ -24,6 +24,8 @@ FLOW_SENDERS = ("connect", "data", "close")
 # Protocols whose first four bytes are ports for -m multiport: DCCP, SCTP, UDP-Lite.
 PORT_PROTOS = (33, 132, 136)
 PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17}
+# ESP and AH: given sport and dport, their SPI is sport << 16 | dport (-m esp, -m ah).
+SPI_PROTOS = (50, 51)
 # Flag letters, in the bit order of byte 13 of the TCP header. E and C (ECE, CWR) are
 # an extension: iptables cannot name them, but the kernel's --tcp-flags reads the whole byte.
 TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
@@ -195,6 +197,11 @@ class Packet:
 			seq = mark if mark is not None and self.get("type") in (8, 13, 15, 17) else 1
 			seg = struct.pack("!BBHHH", self.get("type"), self.get("code"), 0, 0x1234, seq) + payload
 			return seg[:2] + struct.pack("!H", _csum(seg)) + seg[4:]
+		if proto in (50, 51) and (self.sport is not None or self.dport is not None):
+			# ESP, AH: the SPI is sport << 16 | dport (what -m esp and -m ah read), then
+			# a sequence number; AH's next header, length (12 bytes) and reserved first.
+			spi = struct.pack("!HHI", self.get("sport"), self.get("dport"), 1)
+			return (spi if proto == 50 else struct.pack("!BBH", 59, 1, 0) + spi) + payload
 		if proto in PORT_PROTOS and (self.sport is not None or self.dport is not None):
 			# Their ports lead the header as in TCP and UDP, which is all multiport reads.
 			return struct.pack("!HH", self.get("sport"), self.get("dport")) + payload
@@ -322,7 +329,8 @@ def parse_line(line, where=""):
 		for key in ("frag", "mf", "df", "split", "reverse"):
 			if key in fields:
 				raise PacketError(f"{where}send=rawip: the kernel writes the IP header, no {key}=")
-	for key, protos in (("sport", ("tcp", "udp") + PORT_PROTOS), ("dport", ("tcp", "udp") + PORT_PROTOS), ("flags", ("tcp",)),
+	spi_protos = PORT_PROTOS + SPI_PROTOS
+	for key, protos in (("sport", ("tcp", "udp") + spi_protos), ("dport", ("tcp", "udp") + spi_protos), ("flags", ("tcp",)),
 			    ("tcpopt", ("tcp",)), ("doff", ("tcp",)), ("type", ("icmp",)), ("code", ("icmp",))):
 		if key in fields and proto not in protos:
 			raise PacketError(f"{where}{key}= needs proto={' or '.join(str(p) for p in protos)}")

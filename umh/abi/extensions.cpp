@@ -7,13 +7,21 @@
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_dscp.h>
+#include <linux/netfilter/xt_ecn.h>
+#include <linux/netfilter/xt_esp.h>
 #include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_length.h>
 #include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_mark.h>
+#include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_pkttype.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
+#include <linux/netfilter_ipv4/ipt_ah.h>
+#include <linux/netfilter_ipv4/ipt_ttl.h>
 
 #include <array>
 
@@ -27,8 +35,9 @@ namespace
 // In registration order, as the kernel's lists would hold them; the order does not change
 // any answer because names within a family are unique per revision.
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
+constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
 
-constexpr std::array<Extension, 20> registry = {{
+constexpr std::array<Extension, 29> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -68,7 +77,23 @@ constexpr std::array<Extension, 20> registry = {{
 	{ExtKind::Target, ExtId::MarkTarget, "MARK", 2, false, sizeof(struct xt_mark_tginfo2), 0},
 	{ExtKind::Match, ExtId::Connmark, "connmark", 1, true, sizeof(struct xt_connmark_mtinfo1),
 	 0},
+	// The header matches, as 6.1 registers them for NFPROTO_IPV4 (pkttype: UNSPEC).
+	{ExtKind::Match, ExtId::Length, "length", 0, false, sizeof(struct xt_length_info), 0},
+	{ExtKind::Match, ExtId::Ttl, "ttl", 0, false, sizeof(struct ipt_ttl_info), 0},
+	{ExtKind::Match, ExtId::Dscp, "dscp", 0, false, sizeof(struct xt_dscp_info), 0},
+	{ExtKind::Match, ExtId::Tos, "tos", 1, false, sizeof(struct xt_tos_match_info), 0},
+	{ExtKind::Match, ExtId::Ecn, "ecn", 0, false, sizeof(struct xt_ecn_info), 0},
+	{ExtKind::Match, ExtId::Pkttype, "pkttype", 0, true, sizeof(struct xt_pkttype_info), 0},
+	{ExtKind::Match, ExtId::Mac, "mac", 0, false, sizeof(struct xt_mac_info), 0, {}, mac_hooks},
+	{ExtKind::Match, ExtId::Ah, "ah", 0, false, sizeof(struct ipt_ah), IPPROTO_AH},
+	{ExtKind::Match, ExtId::Esp, "esp", 0, false, sizeof(struct xt_esp), IPPROTO_ESP},
 }};
+
+static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
+static_assert(sizeof(struct xt_dscp_info) == 2 && sizeof(struct xt_tos_match_info) == 3);
+static_assert(sizeof(struct xt_ecn_info) == 4 && sizeof(struct xt_pkttype_info) == 8);
+static_assert(sizeof(struct xt_mac_info) == 12 && sizeof(struct ipt_ah) == 12 &&
+	      sizeof(struct xt_esp) == 12);
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
 static_assert(sizeof(struct ipt_icmp) == 4 && sizeof(struct xt_multiport_v1) == 48);
@@ -145,6 +170,26 @@ int check_multiport(std::span<const uint8_t> data, uint16_t proto, uint8_t ip_in
 	return 0;
 }
 
+// Why a match iptables users meet is missing on purpose, for the log line of a refusal.
+std::string_view not_translated(ExtKind kind, std::string_view name)
+{
+	if (kind != ExtKind::Match)
+		return {};
+	if (name == "u32")
+		return " (not translated by bpfilter: -m u32 reads at offsets it computes from the "
+		       "packet, anywhere in the datagram; at INPUT that is the reassembled "
+		       "datagram, "
+		       "whose later pieces the data plane follows without their payload, so no "
+		       "program can give xt_u32's answer for every packet)";
+	if (name == "string")
+		return " (not translated by bpfilter: -m string searches the whole reassembled "
+		       "datagram, up to 65535 bytes, for a pattern of up to 128; the data plane "
+		       "does "
+		       "not hold later pieces' payload, and a search over every byte of a datagram "
+		       "does not fit the verifier's limits on one program)";
+	return {};
+}
+
 } // namespace
 
 std::span<const Extension> registered_extensions()
@@ -173,7 +218,8 @@ Result<const Extension *> find_extension(ExtKind kind, std::span<const uint8_t> 
 						      "\" has no revision " +
 						      std::to_string(revision));
 	return make_error(ENOENT, std::string("no such ") + what + " \"" + std::string(name) +
-					  "\" revision " + std::to_string(revision));
+					  "\" revision " + std::to_string(revision) +
+					  std::string(not_translated(kind, name)));
 }
 
 int find_revision(ExtKind kind, std::string_view name, uint8_t revision)
@@ -230,6 +276,28 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		// avg * burst overflows in credits, depends on the kernel's HZ: the data plane
 		// makes it (loader::BpfDataplane::check).
 		return load<uint32_t>(data, offsetof(struct xt_rateinfo, burst)) == 0 ? -ERANGE : 0;
+	case ExtId::Ttl: // ttl_mt_check: "Unknown TTL match mode"
+		return data[offsetof(struct ipt_ttl_info, mode)] > IPT_TTL_GT ? -EINVAL : 0;
+	case ExtId::Dscp: // dscp_mt_check
+		return data[offsetof(struct xt_dscp_info, dscp)] > XT_DSCP_MAX ? -EDOM : 0;
+	case ExtId::Ecn: { // ecn_mt_check4
+		const uint8_t op = data[offsetof(struct xt_ecn_info, operation)];
+		if ((op & XT_ECN_OP_MATCH_MASK) ||
+		    (data[offsetof(struct xt_ecn_info, invert)] & XT_ECN_OP_MATCH_MASK))
+			return -EINVAL;
+		if ((op & (XT_ECN_OP_MATCH_ECE | XT_ECN_OP_MATCH_CWR)) &&
+		    (proto != IPPROTO_TCP || (ip_invflags & XT_INV_PROTO)))
+			return -EINVAL; // "cannot match TCP bits for non-tcp packets"
+		return 0;
+	}
+	case ExtId::Ah: // ah_mt_check
+		return (data[offsetof(struct ipt_ah, invflags)] & ~IPT_AH_INV_MASK) ? -EINVAL : 0;
+	case ExtId::Esp: // esp_mt_check
+		return (data[offsetof(struct xt_esp, invflags)] & ~XT_ESP_INV_MASK) ? -EINVAL : 0;
+	case ExtId::Length: // no checkentry
+	case ExtId::Tos:
+	case ExtId::Pkttype:
+	case ExtId::Mac:
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::Mark:    // nor has xt_mark
 	case ExtId::MarkTarget:

@@ -3,7 +3,9 @@
 // bpfilter answers as a kernel on which only these extensions are registered: ip_tables'
 // built-ins (standard and ERROR targets, icmp), xt_tcpudp's tcp and udp, xt_multiport,
 // xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG,
-// xt_addrtype (revisions 0 and 1), xt_limit, xt_mark (mark, MARK) and xt_connmark's match.
+// xt_addrtype (revisions 0 and 1), xt_limit, xt_mark (mark, MARK), xt_connmark's match, and the
+// header matches xt_length, xt_hl's ttl,
+// xt_dscp's dscp and tos (revision 1), xt_ecn, xt_pkttype, xt_mac, ipt_ah and xt_esp.
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -37,6 +39,15 @@ enum class ExtId : uint8_t {
 	Mark,
 	MarkTarget,
 	Connmark
+	Length,
+	Ttl,
+	Tos,
+	Dscp,
+	Ecn,
+	Pkttype,
+	Mac,
+	Ah,
+	Esp
 };
 
 struct Extension {

@@ -369,6 +369,13 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 						   std::to_string(xt_align(x.size)) +
 						   " (kernel) != (user) " +
 						   std::to_string(match_size - ext_header_size));
+		const uint32_t match_hooks =
+			load<uint32_t>(b, off + entry_comefrom) & ((1u << num_hooks) - 1);
+		if (x.hooks && (match_hooks & ~x.hooks))
+			return entry_error(EINVAL, index, off,
+					   std::string(x.name) + " match: used from hooks " +
+						   hook_names(match_hooks) +
+						   ", but only valid from " + hook_names(x.hooks));
 		if (x.proto && (x.proto != proto || (invflags & XT_INV_PROTO)))
 			return entry_error(EINVAL, index, off,
 					   std::string(x.name) +

@@ -4,13 +4,21 @@
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_dscp.h>
+#include <linux/netfilter/xt_ecn.h>
+#include <linux/netfilter/xt_esp.h>
 #include <linux/netfilter/xt_iprange.h>
+#include <linux/netfilter/xt_length.h>
 #include <linux/netfilter/xt_limit.h>
 #include <linux/netfilter/xt_mark.h>
+#include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_pkttype.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
+#include <linux/netfilter_ipv4/ipt_ah.h>
+#include <linux/netfilter_ipv4/ipt_ttl.h>
 
 #include <algorithm>
 
@@ -219,6 +227,49 @@ template <typename M> M mark_of(std::span<const uint8_t> d)
 	m.mask = load<uint32_t>(d, offsetof(struct xt_mark_mtinfo1, mask));
 	m.invert = d[offsetof(struct xt_mark_mtinfo1, invert)];
 	return m;
+// The header matches (ir::LengthMatch and the rest), field by field as their match
+// functions read them.
+ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
+{
+	switch (id) {
+	case ExtId::Length:
+		return ir::LengthMatch{load<uint16_t>(d, offsetof(struct xt_length_info, min)),
+				       load<uint16_t>(d, offsetof(struct xt_length_info, max)),
+				       d[offsetof(struct xt_length_info, invert)]};
+	case ExtId::Ttl:
+		return ir::TtlMatch{d[offsetof(struct ipt_ttl_info, mode)],
+				    d[offsetof(struct ipt_ttl_info, ttl)]};
+	case ExtId::Dscp: // (tos >> XT_DSCP_SHIFT) == dscp
+		return ir::TosMatch{0xfc,
+				    static_cast<uint8_t>(d[offsetof(struct xt_dscp_info, dscp)]
+							 << XT_DSCP_SHIFT),
+				    d[offsetof(struct xt_dscp_info, invert)] != 0};
+	case ExtId::Tos:
+		return ir::TosMatch{d[offsetof(struct xt_tos_match_info, tos_mask)],
+				    d[offsetof(struct xt_tos_match_info, tos_value)],
+				    d[offsetof(struct xt_tos_match_info, invert)] != 0};
+	case ExtId::Ecn:
+		return ir::EcnMatch{d[offsetof(struct xt_ecn_info, operation)],
+				    d[offsetof(struct xt_ecn_info, invert)],
+				    d[offsetof(struct xt_ecn_info, ip_ect)]};
+	case ExtId::Pkttype:
+		return ir::PkttypeMatch{
+			load<uint32_t>(d, offsetof(struct xt_pkttype_info, pkttype)),
+			load<uint32_t>(d, offsetof(struct xt_pkttype_info, invert))};
+	case ExtId::Mac: {
+		ir::MacMatch m;
+		std::memcpy(m.src.data(), d.data() + offsetof(struct xt_mac_info, srcaddr), 6);
+		m.invert = load<uint32_t>(d, offsetof(struct xt_mac_info, invert));
+		return m;
+	}
+	default: // Ah, Esp: the same layout
+		static_assert(offsetof(struct ipt_ah, invflags) ==
+			      offsetof(struct xt_esp, invflags));
+		return ir::SpiMatch{load<uint32_t>(d, offsetof(struct xt_esp, spis)),
+				    load<uint32_t>(d, offsetof(struct xt_esp, spis) + 4),
+				    (d[offsetof(struct xt_esp, invflags)] & XT_ESP_INV_SPI) != 0,
+				    id == ExtId::Ah};
+	}
 }
 
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
@@ -296,6 +347,16 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Connmark:
 				rule.matches.emplace_back(mark_of<ir::ConnmarkMatch>(data));
+			case ExtId::Length:
+			case ExtId::Ttl:
+			case ExtId::Tos:
+			case ExtId::Dscp:
+			case ExtId::Ecn:
+			case ExtId::Pkttype:
+			case ExtId::Mac:
+			case ExtId::Ah:
+			case ExtId::Esp:
+				rule.matches.push_back(header_match_of((*ext)->id, data));
 				break;
 			default: // -m comment has no effect on packets
 				break;

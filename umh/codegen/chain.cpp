@@ -295,6 +295,20 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
 				emit_mark(c, x);
 			else if constexpr (std::is_same_v<T, ir::ConnmarkMatch>)
 				emit_connmark(c, x);
+			else if constexpr (std::is_same_v<T, ir::LengthMatch>)
+				emit_length(c, x);
+			else if constexpr (std::is_same_v<T, ir::TtlMatch>)
+				emit_ttl(c, x);
+			else if constexpr (std::is_same_v<T, ir::TosMatch>)
+				emit_tos(c, x);
+			else if constexpr (std::is_same_v<T, ir::EcnMatch>)
+				emit_ecn(c, x);
+			else if constexpr (std::is_same_v<T, ir::PkttypeMatch>)
+				emit_pkttype(c, x);
+			else if constexpr (std::is_same_v<T, ir::MacMatch>)
+				emit_mac(c, x);
+			else if constexpr (std::is_same_v<T, ir::SpiMatch>)
+				emit_spi(c, x);
 			else
 				emit_conntrack(c, x);
 		},

@@ -366,8 +366,11 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::proto)));
 	em.emit(ldx(BPF_B, R1, R2, 8));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
+	em.emit(ldx(BPF_B, R1, R2, 1));
+	em.emit(stx(BPF_W, layout::pkt, R1, (off::tos)));
+	em.emit(stx(BPF_W, layout::pkt, totlen, (off::ip_len)));
 	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
-			  off::opt_hotdrop, off::tcp_doff})
+			  off::opt_hotdrop, off::tcp_doff, off::l4w0, off::l4w4})
 		em.emit(st(BPF_W, layout::pkt, (f), 0));
 	// The name a hook has no device for is the all-zero one (tc set its own already).
 	for (int16_t k = 0; k < 2; k++) {
@@ -423,6 +426,18 @@ void emit_parse_l4(Emitter &em)
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_type)));
 	em.emit(ldx(BPF_B, R5, ihl, 1));
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_code)));
+	em.emit(ldx(BPF_W, R5, ihl, 0));
+	em.emit(be(R5, 32));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::l4w0)));
+
+	// Bytes 4-7 (-m ah's SPI).
+	em.jump(jmp_imm(BPF_JLT, R4, 8), done);
+	em.emit(mov64(R5, ihl));
+	em.emit(alu64_imm(BPF_ADD, R5, 8));
+	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
+	em.emit(ldx(BPF_W, R5, ihl, 4));
+	em.emit(be(R5, 32));
+	em.emit(stx(BPF_W, layout::pkt, R5, (off::l4w4)));
 
 	em.jump(jmp_imm(BPF_JLT, R4, 20), done);
 	em.emit(mov64(R5, ihl));
@@ -434,6 +449,118 @@ void emit_parse_l4(Emitter &em)
 	em.emit(alu64_imm(BPF_RSH, R5, 4));
 	em.emit(alu64_imm(BPF_LSH, R5, 2));
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::tcp_doff)));
+}
+
+// -m ecn's view of TCP (match_tcp()): byte 13 of 20 bytes at the transport header, of any
+// piece, as the kernel reads it without looking at the fragment offset. In: R3 = data_end,
+// R4 = l4len, `ihl` = the transport header. Clobbers R5.
+void emit_th13(Emitter &em)
+{
+	Label done(em);
+	em.emit(st(BPF_W, layout::pkt, off::th13, 0));
+	em.jump(jmp_imm(BPF_JLT, R4, 20), done);
+	em.emit(mov64(R5, ihl));
+	em.emit(alu64_imm(BPF_ADD, R5, 20));
+	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
+	em.emit(ldx(BPF_B, R5, ihl, 13));
+	em.emit(alu32_imm(BPF_OR, R5, 0x100));
+	em.emit(stx(BPF_W, layout::pkt, R5, off::th13));
+	done.bind();
+}
+
+// -m pkttype and -m mac: skb->pkt_type as the hook sees it, and the Ethernet source
+// address where mac_mt() finds one (an ARPHRD_ETHER device, a MAC header of ETH_HLEN).
+// - XDP: eth_type_trans() on the frame: a multicast destination is BROADCAST when it is
+//   the device's broadcast address (ff:ff:ff:ff:ff:ff on Ethernet; lo's is all zero, so
+//   MULTICAST there), MULTICAST otherwise; else HOST when it is the device's own address,
+//   OTHERHOST when not (ip_rcv() drops those).
+// - tc ingress: skb->pkt_type; PACKET_LOOPBACK (the host's own broadcast or multicast,
+//   looped back without a link-layer header) as pkttype_mt() reads it.
+// - tc egress: OUTPUT sees what the host allocates, PACKET_HOST, and mac cannot be used.
+// Clobbers R0-R5.
+void emit_l2(Emitter &em, const Ctx &cx)
+{
+	constexpr int32_t host = 0, broadcast = 1, multicast = 2, otherhost = 3;
+	em.emit(st(BPF_W, layout::pkt, off::mac_ok, 0));
+	em.emit(st(BPF_DW, layout::pkt, off::mac_src, 0));
+	em.emit(st(BPF_W, layout::pkt, off::pkttype, host));
+	if (cx.egress())
+		return;
+	Label done(em), no_mac(em);
+	if (cx.tc()) {
+		Label not_looped(em);
+		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
+		em.emit(stx(BPF_W, layout::pkt, R1, off::pkttype));
+		em.jump(jmp32_imm(BPF_JNE, R1, PACKET_LOOPBACK), not_looped);
+		em.emit(st(BPF_W, layout::pkt, off::pkttype, broadcast));
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
+		em.emit(alu32_imm(BPF_RSH, R1, 28));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0xe), done); // no MAC header either
+		em.emit(st(BPF_W, layout::pkt, off::pkttype, multicast));
+		em.jump(ja(), done);
+		not_looped.bind();
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::dev_flags));
+		em.emit(alu32_imm(BPF_AND, R1, maps::device_ether));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), done);
+		em.emit(ldx(BPF_W, R2, ctx, cx.data));
+		em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+		em.emit(mov64(R4, R2));
+		em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
+		em.jump(jmp_reg(BPF_JGT, R4, R3), done);
+		em.emit(st(BPF_W, layout::pkt, off::mac_ok, 1));
+		em.emit(ldx(BPF_W, R1, R2, ETH_ALEN));
+		em.emit(stx(BPF_W, layout::pkt, R1, off::mac_src));
+		em.emit(ldx(BPF_H, R1, R2, ETH_ALEN + 4));
+		em.emit(stx(BPF_H, layout::pkt, R1, off::mac_src + 4));
+		done.bind();
+		return;
+	}
+	Label unicast(em), known(em);
+	em.emit(ldx(BPF_W, R1, ctx, cx.ifindex));
+	emit_device_lookup(em);
+	em.emit(ldx(BPF_W, R2, ctx, cx.data));
+	em.emit(ldx(BPF_W, R3, ctx, cx.data_end));
+	em.emit(mov64(R4, R2));
+	em.emit(alu64_imm(BPF_ADD, R4, ETH_HLEN));
+	em.jump(jmp_reg(BPF_JGT, R4, R3), done); // the prologue passed such frames already
+	// A device the loader has not named yet is taken for Ethernet.
+	em.emit(mov64(R5, maps::device_ether));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), known);
+	em.emit(ldx(BPF_B, R5, R0, dev::flags));
+	em.emit(alu32_imm(BPF_AND, R5, maps::device_ether));
+	known.bind();
+	em.jump(jmp32_imm(BPF_JEQ, R5, 0), no_mac);
+	em.emit(st(BPF_W, layout::pkt, off::mac_ok, 1));
+	em.emit(ldx(BPF_W, R1, R2, ETH_ALEN));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::mac_src));
+	em.emit(ldx(BPF_H, R1, R2, ETH_ALEN + 4));
+	em.emit(stx(BPF_H, layout::pkt, R1, off::mac_src + 4));
+	no_mac.bind();
+	em.emit(ldx(BPF_B, R1, R2, 0));
+	em.emit(alu32_imm(BPF_AND, R1, 1));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), unicast);
+	em.emit(st(BPF_W, layout::pkt, off::pkttype, multicast));
+	em.jump(jmp32_imm(BPF_JEQ, R5, 0), done); // lo: no broadcast address to meet
+	em.emit(ldx(BPF_W, R1, R2, 0));
+	em.jump(jmp32_imm(BPF_JNE, R1, -1), done);
+	em.emit(ldx(BPF_H, R1, R2, 4));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0xffff), done);
+	em.emit(st(BPF_W, layout::pkt, off::pkttype, broadcast));
+	em.jump(ja(), done);
+	unicast.bind();
+	// A device not named yet: its address is unknown, and ip_rcv() would drop the frame
+	// were it another host's, so it is taken for the device's own.
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(ldx(BPF_W, R1, R2, 0));
+	em.emit(ldx(BPF_W, R4, R0, dev::mac));
+	Label other(em);
+	em.jump(jmp_reg(BPF_JNE, R1, R4), other);
+	em.emit(ldx(BPF_H, R1, R2, 4));
+	em.emit(ldx(BPF_H, R4, R0, dev::mac + 4));
+	em.jump(jmp_reg(BPF_JEQ, R1, R4), done);
+	other.bind();
+	em.emit(st(BPF_W, layout::pkt, off::pkttype, otherhost));
+	done.bind();
 }
 
 // Walk the TCP options exactly as tcp_find_option() does and mark each kind it looks at
@@ -762,6 +889,7 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(st(BPF_W, layout::pkt, off::fr_received, 0));
 	em.emit(st(BPF_W, layout::pkt, off::fr_end, 0));
 	em.emit(st(BPF_W, layout::pkt, off::fr_ihl, 0));
+	em.emit(st(BPF_W, layout::pkt, off::fr_ecn, 0));
 	em.ld_map(R1, MapSlot::Frags);
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, key));
@@ -789,8 +917,15 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(st(BPF_W, entry, off::fr_received, 0));
 	em.emit(st(BPF_W, entry, off::fr_end, 0));
 	em.emit(st(BPF_W, entry, off::fr_ihl, 0));
+	em.emit(st(BPF_W, entry, off::fr_ecn, 0));
 
 	fresh.bind();
+	// ip4_frag_ecn(): this piece's ECN codepoint joins the others'.
+	em.emit(ldx(BPF_W, R3, layout::pkt, off::tos));
+	em.emit(alu32_imm(BPF_AND, R3, 3));
+	em.emit(mov64(R5, 1));
+	em.emit(alu64_reg(BPF_LSH, R5, R3));
+	em.emit(atomic_or(BPF_W, entry, R5, off::fr_ecn));
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len)); // this piece's payload
 	em.emit(atomic_add(BPF_W, entry, R2, off::fr_received));
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
@@ -813,6 +948,8 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_received));
 	em.emit(ldx(BPF_W, R1, entry, off::fr_end));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_end));
+	em.emit(ldx(BPF_W, R1, entry, off::fr_ecn));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::fr_ecn));
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::tot_len));
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len));
 	em.emit(alu32_reg(BPF_SUB, R1, R2));
@@ -860,10 +997,25 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, key));
 	em.emit(call_helper(BPF_FUNC_map_delete_elem));
+	// ip_frag_reasm(): iph->tos |= ip_frag_ecn_table[ecn]: CE when some piece was CE and
+	// the others ECT; a not-ECT piece among ECN ones makes the kernel discard the datagram
+	// (0xff), which then never reaches the hook (its counters may differ, see supported.md).
+	Label ecn_kept(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_ecn));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_AND, R2, 0x9)); // IPFRAG_ECN_CE | IPFRAG_ECN_NOT_ECT
+	em.jump(jmp32_imm(BPF_JNE, R2, 0x8), ecn_kept);
+	em.emit(alu32_imm(BPF_AND, R1, 0x6)); // IPFRAG_ECN_ECT_0 | IPFRAG_ECN_ECT_1
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), ecn_kept);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::tos));
+	em.emit(alu32_imm(BPF_OR, R1, 3)); // INET_ECN_CE
+	em.emit(stx(BPF_W, layout::pkt, R1, off::tos));
+	ecn_kept.bind();
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_ihl));
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::fr_end));
 	em.emit(alu32_reg(BPF_ADD, R1, R2));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::ip_len)); // the reassembled header's
 	whole.bind();
 }
 
@@ -897,6 +1049,9 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 	Label dry(em), sources_ok(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
 	em.jump(jmp_imm(BPF_JLE, R1, 1), pass); // too_many_hops: time exceeded, not FORWARD
+	// ip_forward() decreases the TTL before the hook: -m ttl sees the new one.
+	em.emit(alu32_imm(BPF_SUB, R1, 1));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::ttl));
 	if (cx.tc()) {
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass); // not PACKET_HOST
@@ -975,6 +1130,9 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 		}
 		if (plan.uses_conntrack)
 			emit_ct_state(em, ctx, Flavor::TcIngress, ct);
+		// OUTPUT judged the original, which the host allocated: PACKET_HOST.
+		if (plan.uses_l2)
+			em.emit(st(BPF_W, layout::pkt, off::pkttype, 0));
 		em.emit(mov64(R1, layout::pkt));
 		em.call(plan.hook_fn_id(out));
 		// DROP or REJECT: the original is dropped (a broadcast or multicast one gets no
@@ -984,6 +1142,15 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 		em.emit(mov64(R0, layout::tc_drop));
 		em.emit(exit());
 		sent.bind();
+		if (plan.uses_l2) { // the copy is PACKET_LOOPBACK again (emit_l2())
+			Label bcast(em);
+			em.emit(st(BPF_W, layout::pkt, off::pkttype, 1));
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
+			em.emit(alu32_imm(BPF_RSH, R1, 28));
+			em.jump(jmp32_imm(BPF_JNE, R1, 0xe), bcast);
+			em.emit(st(BPF_W, layout::pkt, off::pkttype, 2));
+			bcast.bind();
+		}
 		em.emit(st(BPF_W, layout::pkt, off::count_inc, 1));
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::saved_len));
 		em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
@@ -1106,6 +1273,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		if (cx.tc())
 			emit_tc_start(em, cx, options, plan->logs, replies, pass);
 		emit_parse_ip(em, cx, options, plan->logs, pass);
+		if (plan->uses_ecn_tcp)
+			emit_th13(em);
 		if (plan->uses_conntrack)
 			emit_ct_parse_reset(em);
 		// A later fragment has no transport header: only its place in the datagram counts.
@@ -1118,6 +1287,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		if (!plan->tcp_option_kinds.empty())
 			emit_tcp_options(em, cx, plan->tcp_option_kinds);
 		l4_done.bind();
+		if (plan->uses_l2)
+			emit_l2(em, cx);
 		if (plan->logs)
 			emit_log_copy(em, cx);
 		if (marks) {

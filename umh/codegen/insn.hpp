@@ -117,6 +117,12 @@ constexpr bpf_insn atomic_add(uint8_t size, Reg dst, Reg src, int16_t off)
 	return make(BPF_STX | size | BPF_ATOMIC, dst, src, off, BPF_ADD);
 }
 
+// *(size *)(dst + off) |= src, atomically (BPF_ATOMIC with BPF_OR).
+constexpr bpf_insn atomic_or(uint8_t size, Reg dst, Reg src, int16_t off)
+{
+	return make(BPF_STX | size | BPF_ATOMIC, dst, src, off, BPF_OR);
+}
+
 // src = xchg((u64 *)(dst + off), src) (BPF_ATOMIC with BPF_XCHG).
 constexpr bpf_insn atomic_xchg64(Reg dst, Reg src, int16_t off)
 {

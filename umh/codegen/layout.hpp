@@ -94,9 +94,11 @@ inline constexpr int16_t fr_time = 384;	    // u64: when the first piece came (k
 inline constexpr int16_t fr_received = 392; // u32: payload bytes received
 inline constexpr int16_t fr_end = 396;	    // u32: payload length, once the last piece came
 inline constexpr int16_t fr_ihl = 400;	    // u32: first fragment's header length; 0 until then
-inline constexpr int16_t out_ifname = 408;  // 16 bytes: the output device's name (-o)
-inline constexpr int16_t ttl = 424;	    // u32: the IP header's TTL
-inline constexpr int16_t oif = 428;	    // u32: FORWARD: the output device's ifindex
+// u32: the pieces' ECN codepoints, 1 << (tos & 3) each (ip4_frag_ecn()), or'ed together.
+inline constexpr int16_t fr_ecn = 404;
+inline constexpr int16_t out_ifname = 408; // 16 bytes: the output device's name (-o)
+inline constexpr int16_t ttl = 424;	   // u32: the IP header's TTL
+inline constexpr int16_t oif = 428;	   // u32: FORWARD: the output device's ifindex
 // u32: OUTPUT: sent by a raw IP_HDRINCL socket, whose fragments netfilter judges one by one
 // (the kernel fragments nothing it sends, so OUTPUT sees each piece as it was written).
 inline constexpr int16_t own_pieces = 432;
@@ -166,7 +168,23 @@ inline constexpr int16_t mark = 824;
 // u32: the conntrack entry's mark (ct->mark, -m connmark), with the view emit_ct_state() writes
 // (0 for bpfilter's own entries and for packets without one).
 inline constexpr int16_t ct_mark = 828;
-inline constexpr int16_t size = 832;
+// The header matches' fields.
+inline constexpr int16_t ip_len = 832; // u32: skb_ip_totlen(), the datagram's (-m length)
+inline constexpr int16_t tos = 836;    // u32: the IP header's TOS byte (-m tos, dscp, ecn)
+inline constexpr int16_t l4w4 = 840;   // u32, host order: transport bytes 4-7; l4len >= 8
+// u32: 0x100 | TCP header byte 13 when 20 bytes of transport header are there, for any
+// piece (-m ecn reads it without looking at the fragment offset); else 0. Only when
+// Plan::uses_ecn_tcp.
+inline constexpr int16_t th13 = 844;
+// u32: skb->pkt_type as the hook sees it, PACKET_LOOPBACK already read as pkttype_mt()
+// reads it. Only when Plan::uses_l2.
+inline constexpr int16_t pkttype = 848;
+// u32: 1 when the device is ARPHRD_ETHER and the packet has its Ethernet header (-m mac);
+// mac_src: its source address, 6 bytes and 2 zero. Only when Plan::uses_l2.
+inline constexpr int16_t mac_ok = 852;
+inline constexpr int16_t mac_src = 856;
+inline constexpr int16_t l4w0 = 864; // u32, host order: transport bytes 0-3; l4len >= 4
+inline constexpr int16_t size = 872;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

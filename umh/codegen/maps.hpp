@@ -61,6 +61,8 @@ struct DeviceValue {
 inline constexpr uint8_t device_xdp_judges = 1;
 // The device is the lower device of an ipvlan device (LocalAddrs' ipvlan_addr).
 inline constexpr uint8_t device_ipvlan_lower = 2;
+// The device is ARPHRD_ETHER (-m mac; -m pkttype's broadcast address is ff:ff:ff:ff:ff:ff).
+inline constexpr uint8_t device_ether = 4;
 inline constexpr uint32_t devices_type = BPF_MAP_TYPE_HASH;
 inline constexpr uint32_t devices_max_entries = 4096;
 namespace device_off

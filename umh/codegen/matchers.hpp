@@ -113,6 +113,17 @@ void emit_conntrack(Cond &c, const ir::ConntrackMatch &m);
 // -m addrtype: a lookup of each address in the AddrTypes map.
 void emit_addrtype(Cond &c, const ir::AddrtypeMatch &m);
 
+// The header matches (match_header.cpp), on the fields the prologue parsed: ip_len, ttl,
+// tos, th13 and l4w0/l4w4 always or where the plan asks, pkttype and mac_* where
+// Plan::uses_l2.
+void emit_length(Cond &c, const ir::LengthMatch &m);
+void emit_ttl(Cond &c, const ir::TtlMatch &m);
+void emit_tos(Cond &c, const ir::TosMatch &m);
+void emit_ecn(Cond &c, const ir::EcnMatch &m);
+void emit_pkttype(Cond &c, const ir::PkttypeMatch &m);
+void emit_mac(Cond &c, const ir::MacMatch &m);
+void emit_spi(Cond &c, const ir::SpiMatch &m);
+
 // -m limit: takes a token from the rule's bucket (MapSlot::Limits) as limit_mt() does;
 // hz is the kernel's.
 void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz);

@@ -60,6 +60,9 @@ Status check_match_proto(const ir::Table &t, uint32_t i)
 		} else if (std::holds_alternative<ir::IcmpMatch>(m)) {
 			name = "icmp";
 			ok = ip.proto == 1 && !inv;
+		} else if (auto *spi = std::get_if<ir::SpiMatch>(&m)) {
+			name = spi->ah ? "ah" : "esp";
+			ok = ip.proto == (spi->ah ? 51 : 50) && !inv;
 		} else if (std::holds_alternative<ir::MultiportMatch>(m)) {
 			name = "multiport";
 			ok = (ip.proto == 6 || ip.proto == 17 || ip.proto == 136 ||
@@ -316,6 +319,12 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		for (const ir::Match &m : t.rules[i].matches)
 			plan.uses_conntrack |= std::holds_alternative<ir::ConntrackMatch>(m) ||
 					       std::holds_alternative<ir::ConnmarkMatch>(m);
+		for (const ir::Match &m : t.rules[i].matches) {
+			plan.uses_l2 |= std::holds_alternative<ir::PkttypeMatch>(m) ||
+					std::holds_alternative<ir::MacMatch>(m);
+			if (auto *e = std::get_if<ir::EcnMatch>(&m))
+				plan.uses_ecn_tcp |= (e->operation & 0x30) != 0; // ECE, CWR
+		}
 		const ir::Target &tg = t.rules[i].target;
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");

@@ -56,6 +56,10 @@ struct Plan {
 	// Some reachable rule is -j MARK: the tc programs give the skb the mark the chains
 	// leave (layout::pkt_off::mark) with their verdict.
 	bool sets_mark = false;
+	// Some rule reads the link layer (-m pkttype, -m mac): the prologue fills
+	// layout::pkt_off::pkttype and mac_*. Some rule tests TCP's ECN bits (-m ecn): th13.
+	bool uses_l2 = false;
+	bool uses_ecn_tcp = false;
 	uint32_t hz = 0; // Options::hz, for -m limit
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT

@@ -1,7 +1,9 @@
 // Reference evaluator: runs a packet through an IR table the way ipt_do_table does.
 //
 // Each function names the kernel function it follows (net/ipv4/netfilter/ip_tables.c,
-// net/netfilter/xt_tcpudp.c, xt_multiport.c, xt_iprange.c, xt_addrtype.c).
+// net/netfilter/xt_tcpudp.c, xt_multiport.c, xt_iprange.c, xt_addrtype.c, and the header
+// matches: xt_length.c, xt_hl.c, xt_dscp.c, xt_ecn.c, xt_pkttype.c, xt_mac.c, ipt_ah.c,
+// xt_esp.c).
 // skb_header_pointer's test is "offset + len <= skb->len", and skb->len at these hooks is
 // the IP datagram, so reads past packet.ip.size() are the kernel's failed header reads
 // (hotdrop where the match says so).
@@ -366,6 +368,91 @@ bool connmark_mt(const ConnmarkMatch &info, const Param &par)
 	if (!par.ct->has_ct)
 		return false;
 	return (((par.ct->mark & info.mask) == info.mark) ^ info.invert) != 0;
+// A bool xor'ed with an int field, as length_mt, pkttype_mt and mac_mt return it.
+bool xor_field(bool b, uint32_t invert)
+{
+	return (static_cast<uint32_t>(b) ^ invert) != 0;
+}
+
+// length_mt(): skb_ip_totlen()
+bool length_mt(const LengthMatch &info, const Param &par)
+{
+	const uint32_t len = be16(par.skb, 2);
+	return xor_field(len >= info.min && len <= info.max, info.invert);
+}
+
+// ttl_mt()
+bool ttl_mt(const TtlMatch &info, const Param &par)
+{
+	const uint8_t ttl = par.skb[8];
+	switch (info.mode) {
+	case 0:
+		return ttl == info.ttl;
+	case 1:
+		return ttl != info.ttl;
+	case 2:
+		return ttl < info.ttl;
+	case 3:
+		return ttl > info.ttl;
+	}
+	return false;
+}
+
+// tos_mt() and dscp_mt()
+bool tos_mt(const TosMatch &info, const Param &par)
+{
+	return ((par.skb[1] & info.mask) == info.value) ^ info.invert;
+}
+
+// ecn_mt4(), match_ip() and match_tcp()
+bool ecn_mt4(const EcnMatch &info, Param &par)
+{
+	constexpr uint8_t op_ip = 0x01, op_ece = 0x10, op_cwr = 0x20;
+	if ((info.operation & op_ip) &&
+	    !(((par.skb[1] & 3) == info.ip_ect) ^ !!(info.invert & op_ip)))
+		return false;
+	if (!(info.operation & (op_ece | op_cwr)))
+		return true;
+	auto th = header_pointer(par, par.thoff, 20);
+	if (!th)
+		return false;
+	const uint8_t flags = (*th)[13];
+	for (auto [op, bit] : {std::pair{op_ece, 0x40}, std::pair{op_cwr, 0x80}})
+		if ((info.operation & op) && (!!(flags & bit) == !!(info.invert & op)))
+			return false;
+	return true;
+}
+
+// pkttype_mt(): a looped-back packet is multicast or broadcast by its address.
+bool pkttype_mt(const PkttypeMatch &info, const Param &par)
+{
+	constexpr uint8_t packet_broadcast = 1, packet_multicast = 2, packet_loopback = 5;
+	uint8_t type = par.pkt->pkt_type;
+	if (type == packet_loopback)
+		type = (par.skb[16] & 0xf0) == 0xe0 ? packet_multicast : packet_broadcast;
+	return xor_field(type == info.pkttype, info.invert);
+}
+
+// mac_mt()
+bool mac_mt(const MacMatch &info, const Param &par)
+{
+	if (!par.pkt->mac_source)
+		return false;
+	return xor_field(*par.pkt->mac_source == info.src, info.invert);
+}
+
+// ah_mt() and esp_mt(): spi_match()
+bool spi_mt(const SpiMatch &info, Param &par)
+{
+	if (par.fragoff != 0)
+		return false;
+	auto h = header_pointer(par, par.thoff, info.ah ? 12 : 8);
+	if (!h) {
+		par.hotdrop = true;
+		return false;
+	}
+	const uint32_t spi = be32(*h, info.ah ? 4 : 0);
+	return (spi >= info.min && spi <= info.max) ^ info.invert;
 }
 
 bool run_match(const Match &m, Param &par)
@@ -374,6 +461,20 @@ bool run_match(const Match &m, Param &par)
 		return mark_mt(*x, par);
 	if (auto *x = std::get_if<ConnmarkMatch>(&m))
 		return connmark_mt(*x, par);
+	if (auto *x = std::get_if<LengthMatch>(&m))
+		return length_mt(*x, par);
+	if (auto *x = std::get_if<TtlMatch>(&m))
+		return ttl_mt(*x, par);
+	if (auto *x = std::get_if<TosMatch>(&m))
+		return tos_mt(*x, par);
+	if (auto *x = std::get_if<EcnMatch>(&m))
+		return ecn_mt4(*x, par);
+	if (auto *x = std::get_if<PkttypeMatch>(&m))
+		return pkttype_mt(*x, par);
+	if (auto *x = std::get_if<MacMatch>(&m))
+		return mac_mt(*x, par);
+	if (auto *x = std::get_if<SpiMatch>(&m))
+		return spi_mt(*x, par);
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<LimitMatch>(&m))

@@ -16,7 +16,8 @@
 namespace bpfilter::ir
 {
 
-// A packet as a netfilter hook sees it: the IP datagram from its header to tot_len, and
+// A packet as a netfilter hook sees it (at FORWARD, with the TTL ip_forward() decreased):
+// the IP datagram from its header to tot_len, and
 // the names of the devices it came in on and goes out of (all zero when there is none,
 // as for the output device at LOCAL_IN).
 struct PacketView {
@@ -40,6 +41,11 @@ struct PacketView {
 	uint32_t mark = 0; // skb->mark as the hook gets the packet (-m mark, -j MARK)
 	// The routes inet_dev_addr_type() looks up (-m addrtype), in any order.
 	std::span<const AddrtypeRoute> addrtype_routes;
+	// skb->pkt_type at the hook (PACKET_HOST, _BROADCAST, _MULTICAST, _LOOPBACK...).
+	uint8_t pkt_type = 0;
+	// The Ethernet header's source address, when the device is ARPHRD_ETHER and the skb
+	// has a MAC header of ETH_HLEN bytes (-m mac); empty otherwise.
+	std::optional<std::array<uint8_t, 6>> mac_source{};
 };
 
 struct EvalResult {

@@ -169,12 +169,57 @@ struct ConnmarkMatch {
 	uint32_t mark = 0, mask = 0;
 	uint8_t invert = 0;
 	bool operator==(const ConnmarkMatch &) const = default;
+// The header matches. Where the kernel xors a bool with an int field (length, pkttype,
+// mac), `invert` keeps the field as sent: any value but 0 and 1 makes the match pass.
+// -m length (xt_length_info): the datagram's length (skb_ip_totlen()) in [min, max].
+struct LengthMatch {
+	uint16_t min = 0, max = 0xffff;
+	uint8_t invert = 0;
+	bool operator==(const LengthMatch &) const = default;
+};
+// -m ttl (ipt_ttl_info): mode IPT_TTL_EQ, _NE, _LT, _GT (ttl_mt_check refuses others).
+struct TtlMatch {
+	uint8_t mode = 0, ttl = 0;
+	bool operator==(const TtlMatch &) const = default;
+};
+// -m tos revision 1 and -m dscp: (iph->tos & mask) == value, xor invert; --dscp d is
+// {0xfc, d << 2} (dscp_mt_check keeps d below 64).
+struct TosMatch {
+	uint8_t mask = 0xff, value = 0;
+	bool invert = false;
+	bool operator==(const TosMatch &) const = default;
+};
+// -m ecn (xt_ecn_info): operation and invert are XT_ECN_OP_MATCH_* bits.
+struct EcnMatch {
+	uint8_t operation = 0, invert = 0, ip_ect = 0;
+	bool operator==(const EcnMatch &) const = default;
+};
+// -m pkttype (xt_pkttype_info): skb->pkt_type (PACKET_LOOPBACK read as the address says).
+struct PkttypeMatch {
+	uint32_t pkttype = 0, invert = 0;
+	bool operator==(const PkttypeMatch &) const = default;
+};
+// -m mac --mac-source (xt_mac_info): only on an ARPHRD_ETHER device with an Ethernet header.
+struct MacMatch {
+	std::array<uint8_t, 6> src{};
+	uint32_t invert = 0;
+	bool operator==(const MacMatch &) const = default;
+};
+// -m ah (ipt_ah) and -m esp (xt_esp): the SPI in [min, max], xor invert. ah: at byte 4 of
+// a 12-byte header; esp: at byte 0 of an 8-byte one.
+struct SpiMatch {
+	uint32_t min = 0, max = 0xffffffffu;
+	bool invert = false;
+	bool ah = false;
+	bool operator==(const SpiMatch &) const = default;
 };
 
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
-			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch>;
+			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
+			   LengthMatch, TtlMatch,
+			   TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {

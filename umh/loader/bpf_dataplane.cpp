@@ -293,6 +293,8 @@ Status BpfDataplane::sync_devices(const std::vector<rtnl::Link> &links)
 		info.l2len = static_cast<uint8_t>(l2 > 0 ? l2 : 0);
 		if (auto held = devices_held_.find(l.ifindex); held != devices_held_.end())
 			info.flags = held->second.flags & codegen::maps::device_xdp_judges;
+		if (l.type == ARPHRD_ETHER)
+			info.flags |= codegen::maps::device_ether;
 		for (const auto &u : links)
 			if (u.lower == l.ifindex && !u.lower_elsewhere &&
 			    (u.kind == "ipvlan" || u.kind == "ipvtap"))
