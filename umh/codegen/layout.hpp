@@ -154,7 +154,17 @@ inline constexpr int16_t ct_in_sport =
 inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
 inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
 inline constexpr int16_t ct_own_key = 808;  // maps::CtOwnKey, 16 bytes (see ct_own_op)
-inline constexpr int16_t size = 824;
+// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey), an AH
+// header's bytes 4-7 as they are (its SPI, which proto_ports_offset() reads as the ports;
+// valid when l4len >= 8), a hotdrop flag, the clock, the answer, and an entry being made or
+// peeked at (maps::HashlimitValue).
+inline constexpr int16_t hl_key = 824;
+inline constexpr int16_t hl_ah = 840;
+inline constexpr int16_t hl_drop = 844;
+inline constexpr int16_t hl_now = 848; // u64: bpf_jiffies64()
+inline constexpr int16_t hl_res = 856;
+inline constexpr int16_t hl_val = 864;
+inline constexpr int16_t size = 920;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;
