@@ -304,6 +304,8 @@ HashlimitInfo hashlimit_info(std::span<const uint8_t> data, uint8_t revision)
 		c.expire = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, expire));
 		c.srcmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg1, srcmask));
 		c.dstmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg1, dstmask));
+		c.size = std::min(c.size, ir::hashlimit::max_size);
+		c.max = std::min(c.max, ir::hashlimit::max_size);
 		return h;
 	}
 	// Revisions 2 and 3 share the name and the layout of cfg up to the masks, but for
