@@ -3,7 +3,7 @@
 # `make BUILD=build-h2 codegen-tests && build-h2/codegen_tests`
 CODEGEN_TEST_SRCS := $(sort $(wildcard tests/unit/codegen_*.cpp))
 CODEGEN_TEST_OBJS := $(CODEGEN_TEST_SRCS:%.cpp=$(BUILD)/%.o)
-CODEGEN_DEPS      := $(filter $(BUILD)/umh/codegen/% $(BUILD)/umh/loader/program.o $(BUILD)/umh/loader/log_ring.o $(BUILD)/umh/service/nf_log.o \
+CODEGEN_DEPS      := $(filter $(BUILD)/umh/codegen/% $(BUILD)/umh/loader/program.o $(BUILD)/umh/loader/hashlimit.o $(BUILD)/umh/loader/jiffies.o $(BUILD)/umh/loader/log_ring.o $(BUILD)/umh/service/nf_log.o \
 			$(BUILD)/umh/ir/eval.o $(BUILD)/umh/common/%,$(CORE_OBJS))
 
 $(BUILD)/codegen_tests: $(CODEGEN_TEST_OBJS) $(CODEGEN_DEPS)

@@ -187,6 +187,22 @@ class Group:
 		if k in ("esp", "ah"):
 			lo, hi = d["lo"], d["hi"]
 			return f"{neg}--{k}spi {lo if lo == hi else f'{lo}:{hi}'}"
+		if k == "hashlimit":
+			parts = [f"--hashlimit-{'above' if d['above'] else 'upto'} {d['rate']}"]
+			if d["flavor"] == "bytes":
+				parts.append(f"--hashlimit-burst {d['bburst']}")
+			else:
+				parts.append(f"--hashlimit-burst {d['burst']}")
+			if d["modes"]:
+				parts.append(f"--hashlimit-mode {','.join(d['modes'])}")
+			parts.append(f"--hashlimit-name {d['name']}")
+			if "srcmask" in d:
+				parts.append(f"--hashlimit-srcmask {d['srcmask']}")
+			if "dstmask" in d:
+				parts.append(f"--hashlimit-dstmask {d['dstmask']}")
+			if d["flavor"] == "rate":
+				parts.append("--hashlimit-rate-match --hashlimit-rate-interval 3600")
+			return " ".join(parts)
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -208,6 +224,8 @@ class Group:
 MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "frag": None,
 	  "flags": "tcp", "syn": "tcp", "option": "tcp", "icmp": "icmp", "multiport": "multiport",
 	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment", "addrtype": "addrtype",
+	  # Rate limits per key: state the model below does not follow (it takes them as matching).
+	  "hashlimit": "hashlimit",
 	  # Connection tracking (--stateful): matched by the kernel's connection table, which the
 	  # model below does not know (it takes them as matching: netfilter is the oracle).
 	  "state": "state", "ctstate": "conntrack", "ctstatus": "conntrack", "ctproto": "conntrack",
@@ -338,6 +356,8 @@ class Generator:
 		self.marks = self.rm.random() < 0.2
 		# So do the header matches (-m length, ttl, tos, dscp, ecn, pkttype, mac, esp, ah).
 		self.rhd = random.Random(f"{seed}-header")
+		self.rhl = random.Random(f"{seed}-hashlimit")  # -m hashlimit's draws, apart
+		self.hl_names = 0
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -530,6 +550,41 @@ class Generator:
 			out.append(Group("proto", False, proto=50 if k == "esp" else 51))
 		out.append(Group(k, inv, lo=lo, hi=hi))
 		return out
+		if self.rhl.random() < 0.06:
+			groups.append(self._hashlimit())
+		return groups
+
+	def _hashlimit(self):
+		"""-m hashlimit with rates whose next token comes long after a case ends (1/hour,
+		2/day, 3/min), a small burst, any mode and masks, names shared between rules now and
+		then (the first rule's htable serves them all); rate matching and bytes on names of
+		their own (an htable's rate-match setting must agree across its rules)."""
+		rh = self.rhl
+		modes = [m for m in ("srcip", "srcport", "dstip", "dstport") if rh.random() < 0.4]
+		kind = rh.choice(["packets"] * 6 + ["bytes", "rate"])
+		if kind == "packets" and rh.random() < 0.4:
+			name = f"hl{rh.choice([0, 1])}"
+		else:
+			self.hl_names += 1
+			# Rate-matching htables by names of their own: a name must keep its setting
+			# from one table to the next in a namespace (hashlimit_mt_check_common()).
+			name = f"hl{'r' if kind == 'rate' else 'u'}{self.hl_names}"
+		d = {"name": name, "above": rh.random() < 0.3, "modes": modes,
+		     "burst": rh.choice([1, 2, 3, 4]), "flavor": kind,
+		     "rate": rh.choice(["1/hour", "2/day", "3/min"])}
+		if d["rate"] == "2/day":
+			# avg * burst in credits overflows u64 from a burst of 4 at HZ 1000: netfilter
+			# refuses the table ("overflow, try lower").
+			d["burst"] = min(d["burst"], 2)
+		if "srcip" in modes and rh.random() < 0.3:
+			d["srcmask"] = rh.choice([0, 8, 24, 31])
+		if "dstip" in modes and rh.random() < 0.3:
+			d["dstmask"] = rh.choice([0, 16, 30])
+		if kind == "bytes":
+			d["rate"], d["bburst"] = rh.choice(["1kb/s", "2kb/s"]), rh.choice(["2kb", "4kb"])
+		if kind == "rate":
+			d["rate"] = rh.choice(["1/min", "10/min"])
+		return Group("hashlimit", False, **d)
 
 	def _addrtype(self, chain):
 		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where

@@ -336,7 +336,7 @@ TEST(AbiReplace, MatchLookupAndChecks)
 	EXPECT_EQ(with(Ip(), test::icmp(8)), EINVAL);
 	// Unknown names and revisions, as a kernel without the extension answers.
 	uint8_t data[8] = {};
-	EXPECT_EQ(with(Ip(), test::match("hashlimit", 3, data, 8)), ENOENT);
+	EXPECT_EQ(with(Ip(), test::match("cpu", 0, data, 8)), ENOENT);
 	EXPECT_EQ(with(Ip(), test::match("conntrack", 4, data, 8)), EPROTOTYPE);
 	struct xt_tcp t = {};
 	t.spts[1] = t.dpts[1] = 0xffff;
@@ -418,7 +418,7 @@ TEST(AbiReplace, FirstFailingEntryDecides)
 	// An unknown match in entry 0 is reported before a bad match size in entry 1.
 	Builder b;
 	uint8_t data[8] = {};
-	b.rule("INPUT", Rule{Ip(), {test::match("hashlimit", 0, data, 8)}, Target::accept()});
+	b.rule("INPUT", Rule{Ip(), {test::match("cpu", 0, data, 8)}, Target::accept()});
 	b.rule("INPUT",
 	       Rule{Ip().proto(IPPROTO_TCP), {test::match("tcp", 0, data, 8)}, Target::accept()});
 	auto r = abi::parse_replace(b.replace());

@@ -25,6 +25,7 @@
 #include "ir/ir.hpp"
 #include "ir/limit.hpp"
 #include "loader/conntrack.hpp"
+#include "loader/hashlimit.hpp"
 #include "loader/jiffies.hpp"
 #include "loader/log_ring.hpp"
 #include "loader/program.hpp"
@@ -408,6 +409,27 @@ public:
 			lo.limits_fd = limits.get();
 			limit_slots = table.limit_slots;
 		}
+		if (!table.hashlimits.empty()) {
+			// -m hashlimit: the kernel's HZ, and an empty map per htable.
+			if (hz == 0) {
+				auto hz_now = loader::measure_hz();
+				if (!hz_now) {
+					error = "jiffies: " + hz_now.error().message;
+					return;
+				}
+				hz = *hz_now;
+			}
+			opts.hz = hz;
+			for (const ir::HashlimitTable &h : table.hashlimits) {
+				auto m = loader::create_hashlimit_map(h);
+				if (!m) {
+					error = m.error().message;
+					return;
+				}
+				lo.hashlimit_fds.push_back(m->get());
+				htables.push_back(std::move(*m));
+			}
+		}
 		auto code = codegen::compile(table, opts);
 		if (!code) {
 			error = code.error().message;
@@ -539,7 +561,22 @@ public:
 	std::string error;
 	loader::Fd ifnames, local, addr_types;
 	std::vector<ir::AddrtypeRoute> addr_types_held;
-	loader::Fd limits; // -m limit's buckets
+	// -m hashlimit's htables as the program left them, by ir::Table::hashlimits index.
+	std::vector<std::map<ir::hashlimit::Key, ir::hashlimit::Entry>> hashlimit_entries()
+	{
+		std::vector<std::map<ir::hashlimit::Key, ir::hashlimit::Entry>> out;
+		for (const loader::Fd &m : htables) {
+			auto e = loader::hashlimit_entries(m.get());
+			EXPECT_TRUE(e.ok());
+			out.emplace_back();
+			if (e.ok())
+				for (const auto &x : *e)
+					out.back()[x.key] = x.entry;
+		}
+		return out;
+	}
+	std::vector<loader::Fd> htables; // -m hashlimit's maps
+	loader::Fd limits;		 // -m limit's buckets
 	uint32_t limit_slots = 0, hz = 0;
 	uint64_t limits_set_at = 0; // jiffies
 	std::unique_ptr<loader::LogRing> log;

@@ -284,7 +284,9 @@ TEST_F(Fixture, Revisions)
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "addrtype", 0), 1);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "addrtype", 1), 1);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "addrtype", 2), -EPROTONOSUPPORT);
-	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "hashlimit", 1), -ENOENT);
+	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "hashlimit", 1), 3);
+	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "hashlimit", 0), -EPROTONOSUPPORT);
+	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "cpu", 0), -ENOENT);
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_MATCH, "ERROR", 0),
 		  -ENOENT); // a target, not a match
 	EXPECT_EQ(revision(IPT_SO_GET_REVISION_TARGET, "ERROR", 0), 0);

@@ -10,6 +10,7 @@
 #include <linux/netfilter/xt_dscp.h>
 #include <linux/netfilter/xt_ecn.h>
 #include <linux/netfilter/xt_esp.h>
+#include <linux/netfilter/xt_hashlimit.h>
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_length.h>
 #include <linux/netfilter/xt_limit.h>
@@ -23,6 +24,9 @@
 #include <linux/netfilter_ipv4/ipt_ah.h>
 #include <linux/netfilter_ipv4/ipt_ttl.h>
 
+#include <linux/limits.h>
+
+#include <algorithm>
 #include <array>
 
 #include "abi/layout.hpp"
@@ -37,7 +41,7 @@ namespace
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
 
-constexpr std::array<Extension, 29> registry = {{
+constexpr std::array<Extension, 32> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -87,6 +91,37 @@ constexpr std::array<Extension, 29> registry = {{
 	{ExtKind::Match, ExtId::Mac, "mac", 0, false, sizeof(struct xt_mac_info), 0, {}, mac_hooks},
 	{ExtKind::Match, ExtId::Ah, "ah", 0, false, sizeof(struct ipt_ah), IPPROTO_AH},
 	{ExtKind::Match, ExtId::Esp, "esp", 0, false, sizeof(struct xt_esp), IPPROTO_ESP},
+	// xt_hashlimit: revisions 1, 2 and 3 for NFPROTO_IPV4 (6.1's hashlimit_mt_reg).
+	{ExtKind::Match,
+	 ExtId::Hashlimit,
+	 "hashlimit",
+	 1,
+	 false,
+	 sizeof(struct xt_hashlimit_mtinfo1),
+	 0,
+	 {},
+	 0,
+	 offsetof(struct xt_hashlimit_mtinfo1, hinfo)},
+	{ExtKind::Match,
+	 ExtId::Hashlimit,
+	 "hashlimit",
+	 2,
+	 false,
+	 sizeof(struct xt_hashlimit_mtinfo2),
+	 0,
+	 {},
+	 0,
+	 offsetof(struct xt_hashlimit_mtinfo2, hinfo)},
+	{ExtKind::Match,
+	 ExtId::Hashlimit,
+	 "hashlimit",
+	 3,
+	 false,
+	 sizeof(struct xt_hashlimit_mtinfo3),
+	 0,
+	 {},
+	 0,
+	 offsetof(struct xt_hashlimit_mtinfo3, hinfo)},
 }};
 
 static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
@@ -107,6 +142,9 @@ static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype
 static_assert(sizeof(struct xt_rateinfo) == 40 && offsetof(struct xt_rateinfo, prev) == 8);
 static_assert(sizeof(struct xt_mark_mtinfo1) == 12 && sizeof(struct xt_mark_tginfo2) == 8 &&
 	      sizeof(struct xt_connmark_mtinfo1) == 12);
+static_assert(sizeof(struct xt_hashlimit_mtinfo1) == 56 &&
+	      sizeof(struct xt_hashlimit_mtinfo2) == 304 &&
+	      sizeof(struct xt_hashlimit_mtinfo3) == 312);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
 Result<const Extension *> find_in(ExtKind kind, bool unspec, std::string_view name,
@@ -298,6 +336,8 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 	case ExtId::Tos:
 	case ExtId::Pkttype:
 	case ExtId::Mac:
+	case ExtId::Hashlimit:
+		return check_hashlimit(data, ext.revision).err;
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::Mark:    // nor has xt_mark
 	case ExtId::MarkTarget:
@@ -324,6 +364,89 @@ std::string_view check_addrtype_hooks(std::span<const uint8_t> data, uint32_t ho
 		return "output interface limitation not valid in PREROUTING and INPUT";
 	if ((hook_mask & out_hooks) && (flags & XT_ADDRTYPE_LIMIT_IFACE_IN))
 		return "input interface limitation not valid in POSTROUTING and OUTPUT";
+	return {};
+}
+
+HashlimitInfo hashlimit_info(std::span<const uint8_t> data, uint8_t revision)
+{
+	HashlimitInfo h;
+	ir::hashlimit::Cfg &c = h.cfg;
+	if (revision == 1) {
+		using T = struct xt_hashlimit_mtinfo1;
+		h.name = field_name(data, offsetof(T, name), sizeof(T::name));
+		const size_t o = offsetof(T, cfg);
+		c.mode = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, mode));
+		c.avg = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, avg));
+		c.burst = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, burst));
+		c.size = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, size));
+		c.max = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, max));
+		c.gc_interval =
+			load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, gc_interval));
+		c.expire = load<uint32_t>(data, o + offsetof(struct hashlimit_cfg1, expire));
+		c.srcmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg1, srcmask));
+		c.dstmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg1, dstmask));
+		c.size = std::min(c.size, ir::hashlimit::max_size);
+		c.max = std::min(c.max, ir::hashlimit::max_size);
+		return h;
+	}
+	// Revisions 2 and 3 share the name and the layout of cfg up to the masks, but for
+	// revision 3's interval.
+	using T = struct xt_hashlimit_mtinfo3;
+	using C = struct hashlimit_cfg3;
+	static_assert(offsetof(struct xt_hashlimit_mtinfo2, cfg) == offsetof(T, cfg) &&
+		      offsetof(struct hashlimit_cfg2, expire) == offsetof(C, expire));
+	h.name = field_name(data, offsetof(T, name), sizeof(T::name));
+	const size_t o = offsetof(T, cfg);
+	c.avg = load<uint64_t>(data, o + offsetof(C, avg));
+	c.burst = load<uint64_t>(data, o + offsetof(C, burst));
+	c.mode = load<uint32_t>(data, o + offsetof(C, mode));
+	c.size = load<uint32_t>(data, o + offsetof(C, size));
+	c.max = load<uint32_t>(data, o + offsetof(C, max));
+	c.gc_interval = load<uint32_t>(data, o + offsetof(C, gc_interval));
+	c.expire = load<uint32_t>(data, o + offsetof(C, expire));
+	if (revision == 3) {
+		c.interval = load<uint32_t>(data, o + offsetof(C, interval));
+		c.srcmask = load<uint8_t>(data, o + offsetof(C, srcmask));
+		c.dstmask = load<uint8_t>(data, o + offsetof(C, dstmask));
+	} else {
+		c.srcmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg2, srcmask));
+		c.dstmask = load<uint8_t>(data, o + offsetof(struct hashlimit_cfg2, dstmask));
+	}
+	// hashlimit_mt_check_common() truncates both ("size too large, truncated").
+	c.size = std::min(c.size, ir::hashlimit::max_size);
+	c.max = std::min(c.max, ir::hashlimit::max_size);
+	return h;
+}
+
+Refusal check_hashlimit(std::span<const uint8_t> data, uint8_t revision)
+{
+	namespace hl = ir::hashlimit;
+	const size_t name_len = revision == 1 ? IFNAMSIZ : NAME_MAX;
+	// xt_check_proc_name()
+	if (data[0] == 0)
+		return {-EINVAL, "the name is empty"};
+	if (field_unterminated(data, 0, name_len))
+		return {-ENAMETOOLONG, "the name is not NUL-terminated"};
+	const HashlimitInfo h = hashlimit_info(data, revision);
+	if (h.name == "." || h.name == ".." || h.name.find('/') != std::string_view::npos)
+		return {-EINVAL, "the name cannot be a file in /proc"};
+	const hl::Cfg &c = h.cfg;
+	if (c.gc_interval == 0 || c.expire == 0)
+		return {-EINVAL, "gcinterval or expire is 0"};
+	if (c.srcmask > 32 || c.dstmask > 32)
+		return {-EINVAL, "a mask longer than 32 bits"};
+	if (c.mode & ~hl::all_modes)
+		return {-EINVAL, "Unknown mode mask, kernel too old?"};
+	if (c.mode & hl::rate_match) {
+		if (revision < 3)
+			return {-EINVAL, "rate match needs revision 3"};
+		if (c.avg == 0 || c.avg > UINT32_MAX)
+			return {-ERANGE, "invalid rate"};
+		if (c.interval == 0)
+			return {-EINVAL, "invalid interval"};
+	} else if (!(c.mode & hl::bytes) && c.burst == 0) {
+		return {-ERANGE, "overflow, try lower"};
+	}
 	return {};
 }
 

@@ -5,7 +5,8 @@
 // xt_iprange, xt_comment, xt_state, xt_conntrack (revisions 1 to 3), ipt_REJECT, xt_LOG,
 // xt_addrtype (revisions 0 and 1), xt_limit, xt_mark (mark, MARK), xt_connmark's match, and the
 // header matches xt_length, xt_hl's ttl,
-// xt_dscp's dscp and tos (revision 1), xt_ecn, xt_pkttype, xt_mac, ipt_ah and xt_esp.
+// xt_dscp's dscp and tos (revision 1), xt_ecn, xt_pkttype, xt_mac, ipt_ah and xt_esp;
+// xt_hashlimit (revisions 1 to 3).
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -14,6 +15,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "ir/hashlimit.hpp"
 
 namespace bpfilter::abi
 {
@@ -47,7 +49,8 @@ enum class ExtId : uint8_t {
 	Pkttype,
 	Mac,
 	Ah,
-	Esp
+	Esp,
+	Hashlimit
 };
 
 struct Extension {
@@ -92,5 +95,21 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 // match reached from the hooks in hook_mask (the entry's comefrom): empty when it passes,
 // else the reason the kernel logs (the errno is EINVAL).
 std::string_view check_addrtype_hooks(std::span<const uint8_t> data, uint32_t hook_mask);
+
+// -m hashlimit's data (struct xt_hashlimit_mtinfo1, 2 or 3 by `revision`): its name and its
+// configuration widened as cfg_copy() does.
+struct HashlimitInfo {
+	std::string_view name;
+	ir::hashlimit::Cfg cfg;
+};
+HashlimitInfo hashlimit_info(std::span<const uint8_t> data, uint8_t revision);
+
+// hashlimit_mt_check_v1/_v2/hashlimit_mt_check's tests that need neither HZ nor the
+// namespace's htables, in their order: 0 and no reason, or -errno and why.
+struct Refusal {
+	int err = 0;
+	std::string_view why;
+};
+Refusal check_hashlimit(std::span<const uint8_t> data, uint8_t revision);
 
 } // namespace bpfilter::abi

@@ -392,6 +392,14 @@ Status find_check_entry(std::span<const uint8_t> b, uint32_t off, uint32_t index
 		}
 		const int ret = check_extension(x, b.subspan(m + ext_header_size, xt_align(x.size)),
 						proto, invflags);
+		if (ret < 0 && x.id == ExtId::Hashlimit)
+			return entry_error(
+				-ret, index, off,
+				"hashlimit match: " +
+					std::string(check_hashlimit(b.subspan(m + ext_header_size,
+									      xt_align(x.size)),
+								    x.revision)
+							    .why));
 		if (ret < 0)
 			return entry_error(-ret, index, off,
 					   std::string(x.name) + " match: checkentry refused it");

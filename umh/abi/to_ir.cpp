@@ -270,6 +270,28 @@ ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
 				    (d[offsetof(struct xt_esp, invflags)] & XT_ESP_INV_SPI) != 0,
 				    id == ExtId::Ah};
 	}
+// The rule's htable: the first rule of a name makes it (htable_create()); a later one of the
+// same name must agree on rate matching (hashlimit_mt_check_common(): EINVAL).
+Result<ir::HashlimitMatch> hashlimit_of(std::span<const uint8_t> d, uint8_t revision,
+					ir::Table &out)
+{
+	const HashlimitInfo h = hashlimit_info(d, revision);
+	ir::HashlimitMatch m;
+	m.revision = revision;
+	m.cfg = h.cfg;
+	auto it = std::find_if(out.hashlimits.begin(), out.hashlimits.end(),
+			       [&](const ir::HashlimitTable &t) { return t.name == h.name; });
+	if (it == out.hashlimits.end()) {
+		out.hashlimits.push_back({std::string(h.name), h.cfg, revision});
+		it = out.hashlimits.end() - 1;
+	} else if (((it->cfg.mode ^ h.cfg.mode) & ir::hashlimit::rate_match) != 0) {
+		return make_error(
+			EINVAL,
+			"hashlimit match: htable \"" + it->name + "\" exists with rate matching " +
+				((it->cfg.mode & ir::hashlimit::rate_match) ? "on" : "off"));
+	}
+	m.table = static_cast<uint32_t>(it - out.hashlimits.begin());
+	return m;
 }
 
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
@@ -358,6 +380,13 @@ Result<ir::Table> to_ir(const StoredTable &table)
 			case ExtId::Esp:
 				rule.matches.push_back(header_match_of((*ext)->id, data));
 				break;
+			case ExtId::Hashlimit: {
+				auto hm = hashlimit_of(data, (*ext)->revision, out);
+				if (!hm)
+					return rule_error(EINVAL, k, off, hm.error().message);
+				rule.matches.emplace_back(*hm);
+				break;
+			}
 			default: // -m comment has no effect on packets
 				break;
 			}

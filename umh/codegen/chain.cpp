@@ -272,7 +272,7 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 }
 
-void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
+void emit_match(Cond &c, const ir::Match &m, uint32_t hz, const ir::Table &table)
 {
 	std::visit(
 		[&](const auto &x) {
@@ -309,6 +309,8 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
 				emit_mac(c, x);
 			else if constexpr (std::is_same_v<T, ir::SpiMatch>)
 				emit_spi(c, x);
+			else if constexpr (std::is_same_v<T, ir::HashlimitMatch>)
+				emit_hashlimit(c, x, table.hashlimits.at(x.table), hz);
 			else
 				emit_conntrack(c, x);
 		},
@@ -399,7 +401,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		if (ip == Fold::Test)
 			emit_ip(c, r.ip, f.plan.hookset);
 		for (const ir::Match &m : r.matches)
-			emit_match(c, m, f.plan.hz);
+			emit_match(c, m, f.plan.hz, f.table);
 		c.finish();
 		if (next->aimed_at() && em.live()) {
 			// Some packets fail the tests: the matched path goes out of line.

@@ -30,6 +30,7 @@ enum class MapSlot : uint8_t {
 	LogLost,    // per-CPU array of one: LOG records lost to a full ring
 	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
 	Limits,	    // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
+	Hashlimit,  // hash: one of -m hashlimit's htables (MapRef::index: ir::Table::hashlimits)
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -65,6 +66,7 @@ struct CtLayout {
 struct MapRef {
 	size_t insn = 0; // index of the first half of a BPF_LD_IMM64 with src_reg BPF_PSEUDO_MAP_FD
 	MapSlot slot = MapSlot::Counters;
+	uint32_t index = 0; // which one, for slots with one map per table object (Hashlimit)
 	bool operator==(const MapRef &) const = default;
 };
 

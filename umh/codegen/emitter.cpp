@@ -76,11 +76,11 @@ void Emitter::ld_imm64(Reg dst, uint64_t value)
 	emit(insn::ld_imm64_hi(value));
 }
 
-void Emitter::ld_map(Reg dst, MapSlot slot)
+void Emitter::ld_map(Reg dst, MapSlot slot, uint32_t index)
 {
 	if (!live_)
 		return;
-	map_refs_.push_back(MapRef{pos(), slot});
+	map_refs_.push_back(MapRef{pos(), slot, index});
 	// The loader writes the map's fd into imm.
 	emit(insn::ld_imm64_lo(dst, BPF_PSEUDO_MAP_FD, 0));
 	emit(insn::ld_imm64_hi(0));

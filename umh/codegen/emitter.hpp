@@ -70,7 +70,7 @@ public:
 	// A jump instruction (conditional or ja) whose offset is taken from `to`.
 	void jump(bpf_insn jmp, Label &to);
 	void ld_imm64(Reg dst, uint64_t value);
-	void ld_map(Reg dst, MapSlot slot);
+	void ld_map(Reg dst, MapSlot slot, uint32_t index = 0);
 	// dst = the address of byte `off` of an array map's single value
 	// (BPF_PSEUDO_MAP_VALUE).
 	void ld_map_value(Reg dst, MapSlot slot, uint32_t off);

@@ -409,9 +409,20 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 
 // Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
 // them; the matchers check l4len before they trust a field. In: R3 = data_end.
-void emit_parse_l4(Emitter &em)
+void emit_parse_l4(Emitter &em, bool hashlimit)
 {
 	Label done(em);
+	if (hashlimit) {
+		// -m hashlimit's ports of an AH header: its bytes 4-7 (proto_ports_offset()).
+		Label short_ah(em);
+		em.jump(jmp_imm(BPF_JLT, R4, 8), short_ah);
+		em.emit(mov64(R5, ihl));
+		em.emit(alu64_imm(BPF_ADD, R5, 8));
+		em.jump(jmp_reg(BPF_JGT, R5, R3), short_ah);
+		em.emit(ldx(BPF_W, R5, ihl, 4));
+		em.emit(stx(BPF_W, layout::pkt, R5, (off::hl_ah)));
+		short_ah.bind();
+	}
 	em.jump(jmp_imm(BPF_JLT, R4, 4), done);
 	em.emit(mov64(R5, ihl));
 	em.emit(alu64_imm(BPF_ADD, R5, 4));
@@ -1250,6 +1261,15 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				  "codegen: INPUT or FORWARD reads or sets the packet's "
 				  "mark, which XDP cannot see: the table runs at tc "
 				  "ingress");
+	for (const ir::Rule &r : table.rules)
+		for (const ir::Match &m : r.matches)
+			if (auto *x = std::get_if<ir::HashlimitMatch>(&m);
+			    x && x->table >= table.hashlimits.size())
+				return make_error(
+					EINVAL, "codegen: a -m hashlimit match without an htable");
+	if (!table.hashlimits.empty() && options.hz == 0)
+		return make_error(EOPNOTSUPP, "codegen: -m hashlimit needs the kernel's HZ, "
+					      "which is unknown");
 	const Ctx cx = context(options.flavor);
 	const bool replies = table_rejects(table);
 
@@ -1281,7 +1301,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 		em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
 		em.jump(jmp32_imm(BPF_JNE, R5, 0), l4_done);
-		emit_parse_l4(em);
+		emit_parse_l4(em, !table.hashlimits.empty());
 		if (plan->uses_conntrack)
 			emit_ct_parse(em, ihl, R3, R4);
 		if (!plan->tcp_option_kinds.empty())

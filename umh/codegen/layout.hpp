@@ -184,7 +184,17 @@ inline constexpr int16_t pkttype = 848;
 inline constexpr int16_t mac_ok = 852;
 inline constexpr int16_t mac_src = 856;
 inline constexpr int16_t l4w0 = 864; // u32, host order: transport bytes 0-3; l4len >= 4
-inline constexpr int16_t size = 872;
+// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey), an AH
+// header's bytes 4-7 as they are (its SPI, which proto_ports_offset() reads as the ports;
+// valid when l4len >= 8), a hotdrop flag, the clock, the answer, and an entry being made or
+// peeked at (maps::HashlimitValue).
+inline constexpr int16_t hl_key = 872;
+inline constexpr int16_t hl_ah = 888;
+inline constexpr int16_t hl_drop = 892;
+inline constexpr int16_t hl_now = 896; // u64: bpf_jiffies64()
+inline constexpr int16_t hl_res = 904;
+inline constexpr int16_t hl_val = 912;
+inline constexpr int16_t size = 968;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

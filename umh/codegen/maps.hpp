@@ -270,6 +270,23 @@ struct LimitBucket {
 inline constexpr uint32_t limits_type = BPF_MAP_TYPE_ARRAY;
 static_assert(sizeof(LimitBucket) == 16);
 
+// Hashlimit: BPF_MAP_TYPE_HASH, one per htable (per name, as xt_hashlimit's): key
+// struct dsthash_dst's IPv4 part (network order), value struct dsthash_ent's expires and
+// rateinfo (ir::hashlimit::Entry) behind a bpf_spin_lock, which the map's BTF declares.
+// max_entries is the htable's max: an insert into a full map fails, as dsthash_alloc_init().
+struct HashlimitKey {
+	uint32_t src, dst;
+	uint16_t sport, dport;
+};
+struct HashlimitValue {
+	uint32_t lock; // struct bpf_spin_lock
+	uint32_t pad;
+	uint64_t expires, prev;
+	uint64_t w[4];
+};
+inline constexpr uint32_t hashlimit_type = BPF_MAP_TYPE_HASH;
+static_assert(sizeof(HashlimitKey) == 12 && sizeof(HashlimitValue) == 56);
+
 static_assert(sizeof(LogSnap) == 192);
 static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);
 static_assert(sizeof(CounterValue) == 16);

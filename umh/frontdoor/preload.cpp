@@ -3,7 +3,9 @@
 //
 // One more thing is redirected: /proc/net/ip_tables_names, from which iptables-save
 // learns which tables exist. It lists the kernel's tables, which never see our requests;
-// the caller is told of the table bpfilter serves, filter.
+// the caller is told of the table bpfilter serves, filter. And /proc/net/ipt_hashlimit/NAME,
+// which xt_hashlimit would write: opened for reading, it gives the helper's text for the
+// -m hashlimit htable NAME (BPFILTER_OP_HASHLIMIT_READ), or ENOENT as the kernel's would.
 //
 // The helper answers exactly as ip_tables would, so this file only moves bytes: it sends
 // the caller's optval (for a get, the part the kernel reads as input), then applies the
@@ -13,7 +15,9 @@
 #include <netinet/in.h>
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,6 +26,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -73,11 +78,18 @@ fopen_fn real_fopen(const char *symbol, std::atomic<fopen_fn> &cache)
 	return f;
 }
 
+bool hashlimit_path(const char *path);
+int hashlimit_fd(const char *path);
+
 FILE *open_file(const char *symbol, std::atomic<fopen_fn> &cache, const char *path,
 		const char *mode)
 {
 	if (path && strcmp(path, tables_names_path) == 0 && mode && mode[0] == 'r')
 		return fmemopen(const_cast<char *>(tables_names), sizeof(tables_names) - 1, "r");
+	if (hashlimit_path(path) && mode && mode[0] == 'r' && !strchr(mode, '+')) {
+		const int fd = hashlimit_fd(path);
+		return fd < 0 ? nullptr : fdopen(fd, "r");
+	}
 	fopen_fn real = real_fopen(symbol, cache);
 	if (!real) {
 		errno = ENOSYS;
@@ -289,9 +301,120 @@ int forward_get(int fd, int optname, void *optval, socklen_t *optlen)
 	return 0;
 }
 
+constexpr const char hashlimit_dir[] = "/proc/net/ipt_hashlimit/";
+
+bool hashlimit_path(const char *path)
+{
+	return path && strncmp(path, hashlimit_dir, sizeof(hashlimit_dir) - 1) == 0 &&
+	       path[sizeof(hashlimit_dir) - 1] != 0;
+}
+
+// An fd open for reading on the htable's text (a memfd), or -1 with errno.
+int hashlimit_fd(const char *path)
+{
+	const char *name = path + sizeof(hashlimit_dir) - 1;
+	// A socket in the caller's namespace, for its cookie.
+	Fd probe{socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+	if (probe.fd < 0)
+		return -1;
+	Answer answer;
+	int err = exchange(probe.fd, BPFILTER_OP_HASHLIMIT_READ, 0, 0, name,
+			   static_cast<uint32_t>(strlen(name)), BPFILTER_MAX_DATA, answer);
+	if (err)
+		return fail(-err);
+	if (answer.status < 0)
+		return fail(-answer.status);
+	int fd = memfd_create("ipt_hashlimit", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (!answer.data.empty() &&
+	    bpfilter::wire::write_full(fd, answer.data.data(), answer.data.size()) != 0) {
+		close(fd);
+		return fail(EIO);
+	}
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+using open_fn = int (*)(const char *, int, ...);
+using openat_fn = int (*)(int, const char *, int, ...);
+
+template <typename F> F real_fn(const char *symbol, std::atomic<F> &cache)
+{
+	F f = cache.load(std::memory_order_acquire);
+	if (!f) {
+		f = reinterpret_cast<F>(dlsym(RTLD_NEXT, symbol));
+		cache.store(f, std::memory_order_release);
+	}
+	return f;
+}
+
+mode_t mode_arg(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
+}
+
+int do_open(const char *symbol, std::atomic<open_fn> &cache, const char *path, int flags,
+	    mode_t mode)
+{
+	if (hashlimit_path(path) && (flags & O_ACCMODE) == O_RDONLY)
+		return hashlimit_fd(path);
+	open_fn real = real_fn(symbol, cache);
+	return real ? real(path, flags, mode) : fail(ENOSYS);
+}
+
+int do_openat(const char *symbol, std::atomic<openat_fn> &cache, int dirfd, const char *path,
+	      int flags, mode_t mode)
+{
+	if (hashlimit_path(path) && (flags & O_ACCMODE) == O_RDONLY)
+		return hashlimit_fd(path);
+	openat_fn real = real_fn(symbol, cache);
+	return real ? real(dirfd, path, flags, mode) : fail(ENOSYS);
+}
+
 } // namespace
 
 extern "C" {
+
+__attribute__((visibility("default"))) int open(const char *path, int flags, ...)
+{
+	static std::atomic<open_fn> cache{nullptr};
+	va_list ap;
+	va_start(ap, flags);
+	const mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_open("open", cache, path, flags, mode);
+}
+
+__attribute__((visibility("default"))) int open64(const char *path, int flags, ...)
+{
+	static std::atomic<open_fn> cache{nullptr};
+	va_list ap;
+	va_start(ap, flags);
+	const mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_open("open64", cache, path, flags, mode);
+}
+
+__attribute__((visibility("default"))) int openat(int dirfd, const char *path, int flags, ...)
+{
+	static std::atomic<openat_fn> cache{nullptr};
+	va_list ap;
+	va_start(ap, flags);
+	const mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_openat("openat", cache, dirfd, path, flags, mode);
+}
+
+__attribute__((visibility("default"))) int openat64(int dirfd, const char *path, int flags, ...)
+{
+	static std::atomic<openat_fn> cache{nullptr};
+	va_list ap;
+	va_start(ap, flags);
+	const mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_openat("openat64", cache, dirfd, path, flags, mode);
+}
 
 __attribute__((visibility("default"))) int getsockopt(int fd, int level, int optname, void *optval,
 						      socklen_t *optlen)

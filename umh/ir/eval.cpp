@@ -475,6 +475,83 @@ bool run_match(const Match &m, Param &par)
 		return mac_mt(*x, par);
 	if (auto *x = std::get_if<SpiMatch>(&m))
 		return spi_mt(*x, par);
+// hashlimit_init_dst(): false where the kernel cannot read the ports (hotdrop).
+bool hashlimit_key(const hashlimit::Cfg &h, const Param &par, hashlimit::Key &key)
+{
+	namespace hl = hashlimit;
+	uint32_t saddr, daddr; // network byte order
+	std::memcpy(&saddr, par.skb.data() + 12, 4);
+	std::memcpy(&daddr, par.skb.data() + 16, 4);
+	key = {};
+	if (h.mode & hl::hash_dip)
+		key.dst = daddr & hl::maskl_be(h.dstmask);
+	if (h.mode & hl::hash_sip)
+		key.src = saddr & hl::maskl_be(h.srcmask);
+	if (!(h.mode & (hl::hash_dpt | hl::hash_spt)))
+		return true;
+	int poff; // proto_ports_offset()
+	switch (par.skb[9]) {
+	case 6:
+	case 17:
+	case 33:
+	case 50:
+	case 132:
+	case 136: // TCP UDP DCCP ESP SCTP UDPLITE
+		poff = 0;
+		break;
+	case 51: // AH
+		poff = 4;
+		break;
+	default:
+		poff = -1;
+	}
+	uint16_t ports[2] = {0, 0};
+	if (poff >= 0) {
+		auto p = header_pointer(par, par.thoff + static_cast<uint32_t>(poff), 4);
+		if (!p)
+			return false;
+		std::memcpy(ports, p->data(), 4);
+	}
+	if (h.mode & hl::hash_spt)
+		key.sport = ports[0];
+	if (h.mode & hl::hash_dpt)
+		key.dport = ports[1];
+	return true;
+}
+
+// hashlimit_mt_common()
+bool hashlimit_mt(const HashlimitMatch &info, Param &par, const Table &table)
+{
+	EvalState &st = *par.state;
+	if (info.table >= table.hashlimits.size() || info.table >= st.hashlimits.size())
+		return false;
+	const hashlimit::Cfg &h = table.hashlimits[info.table].cfg;
+	EvalState::Htable &ht = st.hashlimits[info.table];
+	hashlimit::Key key;
+	if (!hashlimit_key(h, par, key)) {
+		par.hotdrop = true;
+		return false;
+	}
+	auto it = ht.entries.find(key);
+	if (it == ht.entries.end()) {
+		if (ht.max && ht.entries.size() >= ht.max) { // "max count of %u reached"
+			par.hotdrop = true;
+			return false;
+		}
+		it = ht.entries.emplace(key, hashlimit::Entry{}).first;
+		hashlimit::init(it->second, h, info.revision, st.jiffies, st.hz);
+	} else {
+		hashlimit::recalc(it->second, st.jiffies, h.mode, info.revision, st.hz);
+	}
+	it->second.expires = st.jiffies + hashlimit::msecs_to_jiffies(h.expire, st.hz);
+	return hashlimit::decide(it->second, info.cfg.mode, static_cast<uint32_t>(par.skb.size()),
+				 st.hz);
+}
+
+bool run_match(const Match &m, Param &par, const Table &table)
+{
+	if (auto *x = std::get_if<HashlimitMatch>(&m))
+		return hashlimit_mt(*x, par, table);
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<LimitMatch>(&m))
@@ -500,6 +577,8 @@ EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies)
 	st.hz = hz;
 	st.jiffies = jiffies;
 	st.limits.resize(table.limit_slots);
+	for (const HashlimitTable &h : table.hashlimits)
+		st.hashlimits.push_back({{}, hashlimit::table_max(h.cfg, st.ram)});
 	for (const Rule &r : table.rules)
 		for (const Match &m : r.matches)
 			if (auto *x = std::get_if<LimitMatch>(&m); x && x->slot < st.limits.size())
@@ -508,6 +587,14 @@ EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies)
 					limit::params(x->avg, x->burst, x->credit_cap, x->cost, hz)
 						.credit};
 	return st;
+}
+
+void hashlimit_gc(EvalState &state)
+{
+	for (EvalState::Htable &ht : state.hashlimits)
+		std::erase_if(ht.entries, [&](const auto &kv) {
+			return hashlimit::expired(kv.second, state.jiffies);
+		});
 }
 
 EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet)
@@ -555,7 +642,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, Eva
 		const Rule &rule = table.rules[e];
 		bool matched = ip_packet_match(packet.ip, packet, rule.ip, par.fragoff);
 		for (size_t i = 0; matched && i < rule.matches.size(); i++)
-			matched = run_match(rule.matches[i], par);
+			matched = run_match(rule.matches[i], par, table);
 		if (!matched) {
 			e = e + 1;
 			continue;

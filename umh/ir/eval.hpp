@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <vector>
@@ -64,7 +65,18 @@ struct EvalState {
 	uint32_t hz = 250;
 	uint64_t jiffies = 0;
 	std::vector<limit::Bucket> limits;
+	// -m hashlimit's htables (by HashlimitMatch::table): their entries, and how many they
+	// hold at most (hashlimit::table_max() for a machine of `ram` bytes).
+	struct Htable {
+		std::map<hashlimit::Key, hashlimit::Entry> entries;
+		uint32_t max = 0;
+	};
+	std::vector<Htable> hashlimits;
+	uint64_t ram = 8ull << 30;
 };
+
+// htable_gc() at state.jiffies: every htable's expired entries go.
+void hashlimit_gc(EvalState &state);
 
 // The state of a table just set at `jiffies` (limit_mt_check: every bucket full).
 EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies);

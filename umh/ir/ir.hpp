@@ -11,8 +11,11 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
+
+#include "ir/hashlimit.hpp"
 
 namespace bpfilter::ir
 {
@@ -212,6 +215,25 @@ struct SpiMatch {
 	bool invert = false;
 	bool ah = false;
 	bool operator==(const SpiMatch &) const = default;
+// -m hashlimit (revisions 1 to 3), as hashlimit_mt_common() reads it: the rule's own
+// configuration (its mode decides rate match, bytes and inversion) and revision, and the
+// htable it shares with every rule of that name (Table::hashlimits[table]), whose
+// configuration (made by the rule that created it) gives the key, the rates of new entries
+// and their expiry. The arithmetic is in ir/hashlimit.hpp.
+struct HashlimitMatch {
+	uint8_t revision = 3;
+	hashlimit::Cfg cfg;
+	uint32_t table = 0;
+	bool operator==(const HashlimitMatch &) const = default;
+};
+
+// One htable of xt_hashlimit (per name in a namespace): the configuration and revision of
+// the rule that made it (checkentry truncations applied; size and max as the rule gave them).
+struct HashlimitTable {
+	std::string name;
+	hashlimit::Cfg cfg;
+	uint8_t revision = 3;
+	bool operator==(const HashlimitTable &) const = default;
 };
 
 // Matches with an effect on packets. -m comment has none and does not appear here; its
@@ -219,7 +241,8 @@ struct SpiMatch {
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
 			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
 			   LengthMatch, TtlMatch,
-			   TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch>;
+			   TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch,
+			   HashlimitMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -263,8 +286,9 @@ struct Rule {
 
 struct Table {
 	std::vector<Rule> rules;
-	uint32_t limit_slots = 0; // LimitMatch::slot runs below this
-	uint32_t valid_hooks = 0; // bit n set: hook n is served by this table
+	uint32_t limit_slots = 0;		// LimitMatch::slot runs below this
+	std::vector<HashlimitTable> hashlimits; // HashlimitMatch::table indexes this
+	uint32_t valid_hooks = 0;		// bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
 	std::array<std::optional<uint32_t>, num_hooks> underflow{};

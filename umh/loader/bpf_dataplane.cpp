@@ -27,6 +27,7 @@
 #include "common/log.hpp"
 #include "ir/limit.hpp"
 #include "loader/addrtype.hpp"
+#include "loader/hashlimit.hpp"
 #include "loader/jiffies.hpp"
 
 namespace bpfilter::loader
@@ -529,6 +530,10 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 		lo.log_lost_fd = log_->maps().lost.get();
 	}
 	lo.addr_types_fd = addr_types_.get();
+	for (const ir::HashlimitTable &h : gen.table.hashlimits) {
+		auto it = htables_.find(h.name);
+		lo.hashlimit_fds.push_back(it == htables_.end() ? -1 : it->second.map.get());
+	}
 	return lo;
 }
 
@@ -846,7 +851,132 @@ Status BpfDataplane::check(const ir::Table &table) const
 	if (options_.mode == XdpMode::Offload && codegen::needs_skb_mark(table))
 		return make_error(EOPNOTSUPP, "-m mark and -j MARK in INPUT or FORWARD cannot run "
 					      "offloaded to a NIC (XDP has no skb->mark)");
+	if (!table.hashlimits.empty()) {
+		if (options_.mode == XdpMode::Offload)
+			return make_error(EOPNOTSUPP, "-m hashlimit cannot run offloaded to a NIC "
+						      "(it reads the kernel's jiffies)");
+		auto hz = kernel_hz();
+		if (!hz)
+			return make_error(EOPNOTSUPP, "-m hashlimit: " + hz.error().message);
+		// hashlimit_mt_check_common(): the rates in credits of this HZ, then the htable
+		// of that name already in the namespace, which must agree on rate matching.
+		for (size_t i = 0; i < table.rules.size(); i++)
+			for (const ir::Match &m : table.rules[i].matches) {
+				auto *x = std::get_if<ir::HashlimitMatch>(&m);
+				if (!x)
+					continue;
+				const std::string &name = table.hashlimits.at(x->table).name;
+				if (int err = ir::hashlimit::check_rate(x->cfg, x->revision, *hz))
+					return make_error(
+						-err, "rule " + std::to_string(i) +
+							      ": hashlimit match: " +
+							      (err == -EINVAL
+								       ? "overflow, rate too high: "
+								       : "overflow, try lower: ") +
+							      std::to_string(x->cfg.avg) + "/" +
+							      std::to_string(x->cfg.burst));
+				auto live = htables_.find(name);
+				if (live != htables_.end() &&
+				    ((live->second.def.cfg.mode ^ x->cfg.mode) &
+				     ir::hashlimit::rate_match))
+					return make_error(EINVAL,
+							  "rule " + std::to_string(i) +
+								  ": hashlimit match: htable \"" +
+								  name +
+								  "\" exists with rate matching " +
+								  ((live->second.def.cfg.mode &
+								    ir::hashlimit::rate_match)
+									   ? "on"
+									   : "off"));
+			}
+	}
 	return codegen::check(table);
+}
+
+Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &in)
+{
+	BF_TRY(check(in));
+	// The table's htables: those of names the namespace has keep their configuration
+	// and entries; the others are made now, and go again if the table is refused.
+	ir::Table table = in;
+	std::vector<std::string> made;
+	const auto forget_made = [&] {
+		for (const std::string &name : made)
+			htables_.erase(name);
+	};
+	for (ir::HashlimitTable &h : table.hashlimits) {
+		auto live = htables_.find(h.name);
+		if (live != htables_.end()) {
+			h = live->second.def;
+			continue;
+		}
+		auto map = create_hashlimit_map(h);
+		if (!map) {
+			forget_made();
+			return map.error();
+		}
+		htables_[h.name] = Htable{std::move(*map), h, 0};
+		made.push_back(h.name);
+	}
+	auto r = install(table);
+	if (!r) {
+		forget_made();
+		return r;
+	}
+	std::erase_if(htables_, [&](const auto &kv) {
+		return std::none_of(
+			table.hashlimits.begin(), table.hashlimits.end(),
+			[&](const ir::HashlimitTable &h) { return h.name == kv.first; });
+	});
+	return r;
+}
+
+std::map<std::string, int> BpfDataplane::htables() const
+{
+	std::map<std::string, int> out;
+	for (const auto &[name, h] : htables_)
+		out[name] = h.map.get();
+	return out;
+}
+
+Result<std::string> BpfDataplane::hashlimit_proc(const std::string &name) const
+{
+	auto it = htables_.find(name);
+	if (it == htables_.end())
+		return make_error(ENOENT, "no htable \"" + name + "\"");
+	auto entries = hashlimit_entries(it->second.map.get());
+	if (!entries)
+		return entries.error();
+	auto jiffies = read_jiffies();
+	if (!jiffies)
+		return jiffies.error();
+	return hashlimit_proc_text(*entries, it->second.def, *jiffies, hz_ ? hz_ : 250);
+}
+
+Status BpfDataplane::hashlimit_gc()
+{
+	if (htables_.empty())
+		return {};
+	const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+				    std::chrono::steady_clock::now().time_since_epoch())
+				    .count();
+	std::optional<uint64_t> jiffies;
+	for (auto &[name, h] : htables_) {
+		if (now_ms - h.last_gc_ms < static_cast<int64_t>(h.def.cfg.gc_interval))
+			continue;
+		if (!jiffies) {
+			auto j = read_jiffies();
+			if (!j)
+				return j.error();
+			jiffies = *j;
+		}
+		h.last_gc_ms = now_ms;
+		auto gone = loader::hashlimit_gc(h.map.get(), *jiffies);
+		if (!gone)
+			return make_error(gone.error().errnum,
+					  "htable \"" + name + "\": " + gone.error().message);
+	}
+	return {};
 }
 
 Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
@@ -871,10 +1001,9 @@ Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 	return {};
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
+Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
 {
 	const auto t_start = clock::now();
-	BF_TRY(check(table));
 	auto gen = std::make_unique<Generation>();
 	gen->table = table;
 	gen->replies = read_reply_sysctls();

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -87,6 +88,14 @@ public:
 	// IPv4 address changed.
 	Status link_added(int ifindex);
 	Status addrs_changed();
+
+	// -m hashlimit's garbage collection (htable_gc()): called now and then, removes the
+	// expired entries of every htable whose gcinterval has passed since its last run.
+	Status hashlimit_gc();
+	// The htables in force, by name (hashlimit_entries() reads one).
+	std::map<std::string, int> htables() const;
+	// /proc/net/ipt_hashlimit/NAME's text now (ENOENT: no htable of that name).
+	Result<std::string> hashlimit_proc(const std::string &name) const;
 
 	// Sockets join multicast groups without any event to say so: called now and then,
 	// brings LocalAddrs up to date with the groups joined (see joined_groups()).
@@ -189,6 +198,17 @@ private:
 					 const codegen::ReplySysctls &replies) const;
 	// The kernel's HZ, for -m limit: measured when a table first needs it.
 	Result<uint32_t> kernel_hz() const;
+	// The table installed as it is, its htables settled (install() is replace()'s body).
+	Result<std::vector<ir::Counter>> install(const ir::Table &table);
+	// xt_hashlimit's htables: one per name, kept while some rule of the table in force
+	// names it, so that a replace that keeps a name keeps its entries and its configuration
+	// (the first rule that named it made it), as htable_find_get() does.
+	struct Htable {
+		Fd map;
+		ir::HashlimitTable def;
+		int64_t last_gc_ms = 0;
+	};
+	std::map<std::string, Htable> htables_;
 	mutable uint32_t hz_ = 0;
 };
 

@@ -398,6 +398,11 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		case codegen::MapSlot::LogLost:
 			fd = options.log_lost_fd;
 			break;
+		case codegen::MapSlot::Hashlimit:
+			fd = ref.index < options.hashlimit_fds.size()
+				     ? options.hashlimit_fds[ref.index]
+				     : -1;
+			break;
 		case codegen::MapSlot::AddrTypes:
 			fd = options.addr_types_fd;
 			break;

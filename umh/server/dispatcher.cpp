@@ -222,6 +222,17 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 				    : it->second.dataplane->addrs_changed();
 		return st ? status_reply(0) : error_reply(st.error());
 	}
+	case BPFILTER_OP_HASHLIMIT_READ: {
+		auto it = namespaces_.find(cookie);
+		if (it == namespaces_.end() || !it->second.dataplane)
+			return status_reply(-ENOENT);
+		auto text = it->second.dataplane->hashlimit_proc(
+			std::string(reinterpret_cast<const char *>(data.data()), data.size()));
+		if (!text)
+			return text.error().errnum == ENOENT ? status_reply(-ENOENT)
+							     : error_reply(text.error());
+		return service::Reply{0, std::vector<uint8_t>(text->begin(), text->end())};
+	}
 	case BPFILTER_OP_LINK_STRAY: {
 		// A device that brought another namespace's programs along into one that
 		// keeps no table here.
@@ -353,6 +364,13 @@ void Dispatcher::on_event(int fd)
 void Dispatcher::tick()
 {
 	report_lost_lines();
+	for (auto &[cookie, ns] : namespaces_) {
+		if (!ns.dataplane)
+			continue;
+		if (Status st = ns.dataplane->hashlimit_gc(); !st)
+			log::error("-m hashlimit's garbage collection in " + cookie_str(cookie) +
+				   ": " + st.error().message);
+	}
 	auto it = namespaces_.find(own_cookie_);
 	if (it == namespaces_.end() || !it->second.dataplane)
 		return;

@@ -110,7 +110,7 @@ using Clock = std::chrono::steady_clock;
 bool client_op(uint16_t op)
 {
 	return op == BPFILTER_OP_HEALTH || op == BPFILTER_OP_SETSOCKOPT ||
-	       op == BPFILTER_OP_GETSOCKOPT;
+	       op == BPFILTER_OP_GETSOCKOPT || op == BPFILTER_OP_HASHLIMIT_READ;
 }
 
 // A front-door connection, served without blocking: one request at a time (the next is

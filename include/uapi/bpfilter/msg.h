@@ -62,6 +62,13 @@ enum bpfilter_op {
 	 * there.
 	 */
 	BPFILTER_OP_LINK_STRAY = 7,
+	/*
+	 * data is an -m hashlimit name; the reply's data is what
+	 * /proc/net/ipt_hashlimit/NAME would read in netns_cookie (status
+	 * -ENOENT when no rule there names it). The front door's preload
+	 * answers opens of that path with it.
+	 */
+	BPFILTER_OP_HASHLIMIT_READ = 8,
 };
 
 struct bpfilter_request {

@@ -1,0 +1,171 @@
+// -m hashlimit's htables: the maps, their BTF, and their garbage collection.
+#include "loader/hashlimit.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <linux/bpf.h>
+#include <sys/sysinfo.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "codegen/maps.hpp"
+
+namespace bpfilter::loader
+{
+
+namespace
+{
+
+namespace maps = codegen::maps;
+
+Error sys_error(int err, const std::string &what)
+{
+	return make_error(err, what + ": " + std::strerror(err));
+}
+
+struct BtfFree {
+	void operator()(struct btf *b) const { btf__free(b); }
+};
+
+// The BTF of the map's key and value: the verifier lets a program take an entry's
+// bpf_spin_lock only where the value's type says where it is.
+struct MapBtf {
+	Fd fd;
+	uint32_t key = 0, value = 0;
+};
+
+Result<MapBtf> map_btf()
+{
+	std::unique_ptr<struct btf, BtfFree> b(btf__new_empty());
+	if (!b)
+		return sys_error(errno, "loader: making the hashlimit map's BTF");
+	const int u16 = btf__add_int(b.get(), "u16", 2, 0);
+	const int u32 = btf__add_int(b.get(), "u32", 4, 0);
+	const int u64 = btf__add_int(b.get(), "u64", 8, 0);
+	const int lock = btf__add_struct(b.get(), "bpf_spin_lock", 4);
+	int err = lock < 0 ? lock : btf__add_field(b.get(), "val", u32, 0, 0);
+	const int key =
+		btf__add_struct(b.get(), "bpfilter_hashlimit_key", sizeof(maps::HashlimitKey));
+	err = err ? err : key < 0 ? key : 0;
+	err = err ? err : btf__add_field(b.get(), "src", u32, 0, 0);
+	err = err ? err : btf__add_field(b.get(), "dst", u32, 32, 0);
+	err = err ? err : btf__add_field(b.get(), "sport", u16, 64, 0);
+	err = err ? err : btf__add_field(b.get(), "dport", u16, 80, 0);
+	const int val =
+		btf__add_struct(b.get(), "bpfilter_hashlimit_entry", sizeof(maps::HashlimitValue));
+	err = err ? err : val < 0 ? val : 0;
+	err = err ? err : btf__add_field(b.get(), "lock", lock, 0, 0);
+	err = err ? err : btf__add_field(b.get(), "pad", u32, 32, 0);
+	const char *names[] = {"expires", "prev", "w0", "w1", "w2", "w3"};
+	for (uint32_t k = 0; k < 6 && !err; k++)
+		err = btf__add_field(b.get(), names[k], u64, 64 + 64 * k, 0);
+	if (u16 < 0 || u32 < 0 || u64 < 0 || err)
+		return make_error(EINVAL, "loader: making the hashlimit map's BTF failed");
+	if (btf__load_into_kernel(b.get()) != 0)
+		return sys_error(errno, "loader: loading the hashlimit map's BTF");
+	MapBtf out;
+	out.fd = Fd(dup(btf__fd(b.get())));
+	out.key = static_cast<uint32_t>(key);
+	out.value = static_cast<uint32_t>(val);
+	return out;
+}
+
+} // namespace
+
+uint64_t total_ram()
+{
+	struct sysinfo si = {};
+	if (sysinfo(&si) != 0)
+		return 8ull << 30;
+	return static_cast<uint64_t>(si.totalram) * si.mem_unit;
+}
+
+Result<Fd> create_hashlimit_map(const ir::HashlimitTable &t)
+{
+	auto btf = map_btf();
+	if (!btf)
+		return btf.error();
+	const uint32_t max = ir::hashlimit::table_max(t.cfg, total_ram());
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<uint32_t>(btf->fd.get()),
+		    .btf_key_type_id = btf->key, .btf_value_type_id = btf->value,
+		    .map_flags = BPF_F_NO_PREALLOC);
+	const int fd =
+		bpf_map_create(BPF_MAP_TYPE_HASH, "bpfilter_hlimit", sizeof(maps::HashlimitKey),
+			       sizeof(maps::HashlimitValue), max, &opts);
+	if (fd < 0)
+		return sys_error(-fd, "loader: creating the htable \"" + t.name + "\" of " +
+					      std::to_string(max) + " entries");
+	return Fd(fd);
+}
+
+Result<std::vector<HashlimitEntry>> hashlimit_entries(int map_fd)
+{
+	std::vector<HashlimitEntry> out;
+	maps::HashlimitKey key{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+		maps::HashlimitValue v{};
+		if (bpf_map_lookup_elem_flags(map_fd, &next, &v, BPF_F_LOCK) == 0) {
+			HashlimitEntry e;
+			e.key = {next.src, next.dst, next.sport, next.dport};
+			e.entry.expires = v.expires;
+			e.entry.prev = v.prev;
+			for (int k = 0; k < 4; k++)
+				e.entry.w[k] = v.w[k];
+			out.push_back(e);
+		}
+		key = next;
+		prev = &key;
+	}
+	return out;
+}
+
+std::string hashlimit_proc_text(const std::vector<HashlimitEntry> &entries,
+				const ir::HashlimitTable &t, uint64_t jiffies, uint32_t hz)
+{
+	std::string out;
+	for (const HashlimitEntry &x : entries) {
+		ir::hashlimit::Entry e = x.entry;
+		ir::hashlimit::recalc(e, jiffies, t.cfg.mode, t.revision, hz);
+		const auto ip = [](uint32_t be) {
+			const auto *b = reinterpret_cast<const uint8_t *>(&be);
+			return std::to_string(b[0]) + "." + std::to_string(b[1]) + "." +
+			       std::to_string(b[2]) + "." + std::to_string(b[3]);
+		};
+		const auto secs =
+			static_cast<int64_t>(e.expires - jiffies) / static_cast<int64_t>(hz);
+		out += std::to_string(secs) + " " + ip(x.key.src) + ":" +
+		       std::to_string(ntohs(x.key.sport)) + "->" + ip(x.key.dst) + ":" +
+		       std::to_string(ntohs(x.key.dport)) + " " + std::to_string(e.w[0]) + " " +
+		       std::to_string(e.w[1]) + " " + std::to_string(e.w[2]) + "\n";
+	}
+	return out;
+}
+
+Result<uint32_t> hashlimit_gc(int map_fd, uint64_t jiffies)
+{
+	auto entries = hashlimit_entries(map_fd);
+	if (!entries)
+		return entries.error();
+	uint32_t gone = 0;
+	for (const HashlimitEntry &e : *entries) {
+		if (!ir::hashlimit::expired(e.entry, jiffies))
+			continue;
+		// Refreshed since it was read: keep it (the kernel's gc holds the table's lock,
+		// so no packet refreshes an entry while it looks).
+		maps::HashlimitKey k{e.key.src, e.key.dst, e.key.sport, e.key.dport};
+		maps::HashlimitValue v{};
+		if (bpf_map_lookup_elem_flags(map_fd, &k, &v, BPF_F_LOCK) != 0 ||
+		    !ir::hashlimit::expired(ir::hashlimit::Entry{v.expires, v.prev, {}}, jiffies))
+			continue;
+		if (bpf_map_delete_elem(map_fd, &k) == 0)
+			gone++;
+	}
+	return gone;
+}
+
+} // namespace bpfilter::loader
