@@ -33,7 +33,8 @@ enum class ExtId : uint8_t {
 	Reject,
 	Log,
 	Addrtype,
-	Limit
+	Limit,
+	Recent
 };
 
 struct Extension {

@@ -259,7 +259,7 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 }
 
-void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
+void emit_match(Cond &c, const ir::Match &m, const Plan &plan)
 {
 	std::visit(
 		[&](const auto &x) {
@@ -277,7 +277,9 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz)
 			else if constexpr (std::is_same_v<T, ir::AddrtypeMatch>)
 				emit_addrtype(c, x);
 			else if constexpr (std::is_same_v<T, ir::LimitMatch>)
-				emit_limit(c, x, hz);
+				emit_limit(c, x, plan.hz);
+			else if constexpr (std::is_same_v<T, ir::RecentMatch>)
+				emit_recent(c, x, plan);
 			else
 				emit_conntrack(c, x);
 		},
@@ -368,7 +370,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		if (ip == Fold::Test)
 			emit_ip(c, r.ip, f.plan.hookset);
 		for (const ir::Match &m : r.matches)
-			emit_match(c, m, f.plan.hz);
+			emit_match(c, m, f.plan);
 		c.finish();
 		if (next->aimed_at() && em.live()) {
 			// Some packets fail the tests: the matched path goes out of line.

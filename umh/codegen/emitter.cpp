@@ -114,6 +114,18 @@ void Emitter::call(SubprogId id)
 	emit(insn::call_pseudo());
 }
 
+void Emitter::ld_func(Reg dst, SubprogId id)
+{
+	if (!live_)
+		return;
+	if (called_.size() <= id)
+		called_.resize(id + 1);
+	called_[id] = true;
+	calls_.emplace_back(pos(), id); // imm: the offset from the next instruction, as a call's
+	emit(insn::ld_imm64_lo(dst, BPF_PSEUDO_FUNC, 0));
+	emit(insn::ld_imm64_hi(0));
+}
+
 void Emitter::begin_subprog(SubprogId id, bool global)
 {
 	if (subprog_start_.size() <= id) {

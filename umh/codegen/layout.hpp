@@ -154,7 +154,19 @@ inline constexpr int16_t ct_in_sport =
 inline constexpr int16_t ct_in_dport = 796; // u32, host order: its bytes 2-3
 inline constexpr int16_t ct_in_id = 800;    // u32, host order: its bytes 4-5 (ICMP id)
 inline constexpr int16_t ct_own_key = 808;  // maps::CtOwnKey, 16 bytes (see ct_own_op)
-inline constexpr int16_t size = 824;
+// -m recent's working state across its helper calls (match_recent.cpp): the entry's key
+// (maps::RecentKey) and a second one, jiffies, the TTL as recent_mt() takes it, the
+// answer, and what a walk of the list found (entries, the least recently updated).
+inline constexpr int16_t rc_key = 824;
+inline constexpr int16_t rc_key2 = 832;
+inline constexpr int16_t rc_now = 840;	   // u64
+inline constexpr int16_t rc_time = 848;	   // u64: jiffies - seconds * HZ
+inline constexpr int16_t rc_min_seq = 856; // u64
+inline constexpr int16_t rc_ttl = 864;	   // u32
+inline constexpr int16_t rc_ret = 868;	   // u32
+inline constexpr int16_t rc_count = 872;   // u32
+inline constexpr int16_t rc_min_addr = 876; // u32
+inline constexpr int16_t size = 880;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

@@ -117,4 +117,10 @@ void emit_addrtype(Cond &c, const ir::AddrtypeMatch &m);
 // hz is the kernel's.
 void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz);
 
+struct Plan;
+// -m recent: recent_mt() on the rule's list in the namespace's RecentEntries map.
+void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan);
+// The callback emit_recent() walks a list with (Plan::recent_walk_id()).
+void emit_recent_walk(Emitter &em, SubprogId id);
+
 } // namespace bpfilter::codegen

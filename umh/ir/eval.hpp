@@ -12,6 +12,7 @@
 
 #include "ir/ir.hpp"
 #include "ir/limit.hpp"
+#include "ir/recent.hpp"
 
 namespace bpfilter::ir
 {
@@ -55,6 +56,7 @@ struct EvalState {
 	uint32_t hz = 250;
 	uint64_t jiffies = 0;
 	std::vector<limit::Bucket> limits;
+	std::vector<recent::List> recent; // -m recent's lists, by Table::recent_lists
 };
 
 // The state of a table just set at `jiffies` (limit_mt_check: every bucket full).

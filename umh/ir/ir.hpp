@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -156,10 +157,35 @@ struct LimitMatch {
 	bool operator==(const LimitMatch &) const = default;
 };
 
+// -m recent (struct xt_recent_mtinfo_v1, revisions 0 and 1; revision 0's mask is all ones,
+// as recent_mt_check_v0 makes it): check_set is XT_RECENT_*, side XT_RECENT_SOURCE or _DEST.
+// `list` numbers the table's lists (Table::recent_lists) by first use in blob order. The
+// address is masked with the list's mask (the one of the rule that made the list), not
+// the rule's. Semantics: ir/recent.hpp.
+struct RecentMatch {
+	uint32_t seconds = 0, hit_count = 0;
+	uint8_t check_set = 0;
+	bool invert = false;
+	uint8_t side = 0;
+	uint32_t mask = 0xffffffff; // network byte order
+	std::string name;
+	uint32_t list = 0;
+	bool operator==(const RecentMatch &) const = default;
+};
+
+// A list the table's recent rules name, as recent_mt_check() would make it: the first
+// rule's mask, and the largest stamp ring any of its rules asks for (nstamps_max_mask).
+struct RecentList {
+	std::string name;
+	uint32_t mask = 0xffffffff; // network byte order
+	uint32_t nstamps_mask = 31;
+	bool operator==(const RecentList &) const = default;
+};
+
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
-			   ConntrackMatch, AddrtypeMatch, LimitMatch>;
+			   ConntrackMatch, AddrtypeMatch, LimitMatch, RecentMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -202,6 +228,7 @@ struct Rule {
 struct Table {
 	std::vector<Rule> rules;
 	uint32_t limit_slots = 0; // LimitMatch::slot runs below this
+	std::vector<RecentList> recent_lists; // RecentMatch::list indexes this
 	uint32_t valid_hooks = 0; // bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
