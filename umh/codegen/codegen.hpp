@@ -136,7 +136,8 @@ struct Options {
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function
-// is global (verified on its own, with its argument a pointer to the parsed packet).
+// is global (verified on its own, with its argument a pointer to the parsed packet) or a
+// callback (-m recent's walk).
 struct Function {
 	size_t insn = 0; // first instruction
 	bool global = false;

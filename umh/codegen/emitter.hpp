@@ -105,6 +105,7 @@ private:
 	std::vector<bool> called_;
 	std::optional<Error> error_;
 	bool live_ = true;
+	bool func_refs_ = false; // some ld_func(): the program needs BTF for its functions
 };
 
 } // namespace bpfilter::codegen
