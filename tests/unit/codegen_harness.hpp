@@ -568,7 +568,7 @@ public:
 	std::string error;
 	loader::Fd ifnames, local, addr_types;
 	std::vector<ir::AddrtypeRoute> addr_types_held;
-	loader::Fd limits; // -m limit's buckets
+	loader::Fd limits;			     // -m limit's buckets
 	std::shared_ptr<loader::RecentLists> recent; // -m recent's lists
 	uint32_t limit_slots = 0, hz = 0;
 	uint64_t limits_set_at = 0; // jiffies

@@ -42,9 +42,8 @@ ir::Table with_lists(ir::Table t)
 		for (ir::Match &m : r.matches)
 			if (auto *x = std::get_if<ir::RecentMatch>(&m)) {
 				auto &lists = t.recent_lists;
-				auto it = std::find_if(lists.begin(), lists.end(), [&](auto &l) {
-					return l.name == x->name;
-				});
+				auto it = std::find_if(lists.begin(), lists.end(),
+						       [&](auto &l) { return l.name == x->name; });
 				const uint32_t want = ir::recent::nstamps_mask(x->hit_count);
 				if (it == lists.end()) {
 					lists.push_back({x->name, x->mask, want});
@@ -95,7 +94,8 @@ struct Twin {
 		std::string s;
 		for (const ir::RecentList &l : table.recent_lists) {
 			auto shown = x.recent->show(l.name);
-			s += l.name + ":\n" + (shown ? *shown : "(" + shown.error().message + ")\n");
+			s += l.name + ":\n" +
+			     (shown ? *shown : "(" + shown.error().message + ")\n");
 		}
 		return s;
 	}
@@ -190,7 +190,8 @@ TEST_P(Recent, ListForgetsTheLeastRecentlyUpdated)
 	Twin t(b.build(), opts());
 	ASSERT_TRUE(t.x.ok()) << t.x.error;
 	for (int i = 0; i < 130; i++) {
-		const std::string a = "10.1." + std::to_string(i / 200) + "." + std::to_string(i % 200 + 1);
+		const std::string a =
+			"10.1." + std::to_string(i / 200) + "." + std::to_string(i % 200 + 1);
 		t.send(from(a.c_str()), a);
 		if (i % 17 == 0) // an old one updated again moves to the tail
 			t.send(from("10.1.0.1"), "10.1.0.1 again");
@@ -204,11 +205,14 @@ TEST_P(Recent, ListForgetsTheLeastRecentlyUpdated)
 TEST_P(Recent, TtlDestMaskRemoveInvert)
 {
 	TableBuilder b;
-	b.input.push_back(R().proto(6).m(tcp({}, {22, 22})).m(
-		recent("d", set, 0, 0, false, XT_RECENT_DEST, 24)).cont());
+	b.input.push_back(R().proto(6)
+				  .m(tcp({}, {22, 22}))
+				  .m(recent("d", set, 0, 0, false, XT_RECENT_DEST, 24))
+				  .cont());
 	b.input.push_back(R().m(recent("s", set)).cont());
-	b.input.push_back(R().m(recent("s", rcheck | rttl)).m(recent("d", rcheck, 0, 0, false,
-								     XT_RECENT_DEST)).accept());
+	b.input.push_back(R().m(recent("s", rcheck | rttl))
+				  .m(recent("d", rcheck, 0, 0, false, XT_RECENT_DEST))
+				  .accept());
 	b.input.push_back(R().src("10.0.0.7").m(recent("s", remove_)).cont());
 	b.input.push_back(R().m(recent("s", rcheck, 0, 0, true)).drop());
 	b.input.push_back(R().m(recent("s", rcheck | rttl)).accept());

@@ -78,8 +78,7 @@ static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
 	      sizeof(struct xt_conntrack_mtinfo3) == 164);
 static_assert(sizeof(struct xt_log_info) == 32);
 static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype_info_v1) == 8);
-static_assert(sizeof(struct xt_recent_mtinfo) == 212 &&
-	      sizeof(struct xt_recent_mtinfo_v1) == 228);
+static_assert(sizeof(struct xt_recent_mtinfo) == 212 && sizeof(struct xt_recent_mtinfo_v1) == 228);
 static_assert(sizeof(struct xt_rateinfo) == 40 && offsetof(struct xt_rateinfo, prev) == 8);
 
 // One pass of xt_find_match/xt_find_target over one family's list.
@@ -116,8 +115,8 @@ bool revfn(ExtKind kind, bool unspec, std::string_view name, uint8_t revision, i
 // mask, is the data plane's: loader::RecentLists). Both revisions share these fields.
 int check_recent(std::span<const uint8_t> data)
 {
-	constexpr uint8_t modes = XT_RECENT_SET | XT_RECENT_REMOVE | XT_RECENT_CHECK |
-				  XT_RECENT_UPDATE;
+	constexpr uint8_t modes =
+		XT_RECENT_SET | XT_RECENT_REMOVE | XT_RECENT_CHECK | XT_RECENT_UPDATE;
 	const auto check_set = load<uint8_t>(data, offsetof(struct xt_recent_mtinfo, check_set));
 	const auto seconds = load<uint32_t>(data, offsetof(struct xt_recent_mtinfo, seconds));
 	const auto hit_count = load<uint32_t>(data, offsetof(struct xt_recent_mtinfo, hit_count));

@@ -159,12 +159,12 @@ inline constexpr int16_t ct_own_key = 808;  // maps::CtOwnKey, 16 bytes (see ct_
 // answer, and what a walk of the list found (entries, the least recently updated).
 inline constexpr int16_t rc_key = 824;
 inline constexpr int16_t rc_key2 = 832;
-inline constexpr int16_t rc_now = 840;	   // u64
-inline constexpr int16_t rc_time = 848;	   // u64: jiffies - seconds * HZ
-inline constexpr int16_t rc_min_seq = 856; // u64
-inline constexpr int16_t rc_ttl = 864;	   // u32
-inline constexpr int16_t rc_ret = 868;	   // u32
-inline constexpr int16_t rc_count = 872;   // u32
+inline constexpr int16_t rc_now = 840;	    // u64
+inline constexpr int16_t rc_time = 848;	    // u64: jiffies - seconds * HZ
+inline constexpr int16_t rc_min_seq = 856;  // u64
+inline constexpr int16_t rc_ttl = 864;	    // u32
+inline constexpr int16_t rc_ret = 868;	    // u32
+inline constexpr int16_t rc_count = 872;    // u32
 inline constexpr int16_t rc_min_addr = 876; // u32
 inline constexpr int16_t size = 880;
 } // namespace pkt_off

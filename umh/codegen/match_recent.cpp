@@ -111,8 +111,8 @@ void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan)
 	const uint32_t list = plan.recent[m.list].id;
 	const uint32_t nmask = plan.recent[m.list].nstamps_mask & 0xff;
 	const uint32_t head_off = list * static_cast<uint32_t>(sizeof(maps::RecentHead));
-	const uint8_t mode = m.check_set &
-			     (XT_RECENT_SET | XT_RECENT_REMOVE | XT_RECENT_CHECK | XT_RECENT_UPDATE);
+	const uint8_t mode = m.check_set & (XT_RECENT_SET | XT_RECENT_REMOVE | XT_RECENT_CHECK |
+					    XT_RECENT_UPDATE);
 	const int32_t inv = m.invert ? 1 : 0;
 	const SubprogId cb = plan.recent_walk_id();
 	constexpr int16_t key_list = off::rc_key + offsetof(maps::RecentKey, list);
@@ -189,7 +189,8 @@ void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan)
 			em.emit(mov64(R3, 0));
 			for (uint32_t k = 0; k <= nmask; k++) {
 				// !time_after(time, stamp) && k < nstamps, without branches
-				em.emit(ldx(BPF_DW, R1, R0, static_cast<int16_t>(e_stamps + 8 * k)));
+				em.emit(ldx(BPF_DW, R1, R0,
+					    static_cast<int16_t>(e_stamps + 8 * k)));
 				em.emit(alu64_reg(BPF_SUB, R1, R4));
 				em.emit(alu64_imm(BPF_RSH, R1, 63));
 				em.emit(alu64_imm(BPF_XOR, R1, 1));
@@ -314,7 +315,8 @@ void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan)
 			Label room(em);
 			walk(em, cb);
 			em.emit(ldx(BPF_W, R1, layout::pkt, off::rc_count));
-			em.jump(jmp32_imm(BPF_JLT, R1, static_cast<int32_t>(ir::recent::ip_list_tot)),
+			em.jump(jmp32_imm(BPF_JLT, R1,
+					  static_cast<int32_t>(ir::recent::ip_list_tot)),
 				room);
 			em.emit(st(BPF_W, layout::pkt, key2_list, static_cast<int32_t>(list)));
 			em.emit(ldx(BPF_W, R1, layout::pkt, off::rc_min_addr));

@@ -371,7 +371,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
 				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
 				for (const ir::Match &m : r.matches) // -m recent's TTL (FORWARD)
-					plan.uses_ofname |= std::holds_alternative<ir::RecentMatch>(m);
+					plan.uses_ofname |=
+						std::holds_alternative<ir::RecentMatch>(m);
 				for (const ir::Match &m : r.matches)
 					if (auto *a = std::get_if<ir::AddrtypeMatch>(&m)) {
 						// --limit-iface-in/-out compare the devices' names.

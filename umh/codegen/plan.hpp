@@ -52,8 +52,8 @@ struct Plan {
 	// (emit_ct_state()), and every hook sees whole datagrams, as conntrack's defrag makes
 	// them (hook_defrag in hookset).
 	bool uses_conntrack = false;
-	bool logs = false; // some reachable rule is -j LOG
-	uint32_t hz = 0;   // Options::hz, for -m limit
+	bool logs = false;			// some reachable rule is -j LOG
+	uint32_t hz = 0;			// Options::hz, for -m limit
 	std::vector<Options::RecentRef> recent; // Options::recent, one per table list
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT

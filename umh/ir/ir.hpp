@@ -227,9 +227,9 @@ struct Rule {
 
 struct Table {
 	std::vector<Rule> rules;
-	uint32_t limit_slots = 0; // LimitMatch::slot runs below this
+	uint32_t limit_slots = 0;	      // LimitMatch::slot runs below this
 	std::vector<RecentList> recent_lists; // RecentMatch::list indexes this
-	uint32_t valid_hooks = 0; // bit n set: hook n is served by this table
+	uint32_t valid_hooks = 0;	      // bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
 	std::array<std::optional<uint32_t>, num_hooks> underflow{};

@@ -160,8 +160,8 @@ inline std::string proc_line(uint32_t addr, const Entry &e, uint32_t nstamps_mas
 	const auto *b = reinterpret_cast<const uint8_t *>(&addr);
 	std::string s = "src=" + std::to_string(b[0]) + "." + std::to_string(b[1]) + "." +
 			std::to_string(b[2]) + "." + std::to_string(b[3]) +
-			" ttl: " + std::to_string(e.ttl) + " last_seen: " +
-			std::to_string(e.stamps[(e.index - 1u) & nstamps_mask]) +
+			" ttl: " + std::to_string(e.ttl) +
+			" last_seen: " + std::to_string(e.stamps[(e.index - 1u) & nstamps_mask]) +
 			" oldest_pkt: " + std::to_string(e.index);
 	for (uint32_t i = 0; i < e.nstamps; i++)
 		s += std::string(i ? "," : "") + " " + std::to_string(e.stamps[i]);

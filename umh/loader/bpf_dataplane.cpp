@@ -944,8 +944,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &table)
 	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
-		auto code =
-			codegen::compile(table, codegen_options(f, options_.tests, *gen));
+		auto code = codegen::compile(table, codegen_options(f, options_.tests, *gen));
 		if (!code)
 			return code.error();
 		gen->code[static_cast<size_t>(f)] = std::move(*code);

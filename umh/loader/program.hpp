@@ -30,7 +30,7 @@ struct LoadOptions {
 	int log_ring_fd = -1; // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
 	int limits_fd = -1;   // the table's -m limit buckets (create_limits_map())
 	int log_lost_fd = -1;
-	int addr_types_fd = -1; // the namespace's AddrTypes, for -m addrtype
+	int addr_types_fd = -1;	    // the namespace's AddrTypes, for -m addrtype
 	int recent_entries_fd = -1; // the namespace's -m recent maps (RecentLists)
 	int recent_heads_fd = -1;
 	int recent_tmp_fd = -1;

@@ -28,8 +28,8 @@ Error sys_error(int err, const std::string &what)
 	return make_error(err, what + ": " + std::strerror(err));
 }
 
-Result<Fd> make_map(bpf_map_type type, const char *name, uint32_t key, uint32_t value,
-		    uint32_t max, uint32_t flags)
+Result<Fd> make_map(bpf_map_type type, const char *name, uint32_t key, uint32_t value, uint32_t max,
+		    uint32_t flags)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
 	const int fd = bpf_map_create(type, name, key, value, max, &opts);
@@ -66,13 +66,13 @@ RecentLists::~RecentLists()
 
 Result<std::unique_ptr<RecentLists>> RecentLists::create()
 {
-	auto entries = make_map(BPF_MAP_TYPE_HASH, "bpfilter_recent", sizeof(maps::RecentKey),
-				sizeof(maps::RecentEntry), maps::recent_max_entries,
-				BPF_F_NO_PREALLOC);
+	auto entries =
+		make_map(BPF_MAP_TYPE_HASH, "bpfilter_recent", sizeof(maps::RecentKey),
+			 sizeof(maps::RecentEntry), maps::recent_max_entries, BPF_F_NO_PREALLOC);
 	if (!entries)
 		return entries.error();
-	auto heads = make_map(BPF_MAP_TYPE_ARRAY, "bpfilter_rheads", sizeof(uint32_t),
-			      heads_bytes, 1, BPF_F_MMAPABLE);
+	auto heads = make_map(BPF_MAP_TYPE_ARRAY, "bpfilter_rheads", sizeof(uint32_t), heads_bytes,
+			      1, BPF_F_MMAPABLE);
 	if (!heads)
 		return heads.error();
 	// Mapped, so that the helper writes one list's head without racing the data
@@ -84,9 +84,9 @@ Result<std::unique_ptr<RecentLists>> RecentLists::create()
 			    sizeof(maps::RecentEntry), 1, 0);
 	if (!tmp)
 		return tmp.error();
-	return std::unique_ptr<RecentLists>(new RecentLists(
-		std::move(*entries), std::move(*heads), std::move(*tmp),
-		static_cast<maps::RecentHead *>(mem)));
+	return std::unique_ptr<RecentLists>(new RecentLists(std::move(*entries), std::move(*heads),
+							    std::move(*tmp),
+							    static_cast<maps::RecentHead *>(mem)));
 }
 
 void RecentLists::write_head(const List &l, bool reset_seq)
@@ -119,9 +119,10 @@ Result<std::vector<codegen::Options::RecentRef>> RecentLists::prepare(const ir::
 			while (used.count(id))
 				id++;
 			if (id >= maps::recent_max_lists)
-				return make_error(ENOMEM, "-m recent: more than " +
-								  std::to_string(maps::recent_max_lists) +
-								  " lists in one namespace");
+				return make_error(ENOMEM,
+						  "-m recent: more than " +
+							  std::to_string(maps::recent_max_lists) +
+							  " lists in one namespace");
 			used.insert(id);
 			List l{id, want.mask, want.nstamps_mask};
 			BF_TRY(flush(id));
@@ -141,9 +142,9 @@ Result<std::vector<codegen::Options::RecentRef>> RecentLists::prepare(const ir::
 void RecentLists::retain(const ir::Table &table)
 {
 	for (auto it = lists_.begin(); it != lists_.end();) {
-		const bool named = std::any_of(
-			table.recent_lists.begin(), table.recent_lists.end(),
-			[&](const ir::RecentList &l) { return l.name == it->first; });
+		const bool named =
+			std::any_of(table.recent_lists.begin(), table.recent_lists.end(),
+				    [&](const ir::RecentList &l) { return l.name == it->first; });
 		if (named) {
 			++it;
 			continue;

@@ -54,7 +54,8 @@ private:
 		uint32_t mask = 0;
 		uint32_t nstamps_mask = 31;
 	};
-	static constexpr size_t heads_bytes = sizeof(codegen::maps::RecentHead) * codegen::maps::recent_max_lists;
+	static constexpr size_t heads_bytes =
+		sizeof(codegen::maps::RecentHead) * codegen::maps::recent_max_lists;
 	RecentLists(Fd entries, Fd heads, Fd tmp, codegen::maps::RecentHead *mem);
 	Status flush(uint32_t id);
 	void write_head(const List &l, bool reset_seq);

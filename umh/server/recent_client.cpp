@@ -39,7 +39,8 @@ int fail(const char *what, int err)
 
 } // namespace
 
-int recent_command(const std::string &socket_path, const std::string &name, const std::string *input)
+int recent_command(const std::string &socket_path, const std::string &name,
+		   const std::string *input)
 {
 	sockaddr_un addr{};
 	addr.sun_family = AF_UNIX;
@@ -76,14 +77,18 @@ int recent_command(const std::string &socket_path, const std::string &name, cons
 	bpfilter_reply rep{};
 	if (!err) {
 		const ssize_t n = wire::read_full(conn.fd, &rep, sizeof(rep));
-		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(sizeof(rep)) ? -ECONNRESET : 0;
+		err = n < 0				      ? static_cast<int>(n)
+		      : n < static_cast<ssize_t>(sizeof(rep)) ? -ECONNRESET
+							      : 0;
 	}
 	if (!err)
 		err = wire::check_reply_header(rep, req.seq, max_text);
 	std::vector<char> text(rep.data_len);
 	if (!err && rep.data_len) {
 		const ssize_t n = wire::read_full(conn.fd, text.data(), text.size());
-		err = n < 0 ? static_cast<int>(n) : n < static_cast<ssize_t>(text.size()) ? -ECONNRESET : 0;
+		err = n < 0				      ? static_cast<int>(n)
+		      : n < static_cast<ssize_t>(text.size()) ? -ECONNRESET
+							      : 0;
 	}
 	if (err)
 		return fail("talking to the helper", -err);
