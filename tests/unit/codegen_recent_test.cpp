@@ -117,13 +117,25 @@ struct Twin {
 		const std::vector<uint8_t> dgram = p.datagram();
 		ir::PacketView view{dgram, devname(""), {}, {}};
 		std::string tried;
-		for (uint64_t now = *before; now <= *after; now++) {
+		// Each list's matches may read a clock of their own within [before, after].
+		const size_t n = table.recent_lists.size();
+		const uint64_t span = *after - *before + 1;
+		uint64_t combos = 1;
+		for (size_t k = 0; k < n && combos < 4096; k++)
+			combos *= span;
+		for (uint64_t c = 0; c < combos; c++) {
 			ir::EvalState st = state;
+			uint64_t rest = c;
+			st.recent_jiffies.assign(n, *before);
+			for (size_t k = 0; k < n; k++, rest /= span)
+				st.recent_jiffies[k] = *before + rest % span;
+			const uint64_t now = n ? st.recent_jiffies[0] : *before;
 			st.jiffies = now;
 			const ir::EvalResult r = ir::evaluate(table, ir::Hook::LocalIn, view, st);
 			const std::string want = model(st);
 			if (got == (r.accept ? XDP_PASS : XDP_DROP) && have == want) {
 				state = std::move(st);
+				state.recent_jiffies.clear();
 				for (uint32_t rule : r.counted_rules) {
 					x.expected.at(rule).packets++;
 					x.expected.at(rule).bytes += p.header_tot_len();

@@ -367,7 +367,9 @@ bool recent_mt(const RecentMatch &info, Param &par)
 	if (par.hook == Hook::Forward)
 		ttl++;
 	return recent::match(st.recent[info.list], addr, ttl, info.seconds, info.hit_count,
-			     info.check_set, info.invert, st.hz, st.jiffies);
+			     info.check_set, info.invert, st.hz,
+			     info.list < st.recent_jiffies.size() ? st.recent_jiffies[info.list]
+								  : st.jiffies);
 }
 
 bool run_match(const Match &m, Param &par)

@@ -57,6 +57,9 @@ struct EvalState {
 	uint64_t jiffies = 0;
 	std::vector<limit::Bucket> limits;
 	std::vector<recent::List> recent; // -m recent's lists, by Table::recent_lists
+	// The jiffies each list's matches read, where not `jiffies` (a program reads the
+	// clock at each match, so a packet that straddles a tick sees two).
+	std::vector<uint64_t> recent_jiffies;
 };
 
 // The state of a table just set at `jiffies` (limit_mt_check: every bucket full).
