@@ -16,6 +16,7 @@
 #include "loader/bpf_dataplane.hpp"
 #include "server/dispatcher.hpp"
 #include "server/sandbox.hpp"
+#include "server/recent_client.hpp"
 #include "server/server.hpp"
 
 namespace
@@ -41,6 +42,11 @@ void usage(FILE *out)
 	      "--no-loopback     leave loopback unfiltered\n"
 	      "--tests FORM      how rules test packets: auto (default), branch, first-branch,\n"
 	      "                  accumulate or chunked (for tests; see Documentation/design.md)\n"
+	      "\n"
+	      "       bpfilter_umh --recent SOCKET NAME [+ADDR|-ADDR|/]\n"
+	      "                  -m recent's list NAME of the helper serving this network\n"
+	      "                  namespace on SOCKET, as /proc/net/xt_recent/NAME reads; with\n"
+	      "                  a second argument, written as to that file\n"
 	      "\n"
 	      "       bpfilter_umh --list-extensions\n"
 	      "                  print the matches and targets this helper registers, one\n"
@@ -116,6 +122,10 @@ int run(int argc, char **argv)
 				fprintf(stderr, "bpfilter_umh: --tests %s: not a form\n", argv[i]);
 				return 2;
 			}
+		} else if (a == "--recent" && i == 1 && (argc == 4 || argc == 5)) {
+			const std::string input = argc == 5 ? argv[4] : "";
+			return bpfilter::server::recent_command(argv[2], argv[3],
+								argc == 5 ? &input : nullptr);
 		} else if (a == "--list-extensions") {
 			list_extensions(stdout);
 			return 0;

@@ -69,9 +69,16 @@ n23=$(rule_count 23)
 check "iptables-legacy -L -v: deny 23/tcp counted the SYNs it dropped" \
 	sh -c "set -- $n23; [ \"\${1:-0}\" -ge 1 ] && [ \"\$2\" -eq \$((\$1 * 60)) ]"
 
+# ufw's -m recent probe passes (the helper translates recent), so ufw writes its limit
+# chains, and `ufw limit` makes its -m recent rules.
+rules_have() { in_ns twhost $IPT -S | grep -q -- "$1"; }
+check "ufw's -m recent probe passed: the table has ufw-user-limit" rules_have '^-N ufw-user-limit$'
+check "ufw limit 2222/tcp" ufw_run limit 2222/tcp
+check "the table has ufw's -m recent --update rule" \
+	rules_have '-m recent --update --seconds 30 --hitcount 6 --name DEFAULT'
+check "the helper refused no -m recent rule" sh -c "! dmesg | grep -q 'no such match \"recent\"'"
+
 check "ufw disable" ufw_run disable
 check "after disable, the peer connects to 8080 again" connect_is $TW_PEER 8080 "connected at once"
-check "the helper refused ufw's -m recent probe, as the front door does" sh -c \
-	"dmesg | grep -q 'no such match \"recent\"'"
 tw_teardown
 tools_down

@@ -13,11 +13,10 @@
 # The test's copy is Debian's configuration as it ships: its rule files (with their
 # -m addrtype and -m limit rules), LOGLEVEL=low (ufw's own -m limit LOG rules), only
 # default/ufw's IPT_SYSCTL pointed at the copy's sysctl.conf (applied in the namespace).
-# Beyond that, ufw probes the kernel for -m recent (util.get_netfilter_capabilities): through
-# the front door the probe's rules are refused, so on bpfilter's side ufw leaves out its
-# ufw-user-limit and ufw-user-limit-accept chains (and would skip `ufw limit` rules), while
-# on netfilter's side it writes them (-j REJECT, -j ACCEPT): the two tables are compared
-# without those chains.
+# ufw probes the kernel for -m recent (util.get_netfilter_capabilities): bpfilter answers it
+# as netfilter does, so ufw writes its ufw-user-limit chains and takes `ufw limit` rules
+# (-m recent --set, then --update --seconds 30 --hitcount 6), and the lists are compared
+# with netfilter's /proc/net/xt_recent through `bpfilter_umh --recent`.
 # The helper runs with --xdp-mode generic (tools.bash says why).
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -102,7 +101,7 @@ alt_version()
 check_eq "in ufw's mount namespace /usr/sbin/iptables is iptables-legacy" "$(alt_version nf)" "iptables v1.8.9 (legacy)"
 
 for side in bf nf; do
-	tw_listen "$side" 22 23 24 8080
+	tw_listen "$side" 22 23 24 2222 8080
 done
 tw_compare_connect "before ufw, port 8080 is open" "connected at once" "$PEER_IP" 8080
 
@@ -110,19 +109,22 @@ ufw_both --force enable
 ufw_both allow 22/tcp
 ufw_both deny 23/tcp
 ufw_both reject 24/tcp
+ufw_both limit 2222/tcp
 for side in bf nf; do
 	ufw_cmd "$side" status verbose >"$BF_TMP/status-$side" 2>&1 || true
-	tw_ipt "$side" -S | grep -vE -- '-m recent|ufw-user-limit' >"$BF_TMP/rules-$side"
+	tw_ipt "$side" -S >"$BF_TMP/rules-$side"
 done
 check "bpfilter: ufw status says active, deny (incoming)" \
 	grep -q "^Default: deny (incoming), allow (outgoing)" "$BF_TMP/status-bf"
 check_eq "bpfilter: ufw status is netfilter's" "$(cat "$BF_TMP/status-bf")" "$(cat "$BF_TMP/status-nf")"
-check_eq "bpfilter: ufw's table is netfilter's (but for ufw-user-limit, left out on bpfilter)" \
+check_eq "bpfilter: ufw's table is netfilter's, ufw-user-limit and -m recent included" \
 	"$(cat "$BF_TMP/rules-bf")" "$(cat "$BF_TMP/rules-nf")"
 check "bpfilter: the table has ufw's -m addrtype rules" \
 	grep -qx -- "-A ufw-not-local -m addrtype --dst-type LOCAL -j RETURN" "$BF_TMP/rules-bf"
 check "bpfilter: the table has ufw's user rules" \
 	grep -qx -- "-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT" "$BF_TMP/rules-bf"
+check "bpfilter: the table has ufw's limit rules" \
+	grep -q -- "-A ufw-user-input -p tcp -m tcp --dport 2222 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 --name DEFAULT" "$BF_TMP/rules-bf"
 check_eq "bpfilter: the INPUT policy is DROP" "$(tw_ipt bf -S INPUT | head -1)" "-P INPUT DROP"
 
 tw_compare_connect "allow 22/tcp: a peer connects" "connected at once" "$PEER_IP" 22
@@ -130,6 +132,26 @@ tw_compare_connect "allow 22/tcp: another peer connects" "connected at once" "$O
 tw_compare_connect "deny 23/tcp: dropped" "timeout" "$PEER_IP" 23
 tw_compare_connect "reject 24/tcp: refused" "ECONNREFUSED at once" "$PEER_IP" 24
 tw_compare_connect "default deny incoming: port 8080 dropped" "timeout" "$PEER_IP" 8080
+
+# ufw limit 2222/tcp: six new connections within 30 s from one address, and the sixth is
+# refused (ufw-user-limit: LOG, REJECT); another address still connects.
+for k in 1 2 3 4 5; do
+	tw_compare_connect "limit 2222/tcp: connection $k of a peer" "connected at once" "$PEER_IP" 2222
+done
+tw_compare_connect "limit 2222/tcp: the sixth within 30 s is refused" "ECONNREFUSED at once" "$PEER_IP" 2222
+tw_compare_connect "limit 2222/tcp: another peer connects" "connected at once" "$OTHER_IP" 2222
+# The lists: netfilter's /proc/net/xt_recent/DEFAULT and bpfilter's, but for the jiffies.
+recent_list()
+{
+	if [ "$1" = bf ]; then
+		ip netns exec "$HOST" "$BF_UMH" --recent "$BF_SOCK" DEFAULT
+	else
+		ip netns exec "$NFHOST" cat /proc/net/xt_recent/DEFAULT
+	fi | awk '{ print $1, $2, $3, $6, $7, NF - 7 }' | sort
+}
+check_eq "bpfilter: the list DEFAULT is netfilter's (addresses, ttl, stamps)" \
+	"$(recent_list bf)" "$(recent_list nf)"
+check_eq "bpfilter: the list holds both peers" "$(recent_list bf | wc -l)" 2
 
 # Outgoing is allowed; the replies come back as ESTABLISHED through the deny policy.
 for side in bf nf; do
@@ -168,12 +190,8 @@ tw_compare_connect "allow 23/tcp: a peer connects" "connected at once" "$PEER_IP
 
 ufw_both disable
 tw_compare_connect "after disable, port 8080 is open again" "connected at once" "$PEER_IP" 8080
-check_eq "bpfilter: after disable the table is netfilter's" \
-	"$(tw_ipt bf -S | grep -vE -- '-m recent|ufw-user-limit')" \
-	"$(tw_ipt nf -S | grep -vE -- '-m recent|ufw-user-limit')"
-check "bpfilter: the helper refused ufw's -m recent probe (no such match)" \
-	grep -q 'IPT_SO_SET_REPLACE refused: .*no such match "recent"' "$BF_TMP/umh.log"
-check_eq "bpfilter: the helper refused nothing else and logged no error" \
-	"$(grep -E '^bpfilter: (error|warn)' "$BF_TMP/umh.log" | grep -vc 'no such match "recent"')" 0
+check_eq "bpfilter: after disable the table is netfilter's" "$(tw_ipt bf -S)" "$(tw_ipt nf -S)"
+check_eq "bpfilter: the helper refused nothing and logged no error" \
+	"$(grep -cE '^bpfilter: (error|warn)' "$BF_TMP/umh.log")" 0
 
 bf_summary

@@ -29,6 +29,7 @@
 #include "loader/jiffies.hpp"
 #include "loader/log_ring.hpp"
 #include "loader/program.hpp"
+#include "loader/recent.hpp"
 
 namespace bpfilter::test
 {
@@ -357,7 +358,10 @@ class Xdp
 {
 public:
 	// Compile and load; on failure `error` says why and ok() is false.
-	Xdp(const ir::Table &table, codegen::Options opts = local_only_off()) : flavor(opts.flavor)
+	// lists: -m recent's lists of the namespace (a new set when none is given).
+	Xdp(const ir::Table &table, codegen::Options opts = local_only_off(),
+	    std::shared_ptr<loader::RecentLists> lists = nullptr)
+	    : flavor(opts.flavor), recent(std::move(lists))
 	{
 		auto ifn = loader::create_devices_map();
 		auto loc = loader::create_local_addrs_map();
@@ -429,6 +433,30 @@ public:
 				lo.hashlimit_fds.push_back(m->get());
 				htables.push_back(std::move(*m));
 			}
+		if (!table.recent_lists.empty()) {
+			auto hz_now = loader::measure_hz();
+			if (!hz_now) {
+				error = "HZ: " + hz_now.error().message;
+				return;
+			}
+			hz = opts.hz = *hz_now;
+			if (!recent) {
+				auto r = loader::RecentLists::create();
+				if (!r) {
+					error = r.error().message;
+					return;
+				}
+				recent = std::move(*r);
+			}
+			auto refs = recent->prepare(table);
+			if (!refs) {
+				error = refs.error().message;
+				return;
+			}
+			opts.recent = *refs;
+			lo.recent_entries_fd = recent->entries_fd();
+			lo.recent_heads_fd = recent->heads_fd();
+			lo.recent_tmp_fd = recent->tmp_fd();
 		}
 		auto code = codegen::compile(table, opts);
 		if (!code) {
@@ -577,6 +605,8 @@ public:
 	}
 	std::vector<loader::Fd> htables; // -m hashlimit's maps
 	loader::Fd limits;		 // -m limit's buckets
+	loader::Fd limits;			     // -m limit's buckets
+	std::shared_ptr<loader::RecentLists> recent; // -m recent's lists
 	uint32_t limit_slots = 0, hz = 0;
 	uint64_t limits_set_at = 0; // jiffies
 	std::unique_ptr<loader::LogRing> log;

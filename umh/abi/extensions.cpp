@@ -18,6 +18,7 @@
 #include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_pkttype.h>
+#include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
@@ -28,6 +29,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <string_view>
 
 #include "abi/layout.hpp"
 
@@ -41,7 +44,7 @@ namespace
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
 
-constexpr std::array<Extension, 32> registry = {{
+constexpr std::array<Extension, 34> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -122,6 +125,9 @@ constexpr std::array<Extension, 32> registry = {{
 	 {},
 	 0,
 	 offsetof(struct xt_hashlimit_mtinfo3, hinfo)},
+	// xt_recent registers both revisions for NFPROTO_IPV4 (6.1's recent_mt_reg).
+	{ExtKind::Match, ExtId::Recent, "recent", 0, false, sizeof(struct xt_recent_mtinfo), 0},
+	{ExtKind::Match, ExtId::Recent, "recent", 1, false, sizeof(struct xt_recent_mtinfo_v1), 0},
 }};
 
 static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
@@ -139,6 +145,7 @@ static_assert(sizeof(struct xt_conntrack_mtinfo1) == 152 &&
 	      sizeof(struct xt_conntrack_mtinfo3) == 164);
 static_assert(sizeof(struct xt_log_info) == 32);
 static_assert(sizeof(struct xt_addrtype_info) == 12 && sizeof(struct xt_addrtype_info_v1) == 8);
+static_assert(sizeof(struct xt_recent_mtinfo) == 212 && sizeof(struct xt_recent_mtinfo_v1) == 228);
 static_assert(sizeof(struct xt_rateinfo) == 40 && offsetof(struct xt_rateinfo, prev) == 8);
 static_assert(sizeof(struct xt_mark_mtinfo1) == 12 && sizeof(struct xt_mark_tginfo2) == 8 &&
 	      sizeof(struct xt_connmark_mtinfo1) == 12);
@@ -174,6 +181,40 @@ bool revfn(ExtKind kind, bool unspec, std::string_view name, uint8_t revision, i
 			have_rev = true;
 	}
 	return have_rev;
+}
+
+// recent_mt_check() up to the table lookup, in its order (the rest, a list's stamps and
+// mask, is the data plane's: loader::RecentLists). Both revisions share these fields.
+int check_recent(std::span<const uint8_t> data)
+{
+	constexpr uint8_t modes =
+		XT_RECENT_SET | XT_RECENT_REMOVE | XT_RECENT_CHECK | XT_RECENT_UPDATE;
+	const auto check_set = load<uint8_t>(data, offsetof(struct xt_recent_mtinfo, check_set));
+	const auto seconds = load<uint32_t>(data, offsetof(struct xt_recent_mtinfo, seconds));
+	const auto hit_count = load<uint32_t>(data, offsetof(struct xt_recent_mtinfo, hit_count));
+	if (check_set & ~XT_RECENT_VALID_FLAGS) // "Unsupported userspace flags"
+		return -EINVAL;
+	if (std::popcount(static_cast<uint8_t>(check_set & modes)) != 1)
+		return -EINVAL;
+	if ((check_set & (XT_RECENT_SET | XT_RECENT_REMOVE)) &&
+	    (seconds || hit_count || (check_set & XT_RECENT_MODIFIERS)))
+		return -EINVAL;
+	if ((check_set & XT_RECENT_REAP) && !seconds)
+		return -EINVAL;
+	if (hit_count >= 256) // "hitcount (%u) is larger than allowed maximum (%u)"
+		return -EINVAL;
+	// xt_check_proc_name()
+	const auto name = data.subspan(offsetof(struct xt_recent_mtinfo, name), XT_RECENT_NAME_LEN);
+	if (name[0] == 0)
+		return -EINVAL;
+	const auto nul = std::find(name.begin(), name.end(), uint8_t{0});
+	if (nul == name.end())
+		return -ENAMETOOLONG;
+	const std::string_view n(reinterpret_cast<const char *>(name.data()),
+				 static_cast<size_t>(nul - name.begin()));
+	if (n == "." || n == ".." || n.find('/') != std::string_view::npos)
+		return -EINVAL;
+	return 0;
 }
 
 int check_multiport(std::span<const uint8_t> data, uint16_t proto, uint8_t ip_invflags)
@@ -338,6 +379,8 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 	case ExtId::Mac:
 	case ExtId::Hashlimit:
 		return check_hashlimit(data, ext.revision).err;
+	case ExtId::Recent:
+		return check_recent(data);
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::Mark:    // nor has xt_mark
 	case ExtId::MarkTarget:

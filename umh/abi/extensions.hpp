@@ -50,7 +50,8 @@ enum class ExtId : uint8_t {
 	Mac,
 	Ah,
 	Esp,
-	Hashlimit
+	Hashlimit,
+	Recent
 };
 
 struct Extension {

@@ -14,6 +14,7 @@
 #include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_pkttype.h>
+#include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
@@ -21,9 +22,11 @@
 #include <linux/netfilter_ipv4/ipt_ttl.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "abi/extensions.hpp"
 #include "abi/table.hpp"
+#include "ir/recent.hpp"
 
 namespace bpfilter::abi
 {
@@ -291,6 +294,32 @@ Result<ir::HashlimitMatch> hashlimit_of(std::span<const uint8_t> d, uint8_t revi
 				((it->cfg.mode & ir::hashlimit::rate_match) ? "on" : "off"));
 	}
 	m.table = static_cast<uint32_t>(it - out.hashlimits.begin());
+// recent_mt_check_v0 gives revision 0 an all-ones mask. The rule's list: the first rule
+// that names it makes it with its mask, and each one asks for its ring of stamps.
+ir::RecentMatch recent_of(std::span<const uint8_t> d, uint8_t revision, ir::Table &table)
+{
+	ir::RecentMatch m;
+	m.seconds = load<uint32_t>(d, offsetof(struct xt_recent_mtinfo_v1, seconds));
+	m.hit_count = load<uint32_t>(d, offsetof(struct xt_recent_mtinfo_v1, hit_count));
+	m.check_set = load<uint8_t>(d, offsetof(struct xt_recent_mtinfo_v1, check_set));
+	m.invert = load<uint8_t>(d, offsetof(struct xt_recent_mtinfo_v1, invert)) != 0;
+	m.side = load<uint8_t>(d, offsetof(struct xt_recent_mtinfo_v1, side));
+	if (revision >= 1)
+		m.mask = load<uint32_t>(d, offsetof(struct xt_recent_mtinfo_v1, mask));
+	const auto *name = reinterpret_cast<const char *>(
+		d.data() + offsetof(struct xt_recent_mtinfo_v1, name));
+	m.name.assign(name, strnlen(name, XT_RECENT_NAME_LEN));
+	const uint32_t want = ir::recent::nstamps_mask(m.hit_count);
+	auto &lists = table.recent_lists;
+	auto it = std::find_if(lists.begin(), lists.end(),
+			       [&](const ir::RecentList &l) { return l.name == m.name; });
+	if (it == lists.end()) {
+		lists.push_back({m.name, m.mask, want});
+		it = lists.end() - 1;
+	} else if (want > it->nstamps_mask) {
+		it->nstamps_mask = want;
+	}
+	m.list = static_cast<uint32_t>(it - lists.begin());
 	return m;
 }
 
@@ -387,6 +416,9 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				rule.matches.emplace_back(*hm);
 				break;
 			}
+			case ExtId::Recent:
+				rule.matches.emplace_back(recent_of(data, (*ext)->revision, out));
+				break;
 			default: // -m comment has no effect on packets
 				break;
 			}

@@ -272,7 +272,7 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 }
 
-void emit_match(Cond &c, const ir::Match &m, uint32_t hz, const ir::Table &table)
+void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &table)
 {
 	std::visit(
 		[&](const auto &x) {
@@ -290,7 +290,7 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz, const ir::Table &table
 			else if constexpr (std::is_same_v<T, ir::AddrtypeMatch>)
 				emit_addrtype(c, x);
 			else if constexpr (std::is_same_v<T, ir::LimitMatch>)
-				emit_limit(c, x, hz);
+				emit_limit(c, x, plan.hz);
 			else if constexpr (std::is_same_v<T, ir::MarkMatch>)
 				emit_mark(c, x);
 			else if constexpr (std::is_same_v<T, ir::ConnmarkMatch>)
@@ -310,7 +310,9 @@ void emit_match(Cond &c, const ir::Match &m, uint32_t hz, const ir::Table &table
 			else if constexpr (std::is_same_v<T, ir::SpiMatch>)
 				emit_spi(c, x);
 			else if constexpr (std::is_same_v<T, ir::HashlimitMatch>)
-				emit_hashlimit(c, x, table.hashlimits.at(x.table), hz);
+				emit_hashlimit(c, x, table.hashlimits.at(x.table), plan.hz);
+			else if constexpr (std::is_same_v<T, ir::RecentMatch>)
+				emit_recent(c, x, plan);
 			else
 				emit_conntrack(c, x);
 		},
@@ -401,7 +403,7 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 		if (ip == Fold::Test)
 			emit_ip(c, r.ip, f.plan.hookset);
 		for (const ir::Match &m : r.matches)
-			emit_match(c, m, f.plan.hz, f.table);
+			emit_match(c, m, f.plan, f.table);
 		c.finish();
 		if (next->aimed_at() && em.live()) {
 			// Some packets fail the tests: the matched path goes out of line.

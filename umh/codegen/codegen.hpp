@@ -31,6 +31,9 @@ enum class MapSlot : uint8_t {
 	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
 	Limits,	    // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
 	Hashlimit,  // hash: one of -m hashlimit's htables (MapRef::index: ir::Table::hashlimits)
+	RecentEntries, // hash: -m recent's entries of every list (one per namespace)
+	RecentHeads,   // array of one: each list's mask, ring size and LRU clock (per namespace)
+	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -124,10 +127,20 @@ struct Options {
 	// The kernel's HZ (what jiffies count), for -m limit's credits; 0: unknown, and a
 	// table with limit rules does not compile.
 	uint32_t hz = 0;
+	// -m recent: for each of the table's lists (ir::Table::recent_lists), its number in
+	// the namespace's maps and the stamps mask its entries have there (a list that
+	// outlives tables keeps the largest). Empty: list k is number k with the table's mask.
+	struct RecentRef {
+		uint32_t id = 0;
+		uint32_t nstamps_mask = 31;
+		bool operator==(const RecentRef &) const = default;
+	};
+	std::vector<RecentRef> recent = {};
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function
-// is global (verified on its own, with its argument a pointer to the parsed packet).
+// is global (verified on its own, with its argument a pointer to the parsed packet) or a
+// callback (-m recent's walk).
 struct Function {
 	size_t insn = 0; // first instruction
 	bool global = false;

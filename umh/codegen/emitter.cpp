@@ -114,6 +114,19 @@ void Emitter::call(SubprogId id)
 	emit(insn::call_pseudo());
 }
 
+void Emitter::ld_func(Reg dst, SubprogId id)
+{
+	if (!live_)
+		return;
+	if (called_.size() <= id)
+		called_.resize(id + 1);
+	called_[id] = true;
+	calls_.emplace_back(pos(), id); // imm: the offset from the next instruction, as a call's
+	func_refs_ = true;
+	emit(insn::ld_imm64_lo(dst, BPF_PSEUDO_FUNC, 0));
+	emit(insn::ld_imm64_hi(0));
+}
+
 void Emitter::begin_subprog(SubprogId id, bool global)
 {
 	if (subprog_start_.size() <= id) {
@@ -147,7 +160,9 @@ Result<Program> Emitter::finish(uint32_t num_counters) &&
 	if (error_)
 		return *error_;
 	std::vector<Function> functions;
-	if (std::find(global_.begin(), global_.end(), true) != global_.end()) {
+	// The kernel wants BTF for every function once one is global or taken as a callback
+	// ("missing btf func_info").
+	if (func_refs_ || std::find(global_.begin(), global_.end(), true) != global_.end()) {
 		functions.push_back({0, false});
 		for (size_t id = 0; id < subprog_start_.size(); id++)
 			if (subprog_start_[id])

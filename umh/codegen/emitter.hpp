@@ -78,6 +78,8 @@ public:
 	void call_kfunc(Kfunc func);
 	// Call subprogram `id`; it must be started with begin_subprog() before finish().
 	void call(SubprogId id);
+	// dst = subprogram `id` as a callback (BPF_PSEUDO_FUNC), for helpers that take one.
+	void ld_func(Reg dst, SubprogId id);
 	// global: verified on its own (BTF says its argument is the parsed packet).
 	void begin_subprog(SubprogId id, bool global = false);
 	bool called(SubprogId id) const { return id < called_.size() && called_[id]; }
@@ -103,6 +105,7 @@ private:
 	std::vector<bool> called_;
 	std::optional<Error> error_;
 	bool live_ = true;
+	bool func_refs_ = false; // some ld_func(): the program needs BTF for its functions
 };
 
 } // namespace bpfilter::codegen

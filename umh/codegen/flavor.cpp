@@ -38,6 +38,7 @@
 #include "codegen/conntrack.hpp"
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
+#include "codegen/matchers.hpp"
 #include "codegen/plan.hpp"
 #include "codegen/reject.hpp"
 #include "ir/limit.hpp"
@@ -1451,6 +1452,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 		}
 	}
+	if (em.called(plan->recent_walk_id()))
+		emit_recent_walk(em, plan->recent_walk_id());
 	auto program = std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
 	if (program) {
 		program->tests = !plan->accumulate    ? Options::Tests::Branch

@@ -123,6 +123,11 @@ constexpr bpf_insn atomic_or(uint8_t size, Reg dst, Reg src, int16_t off)
 	return make(BPF_STX | size | BPF_ATOMIC, dst, src, off, BPF_OR);
 }
 
+// src = fetch_add((u64 *)(dst + off), src) (BPF_ATOMIC with BPF_ADD | BPF_FETCH).
+constexpr bpf_insn atomic_fetch_add64(Reg dst, Reg src, int16_t off)
+{
+	return make(BPF_STX | BPF_DW | BPF_ATOMIC, dst, src, off, BPF_ADD | BPF_FETCH);
+}
 // src = xchg((u64 *)(dst + off), src) (BPF_ATOMIC with BPF_XCHG).
 constexpr bpf_insn atomic_xchg64(Reg dst, Reg src, int16_t off)
 {

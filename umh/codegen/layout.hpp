@@ -194,7 +194,19 @@ inline constexpr int16_t hl_drop = 892;
 inline constexpr int16_t hl_now = 896; // u64: bpf_jiffies64()
 inline constexpr int16_t hl_res = 904;
 inline constexpr int16_t hl_val = 912;
-inline constexpr int16_t size = 968;
+// -m recent's working state across its helper calls (match_recent.cpp): the entry's key
+// (maps::RecentKey) and a second one, jiffies, the TTL as recent_mt() takes it, the
+// answer, and what a walk of the list found (entries, the least recently updated).
+inline constexpr int16_t rc_key = 968;
+inline constexpr int16_t rc_key2 = 976;
+inline constexpr int16_t rc_now = 984;	    // u64
+inline constexpr int16_t rc_time = 992;	    // u64: jiffies - seconds * HZ
+inline constexpr int16_t rc_min_seq = 1000;  // u64
+inline constexpr int16_t rc_ttl = 1008;	    // u32
+inline constexpr int16_t rc_ret = 1012;	    // u32
+inline constexpr int16_t rc_count = 1016;    // u32
+inline constexpr int16_t rc_min_addr = 1020; // u32
+inline constexpr int16_t size = 1024;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

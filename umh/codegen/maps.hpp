@@ -286,6 +286,33 @@ struct HashlimitValue {
 };
 inline constexpr uint32_t hashlimit_type = BPF_MAP_TYPE_HASH;
 static_assert(sizeof(HashlimitKey) == 12 && sizeof(HashlimitValue) == 56);
+// -m recent. RecentEntries: BPF_MAP_TYPE_HASH (no prealloc) of every list's entries in
+// the namespace, by list number and masked address; RecentHeads: BPF_MAP_TYPE_ARRAY of
+// one value, a RecentHead per list number (reached by address); RecentTmp: a per-CPU
+// RecentEntry where a new entry is built (the stack cannot hold one). The helper keeps
+// them for the namespace, so a list outlives the tables that name it (ir/recent.hpp has
+// the semantics).
+struct RecentKey {
+	uint32_t list;
+	uint32_t addr; // network order, masked
+};
+struct RecentEntry {
+	uint64_t seq; // LRU clock of its last update: the smallest is the list's head
+	uint8_t ttl;
+	uint8_t index;
+	uint16_t nstamps;
+	uint32_t pad;
+	uint64_t stamps[256];
+};
+struct RecentHead {
+	uint64_t seq;	       // the list's LRU clock
+	uint32_t mask;	       // network order
+	uint32_t nstamps_mask; // nstamps_max_mask
+};
+inline constexpr uint32_t recent_max_lists = 1024;
+inline constexpr uint32_t recent_max_entries = 100 * recent_max_lists;
+static_assert(sizeof(RecentKey) == 8 && sizeof(RecentEntry) == 16 + 8 * 256 &&
+	      sizeof(RecentHead) == 16);
 
 static_assert(sizeof(LogSnap) == 192);
 static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);

@@ -135,4 +135,10 @@ void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTab
 void emit_mark(Cond &c, const ir::MarkMatch &m);
 void emit_connmark(Cond &c, const ir::ConnmarkMatch &m);
 
+struct Plan;
+// -m recent: recent_mt() on the rule's list in the namespace's RecentEntries map.
+void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan);
+// The callback emit_recent() walks a list with (Plan::recent_walk_id()).
+void emit_recent_walk(Emitter &em, SubprogId id);
+
 } // namespace bpfilter::codegen

@@ -294,6 +294,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	Plan plan;
 	plan.hookset = hooks_of(options.flavor);
 	plan.hz = options.hz;
+	plan.recent = options.recent;
+	for (size_t k = plan.recent.size(); k < t.recent_lists.size(); k++)
+		plan.recent.push_back({static_cast<uint32_t>(k), t.recent_lists[k].nstamps_mask});
 	const ir::Hook main_hook =
 		options.flavor == Flavor::TcEgress ? ir::Hook::LocalOut : ir::Hook::LocalIn;
 	for (unsigned h = 0; h < ir::num_hooks; h++) {
@@ -379,6 +382,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 						kinds.insert(tcp->option);
 				plan.uses_ifname |= tests_in_iface(r.ip, plan.hookset);
 				plan.uses_ofname |= tests_out_iface(r.ip, plan.hookset);
+				for (const ir::Match &m : r.matches) // -m recent's TTL (FORWARD)
+					plan.uses_ofname |=
+						std::holds_alternative<ir::RecentMatch>(m);
 				for (const ir::Match &m : r.matches)
 					if (auto *a = std::get_if<ir::AddrtypeMatch>(&m)) {
 						// --limit-iface-in/-out compare the devices' names.

@@ -61,6 +61,7 @@ struct Plan {
 	bool uses_l2 = false;
 	bool uses_ecn_tcp = false;
 	uint32_t hz = 0; // Options::hz, for -m limit
+	std::vector<Options::RecentRef> recent; // Options::recent, one per table list
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.
@@ -80,6 +81,8 @@ struct Plan {
 	{
 		return static_cast<SubprogId>(subprogs.size() + num_chunks + k);
 	}
+	// -m recent's callback for bpf_for_each_map_elem() (match_recent.cpp).
+	SubprogId recent_walk_id() const { return hook_fn_id(hooks.size()); }
 };
 
 // Is rule i's test known to pass for every packet at each of `hooks` (no matches, an

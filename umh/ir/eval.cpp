@@ -41,6 +41,7 @@ struct Param {
 	bool hotdrop = false;
 	EvalState *state = nullptr;
 	uint32_t mark = 0; // skb->mark, which -j MARK changes as the table runs
+	Hook hook = Hook::LocalIn;
 };
 
 // skb_header_pointer(): the bytes, or nothing when the datagram is too short.
@@ -453,6 +454,22 @@ bool spi_mt(const SpiMatch &info, Param &par)
 	}
 	const uint32_t spi = be32(*h, info.ah ? 4 : 0);
 	return (spi >= info.min && spi <= info.max) ^ info.invert;
+// recent_mt() for IPv4. OUTPUT's packets are taken to have a socket of the namespace, so
+// only FORWARD adds one to the TTL ("use TTL as seen before forwarding").
+bool recent_mt(const RecentMatch &info, Param &par)
+{
+	EvalState &st = *par.state;
+	if (info.list >= st.recent.size())
+		return false;
+	uint32_t addr = 0; // as the header holds it (network order)
+	std::memcpy(&addr, par.skb.data() + (info.side == 1 ? 16 : 12), 4);
+	uint8_t ttl = par.skb[8];
+	if (par.hook == Hook::Forward)
+		ttl++;
+	return recent::match(st.recent[info.list], addr, ttl, info.seconds, info.hit_count,
+			     info.check_set, info.invert, st.hz,
+			     info.list < st.recent_jiffies.size() ? st.recent_jiffies[info.list]
+								  : st.jiffies);
 }
 
 bool run_match(const Match &m, Param &par)
@@ -552,6 +569,8 @@ bool run_match(const Match &m, Param &par, const Table &table)
 {
 	if (auto *x = std::get_if<HashlimitMatch>(&m))
 		return hashlimit_mt(*x, par, table);
+	if (auto *x = std::get_if<RecentMatch>(&m))
+		return recent_mt(*x, par);
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<LimitMatch>(&m))
@@ -586,6 +605,12 @@ EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies)
 					jiffies,
 					limit::params(x->avg, x->burst, x->credit_cap, x->cost, hz)
 						.credit};
+	for (const RecentList &l : table.recent_lists) {
+		recent::List list;
+		list.mask = l.mask;
+		list.nstamps_mask = l.nstamps_mask;
+		st.recent.push_back(std::move(list));
+	}
 	return st;
 }
 
@@ -619,6 +644,7 @@ EvalResult evaluate(const Table &table, Hook hook, const PacketView &packet, Eva
 	par.pkt = &packet;
 	par.state = &state;
 	par.mark = packet.mark;
+	par.hook = hook;
 	par.fragoff = be16(packet.ip, 6) & ip_offset_mask;
 	par.thoff = (packet.ip[0] & 0x0f) * 4u;
 

@@ -13,6 +13,7 @@
 
 #include "ir/ir.hpp"
 #include "ir/limit.hpp"
+#include "ir/recent.hpp"
 
 namespace bpfilter::ir
 {
@@ -73,6 +74,10 @@ struct EvalState {
 	};
 	std::vector<Htable> hashlimits;
 	uint64_t ram = 8ull << 30;
+	std::vector<recent::List> recent; // -m recent's lists, by Table::recent_lists
+	// The jiffies each list's matches read, where not `jiffies` (a program reads the
+	// clock at each match, so a packet that straddles a tick sees two).
+	std::vector<uint64_t> recent_jiffies;
 };
 
 // htable_gc() at state.jiffies: every htable's expired entries go.

@@ -234,6 +234,29 @@ struct HashlimitTable {
 	hashlimit::Cfg cfg;
 	uint8_t revision = 3;
 	bool operator==(const HashlimitTable &) const = default;
+// -m recent (struct xt_recent_mtinfo_v1, revisions 0 and 1; revision 0's mask is all ones,
+// as recent_mt_check_v0 makes it): check_set is XT_RECENT_*, side XT_RECENT_SOURCE or _DEST.
+// `list` numbers the table's lists (Table::recent_lists) by first use in blob order. The
+// address is masked with the list's mask (the one of the rule that made the list), not
+// the rule's. Semantics: ir/recent.hpp.
+struct RecentMatch {
+	uint32_t seconds = 0, hit_count = 0;
+	uint8_t check_set = 0;
+	bool invert = false;
+	uint8_t side = 0;
+	uint32_t mask = 0xffffffff; // network byte order
+	std::string name;
+	uint32_t list = 0;
+	bool operator==(const RecentMatch &) const = default;
+};
+
+// A list the table's recent rules name, as recent_mt_check() would make it: the first
+// rule's mask, and the largest stamp ring any of its rules asks for (nstamps_max_mask).
+struct RecentList {
+	std::string name;
+	uint32_t mask = 0xffffffff; // network byte order
+	uint32_t nstamps_mask = 31;
+	bool operator==(const RecentList &) const = default;
 };
 
 // Matches with an effect on packets. -m comment has none and does not appear here; its
@@ -242,7 +265,7 @@ using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, Iprang
 			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
 			   LengthMatch, TtlMatch,
 			   TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch,
-			   HashlimitMatch>;
+			   HashlimitMatch, RecentMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -289,6 +312,9 @@ struct Table {
 	uint32_t limit_slots = 0;		// LimitMatch::slot runs below this
 	std::vector<HashlimitTable> hashlimits; // HashlimitMatch::table indexes this
 	uint32_t valid_hooks = 0;		// bit n set: hook n is served by this table
+	uint32_t limit_slots = 0;	      // LimitMatch::slot runs below this
+	std::vector<RecentList> recent_lists; // RecentMatch::list indexes this
+	uint32_t valid_hooks = 0;	      // bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
 	std::array<std::optional<uint32_t>, num_hooks> underflow{};

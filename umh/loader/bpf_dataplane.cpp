@@ -505,12 +505,13 @@ Status BpfDataplane::adopt(const std::vector<rtnl::Link> &links)
 
 codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 					       codegen::Options::Tests tests,
-					       const codegen::ReplySysctls &replies) const
+					       const Generation &gen) const
 {
 	codegen::Options o;
 	o.flavor = flavor;
 	o.tests = tests;
-	o.replies = replies;
+	o.replies = gen.replies;
+	o.recent = gen.recent;
 	o.hz = hz_;
 	if (conntrack_)
 		o.ct = conntrack_->layout;
@@ -525,6 +526,11 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 	lo.icmp_global_fd = icmp_global_.get();
 	lo.icmp_peers_fd = icmp_peers_.get();
 	lo.limits_fd = gen.limits.get();
+	if (recent_) {
+		lo.recent_entries_fd = recent_->entries_fd();
+		lo.recent_heads_fd = recent_->heads_fd();
+		lo.recent_tmp_fd = recent_->tmp_fd();
+	}
 	if (log_) {
 		lo.log_ring_fd = log_->maps().ring.get();
 		lo.log_lost_fd = log_->maps().lost.get();
@@ -572,7 +578,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			  " instructions); compiling it with a jump per rule");
 		auto again = codegen::compile(
 			gen.table,
-			codegen_options(flavor, codegen::Options::Tests::Accumulate, gen.replies));
+			codegen_options(flavor, codegen::Options::Tests::Accumulate, gen));
 		if (!again)
 			return again.error();
 		gen.code[k] = std::move(*again);
@@ -812,8 +818,38 @@ Result<uint32_t> BpfDataplane::kernel_hz() const
 	return hz_;
 }
 
+Result<std::string> BpfDataplane::recent_show(std::string_view name) const
+{
+	if (!recent_)
+		return make_error(ENOENT, "no -m recent list named " + std::string(name));
+	return recent_->show(name);
+}
+
+Status BpfDataplane::recent_write(std::string_view name, std::string_view input)
+{
+	if (!recent_)
+		return make_error(ENOENT, "no -m recent list named " + std::string(name));
+	auto now = read_jiffies();
+	if (!now)
+		return now.error();
+	return recent_->write(name, input, *now);
+}
+
+std::vector<std::string> BpfDataplane::recent_names() const
+{
+	return recent_ ? recent_->names() : std::vector<std::string>{};
+}
+
 Status BpfDataplane::check(const ir::Table &table) const
 {
+	if (!table.recent_lists.empty()) {
+		if (options_.mode == XdpMode::Offload)
+			return make_error(EOPNOTSUPP, "-m recent cannot run offloaded to a NIC (it "
+						      "reads the kernel's jiffies)");
+		auto hz = kernel_hz();
+		if (!hz)
+			return make_error(EOPNOTSUPP, "-m recent: " + hz.error().message);
+	}
 	if (table.limit_slots) {
 		if (options_.mode == XdpMode::Offload)
 			return make_error(EOPNOTSUPP, "-m limit cannot run offloaded to a NIC (it "
@@ -1035,12 +1071,35 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
 			ct_events_ = std::move(*events);
 		}
 	}
+	// recent_mt_check(): the lists the table names, made or kept. Lists made for a table
+	// that then fails go again, as recent_mt_destroy() removes them in the kernel.
+	struct RecentUndo {
+		BpfDataplane &dp;
+		bool armed = false;
+		~RecentUndo()
+		{
+			if (armed && dp.recent_)
+				dp.recent_->retain(dp.current_ ? dp.current_->table : ir::Table{});
+		}
+	} recent_undo{*this};
+	if (!table.recent_lists.empty()) {
+		if (!recent_) {
+			auto lists = RecentLists::create();
+			if (!lists)
+				return lists.error();
+			recent_ = std::move(*lists);
+		}
+		auto refs = recent_->prepare(table);
+		recent_undo.armed = true;
+		if (!refs)
+			return refs.error();
+		gen->recent = std::move(*refs);
+	}
 	for (auto f :
 	     {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress}) {
 		if (f == codegen::Flavor::Xdp && gen->skb_marks)
 			continue; // no device runs it (role_of())
-		auto code =
-			codegen::compile(table, codegen_options(f, options_.tests, gen->replies));
+		auto code = codegen::compile(table, codegen_options(f, options_.tests, *gen));
 		if (!code)
 			return code.error();
 		gen->code[static_cast<size_t>(f)] = std::move(*code);
@@ -1132,6 +1191,9 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
 
 	const auto t_attached = clock::now();
 	wait_for_readers();
+	recent_undo.armed = false;
+	if (recent_) // the lists no rule names any more (recent_mt_destroy())
+		recent_->retain(current_->table);
 	if (!old_adopted.empty())
 		carry_counters(old_adopted, *current_);
 	const auto &xdp = current_->code[0];

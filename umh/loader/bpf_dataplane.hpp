@@ -21,6 +21,7 @@
 #include "loader/fd.hpp"
 #include "loader/log_ring.hpp"
 #include "loader/program.hpp"
+#include "loader/recent.hpp"
 #include "loader/rtnl.hpp"
 #include "service/dataplane.hpp"
 
@@ -135,6 +136,7 @@ private:
 		uint64_t fingerprint = 0;      // of code: which table the counters count
 		std::vector<ir::Counter> base; // what the map's base holds
 		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
+		std::vector<codegen::Options::RecentRef> recent; // its -m recent lists' numbers
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
@@ -195,7 +197,18 @@ private:
 	bool holding_conntrack_ = false; // hold_conntrack(true) is in force
 	Fd ct_events_;			 // open_ct_events(), with a watcher
 	codegen::Options codegen_options(codegen::Flavor flavor, codegen::Options::Tests tests,
-					 const codegen::ReplySysctls &replies) const;
+					 const Generation &gen) const;
+	// -m recent's lists, the namespace's: made with the first table that names one.
+	std::unique_ptr<RecentLists> recent_;
+
+public:
+	// /proc/net/xt_recent/NAME's counterparts (RecentLists::show, write); ENOENT when no
+	// rule names the list.
+	Result<std::string> recent_show(std::string_view name) const override;
+	Status recent_write(std::string_view name, std::string_view input) override;
+	std::vector<std::string> recent_names() const;
+
+private:
 	// The kernel's HZ, for -m limit: measured when a table first needs it.
 	Result<uint32_t> kernel_hz() const;
 	// The table installed as it is, its htables settled (install() is replace()'s body).

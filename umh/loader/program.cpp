@@ -409,6 +409,15 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		case codegen::MapSlot::Limits:
 			fd = options.limits_fd;
 			break;
+		case codegen::MapSlot::RecentEntries:
+			fd = options.recent_entries_fd;
+			break;
+		case codegen::MapSlot::RecentHeads:
+			fd = options.recent_heads_fd;
+			break;
+		case codegen::MapSlot::RecentTmp:
+			fd = options.recent_tmp_fd;
+			break;
 		}
 		if (fd < 0)
 			return make_error(EINVAL,

@@ -31,7 +31,10 @@ struct LoadOptions {
 	int limits_fd = -1;		// the table's -m limit buckets (create_limits_map())
 	std::vector<int> hashlimit_fds; // the htables, by ir::Table::hashlimits index
 	int log_lost_fd = -1;
-	int addr_types_fd = -1; // the namespace's AddrTypes, for -m addrtype
+	int addr_types_fd = -1;	    // the namespace's AddrTypes, for -m addrtype
+	int recent_entries_fd = -1; // the namespace's -m recent maps (RecentLists)
+	int recent_heads_fd = -1;
+	int recent_tmp_fd = -1;
 };
 
 // The name each flavor's programs carry (what bpftool prog shows, and how a restarted

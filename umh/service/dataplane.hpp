@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -37,6 +39,17 @@ public:
 	virtual Status add_counters(const std::vector<ir::Counter> & /*add*/)
 	{
 		return make_error(EOPNOTSUPP, "the data plane keeps no added counters");
+	}
+
+	// -m recent's list `name`, as /proc/net/xt_recent/NAME reads, and one write to that
+	// file ("+ADDR", "-ADDR", "/"). ENOENT: no rule names such a list.
+	virtual Result<std::string> recent_show(std::string_view name) const
+	{
+		return make_error(ENOENT, "no -m recent list named " + std::string(name));
+	}
+	virtual Status recent_write(std::string_view name, std::string_view /*input*/)
+	{
+		return make_error(ENOENT, "no -m recent list named " + std::string(name));
 	}
 };
 

@@ -6,6 +6,9 @@
 // a data plane that keeps none leaves them here, summed with its counts when read.
 #include "service/table_service.hpp"
 
+#include "bpfilter/msg.h"
+
+#include <algorithm>
 #include <string>
 
 #include "abi/extensions.hpp"
@@ -146,6 +149,18 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 		}
 		return Reply{0, {}};
 	}
+	case BPFILTER_SO_SET_RECENT: { // the front door's /proc/net/xt_recent/NAME write
+		const auto nul = std::find(optval.begin(), optval.end(), uint8_t{0});
+		if (nul == optval.end())
+			return fail(EINVAL);
+		const std::string_view name(reinterpret_cast<const char *>(optval.data()),
+					    static_cast<size_t>(nul - optval.begin()));
+		const std::string_view input(reinterpret_cast<const char *>(&*nul) + 1,
+					     static_cast<size_t>(optval.end() - nul - 1));
+		if (auto st = dataplane_->recent_write(name, input); !st)
+			return fail(st.error(), "xt_recent/" + std::string(name));
+		return Reply{0, {}};
+	}
 	default:
 		// Outside the range ip_tables registers (set 64..65, get 64..67) no handler
 		// exists and nf_sockopt answers ENOPROTOOPT; inside it, every optname is
@@ -206,6 +221,19 @@ Reply TableService::getsockopt(uint32_t optname, uint32_t optlen, std::span<cons
 		// The kernel writes nothing back and *optlen stays as it was.
 		return Reply{status, std::vector<uint8_t>(optval.begin(),
 							  optval.begin() + abi::get_revision_size)};
+	}
+	case BPFILTER_SO_GET_RECENT: { // the front door's /proc/net/xt_recent/NAME read
+		const auto nul = std::find(optval.begin(), optval.end(), uint8_t{0});
+		if (nul == optval.end())
+			return fail(EINVAL);
+		const std::string_view name(reinterpret_cast<const char *>(optval.data()),
+					    static_cast<size_t>(nul - optval.begin()));
+		auto text = dataplane_->recent_show(name);
+		if (!text)
+			return fail(text.error().errnum);
+		if (text->size() > optlen)
+			return fail(ENOSPC);
+		return Reply{0, std::vector<uint8_t>(text->begin(), text->end())};
 	}
 	default:
 		// Outside the range ip_tables registers (set 64..65, get 64..67) no handler

@@ -71,6 +71,16 @@ enum bpfilter_op {
 	BPFILTER_OP_HASHLIMIT_READ = 8,
 };
 
+/*
+ * Front door only (the module registers no such sockopt and never sends them):
+ * the namespace's -m recent lists, what /proc/net/xt_recent/NAME reads and takes
+ * on netfilter (`bpfilter_umh --recent`). Get: the input is the list's name with
+ * its NUL; the reply is the file's text. Set: optval is the name, its NUL, then
+ * the bytes of one write() to the file ("+ADDR", "-ADDR", "/").
+ */
+#define BPFILTER_SO_GET_RECENT	0x62660001U
+#define BPFILTER_SO_SET_RECENT	0x62660002U
+
 struct bpfilter_request {
 	__u32 magic;		/* BPFILTER_REQ_MAGIC */
 	__u16 version;		/* BPFILTER_PROTO_VERSION */
