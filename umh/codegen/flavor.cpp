@@ -29,6 +29,7 @@
 #include <linux/pkt_cls.h>
 
 #include <cstddef>
+#include <cstring>
 #include <map>
 #include <memory>
 
@@ -362,7 +363,7 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 	for (int16_t k = 0; k < 2; k++) {
 		if (!cx.tc() || cx.egress())
 			em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
-		if (!cx.egress())
+		if (!cx.egress() && !opts.offload)
 			em.emit(st(BPF_DW, layout::pkt, (off::out_ifname + 8 * k), 0));
 	}
 
@@ -988,6 +989,57 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 	em.jump(ja(), input);
 }
 
+// The offload flavor's prologue: the parsed packet on the stack, INPUT for every IPv4 packet
+// the device receives (it forwards nothing), judged whole or by its first fragment. A NIC
+// has no reassembly queue: a first fragment is judged on its headers and not counted (a DROP
+// keeps the datagram from ever being whole), later ones pass. Sources input routing refuses
+// whatever the routes (loopback, multicast, limited broadcast, 0.0.0.0) and 127/8
+// destinations are judged and not counted, as on the host; the host's own addresses as
+// sources are counted (the NIC does not know them). To `first` with R6 = ctx.
+void emit_offload_prologue(Emitter &em, const Ctx &cx, const Options &opts, Label &pass,
+			   Label &first)
+{
+	em.emit(mov64(ctx, R1));
+	em.emit(mov64(layout::pkt, R10));
+	em.emit(alu64_imm(BPF_ADD, layout::pkt, layout::offload_pkt));
+	for (int16_t at = 0; at < layout::offload_pkt_size; at += 8)
+		em.emit(st(BPF_DW, layout::pkt, at, 0));
+	Options parse = opts;
+	parse.local_only = false; // no route lookup to prepare (and its stack is the packet's)
+	emit_parse_ip(em, cx, parse, false, pass);
+	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
+	em.jump(jmp32_imm(BPF_JNE, R5, 0), pass); // a later fragment
+	emit_parse_l4(em);
+	Label dry(em), counted(em);
+	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R5, 0x2000)); // MF: the first of several
+	em.jump(jmp32_imm(BPF_JNE, R5, 0), dry);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::saddr_h));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_RSH, R2, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), dry);
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), dry); // 255.255.255.255
+	em.emit(alu32_imm(BPF_RSH, R2, 4));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0xe), dry); // 224/4
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
+	em.emit(alu32_imm(BPF_RSH, R1, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 127), dry);
+	em.jump(ja(), counted);
+	dry.bind();
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+	counted.bind();
+	// -i: the program is the device's own, its name a constant.
+	for (int16_t k = 0; k < 16; k += 4) {
+		int32_t word = 0;
+		std::memcpy(&word, opts.offload_ifname.data() + k, 4);
+		em.emit(st(BPF_W, layout::pkt, static_cast<int16_t>(off::ifname + k), word));
+	}
+	em.jump(ja(), first);
+}
+
 // To `reject` when R0 is a REJECT verdict (layout::ret_reject + with).
 void emit_if_reject(Emitter &em, Label &reject)
 {
@@ -1052,8 +1104,13 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	if (table.limit_slots && (options.hz == 0 || ir::limit::credits_per_jiffy(options.hz) == 0))
 		return make_error(EOPNOTSUPP, "codegen: -m limit needs the kernel's HZ, which "
 					      "is unknown");
+	if (options.offload && options.flavor != Flavor::Xdp)
+		return make_error(EINVAL, "codegen: only XDP programs are offloaded");
+	if (options.offload)
+		BF_TRY(check_offload(table));
 	const Ctx cx = context(options.flavor);
-	const bool replies = table_rejects(table);
+	// Offloaded, INPUT replies to nothing (check_offload()); OUTPUT's REJECT is the host's.
+	const bool replies = table_rejects(table) && !options.offload;
 
 	Emitter em;
 	{
@@ -1067,6 +1124,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		// to the stack, whatever the prologue finds.
 		const bool marks = options.flavor == Flavor::TcIngress && replies;
 		Label pass_unmarked(em), marked(em);
+		if (options.offload) {
+			emit_offload_prologue(em, cx, options, pass, first);
+			goto prologue_done;
+		}
 		emit_scratch(em, marks ? pass_unmarked : pass);
 		if (marks)
 			em.emit(st(BPF_W, layout::pkt, off::rj_mark, 0));
@@ -1138,6 +1199,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));
 			}
 		}
+	prologue_done:
 		pass.bind();
 		if (marks) {
 			Label shot(em);
@@ -1233,6 +1295,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				 : plan->first_branch ? Options::Tests::FirstBranch
 						      : Options::Tests::Accumulate;
 		program->flavor = options.flavor;
+		program->offload = options.offload;
 	}
 	return program;
 }
