@@ -354,8 +354,10 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::l4len)));
 	em.emit(ldx(BPF_B, R1, R2, 9));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::proto)));
-	em.emit(ldx(BPF_B, R1, R2, 8));
-	em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
+	if (!opts.offload) { // FORWARD's and LOG's, past the offload flavor's packet
+		em.emit(ldx(BPF_B, R1, R2, 8));
+		em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
+	}
 	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
 			  off::opt_hotdrop, off::tcp_doff})
 		em.emit(st(BPF_W, layout::pkt, (f), 0));

@@ -584,13 +584,16 @@ Result<bool> BpfDataplane::offloads(const rtnl::Link &link, Generation &gen)
 	    options_.mode == XdpMode::Generic)
 		return false;
 	const std::string name = name_of(link.name);
-	if (options_.mode == XdpMode::Auto) {
-		auto it = offload_capable_.find(link.ifindex);
-		if (it == offload_capable_.end())
-			it = offload_capable_.emplace(link.ifindex, offload_capable(link.ifindex))
-				     .first;
-		if (!it->second)
-			return false;
+	auto it = offload_capable_.find(link.ifindex);
+	if (it == offload_capable_.end())
+		it = offload_capable_.emplace(link.ifindex, offload_capable(link.ifindex)).first;
+	if (!it->second) {
+		if (options_.mode == XdpMode::Offload)
+			return make_error(EOPNOTSUPP,
+					  "offloading to " + name +
+						  " failed: the device does not run BPF programs "
+						  "itself (it allocates no map bound to it)");
+		return false;
 	}
 	std::string why;
 	if (!gen.offloadable)
@@ -1288,6 +1291,7 @@ Status BpfDataplane::process_events(int fd)
 			links = routes = true;
 			break;
 		case rtnl::Event::Kind::LinkDel:
+			offload_capable_.erase(ev.link.ifindex);
 			// The kernel dropped the device's programs with the device (or they left
 			// with it for another namespace, whose bpfilter replaces them).
 			attached_.erase(ev.link.ifindex);
