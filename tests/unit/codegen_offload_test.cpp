@@ -105,7 +105,7 @@ TEST(OffloadFlavor, RandomTablesAgreeWithTheEvaluator)
 	const auto n = [&](uint32_t bound) {
 		return std::uniform_int_distribution<uint32_t>(0, bound - 1)(rng);
 	};
-	const char *const addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.1.7", "192.168.1.1",
+	const char *const addrs[] = {"10.0.0.1",  "10.0.0.2",  "10.0.1.7", "192.168.1.1",
 				     "127.0.0.1", "224.0.0.5", "0.0.0.0"};
 	const uint16_t ports[] = {22, 53, 80, 1000};
 	const char *const ifaces[] = {"eth0", "eth+", "eth1", "veth+"};
@@ -193,7 +193,8 @@ TEST(OffloadFlavor, RandomTablesAgreeWithTheEvaluator)
 			}
 			ir::PacketView view{dgram, devname("eth0"), {}, {}};
 			const ir::EvalResult r = ir::evaluate(t, ir::Hook::LocalIn, view);
-			ASSERT_EQ(got, r.accept ? pass : drop) << "table " << ti << " packet " << pi;
+			ASSERT_EQ(got, r.accept ? pass : drop)
+				<< "table " << ti << " packet " << pi;
 			const uint32_t sh = p.saddr;
 			const bool martian = (sh >> 24) == 127 || sh == 0 || sh == ~0u ||
 					     (sh >> 28) == 0xe || (p.daddr >> 24) == 127;

@@ -4,8 +4,8 @@
 
 #include <linux/bpf.h>
 
-#include <cstddef>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -544,8 +544,9 @@ Status check_offload(const ir::Table &t)
 				why = "-j REJECT builds and routes a reply (the FIB, the host's "
 				      "stack)";
 			if (why)
-				return make_error(EOPNOTSUPP, "offload: " + at(t, i) +
-								      " cannot run on the NIC: " + why);
+				return make_error(EOPNOTSUPP,
+						  "offload: " + at(t, i) +
+							  " cannot run on the NIC: " + why);
 			if (ends_run(t, i, hooks))
 				break;
 		}

@@ -599,8 +599,7 @@ Result<bool> BpfDataplane::offloads(const rtnl::Link &link, Generation &gen)
 	if (!gen.offloadable)
 		why = gen.offloadable.error().message;
 	else if (forwards(link))
-		why = "offload: " + name +
-		      " forwards (net.ipv4.conf." + name +
+		why = "offload: " + name + " forwards (net.ipv4.conf." + name +
 		      ".forwarding is on): telling routed packets from this host's needs the "
 		      "FIB, which a NIC does not have";
 	if (why.empty())
@@ -608,8 +607,8 @@ Result<bool> BpfDataplane::offloads(const rtnl::Link &link, Generation &gen)
 	if (options_.mode == XdpMode::Offload)
 		return make_error(EOPNOTSUPP, why);
 	if (gen.told.insert(link.ifindex).second)
-		log::info(name + " can run XDP programs itself, and gets the native program: " +
-			  why);
+		log::info(name +
+			  " can run XDP programs itself, and gets the native program: " + why);
 	return false;
 }
 

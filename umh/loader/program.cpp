@@ -326,8 +326,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 	if (!counters)
 		return counters.error();
 	Fd scratch;
-	if (std::any_of(program.map_refs.begin(), program.map_refs.end(),
-			[](const codegen::MapRef &r) { return r.slot == codegen::MapSlot::Scratch; })) {
+	if (std::any_of(
+		    program.map_refs.begin(), program.map_refs.end(),
+		    [](const codegen::MapRef &r) { return r.slot == codegen::MapSlot::Scratch; })) {
 		auto m = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
 				    codegen::layout::pkt_off::size, 1, 0, options.prog_ifindex);
 		if (!m)
