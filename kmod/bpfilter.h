@@ -68,6 +68,7 @@ extern const char bpfilter_umh_blob_end[];
 
 /* umh.c: the helper's life cycle and its private channel. */
 int __init bpfilter_umh_init(void);
+bool bpfilter_umh_mode_ok(void);
 void bpfilter_umh_exit(void);
 bool bpfilter_umh_running(void);		/* locked */
 int bpfilter_umh_start(void);			/* locked */

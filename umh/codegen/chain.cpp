@@ -45,7 +45,8 @@ void emit_verdict(Emitter &em, int32_t code)
 // every block the table needs); the verifier wants the test all the same.
 void emit_block_lookup(Emitter &em, const Frame &f, uint32_t block, Reg dst)
 {
-	em.emit(st(BPF_W, R10, f.key_off, static_cast<int32_t>(block)));
+	// Offloaded: one entry, the block `block` bytes into it (maps::offload_counters_type).
+	em.emit(st(BPF_W, R10, f.key_off, f.plan.offload ? 0 : static_cast<int32_t>(block)));
 	em.ld_map(R1, MapSlot::Counters);
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
@@ -54,6 +55,9 @@ void emit_block_lookup(Emitter &em, const Frame &f, uint32_t block, Reg dst)
 	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
 	emit_verdict(em, layout::ret_drop);
 	found.bind();
+	if (f.plan.offload && block)
+		em.emit(alu64_imm(BPF_ADD, R0,
+				  static_cast<int32_t>(block) * maps::offload_block_bytes));
 	if (dst != R0)
 		em.emit(mov64(dst, R0));
 }
@@ -70,9 +74,16 @@ void emit_use_block(Emitter &em, Frame &f, uint32_t rule)
 
 // packets += count_inc, bytes += tot_len in the rule's per-CPU slot; `base` holds its
 // block. Both are 0 for a packet judged but not counted (see xdp.cpp).
-void emit_add(Emitter &em, Reg base, uint32_t rule)
+void emit_add(Emitter &em, Reg base, uint32_t rule, bool offload)
 {
 	const auto at = static_cast<int16_t>(sizeof(maps::CounterValue) * maps::counter_slot(rule));
+	if (offload) {
+		// One value for every thread of the NIC: atomic adds.
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::count_inc));
+		em.emit(atomic_add(BPF_DW, base, R1, at));
+		em.emit(atomic_add(BPF_DW, base, layout::len, static_cast<int16_t>(at + 8)));
+		return;
+	}
 	em.emit(ldx(BPF_DW, R1, base, at));
 	em.emit(ldx(BPF_W, R2, layout::pkt, layout::pkt_off::count_inc));
 	em.emit(alu64_reg(BPF_ADD, R1, R2));
@@ -85,12 +96,12 @@ void emit_add(Emitter &em, Reg base, uint32_t rule)
 void emit_count(Emitter &em, const Frame &f, uint32_t rule)
 {
 	if (maps::counter_block(rule) == f.block) {
-		emit_add(em, layout::counters, rule);
+		emit_add(em, layout::counters, rule, f.plan.offload);
 		return;
 	}
 	// A rule outside this run's block (the policy, counted on RETURN): a lookup of its own.
 	emit_block_lookup(em, f, maps::counter_block(rule), R0);
-	emit_add(em, R0, rule);
+	emit_add(em, R0, rule, f.plan.offload);
 }
 
 // RETURN with an empty jump stack: the hook's policy rule, counted, decides.

@@ -4,6 +4,7 @@
 
 #include <linux/bpf.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -136,6 +137,13 @@ struct Options {
 		bool operator==(const RecentRef &) const = default;
 	};
 	std::vector<RecentRef> recent = {};
+	// The offload flavor of Xdp (Documentation/supported.md, "XDP offload"): INPUT
+	// alone, for a NIC that runs the program itself (loaded with prog_ifindex). What
+	// such a device takes: the parsed packet on the stack, the Counters map a plain
+	// array bound to the device (Program::offload) counted into atomically, no other
+	// map and no helper but bpf_map_lookup_elem. check_offload() says which tables fit.
+	bool offload = false;
+	std::array<uint8_t, 16> offload_ifname{}; // the device's name, for -i
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function
@@ -157,6 +165,7 @@ struct Program {
 	uint32_t num_counters = 0; // entries of the Counters map: one per rule of the table
 	Options::Tests tests = Options::Tests::Branch; // how rules test: Branch or Accumulate
 	Flavor flavor = Flavor::Xdp;
+	bool offload = false; // Options::offload: its Counters map is maps::offload_counters_*
 };
 
 // Can every flavor run this table with its meaning kept? EOPNOTSUPP and the reason if not
@@ -170,5 +179,12 @@ bool needs_skb_mark(const ir::Table &table, bool sets_only = false);
 
 // The program of one flavor for the table.
 Result<Program> compile(const ir::Table &table, const Options &options);
+
+// Can the offload flavor (Options::offload) judge this table's INPUT as netfilter does?
+// EOPNOTSUPP naming the first rule that INPUT reaches and a NIC cannot run, and why:
+// connection tracking, -m limit, -m addrtype, --tcp-option, -j LOG, -j REJECT, more
+// rules than max_offload_rules.
+Status check_offload(const ir::Table &table);
+inline constexpr uint32_t max_offload_rules = 8192;
 
 } // namespace bpfilter::codegen

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <map>
 #include <memory>
 
@@ -365,19 +366,24 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::l4len)));
 	em.emit(ldx(BPF_B, R1, R2, 9));
 	em.emit(stx(BPF_W, layout::pkt, R1, (off::proto)));
-	em.emit(ldx(BPF_B, R1, R2, 8));
-	em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
-	em.emit(ldx(BPF_B, R1, R2, 1));
-	em.emit(stx(BPF_W, layout::pkt, R1, (off::tos)));
-	em.emit(stx(BPF_W, layout::pkt, totlen, (off::ip_len)));
+	if (!opts.offload) { // FORWARD's, LOG's and the header matches', past the offload
+			     // flavor's packet (layout::offload_pkt_size)
+		em.emit(ldx(BPF_B, R1, R2, 8));
+		em.emit(stx(BPF_W, layout::pkt, R1, (off::ttl)));
+		em.emit(ldx(BPF_B, R1, R2, 1));
+		em.emit(stx(BPF_W, layout::pkt, R1, (off::tos)));
+		em.emit(stx(BPF_W, layout::pkt, totlen, (off::ip_len)));
+		em.emit(st(BPF_W, layout::pkt, off::l4w0, 0));
+		em.emit(st(BPF_W, layout::pkt, off::l4w4, 0));
+	}
 	for (int16_t f : {off::sport, off::dport, off::tcp_flags, off::icmp_type, off::icmp_code,
-			  off::opt_hotdrop, off::tcp_doff, off::l4w0, off::l4w4})
+			  off::opt_hotdrop, off::tcp_doff})
 		em.emit(st(BPF_W, layout::pkt, (f), 0));
 	// The name a hook has no device for is the all-zero one (tc set its own already).
 	for (int16_t k = 0; k < 2; k++) {
 		if (!cx.tc() || cx.egress())
 			em.emit(st(BPF_DW, layout::pkt, (off::ifname + 8 * k), 0));
-		if (!cx.egress())
+		if (!cx.egress() && !opts.offload)
 			em.emit(st(BPF_DW, layout::pkt, (off::out_ifname + 8 * k), 0));
 	}
 
@@ -410,7 +416,8 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 
 // Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
 // them; the matchers check l4len before they trust a field. In: R3 = data_end.
-void emit_parse_l4(Emitter &em, bool hashlimit)
+// header_fields: also l4w0 and l4w4 (not in the offload flavor's packet).
+void emit_parse_l4(Emitter &em, bool hashlimit, bool header_fields = true)
 {
 	Label done(em);
 	if (hashlimit) {
@@ -438,18 +445,24 @@ void emit_parse_l4(Emitter &em, bool hashlimit)
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_type)));
 	em.emit(ldx(BPF_B, R5, ihl, 1));
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::icmp_code)));
-	em.emit(ldx(BPF_W, R5, ihl, 0));
-	em.emit(be(R5, 32));
-	em.emit(stx(BPF_W, layout::pkt, R5, (off::l4w0)));
+	if (header_fields) {
+		em.emit(ldx(BPF_W, R5, ihl, 0));
+		em.emit(be(R5, 32));
+		em.emit(stx(BPF_W, layout::pkt, R5, (off::l4w0)));
+	}
 
 	// Bytes 4-7 (-m ah's SPI).
+	Label no_l4w4(em);
 	em.jump(jmp_imm(BPF_JLT, R4, 8), done);
+	if (!header_fields)
+		em.jump(ja(), no_l4w4);
 	em.emit(mov64(R5, ihl));
 	em.emit(alu64_imm(BPF_ADD, R5, 8));
 	em.jump(jmp_reg(BPF_JGT, R5, R3), done);
 	em.emit(ldx(BPF_W, R5, ihl, 4));
 	em.emit(be(R5, 32));
 	em.emit(stx(BPF_W, layout::pkt, R5, (off::l4w4)));
+	no_l4w4.bind();
 
 	em.jump(jmp_imm(BPF_JLT, R4, 20), done);
 	em.emit(mov64(R5, ihl));
@@ -1178,6 +1191,57 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 	em.jump(ja(), input);
 }
 
+// The offload flavor's prologue: the parsed packet on the stack, INPUT for every IPv4 packet
+// the device receives (it forwards nothing), judged whole or by its first fragment. A NIC
+// has no reassembly queue: a first fragment is judged on its headers and not counted (a DROP
+// keeps the datagram from ever being whole), later ones pass. Sources input routing refuses
+// whatever the routes (loopback, multicast, limited broadcast, 0.0.0.0) and 127/8
+// destinations are judged and not counted, as on the host; the host's own addresses as
+// sources are counted (the NIC does not know them). To `first` with R6 = ctx.
+void emit_offload_prologue(Emitter &em, const Ctx &cx, const Options &opts, Label &pass,
+			   Label &first)
+{
+	em.emit(mov64(ctx, R1));
+	em.emit(mov64(layout::pkt, R10));
+	em.emit(alu64_imm(BPF_ADD, layout::pkt, layout::offload_pkt));
+	for (int16_t at = 0; at < layout::offload_pkt_size; at += 8)
+		em.emit(st(BPF_DW, layout::pkt, at, 0));
+	Options parse = opts;
+	parse.local_only = false; // no route lookup to prepare (and its stack is the packet's)
+	emit_parse_ip(em, cx, parse, false, pass);
+	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
+	em.jump(jmp32_imm(BPF_JNE, R5, 0), pass); // a later fragment
+	emit_parse_l4(em, false, false);
+	Label dry(em), counted(em);
+	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R5, 0x2000)); // MF: the first of several
+	em.jump(jmp32_imm(BPF_JNE, R5, 0), dry);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::saddr_h));
+	em.emit(mov64(R2, R1));
+	em.emit(alu32_imm(BPF_RSH, R2, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 127), dry);
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), dry);
+	em.jump(jmp32_imm(BPF_JEQ, R1, -1), dry); // 255.255.255.255
+	em.emit(alu32_imm(BPF_RSH, R2, 4));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0xe), dry); // 224/4
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::daddr_h));
+	em.emit(alu32_imm(BPF_RSH, R1, 24));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 127), dry);
+	em.jump(ja(), counted);
+	dry.bind();
+	em.emit(st(BPF_W, layout::pkt, off::count_inc, 0));
+	em.emit(st(BPF_W, layout::pkt, off::tot_len, 0));
+	counted.bind();
+	// -i: the program is the device's own, its name a constant.
+	for (int16_t k = 0; k < 16; k += 4) {
+		int32_t word = 0;
+		std::memcpy(&word, opts.offload_ifname.data() + k, 4);
+		em.emit(st(BPF_W, layout::pkt, static_cast<int16_t>(off::ifname + k), word));
+	}
+	em.jump(ja(), first);
+}
+
 // To `reject` when R0 is a REJECT verdict (layout::ret_reject + with).
 void emit_if_reject(Emitter &em, Label &reject)
 {
@@ -1271,8 +1335,13 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	if (!table.hashlimits.empty() && options.hz == 0)
 		return make_error(EOPNOTSUPP, "codegen: -m hashlimit needs the kernel's HZ, "
 					      "which is unknown");
+	if (options.offload && options.flavor != Flavor::Xdp)
+		return make_error(EINVAL, "codegen: only XDP programs are offloaded");
+	if (options.offload)
+		BF_TRY(check_offload(table));
 	const Ctx cx = context(options.flavor);
-	const bool replies = table_rejects(table);
+	// Offloaded, INPUT replies to nothing (check_offload()); OUTPUT's REJECT is the host's.
+	const bool replies = table_rejects(table) && !options.offload;
 
 	Emitter em;
 	{
@@ -1286,6 +1355,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		// to the stack, whatever the prologue finds.
 		const bool marks = options.flavor == Flavor::TcIngress && replies;
 		Label pass_unmarked(em), marked(em);
+		if (options.offload) {
+			emit_offload_prologue(em, cx, options, pass, first);
+			goto prologue_done;
+		}
 		emit_scratch(em, marks ? pass_unmarked : pass);
 		if (!cx.tc())
 			em.emit(st(BPF_W, layout::pkt, off::mark, 0)); // no skb, no mark
@@ -1363,6 +1436,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));
 			}
 		}
+	prologue_done:
 		pass.bind();
 		if (marks) {
 			Label shot(em);
@@ -1460,6 +1534,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				 : plan->first_branch ? Options::Tests::FirstBranch
 						      : Options::Tests::Accumulate;
 		program->flavor = options.flavor;
+		program->offload = options.offload;
 	}
 	return program;
 }

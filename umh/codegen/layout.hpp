@@ -227,6 +227,14 @@ inline constexpr int16_t main_reply_eth = main_reply + 10;
 inline constexpr int16_t main_reply_ip = main_reply + 24;
 inline constexpr int16_t main_reply_l4 = main_reply + 44;
 
+// The offload flavor's parsed packet: on the main frame's stack (a NIC has no per-CPU
+// map), pkt_off's fields below offload_pkt_size, just under main_key. Fields past it
+// (the output device, reassembly, LOG, REJECT, connection tracking) are never read by
+// what check_offload() lets through.
+inline constexpr int16_t offload_pkt_size = 128;
+inline constexpr int16_t offload_pkt = main_key - offload_pkt_size;
+static_assert(pkt_off::opt_buf + 48 <= offload_pkt_size);
+
 static_assert(sizeof(struct bpf_fib_lookup) == 64);
 
 } // namespace bpfilter::codegen::layout

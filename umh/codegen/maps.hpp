@@ -313,6 +313,18 @@ inline constexpr uint32_t recent_max_lists = 1024;
 inline constexpr uint32_t recent_max_entries = 100 * recent_max_lists;
 static_assert(sizeof(RecentKey) == 8 && sizeof(RecentEntry) == 16 + 8 * 256 &&
 	      sizeof(RecentHead) == 16);
+// Counters of the offload flavor (codegen::Options::offload): a device's program counts in
+// a BPF_MAP_TYPE_ARRAY bound to the device (map_ifindex), since a NIC has no per-CPU maps:
+// one entry (key 0) of CounterValue per rule, in blocks of counters_per_block as the
+// host's (the program adds block * offload_block_bytes to the value's address), each
+// added to with BPF_ATOMIC adds.
+inline constexpr uint32_t offload_counters_type = BPF_MAP_TYPE_ARRAY;
+inline constexpr int32_t offload_block_bytes =
+	static_cast<int32_t>(sizeof(CounterValue) * counters_per_block);
+inline constexpr uint32_t offload_counters_bytes(uint32_t n)
+{
+	return static_cast<uint32_t>(sizeof(CounterValue)) * (n ? n : 1);
+}
 
 static_assert(sizeof(LogSnap) == 192);
 static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);

@@ -297,6 +297,10 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	plan.recent = options.recent;
 	for (size_t k = plan.recent.size(); k < t.recent_lists.size(); k++)
 		plan.recent.push_back({static_cast<uint32_t>(k), t.recent_lists[k].nstamps_mask});
+	plan.offload = options.offload;
+	// The offload flavor judges INPUT alone, every packet the device receives (its
+	// device forwards nothing: BpfDataplane::offload_refusal()).
+	const bool local_only = options.local_only && !options.offload;
 	const ir::Hook main_hook =
 		options.flavor == Flavor::TcEgress ? ir::Hook::LocalOut : ir::Hook::LocalIn;
 	for (unsigned h = 0; h < ir::num_hooks; h++) {
@@ -310,10 +314,10 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		if (!run)
 			return run.error();
 		// Without local_only a program judges everything by its first chain.
-		if (served && (options.local_only || plan.hooks.empty()))
+		if (served && (local_only || plan.hooks.empty()))
 			plan.hooks.push_back(*run);
 	}
-	if (!options.local_only || plan.hooks.size() == 1)
+	if (!local_only || plan.hooks.size() == 1)
 		plan.hookset = hook_bit(plan.hooks.front().hook);
 
 	for (uint32_t i = 0; i < n; i++) {
@@ -333,6 +337,9 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");
 	}
 
+	// Offloaded, INPUT reads no connection state (check_offload() refuses what does).
+	if (options.offload)
+		plan.uses_conntrack = false;
 	// Any such rule in the table: conntrack is on in the namespace (xt_conntrack's
 	// checkentry takes it), so every hook sees what it defragments.
 	if (plan.uses_conntrack)
@@ -422,7 +429,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		// Long built-in chains with little else: cut them into chunks the verifier takes
 		// with a jump per test. Every chunk may call every user chain, so each gets what
 		// the user chains leave of the budget.
-		if (plan.accumulate && user_tests <= max_branch_tests / 4 &&
+		// (Not offloaded: a chunk is a global function, which takes no stack pointer.)
+		if (plan.accumulate && !options.offload && user_tests <= max_branch_tests / 4 &&
 		    cut_runs(t, plan, run_tests, max_branch_tests - user_tests, false))
 			plan.accumulate = plan.first_branch = false;
 		break;
@@ -465,8 +473,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	plan.frames = 0;
 	// With connection tracking the main program confirms our own entries after the
 	// verdict, and a REJECT's reply is built there: every hook's run returns to it.
-	plan.inline_first =
-		options.flavor == Flavor::Xdp && !plan.uses_conntrack && !table_rejects(t);
+	plan.inline_first = options.flavor == Flavor::Xdp &&
+			    (options.offload || (!plan.uses_conntrack && !table_rejects(t)));
 	for (size_t k = 0; k < plan.hooks.size(); k++)
 		plan.frames = std::max(plan.frames, frames(frames, plan.hooks[k].entry) +
 							    (plan.hook_is_fn(k) ? 1u : 0u));
@@ -533,6 +541,86 @@ Status check(const ir::Table &table)
 		if (!plan)
 			return plan.error();
 	}
+	return {};
+}
+
+// What a NIC cannot run, of what INPUT reaches: the kernel's functions and maps of the host
+// (conntrack's kfuncs, jiffies, LPM tries, the ring buffer, helpers that load bytes or
+// build replies), all refused here so that check_offload() names the rule.
+Status check_offload(const ir::Table &t)
+{
+	if (t.rules.size() > max_offload_rules)
+		return make_error(EOPNOTSUPP, "offload: the table has " +
+						      std::to_string(t.rules.size()) +
+						      " rules, more than the " +
+						      std::to_string(max_offload_rules) +
+						      " an offloaded program counts");
+	Options o;
+	o.offload = true;
+	auto plan = make_plan(t, o);
+	if (!plan)
+		return plan.error();
+	const HookSet hooks = plan->hookset;
+	std::set<uint32_t> starts = reachable_targets(t, plan->hooks.front().entry, hooks);
+	starts.insert(plan->hooks.front().entry);
+	for (uint32_t start : starts)
+		for (uint32_t i = start; i < t.rules.size(); i++) {
+			const ir::Rule &r = t.rules[i];
+			if (fold_ip(r.ip, hooks) == Fold::Never) {
+				if (ends_run(t, i, hooks))
+					break;
+				continue;
+			}
+			const char *why = nullptr;
+			for (const ir::Match &m : r.matches) {
+				if (std::holds_alternative<ir::ConntrackMatch>(m))
+					why = "-m state/conntrack reads the host's connection "
+					      "table (kernel functions a NIC cannot call)";
+				else if (std::holds_alternative<ir::LimitMatch>(m))
+					why = "-m limit reads the host's jiffies";
+				else if (std::holds_alternative<ir::AddrtypeMatch>(m))
+					why = "-m addrtype looks routes up in an LPM trie of the "
+					      "host (a device takes array and hash maps only)";
+				else if (auto *tcp = std::get_if<ir::TcpMatch>(&m);
+					 tcp && tcp->option)
+					why = "--tcp-option copies the options out with "
+					      "bpf_xdp_load_bytes(), a helper of the host";
+				else if (std::holds_alternative<ir::HashlimitMatch>(m) ||
+					 std::holds_alternative<ir::RecentMatch>(m))
+					why = "-m hashlimit and -m recent keep their state in the "
+					      "host's maps and read its jiffies";
+				else if (std::holds_alternative<ir::MarkMatch>(m) ||
+					 std::holds_alternative<ir::ConnmarkMatch>(m))
+					why = "-m mark and -m connmark read the skb's or the "
+					      "connection's mark, which a NIC never sees";
+				else if (std::holds_alternative<ir::PkttypeMatch>(m) ||
+					 std::holds_alternative<ir::MacMatch>(m))
+					why = "-m pkttype and -m mac read the device's address "
+					      "from the host's Devices map";
+				else if (!std::holds_alternative<ir::TcpMatch>(m) &&
+					 !std::holds_alternative<ir::UdpMatch>(m) &&
+					 !std::holds_alternative<ir::IcmpMatch>(m) &&
+					 !std::holds_alternative<ir::MultiportMatch>(m) &&
+					 !std::holds_alternative<ir::IprangeMatch>(m))
+					why = "the header matches read fields past the offload "
+					      "flavor's packet on the stack (layout::offload_pkt_size)";
+				if (why)
+					break;
+			}
+			if (!why && r.target.kind == Kind::Mark)
+				why = "-j MARK sets the skb's mark, which does not exist on the NIC";
+			if (!why && r.target.kind == Kind::Log)
+				why = "-j LOG writes to the host's ring buffer";
+			if (!why && r.target.kind == Kind::Reject)
+				why = "-j REJECT builds and routes a reply (the FIB, the host's "
+				      "stack)";
+			if (why)
+				return make_error(EOPNOTSUPP,
+						  "offload: " + at(t, i) +
+							  " cannot run on the NIC: " + why);
+			if (ends_run(t, i, hooks))
+				break;
+		}
 	return {};
 }
 

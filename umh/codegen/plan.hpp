@@ -76,6 +76,7 @@ struct Plan {
 	// Hook k's run is a function of its own (a BPF jump reaches 32767 instructions, and
 	// another hook's run may be longer): all hooks at tc, all but the first at XDP.
 	bool inline_first = true;
+	bool offload = false; // Options::offload: counters in a plain array, added atomically
 	bool hook_is_fn(size_t k) const { return k > 0 || !inline_first; }
 	SubprogId hook_fn_id(size_t k) const
 	{

@@ -271,6 +271,11 @@ BpfDataplane::role_of(const rtnl::Link &link, bool skb_marks,
 		   (link.type == ARPHRD_LOOPBACK ||
 		    (link.type == ARPHRD_ETHER && (link.kind.empty() || link.kind == "veth") &&
 		     !has_upper && !upper_xdp_.count(link.ifindex)));
+	// XDP where it keeps its meaning and is fast: NICs, veth and loopback as leaves.
+	role.xdp = link.type == ARPHRD_LOOPBACK ||
+		   (link.type == ARPHRD_ETHER &&
+		    (link.kind.empty() || link.kind == "veth" || link.kind == "netdevsim") &&
+		    !has_upper && !upper_xdp_.count(link.ifindex));
 	role.tc_in = !role.xdp;
 	return std::optional<Role>{role};
 }
@@ -546,24 +551,7 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link)
 {
 	const auto k = static_cast<size_t>(flavor);
-	// Loopback has no driver to offload to: it runs the shared program in generic mode.
-	if (flavor == codegen::Flavor::Xdp && options_.mode == XdpMode::Offload &&
-	    link.type != ARPHRD_LOOPBACK) {
-		auto it = gen.offloaded.find(link.ifindex);
-		if (it == gen.offloaded.end()) {
-			LoadOptions lo = load_options(gen);
-			lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
-			lo.conntrack = conntrack_.get();
-			auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
-			if (!p)
-				return make_error(p.error().errnum,
-						  "offloading to " + name_of(link.name) +
-							  " failed (the device cannot run it): " +
-							  p.error().message);
-			it = gen.offloaded.emplace(link.ifindex, std::move(*p)).first;
-		}
-		return it->second.fd();
-	}
+	(void)link;
 	if (gen.prog[k])
 		return gen.prog[k]->fd();
 	// A faster form the kernel refuses has a second chance: no need to ask why.
@@ -591,12 +579,112 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	return gen.prog[k]->fd();
 }
 
+namespace
+{
+
+// net.ipv4.conf.DEV.forwarding: does the device route what it receives? Unreadable: yes.
+bool forwards(const rtnl::Link &link)
+{
+	const std::string path = "/proc/sys/net/ipv4/conf/" + name_of(link.name) + "/forwarding";
+	FILE *f = std::fopen(path.c_str(), "re");
+	if (!f)
+		return true;
+	int v = 1;
+	if (std::fscanf(f, "%d", &v) != 1)
+		v = 1;
+	std::fclose(f);
+	return v != 0;
+}
+
+} // namespace
+
+Result<bool> BpfDataplane::offloads(const rtnl::Link &link, Generation &gen)
+{
+	if (link.type == ARPHRD_LOOPBACK || options_.mode == XdpMode::Native ||
+	    options_.mode == XdpMode::Generic)
+		return false;
+	const std::string name = name_of(link.name);
+	auto it = offload_capable_.find(link.ifindex);
+	if (it == offload_capable_.end())
+		it = offload_capable_.emplace(link.ifindex, offload_capable(link.ifindex)).first;
+	if (!it->second) {
+		if (options_.mode == XdpMode::Offload)
+			return make_error(EOPNOTSUPP,
+					  "offloading to " + name +
+						  " failed: the device does not run BPF programs "
+						  "itself (it allocates no map bound to it)");
+		return false;
+	}
+	std::string why;
+	if (!gen.offloadable)
+		why = gen.offloadable.error().message;
+	else if (forwards(link))
+		why = "offload: " + name + " forwards (net.ipv4.conf." + name +
+		      ".forwarding is on): telling routed packets from this host's needs the "
+		      "FIB, which a NIC does not have";
+	if (why.empty())
+		return true;
+	if (options_.mode == XdpMode::Offload)
+		return make_error(EOPNOTSUPP, why);
+	if (gen.told.insert(link.ifindex).second)
+		log::info(name +
+			  " can run XDP programs itself, and gets the native program: " + why);
+	return false;
+}
+
+Result<int> BpfDataplane::offload_fd(Generation &gen, const rtnl::Link &link)
+{
+	if (auto it = gen.offloaded.find(link.ifindex); it != gen.offloaded.end())
+		return it->second.fd();
+	const auto t0 = clock::now();
+	codegen::Options o = codegen_options(codegen::Flavor::Xdp, options_.tests, gen.replies);
+	o.offload = true;
+	o.offload_ifname = link.name;
+	auto code = codegen::compile(gen.table, o);
+	if (!code)
+		return code.error();
+	LoadOptions lo; // its own Counters map, bound to the device as the program is
+	lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
+	auto p = load_program(*code, -1, -1, lo);
+	if (!p)
+		return make_error(p.error().errnum, "offloading to " + name_of(link.name) +
+							    " failed (the device cannot run it): " +
+							    p.error().message);
+	log::info("offloaded the table's INPUT to " + name_of(link.name) + ": " +
+		  std::to_string(code->insns.size()) + " instructions, " +
+		  std::to_string(code->insns.size() * sizeof(bpf_insn)) +
+		  " bytes, verified and translated by the device in " +
+		  ms_between(t0, clock::now()));
+	return gen.offloaded.emplace(link.ifindex, std::move(*p)).first->second.fd();
+}
+
 Result<BpfDataplane::Attached> BpfDataplane::attach_xdp(const rtnl::Link &link, int fd,
-							const Attached &old, bool &upper_has_xdp)
+							const Attached &old, bool &upper_has_xdp,
+							bool hw)
 {
 	const std::string name = name_of(link.name);
 	upper_has_xdp = false;
 	(void)take_kernel_message(); // only this attach's word counts
+	if (old.xdp_fd >= 0 && (old.xdp_mode == XDP_FLAGS_HW_MODE) != hw) {
+		// Offloaded to native or back: the two modes coexist on a device, so the new
+		// one goes on before the old one comes off (both judge for that moment).
+		Attached cleared = old;
+		cleared.xdp_fd = -1;
+		cleared.xdp_mode = 0;
+		auto a = attach_xdp(link, fd, cleared, upper_has_xdp, hw);
+		if (!a)
+			return a.error();
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old.xdp_fd);
+		int err = bpf_xdp_detach(link.ifindex, old.xdp_mode, &opts);
+		if (err && err != -ENODEV) {
+			LIBBPF_OPTS(bpf_xdp_attach_opts, back, .old_prog_fd = fd);
+			(void)bpf_xdp_detach(link.ifindex, a->xdp_mode, &back);
+			return make_error(-err, "detaching " +
+							std::string(mode_name(old.xdp_mode)) +
+							" XDP from " + name + ": " + errstr(err));
+		}
+		return a;
+	}
 	if (old.xdp_fd >= 0) {
 		// Atomic on this device: the kernel swaps the program only if the one
 		// attached is still the old one.
@@ -626,7 +714,7 @@ Result<BpfDataplane::Attached> BpfDataplane::attach_xdp(const rtnl::Link &link, 
 		modes = {XDP_FLAGS_DRV_MODE};
 	else if (options_.mode == XdpMode::Generic)
 		modes = {XDP_FLAGS_SKB_MODE};
-	else if (options_.mode == XdpMode::Offload)
+	else if (hw)
 		modes = {XDP_FLAGS_HW_MODE};
 	else
 		modes = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
@@ -720,15 +808,28 @@ Status BpfDataplane::attach_device(const rtnl::Link &link, Role role, Generation
 	// Attach before detaching: a device that changes hooks is never unfiltered.
 	BF_TRY(tc(TcDir::Egress, role.tc_out, state.tc_out_fd));
 	if (role.xdp) {
-		auto fd = prog_fd(gen, Flavor::Xdp, link);
+		auto hw = offloads(link, gen);
+		if (!hw)
+			return hw.error();
+		Result<int> fd = make_error(EINVAL, "");
+		if (*hw) {
+			fd = offload_fd(gen, link);
+			if (!fd && options_.mode == XdpMode::Auto) {
+				log::info(name + " gets the native program: " + fd.error().message);
+				*hw = false;
+			}
+		}
+		if (!*hw)
+			fd = prog_fd(gen, Flavor::Xdp, link);
 		if (!fd)
 			return fd.error();
 		uint32_t id = 0;
 		bool upper_has_xdp = false;
-		auto a = state.xdp_fd == *fd && !bpf_xdp_query_id(link.ifindex, 0, &id) &&
+		const uint32_t want_mode = *hw ? XDP_FLAGS_HW_MODE : 0;
+		auto a = state.xdp_fd == *fd && !bpf_xdp_query_id(link.ifindex, want_mode, &id) &&
 					 id == prog_id(*fd)
 				 ? Result<Attached>(state)
-				 : attach_xdp(link, *fd, state, upper_has_xdp);
+				 : attach_xdp(link, *fd, state, upper_has_xdp, *hw);
 		if (!a && upper_has_xdp) {
 			log::info(name + ": an upper device runs XDP, so the kernel keeps XDP off "
 					 "this one; filtering it at tc ingress");
@@ -782,7 +883,15 @@ void BpfDataplane::roll_back(const std::vector<Change> &changes)
 		const Change &c = *it;
 		int err = 0;
 		if (c.flavor == codegen::Flavor::Xdp) {
-			if (c.new_fd >= 0) {
+			if (c.new_fd >= 0 && c.old_fd >= 0 && c.old_mode != c.new_mode) {
+				// Between offloaded and native: the modes are two slots.
+				LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = c.new_fd);
+				err = bpf_xdp_attach(c.ifindex, c.old_fd,
+						     c.old_mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+						     nullptr);
+				if (!err || err == -EEXIST || err == -EBUSY)
+					err = bpf_xdp_detach(c.ifindex, c.new_mode, &opts);
+			} else if (c.new_fd >= 0) {
 				LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = c.new_fd);
 				err = c.old_fd >= 0 ? bpf_xdp_attach(c.ifindex, c.old_fd,
 								     c.old_mode, &opts)
@@ -850,6 +959,8 @@ Status BpfDataplane::check(const ir::Table &table) const
 		if (!hz)
 			return make_error(EOPNOTSUPP, "-m recent: " + hz.error().message);
 	}
+	if (options_.mode == XdpMode::Offload)
+		BF_TRY(codegen::check_offload(table));
 	if (table.limit_slots) {
 		if (options_.mode == XdpMode::Offload)
 			return make_error(EOPNOTSUPP, "-m limit cannot run offloaded to a NIC (it "
@@ -1042,6 +1153,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
 	const auto t_start = clock::now();
 	auto gen = std::make_unique<Generation>();
 	gen->table = table;
+	gen->offloadable = codegen::check_offload(table);
 	gen->replies = read_reply_sysctls();
 	gen->skb_marks = codegen::needs_skb_mark(table);
 	if (codegen::table_rejects(table) && icmp_global_.get() < 0) {
@@ -1267,12 +1379,15 @@ Result<std::vector<ir::Counter>> BpfDataplane::Generation::read_counters() const
 		}
 		return {};
 	};
-	// Every shared program counts in the same map: read it through one of them.
-	for (const auto &p : prog)
-		if (p) {
-			BF_TRY(add(*p));
-			break;
-		}
+	// Every shared program counts in the same map (with the base).
+	auto shared = read_counters_map(counters.get(), static_cast<uint32_t>(sum.size()));
+	if (!shared)
+		return shared.error();
+	for (size_t i = 0; i < sum.size() && i < shared->size(); i++) {
+		sum[i].packets += (*shared)[i].packets;
+		sum[i].bytes += (*shared)[i].bytes;
+	}
+	// Each offloaded program in its device's.
 	for (const auto &[ifindex, p] : offloaded)
 		BF_TRY(add(p));
 	return sum;
@@ -1396,6 +1511,7 @@ Status BpfDataplane::process_events(int fd)
 			links = routes = true;
 			break;
 		case rtnl::Event::Kind::LinkDel:
+			offload_capable_.erase(ev.link.ifindex);
 			// The kernel dropped the device's programs with the device (or they left
 			// with it for another namespace, whose bpfilter replaces them).
 			attached_.erase(ev.link.ifindex);

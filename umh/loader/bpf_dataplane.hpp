@@ -140,6 +140,8 @@ private:
 		std::array<codegen::Program, 3> code;
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
+		Status offloadable; // codegen::check_offload(table)
+		std::set<int> told; // devices whose offload refusal was logged
 		Result<std::vector<ir::Counter>> read_counters() const;
 	};
 	// One change to a device's attachments, and what it replaced: for rolling back.
@@ -161,10 +163,14 @@ private:
 	Status adopt(const std::vector<rtnl::Link> &links);
 	LoadOptions load_options(const Generation &gen) const;
 	Result<int> prog_fd(Generation &gen, codegen::Flavor flavor, const rtnl::Link &link);
+	Result<int> offload_fd(Generation &gen, const rtnl::Link &link);
+	// Does the device get the offloaded program? With --xdp-mode offload, an error when
+	// it cannot; with auto, false and a log line saying why where the device could.
+	Result<bool> offloads(const rtnl::Link &link, Generation &gen);
 	Status attach_device(const rtnl::Link &link, Role role, Generation &gen, Attached &state,
 			     std::vector<Change> &changes);
 	Result<Attached> attach_xdp(const rtnl::Link &link, int fd, const Attached &old,
-				    bool &upper_has_xdp);
+				    bool &upper_has_xdp, bool hw);
 	Status attach_links(const std::vector<rtnl::Link> &links, Generation &gen,
 			    std::map<int, Attached> &next, std::vector<Change> &changes);
 	void roll_back(const std::vector<Change> &changes);
@@ -223,6 +229,7 @@ private:
 	};
 	std::map<std::string, Htable> htables_;
 	mutable uint32_t hz_ = 0;
+	std::map<int, bool> offload_capable_; // by ifindex, probed once
 };
 
 } // namespace bpfilter::loader

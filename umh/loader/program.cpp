@@ -318,15 +318,23 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		if (dup < 0)
 			return sys_error(errno, "loader: sharing the counters map");
 		counters = Fd(dup);
+	} else if (program.offload) {
+		counters = create_offload_counters_map(program.num_counters, options.prog_ifindex);
 	} else {
 		counters = create_counters_map(program.num_counters, options.prog_ifindex);
 	}
 	if (!counters)
 		return counters.error();
-	auto scratch = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
-				  codegen::layout::pkt_off::size, 1, 0, options.prog_ifindex);
-	if (!scratch)
-		return scratch.error();
+	Fd scratch;
+	if (std::any_of(
+		    program.map_refs.begin(), program.map_refs.end(),
+		    [](const codegen::MapRef &r) { return r.slot == codegen::MapSlot::Scratch; })) {
+		auto m = create_map(maps::scratch_type, "bpfilter_pkt", sizeof(uint32_t),
+				    codegen::layout::pkt_off::size, 1, 0, options.prog_ifindex);
+		if (!m)
+			return m.error();
+		scratch = std::move(*m);
+	}
 
 	// Only programs that use it get one: an LRU hash takes its memory up front.
 	Fd frags;
@@ -374,7 +382,7 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			fd = local_addrs_fd;
 			break;
 		case codegen::MapSlot::Scratch:
-			fd = scratch->get();
+			fd = scratch.get();
 			break;
 		case codegen::MapSlot::Frags:
 			fd = frags.get();
@@ -487,12 +495,46 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		}
 	}
 	// The program holds its own references to the maps: the scratch map's fd can go.
-	return LoadedProgram(Fd(fd), std::move(*counters), program.num_counters);
+	return LoadedProgram(Fd(fd), std::move(*counters), program.num_counters, program.offload);
 }
 
 Result<std::vector<ir::Counter>> LoadedProgram::counters() const
 {
+	if (offload_)
+		return read_offload_counters(counters_.get(), num_counters_);
 	return read_counters_map(counters_.get(), num_counters_);
+}
+
+Result<Fd> create_offload_counters_map(uint32_t num_counters, uint32_t ifindex)
+{
+	return create_map(maps::offload_counters_type, counters_map_name, sizeof(uint32_t),
+			  maps::offload_counters_bytes(num_counters), 1, 0, ifindex);
+}
+
+Result<std::vector<ir::Counter>> read_offload_counters(int counters_fd, uint32_t num_counters)
+{
+	std::vector<maps::CounterValue> values(maps::offload_counters_bytes(num_counters) /
+					       sizeof(maps::CounterValue));
+	const uint32_t key = 0;
+	if (bpf_map_lookup_elem(counters_fd, &key, values.data()) != 0)
+		return sys_error(errno, "loader: reading an offloaded program's counters");
+	std::vector<ir::Counter> out(num_counters);
+	for (size_t k = 0; k < num_counters; k++)
+		out[k] = {values[k].packets, values[k].bytes};
+	return out;
+}
+
+bool offload_capable(int ifindex)
+{
+	// The device's driver allocates offloaded maps only if it runs BPF programs itself
+	// (BPF_OFFLOAD_MAP_ALLOC, registered with bpf_offload_dev_netdev_register()).
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_ifindex = static_cast<uint32_t>(ifindex));
+	const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bpfilter_probe", sizeof(uint32_t),
+				      sizeof(uint64_t), 1, &opts);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 Result<LogMaps> create_log_maps()

@@ -57,15 +57,26 @@ public:
 private:
 	friend Result<LoadedProgram> load_program(const codegen::Program &, int, int,
 						  const LoadOptions &);
-	LoadedProgram(Fd prog, Fd counters, uint32_t n)
-	    : prog_(std::move(prog)), counters_(std::move(counters)), num_counters_(n)
+	LoadedProgram(Fd prog, Fd counters, uint32_t n, bool offload)
+	    : prog_(std::move(prog)), counters_(std::move(counters)), num_counters_(n),
+	      offload_(offload)
 	{
 	}
 
 	Fd prog_;
 	Fd counters_;
 	uint32_t num_counters_ = 0;
+	bool offload_ = false; // counters in maps::offload_counters_type's layout
 };
+
+// The offload flavor's Counters map (maps::offload_counters_type), bound to the device
+// `ifindex` (0: to none, for running the offload flavor's code on the host), and its
+// counts.
+Result<Fd> create_offload_counters_map(uint32_t num_counters, uint32_t ifindex);
+Result<std::vector<ir::Counter>> read_offload_counters(int counters_fd, uint32_t num_counters);
+
+// Does the device run BPF programs itself (it allocates a map bound to it)?
+bool offload_capable(int ifindex);
 
 // Create the Counters map (unless shared), patch every map reference and load the program
 // as its flavor's type (XDP, or SCHED_CLS for tc). devices_fd and local_addrs_fd may be
