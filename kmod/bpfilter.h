@@ -82,4 +82,11 @@ void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted); /* l
 void bpfilter_netns_replay(void);		/* locked */
 void bpfilter_netns_detach_all(void);		/* locked */
 
+/*
+ * params.c: the module parameters as the helper's options, at most
+ * BPFILTER_PARAMS_ARGC strings stored from argv (static, never freed).
+ */
+#define BPFILTER_PARAMS_ARGC 5
+int bpfilter_params_argv(char **argv);
+
 #endif /* _BPFILTER_KMOD_H */

@@ -340,7 +340,7 @@ struct umh_start {
 	struct bpfilter_chan *chan;
 	char path[32];
 	char chan_fd[12];
-	char *argv[5];
+	char *argv[5 + BPFILTER_PARAMS_ARGC];
 	char *envp[3];
 };
 
@@ -575,6 +575,7 @@ int bpfilter_umh_start(void)
 	s.argv[1] = "--channel";
 	s.argv[2] = s.chan_fd;
 	s.argv[3] = "--kmsg";
+	bpfilter_params_argv(&s.argv[4]);
 	s.envp[0] = "HOME=/";
 	s.envp[1] = "PATH=/sbin:/bin:/usr/sbin:/usr/bin";
 	info = call_usermodehelper_setup(s.path, s.argv, s.envp, GFP_KERNEL,

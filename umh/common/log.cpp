@@ -15,6 +15,7 @@ namespace
 struct State {
 	Sink sink = Sink::Stderr;
 	int kmsg_fd = -1;
+	int max_kern_level = 6; // info
 };
 
 State &state()
@@ -26,6 +27,8 @@ State &state()
 void emit(const char *level, int kern_level, std::string_view line)
 {
 	State &s = state();
+	if (kern_level > s.max_kern_level)
+		return;
 	std::string text;
 	if (s.sink == Sink::Kmsg && s.kmsg_fd >= 0) {
 		text = "<" + std::to_string(kern_level) + ">bpfilter: ";
@@ -49,6 +52,21 @@ void set_sink(Sink sink)
 	s.sink = sink;
 	if (sink == Sink::Kmsg && s.kmsg_fd < 0)
 		s.kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+}
+
+bool set_level(std::string_view name)
+{
+	int level = 0;
+	if (name == "error")
+		level = 3;
+	else if (name == "warning")
+		level = 4;
+	else if (name == "info")
+		level = 6;
+	else
+		return false;
+	state().max_kern_level = level;
+	return true;
 }
 
 void info(std::string_view line)
