@@ -58,7 +58,7 @@ $(BUILD)/tools/%: tests/tools/%.cpp $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS_BPF)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
 
 .PHONY: all clean check
 # Every test lane (lint, unit, host, difftest, upstream, guest), totalled: see scripts/check.
