@@ -118,9 +118,10 @@ check "the front door's units are installed, not enabled" sh -c \
 check "systemd-analyze verify: the units" in_root systemd-analyze verify \
 	/lib/systemd/system/bpfilter-frontdoor.service
 # A kernel installed later: its postinst.d hook (what Debian's kernel packages run) builds
-# the module for it. The same kernel stands for it here: its module is removed first.
+# the module for it. The same kernel stands for it here: its build is undone first (the
+# sources stay added, as for a kernel that never had one).
 later_kernel() {
-	in_root dkms remove bpfilter/0.1.0 -k "$KVER" >/dev/null &&
+	in_root dkms unbuild bpfilter/0.1.0 -k "$KVER" >/dev/null &&
 		[ ! -e "$new/lib/modules/$KVER/updates/dkms/bpfilter.ko" ] &&
 		in_root /etc/kernel/postinst.d/dkms "$KVER" &&
 		[ -f "$new/lib/modules/$KVER/updates/dkms/bpfilter.ko" ]
