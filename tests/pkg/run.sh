@@ -7,7 +7,7 @@
 # netfilter-persistent, the rule in force through the DKMS-built module); then purge the
 # packages and check nothing of them is left. Prints "N passed, N failed" last.
 #
-# Needs scripts/setup-deps (dkms, debhelper, dh-dkms, lintian, iptables-persistent) and the
+# Needs scripts/setup-deps (dkms, debhelper, dh-dkms, lintian; iptables-persistent's .debs) and the
 # guest initramfs (make guest-initramfs). The build reuses $BUILD's objects
 # (BPFILTER_BUILD, see debian/rules): a package built from a clean tree compiles them.
 set -u
@@ -90,19 +90,30 @@ mount --rbind /sys "$new/sys"
 mount --rbind /dev "$new/dev"
 mount -t tmpfs tmpfs "$new/run"
 mount -t tmpfs tmpfs "$new/tmp"
-in_root() { chroot "$new" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+# In a network namespace of its own: nothing run there may touch this machine's firewall.
+in_root() { unshare -n chroot "$new" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
 	DEBIAN_FRONTEND=noninteractive "$@"; }
 mkdir -p "$new/root/debs"
+# As in any chroot: maintainer scripts start no service (netfilter-persistent's would).
+printf '#!/bin/sh\nexit 101\n' >"$new/usr/sbin/policy-rc.d"
+chmod 0755 "$new/usr/sbin/policy-rc.d"
 cp "$out"/*.deb "$new/root/debs/"
 # man-db's index update takes longer than the rest of the install.
 echo 'man-db man-db/auto-update boolean false' | in_root debconf-set-selections
 host_alt=$(readlink /etc/alternatives/iptables)
 
+# iptables-persistent from scripts/setup-deps' cache: never installed on this machine, where
+# it would remove ufw. Told not to save the rules in force when it installs.
+persistent=/var/cache/bpfilter-deps
+cp "$persistent"/iptables-persistent_*.deb "$persistent"/netfilter-persistent_*.deb "$new/root/debs/" ||
+	echo "no iptables-persistent .debs in $persistent: run scripts/setup-deps"
+printf '%s\n' 'iptables-persistent iptables-persistent/autosave_v4 boolean false' \
+	'iptables-persistent iptables-persistent/autosave_v6 boolean false' | in_root debconf-set-selections
 install_debs() {
-	in_root apt-get install -y -q --no-install-recommends /root/debs/bpfilter_0.1.0_amd64.deb \
-		/root/debs/bpfilter-dkms_0.1.0_all.deb
+	in_root sh -c 'apt-get install -y -q --no-install-recommends /root/debs/bpfilter_0.1.0_amd64.deb \
+		/root/debs/bpfilter-dkms_0.1.0_all.deb /root/debs/*-persistent_*.deb'
 }
-check "apt-get install ./bpfilter*.deb (DKMS builds the module)" install_debs
+check "apt-get install ./bpfilter*.deb iptables-persistent (DKMS builds the module)" install_debs
 check "dkms status: installed for $KVER" sh -c "chroot $new dkms status | tee /dev/stderr | grep -q '^bpfilter/0.1.0, $KVER, x86_64: installed'"
 check "bpfilter.ko in /lib/modules/$KVER/updates/dkms" test -f "$new/lib/modules/$KVER/updates/dkms/bpfilter.ko"
 check "the module embeds the installed helper" sh -c "
