@@ -65,7 +65,7 @@ contents() {
 		grep -q " $f\$" "$out/bpfilter.contents" || { echo "missing $f"; return 1; }
 	done
 }
-check "the packages hold the helper, preload library, units, man pages, modules-load.d, softdep, DKMS sources" contents
+check "the packages hold the helper, preload library, units, man pages, modules-load.d, modprobe.d, DKMS sources" contents
 at "lintian"
 lint() {
 	lintian --fail-on error --display-level '>=warning' "$out"/bpfilter_*_amd64.changes | tee "$out/lintian.log"
