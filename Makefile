@@ -41,15 +41,15 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 
 $(BUILD)/%.o: %.cpp $(BPF_SKELS)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 # The helper is static so that the module can carry it as a blob and run it anywhere.
 $(UMH): $(BUILD)/umh/main.o $(CORE_OBJS)
-	$(CXX) -static -o $@ $^ -lbpf -lelf -lz -lzstd
+	$(CXX) $(LDFLAGS) -static -o $@ $^ -lbpf -lelf -lz -lzstd
 
 $(PRELOAD_SO): $(PRELOAD) include/uapi/bpfilter/msg.h
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -fPIC -shared -o $@ $< -ldl
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) -fPIC -shared -o $@ $< -ldl
 
 $(UNIT): $(UNIT_OBJS) $(CORE_OBJS)
 	$(CXX) -o $@ $^ -lgtest -lgtest_main -pthread $(LDLIBS_BPF)
@@ -58,7 +58,7 @@ $(BUILD)/tools/%: tests/tools/%.cpp $(CORE_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS_BPF)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
 
 .PHONY: all clean check
 # Every test lane (lint, unit, host, difftest, upstream, guest), totalled: see scripts/check.

@@ -68,7 +68,6 @@ extern const char bpfilter_umh_blob_end[];
 
 /* umh.c: the helper's life cycle and its private channel. */
 int __init bpfilter_umh_init(void);
-bool bpfilter_umh_mode_ok(void);
 void bpfilter_umh_exit(void);
 bool bpfilter_umh_running(void);		/* locked */
 int bpfilter_umh_start(void);			/* locked */
@@ -85,5 +84,12 @@ int bpfilter_netns_ct_prepare(struct net *net, bool tracks);	/* locked */
 void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted); /* locked */
 void bpfilter_netns_replay(void);		/* locked */
 void bpfilter_netns_detach_all(void);		/* locked */
+
+/*
+ * params.c: the module parameters as the helper's options, at most
+ * BPFILTER_PARAMS_ARGC strings stored from argv (static, never freed).
+ */
+#define BPFILTER_PARAMS_ARGC 5
+int bpfilter_params_argv(char **argv);
 
 #endif /* _BPFILTER_KMOD_H */

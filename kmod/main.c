@@ -42,10 +42,6 @@ static int __init bpfilter_init(void)
 {
 	int ret, i;
 
-	if (!bpfilter_umh_mode_ok()) {
-		pr_err("xdp_mode: auto, native, generic or offload\n");
-		return -EINVAL;
-	}
 	ret = bpfilter_umh_init();
 	if (ret)
 		return ret;

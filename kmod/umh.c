@@ -37,26 +37,6 @@
 
 #include "bpfilter.h"
 
-/*
- * How the helper attaches XDP (bpfilter_umh --xdp-mode): auto (offloaded to NICs that
- * run BPF themselves and can take the table, else native, else generic), native,
- * generic or offload. Checked at load by bpfilter_umh_mode_ok().
- */
-static char *xdp_mode = "auto";
-module_param(xdp_mode, charp, 0444);
-MODULE_PARM_DESC(xdp_mode, "XDP attach mode: auto (default), native, generic or offload");
-
-bool bpfilter_umh_mode_ok(void)
-{
-	static const char *const modes[] = { "auto", "native", "generic", "offload" };
-	int i;
-
-	for (i = 0; i < ARRAY_SIZE(modes); i++)
-		if (!strcmp(xdp_mode, modes[i]))
-			return true;
-	return false;
-}
-
 /* Bounds for exchanges nobody can interrupt (no caller, or a killed one). */
 #define BPFILTER_HEALTH_TIMEOUT	(30 * HZ)
 #define BPFILTER_KERNEL_TIMEOUT	(120 * HZ)
@@ -379,7 +359,7 @@ struct umh_start {
 	struct bpfilter_chan *chan;
 	char path[32];
 	char chan_fd[12];
-	char *argv[7];
+	char *argv[5 + BPFILTER_PARAMS_ARGC];
 	char *envp[3];
 };
 
@@ -638,8 +618,7 @@ int bpfilter_umh_start(void)
 	s.argv[1] = "--channel";
 	s.argv[2] = s.chan_fd;
 	s.argv[3] = "--kmsg";
-	s.argv[4] = "--xdp-mode";
-	s.argv[5] = xdp_mode;
+	bpfilter_params_argv(&s.argv[4]);
 	s.envp[0] = "HOME=/";
 	s.envp[1] = "PATH=/sbin:/bin:/usr/sbin:/usr/bin";
 	info = call_usermodehelper_setup(s.path, s.argv, s.envp, GFP_KERNEL,

@@ -26,8 +26,9 @@ void usage(FILE *out)
 {
 	fputs("usage: bpfilter_umh --listen SOCKET [--fresh] [--xdp-mode "
 	      "auto|native|generic|offload] "
-	      "[--no-loopback]\n"
+	      "[--no-loopback] [--log-level LEVEL]\n"
 	      "       bpfilter_umh [--channel [FD]] [--kmsg] [--xdp-mode MODE] [--no-loopback]\n"
+	      "                    [--log-level LEVEL]\n"
 	      "\n"
 	      "--listen SOCKET   serve stock iptables (through libbpfilter_preload.so) on a Unix\n"
 	      "                  socket, in this network namespace; SIGINT/SIGTERM detach and "
@@ -41,6 +42,8 @@ void usage(FILE *out)
 	      "                  fits, else native where the driver has it, else generic),\n"
 	      "                  native, generic or offload (INPUT on the NIC; default auto)\n"
 	      "--no-loopback     leave loopback unfiltered\n"
+	      "--log-level LEVEL the least severe lines logged: error, warning or info\n"
+	      "                  (default info)\n"
 	      "--tests FORM      how rules test packets: auto (default), branch, first-branch,\n"
 	      "                  accumulate or chunked (for tests; see Documentation/design.md)\n"
 	      "\n"
@@ -104,6 +107,14 @@ int run(int argc, char **argv)
 				return 2;
 			}
 			options.xdp.mode = *mode;
+		} else if (a == "--log-level" && i + 1 < argc) {
+			if (!log::set_level(argv[++i])) {
+				fprintf(stderr,
+					"bpfilter_umh: --log-level %s: not error, warning or "
+					"info\n",
+					argv[i]);
+				return 2;
+			}
 		} else if (a == "--no-loopback") {
 			options.xdp.loopback = false;
 		} else if (a == "--tests" && i + 1 < argc) {

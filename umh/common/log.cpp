@@ -30,6 +30,7 @@ struct Queued {
 struct State {
 	Sink sink = Sink::Stderr;
 	int kmsg_fd = -1;
+	int max_kern_level = 6; // info
 	Writer channel;
 	std::deque<Queued> queue;
 	uint64_t queue_lost = 0;
@@ -64,6 +65,8 @@ void to_kmsg_or_stderr(int kern_level, const char *level, const std::string &rec
 void emit(const char *level, int kern_level, std::string_view line)
 {
 	State &s = state();
+	if (kern_level > s.max_kern_level)
+		return;
 	std::string prefix = "bpfilter: ";
 	if (s.in_scope) {
 		// Warnings and errors (refusals, which cost a caller little to provoke) are
@@ -191,6 +194,21 @@ Scope::~Scope()
 	State &s = state();
 	s.in_scope = false;
 	s.who.clear();
+}
+
+bool set_level(std::string_view name)
+{
+	int level = 0;
+	if (name == "error")
+		level = 3;
+	else if (name == "warning")
+		level = 4;
+	else if (name == "info")
+		level = 6;
+	else
+		return false;
+	state().max_kern_level = level;
+	return true;
 }
 
 void info(std::string_view line)

@@ -37,6 +37,10 @@ public:
 	Scope &operator=(const Scope &) = delete;
 };
 
+// The least severe lines written from now on: "error", "warning" or "info" (the default).
+// False, and nothing changed, for another word.
+bool set_level(std::string_view name);
+
 void info(std::string_view line);
 void warn(std::string_view line);
 void error(std::string_view line);

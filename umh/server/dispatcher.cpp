@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include <fcntl.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "loader/nft_probe.hpp"
 
 namespace bpfilter::server
 {
@@ -22,6 +24,27 @@ namespace
 std::string cookie_str(uint64_t cookie)
 {
 	return "netns " + std::to_string(cookie);
+}
+
+// After a table is put in force: nf_tables' IPv4 tables filter beside it, unseen by bpfilter
+// (iptables-nft is Debian's default iptables). Said once for each set of tables found.
+void warn_nft_tables(uint64_t cookie, std::string &said)
+{
+	auto tables = loader::nft_ipv4_tables();
+	if (!tables || tables->empty()) {
+		said.clear();
+		return;
+	}
+	std::string list;
+	for (const std::string &t : *tables)
+		list += (list.empty() ? "" : ", ") + t;
+	if (list == said)
+		return;
+	said = list;
+	log::warn(cookie_str(cookie) + ": nf_tables filters IPv4 here too (table " + list +
+		  "): rules made with iptables-nft or nft are not seen by bpfilter and run "
+		  "beside its table. `iptables -V` must say legacy: update-alternatives --set "
+		  "iptables /usr/sbin/iptables-legacy");
 }
 
 // Returns the helper to its own namespace when a request is done, whatever happened.
@@ -206,7 +229,11 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 					EINVAL, "setsockopt request with optlen " +
 							std::to_string(req.optlen) + " but " +
 							std::to_string(data.size()) + " bytes"));
-			return (*ns)->service->setsockopt(req.optname, data);
+			service::Reply reply = (*ns)->service->setsockopt(req.optname, data);
+			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE &&
+			    (*ns)->dataplane)
+				warn_nft_tables(cookie, (*ns)->nft_said);
+			return reply;
 		}
 		return (*ns)->service->getsockopt(req.optname, req.optlen, data);
 	}

@@ -65,6 +65,7 @@ private:
 		std::unique_ptr<service::TableService> service;
 		// Owned by service; null when options.make_dataplane made the data plane.
 		loader::BpfDataplane *dataplane = nullptr;
+		std::string nft_said; // nf_tables' IPv4 tables last warned about
 	};
 
 	Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie);
