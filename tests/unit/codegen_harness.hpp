@@ -433,6 +433,7 @@ public:
 				lo.hashlimit_fds.push_back(m->get());
 				htables.push_back(std::move(*m));
 			}
+		}
 		if (!table.recent_lists.empty()) {
 			auto hz_now = loader::measure_hz();
 			if (!hz_now) {
@@ -605,7 +606,6 @@ public:
 	}
 	std::vector<loader::Fd> htables; // -m hashlimit's maps
 	loader::Fd limits;		 // -m limit's buckets
-	loader::Fd limits;			     // -m limit's buckets
 	std::shared_ptr<loader::RecentLists> recent; // -m recent's lists
 	uint32_t limit_slots = 0, hz = 0;
 	uint64_t limits_set_at = 0; // jiffies

@@ -373,14 +373,14 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		return (data[offsetof(struct ipt_ah, invflags)] & ~IPT_AH_INV_MASK) ? -EINVAL : 0;
 	case ExtId::Esp: // esp_mt_check
 		return (data[offsetof(struct xt_esp, invflags)] & ~XT_ESP_INV_MASK) ? -EINVAL : 0;
-	case ExtId::Length: // no checkentry
-	case ExtId::Tos:
-	case ExtId::Pkttype:
-	case ExtId::Mac:
 	case ExtId::Hashlimit:
 		return check_hashlimit(data, ext.revision).err;
 	case ExtId::Recent:
 		return check_recent(data);
+	case ExtId::Length: // no checkentry
+	case ExtId::Tos:
+	case ExtId::Pkttype:
+	case ExtId::Mac:
 	case ExtId::Iprange: // xt_iprange has no checkentry
 	case ExtId::Mark:    // nor has xt_mark
 	case ExtId::MarkTarget:

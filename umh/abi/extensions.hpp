@@ -40,7 +40,7 @@ enum class ExtId : uint8_t {
 	Limit,
 	Mark,
 	MarkTarget,
-	Connmark
+	Connmark,
 	Length,
 	Ttl,
 	Tos,

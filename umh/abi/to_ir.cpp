@@ -230,6 +230,8 @@ template <typename M> M mark_of(std::span<const uint8_t> d)
 	m.mask = load<uint32_t>(d, offsetof(struct xt_mark_mtinfo1, mask));
 	m.invert = d[offsetof(struct xt_mark_mtinfo1, invert)];
 	return m;
+}
+
 // The header matches (ir::LengthMatch and the rest), field by field as their match
 // functions read them.
 ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
@@ -273,6 +275,8 @@ ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
 				    (d[offsetof(struct xt_esp, invflags)] & XT_ESP_INV_SPI) != 0,
 				    id == ExtId::Ah};
 	}
+}
+
 // The rule's htable: the first rule of a name makes it (htable_create()); a later one of the
 // same name must agree on rate matching (hashlimit_mt_check_common(): EINVAL).
 Result<ir::HashlimitMatch> hashlimit_of(std::span<const uint8_t> d, uint8_t revision,
@@ -294,6 +298,9 @@ Result<ir::HashlimitMatch> hashlimit_of(std::span<const uint8_t> d, uint8_t revi
 				((it->cfg.mode & ir::hashlimit::rate_match) ? "on" : "off"));
 	}
 	m.table = static_cast<uint32_t>(it - out.hashlimits.begin());
+	return m;
+}
+
 // recent_mt_check_v0 gives revision 0 an all-ones mask. The rule's list: the first rule
 // that names it makes it with its mask, and each one asks for its ring of stamps.
 ir::RecentMatch recent_of(std::span<const uint8_t> d, uint8_t revision, ir::Table &table)

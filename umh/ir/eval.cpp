@@ -369,6 +369,8 @@ bool connmark_mt(const ConnmarkMatch &info, const Param &par)
 	if (!par.ct->has_ct)
 		return false;
 	return (((par.ct->mark & info.mask) == info.mark) ^ info.invert) != 0;
+}
+
 // A bool xor'ed with an int field, as length_mt, pkttype_mt and mac_mt return it.
 bool xor_field(bool b, uint32_t invert)
 {
@@ -454,6 +456,8 @@ bool spi_mt(const SpiMatch &info, Param &par)
 	}
 	const uint32_t spi = be32(*h, info.ah ? 4 : 0);
 	return (spi >= info.min && spi <= info.max) ^ info.invert;
+}
+
 // recent_mt() for IPv4. OUTPUT's packets are taken to have a socket of the namespace, so
 // only FORWARD adds one to the TTL ("use TTL as seen before forwarding").
 bool recent_mt(const RecentMatch &info, Param &par)
@@ -472,26 +476,6 @@ bool recent_mt(const RecentMatch &info, Param &par)
 								  : st.jiffies);
 }
 
-bool run_match(const Match &m, Param &par)
-{
-	if (auto *x = std::get_if<MarkMatch>(&m))
-		return mark_mt(*x, par);
-	if (auto *x = std::get_if<ConnmarkMatch>(&m))
-		return connmark_mt(*x, par);
-	if (auto *x = std::get_if<LengthMatch>(&m))
-		return length_mt(*x, par);
-	if (auto *x = std::get_if<TtlMatch>(&m))
-		return ttl_mt(*x, par);
-	if (auto *x = std::get_if<TosMatch>(&m))
-		return tos_mt(*x, par);
-	if (auto *x = std::get_if<EcnMatch>(&m))
-		return ecn_mt4(*x, par);
-	if (auto *x = std::get_if<PkttypeMatch>(&m))
-		return pkttype_mt(*x, par);
-	if (auto *x = std::get_if<MacMatch>(&m))
-		return mac_mt(*x, par);
-	if (auto *x = std::get_if<SpiMatch>(&m))
-		return spi_mt(*x, par);
 // hashlimit_init_dst(): false where the kernel cannot read the ports (hotdrop).
 bool hashlimit_key(const hashlimit::Cfg &h, const Param &par, hashlimit::Key &key)
 {
@@ -567,6 +551,24 @@ bool hashlimit_mt(const HashlimitMatch &info, Param &par, const Table &table)
 
 bool run_match(const Match &m, Param &par, const Table &table)
 {
+	if (auto *x = std::get_if<MarkMatch>(&m))
+		return mark_mt(*x, par);
+	if (auto *x = std::get_if<ConnmarkMatch>(&m))
+		return connmark_mt(*x, par);
+	if (auto *x = std::get_if<LengthMatch>(&m))
+		return length_mt(*x, par);
+	if (auto *x = std::get_if<TtlMatch>(&m))
+		return ttl_mt(*x, par);
+	if (auto *x = std::get_if<TosMatch>(&m))
+		return tos_mt(*x, par);
+	if (auto *x = std::get_if<EcnMatch>(&m))
+		return ecn_mt4(*x, par);
+	if (auto *x = std::get_if<PkttypeMatch>(&m))
+		return pkttype_mt(*x, par);
+	if (auto *x = std::get_if<MacMatch>(&m))
+		return mac_mt(*x, par);
+	if (auto *x = std::get_if<SpiMatch>(&m))
+		return spi_mt(*x, par);
 	if (auto *x = std::get_if<HashlimitMatch>(&m))
 		return hashlimit_mt(*x, par, table);
 	if (auto *x = std::get_if<RecentMatch>(&m))

@@ -172,6 +172,8 @@ struct ConnmarkMatch {
 	uint32_t mark = 0, mask = 0;
 	uint8_t invert = 0;
 	bool operator==(const ConnmarkMatch &) const = default;
+};
+
 // The header matches. Where the kernel xors a bool with an int field (length, pkttype,
 // mac), `invert` keeps the field as sent: any value but 0 and 1 makes the match pass.
 // -m length (xt_length_info): the datagram's length (skb_ip_totlen()) in [min, max].
@@ -215,6 +217,8 @@ struct SpiMatch {
 	bool invert = false;
 	bool ah = false;
 	bool operator==(const SpiMatch &) const = default;
+};
+
 // -m hashlimit (revisions 1 to 3), as hashlimit_mt_common() reads it: the rule's own
 // configuration (its mode decides rate match, bytes and inversion) and revision, and the
 // htable it shares with every rule of that name (Table::hashlimits[table]), whose
@@ -234,6 +238,8 @@ struct HashlimitTable {
 	hashlimit::Cfg cfg;
 	uint8_t revision = 3;
 	bool operator==(const HashlimitTable &) const = default;
+};
+
 // -m recent (struct xt_recent_mtinfo_v1, revisions 0 and 1; revision 0's mask is all ones,
 // as recent_mt_check_v0 makes it): check_set is XT_RECENT_*, side XT_RECENT_SOURCE or _DEST.
 // `list` numbers the table's lists (Table::recent_lists) by first use in blob order. The
@@ -311,10 +317,8 @@ struct Table {
 	std::vector<Rule> rules;
 	uint32_t limit_slots = 0;		// LimitMatch::slot runs below this
 	std::vector<HashlimitTable> hashlimits; // HashlimitMatch::table indexes this
+	std::vector<RecentList> recent_lists;	// RecentMatch::list indexes this
 	uint32_t valid_hooks = 0;		// bit n set: hook n is served by this table
-	uint32_t limit_slots = 0;	      // LimitMatch::slot runs below this
-	std::vector<RecentList> recent_lists; // RecentMatch::list indexes this
-	uint32_t valid_hooks = 0;	      // bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};
 	std::array<std::optional<uint32_t>, num_hooks> underflow{};

@@ -637,7 +637,7 @@ Result<int> BpfDataplane::offload_fd(Generation &gen, const rtnl::Link &link)
 	if (auto it = gen.offloaded.find(link.ifindex); it != gen.offloaded.end())
 		return it->second.fd();
 	const auto t0 = clock::now();
-	codegen::Options o = codegen_options(codegen::Flavor::Xdp, options_.tests, gen.replies);
+	codegen::Options o = codegen_options(codegen::Flavor::Xdp, options_.tests, gen);
 	o.offload = true;
 	o.offload_ifname = link.name;
 	auto code = codegen::compile(gen.table, o);
