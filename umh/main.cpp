@@ -15,8 +15,8 @@
 #include "loader/attach.hpp"
 #include "loader/bpf_dataplane.hpp"
 #include "server/dispatcher.hpp"
-#include "server/sandbox.hpp"
 #include "server/recent_client.hpp"
+#include "server/sandbox.hpp"
 #include "server/server.hpp"
 
 namespace

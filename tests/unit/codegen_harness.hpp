@@ -604,8 +604,8 @@ public:
 		}
 		return out;
 	}
-	std::vector<loader::Fd> htables; // -m hashlimit's maps
-	loader::Fd limits;		 // -m limit's buckets
+	std::vector<loader::Fd> htables;	     // -m hashlimit's maps
+	loader::Fd limits;			     // -m limit's buckets
 	std::shared_ptr<loader::RecentLists> recent; // -m recent's lists
 	uint32_t limit_slots = 0, hz = 0;
 	uint64_t limits_set_at = 0; // jiffies

@@ -14,8 +14,8 @@
 #include <linux/netfilter/xt_iprange.h>
 #include <linux/netfilter/xt_length.h>
 #include <linux/netfilter/xt_limit.h>
-#include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_mac.h>
+#include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_multiport.h>
 #include <linux/netfilter/xt_pkttype.h>
 #include <linux/netfilter/xt_recent.h>

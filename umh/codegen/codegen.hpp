@@ -18,20 +18,20 @@ namespace bpfilter::codegen
 // The maps a generated program uses. The loader creates them (layouts in maps.hpp)
 // and writes their fds into the ld_imm64 instructions listed in Program::map_refs.
 enum class MapSlot : uint8_t {
-	Counters,   // per-CPU array, one {packets, bytes} a rule
-	Devices,    // hash: ifindex -> the device's name, MAC and link-layer header length
-	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
-	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
-	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
-	CtOwn,	    // LRU hash: ICMP and other flows the kernel's lookup cannot serve
-	CtTcp,	    // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
-	IcmpGlobal, // array of one: REJECT's ICMP token bucket (icmp_global_allow())
-	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
-	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
-	LogLost,    // per-CPU array of one: LOG records lost to a full ring
-	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
-	Limits,	    // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
-	Hashlimit,  // hash: one of -m hashlimit's htables (MapRef::index: ir::Table::hashlimits)
+	Counters,      // per-CPU array, one {packets, bytes} a rule
+	Devices,       // hash: ifindex -> the device's name, MAC and link-layer header length
+	LocalAddrs,    // LPM trie: this namespace's local and broadcast addresses
+	Scratch,       // per-CPU array of one: the parsed packet (the loader makes one per program)
+	Frags,	       // LRU hash: fragmented datagrams being reassembled (one per program)
+	CtOwn,	       // LRU hash: ICMP and other flows the kernel's lookup cannot serve
+	CtTcp,	       // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
+	IcmpGlobal,    // array of one: REJECT's ICMP token bucket (icmp_global_allow())
+	IcmpPeers,     // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
+	LogRing,       // ring buffer: -j LOG's records for the helper (one per namespace)
+	LogLost,       // per-CPU array of one: LOG records lost to a full ring
+	AddrTypes,     // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
+	Limits,	       // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
+	Hashlimit,     // hash: one of -m hashlimit's htables (MapRef::index: ir::Table::hashlimits)
 	RecentEntries, // hash: -m recent's entries of every list (one per namespace)
 	RecentHeads,   // array of one: each list's mask, ring size and LRU clock (per namespace)
 	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted

@@ -199,11 +199,11 @@ inline constexpr int16_t hl_val = 912;
 // answer, and what a walk of the list found (entries, the least recently updated).
 inline constexpr int16_t rc_key = 968;
 inline constexpr int16_t rc_key2 = 976;
-inline constexpr int16_t rc_now = 984;	    // u64
-inline constexpr int16_t rc_time = 992;	    // u64: jiffies - seconds * HZ
+inline constexpr int16_t rc_now = 984;	     // u64
+inline constexpr int16_t rc_time = 992;	     // u64: jiffies - seconds * HZ
 inline constexpr int16_t rc_min_seq = 1000;  // u64
-inline constexpr int16_t rc_ttl = 1008;	    // u32
-inline constexpr int16_t rc_ret = 1012;	    // u32
+inline constexpr int16_t rc_ttl = 1008;	     // u32
+inline constexpr int16_t rc_ret = 1012;	     // u32
 inline constexpr int16_t rc_count = 1016;    // u32
 inline constexpr int16_t rc_min_addr = 1020; // u32
 inline constexpr int16_t size = 1024;

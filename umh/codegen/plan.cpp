@@ -603,12 +603,14 @@ Status check_offload(const ir::Table &t)
 					 !std::holds_alternative<ir::MultiportMatch>(m) &&
 					 !std::holds_alternative<ir::IprangeMatch>(m))
 					why = "the header matches read fields past the offload "
-					      "flavor's packet on the stack (layout::offload_pkt_size)";
+					      "flavor's packet on the stack "
+					      "(layout::offload_pkt_size)";
 				if (why)
 					break;
 			}
 			if (!why && r.target.kind == Kind::Mark)
-				why = "-j MARK sets the skb's mark, which does not exist on the NIC";
+				why = "-j MARK sets the skb's mark, which does not exist on the "
+				      "NIC";
 			if (!why && r.target.kind == Kind::Log)
 				why = "-j LOG writes to the host's ring buffer";
 			if (!why && r.target.kind == Kind::Reject)

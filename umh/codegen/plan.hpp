@@ -60,7 +60,7 @@ struct Plan {
 	// layout::pkt_off::pkttype and mac_*. Some rule tests TCP's ECN bits (-m ecn): th13.
 	bool uses_l2 = false;
 	bool uses_ecn_tcp = false;
-	uint32_t hz = 0; // Options::hz, for -m limit
+	uint32_t hz = 0;			// Options::hz, for -m limit
 	std::vector<Options::RecentRef> recent; // Options::recent, one per table list
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT

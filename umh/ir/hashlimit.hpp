@@ -55,6 +55,8 @@ constexpr uint64_t user2credits(uint64_t user, uint8_t revision, uint32_t hz)
 {
 	const uint64_t scale = revision == 1 ? 10000 : 1000000;
 	const uint64_t k = hz * (revision == 1 ? cpj_v1(hz) : cpj(hz));
+	if (k == 0) // no HZ (unknown): no credit, as the callers refuse such tables anyway
+		return 0;
 	if (scale >= k)
 		return user / (scale / k);
 	return user * (k / scale);

@@ -269,9 +269,8 @@ struct RecentList {
 // bytes live on in the stored blob that GET_ENTRIES returns.
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
 			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
-			   LengthMatch, TtlMatch,
-			   TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch,
-			   HashlimitMatch, RecentMatch>;
+			   LengthMatch, TtlMatch, TosMatch, EcnMatch, PkttypeMatch, MacMatch,
+			   SpiMatch, HashlimitMatch, RecentMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
