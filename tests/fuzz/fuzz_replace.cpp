@@ -24,6 +24,20 @@ namespace bpfilter::fuzz
 namespace
 {
 
+// A table as it survives GET_ENTRIES: what the kernel does not copy back (the bytes past an
+// extension's usersize) cleared. -m limit's credit_cap and cost lie past it (usersize is
+// offsetof(prev)): a caller that sets cost keeps its own, and the table read back has 0
+// there, which limit_mt_check() then computes afresh. Netfilter's round trip changes them
+// the same way, so they are not part of the property.
+ir::Table as_read_back(ir::Table t)
+{
+	for (ir::Rule &r : t.rules)
+		for (ir::Match &m : r.matches)
+			if (auto *l = std::get_if<ir::LimitMatch>(&m))
+				l->credit_cap = l->cost = 0;
+	return t;
+}
+
 using Bytes = std::vector<uint8_t>;
 
 // Counters a table might have counted: distinct per entry, so a misplaced one shows.
@@ -107,7 +121,8 @@ void abi_round_trip(const abi::Replace &first)
 	auto ir2 = abi::to_ir(t2);
 	require(ir1.ok() == ir2.ok(), "to_ir accepts one side of the round trip only");
 	if (ir1.ok())
-		require(*ir1 == *ir2, "to_ir: the table read back translates to another IR");
+		require(as_read_back(*ir1) == as_read_back(*ir2),
+			"to_ir: the table read back translates to another IR");
 	else
 		require(ir1.error().errnum == ir2.error().errnum,
 			"to_ir: the round trip changes the errno");
@@ -172,7 +187,8 @@ void service_round_trip(std::span<const uint8_t> optval)
 		finding("the service refused the table it read back: " + std::to_string(r2.status));
 	require(r2.data.size() == num * abi::counters_size,
 		"the second SET_REPLACE returned other than one counter per entry");
-	require(log->installed.size() == 3 && log->installed[1] == log->installed[2],
+	require(log->installed.size() == 3 &&
+			as_read_back(log->installed[1]) == as_read_back(log->installed[2]),
 		"the table read back was installed as another IR");
 	require_same(get_info(svc).data, info.data, "service GET_INFO after the round trip");
 	require_same(get_entries(svc, size).data, entries.data,
