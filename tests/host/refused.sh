@@ -25,7 +25,7 @@ refused()
 }
 refused "-j NFLOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j NFLOG
 refused "-m cpu, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m cpu --cpu 0 -j ACCEPT
-refused "-m recent (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m recent --set
+refused "-m connlimit (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m connlimit --connlimit-above 10
 
 ipt_save >"$BF_TMP/after"
 check "the rules are those of before the refusals" diff "$BF_TMP/before" <(cat "$BF_TMP/after") -I '^#'

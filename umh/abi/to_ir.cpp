@@ -405,6 +405,7 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Connmark:
 				rule.matches.emplace_back(mark_of<ir::ConnmarkMatch>(data));
+				break;
 			case ExtId::Length:
 			case ExtId::Ttl:
 			case ExtId::Tos:

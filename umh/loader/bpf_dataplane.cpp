@@ -269,13 +269,9 @@ BpfDataplane::role_of(const rtnl::Link &link, bool skb_marks,
 	// for a table whose INPUT or FORWARD reads or sets marks (XDP has no skb->mark).
 	role.xdp = !skb_marks &&
 		   (link.type == ARPHRD_LOOPBACK ||
-		    (link.type == ARPHRD_ETHER && (link.kind.empty() || link.kind == "veth") &&
+		    (link.type == ARPHRD_ETHER &&
+		     (link.kind.empty() || link.kind == "veth" || link.kind == "netdevsim") &&
 		     !has_upper && !upper_xdp_.count(link.ifindex)));
-	// XDP where it keeps its meaning and is fast: NICs, veth and loopback as leaves.
-	role.xdp = link.type == ARPHRD_LOOPBACK ||
-		   (link.type == ARPHRD_ETHER &&
-		    (link.kind.empty() || link.kind == "veth" || link.kind == "netdevsim") &&
-		    !has_upper && !upper_xdp_.count(link.ifindex));
 	role.tc_in = !role.xdp;
 	return std::optional<Role>{role};
 }
