@@ -1133,8 +1133,10 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 // in POSTROUTING): it exists only if OUTPUT let the original go, which tc egress judges
 // later, so OUTPUT runs here first without counting (-o the device); then INPUT judges
 // the copy (-i the device). It kept its output route, so input routing never looks at
-// it: no martian checks. A copy of a datagram is whole.
-void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input)
+// it: no martian checks. The copies of a datagram the host sent in pieces (a raw socket's
+// own fragments) are reassembled before INPUT (ip_local_deliver()), as any others: on to
+// `reassemble`, emit_frags().
+void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &reassemble)
 {
 	size_t out = plan.hooks.size();
 	for (size_t k = 0; k < plan.hooks.size(); k++)
@@ -1188,7 +1190,7 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &input
 				   static_cast<int16_t>(off::out_ifname + 8 * k), 0));
 		}
 	}
-	em.jump(ja(), input);
+	em.jump(ja(), reassemble);
 }
 
 // The offload flavor's prologue: the parsed packet on the stack, INPUT for every IPv4 packet
@@ -1405,7 +1407,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			dry.bind();
 			emit_dry(em, pass, first);
 		} else {
-			Label dry(em), counted(em), looped(em);
+			Label dry(em), counted(em), looped(em), reassemble(em);
 			if (options.local_only && cx.tc()) {
 				em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 				em.jump(jmp32_imm(BPF_JEQ, R1, PACKET_LOOPBACK), looped);
@@ -1419,6 +1421,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			input.bind();
 			if (options.local_only)
 				emit_martians(em, cx, dry);
+			reassemble.bind();
 			emit_frags(em, cx, plan->logs, dry, pass);
 			em.jump(ja(), counted);
 			dry.bind();
@@ -1429,7 +1432,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			em.jump(ja(), first);
 			if (looped.aimed_at()) {
 				looped.bind();
-				emit_looped(em, *plan, options.ct, first);
+				emit_looped(em, *plan, options.ct, reassemble);
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
