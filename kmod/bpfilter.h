@@ -53,6 +53,9 @@ struct bpfilter_msg {
 	u32 reply_len;
 };
 
+/* sockopt.c: a request about net from outside a sockopt (the /proc files), as the caller's. */
+int bpfilter_request(struct net *net, struct bpfilter_msg *msg);
+
 /*
  * Serialises every exchange with the helper and its life cycle. Everything
  * below marked "locked" must be called with it held.
@@ -84,6 +87,17 @@ int bpfilter_netns_ct_prepare(struct net *net, bool tracks);	/* locked */
 void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted); /* locked */
 void bpfilter_netns_replay(void);		/* locked */
 void bpfilter_netns_detach_all(void);		/* locked */
+
+/*
+ * proc.c: /proc/net/xt_recent and /proc/net/ipt_hashlimit. After an accepted
+ * replace, fetch (locked) asks the helper which names are in force, and sync
+ * (not locked) makes the files match.
+ */
+int bpfilter_proc_init(void);
+void bpfilter_proc_exit(void);
+void bpfilter_proc_stop(void);
+void bpfilter_proc_fetch(struct net *net);	/* locked */
+void bpfilter_proc_sync(struct net *net);
 
 /*
  * params.c: the module parameters as the helper's options, at most

@@ -48,6 +48,9 @@ static int __init bpfilter_init(void)
 	ret = bpfilter_netns_init();
 	if (ret)
 		goto err_umh;
+	ret = bpfilter_proc_init();
+	if (ret)
+		goto err_netns;
 
 	/*
 	 * The helper first, the backend last: once attached, requests may be
@@ -57,7 +60,7 @@ static int __init bpfilter_init(void)
 	ret = bpfilter_umh_start();
 	mutex_unlock(&bpfilter_mutex);
 	if (ret)
-		goto err_netns;
+		goto err_proc;
 
 	for (i = 0; i < ARRAY_SIZE(backends); i++) {
 		ret = backends[i]->attach();
@@ -75,6 +78,8 @@ err_stop:
 	mutex_lock(&bpfilter_mutex);
 	bpfilter_umh_stop();
 	mutex_unlock(&bpfilter_mutex);
+err_proc:
+	bpfilter_proc_exit();
 err_netns:
 	bpfilter_netns_exit();
 err_umh:
@@ -85,11 +90,14 @@ err_umh:
 static void __exit bpfilter_fini(void)
 {
 	backend->detach();
+	/* No /proc file may ask the helper once it is gone. */
+	bpfilter_proc_stop();
 	mutex_lock(&bpfilter_mutex);
 	/* Programs attached through netlink outlive the helper: detach them first. */
 	bpfilter_netns_detach_all();
 	bpfilter_umh_stop();
 	mutex_unlock(&bpfilter_mutex);
+	bpfilter_proc_exit();
 	bpfilter_netns_exit();
 	bpfilter_umh_exit();
 	pr_info("unloaded\n");

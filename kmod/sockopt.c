@@ -106,9 +106,18 @@ static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
 	if (!ret && !msg->status && keep) {
 		bpfilter_netns_save(net, *keep, msg->req.data_len);
 		*keep = NULL;
+		bpfilter_proc_fetch(net);
 	}
 	mutex_unlock(&bpfilter_mutex);
+	/* Outside the lock: removing a /proc file waits for its readers, who take it. */
+	if (!ret && !msg->status && keep)
+		bpfilter_proc_sync(net);
 	return ret;
+}
+
+int bpfilter_request(struct net *net, struct bpfilter_msg *msg)
+{
+	return request(net, msg, NULL);
 }
 
 static bool unsupported_caller(void)

@@ -203,6 +203,21 @@ class Group:
 			if d["flavor"] == "rate":
 				parts.append("--hashlimit-rate-match --hashlimit-rate-interval 3600")
 			return " ".join(parts)
+		if k == "recent":
+			parts = [f"{neg}--{d['cmd']}"]
+			if d.get("seconds"):
+				parts.append(f"--seconds {d['seconds']}")
+			if d.get("reap"):
+				parts.append("--reap")
+			if d.get("hitcount"):
+				parts.append(f"--hitcount {d['hitcount']}")
+			if d.get("rttl"):
+				parts.append("--rttl")
+			parts.append(f"--name {d['name']}")
+			if "mask" in d:
+				parts.append(f"--mask {d['mask']}")
+			parts.append(f"--{d['side']}")
+			return " ".join(parts)
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -226,6 +241,8 @@ MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "fra
 	  "srcrange": "iprange", "dstrange": "iprange", "comment": "comment", "addrtype": "addrtype",
 	  # Rate limits per key: state the model below does not follow (it takes them as matching).
 	  "hashlimit": "hashlimit",
+	  # The lists: state the model does not follow either (taken as matching).
+	  "recent": "recent",
 	  # Connection tracking (--stateful): matched by the kernel's connection table, which the
 	  # model below does not know (it takes them as matching: netfilter is the oracle).
 	  "state": "state", "ctstate": "conntrack", "ctstatus": "conntrack", "ctproto": "conntrack",
@@ -358,6 +375,7 @@ class Generator:
 		self.rhd = random.Random(f"{seed}-header")
 		self.rhl = random.Random(f"{seed}-hashlimit")  # -m hashlimit's draws, apart
 		self.hl_names = 0
+		self.rrc = random.Random(f"{seed}-recent")  # -m recent's draws, apart
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -467,6 +485,10 @@ class Generator:
 			groups.append(self._mark_group())
 		if self.rhd.random() < 0.15:
 			groups += self._header(chain, groups)
+		if self.rhl.random() < 0.06:
+			groups.append(self._hashlimit())
+		if self.rrc.random() < 0.03:
+			groups.append(self._recent())
 		return groups
 
 	# Marks a MARK rule gives and a mark rule looks for: small values that meet, all bits,
@@ -550,9 +572,6 @@ class Generator:
 			out.append(Group("proto", False, proto=50 if k == "esp" else 51))
 		out.append(Group(k, inv, lo=lo, hi=hi))
 		return out
-		if self.rhl.random() < 0.06:
-			groups.append(self._hashlimit())
-		return groups
 
 	def _hashlimit(self):
 		"""-m hashlimit with rates whose next token comes long after a case ends (1/hour,
@@ -585,6 +604,26 @@ class Generator:
 		if kind == "rate":
 			d["rate"] = rh.choice(["1/min", "10/min"])
 		return Group("hashlimit", False, **d)
+
+	def _recent(self):
+		"""-m recent: --set, --rcheck, --update (with --hitcount, --rttl, --reap) or --remove,
+		inverted now and then, on a few shared lists by source or destination, masked or not.
+		--seconds is an hour or a day: no stamp ages within a run, so what is compared does
+		not depend on where the ticks fall on each side."""
+		rc = self.rrc
+		cmd = rc.choice(["set", "set", "rcheck", "rcheck", "update", "remove"])
+		d = {"cmd": cmd, "name": f"rc{rc.choice([0, 0, 1, 2])}",
+		     "side": rc.choice(["rsource", "rsource", "rsource", "rdest"])}
+		if cmd in ("rcheck", "update"):
+			if rc.random() < 0.5:
+				d["seconds"] = rc.choice([3600, 86400])
+				d["reap"] = rc.random() < 0.3
+			if rc.random() < 0.4:
+				d["hitcount"] = rc.choice([1, 2, 3, 5])
+			d["rttl"] = rc.random() < 0.2
+		if rc.random() < 0.2:
+			d["mask"] = rc.choice(["255.255.255.0", "255.255.0.0", "0.0.0.0"])
+		return Group("recent", cmd in ("rcheck", "update") and rc.random() < 0.2, **d)
 
 	def _addrtype(self, chain):
 		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where

@@ -5,7 +5,9 @@
 # the end). Debian's kernel has neither lockdep nor KASAN: what is checked is the log
 # (WARNING, BUG, Oops, hung task, refcount), the objects left, and that nothing hangs.
 lc_rules=2000
-awk -v n=$lc_rules 'BEGIN { print "*filter"; for (i = 0; i < n; i++) printf "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256; print "COMMIT" }' >/tmp/lc.v4
+# The table names a -m recent list and a -m hashlimit htable: their /proc files must go
+# with it in every order.
+awk -v n=$lc_rules 'BEGIN { print "*filter"; print "-A INPUT -m recent --name lc --set"; print "-A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name lc"; for (i = 0; i < n; i++) printf "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256; print "COMMIT" }' >/tmp/lc.v4
 lc_uptime() { cut -d' ' -f1 /proc/uptime; }
 
 # rmmod, retried for up to 90 s while callers still hold the module ("in use").
@@ -25,6 +27,9 @@ lc_clean() {
 	if helper_pid >/dev/null; then echo "helper still running"; return 1; fi
 	if [ -n "$($BPFTOOL prog show 2>&1)" ]; then $BPFTOOL prog show; return 1; fi
 	if [ -n "$($BPFTOOL map show 2>&1)" ]; then $BPFTOOL map show; return 1; fi
+	if [ -e /proc/net/xt_recent ] || [ -e /proc/net/ipt_hashlimit ]; then
+		ls -R /proc/net/xt_recent /proc/net/ipt_hashlimit; return 1
+	fi
 	return 0
 }
 
@@ -35,6 +40,7 @@ lc_log_clean() {
 check "modprobe bpfilter (life cycle)" $MODPROBE bpfilter
 t0=$(lc_uptime)
 check "a table of $lc_rules rules applies" $IPT_RESTORE /tmp/lc.v4
+check "its list and htable have their /proc files" test -e /proc/net/xt_recent/lc -a -e /proc/net/ipt_hashlimit/lc
 t1=$(lc_uptime)
 lc_half=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 2 }')
 echo "# a restore of $lc_rules rules took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s; requests are cut after $lc_half s"
@@ -86,7 +92,7 @@ check "4. nothing is left" lc_clean
 # 5. rmmod first, then the namespaces whose tables it removed go.
 check "modprobe bpfilter (5)" $MODPROBE bpfilter
 check "5. two namespaces with a table each" sh -c "$IP netns add lc5a && $IP netns add lc5b &&
-	$IP netns exec lc5a $IPT -A INPUT -s 10.5.0.1 -j DROP && $IP netns exec lc5b $IPT -A OUTPUT -d 10.5.0.2 -j DROP"
+	$IP netns exec lc5a $IPT -A INPUT -s 10.5.0.1 -m recent --name lc5 --set -j DROP && $IP netns exec lc5b $IPT -A OUTPUT -d 10.5.0.2 -j DROP"
 check "5. rmmod" lc_rmmod
 $IP netns del lc5a
 $IP netns del lc5b
@@ -94,7 +100,7 @@ check "5. nothing is left" lc_clean
 
 # 6. A namespace goes, the helper dies before it hears of it, a request comes, then rmmod.
 check "modprobe bpfilter (6)" $MODPROBE bpfilter
-check "6. a namespace with a table" sh -c "$IP netns add lc6 && $IP netns exec lc6 $IPT -A INPUT -s 10.6.0.1 -j DROP"
+check "6. a namespace with a table" sh -c "$IP netns add lc6 && $IP netns exec lc6 $IPT -A INPUT -s 10.6.0.1 -m recent --name lc6 --set -j DROP"
 $IP netns del lc6
 kill -9 "$(helper_pid)"
 check "6. the next request is served by a new helper" $IPT -S INPUT
@@ -122,5 +128,19 @@ cat /tmp/lc.hold
 check "7. the copy was refused reads, then closed" sh -c "[ $lc_rc -eq 0 ] && grep -q closed /tmp/lc.hold"
 check "7. nothing is left" lc_clean
 check "7. rmmod waited for the copy's release" awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a >= 2) }'
+
+# 8. A reader holds /proc/net/xt_recent/NAME open across rmmod: rmmod removes the file
+#    (closing the reader's open file, proc_entry_rundown()), the reader's next read fails.
+check "modprobe bpfilter (8)" $MODPROBE bpfilter
+check "8. a list" $IPT -A INPUT -s 10.8.0.1 -m recent --name lc8 --set
+sh -c 'exec 3</proc/net/xt_recent/lc8 && echo opened && sleep 3 && cat <&3 && echo read' >/tmp/lc.read 2>&1 &
+lc_pid=$!
+sleep 1
+check "8. rmmod with the file open finishes" lc_rmmod
+wait "$lc_pid"
+lc_rc=$?
+cat /tmp/lc.read
+check "8. the reader opened the file, and its read after rmmod failed" sh -c "[ $lc_rc -ne 0 ] && grep -q opened /tmp/lc.read && ! grep -q '^read' /tmp/lc.read"
+check "8. nothing is left" lc_clean
 
 check "life cycle: no warning, oops or hung task in the kernel log" lc_log_clean

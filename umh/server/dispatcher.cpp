@@ -260,6 +260,24 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 							     : error_reply(text.error());
 		return service::Reply{0, std::vector<uint8_t>(text->begin(), text->end())};
 	}
+	case BPFILTER_OP_PROC_NAMES: {
+		// The module's /proc files for this namespace: one per -m recent list and per
+		// -m hashlimit htable the tables in force name.
+		std::vector<uint8_t> names;
+		auto add = [&](char kind, const std::string &name) {
+			names.push_back(static_cast<uint8_t>(kind));
+			names.insert(names.end(), name.begin(), name.end());
+			names.push_back(0);
+		};
+		auto it = namespaces_.find(cookie);
+		if (it != namespaces_.end() && it->second.dataplane) {
+			for (const auto &name : it->second.dataplane->recent_names())
+				add('r', name);
+			for (const auto &[name, fd] : it->second.dataplane->htables())
+				add('h', name);
+		}
+		return service::Reply{0, std::move(names)};
+	}
 	case BPFILTER_OP_LINK_STRAY: {
 		// A device that brought another namespace's programs along into one that
 		// keeps no table here.

@@ -69,12 +69,21 @@ enum bpfilter_op {
 	 * answers opens of that path with it.
 	 */
 	BPFILTER_OP_HASHLIMIT_READ = 8,
+	/*
+	 * No data; the reply's data names the files netfilter would show in
+	 * netns_cookie for the tables in force there: for each, 'r'
+	 * (/proc/net/xt_recent/NAME) or 'h' (/proc/net/ipt_hashlimit/NAME), the
+	 * name and a NUL. The module asks after every accepted
+	 * IPT_SO_SET_REPLACE and makes or removes its /proc files to match.
+	 */
+	BPFILTER_OP_PROC_NAMES = 9,
 };
 
 /*
- * Front door only (the module registers no such sockopt and never sends them):
- * the namespace's -m recent lists, what /proc/net/xt_recent/NAME reads and takes
- * on netfilter (`bpfilter_umh --recent`). Get: the input is the list's name with
+ * Never a caller's sockopt (the module registers no such optname): the
+ * namespace's -m recent lists, what /proc/net/xt_recent/NAME reads and takes
+ * on netfilter. The module sends them for its /proc/net/xt_recent files, the
+ * front door for `bpfilter_umh --recent`. Get: the input is the list's name with
  * its NUL; the reply is the file's text. Set: optval is the name, its NUL, then
  * the bytes of one write() to the file ("+ADDR", "-ADDR", "/").
  */
