@@ -414,23 +414,30 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 	em.emit(ldx(BPF_W, R4, layout::pkt, (off::l4len)));
 }
 
+// -m hashlimit's ports, as hashlimit_init_dst() reads them: the transport bytes 0-3 (and an
+// AH header's 4-7) as they are, of every piece: for a later fragment, which the kernel
+// judges on its own (FORWARD without conntrack, a raw socket's pieces in OUTPUT), that is
+// its payload, as xt_hashlimit reads it. In: R3 = data_end, R4 = l4len.
+void emit_hashlimit_bytes(Emitter &em)
+{
+	Label done(em);
+	for (int16_t at : {0, 4}) {
+		em.jump(jmp_imm(BPF_JLT, R4, at + 4), done);
+		em.emit(mov64(R5, ihl));
+		em.emit(alu64_imm(BPF_ADD, R5, at + 4));
+		em.jump(jmp_reg(BPF_JGT, R5, R3), done);
+		em.emit(ldx(BPF_W, R5, ihl, at));
+		em.emit(stx(BPF_W, layout::pkt, R5, at == 0 ? off::hl_ports : off::hl_ah));
+	}
+	done.bind();
+}
+
 // Ports, ICMP type and code, TCP flags and data offset, each where the datagram holds
 // them; the matchers check l4len before they trust a field. In: R3 = data_end.
 // header_fields: also l4w0 and l4w4 (not in the offload flavor's packet).
-void emit_parse_l4(Emitter &em, bool hashlimit, bool header_fields = true)
+void emit_parse_l4(Emitter &em, bool header_fields = true)
 {
 	Label done(em);
-	if (hashlimit) {
-		// -m hashlimit's ports of an AH header: its bytes 4-7 (proto_ports_offset()).
-		Label short_ah(em);
-		em.jump(jmp_imm(BPF_JLT, R4, 8), short_ah);
-		em.emit(mov64(R5, ihl));
-		em.emit(alu64_imm(BPF_ADD, R5, 8));
-		em.jump(jmp_reg(BPF_JGT, R5, R3), short_ah);
-		em.emit(ldx(BPF_W, R5, ihl, 4));
-		em.emit(stx(BPF_W, layout::pkt, R5, (off::hl_ah)));
-		short_ah.bind();
-	}
 	em.jump(jmp_imm(BPF_JLT, R4, 4), done);
 	em.emit(mov64(R5, ihl));
 	em.emit(alu64_imm(BPF_ADD, R5, 4));
@@ -1214,7 +1221,7 @@ void emit_offload_prologue(Emitter &em, const Ctx &cx, const Options &opts, Labe
 	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 	em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
 	em.jump(jmp32_imm(BPF_JNE, R5, 0), pass); // a later fragment
-	emit_parse_l4(em, false, false);
+	emit_parse_l4(em, false);
 	Label dry(em), counted(em);
 	em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 	em.emit(alu32_imm(BPF_AND, R5, 0x2000)); // MF: the first of several
@@ -1373,11 +1380,13 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			emit_th13(em);
 		if (plan->uses_conntrack)
 			emit_ct_parse_reset(em);
+		if (!table.hashlimits.empty())
+			emit_hashlimit_bytes(em);
 		// A later fragment has no transport header: only its place in the datagram counts.
 		em.emit(ldx(BPF_W, R5, layout::pkt, off::frag));
 		em.emit(alu32_imm(BPF_AND, R5, 0x1fff));
 		em.jump(jmp32_imm(BPF_JNE, R5, 0), l4_done);
-		emit_parse_l4(em, !table.hashlimits.empty());
+		emit_parse_l4(em);
 		if (plan->uses_conntrack)
 			emit_ct_parse(em, ihl, R3, R4);
 		if (!plan->tcp_option_kinds.empty())

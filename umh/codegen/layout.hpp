@@ -184,11 +184,12 @@ inline constexpr int16_t pkttype = 848;
 inline constexpr int16_t mac_ok = 852;
 inline constexpr int16_t mac_src = 856;
 inline constexpr int16_t l4w0 = 864; // u32, host order: transport bytes 0-3; l4len >= 4
-// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey), an AH
-// header's bytes 4-7 as they are (its SPI, which proto_ports_offset() reads as the ports;
-// valid when l4len >= 8), a hotdrop flag, the clock, the answer, and an entry being made or
-// peeked at (maps::HashlimitValue).
+// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey), the
+// transport bytes 0-3 and an AH header's bytes 4-7 as they are (what proto_ports_offset()
+// points the ports at; valid when l4len >= 4, >= 8), a hotdrop flag, the clock, the answer,
+// and an entry being made or peeked at (maps::HashlimitValue).
 inline constexpr int16_t hl_key = 872;
+inline constexpr int16_t hl_ports = 884;
 inline constexpr int16_t hl_ah = 888;
 inline constexpr int16_t hl_drop = 892;
 inline constexpr int16_t hl_now = 896; // u64: bpf_jiffies64()

@@ -28,6 +28,7 @@ constexpr int16_t v_w1 = v_w0 + 8, v_w2 = v_w0 + 16, v_w3 = v_w0 + 24;
 // The entry holds the clock and the credits; the one the program makes or peeks at is
 // built in the parsed packet's work area.
 static_assert(off::hl_val % 8 == 0 && off::hl_now % 8 == 0);
+static_assert(off::hl_key + static_cast<int16_t>(sizeof(maps::HashlimitKey)) <= off::hl_ports);
 // Where the entry's address waits while the lock is taken and given back: the frame's map key
 // slot, which no lookup uses while a match runs (as -m limit's retries use it).
 constexpr int16_t entry_slot = layout::sub_key;
@@ -193,7 +194,7 @@ void emit_body(Emitter &em, Reg p, int16_t base, const ir::HashlimitMatch &m, co
 void emit_key(Emitter &em, const hl::Cfg &h)
 {
 	em.emit(st(BPF_DW, layout::pkt, off::hl_key, 0));
-	em.emit(st(BPF_DW, layout::pkt, static_cast<int16_t>(off::hl_key + 8), 0));
+	em.emit(st(BPF_W, layout::pkt, static_cast<int16_t>(off::hl_key + 8), 0)); // not hl_ports
 	em.emit(st(BPF_W, layout::pkt, off::hl_drop, 0));
 	const auto addr = [&](int16_t field, uint8_t bits, int16_t to) {
 		if (bits == 0)
@@ -209,7 +210,7 @@ void emit_key(Emitter &em, const hl::Cfg &h)
 		addr(off::saddr, h.srcmask, off::hl_key);
 	if (!(h.mode & (hl::hash_dpt | hl::hash_spt)))
 		return;
-	Label done(em), ports(em), ah(em), cut(em);
+	Label done(em), ports(em), ah(em), have(em), cut(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len));
 	for (int32_t p : {6, 17, 33, 50, 132, 136}) // proto_ports_offset(): 0
@@ -218,20 +219,12 @@ void emit_key(Emitter &em, const hl::Cfg &h)
 	em.jump(ja(), done);			 // others: no ports, zeroes
 	ports.bind();
 	em.jump(jmp32_imm(BPF_JLT, R2, 4), cut);
-	if (h.mode & hl::hash_spt) {
-		em.emit(ldx(BPF_W, R3, layout::pkt, off::sport));
-		em.emit(be(R3, 16));
-		em.emit(stx(BPF_H, layout::pkt, R3, static_cast<int16_t>(off::hl_key + 8)));
-	}
-	if (h.mode & hl::hash_dpt) {
-		em.emit(ldx(BPF_W, R3, layout::pkt, off::dport));
-		em.emit(be(R3, 16));
-		em.emit(stx(BPF_H, layout::pkt, R3, static_cast<int16_t>(off::hl_key + 10)));
-	}
-	em.jump(ja(), done);
+	em.emit(ldx(BPF_W, R3, layout::pkt, off::hl_ports));
+	em.jump(ja(), have);
 	ah.bind();
 	em.jump(jmp32_imm(BPF_JLT, R2, 8), cut);
 	em.emit(ldx(BPF_W, R3, layout::pkt, off::hl_ah));
+	have.bind(); // R3: the two ports as they are in the packet
 	if (h.mode & hl::hash_spt)
 		em.emit(stx(BPF_H, layout::pkt, R3, static_cast<int16_t>(off::hl_key + 8)));
 	if (h.mode & hl::hash_dpt) {
