@@ -899,12 +899,52 @@ void emit_ct_reply(Emitter &em)
 	done.bind();
 }
 
-void emit_ct_confirm(Emitter &em, const CtLayout &ct)
+namespace
+{
+
+// netfilter's OUTPUT drops the first packet of a flow the host starts before
+// __nf_conntrack_confirm(): the entry it made dies with it, and a later packet of either
+// direction finds none. tc egress runs after the kernel confirmed that entry, so when the
+// verdict is not ACCEPT for a packet emit_egress_first() viewed unconfirmed, the entry
+// (TCP, UDP: the kernel's; bpfilter's own are made only on ACCEPT) expires now
+// (bpf_ct_change_timeout(ct, 0)). R0 and R6 kept; clobbers R1-R5, R7, R8.
+void emit_egress_unconfirm(Emitter &em, Reg ctx)
+{
+	constexpr Reg verdict = R8, ct = R7;
+	Label kept(em), tracked(em), release(em);
+	em.emit(mov64(verdict, R0));
+	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_accept), kept);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));
+	em.jump(jmp_imm(BPF_JNE, R1, layout::ct_own_new), kept);
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tracked);
+	em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_UDP), kept);
+	tracked.bind();
+	emit_lookup(em, ctx, Flavor::TcEgress, off::saddr, off::daddr, off::sport, off::dport, R1);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), kept);
+	em.emit(mov64(ct, R0));
+	em.emit(ldx(BPF_B, R1, R10, layout::main_ct_opts + 9));
+	em.emit(alu64_imm(BPF_AND, R1, 1));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), release);
+	em.emit(mov64(R1, ct));
+	em.emit(mov64(R2, 0));
+	em.call_kfunc(Kfunc::CtChangeTimeout);
+	release.bind();
+	emit_release(em, ct);
+	kept.bind();
+	em.emit(mov64(R0, verdict));
+}
+
+} // namespace
+
+void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
 	// The verdict waits on the stack: R6 is the context, which REJECT's reply needs next.
 	constexpr int16_t verdict = layout::main_ct_opts;
 	constexpr Reg entry = R7;
 	Label out(em), insert(em), fresh(em), stamped(em);
+	if (flavor == Flavor::TcEgress)
+		emit_egress_unconfirm(em, ctx);
 	em.emit(stx(BPF_DW, R10, R0, verdict));
 	em.jump(jmp_imm(BPF_JNE, R0, layout::ret_accept), out);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));

@@ -1551,7 +1551,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				em.emit(mov64(R1, layout::pkt));
 				em.call(plan->hook_fn_id(k));
 				if (plan->uses_conntrack)
-					emit_ct_confirm(em, options.ct);
+					emit_ct_confirm(em, ctx, options.flavor, options.ct);
 				if (cx.tc())
 					emit_tc_finish(em, options, run.hook, replies,
 						       plan->uses_conntrack, plan->sets_mark);
