@@ -40,6 +40,7 @@ constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_s
 // Inside struct nf_conntrack_tuple (stable since 2.6; the loader checks its size is 40).
 constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
 constexpr uint32_t ns_per_s = 1'000'000'000u;
+constexpr int32_t ipproto_icmpv6 = 58; // <linux/in6.h>
 
 void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
 void emit_own_lookup(Emitter &em);
@@ -709,6 +710,24 @@ void emit_generic(Emitter &em, Label &done)
 	em.jump(ja(), done);
 }
 
+// ICMPv6 in IPv4 (protocol 58): nf_ct_l4proto_find() gives it the ICMPv6 tracker whatever
+// the family. Its tuple needs 8 bytes (icmpv6_pkt_to_tuple()), and
+// nf_conntrack_icmpv6_packet() makes an entry only for an echo or node information query:
+// every other message has none (INVALID, the view emit_ct_state() starts from). Queries and
+// their replies are tracked as other protocols are (Documentation/supported.md).
+void emit_icmpv6(Emitter &em, Label &done)
+{
+	Label query(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::icmp_type));
+	for (int32_t t : {128, 129, 139, 140}) // ICMPV6_ECHO_REQUEST, _REPLY, _NI_QUERY, _REPLY
+		em.jump(jmp_imm(BPF_JEQ, R1, t), query);
+	em.jump(ja(), done);
+	query.bind();
+	emit_generic(em, done);
+}
+
 } // namespace
 
 void emit_ct_parse_reset(Emitter &em)
@@ -782,7 +801,7 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
 
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
-	Label done(em), tcp(em), udp(em), icmp(em);
+	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em);
 	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
 	set(em, off::ct_mark, 0);
@@ -791,7 +810,10 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tcp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_UDP), udp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
+	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_icmpv6), icmpv6);
 	emit_generic(em, done);
+	icmpv6.bind();
+	emit_icmpv6(em, done);
 	tcp.bind();
 	emit_tcp(em, ctx, flavor, ct, done);
 	udp.bind();
