@@ -39,7 +39,7 @@ enum class MapSlot : uint8_t {
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
 // kernel's BTF (vmlinux, or the nf_conntrack module's).
-enum class Kfunc : uint8_t { XdpCtLookup, SkbCtLookup, CtRelease };
+enum class Kfunc : uint8_t { XdpCtLookup, SkbCtLookup, CtRelease, CtChangeTimeout };
 
 struct KfuncRef {
 	size_t insn = 0; // a BPF_CALL with src_reg BPF_PSEUDO_KFUNC_CALL

@@ -40,6 +40,7 @@ constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_s
 // Inside struct nf_conntrack_tuple (stable since 2.6; the loader checks its size is 40).
 constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
 constexpr uint32_t ns_per_s = 1'000'000'000u;
+constexpr int32_t ipproto_icmpv6 = 58; // <linux/in6.h>
 
 void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
 void emit_own_lookup(Emitter &em);
@@ -709,6 +710,24 @@ void emit_generic(Emitter &em, Label &done)
 	em.jump(ja(), done);
 }
 
+// ICMPv6 in IPv4 (protocol 58): nf_ct_l4proto_find() gives it the ICMPv6 tracker whatever
+// the family. Its tuple needs 8 bytes (icmpv6_pkt_to_tuple()), and
+// nf_conntrack_icmpv6_packet() makes an entry only for an echo or node information query:
+// every other message has none (INVALID, the view emit_ct_state() starts from). Queries and
+// their replies are tracked as other protocols are (Documentation/supported.md).
+void emit_icmpv6(Emitter &em, Label &done)
+{
+	Label query(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::icmp_type));
+	for (int32_t t : {128, 129, 139, 140}) // ICMPV6_ECHO_REQUEST, _REPLY, _NI_QUERY, _REPLY
+		em.jump(jmp_imm(BPF_JEQ, R1, t), query);
+	em.jump(ja(), done);
+	query.bind();
+	emit_generic(em, done);
+}
+
 } // namespace
 
 void emit_ct_parse_reset(Emitter &em)
@@ -782,7 +801,7 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
 
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
-	Label done(em), tcp(em), udp(em), icmp(em);
+	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em);
 	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
 	set(em, off::ct_mark, 0);
@@ -791,7 +810,10 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tcp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_UDP), udp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
+	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_icmpv6), icmpv6);
 	emit_generic(em, done);
+	icmpv6.bind();
+	emit_icmpv6(em, done);
 	tcp.bind();
 	emit_tcp(em, ctx, flavor, ct, done);
 	udp.bind();
@@ -899,12 +921,52 @@ void emit_ct_reply(Emitter &em)
 	done.bind();
 }
 
-void emit_ct_confirm(Emitter &em, const CtLayout &ct)
+namespace
+{
+
+// netfilter's OUTPUT drops the first packet of a flow the host starts before
+// __nf_conntrack_confirm(): the entry it made dies with it, and a later packet of either
+// direction finds none. tc egress runs after the kernel confirmed that entry, so when the
+// verdict is not ACCEPT for a packet emit_egress_first() viewed unconfirmed, the entry
+// (TCP, UDP: the kernel's; bpfilter's own are made only on ACCEPT) expires now
+// (bpf_ct_change_timeout(ct, 0)). R0 and R6 kept; clobbers R1-R5, R7, R8.
+void emit_egress_unconfirm(Emitter &em, Reg ctx)
+{
+	constexpr Reg verdict = R8, ct = R7;
+	Label kept(em), tracked(em), release(em);
+	em.emit(mov64(verdict, R0));
+	em.jump(jmp_imm(BPF_JEQ, R0, layout::ret_accept), kept);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));
+	em.jump(jmp_imm(BPF_JNE, R1, layout::ct_own_new), kept);
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tracked);
+	em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_UDP), kept);
+	tracked.bind();
+	emit_lookup(em, ctx, Flavor::TcEgress, off::saddr, off::daddr, off::sport, off::dport, R1);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), kept);
+	em.emit(mov64(ct, R0));
+	em.emit(ldx(BPF_B, R1, R10, layout::main_ct_opts + 9));
+	em.emit(alu64_imm(BPF_AND, R1, 1));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), release);
+	em.emit(mov64(R1, ct));
+	em.emit(mov64(R2, 0));
+	em.call_kfunc(Kfunc::CtChangeTimeout);
+	release.bind();
+	emit_release(em, ct);
+	kept.bind();
+	em.emit(mov64(R0, verdict));
+}
+
+} // namespace
+
+void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
 	// The verdict waits on the stack: R6 is the context, which REJECT's reply needs next.
 	constexpr int16_t verdict = layout::main_ct_opts;
 	constexpr Reg entry = R7;
 	Label out(em), insert(em), fresh(em), stamped(em);
+	if (flavor == Flavor::TcEgress)
+		emit_egress_unconfirm(em, ctx);
 	em.emit(stx(BPF_DW, R10, R0, verdict));
 	em.jump(jmp_imm(BPF_JNE, R0, layout::ret_accept), out);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_op));

@@ -27,8 +27,9 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 void emit_ct_reply(Emitter &em);
 
 // After the chains let the packet through (R0 holds layout::ret_accept, kept): make or
-// refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry. R0 and
-// R6 (the context) are kept.
-void emit_ct_confirm(Emitter &em, const CtLayout &ct);
+// refresh bpfilter's own entry (maps::CtOwnKey) as the kernel would its entry. At tc egress,
+// when they drop the first packet of a flow the host starts, expire the kernel's entry that
+// packet made. R0 and R6 (the context, `ctx`) are kept.
+void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 
 } // namespace bpfilter::codegen

@@ -175,6 +175,7 @@ void emit_tc_start(Emitter &em, const Ctx &cx, const Options &opts, bool logs, b
 	Label own(em);
 	if (cx.egress()) {
 		em.emit(st(BPF_W, layout::pkt, off::own_pieces, 0));
+		em.emit(st(BPF_W, layout::pkt, off::fr_doomed, 0));
 		// REJECT's reply, redirected here by another hook (layout::reply_mark_magic):
 		// this host's own packet, though it came in on a device. It leaves with the
 		// mark netfilter's reply has (IP4_REPLY_MARK(), 0 without fwmark_reflect).
@@ -870,6 +871,23 @@ void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
 	done.bind();
 }
 
+// The Frags key of the parsed packet's datagram at R10 + main_frag_key: addresses, IP id and
+// protocol, as ip4_frag_match() tells queues apart. Clobbers R1, R2.
+void emit_frag_key(Emitter &em)
+{
+	constexpr int16_t key = layout::main_frag_key;
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::saddr));
+	em.emit(stx(BPF_W, R10, R2, key));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::daddr));
+	em.emit(stx(BPF_W, R10, R2, key + 4));
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+	em.emit(alu32_imm(BPF_RSH, R1, 16));
+	em.emit(alu32_imm(BPF_LSH, R1, 8));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::proto));
+	em.emit(alu32_reg(BPF_OR, R1, R2));
+	em.emit(stx(BPF_W, R10, R1, key + 8));
+}
+
 // Fragments. netfilter's INPUT sees a datagram once, reassembled (ip_local_deliver()
 // defrags before NF_INET_LOCAL_IN), and never a datagram that does not come whole; XDP
 // sees each piece. OUTPUT sees a datagram before ip_fragment() cuts it; tc egress sees
@@ -883,31 +901,28 @@ void emit_martians(Emitter &em, const Ctx &cx, Label &dry)
 //   the datagram's length, ihl + payload, as netfilter counts skb->len; its device is
 //   the one -i (-o) sees, as in the kernel, where the reassembled skb takes the last
 //   piece's;
-// - every other piece passes untouched.
+// - every other piece passes untouched; at tc egress (`steal` set), one of a datagram whose
+//   first piece OUTPUT dropped goes to `steal`: the kernel sends the pieces it cut after
+//   the hook one by one and stops at the first that fails (ip_do_fragment()), so OUTPUT
+//   drops that first piece quietly (layout::tc_stolen) to see the rest, and drops them
+//   too, the last one judged and counted with the datagram.
 // Left to the kernel and not followed here: overlapping or duplicated pieces (the kernel
 // discards such a datagram; the byte sum here may then call it whole), pieces of one
 // datagram racing on two CPUs, and the kernel's memory limits. Those can only move a
 // counter, never a verdict.
-void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
+void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass,
+		Label *steal = nullptr)
 {
 	constexpr int16_t key = layout::main_frag_key;
 	constexpr Reg entry = R7;
-	Label whole(em), have(em), fresh(em), later(em), complete(em), last_seen(em);
+	Label whole(em), have(em), fresh(em), later(em), complete(em), last_seen(em),
+		incomplete(em);
 
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
-	em.emit(mov64(R2, R1));
-	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
+	em.emit(alu32_imm(BPF_AND, R1, 0x3fff));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), whole);
 
-	em.emit(ldx(BPF_W, R2, layout::pkt, off::saddr));
-	em.emit(stx(BPF_W, R10, R2, key));
-	em.emit(ldx(BPF_W, R2, layout::pkt, off::daddr));
-	em.emit(stx(BPF_W, R10, R2, key + 4));
-	em.emit(alu32_imm(BPF_RSH, R1, 16));
-	em.emit(alu32_imm(BPF_LSH, R1, 8));
-	em.emit(ldx(BPF_W, R2, layout::pkt, off::proto));
-	em.emit(alu32_reg(BPF_OR, R1, R2));
-	em.emit(stx(BPF_W, R10, R1, key + 8));
+	emit_frag_key(em);
 
 	em.ld_map(R1, MapSlot::Frags);
 	em.emit(mov64(R2, R10));
@@ -950,6 +965,7 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(st(BPF_W, entry, off::fr_end, 0));
 	em.emit(st(BPF_W, entry, off::fr_ihl, 0));
 	em.emit(st(BPF_W, entry, off::fr_ecn, 0));
+	em.emit(st(BPF_W, entry, off::fr_doomed, 0));
 
 	fresh.bind();
 	// ip4_frag_ecn(): this piece's ECN codepoint joins the others'.
@@ -1001,11 +1017,11 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	// A later piece: whole only once the first fragment and the last piece are in.
 	later.bind();
 	em.emit(ldx(BPF_W, R1, entry, off::fr_ihl));
-	em.jump(jmp32_imm(BPF_JEQ, R1, 0), pass);
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), incomplete);
 	em.emit(ldx(BPF_W, R1, entry, off::fr_end));
-	em.jump(jmp32_imm(BPF_JEQ, R1, 0), pass);
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), incomplete);
 	em.emit(ldx(BPF_W, R2, entry, off::fr_received));
-	em.jump(jmp32_reg(BPF_JNE, R1, R2), pass);
+	em.jump(jmp32_reg(BPF_JNE, R1, R2), incomplete);
 	for (int16_t at = 0; at < off::size; at += 8) {
 		// The devices are this piece's, as in the kernel.
 		if ((at >= off::ifname && at < off::ifname + 16) ||
@@ -1048,6 +1064,14 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass)
 	em.emit(alu32_reg(BPF_ADD, R1, R2));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ip_len)); // the reassembled header's
+	em.jump(ja(), whole);
+
+	incomplete.bind();
+	if (steal) {
+		em.emit(ldx(BPF_W, R1, entry, off::fr_doomed));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), *steal);
+	}
+	em.jump(ja(), pass);
 	whole.bind();
 }
 
@@ -1282,9 +1306,16 @@ void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replie
 		    bool sets_mark)
 {
 	Label shot(em), reject(em);
+	const bool egress = opts.flavor == Flavor::TcEgress;
 	if (sets_mark) {
 		em.emit(ldx(BPF_W, R1, layout::pkt, off::mark));
 		em.emit(stx(BPF_W, ctx, R1, offsetof(__sk_buff, mark)));
+	}
+	if (egress) {
+		// The piece that makes whole a datagram whose first piece was dropped: counted by
+		// this judgment, dropped by the first (emit_frags()).
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_doomed));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), shot);
 	}
 	if (replies)
 		emit_if_reject(em, reject);
@@ -1296,6 +1327,31 @@ void emit_tc_finish(Emitter &em, const Options &opts, ir::Hook hook, bool replie
 		emit_reject(em, opts.flavor, hook, opts.replies, tracks, shot);
 	}
 	shot.bind();
+	if (egress) {
+		// A piece of a datagram the kernel cut after OUTPUT (a raw socket's own pieces
+		// are judged alone, unless conntrack reassembled them before the hook): dropped
+		// quietly, and its datagram marked, so that ip_do_fragment() sends the other
+		// pieces, which are dropped too and make the datagram counted when whole.
+		Label alone(em), stolen(em);
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+		em.emit(alu32_imm(BPF_AND, R1, 0x3fff));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), alone);
+		if (!tracks) {
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
+			em.jump(jmp32_imm(BPF_JNE, R1, 0), alone);
+		}
+		emit_frag_key(em);
+		em.ld_map(R1, MapSlot::Frags);
+		em.emit(mov64(R2, R10));
+		em.emit(alu64_imm(BPF_ADD, R2, layout::main_frag_key));
+		em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), stolen);
+		em.emit(st(BPF_W, R0, off::fr_doomed, 1));
+		stolen.bind();
+		em.emit(mov64(R0, layout::tc_stolen));
+		em.emit(exit());
+		alone.bind();
+	}
 	em.emit(mov64(R0, layout::tc_drop));
 	em.emit(exit());
 }
@@ -1402,7 +1458,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 		}
 
 		if (cx.egress()) {
-			Label dry(em);
+			Label dry(em), stolen(em);
 			if (options.local_only)
 				emit_ipvlan_skip(em, off::saddr, pass);
 			// A raw socket's own fragments: judged one by one, as netfilter does
@@ -1411,10 +1467,13 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				em.emit(ldx(BPF_W, R1, layout::pkt, off::own_pieces));
 				em.jump(jmp32_imm(BPF_JNE, R1, 0), first);
 			}
-			emit_frags(em, cx, plan->logs, dry, pass);
+			emit_frags(em, cx, plan->logs, dry, pass, &stolen);
 			em.jump(ja(), first);
 			dry.bind();
 			emit_dry(em, pass, first);
+			stolen.bind();
+			em.emit(mov64(R0, layout::tc_stolen));
+			em.emit(exit());
 		} else {
 			Label dry(em), counted(em), looped(em), reassemble(em);
 			if (options.local_only && cx.tc()) {
@@ -1504,7 +1563,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 				em.emit(mov64(R1, layout::pkt));
 				em.call(plan->hook_fn_id(k));
 				if (plan->uses_conntrack)
-					emit_ct_confirm(em, options.ct);
+					emit_ct_confirm(em, ctx, options.flavor, options.ct);
 				if (cx.tc())
 					emit_tc_finish(em, options, run.hook, replies,
 						       plan->uses_conntrack, plan->sets_mark);

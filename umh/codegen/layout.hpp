@@ -51,6 +51,11 @@ inline constexpr uint32_t reply_ct = 1, reply_ct_reply = 2;
 // tc: TC_ACT_UNSPEC goes on to the next filter and then up the stack; TC_ACT_SHOT drops.
 inline constexpr int32_t tc_accept = -1;
 inline constexpr int32_t tc_drop = 2;
+// TC_ACT_STOLEN: dropped as well, but the device's queue reports success. ip_do_fragment()
+// stops sending a datagram's pieces at the first that fails; OUTPUT drops a piece of a
+// datagram the kernel cuts after the hook this way, so the rest still come and the datagram
+// is counted when whole, as netfilter counts it before the cut.
+inline constexpr int32_t tc_stolen = 4;
 
 // R9 points at the parsed packet in every frame: the main program sets it, and passes
 // it to every subprogram in R1. Callee-saved, so it survives calls. The parsed packet
@@ -104,6 +109,9 @@ inline constexpr int16_t oif = 428;	   // u32: FORWARD: the output device's ifin
 inline constexpr int16_t own_pieces = 432;
 inline constexpr int16_t dev_flags = 436; // u32, tc: the device's maps::DeviceValue::flags
 inline constexpr int16_t saved_len = 440; // u32, tc ingress: tot_len while OUTPUT runs dry
+// u32, tc egress, in a Frags map value: OUTPUT dropped the datagram's first piece (see
+// tc_stolen); its other pieces are dropped too. 0 in every parsed packet the prologue makes.
+inline constexpr int16_t fr_doomed = 444;
 // The connection-tracking view (-m conntrack, -m state), written by emit_ct_state()
 // before a chain runs: what nf_ct_get(skb, &ctinfo) would give there.
 // u32: the state bit conntrack_mt computes (XT_CONNTRACK_STATE_BIT(ctinfo),

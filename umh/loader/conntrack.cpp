@@ -36,8 +36,8 @@ Error sys_error(int err, const std::string &what)
 	return make_error(err, what + ": " + std::strerror(err));
 }
 
-constexpr std::array<const char *, 3> kfunc_names = {"bpf_xdp_ct_lookup", "bpf_skb_ct_lookup",
-						     "bpf_ct_release"};
+constexpr std::array<const char *, 4> kfunc_names = {"bpf_xdp_ct_lookup", "bpf_skb_ct_lookup",
+						     "bpf_ct_release", "bpf_ct_change_timeout"};
 
 struct BtfFree {
 	void operator()(struct btf *b) const { btf__free(b); }

@@ -16,7 +16,7 @@ namespace bpfilter::loader
 
 struct Conntrack {
 	codegen::CtLayout layout;
-	std::array<int32_t, 3> btf_id{}; // by codegen::Kfunc
+	std::array<int32_t, 4> btf_id{}; // by codegen::Kfunc
 	Fd module_btf;			 // nf_conntrack's BTF when it is a module; else none
 	Fd own;				 // codegen::MapSlot::CtOwn
 	Fd tcp;				 // codegen::MapSlot::CtTcp
