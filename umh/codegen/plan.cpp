@@ -383,13 +383,32 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		for (const HookRun &run : plan.hooks)
 			starts.push_back(run.entry);
 		starts.insert(starts.end(), plan.subprogs.begin(), plan.subprogs.end());
+		std::vector<AddrSet> found;
 		for (uint32_t start : starts)
 			for (AddrSet &set : find_addr_sets(t, plan.subprog_of, plan.hookset, start,
-							   options.classify_min)) {
-				plan.addr_set_at[set.first] = plan.addr_sets.size();
-				plan.classified_rules += set.data.rules;
-				plan.addr_sets.push_back(std::move(set));
-			}
+							   options.classify_min))
+				found.push_back(std::move(set));
+		// A program uses at most 64 maps (the verifier's MAX_USED_MAPS), 16 of them
+		// the fixed slots and one an htable each: the largest sets get the rest but a
+		// few, the others' rules are tested one by one.
+		const size_t fixed = 16 + t.hashlimits.size() + 4;
+		const size_t max_addr_sets = fixed < 64 ? 64 - fixed : 0;
+		if (found.size() > max_addr_sets) {
+			std::stable_sort(found.begin(), found.end(),
+					 [](const AddrSet &a, const AddrSet &b) {
+						 return a.data.rules > b.data.rules;
+					 });
+			found.resize(max_addr_sets);
+			std::sort(found.begin(), found.end(),
+				  [](const AddrSet &a, const AddrSet &b) {
+					  return a.first < b.first;
+				  });
+		}
+		for (AddrSet &set : found) {
+			plan.addr_set_at[set.first] = plan.addr_sets.size();
+			plan.classified_rules += set.data.rules;
+			plan.addr_sets.push_back(std::move(set));
+		}
 	}
 
 	// Calls of each run as it will be emitted (stopping where another run starts), and
