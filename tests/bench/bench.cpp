@@ -10,6 +10,8 @@
 #include <linux/ip.h>
 #include <linux/udp.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +31,11 @@ namespace
 
 using namespace bpfilter;
 using Clock = std::chrono::steady_clock;
+
+uint32_t blocklist_addr(uint32_t i) // host order
+{
+	return 0x0b000000u + i;
+}
 
 ir::Rule policy(ir::Target::Kind kind)
 {
@@ -88,8 +95,29 @@ std::vector<uint8_t> udp_packet()
 	return pkt;
 }
 
+// n rules "-s 11.X.Y.Z/32 -j DROP" (11.0.0.0 + i), then the INPUT policy ACCEPT: the
+// blocklist shape that classification judges with one lookup (codegen/classify.hpp).
+// lpm: the last rule a /31, so that the set is an LPM trie rather than a hash.
+ir::Table blocklist_table(uint32_t n, bool lpm = false)
+{
+	ir::Table t = worst_case_table(n);
+	for (uint32_t i = 0; i < n; ++i) {
+		ir::Rule &r = t.rules[i];
+		r = ir::Rule{};
+		r.ip.src = htonl(blocklist_addr(i));
+		r.ip.src_mask = 0xffffffffu;
+		r.target.kind = ir::Target::Kind::Drop;
+	}
+	if (lpm && n) {
+		t.rules[n - 1].ip.src_mask = htonl(0xfffffffeu);
+		t.rules[n - 1].ip.src &= t.rules[n - 1].ip.src_mask;
+	}
+	return t;
+}
+
 // Nanoseconds a run of the program on pkt, as the kernel measures it (best of 5).
-double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, int repeat)
+double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, int repeat,
+		     uint32_t verdict = XDP_PASS)
 {
 	double best = 1e18;
 	for (int i = 0; i < 5; ++i) {
@@ -99,7 +127,7 @@ double ns_per_packet(int prog_fd, std::vector<uint8_t> &pkt, int repeat)
 			perror("bpf_prog_test_run_opts");
 			exit(1);
 		}
-		if (opts.retval != XDP_PASS) {
+		if (opts.retval != verdict) {
 			fprintf(stderr, "unexpected verdict %u\n", opts.retval);
 			exit(1);
 		}
@@ -165,6 +193,102 @@ void bench_conntrack(std::vector<uint8_t> &pkt, double base)
 	       ns[0], ns[1], ns[1] - ns[0], ns[1] / base);
 }
 
+// Bytes the kernel charges for the program's address-set maps (memlock in their fdinfo).
+uint64_t addr_set_bytes(int prog_fd)
+{
+	bpf_prog_info info{};
+	uint32_t len = sizeof(info);
+	std::vector<uint32_t> ids(64);
+	info.nr_map_ids = static_cast<uint32_t>(ids.size());
+	info.map_ids = reinterpret_cast<uint64_t>(ids.data());
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+		return 0;
+	uint64_t total = 0;
+	for (uint32_t k = 0; k < std::min<uint32_t>(info.nr_map_ids, 64); k++) {
+		const int fd = bpf_map_get_fd_by_id(ids[k]);
+		if (fd < 0)
+			continue;
+		bpf_map_info mi{};
+		uint32_t mlen = sizeof(mi);
+		if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 &&
+		    std::string(mi.name) == "bpfilter_aset") {
+			const std::string path = "/proc/self/fdinfo/" + std::to_string(fd);
+			if (FILE *f = fopen(path.c_str(), "r")) {
+				char line[256];
+				unsigned long long v = 0;
+				while (fgets(line, sizeof(line), f))
+					if (sscanf(line, "memlock: %llu", &v) == 1)
+						total += v;
+				fclose(f);
+			}
+		}
+		close(fd);
+	}
+	return total;
+}
+
+// A blocklist of each size, sequential (classification off) and classified (a hash of the
+// /32s; an LPM trie when one rule is a /31): ns/packet for a packet its first rule drops,
+// one its last rule drops, and one no rule matches.
+void bench_blocklist(const std::vector<uint32_t> &sizes, std::vector<uint8_t> &pkt, double base)
+{
+	printf("blocklist (-s a.b.c.d/32 -j DROP): ns/packet\n");
+	printf("%8s %12s %10s %10s %10s %10s %10s %10s\n", "rules", "code", "insns", "load_ms",
+	       "first", "last", "none", "map_KiB");
+	auto *ip = reinterpret_cast<iphdr *>(pkt.data() + sizeof(ethhdr));
+	const uint32_t saddr = ip->saddr;
+	for (uint32_t n : sizes) {
+		for (int mode : {0, 1, 2}) {
+			const bool classify = mode > 0;
+			ir::Table table = blocklist_table(n, mode == 2);
+			codegen::Options options;
+			options.local_only = false;
+			options.classify_min =
+				classify ? codegen::Options::default_classify_min : 0;
+			const char *name = mode == 0 ? "sequential" : mode == 1 ? "hash" : "lpm";
+			auto t0 = Clock::now();
+			auto prog = codegen::compile(table, options);
+			if (!prog) {
+				printf("%8u %12s compile failed: %s\n", n, name,
+				       prog.error().message.c_str());
+				continue;
+			}
+			auto ifnames = loader::create_devices_map();
+			auto local = loader::create_local_addrs_map();
+			if (!ifnames || !local) {
+				fprintf(stderr, "cannot create maps\n");
+				exit(1);
+			}
+			loader::LoadOptions lo;
+			lo.explain = false;
+			auto loaded = loader::load_program(*prog, ifnames->get(), local->get(), lo);
+			auto t1 = Clock::now();
+			if (!loaded) {
+				printf("%8u %12s %10zu load failed: %.120s\n", n, name,
+				       prog->insns.size(), loaded.error().message.c_str());
+				continue;
+			}
+			const int repeat = classify || n < 1000 ? 200000
+					   : n >= 10000		? 2000
+								: 20000;
+			double ns[3];
+			ip->saddr = htonl(blocklist_addr(0));
+			ns[0] = ns_per_packet(loaded->fd(), pkt, repeat, XDP_DROP);
+			ip->saddr = htonl(blocklist_addr(n - 1));
+			ns[1] = ns_per_packet(loaded->fd(), pkt, repeat, XDP_DROP);
+			ip->saddr = saddr;
+			ns[2] = ns_per_packet(loaded->fd(), pkt, repeat, XDP_PASS);
+			printf("%8u %12s %10zu %10.1f %10.1f %10.1f %10.1f %10.0f\n", n, name,
+			       prog->insns.size(),
+			       std::chrono::duration<double, std::milli>(t1 - t0).count(), ns[0],
+			       ns[1], ns[2],
+			       static_cast<double>(addr_set_bytes(loaded->fd())) / 1024);
+			fflush(stdout);
+		}
+	}
+	printf("(baseline %.1f ns/packet)\n", base);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -214,5 +338,17 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	bench_conntrack(pkt, base);
+	std::vector<uint32_t> blocklist = {1000, 10000, 100000};
+	if (const char *env = getenv("BENCH_BLOCKLIST_SIZES")) {
+		blocklist.clear();
+		for (char *p = const_cast<char *>(env); *p;) {
+			char *end = nullptr;
+			blocklist.push_back(static_cast<uint32_t>(strtoul(p, &end, 0)));
+			if (end == p)
+				break;
+			p = end;
+		}
+	}
+	bench_blocklist(blocklist, pkt, base);
 	return 0;
 }

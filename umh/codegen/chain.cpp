@@ -2,6 +2,8 @@
 // stack.
 #include "codegen/chain.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -283,6 +285,116 @@ void emit_target(Emitter &em, const Frame &f, uint32_t i, Label *next)
 	}
 }
 
+// An AddrSet (classify.hpp): the packet's address looked up in the set's map, then for each
+// word of the value, the rule it names counted and its target run; a target that goes on
+// leads to the next word, and a miss or the words' end to the rules after the set.
+// R6 holds the value across the targets' calls (callee-saved; Cond's accumulator is only
+// live within a rule's tests). The key lies below the map key's slot, as LOG's record does.
+constexpr int16_t addr_set_key = -16;
+static_assert(addr_set_key == log_rec_slot);
+constexpr Reg addr_set_value = R6;
+
+// The rule named by the word at `at` of the value counted, as emit_count() does, in the
+// Counters block the rule's index gives.
+void emit_addr_set_count(Emitter &em, const Frame &f, const AddrSet &set, int16_t at)
+{
+	const auto rule_of_word = [&] {
+		em.emit(ldx(BPF_W, R1, addr_set_value, at));
+		em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(maps::addr_set_rule_mask)));
+		if (set.first)
+			em.emit(alu32_imm(BPF_ADD, R1, static_cast<int32_t>(set.first)));
+	};
+	const uint32_t block = maps::counter_block(set.first);
+	if (block == maps::counter_block(set.end - 1)) {
+		em.emit(st(BPF_W, R10, f.key_off, static_cast<int32_t>(block)));
+	} else {
+		rule_of_word();
+		em.emit(alu32_imm(BPF_RSH, R1, 11));
+		static_assert(maps::counters_per_block == 1u << 11);
+		em.emit(stx(BPF_W, R10, R1, f.key_off));
+	}
+	em.ld_map(R1, MapSlot::Counters);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, f.key_off));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	Label found(em), within(em);
+	em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+	emit_verdict(em, layout::ret_drop);
+	found.bind();
+	rule_of_word();
+	em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(maps::counters_per_block - 1)));
+	em.emit(alu32_imm(BPF_LSH, R1, 4));
+	static_assert(sizeof(maps::CounterValue) == 1u << 4);
+	// The verifier's bound of the offset: a block as large as the table's.
+	const uint32_t bytes =
+		maps::counter_block_bytes(static_cast<uint32_t>(f.table.rules.size()));
+	if (bytes < maps::counters_per_block * sizeof(maps::CounterValue)) {
+		em.jump(jmp_imm(BPF_JLE, R1,
+				static_cast<int32_t>(bytes - sizeof(maps::CounterValue))),
+			within);
+		emit_verdict(em, layout::ret_drop);
+		within.bind();
+	}
+	em.emit(alu64_reg(BPF_ADD, R0, R1));
+	emit_add(em, R0, 0, false);
+}
+
+// The target of class [lo, hi) that R1 holds, by halves.
+void emit_addr_set_targets(Emitter &em, const Frame &f, const AddrSet &set, uint32_t lo,
+			   uint32_t hi, Label &next)
+{
+	if (hi - lo == 1) {
+		emit_target(em, f, set.classes[lo], &next);
+		return;
+	}
+	const uint32_t mid = lo + (hi - lo) / 2;
+	Label upper(em);
+	em.jump(jmp32_imm(BPF_JGE, R1, static_cast<int32_t>(mid)), upper);
+	emit_addr_set_targets(em, f, set, lo, mid, next);
+	upper.bind();
+	emit_addr_set_targets(em, f, set, mid, hi, next);
+}
+
+void emit_addr_set(Emitter &em, const Frame &f, const AddrSet &set, uint32_t index)
+{
+	em.emit(ldx(BPF_W, R1, layout::pkt,
+		    set.dst ? layout::pkt_off::daddr : layout::pkt_off::saddr));
+	if (set.data.lpm) {
+		em.emit(st(BPF_W, R10, addr_set_key, 32)); // maps::LocalAddrKey
+		em.emit(stx(BPF_W, R10, R1, addr_set_key + 4));
+	} else {
+		if (set.hash_len < 32)
+			em.emit(alu32_imm(
+				BPF_AND, R1,
+				static_cast<int32_t>(
+					set.hash_len ? htonl(~0u << (32 - set.hash_len)) : 0)));
+		em.emit(stx(BPF_W, R10, R1, addr_set_key));
+	}
+	em.ld_map(R1, MapSlot::AddrSet, index);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, addr_set_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	Label after(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), after);
+	em.emit(mov64(addr_set_value, R0));
+	for (uint32_t k = 0; k < set.data.slots; k++) {
+		const auto at = static_cast<int16_t>(4 * k);
+		if (k > 0) {
+			em.emit(ldx(BPF_W, R1, addr_set_value, at));
+			em.jump(jmp32_imm(BPF_JEQ, R1, static_cast<int32_t>(maps::addr_set_none)),
+				after);
+		}
+		emit_addr_set_count(em, f, set, at);
+		em.emit(ldx(BPF_W, R1, addr_set_value, at));
+		em.emit(alu32_imm(BPF_RSH, R1, maps::addr_set_rule_bits));
+		Label next(em);
+		emit_addr_set_targets(em, f, set, 0, static_cast<uint32_t>(set.classes.size()),
+				      next);
+		next.bind();
+	}
+	after.bind();
+}
+
 void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &table)
 {
 	std::visit(
@@ -401,6 +513,14 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 			return;
 		}
 		const ir::Rule &r = rules[i];
+		if (auto it = f.plan.addr_set_at.find(i); it != f.plan.addr_set_at.end()) {
+			// Its code is long; pending jumps to the cold code must stay in range.
+			cold.flush(f);
+			const AddrSet &set = f.plan.addr_sets[it->second];
+			emit_addr_set(em, f, set, static_cast<uint32_t>(it->second));
+			i = set.end - 1;
+			continue;
+		}
 		const Fold ip = fold_ip(r.ip, f.plan.hookset);
 		if (ip == Fold::Never)
 			continue;

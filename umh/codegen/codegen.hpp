@@ -35,6 +35,8 @@ enum class MapSlot : uint8_t {
 	RecentEntries, // hash: -m recent's entries of every list (one per namespace)
 	RecentHeads,   // array of one: each list's mask, ring size and LRU clock (per namespace)
 	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted
+	AddrSet,       // LPM trie or hash: a classified run of address rules (MapRef::index:
+		       // Program::addr_sets)
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -144,6 +146,22 @@ struct Options {
 	// map and no helper but bpf_map_lookup_elem. check_offload() says which tables fit.
 	bool offload = false;
 	std::array<uint8_t, 16> offload_ifname{}; // the device's name, for -i
+	// Runs of at least this many address rules (-s or -d prefixes and a target, nothing
+	// else) are looked up in one map instead of tested one by one (classify.hpp); 0:
+	// never. Measured with tests/bench: up to about 32 /32 rules (64 of mixed lengths, an
+	// LPM trie) the rules' own tests are as fast as the lookup.
+	uint32_t classify_min = default_classify_min;
+	static constexpr uint32_t default_classify_min = 32;
+};
+
+// The contents of a MapSlot::AddrSet map, for the loader to fill (maps::addr_set_*).
+struct AddrSetData {
+	bool lpm = true;	      // an LPM trie; else a hash keyed by the masked address
+	uint32_t slots = 1;	      // u32 words per value
+	uint32_t rules = 0;	      // rules the map stands for (those not folded away)
+	std::vector<uint32_t> keys;   // address (network order) and prefix length, in pairs
+	std::vector<uint32_t> values; // `slots` words per key
+	bool operator==(const AddrSetData &) const = default;
 };
 
 // A function of the program, for the BTF the loader gives the kernel when some function
@@ -166,6 +184,7 @@ struct Program {
 	Options::Tests tests = Options::Tests::Branch; // how rules test: Branch or Accumulate
 	Flavor flavor = Flavor::Xdp;
 	bool offload = false; // Options::offload: its Counters map is maps::offload_counters_*
+	std::vector<AddrSetData> addr_sets; // MapSlot::AddrSet's maps, by MapRef::index
 };
 
 // Can every flavor run this table with its meaning kept? EOPNOTSUPP and the reason if not

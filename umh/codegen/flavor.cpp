@@ -1606,6 +1606,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 						      : Options::Tests::Accumulate;
 		program->flavor = options.flavor;
 		program->offload = options.offload;
+		for (const AddrSet &set : plan->addr_sets)
+			program->addr_sets.push_back(set.data);
 	}
 	return program;
 }

@@ -326,6 +326,23 @@ inline constexpr uint32_t offload_counters_bytes(uint32_t n)
 	return static_cast<uint32_t>(sizeof(CounterValue)) * (n ? n : 1);
 }
 
+// AddrSet: one per classified run of address rules (codegen/classify.hpp), made for each
+// program and filled by the loader from Program::addr_sets. BPF_MAP_TYPE_LPM_TRIE
+// (BPF_F_NO_PREALLOC) keyed as LocalAddrKey by the rules' prefixes; the value is
+// AddrSet::slots u32 words, the rules of the run that a packet in that prefix (and in no
+// longer one of the set) matches, in order, up to and including the first whose target
+// ends the walk: each addr_set_word(), then addr_set_none.
+// BPF_MAP_TYPE_HASH keyed by the address alone when every prefix has the same length.
+inline constexpr uint32_t addr_set_lpm_type = BPF_MAP_TYPE_LPM_TRIE;
+inline constexpr uint32_t addr_set_hash_type = BPF_MAP_TYPE_HASH;
+inline constexpr uint32_t addr_set_none = 0xffffffffu;
+inline constexpr uint32_t addr_set_rule_bits = 24; // rule - first, below the class
+inline constexpr uint32_t addr_set_rule_mask = (1u << addr_set_rule_bits) - 1;
+inline constexpr uint32_t addr_set_word(uint32_t cls, uint32_t rule_in_run)
+{
+	return cls << addr_set_rule_bits | rule_in_run;
+}
+
 static_assert(sizeof(LogSnap) == 192);
 static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);
 static_assert(sizeof(CounterValue) == 16);

@@ -215,17 +215,25 @@ bool ends_run(const ir::Table &t, uint32_t i, HookSet hooks)
 namespace
 {
 
-// Cut a hook's main run into chunks of at most `budget` estimated tests (HookRun::chunks).
+// Cut a hook's main run into chunks of at most `budget` estimated tests (HookRun::chunks),
+// never inside an AddrSet.
 void cut_into_chunks(const ir::Table &t, const Plan &plan, HookRun &run, uint64_t budget)
 {
 	uint64_t in_chunk = 0;
+	uint32_t set_end = 0;
 	run.chunks = {run.entry};
 	for (uint32_t i = run.entry; i < t.rules.size(); i++) {
 		if (i != run.entry && plan.subprog_of.count(i))
 			break;
-		const uint64_t tests = fold_ip(t.rules[i].ip, plan.hookset) == Fold::Never
-					       ? 0
-					       : tests_of(t.rules[i]);
+		uint64_t tests = fold_ip(t.rules[i].ip, plan.hookset) == Fold::Never
+					 ? 0
+					 : tests_of(t.rules[i]);
+		if (auto it = plan.addr_set_at.find(i); it != plan.addr_set_at.end()) {
+			set_end = plan.addr_sets[it->second].end;
+			tests = addr_set_tests(plan.addr_sets[it->second]);
+		} else if (i < set_end) {
+			continue;
+		}
 		if (in_chunk + tests > budget && in_chunk > 0) {
 			run.chunks.push_back(i);
 			in_chunk = 0;
@@ -368,6 +376,41 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		plan.subprogs.push_back(s);
 	}
 
+	// Runs of address rules that one lookup judges (not offloaded: a NIC takes no LPM
+	// trie, and its hash maps are not what check_offload() allows).
+	if (!options.offload) {
+		std::vector<uint32_t> starts;
+		for (const HookRun &run : plan.hooks)
+			starts.push_back(run.entry);
+		starts.insert(starts.end(), plan.subprogs.begin(), plan.subprogs.end());
+		std::vector<AddrSet> found;
+		for (uint32_t start : starts)
+			for (AddrSet &set : find_addr_sets(t, plan.subprog_of, plan.hookset, start,
+							   options.classify_min))
+				found.push_back(std::move(set));
+		// A program uses at most 64 maps (the verifier's MAX_USED_MAPS), 16 of them
+		// the fixed slots and one an htable each: the largest sets get the rest but a
+		// few, the others' rules are tested one by one.
+		const size_t fixed = 16 + t.hashlimits.size() + 4;
+		const size_t max_addr_sets = fixed < 64 ? 64 - fixed : 0;
+		if (found.size() > max_addr_sets) {
+			std::stable_sort(found.begin(), found.end(),
+					 [](const AddrSet &a, const AddrSet &b) {
+						 return a.data.rules > b.data.rules;
+					 });
+			found.resize(max_addr_sets);
+			std::sort(found.begin(), found.end(),
+				  [](const AddrSet &a, const AddrSet &b) {
+					  return a.first < b.first;
+				  });
+		}
+		for (AddrSet &set : found) {
+			plan.addr_set_at[set.first] = plan.addr_sets.size();
+			plan.classified_rules += set.data.rules;
+			plan.addr_sets.push_back(std::move(set));
+		}
+	}
+
 	// Calls of each run as it will be emitted (stopping where another run starts), and
 	// the deepest chain of them. A cycle is a loop that ip_tables would have refused.
 	std::map<uint32_t, std::vector<uint32_t>> calls;
@@ -376,12 +419,20 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	const auto run_calls = [&](uint32_t start) {
 		std::vector<uint32_t> out;
 		uint64_t tests = 0;
+		uint32_t set_end = 0;
 		for (uint32_t i = start; i < n; i++) {
 			if (i != start && plan.subprog_of.count(i)) {
 				out.push_back(i);
 				break;
 			}
 			const ir::Rule &r = t.rules[i];
+			// An AddrSet's rules have one lookup and their targets' code between them.
+			if (auto it = plan.addr_set_at.find(i); it != plan.addr_set_at.end()) {
+				set_end = plan.addr_sets[it->second].end;
+				tests += addr_set_tests(plan.addr_sets[it->second]);
+				plan.tested_rules++;
+			}
+			const bool in_set = i < set_end;
 			if (fold_ip(r.ip, plan.hookset) != Fold::Never) {
 				for (const ir::Match &m : r.matches)
 					if (auto *tcp = std::get_if<ir::TcpMatch>(&m);
@@ -404,8 +455,10 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				plan.sets_mark |= r.target.kind == Kind::Mark;
 				if (is_call(t, i))
 					out.push_back(r.target.to);
-				tests += tests_of(r);
-				plan.tested_rules++;
+				if (!in_set) {
+					tests += tests_of(r);
+					plan.tested_rules++;
+				}
 			}
 			if (ends_run(t, i, plan.hookset))
 				break;
@@ -496,6 +549,11 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				std::to_string(max_call_frames - 1) +
 				" (each jump, goto or fall into another chain is a BPF call)");
 	return plan;
+}
+
+uint64_t addr_set_tests(const AddrSet &set)
+{
+	return 4 + set.data.slots * set.classes.size();
 }
 
 bool uses_skb_mark(const ir::Rule &r)

@@ -15,6 +15,7 @@
 #include <set>
 #include <vector>
 
+#include "codegen/classify.hpp"
 #include "codegen/emitter.hpp"
 #include "common/result.hpp"
 #include "ir/ir.hpp"
@@ -71,7 +72,11 @@ struct Plan {
 	bool accumulate = false;   // rules test with Cond::Mode::Accumulate
 	bool first_branch = false; // ... but for their first test, a jump
 	uint64_t tested_rules = 0; // rules with code of their own
-	size_t num_chunks = 0;	   // over every hook
+	// Runs of address rules judged by one lookup (classify.hpp), and which starts at a rule.
+	std::vector<AddrSet> addr_sets;
+	std::map<uint32_t, size_t> addr_set_at;
+	uint64_t classified_rules = 0; // rules of every AddrSet
+	size_t num_chunks = 0;	       // over every hook
 	SubprogId chunk_id(size_t k) const { return static_cast<SubprogId>(subprogs.size() + k); }
 	// Hook k's run is a function of its own (a BPF jump reaches 32767 instructions, and
 	// another hook's run may be longer): all hooks at tc, all but the first at XDP.
@@ -106,6 +111,9 @@ bool is_call(const ir::Table &table, uint32_t i);
 // (BpfDataplane::replace()).
 inline constexpr uint64_t max_branch_tests = 16000;
 inline constexpr uint64_t max_first_branch_rules = 7000;
+
+// About what an AddrSet costs the verifier in Branch tests: its lookup and its targets.
+uint64_t addr_set_tests(const AddrSet &set);
 
 // Does the rule read or set the packet's mark (-m mark, -j MARK)?
 bool uses_skb_mark(const ir::Rule &rule);

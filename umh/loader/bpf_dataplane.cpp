@@ -96,7 +96,8 @@ void wait_for_readers()
 }
 
 // Names a table by its programs' code (codegen is a pure function of the table) and rule
-// count: FNV-1a over every flavor's instructions.
+// count: FNV-1a over every flavor's instructions and the address sets' contents (which
+// carry the addresses that instructions would otherwise hold).
 uint64_t fingerprint_of(const std::array<codegen::Program, 3> &code, uint32_t rules)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
@@ -108,8 +109,13 @@ uint64_t fingerprint_of(const std::array<codegen::Program, 3> &code, uint32_t ru
 		}
 	};
 	mix(&rules, sizeof(rules));
-	for (const auto &prog : code)
+	for (const auto &prog : code) {
 		mix(prog.insns.data(), prog.insns.size() * sizeof(bpf_insn));
+		for (const codegen::AddrSetData &set : prog.addr_sets) {
+			mix(set.keys.data(), set.keys.size() * sizeof(uint32_t));
+			mix(set.values.data(), set.values.size() * sizeof(uint32_t));
+		}
+	}
 	return h;
 }
 
@@ -121,6 +127,15 @@ std::string ms_between(clock::time_point a, clock::time_point b)
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%.2f ms", static_cast<double>(us) / 1000.0);
 	return buf;
+}
+
+// Rules a program judges by address lookups (codegen/classify.hpp).
+uint64_t classified_rules(const codegen::Program &p)
+{
+	uint64_t n = 0;
+	for (const codegen::AddrSetData &set : p.addr_sets)
+		n += set.rules;
+	return n;
 }
 
 } // namespace
@@ -1316,6 +1331,10 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
 			   ? "a jump per rule and its first test"
 			   : "a jump per rule") +
 		  (chunks ? ", chains in " + std::to_string(chunks) + " chunks" : std::string()) +
+		  (xdp.addr_sets.empty()
+			   ? std::string()
+			   : ", " + std::to_string(classified_rules(xdp)) + " address rules in " +
+				     std::to_string(xdp.addr_sets.size()) + " lookups") +
 		  "): compiled and loaded in " + ms_between(t_start, t_loaded) + ", attached in " +
 		  ms_between(t_loaded, t_attached) + ", old programs quiet after " +
 		  ms_between(t_attached, clock::now()));

@@ -291,6 +291,31 @@ Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffi
 	return m;
 }
 
+Result<Fd> create_addr_set_map(const codegen::AddrSetData &set)
+{
+	const size_t n = set.keys.size() / 2;
+	if (set.keys.size() != 2 * n || set.values.size() != n * set.slots || set.slots == 0)
+		return make_error(EINVAL, "loader: an address set's keys and values disagree");
+	const uint32_t value_size = 4 * set.slots;
+	const auto entries = static_cast<uint32_t>(std::max<size_t>(n, 1));
+	auto m = set.lpm ? create_map(maps::addr_set_lpm_type, "bpfilter_aset",
+				      sizeof(maps::LocalAddrKey), value_size, entries,
+				      BPF_F_NO_PREALLOC)
+			 : create_map(maps::addr_set_hash_type, "bpfilter_aset", sizeof(uint32_t),
+				      value_size, entries, 0);
+	if (!m)
+		return m.error();
+	for (size_t k = 0; k < n; k++) {
+		const maps::LocalAddrKey lpm_key{set.keys[2 * k + 1], set.keys[2 * k]};
+		const void *key = set.lpm ? static_cast<const void *>(&lpm_key)
+					  : static_cast<const void *>(&set.keys[2 * k]);
+		if (bpf_map_update_elem(m->get(), key, &set.values[k * set.slots], BPF_NOEXIST))
+			return sys_error(errno, "loader: filling an address set (" +
+							std::to_string(n) + " prefixes)");
+	}
+	return m;
+}
+
 Result<Fd> create_icmp_global_map()
 {
 	return create_map(maps::icmp_global_type, "bpfilter_icmp", sizeof(uint32_t),
@@ -368,6 +393,18 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		}
 	}
 
+	// Classified runs of address rules: a map each, made and filled for this program.
+	std::vector<Fd> addr_sets(program.addr_sets.size());
+	for (const codegen::MapRef &ref : program.map_refs) {
+		if (ref.slot != codegen::MapSlot::AddrSet || ref.index >= addr_sets.size() ||
+		    addr_sets[ref.index].get() >= 0)
+			continue;
+		auto m = create_addr_set_map(program.addr_sets[ref.index]);
+		if (!m)
+			return m.error();
+		addr_sets[ref.index] = std::move(*m);
+	}
+
 	std::vector<bpf_insn> insns = program.insns;
 	for (const codegen::MapRef &ref : program.map_refs) {
 		int fd = -1;
@@ -425,6 +462,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			break;
 		case codegen::MapSlot::RecentTmp:
 			fd = options.recent_tmp_fd;
+			break;
+		case codegen::MapSlot::AddrSet:
+			fd = ref.index < addr_sets.size() ? addr_sets[ref.index].get() : -1;
 			break;
 		}
 		if (fd < 0)

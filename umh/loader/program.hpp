@@ -89,6 +89,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 // limit_mt_check() leaves them when the table is set at `jiffies`: full.
 Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffies);
 
+// The map of a classified run of address rules (MapSlot::AddrSet), filled.
+Result<Fd> create_addr_set_map(const codegen::AddrSetData &set);
+
 // A Counters map for a table of num_counters rules, to share between its programs.
 //
 // Beyond the blocks the programs count in, the map holds as many again that no program

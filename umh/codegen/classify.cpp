@@ -1,0 +1,333 @@
+// Finding the runs of address rules that one map lookup can judge, and the map each becomes.
+#include "codegen/classify.hpp"
+
+#include <arpa/inet.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
+
+#include <algorithm>
+#include <bit>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "codegen/maps.hpp"
+#include "codegen/matchers.hpp"
+#include "codegen/plan.hpp"
+
+namespace bpfilter::codegen
+{
+
+namespace
+{
+
+using Kind = ir::Target::Kind;
+
+// A rule that tests one address against a prefix and nothing else.
+struct Shape {
+	bool any = false; // neither address tested: the /0 of either
+	bool dst = false;
+	uint32_t addr = 0; // network order, within the prefix
+	uint8_t len = 0;
+};
+
+// mask in host order: leading ones, then zeros?
+bool cidr(uint32_t mask)
+{
+	const uint32_t rest = ~mask;
+	return (rest & (rest + 1)) == 0;
+}
+
+std::optional<Shape> shape_of(const ir::Rule &r, HookSet hooks)
+{
+	if (!r.matches.empty() || (r.ip.invflags & (IPT_INV_SRCIP | IPT_INV_DSTIP)))
+		return std::nullopt;
+	ir::IpHeaderMatch rest = r.ip;
+	rest.src = rest.src_mask = rest.dst = rest.dst_mask = 0;
+	if (fold_ip(rest, hooks) != Fold::Always)
+		return std::nullopt;
+	const bool s = r.ip.src_mask != 0, d = r.ip.dst_mask != 0;
+	if (s && d)
+		return std::nullopt;
+	Shape out;
+	out.any = !s && !d;
+	out.dst = d;
+	const uint32_t mask = ntohl(d ? r.ip.dst_mask : r.ip.src_mask);
+	if (!cidr(mask))
+		return std::nullopt;
+	out.addr = d ? r.ip.dst : r.ip.src;
+	out.len = static_cast<uint8_t>(std::popcount(mask));
+	return out;
+}
+
+uint32_t mask_of(uint8_t len) // network order
+{
+	return len ? htonl(~0u << (32 - len)) : 0;
+}
+
+struct Member {
+	uint32_t rule = 0;
+	uint32_t addr = 0;
+	uint8_t len = 0;
+	uint8_t cls = 0;
+	bool ends = false; // its target ends the walk
+};
+
+// The rules a packet meets in a prefix, by Member index, in rule order: at most
+// addr_set_max_slots + 1 (one more says "too many").
+struct Walk {
+	std::array<uint32_t, addr_set_max_slots + 1> m{};
+	uint8_t n = 0;
+	bool closed = false; // ends with a rule that ends the walk: nothing after it counts
+	void add(uint32_t member, bool ends)
+	{
+		if (closed || n == m.size())
+			return;
+		m[n++] = member;
+		closed = ends;
+	}
+};
+
+// Walk of a prefix: its ancestors' rules and its own, merged in rule order (Member indices
+// are in rule order), cut after the first that ends the walk.
+Walk merge(const Walk &a, const Walk &b, const std::vector<Member> &members)
+{
+	Walk out;
+	uint8_t i = 0, j = 0;
+	while ((i < a.n || j < b.n) && !out.closed && out.n < out.m.size()) {
+		const bool take_a = j >= b.n || (i < a.n && a.m[i] < b.m[j]);
+		const uint32_t k = take_a ? a.m[i++] : b.m[j++];
+		out.add(k, members[k].ends);
+	}
+	return out;
+}
+
+// The map of members[0, count): nothing when some prefix meets more rules than a value
+// holds.
+std::optional<AddrSetData> build(const std::vector<Member> &members, size_t count, uint32_t first,
+				 uint8_t *hash_len)
+{
+	const auto key = [](uint32_t addr, uint8_t len) { return uint64_t{len} << 32 | addr; };
+	std::unordered_map<uint64_t, uint32_t> at; // prefix -> index in walks
+	std::vector<uint64_t> prefixes;
+	std::vector<Walk> walks;
+	std::set<uint8_t> lengths;
+	at.reserve(count);
+	for (size_t k = 0; k < count; k++) {
+		const Member &m = members[k];
+		auto [it, fresh] =
+			at.try_emplace(key(m.addr, m.len), static_cast<uint32_t>(prefixes.size()));
+		if (fresh) {
+			prefixes.push_back(key(m.addr, m.len));
+			walks.emplace_back();
+			lengths.insert(m.len);
+		}
+		walks[it->second].add(static_cast<uint32_t>(k), m.ends);
+	}
+	// Shorter prefixes first, so that a prefix's nearest ancestor is complete.
+	std::vector<uint32_t> order(prefixes.size());
+	for (uint32_t k = 0; k < order.size(); k++)
+		order[k] = k;
+	std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+		return (prefixes[a] >> 32) < (prefixes[b] >> 32);
+	});
+	const std::vector<uint8_t> lens(lengths.rbegin(), lengths.rend()); // longest first
+	uint32_t slots = 1;
+	for (uint32_t k : order) {
+		const auto addr = static_cast<uint32_t>(prefixes[k]);
+		const auto len = static_cast<uint8_t>(prefixes[k] >> 32);
+		for (uint8_t l : lens) {
+			if (l >= len)
+				continue;
+			if (auto it = at.find(key(addr & mask_of(l), l)); it != at.end()) {
+				walks[k] = merge(walks[it->second], walks[k], members);
+				break;
+			}
+		}
+		if (walks[k].n > addr_set_max_slots)
+			return std::nullopt;
+		slots = std::max<uint32_t>(slots, walks[k].n);
+	}
+	AddrSetData data;
+	data.lpm = lengths.size() > 1;
+	*hash_len = *lengths.begin();
+	data.slots = slots;
+	data.keys.reserve(2 * prefixes.size());
+	data.values.reserve(slots * prefixes.size());
+	for (uint32_t k = 0; k < prefixes.size(); k++) {
+		data.keys.push_back(static_cast<uint32_t>(prefixes[k]));
+		data.keys.push_back(static_cast<uint32_t>(prefixes[k] >> 32));
+		for (uint32_t s = 0; s < slots; s++) {
+			if (s >= walks[k].n) {
+				data.values.push_back(maps::addr_set_none);
+				continue;
+			}
+			const Member &m = members[walks[k].m[s]];
+			data.values.push_back(maps::addr_set_word(m.cls, m.rule - first));
+		}
+	}
+	return data;
+}
+
+// The rules from i on that could form one classified run: where it stops, and its members.
+struct Stretch {
+	uint32_t end = 0;
+	bool dst = false;
+	std::vector<Member> members;
+	std::vector<uint32_t> classes;
+};
+
+Stretch stretch_from(const ir::Table &t, const std::map<uint32_t, SubprogId> &starts, HookSet hooks,
+		     uint32_t start, uint32_t i)
+{
+	Stretch s;
+	std::optional<bool> dst;
+	std::vector<ir::Target> kinds;
+	uint32_t j = i;
+	for (; j < t.rules.size(); j++) {
+		if (j != start && starts.count(j))
+			break; // another run starts here
+		if (j - i >= maps::addr_set_rule_mask)
+			break;
+		const ir::Rule &r = t.rules[j];
+		if (fold_ip(r.ip, hooks) == Fold::Never)
+			continue;
+		// The run's end (an unconditional verdict) stays a rule of its own.
+		if (ends_run(t, j, hooks))
+			break;
+		const auto shape = shape_of(r, hooks);
+		if (!shape)
+			break;
+		if (!shape->any) {
+			if (dst && *dst != shape->dst)
+				break;
+			dst = shape->dst;
+		}
+		const ir::Target tg = effective_target(t, j);
+		auto k = std::find(kinds.begin(), kinds.end(), tg);
+		if (k == kinds.end()) {
+			if (kinds.size() == addr_set_max_classes)
+				break;
+			kinds.push_back(tg);
+			s.classes.push_back(j);
+			k = kinds.end() - 1;
+		}
+		s.members.push_back({j, shape->addr, shape->len,
+				     static_cast<uint8_t>(k - kinds.begin()), ends_walk(tg)});
+	}
+	s.end = j;
+	s.dst = dst.value_or(false);
+	return s;
+}
+
+} // namespace
+
+ir::Target effective_target(const ir::Table &t, uint32_t i)
+{
+	const ir::Target &tg = t.rules[i].target;
+	ir::Target out(tg.kind);
+	switch (tg.kind) {
+	case Kind::Jump:
+	case Kind::Goto:
+		if (!is_call(t, i))
+			return ir::Target(Kind::Continue);
+		out.to = tg.to;
+		break;
+	case Kind::Reject:
+		out.reject_with = tg.reject_with;
+		break;
+	case Kind::Log:
+		out.log = tg.log;
+		break;
+	case Kind::Mark:
+		out.mark = tg.mark;
+		out.mark_mask = tg.mark_mask;
+		break;
+	default:
+		break;
+	}
+	return out;
+}
+
+bool ends_walk(const ir::Target &tg)
+{
+	switch (tg.kind) {
+	case Kind::Accept:
+	case Kind::Drop:
+	case Kind::Error:
+	case Kind::Reject:
+	case Kind::Return:
+	case Kind::Goto:
+		return true;
+	case Kind::Jump: // the callee may RETURN
+	case Kind::Continue:
+	case Kind::Log:
+	case Kind::Mark:
+		return false;
+	}
+	return false;
+}
+
+std::vector<AddrSet> find_addr_sets(const ir::Table &t, const std::map<uint32_t, SubprogId> &starts,
+				    HookSet hooks, uint32_t start, uint32_t min_rules)
+{
+	std::vector<AddrSet> out;
+	if (min_rules == 0)
+		return out;
+	for (uint32_t i = start; i < t.rules.size();) {
+		if (i != start && starts.count(i))
+			break;
+		if (fold_ip(t.rules[i].ip, hooks) == Fold::Never) {
+			i++;
+			continue;
+		}
+		if (ends_run(t, i, hooks))
+			break;
+		Stretch s = stretch_from(t, starts, hooks, start, i);
+		const uint32_t resume = std::max(i + 1, s.end);
+		if (s.members.size() < min_rules) {
+			i = resume;
+			continue;
+		}
+		AddrSet set;
+		set.first = i;
+		set.end = s.end;
+		set.dst = s.dst;
+		auto data = build(s.members, s.members.size(), i, &set.hash_len);
+		size_t count = s.members.size();
+		if (!data) {
+			// Some prefix meets too many rules: the longest head of the stretch
+			// that does not (more rules never make a prefix meet fewer).
+			size_t lo = 1, hi = s.members.size() - 1;
+			while (lo < hi) {
+				const size_t mid = lo + (hi - lo + 1) / 2;
+				uint8_t unused = 0;
+				if (build(s.members, mid, i, &unused))
+					lo = mid;
+				else
+					hi = mid - 1;
+			}
+			count = lo;
+			if (count < min_rules) {
+				i = s.members[count].rule;
+				if (i == set.first)
+					i++;
+				continue;
+			}
+			data = build(s.members, count, i, &set.hash_len);
+			set.end = s.members[count].rule;
+		}
+		set.data = std::move(*data);
+		set.data.rules = static_cast<uint32_t>(count);
+		// Classes: only those of the members kept.
+		uint8_t top = 0;
+		for (size_t k = 0; k < count; k++)
+			top = std::max(top, s.members[k].cls);
+		s.classes.resize(top + 1u);
+		set.classes = std::move(s.classes);
+		i = set.end;
+		out.push_back(std::move(set));
+	}
+	return out;
+}
+
+} // namespace bpfilter::codegen
