@@ -131,7 +131,14 @@ constexpr std::array<Extension, 35> registry = {{
 	{ExtKind::Match, ExtId::Recent, "recent", 0, false, sizeof(struct xt_recent_mtinfo), 0},
 	{ExtKind::Match, ExtId::Recent, "recent", 1, false, sizeof(struct xt_recent_mtinfo_v1), 0},
 	// xt_owner: revision 1 for NFPROTO_IPV4, from OUTPUT (and POSTROUTING, not in filter).
-	{ExtKind::Match, ExtId::Owner, "owner", 1, false, sizeof(struct xt_owner_match_info), 0, {},
+	{ExtKind::Match,
+	 ExtId::Owner,
+	 "owner",
+	 1,
+	 false,
+	 sizeof(struct xt_owner_match_info),
+	 0,
+	 {},
 	 owner_hooks},
 }};
 

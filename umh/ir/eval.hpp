@@ -54,7 +54,8 @@ struct PacketView {
 	struct OwnerView {
 		enum class Kind : uint8_t { None, Socket, File } kind = Kind::None;
 		uint32_t fsuid = 0, fsgid = 0;
-		std::span<const uint32_t> groups; // group_info's gid[], sorted as the kernel keeps it
+		std::span<const uint32_t>
+			groups; // group_info's gid[], sorted as the kernel keeps it
 	} owner;
 };
 

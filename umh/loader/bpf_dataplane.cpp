@@ -28,8 +28,8 @@
 #include "ir/limit.hpp"
 #include "loader/addrtype.hpp"
 #include "loader/hashlimit.hpp"
-#include "loader/owner.hpp"
 #include "loader/jiffies.hpp"
+#include "loader/owner.hpp"
 
 namespace bpfilter::loader
 {
