@@ -87,6 +87,48 @@ class _InNetns:
 			os.close(self.orig)
 
 
+_SYS_SETGROUPS, _SYS_SETFSUID, _SYS_SETFSGID = 116, 122, 123  # x86_64
+
+
+class _AsUser:
+	"""Context manager: sockets this thread makes in the block get these file credentials
+	(f_cred: fsuid, fsgid, supplementary groups), which -m owner reads. setfsuid(2),
+	setfsgid(2) and setgroups(2) as raw system calls change this thread alone (glibc's
+	setgroups() would change every thread); the capabilities a raw socket needs stay."""
+
+	def __init__(self, pkt):
+		self.uid, self.gid = pkt.uid, pkt.gid
+		self.groups = None
+		if pkt.groups is not None:
+			self.groups = [] if pkt.groups == "none" else [int(g) for g in pkt.groups.split(",")]
+		self.active = self.uid is not None or self.gid is not None or self.groups is not None
+
+	@staticmethod
+	def _groups(gids):
+		arr = (ctypes.c_uint32 * max(len(gids), 1))(*gids)
+		if _libc.syscall(_SYS_SETGROUPS, len(gids), arr) != 0:
+			raise OSError(ctypes.get_errno(), "setgroups")
+
+	def __enter__(self):
+		if not self.active:
+			return self
+		self.saved = os.getgroups()
+		if self.groups is not None:
+			self._groups(self.groups)
+		if self.gid is not None:
+			_libc.syscall(_SYS_SETFSGID, self.gid)
+		if self.uid is not None:
+			_libc.syscall(_SYS_SETFSUID, self.uid)
+		return self
+
+	def __exit__(self, *exc):
+		if not self.active:
+			return
+		_libc.syscall(_SYS_SETFSUID, 0)
+		_libc.syscall(_SYS_SETFSGID, 0)
+		self._groups(self.saved)
+
+
 def has_counters(ruleset):
 	"""Whether an iptables-save file carries counters (then it is restored with -c)."""
 	for line in ruleset.splitlines():
@@ -379,15 +421,17 @@ class Side:
 				if refused:
 					return refused
 			elif how == "rawip":
-				s = self.rawip_out.get(pkt.proto_num)
+				creds = _AsUser(pkt)
+				s = None if creds.active else self.rawip_out.get(pkt.proto_num)
 				if s is None:
-					with _InNetns(self.ns):
+					with _InNetns(self.ns), creds:
 						s = socket.socket(socket.AF_INET, socket.SOCK_RAW, pkt.proto_num)
 					# A sending socket only: it must not queue what arrives.
 					s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _DROP_ALL.prog)
 					s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 					s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
-					self.rawip_out[pkt.proto_num] = s
+					if not creds.active:  # a socket of its own is closed after the send
+						self.rawip_out[pkt.proto_num] = s
 				s.setsockopt(socket.SOL_IP, socket.IP_TTL, pkt.get("ttl"))
 				s.setsockopt(socket.SOL_IP, socket.IP_TOS, pkt.get("tos"))
 				s.setsockopt(socket.SOL_SOCKET, SO_MARK, struct.pack("I", pkt.somark or 0))
@@ -396,10 +440,14 @@ class Side:
 				l4 = pkt.l4(ident)
 				if pkt.trunc is not None:
 					l4 = l4[: pkt.trunc]
-				s.sendto(l4, (pkt.dst, 0))
+				try:
+					s.sendto(l4, (pkt.dst, 0))
+				finally:
+					if creds.active:
+						s.close()
 			else:
 				kind = socket.SOCK_DGRAM if how == "udp" else socket.SOCK_STREAM
-				with _InNetns(self.ns):
+				with _InNetns(self.ns), _AsUser(pkt):
 					s = socket.socket(socket.AF_INET, kind, 0)
 				try:
 					s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -75,7 +75,7 @@ class Packet:
 
 	FIELDS = ("flow", "dev", "proto", "src", "dst", "sport", "dport", "flags", "type", "code", "len",
 		  "ttl", "tos", "tcpopt", "doff", "frag", "mf", "df", "trunc", "split", "reverse", "send",
-		  "seqoff", "ackoff", "quote", "somark")
+		  "seqoff", "ackoff", "quote", "somark", "uid", "gid", "groups")
 
 	def __init__(self, **fields):
 		for name in self.FIELDS:
@@ -285,6 +285,14 @@ def parse_line(line, where=""):
 			fields[key] = _int(key, value, -(1 << 31), 1 << 31)
 		elif key == "somark":
 			fields[key] = _int(key, value, 0, 0xFFFFFFFF)
+		elif key in ("uid", "gid"):
+			fields[key] = _int(key, value, 0, 0xFFFFFFFE)
+		elif key == "groups":
+			# Supplementary groups, comma separated; "none" for none.
+			if value != "none":
+				for g in value.split(","):
+					_int(key, g, 0, 0xFFFFFFFE)
+			fields[key] = value
 		elif key == "send":
 			if value not in SENDERS:
 				raise PacketError(f"{where}send={value}: one of {', '.join(SENDERS)}")
@@ -297,6 +305,9 @@ def parse_line(line, where=""):
 	for key in ("proto", "src", "dst") + (("dev",) if sender == "peer" else ()):
 		if key not in fields:
 			raise PacketError(f"{where}{key}= is required")
+	for key in ("uid", "gid", "groups"):
+		if key in fields and sender not in ("udp", "tcp", "rawip"):
+			raise PacketError(f"{where}{key}= is the sending socket's credentials: send=udp, tcp or rawip")
 	if "somark" in fields and sender not in ("udp", "tcp", "rawip"):
 		raise PacketError(f"{where}somark= is the sending socket's SO_MARK: send=udp, tcp or rawip")
 	if sender != "peer" and "dev" in fields:

@@ -26,6 +26,8 @@ refused()
 refused "-j NFLOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j NFLOG
 refused "-m cpu, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m cpu --cpu 0 -j ACCEPT
 refused "-m connlimit (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m connlimit --connlimit-above 10
+# -m owner is translated, but only from OUTPUT (and POSTROUTING), as xt_check_match() says.
+refused "-m owner in INPUT (EINVAL)" "Invalid argument" -A INPUT -m owner --uid-owner 0
 
 ipt_save >"$BF_TMP/after"
 check "the rules are those of before the refusals" diff "$BF_TMP/before" <(cat "$BF_TMP/after") -I '^#'

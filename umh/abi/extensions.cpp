@@ -17,6 +17,7 @@
 #include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_owner.h>
 #include <linux/netfilter/xt_pkttype.h>
 #include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
@@ -43,8 +44,9 @@ namespace
 // any answer because names within a family are unique per revision.
 constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN, FORWARD, LOCAL_OUT
 constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
+constexpr uint32_t owner_hooks = (1u << 3) | (1u << 4);		  // LOCAL_OUT, POST_ROUTING
 
-constexpr std::array<Extension, 34> registry = {{
+constexpr std::array<Extension, 35> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -128,6 +130,16 @@ constexpr std::array<Extension, 34> registry = {{
 	// xt_recent registers both revisions for NFPROTO_IPV4 (6.1's recent_mt_reg).
 	{ExtKind::Match, ExtId::Recent, "recent", 0, false, sizeof(struct xt_recent_mtinfo), 0},
 	{ExtKind::Match, ExtId::Recent, "recent", 1, false, sizeof(struct xt_recent_mtinfo_v1), 0},
+	// xt_owner: revision 1 for NFPROTO_IPV4, from OUTPUT (and POSTROUTING, not in filter).
+	{ExtKind::Match,
+	 ExtId::Owner,
+	 "owner",
+	 1,
+	 false,
+	 sizeof(struct xt_owner_match_info),
+	 0,
+	 {},
+	 owner_hooks},
 }};
 
 static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
@@ -135,6 +147,8 @@ static_assert(sizeof(struct xt_dscp_info) == 2 && sizeof(struct xt_tos_match_inf
 static_assert(sizeof(struct xt_ecn_info) == 4 && sizeof(struct xt_pkttype_info) == 8);
 static_assert(sizeof(struct xt_mac_info) == 12 && sizeof(struct ipt_ah) == 12 &&
 	      sizeof(struct xt_esp) == 12);
+
+static_assert(sizeof(struct xt_owner_match_info) == 20);
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
 static_assert(sizeof(struct ipt_icmp) == 4 && sizeof(struct xt_multiport_v1) == 48);
@@ -213,6 +227,30 @@ int check_recent(std::span<const uint8_t> data)
 	const std::string_view n(reinterpret_cast<const char *>(name.data()),
 				 static_cast<size_t>(nul - name.begin()));
 	if (n == "." || n == ".." || n.find('/') != std::string_view::npos)
+		return -EINVAL;
+	return 0;
+}
+
+// owner_check(), its ids mapped by make_kuid()/make_kgid() in the network namespace's user
+// namespace. The helper serves namespaces of its own user namespace, the initial one, where
+// the mapping is the identity and only (u32)-1 is no id; a table for a namespace of another
+// user namespace is refused by the loader (loader::check_owner_userns()).
+int check_owner(std::span<const uint8_t> data)
+{
+	const auto match = load<uint8_t>(data, offsetof(struct xt_owner_match_info, match));
+	if (match & ~XT_OWNER_MASK)
+		return -EINVAL;
+	constexpr uint32_t invalid_id = 0xffffffffu;
+	const auto valid = [&](size_t min_off, size_t max_off) {
+		const auto lo = load<uint32_t>(data, min_off);
+		const auto hi = load<uint32_t>(data, max_off);
+		return lo != invalid_id && hi != invalid_id && hi >= lo;
+	};
+	if ((match & XT_OWNER_UID) && !valid(offsetof(struct xt_owner_match_info, uid_min),
+					     offsetof(struct xt_owner_match_info, uid_max)))
+		return -EINVAL;
+	if ((match & XT_OWNER_GID) && !valid(offsetof(struct xt_owner_match_info, gid_min),
+					     offsetof(struct xt_owner_match_info, gid_max)))
 		return -EINVAL;
 	return 0;
 }
@@ -377,6 +415,8 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		return check_hashlimit(data, ext.revision).err;
 	case ExtId::Recent:
 		return check_recent(data);
+	case ExtId::Owner:
+		return check_owner(data);
 	case ExtId::Length: // no checkentry
 	case ExtId::Tos:
 	case ExtId::Pkttype:

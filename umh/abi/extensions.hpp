@@ -51,7 +51,8 @@ enum class ExtId : uint8_t {
 	Ah,
 	Esp,
 	Hashlimit,
-	Recent
+	Recent,
+	Owner
 };
 
 struct Extension {

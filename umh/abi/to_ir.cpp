@@ -13,6 +13,7 @@
 #include <linux/netfilter/xt_mac.h>
 #include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_multiport.h>
+#include <linux/netfilter/xt_owner.h>
 #include <linux/netfilter/xt_pkttype.h>
 #include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
@@ -330,6 +331,18 @@ ir::RecentMatch recent_of(std::span<const uint8_t> d, uint8_t revision, ir::Tabl
 	return m;
 }
 
+ir::OwnerMatch owner_of(std::span<const uint8_t> d)
+{
+	ir::OwnerMatch m;
+	m.uid_min = load<uint32_t>(d, offsetof(struct xt_owner_match_info, uid_min));
+	m.uid_max = load<uint32_t>(d, offsetof(struct xt_owner_match_info, uid_max));
+	m.gid_min = load<uint32_t>(d, offsetof(struct xt_owner_match_info, gid_min));
+	m.gid_max = load<uint32_t>(d, offsetof(struct xt_owner_match_info, gid_max));
+	m.match = d[offsetof(struct xt_owner_match_info, match)];
+	m.invert = d[offsetof(struct xt_owner_match_info, invert)];
+	return m;
+}
+
 Error rule_error(int errnum, uint32_t index, uint32_t off, const std::string &what)
 {
 	return make_error(errnum, "entry " + std::to_string(index) + " at offset " +
@@ -405,6 +418,9 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Connmark:
 				rule.matches.emplace_back(mark_of<ir::ConnmarkMatch>(data));
+				break;
+			case ExtId::Owner:
+				rule.matches.emplace_back(owner_of(data));
 				break;
 			case ExtId::Length:
 			case ExtId::Ttl:

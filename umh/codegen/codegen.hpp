@@ -69,6 +69,29 @@ struct CtLayout {
 	bool operator==(const CtLayout &) const = default;
 };
 
+// Where the kernel keeps what -m owner reads, from the running kernel's BTF
+// (loader::owner_layout()): the path skb->sk, skb_to_full_sk(), sk->sk_socket->file->f_cred
+// and the namespaces owner_mt() compares. All zero: unknown, and a table with -m owner does
+// not compile. Offsets in bytes.
+struct OwnerLayout {
+	int16_t skb_sk = 0;	  // struct sk_buff: sk
+	int16_t skb_dev = 0;	  // struct sk_buff: dev
+	int16_t dev_net = 0;	  // struct net_device: nd_net.net
+	int16_t sk_state = 0;	  // struct sock_common: skc_state (u8)
+	int16_t sk_net = 0;	  // struct sock_common: skc_net.net
+	int16_t rsk_listener = 0; // struct request_sock: rsk_listener
+	int16_t sk_socket = 0;	  // struct sock: sk_socket
+	int16_t sock_file = 0;	  // struct socket: file
+	int16_t file_cred = 0;	  // struct file: f_cred
+	int16_t fsuid = 0;	  // struct cred: fsuid (kuid_t, u32)
+	int16_t fsgid = 0;	  // struct cred: fsgid
+	int16_t group_info = 0;	  // struct cred: group_info
+	int16_t ngroups = 0;	  // struct group_info: ngroups (int)
+	int16_t gid = 0;	  // struct group_info: gid[] (kgid_t, u32 each)
+	bool known() const { return sk_socket != 0; }
+	bool operator==(const OwnerLayout &) const = default;
+};
+
 struct MapRef {
 	size_t insn = 0; // index of the first half of a BPF_LD_IMM64 with src_reg BPF_PSEUDO_MAP_FD
 	MapSlot slot = MapSlot::Counters;
@@ -119,6 +142,8 @@ struct Options {
 	bool local_only = true;
 	// For tables that track connections.
 	CtLayout ct = {};
+	// For tables with -m owner (OUTPUT).
+	OwnerLayout owner = {};
 	// How rules test packets (see Cond in matchers.hpp): with a jump per failed test
 	// (fastest), with a jump for the first test and one for the rest (FirstBranch), or
 	// with one jump per rule (verifies at any size, runs every test). Auto picks the

@@ -1400,6 +1400,10 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	if (!table.hashlimits.empty() && options.hz == 0)
 		return make_error(EOPNOTSUPP, "codegen: -m hashlimit needs the kernel's HZ, "
 					      "which is unknown");
+	if (plan->uses_owner && !options.owner.known())
+		return make_error(EOPNOTSUPP, "codegen: -m owner reads the sending socket's file "
+					      "credentials, and the kernel's struct sock, socket, "
+					      "file and cred are unknown (no BTF?)");
 	if (options.offload && options.flavor != Flavor::Xdp)
 		return make_error(EINVAL, "codegen: only XDP programs are offloaded");
 	if (options.offload)
@@ -1459,6 +1463,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 
 		if (cx.egress()) {
 			Label dry(em), stolen(em);
+			if (plan->uses_owner)
+				emit_owner(em, options.owner);
 			if (options.local_only)
 				emit_ipvlan_skip(em, off::saddr, pass);
 			// A raw socket's own fragments: judged one by one, as netfilter does

@@ -215,10 +215,24 @@ inline constexpr int16_t rc_ttl = 1008;	     // u32
 inline constexpr int16_t rc_ret = 1012;	     // u32
 inline constexpr int16_t rc_count = 1016;    // u32
 inline constexpr int16_t rc_min_addr = 1020; // u32
-inline constexpr int16_t size = 1024;
+// -m owner (match_owner.cpp): what emit_owner() found of the sending socket, the answer of the
+// rule's owner match, and the state of a walk through the supplementary groups.
+inline constexpr int16_t own_kind = 1024; // u32: owner_none, owner_socket, owner_file
+inline constexpr int16_t own_uid = 1028;  // u32: f_cred->fsuid
+inline constexpr int16_t own_gid = 1032;  // u32: f_cred->fsgid
+inline constexpr int16_t own_res = 1036;  // u32: the match's answer
+inline constexpr int16_t own_ptr = 1040;  // u64: the kernel object being read
+inline constexpr int16_t own_net = 1048;  // u64: sock_net(sk); then the device's namespace
+inline constexpr int16_t own_gi = 1056;	  // u64: f_cred->group_info
+inline constexpr int16_t own_lo = 1064;	  // u32: the groups' binary search: first candidate
+inline constexpr int16_t own_hi = 1068;	  // u32: one past the last
+inline constexpr int16_t own_n = 1072;	  // u32: group_info->ngroups
+inline constexpr int16_t own_g = 1076;	  // u32: a group read
+inline constexpr int16_t size = 1080;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;
+inline constexpr uint32_t owner_none = 0, owner_socket = 1, owner_file = 2;
 inline constexpr uint32_t ct_in_header = 1, ct_in_4 = 2, ct_in_8 = 4;
 
 // Stack slots, relative to R10 of the frame that owns them.

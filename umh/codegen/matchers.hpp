@@ -123,6 +123,13 @@ void emit_ecn(Cond &c, const ir::EcnMatch &m);
 void emit_pkttype(Cond &c, const ir::PkttypeMatch &m);
 void emit_mac(Cond &c, const ir::MacMatch &m);
 void emit_spi(Cond &c, const ir::SpiMatch &m);
+struct Plan;
+// -m owner on what emit_owner() found of the sending socket (layout::pkt_off::own_*); reads
+// the supplementary groups with the kernel's layout (Plan::owner).
+void emit_owner_match(Cond &c, const ir::OwnerMatch &m, const Plan &plan);
+// tc egress prologue, for a table with -m owner: the sending socket as owner_mt() finds it,
+// into pkt_off::own_kind, own_uid, own_gid, own_gi. R6 = the context.
+void emit_owner(Emitter &em, const OwnerLayout &ly);
 
 // -m limit: takes a token from the rule's bucket (MapSlot::Limits) as limit_mt() does;
 // hz is the kernel's.

@@ -303,6 +303,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	plan.hookset = hooks_of(options.flavor);
 	plan.hz = options.hz;
 	plan.recent = options.recent;
+	plan.owner = options.owner;
 	for (size_t k = plan.recent.size(); k < t.recent_lists.size(); k++)
 		plan.recent.push_back({static_cast<uint32_t>(k), t.recent_lists[k].nstamps_mask});
 	plan.offload = options.offload;
@@ -339,6 +340,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 					std::holds_alternative<ir::MacMatch>(m);
 			if (auto *e = std::get_if<ir::EcnMatch>(&m))
 				plan.uses_ecn_tcp |= (e->operation & 0x30) != 0; // ECE, CWR
+			plan.uses_owner |= std::holds_alternative<ir::OwnerMatch>(m) &&
+					   options.flavor == Flavor::TcEgress;
 		}
 		const ir::Target &tg = t.rules[i].target;
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
@@ -651,6 +654,9 @@ Status check_offload(const ir::Table &t)
 					 std::holds_alternative<ir::ConnmarkMatch>(m))
 					why = "-m mark and -m connmark read the skb's or the "
 					      "connection's mark, which a NIC never sees";
+				else if (std::holds_alternative<ir::OwnerMatch>(m))
+					why = "-m owner reads the sending socket, which INPUT "
+					      "never has";
 				else if (std::holds_alternative<ir::PkttypeMatch>(m) ||
 					 std::holds_alternative<ir::MacMatch>(m))
 					why = "-m pkttype and -m mac read the device's address "

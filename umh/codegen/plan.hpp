@@ -61,6 +61,10 @@ struct Plan {
 	// layout::pkt_off::pkttype and mac_*. Some rule tests TCP's ECN bits (-m ecn): th13.
 	bool uses_l2 = false;
 	bool uses_ecn_tcp = false;
+	// Some rule is -m owner and the program judges OUTPUT: the prologue finds the sending
+	// socket (emit_owner()), with the kernel's layout (Options::owner).
+	bool uses_owner = false;
+	OwnerLayout owner = {};
 	uint32_t hz = 0;			// Options::hz, for -m limit
 	std::vector<Options::RecentRef> recent; // Options::recent, one per table list
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each

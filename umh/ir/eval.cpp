@@ -549,8 +549,41 @@ bool hashlimit_mt(const HashlimitMatch &info, Param &par, const Table &table)
 				 st.hz);
 }
 
+// owner_mt() (xt_owner.c), in its order.
+bool owner_mt(const OwnerMatch &info, const Param &par)
+{
+	using Kind = PacketView::OwnerView::Kind;
+	const PacketView::OwnerView &o = par.pkt->owner;
+	constexpr uint8_t uid = 1, gid = 2, socket = 4, suppl = 8; // XT_OWNER_*
+	if (o.kind == Kind::None)
+		return (info.match ^ info.invert) == 0;
+	if (info.match & info.invert & socket)
+		return false;
+	if (o.kind == Kind::Socket)
+		return ((info.match ^ info.invert) & (uid | gid)) == 0;
+	if (info.match & uid) {
+		const bool in = o.fsuid >= info.uid_min && o.fsuid <= info.uid_max;
+		if (in ^ !(info.invert & uid))
+			return false;
+	}
+	if (info.match & gid) {
+		bool in = o.fsgid >= info.gid_min && o.fsgid <= info.gid_max;
+		if (!in && (info.match & suppl))
+			for (uint32_t g : o.groups)
+				if (g >= info.gid_min && g <= info.gid_max) {
+					in = true;
+					break;
+				}
+		if (in ^ !(info.invert & gid))
+			return false;
+	}
+	return true;
+}
+
 bool run_match(const Match &m, Param &par, const Table &table)
 {
+	if (auto *x = std::get_if<OwnerMatch>(&m))
+		return owner_mt(*x, par);
 	if (auto *x = std::get_if<MarkMatch>(&m))
 		return mark_mt(*x, par);
 	if (auto *x = std::get_if<ConnmarkMatch>(&m))

@@ -48,6 +48,15 @@ struct PacketView {
 	// The Ethernet header's source address, when the device is ARPHRD_ETHER and the skb
 	// has a MAC header of ETH_HLEN bytes (-m mac); empty otherwise.
 	std::optional<std::array<uint8_t, 6>> mac_source{};
+	// The sending socket as owner_mt() finds it (-m owner): none (no skb->sk after
+	// skb_to_full_sk(), no sk_socket, or another namespace's), a socket without a file (the
+	// kernel's own control sockets), or a file with its credentials.
+	struct OwnerView {
+		enum class Kind : uint8_t { None, Socket, File } kind = Kind::None;
+		uint32_t fsuid = 0, fsgid = 0;
+		std::span<const uint32_t>
+			groups; // group_info's gid[], sorted as the kernel keeps it
+	} owner;
 };
 
 struct EvalResult {

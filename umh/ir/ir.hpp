@@ -256,6 +256,16 @@ struct RecentMatch {
 	bool operator==(const RecentMatch &) const = default;
 };
 
+// -m owner (struct xt_owner_match_info, revision 1), as owner_mt() reads it: `match` and
+// `invert` are XT_OWNER_* bits (UID, GID, SOCKET, SUPPL_GROUPS); the ids are the kernel's
+// (kuid/kgid, the identity in the initial user namespace). The sending socket's file
+// credentials (fsuid, fsgid, supplementary groups) are compared, not sk_uid.
+struct OwnerMatch {
+	uint32_t uid_min = 0, uid_max = 0, gid_min = 0, gid_max = 0;
+	uint8_t match = 0, invert = 0;
+	bool operator==(const OwnerMatch &) const = default;
+};
+
 // A list the table's recent rules name, as recent_mt_check() would make it: the first
 // rule's mask, and the largest stamp ring any of its rules asks for (nstamps_max_mask).
 struct RecentList {
@@ -270,7 +280,7 @@ struct RecentList {
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
 			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
 			   LengthMatch, TtlMatch, TosMatch, EcnMatch, PkttypeMatch, MacMatch,
-			   SpiMatch, HashlimitMatch, RecentMatch>;
+			   SpiMatch, HashlimitMatch, RecentMatch, OwnerMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {

@@ -29,6 +29,7 @@
 #include "loader/addrtype.hpp"
 #include "loader/hashlimit.hpp"
 #include "loader/jiffies.hpp"
+#include "loader/owner.hpp"
 
 namespace bpfilter::loader
 {
@@ -531,6 +532,7 @@ codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 	o.hz = hz_;
 	if (conntrack_)
 		o.ct = conntrack_->layout;
+	o.owner = owner_;
 	return o;
 }
 
@@ -972,6 +974,19 @@ Status BpfDataplane::check(const ir::Table &table) const
 	}
 	if (options_.mode == XdpMode::Offload)
 		BF_TRY(codegen::check_offload(table));
+	if (std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+		    return std::any_of(r.matches.begin(), r.matches.end(), [](const ir::Match &m) {
+			    return std::holds_alternative<ir::OwnerMatch>(m);
+		    });
+	    })) {
+		BF_TRY(check_owner_userns(table));
+		if (!owner_.known()) {
+			auto ly = owner_layout();
+			if (!ly)
+				return make_error(EOPNOTSUPP, "-m owner: " + ly.error().message);
+			owner_ = *ly;
+		}
+	}
 	if (table.limit_slots) {
 		if (options_.mode == XdpMode::Offload)
 			return make_error(EOPNOTSUPP, "-m limit cannot run offloaded to a NIC (it "

@@ -229,6 +229,7 @@ private:
 	};
 	std::map<std::string, Htable> htables_;
 	mutable uint32_t hz_ = 0;
+	mutable codegen::OwnerLayout owner_;  // -m owner's, read once (check())
 	std::map<int, bool> offload_capable_; // by ifindex, probed once
 };
 
