@@ -1,8 +1,7 @@
 # Benchmarks: figures and ratios against a baseline measured in the same run.
 #   make bench        per-packet cost (BPF_PROG_TEST_RUN) and load time by rule count,
 #                     then traffic through veth against iptables-legacy (scripts/bench-veth)
-BENCH_DEPS := $(filter $(BUILD)/umh/codegen/% $(BUILD)/umh/loader/program.o $(BUILD)/umh/loader/conntrack.o \
-		$(BUILD)/umh/common/%,$(CORE_OBJS))
+BENCH_DEPS := $(CORE_OBJS)
 
 $(BUILD)/bench: $(BUILD)/tests/bench/bench.o $(BENCH_DEPS)
 	$(CXX) -o $@ $^ $(LDLIBS_BPF)

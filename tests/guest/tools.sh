@@ -28,6 +28,10 @@ tools_run() {
 		HOME=/root LANG=C.UTF-8 "$@"
 }
 
+# The mounts' sources (hostroot, overlay, proc, sysfs, tmpfs) are names, not paths, but
+# busybox's mount takes a file of that name in the working directory (/tests) for an image to
+# loop-mount: no runner in tests/guest may be named after one (a runner named `proc` broke
+# every later tools_up).
 tools_up() {
 	local m
 	for m in virtio_pci 9pnet_virtio 9p overlay; do
