@@ -9,6 +9,15 @@ lc_rules=2000
 # with it in every order.
 awk -v n=$lc_rules 'BEGIN { print "*filter"; print "-A INPUT -m recent --name lc --set"; print "-A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-name lc"; for (i = 0; i < n; i++) printf "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256; print "COMMIT" }' >/tmp/lc.v4
 lc_uptime() { cut -d' ' -f1 /proc/uptime; }
+# netfilter's own xt_recent and xt_hashlimit, where an earlier test's tools loaded them
+# (ufw's and fail2ban's run in the whole lane), own those /proc directories and bpfilter
+# makes no files there (module.md): unload them first, as a fresh boot would have it.
+for lc_m in xt_recent xt_hashlimit; do
+	if grep -q "^$lc_m " /proc/modules; then
+		echo "# $lc_m was loaded by an earlier test: rmmod"
+		$RMMOD $lc_m
+	fi
+done
 
 # rmmod, retried for up to 90 s while callers still hold the module ("in use").
 lc_rmmod() {
