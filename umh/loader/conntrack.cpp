@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "codegen/maps.hpp"
+#include "loader/btf.hpp"
 
 namespace bpfilter::loader
 {
@@ -39,64 +40,14 @@ Error sys_error(int err, const std::string &what)
 constexpr std::array<const char *, 4> kfunc_names = {"bpf_xdp_ct_lookup", "bpf_skb_ct_lookup",
 						     "bpf_ct_release", "bpf_ct_change_timeout"};
 
-struct BtfFree {
-	void operator()(struct btf *b) const { btf__free(b); }
-};
-using BtfPtr = std::unique_ptr<struct btf, BtfFree>;
-
-// The byte offset of a member path in struct `type`: names, or "[n]" for an array's
-// element n.
-std::optional<int16_t> offset_of(const struct btf *b, const char *type,
-				 std::initializer_list<std::string_view> path)
-{
-	int32_t id = btf__find_by_name_kind(b, type, BTF_KIND_STRUCT);
-	if (id < 0)
-		return std::nullopt;
-	uint64_t at = 0;
-	for (std::string_view part : path) {
-		id = btf__resolve_type(b, static_cast<uint32_t>(id));
-		if (id < 0)
-			return std::nullopt;
-		const struct btf_type *t = btf__type_by_id(b, static_cast<uint32_t>(id));
-		if (!part.empty() && part.front() == '[') {
-			if (!btf_is_array(t))
-				return std::nullopt;
-			const uint32_t elem = btf_array(t)->type;
-			const int64_t size = btf__resolve_size(b, elem);
-			if (size <= 0)
-				return std::nullopt;
-			at += std::stoul(std::string(part.substr(1))) * static_cast<uint64_t>(size);
-			id = static_cast<int32_t>(elem);
-			continue;
-		}
-		if (!btf_is_composite(t))
-			return std::nullopt;
-		const struct btf_member *m = btf_members(t);
-		bool found = false;
-		for (uint16_t k = 0; k < btf_vlen(t); k++, m++) {
-			if (part != btf__name_by_offset(b, m->name_off))
-				continue;
-			at += btf_member_bit_offset(t, k) / 8;
-			id = static_cast<int32_t>(m->type);
-			found = true;
-			break;
-		}
-		if (!found)
-			return std::nullopt;
-	}
-	if (at == 0 || at > 32767)
-		return std::nullopt;
-	return static_cast<int16_t>(at);
-}
-
 Result<codegen::CtLayout> layout_of(const struct btf *b)
 {
 	codegen::CtLayout ly;
 	const auto need = [&](int16_t &field, std::initializer_list<std::string_view> path) {
 		auto o = offset_of(b, "nf_conn", path);
-		if (o)
+		if (o && *o != 0) // no field the programs read is at nf_conn's start
 			field = *o;
-		return o.has_value();
+		return o && *o != 0;
 	};
 	const bool ok = need(ly.status, {"status"}) && need(ly.timeout, {"timeout"}) &&
 			need(ly.tuple[0], {"tuplehash", "[0]", "tuple"}) &&

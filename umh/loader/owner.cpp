@@ -17,66 +17,13 @@
 #include <string>
 #include <string_view>
 
+#include "loader/btf.hpp"
 #include "loader/fd.hpp"
 
 namespace bpfilter::loader
 {
 namespace
 {
-
-struct BtfFree {
-	void operator()(struct btf *b) const { btf__free(b); }
-};
-using BtfPtr = std::unique_ptr<struct btf, BtfFree>;
-
-// The byte offset of member `name` in the composite type `id`, looking into anonymous
-// structs and unions as C does.
-std::optional<uint32_t> member_in(const struct btf *b, int32_t id, std::string_view name,
-				  uint32_t &type_out)
-{
-	id = btf__resolve_type(b, static_cast<uint32_t>(id));
-	if (id < 0)
-		return std::nullopt;
-	const struct btf_type *t = btf__type_by_id(b, static_cast<uint32_t>(id));
-	if (!btf_is_composite(t))
-		return std::nullopt;
-	const struct btf_member *m = btf_members(t);
-	for (uint16_t k = 0; k < btf_vlen(t); k++, m++) {
-		const std::string_view n = btf__name_by_offset(b, m->name_off);
-		const uint32_t at = btf_member_bit_offset(t, k) / 8;
-		if (n == name) {
-			type_out = m->type;
-			return at;
-		}
-		if (n.empty()) {
-			auto inner = member_in(b, static_cast<int32_t>(m->type), name, type_out);
-			if (inner)
-				return at + *inner;
-		}
-	}
-	return std::nullopt;
-}
-
-// The offset of a path of members in struct `type`.
-std::optional<int16_t> offset_of(const struct btf *b, const char *type,
-				 std::initializer_list<std::string_view> path)
-{
-	int32_t id = btf__find_by_name_kind(b, type, BTF_KIND_STRUCT);
-	if (id < 0)
-		return std::nullopt;
-	uint64_t at = 0;
-	for (std::string_view part : path) {
-		uint32_t next = 0;
-		auto o = member_in(b, id, part, next);
-		if (!o)
-			return std::nullopt;
-		at += *o;
-		id = static_cast<int32_t>(next);
-	}
-	if (at > 32767)
-		return std::nullopt;
-	return static_cast<int16_t>(at);
-}
 
 Error sys_error(int err, const std::string &what)
 {
