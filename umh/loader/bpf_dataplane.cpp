@@ -1066,12 +1066,11 @@ Status BpfDataplane::check(const ir::Table &table) const
 	return codegen::check(table);
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &in)
+Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table)
 {
-	BF_TRY(check(in));
+	BF_TRY(check(table));
 	// The table's htables: those of names the namespace has keep their configuration
 	// and entries; the others are made now, and go again if the table is refused.
-	ir::Table table = in;
 	std::vector<std::string> made;
 	const auto forget_made = [&] {
 		for (const std::string &name : made)
@@ -1091,14 +1090,15 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(const ir::Table &in)
 		htables_[h.name] = Htable{std::move(*map), h, 0};
 		made.push_back(h.name);
 	}
-	auto r = install(table);
+	auto r = install(std::move(table));
 	if (!r) {
 		forget_made();
 		return r;
 	}
+	const std::vector<ir::HashlimitTable> &kept = current_->table.hashlimits;
 	std::erase_if(htables_, [&](const auto &kv) {
 		return std::none_of(
-			table.hashlimits.begin(), table.hashlimits.end(),
+			kept.begin(), kept.end(),
 			[&](const ir::HashlimitTable &h) { return h.name == kv.first; });
 	});
 	return r;
@@ -1174,11 +1174,12 @@ Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 	return {};
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::install(const ir::Table &table)
+Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 {
 	const auto t_start = clock::now();
 	auto gen = std::make_unique<Generation>();
-	gen->table = table;
+	gen->table = std::move(in);
+	const ir::Table &table = gen->table;
 	gen->offloadable = codegen::check_offload(table);
 	gen->replies = read_reply_sysctls();
 	gen->skb_marks = codegen::needs_skb_mark(table);

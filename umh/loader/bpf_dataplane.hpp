@@ -75,7 +75,7 @@ public:
 	~BpfDataplane() override;
 
 	Status check(const ir::Table &table) const override;
-	Result<std::vector<ir::Counter>> replace(const ir::Table &table) override;
+	Result<std::vector<ir::Counter>> replace(ir::Table table) override;
 	Result<std::vector<ir::Counter>> counters() const override;
 	// Into the Counters map's base (program.hpp), where a restarted helper finds them.
 	Status add_counters(const std::vector<ir::Counter> &add) override;
@@ -218,7 +218,7 @@ private:
 	// The kernel's HZ, for -m limit: measured when a table first needs it.
 	Result<uint32_t> kernel_hz() const;
 	// The table installed as it is, its htables settled (install() is replace()'s body).
-	Result<std::vector<ir::Counter>> install(const ir::Table &table);
+	Result<std::vector<ir::Counter>> install(ir::Table in);
 	// xt_hashlimit's htables: one per name, kept while some rule of the table in force
 	// names it, so that a replace that keeps a name keeps its entries and its configuration
 	// (the first rule that named it made it), as htable_find_get() does.

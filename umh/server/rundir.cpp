@@ -99,7 +99,7 @@ Result<std::optional<std::vector<uint8_t>>> RunFiles::read_table() const
 	return std::optional<std::vector<uint8_t>>(std::move(blob));
 }
 
-Status RunFiles::save_table(const std::vector<uint8_t> &blob) const
+Status RunFiles::save_table(std::span<const uint8_t> blob) const
 {
 	const std::string tmp = table_path_ + ".new";
 	loader::Fd fd(

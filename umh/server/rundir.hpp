@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ public:
 	// The saved table (nullopt when there is none).
 	Result<std::optional<std::vector<uint8_t>>> read_table() const;
 	// Saves a table just accepted, whole or not at all (written aside, then renamed).
-	Status save_table(const std::vector<uint8_t> &blob) const;
+	Status save_table(std::span<const uint8_t> blob) const;
 	void remove_table() const;
 
 	// At a clean exit: the lock file goes while still held.

@@ -469,7 +469,7 @@ service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::span<co
 	service::Reply reply = dispatcher.handle(hdr, data);
 	if (hdr.op == BPFILTER_OP_SETSOCKOPT && hdr.optname == IPT_SO_SET_REPLACE &&
 	    reply.status == 0) {
-		Status st = files.save_table(std::vector<uint8_t>(data.begin(), data.end()));
+		Status st = files.save_table(data);
 		if (!st)
 			log::error("the new table is in force but could not be saved for a "
 				   "restart: " +

@@ -77,7 +77,7 @@ Status TableService::init()
 	if (!ir.ok())
 		return ir.error();
 	BF_TRY(dataplane_->check(*ir));
-	auto old = dataplane_->replace(*ir);
+	auto old = dataplane_->replace(std::move(*ir));
 	if (!old.ok())
 		return old.error();
 	state_->added.assign(table.offsets.size(), ir::Counter{});
@@ -108,7 +108,7 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 			return fail(ir.error(), "IPT_SO_SET_REPLACE refused");
 		if (auto s = dataplane_->check(*ir); !s.ok())
 			return fail(s.error(), "IPT_SO_SET_REPLACE refused by the data plane");
-		auto old = dataplane_->replace(*ir);
+		auto old = dataplane_->replace(std::move(*ir));
 		if (!old.ok())
 			return fail(old.error(), "IPT_SO_SET_REPLACE failed to install");
 		// get_old_counters(): the old table's final counts, ADD_COUNTERS included.
