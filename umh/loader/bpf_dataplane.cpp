@@ -1097,9 +1097,9 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table)
 	}
 	const std::vector<ir::HashlimitTable> &kept = current_->table.hashlimits;
 	std::erase_if(htables_, [&](const auto &kv) {
-		return std::none_of(
-			kept.begin(), kept.end(),
-			[&](const ir::HashlimitTable &h) { return h.name == kv.first; });
+		return std::none_of(kept.begin(), kept.end(), [&](const ir::HashlimitTable &h) {
+			return h.name == kv.first;
+		});
 	});
 	return r;
 }
