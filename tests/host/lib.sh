@@ -46,13 +46,14 @@ BF_PIDS=
 
 bf_summary()
 {
-	echo "$BF_PASSED passed, $BF_FAILED failed"
 	# A failure on CI leaves only this output: the helper's last words go with it
-	# (its log is in BF_TMP, which cleanup removes).
+	# (its log is in BF_TMP, which cleanup removes). Before the count, which the lane
+	# takes from the last line.
 	if [ "$BF_FAILED" -ne 0 ] && [ -s "$BF_TMP/umh.log" ]; then
 		echo "# the helper's log, last 30 lines:"
 		tail -n 30 "$BF_TMP/umh.log" | sed 's/^/#   /'
 	fi
+	echo "$BF_PASSED passed, $BF_FAILED failed"
 	[ "$BF_FAILED" -eq 0 ]
 }
 
