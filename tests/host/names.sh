@@ -108,4 +108,33 @@ for e in json.load(sys.stdin):
     print(p, b)')
 check_eq "bpftool map dump: block 0, rule 0, summed over CPUs" "$rule0" "5 420"
 
+# The maps of -m recent and of conntrack's own flows: their dumps name their fields too.
+check "the DROP rule gone" ipt -D INPUT 1
+check "a rule with -m state and -m recent" \
+	ipt -I INPUT -p icmp -m state --state NEW,ESTABLISHED -m recent --name bfnames --set
+check_eq "3 pings answered" "$(ping_count 3)" 3
+map_named() { # the map named $2 among program $1's
+	bpftool -j prog show id "$1" | "$PYTHON" -c '
+import json, subprocess, sys
+for m in json.load(sys.stdin).get("map_ids", []):
+    info = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", str(m)], capture_output=True, text=True).stdout)
+    if info.get("name") == sys.argv[1]:
+        print(m)' "$2"
+}
+xdp=$(in_host bpftool -j net show dev veth0 | "$PYTHON" -c '
+import json, sys
+print(json.load(sys.stdin)[0]["xdp"][0]["id"])')
+recent=$(map_named "$xdp" bpfilter_recent)
+ctown=$(map_named "$xdp" bpfilter_ctown)
+bpftool map dump id "${recent:-0}" >"$BF_TMP/recent" 2>&1 || true
+bpftool map dump id "${ctown:-0}" >"$BF_TMP/ctown" 2>&1 || true
+grep -v '"stamps"\|^ *[0-9]*,\?$\|^ *\],\?$' "$BF_TMP/recent" | head -n 12 | sed 's/^/# /'
+head -n 14 "$BF_TMP/ctown" | sed 's/^/# /'
+check "bpfilter_recent's dump names list, addr, seq, stamps" \
+	sh -c "grep -q '\"list\": ' '$BF_TMP/recent' && grep -q '\"addr\": ' '$BF_TMP/recent' &&
+		grep -q '\"seq\": ' '$BF_TMP/recent' && grep -q '\"stamps\": \[' '$BF_TMP/recent'"
+check "bpfilter_ctown's dump names src, dst, proto, expires, status" \
+	sh -c "grep -q '\"src\": ' '$BF_TMP/ctown' && grep -q '\"proto\": 1\$' '$BF_TMP/ctown' &&
+		grep -q '\"expires\": ' '$BF_TMP/ctown' && grep -q '\"status\": ' '$BF_TMP/ctown'"
+
 bf_summary

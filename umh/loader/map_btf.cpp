@@ -140,8 +140,9 @@ Result<MapBtf> recent_entries_map_btf()
 	const int u64 = b.u64();
 	using K = maps::RecentKey;
 	using V = maps::RecentEntry;
-	const int key = b.add_struct("bpfilter_recent_key", sizeof(K),
-				     {{"list", u32, offsetof(K, list)}, {"addr", u32, offsetof(K, addr)}});
+	const int key =
+		b.add_struct("bpfilter_recent_key", sizeof(K),
+			     {{"list", u32, offsetof(K, list)}, {"addr", u32, offsetof(K, addr)}});
 	const int stamps = b.add_array(u64, sizeof(V::stamps) / sizeof(V::stamps[0]));
 	const int value = b.add_struct("bpfilter_recent_entry", sizeof(V),
 				       {{"seq", u64, offsetof(V, seq)},

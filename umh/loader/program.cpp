@@ -64,10 +64,11 @@ std::string log_tail(const std::vector<char> &log)
 	return s;
 }
 
-// The BTF that lets the kernel verify global functions on their own: each function's
-// prototype, int f(struct bpfilter_pkt *) (the main one: int f(struct xdp_md *)), and
-// func_info naming the function at each start. Types are as small as the verifier needs:
-// a struct's size is all it reads.
+// The BTF that lets the kernel verify global functions on their own, and that carries the
+// program's whole name (its main function's, which bpftool and kallsyms show): each
+// function's prototype, int f(struct bpfilter_pkt *) (the main one: int f(struct xdp_md
+// *)), and func_info naming the function at each start. Types are as small as the
+// verifier needs: a struct's size is all it reads.
 struct Btf {
 	Fd fd;
 	std::vector<bpf_func_info> func_info;
@@ -160,7 +161,7 @@ std::string program_full_name(codegen::Flavor flavor, std::string_view table, ui
 	// The hook, then what it serves. tc ingress's hook is one character short of the
 	// kernel's 15: the separator that follows completes it.
 	std::string name = flavor == codegen::Flavor::TcIngress ? "bpfilter_tc_in"
-								 : std::string(program_name(flavor));
+								: std::string(program_name(flavor));
 	name += '_';
 	for (char c : table)
 		name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -195,16 +196,17 @@ Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex)
 	const uint32_t value_size = maps::counter_block_bytes(num_counters);
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_ifindex = prog_ifindex);
 	// A map bound to a device takes no BTF (the kernel's offload map ops refuse it).
-	Result<MapBtf> btf = make_error(ENOENT, "");
+	MapBtf btf;
 	if (!prog_ifindex) {
-		btf = counters_map_btf(value_size);
-		if (!btf)
-			return btf.error();
-		btf->apply(opts);
+		auto made = counters_map_btf(value_size);
+		if (!made)
+			return made.error();
+		btf = std::move(*made);
+		btf.apply(opts);
 	}
-	const int fd = bpf_map_create(static_cast<bpf_map_type>(maps::counters_type),
-				      counters_map_name, sizeof(uint32_t), value_size,
-				      counters_entries(num_counters), &opts);
+	const int fd =
+		bpf_map_create(static_cast<bpf_map_type>(maps::counters_type), counters_map_name,
+			       sizeof(uint32_t), value_size, counters_entries(num_counters), &opts);
 	if (fd < 0)
 		return sys_error(-fd, std::string("loader: creating map ") + counters_map_name);
 	return Fd(fd);
@@ -593,7 +595,8 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		opts.log_buf = log.data();
 		opts.log_size = static_cast<uint32_t>(log.size());
 		opts.log_level = 1;
-		fd = bpf_prog_load(type, short_name.c_str(), "GPL", insns.data(), insns.size(), &opts);
+		fd = bpf_prog_load(type, short_name.c_str(), "GPL", insns.data(), insns.size(),
+				   &opts);
 		if (fd >= 0) {
 			// Accepted on the second try (a transient failure such as EAGAIN).
 		} else {
