@@ -62,6 +62,8 @@ check "auto: the port runs it offloaded" mode_is $NS1 "$A" xdpoffload
 id1=$(prog_of $NS1 "$A")
 check "auto: bpftool prog show says offloaded_to" sh -c "$BPFTOOL prog show id $id1 | grep -q offloaded_to"
 $BPFTOOL prog show id "$id1" | sed 's/^/# /'
+check "auto: its whole name says offloaded INPUT and the namespace" sh -c "$BPFTOOL prog show id $id1 |
+	grep -q 'name bpfilter_xdp_in_filter_INPUT_offload_net$($IP netns exec $NS1 readlink /proc/self/ns/net | tr -dc 0-9) '"
 check "auto: a rule more (replace)" ipt_in $NS1 -A INPUT -p udp --dport 53 -j DROP
 id2=$(prog_of $NS1 "$A")
 check "auto: replaced by another offloaded program" sh -c "[ -n '$id2' ] && [ '$id2' != '$id1' ]"
