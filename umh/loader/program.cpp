@@ -91,6 +91,7 @@ std::vector<codegen::Function> functions_of(const codegen::Program &program)
 			starts.insert(static_cast<size_t>(static_cast<long>(i) + insns[i].imm + 1));
 	}
 	std::vector<codegen::Function> out;
+	out.reserve(starts.size());
 	for (size_t at : starts)
 		out.push_back({at, false});
 	return out;
