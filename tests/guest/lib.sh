@@ -175,9 +175,13 @@ ping_lost() {
 }
 
 # hooks DEV [NS]: bpfilter's view of DEV from bpftool, as "xdp:NAME ingress:NAME
-# egress:NAME" for the hooks that carry a program (empty when none does).
+# egress:NAME" for the hooks that carry a program (empty when none does). NAME is the
+# program's whole name as bpftool shows it (its BTF name, Documentation/design.md "Names"),
+# less its "_net<inode>" when that is the namespace's own: a program of another
+# namespace keeps it, and tells.
 hooks() {
-	local hook id name
+	local hook id name ino
+	ino=$(in_ns "${2:-}" readlink /proc/self/ns/net | tr -dc 0-9)
 	in_ns "${2:-}" $BPFTOOL net show dev "$1" 2>/dev/null | awk '
 		/^xdp:/ { s = "xdp"; next }
 		/^tc:/ { s = "tc"; next }
@@ -190,7 +194,8 @@ hooks() {
 			for (i = 1; i < NF; i++) if ($i == "id") print h, $(i + 1)
 		}' | while read -r hook id; do
 		name=$($BPFTOOL prog show id "$id" 2>/dev/null | sed -n '1s/.* name \([^ ]*\).*/\1/p')
-		printf '%s:%s\n' "$hook" "${name:-?}"
+		name=${name:-?}
+		printf '%s:%s\n' "$hook" "${name%_net"$ino"}"
 	done | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
@@ -206,18 +211,18 @@ hooks_are() {
 
 # The programs bpfilter places, as hooks prints them.
 # Native XDP (veth): tc ingress too, for the copies the host loops back to itself.
-ON_ETH="egress:bpfilter_tc_out ingress:bpfilter_tc_in xdp:bpfilter_in"
+ON_ETH="egress:bpfilter_tc_out_filter_OUTPUT ingress:bpfilter_tc_in_filter_INPUT_FORWARD xdp:bpfilter_xdp_in_filter_INPUT_FORWARD"
 # Generic XDP (e1000, which has no native XDP): it sees those copies itself.
-ON_GENERIC="egress:bpfilter_tc_out xdp:bpfilter_in"
-ON_STACKED="egress:bpfilter_tc_out ingress:bpfilter_tc_in"
+ON_GENERIC="egress:bpfilter_tc_out_filter_OUTPUT xdp:bpfilter_xdp_in_filter_INPUT_FORWARD"
+ON_STACKED="egress:bpfilter_tc_out_filter_OUTPUT ingress:bpfilter_tc_in_filter_INPUT_FORWARD"
 
 # expect_hooks DEV "EXPECTED" [NS]: a bpfilter-only check of the programs on DEV.
 expect_hooks() {
 	local what
 	case "$2" in
 	"") what="no bpfilter program" ;;
-	"$ON_ETH") what="XDP bpfilter_in, tc ingress and egress" ;;
-	"$ON_GENERIC") what="generic XDP bpfilter_in and tc egress" ;;
+	"$ON_ETH") what="XDP bpfilter_xdp_in, tc ingress and egress" ;;
+	"$ON_GENERIC") what="generic XDP bpfilter_xdp_in and tc egress" ;;
 	"$ON_STACKED") what="tc ingress and egress" ;;
 	*) what=$2 ;;
 	esac

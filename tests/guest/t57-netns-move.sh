@@ -21,7 +21,9 @@ move_there() {
 		$IP -n mvns link set mv0 up && $IP -n mvns link set lo up
 }
 check "mv0 moves into mvns" move_there
-expect_hooks mv0 "$ON_ETH" mvns
+# mv0 brought the host's XDP program along (its name ends in the host's _net<inode>, which
+# hooks shows) until mvns's helper replaces it with mvns's.
+bpf_check "mv0 carries mvns's programs, named for mvns" wait_for 3 hooks_are mv0 "$ON_ETH" mvns
 check "far pings mv0 in mvns: the host's DROP rule stayed here" pings far 10.59.0.1 3
 expect_counts -n mvns INPUT "3 252"
 expect_counts -n mvns OUTPUT "3 252"
@@ -34,12 +36,12 @@ move_back() {
 		$IP link set mv0 up
 }
 check "mv0 moves back" move_back
-expect_hooks mv0 "$ON_ETH"
-# The names above do not say whose programs they are: mv0 brought mvns's XDP program back
-# with it, and until the helper here replaces it, mvns's table judges what mv0 receives.
-# Wait for the replacement (the XDP program on lo is this table's); a ping judged by
-# mvns's program would show in mvns's policy counters below (seen once in four guest
-# lanes before this wait: rule 1 here counted 2 of the 3 pings).
+# mv0 brought mvns's XDP program back with it, and until the helper here replaces it,
+# mvns's table judges what mv0 receives. Wait for the replacement: the names say whose
+# programs they are (the namespace's inode), and the XDP program on lo is this table's. A
+# ping judged by mvns's program would show in mvns's policy counters below (seen once in
+# four guest lanes before this wait: rule 1 here counted 2 of the 3 pings).
+bpf_check "mv0 carries this namespace's programs, named for it" wait_for 3 hooks_are mv0 "$ON_ETH"
 xdp_id() {
 	in_ns "${2:-}" $BPFTOOL net show dev "$1" 2>/dev/null |
 		awk '/^xdp:/ { s = 1; next } /^[a-z_]+:$/ { s = 0 }

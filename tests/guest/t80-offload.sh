@@ -62,6 +62,12 @@ check "auto: the port runs it offloaded" mode_is $NS1 "$A" xdpoffload
 id1=$(prog_of $NS1 "$A")
 check "auto: bpftool prog show says offloaded_to" sh -c "$BPFTOOL prog show id $id1 | grep -q offloaded_to"
 $BPFTOOL prog show id "$id1" | sed 's/^/# /'
+# The kernel reports no func_info of an offloaded program, so bpftool shows its 15
+# characters; the whole name is in the program's BTF.
+check "auto: its kernel name is XDP's" sh -c "$BPFTOOL prog show id $id1 | grep -q 'name bpfilter_xdp_in '"
+offl_btf=$($BPFTOOL prog show id "$id1" | sed -n 's/.*btf_id \([0-9]*\).*/\1/p')
+check "auto: its BTF names it for offloaded INPUT and the namespace" sh -c "$BPFTOOL btf dump id '$offl_btf' |
+	grep -q \"FUNC 'bpfilter_xdp_in_filter_INPUT_offload_net$($IP netns exec $NS1 readlink /proc/self/ns/net | tr -dc 0-9)'\""
 check "auto: a rule more (replace)" ipt_in $NS1 -A INPUT -p udp --dport 53 -j DROP
 id2=$(prog_of $NS1 "$A")
 check "auto: replaced by another offloaded program" sh -c "[ -n '$id2' ] && [ '$id2' != '$id1' ]"

@@ -67,7 +67,7 @@ if [ "$BF_NETFILTER" != 1 ]; then
 	check_eq "veth0 keeps the old programs (same ids)" "$(ids_of veth0)" "$ids_veth0"
 	check_eq "veth0 keeps XDP in and tc out" "$(progs_on veth0)" "$progs_veth0"
 	check_eq "lo keeps the old programs (same ids)" "$(ids_of lo)" "$ids_lo"
-	check_eq "veth2 keeps its tc out and the foreign XDP" "$(progs_on veth2)" "tc_in:bpfilter_tc_in tc_out:bpfilter_tc_out xdp:foreign"
+	check_eq "veth2 keeps its tc out and the foreign XDP" "$(progs_on veth2)" "$PROG_TC_IN $PROG_TC_OUT xdp:foreign"
 fi
 check "the rules are those of before" diff "$BF_TMP/before" <(ipt_save | grep '^-')
 old_table_judges "after the refusal" 2

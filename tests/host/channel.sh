@@ -13,7 +13,7 @@ for i in $(seq 100); do
 	grep -q "proxy: listening" "$BF_TMP/umh.log" 2>/dev/null && break
 	sleep 0.05
 done
-root_xdp() { ip -d link show | grep -c "prog/xdp.*bpfilter_in" || true; }
+root_xdp() { ip -d link show | grep -c "prog/xdp.*bpfilter_xdp_in" || true; }
 root_before=$(root_xdp)
 
 check "iptables through the channel helper works" ipt -A INPUT -s "$PEER_IP" -p icmp -j DROP

@@ -61,12 +61,16 @@ bf_link()
 
 # The programs on a device's hooks, as netfilter's names for them would not say: a sorted
 # list of HOOK:NAME, HOOK one of xdp, tc_in, tc_out (clsact or tcx). NAME is the program's
-# own name (bpftool prog show), so bpfilter_in, bpfilter_tc_in, bpfilter_tc_out for ours.
+# whole name as bpftool prog shows it (for ours, their BTF name: Documentation/design.md,
+# "Names"), less its "_net<inode>" when that is the namespace's own: a program of another
+# namespace keeps it, and tells.
 progs_on()
 {
-	local dev=$1 ns=${2:-$HOST}
+	local dev=$1 ns=${2:-$HOST} ino
+	ino=$(ip netns exec "$ns" stat -L -c %i /proc/self/ns/net)
 	ip netns exec "$ns" bpftool -j net show dev "$dev" 2>/dev/null | "$PYTHON" -c '
 import json, subprocess, sys
+suffix = "_net" + sys.argv[1]
 out = []
 for block in json.load(sys.stdin) or []:
     for x in block.get("xdp", []):
@@ -82,9 +86,11 @@ for hook, pid in out:
         r = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(pid)], capture_output=True, text=True)
         if r.returncode == 0:
             name = json.loads(r.stdout).get("name", "?")
+    if name.endswith(suffix):
+        name = name[: -len(suffix)]
     names.append("%s:%s" % (hook, name))
 print(" ".join(sorted(names)))
-'
+' "$ino"
 }
 
 # Waits (up to 2 s) until a device's programs are as expected; in netfilter mode returns at once.
@@ -109,8 +115,11 @@ bpfilter_progs_in()
 }
 
 # The usual program sets.
-PROGS_ETH="tc_in:bpfilter_tc_in tc_out:bpfilter_tc_out xdp:bpfilter_in"  # Ethernet, no master, no upper
-PROGS_TC="tc_in:bpfilter_tc_in tc_out:bpfilter_tc_out" # bridges, macvlan and its lower, tun
+PROG_XDP="xdp:bpfilter_xdp_in_filter_INPUT_FORWARD"
+PROG_TC_IN="tc_in:bpfilter_tc_in_filter_INPUT_FORWARD"
+PROG_TC_OUT="tc_out:bpfilter_tc_out_filter_OUTPUT"
+PROGS_ETH="$PROG_TC_IN $PROG_TC_OUT $PROG_XDP" # Ethernet, no master, no upper
+PROGS_TC="$PROG_TC_IN $PROG_TC_OUT"            # bridges, macvlan and its lower, tun
 
 # A tiny foreign XDP program (XDP_PASS), built once per test.
 foreign_xdp_obj()

@@ -2,8 +2,15 @@
 // blocks.
 #include "codegen_harness.hpp"
 
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+
+#include <cstring>
+
 #include "codegen/insn.hpp"
 #include "codegen/maps.hpp"
+#include "loader/attach.hpp"
+#include "loader/btf.hpp"
 
 namespace bpfilter::test
 {
@@ -63,6 +70,109 @@ TEST(CodegenLoader, CountersInTheSecondBlock)
 	Packet p = tcp_packet(1, 2);
 	p.saddr = ip4h("10.0.0.99");
 	x.expect(p, drop, {b.input_at[0]});
+}
+
+TEST(CodegenLoader, NamesSayHookTableChainsAndNamespace)
+{
+	using codegen::Flavor;
+	EXPECT_EQ(loader::program_full_name(Flavor::Xdp, "filter", 4026531840),
+		  "bpfilter_xdp_in_filter_INPUT_FORWARD_net4026531840");
+	EXPECT_EQ(loader::program_full_name(Flavor::TcIngress, "filter", 4026532001),
+		  "bpfilter_tc_in_filter_INPUT_FORWARD_net4026532001");
+	EXPECT_EQ(loader::program_full_name(Flavor::TcEgress, "filter", 7),
+		  "bpfilter_tc_out_filter_OUTPUT_net7");
+	EXPECT_EQ(loader::program_full_name(Flavor::Xdp, "filter", 9, true),
+		  "bpfilter_xdp_in_filter_INPUT_offload_net9");
+	EXPECT_EQ(loader::program_full_name(Flavor::TcEgress, "filter", 0),
+		  "bpfilter_tc_out_filter_OUTPUT");
+	// The kernel keeps 15 characters: each flavor's name, a prefix of the whole.
+	for (Flavor f : {Flavor::Xdp, Flavor::TcIngress, Flavor::TcEgress}) {
+		const std::string full = loader::program_full_name(f, "filter", 1);
+		EXPECT_EQ(loader::program_name(f).size(), 15u);
+		EXPECT_EQ(full.substr(0, 15), loader::program_name(f));
+	}
+}
+
+TEST(CodegenLoader, OurProgramsByNameAndType)
+{
+	constexpr uint32_t xdp = BPF_PROG_TYPE_XDP, cls = BPF_PROG_TYPE_SCHED_CLS;
+	EXPECT_TRUE(loader::is_our_program("bpfilter_xdp_in", xdp));
+	EXPECT_TRUE(loader::is_our_program("bpfilter_tc_in_", cls));
+	EXPECT_TRUE(loader::is_our_program("bpfilter_tc_out", cls));
+	// An earlier helper's names, adopted.
+	EXPECT_TRUE(loader::is_our_program("bpfilter_in", xdp));
+	EXPECT_TRUE(loader::is_our_program("bpfilter_tc_in", cls));
+	// A name at the wrong hook's type, or another's program.
+	EXPECT_FALSE(loader::is_our_program("bpfilter_xdp_in", cls));
+	EXPECT_FALSE(loader::is_our_program("bpfilter_tc_out", xdp));
+	EXPECT_FALSE(loader::is_our_program("bpfilter_in", cls));
+	EXPECT_FALSE(loader::is_our_program("bpfilter_jiffy", xdp));
+	EXPECT_FALSE(loader::is_our_program("bpfilter_xdp_i", xdp));
+	EXPECT_FALSE(loader::is_our_program("xdp_pass", xdp));
+	EXPECT_FALSE(loader::is_our_program("", xdp));
+}
+
+// The BTF name of a program's first function, and the name of a map's value type.
+std::string btf_type_name(uint32_t btf_id, uint32_t type_id)
+{
+	loader::BtfPtr b(btf__load_from_kernel_by_id(btf_id));
+	if (!b)
+		return "(no BTF)";
+	const struct btf_type *t = btf__type_by_id(b.get(), type_id);
+	return t ? btf__name_by_offset(b.get(), t->name_off) : "(no type)";
+}
+
+TEST(CodegenLoader, ProgramAndCountersCarryNamesAndBtf)
+{
+	TableBuilder c;
+	c.input = {R().src("10.0.0.1").drop()};
+	auto plain = codegen::compile(c.build(), {.local_only = false});
+	ASSERT_TRUE(plain.ok());
+	loader::LoadOptions lo;
+	lo.name = loader::program_full_name(codegen::Flavor::Xdp, "filter", 4026531840);
+	auto loaded = loader::load_program(*plain, -1, -1, lo);
+	ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+
+	bpf_func_info fi = {};
+	struct bpf_prog_info info = {};
+	info.nr_func_info = 1;
+	info.func_info_rec_size = sizeof(fi);
+	info.func_info = reinterpret_cast<uintptr_t>(&fi);
+	uint32_t len = sizeof(info);
+	ASSERT_EQ(bpf_obj_get_info_by_fd(loaded->fd(), &info, &len), 0);
+	EXPECT_STREQ(info.name, "bpfilter_xdp_in");
+	EXPECT_TRUE(loader::is_ours(loaded->fd()));
+	ASSERT_NE(info.btf_id, 0u);
+	EXPECT_EQ(btf_type_name(info.btf_id, fi.type_id), lo.name);
+
+	struct bpf_map_info mi = {};
+	len = sizeof(mi);
+	ASSERT_EQ(bpf_obj_get_info_by_fd(loaded->counters_fd(), &mi, &len), 0);
+	EXPECT_STREQ(mi.name, "bpfilter_cnt");
+	ASSERT_NE(mi.btf_id, 0u);
+	EXPECT_EQ(btf_type_name(mi.btf_id, mi.btf_value_type_id), "bpfilter_counters");
+	EXPECT_EQ(btf_type_name(mi.btf_id, mi.btf_key_type_id), "u32");
+}
+
+TEST(CodegenLoader, AProgramOfOneFunctionHasItsNameInBtf)
+{
+	codegen::Program p;
+	p.insns = {codegen::insn::mov64(codegen::R0, 0), codegen::insn::exit()}; // TC_ACT_OK
+	p.num_counters = 1;
+	loader::LoadOptions lo;
+	lo.name = loader::program_full_name(codegen::Flavor::TcEgress, "filter", 12);
+	p.flavor = codegen::Flavor::TcEgress;
+	auto loaded = loader::load_program(p, -1, -1, lo);
+	ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+	bpf_func_info fi = {};
+	struct bpf_prog_info info = {};
+	info.nr_func_info = 1;
+	info.func_info_rec_size = sizeof(fi);
+	info.func_info = reinterpret_cast<uintptr_t>(&fi);
+	uint32_t len = sizeof(info);
+	ASSERT_EQ(bpf_obj_get_info_by_fd(loaded->fd(), &info, &len), 0);
+	EXPECT_STREQ(info.name, "bpfilter_tc_out");
+	EXPECT_EQ(btf_type_name(info.btf_id, fi.type_id), "bpfilter_tc_out_filter_OUTPUT_net12");
 }
 
 } // namespace

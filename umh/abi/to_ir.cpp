@@ -355,6 +355,8 @@ Result<ir::Table> to_ir(const StoredTable &table)
 {
 	const std::span<const uint8_t> b = table.entries;
 	ir::Table out;
+	if (!table.name.empty())
+		out.name = table.name;
 	out.valid_hooks = table.valid_hooks;
 	auto index_of = [&](uint32_t off) -> std::optional<uint32_t> {
 		auto it = std::lower_bound(table.offsets.begin(), table.offsets.end(), off);

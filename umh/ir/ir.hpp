@@ -323,6 +323,7 @@ struct Rule {
 };
 
 struct Table {
+	std::string name = "filter"; // ip_tables' name of the table, for the programs' names
 	std::vector<Rule> rules;
 	uint32_t limit_slots = 0;		// LimitMatch::slot runs below this
 	std::vector<HashlimitTable> hashlimits; // HashlimitMatch::table indexes this

@@ -17,7 +17,6 @@
 #include <iterator>
 #include <utility>
 
-#include "codegen/codegen.hpp"
 #include "common/log.hpp"
 #include "loader/fd.hpp"
 #include "loader/program.hpp"
@@ -93,11 +92,8 @@ bool is_ours(int prog_fd)
 	uint32_t len = sizeof(info);
 	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
 		return false;
-	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress, codegen::Flavor::TcEgress})
-		if (program_name(f) ==
-		    std::string_view(info.name, strnlen(info.name, sizeof(info.name))))
-			return true;
-	return false;
+	return is_our_program(std::string_view(info.name, strnlen(info.name, sizeof(info.name))),
+			      info.type);
 }
 
 uint32_t prog_id(int prog_fd)

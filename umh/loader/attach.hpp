@@ -20,7 +20,7 @@ void route_libbpf_messages();
 // when it said nothing.
 std::string take_kernel_message();
 
-// Is this program one of ours (by its name: loader::program_name())?
+// Is this program one of ours (by its name and type: loader::is_our_program())?
 bool is_ours(int prog_fd);
 bool is_ours_id(uint32_t prog_id);
 // The kernel's id of the program behind prog_fd (0 if it cannot tell).

@@ -13,6 +13,7 @@
 #include <linux/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/membarrier.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -191,6 +192,9 @@ Result<std::unique_ptr<BpfDataplane>> BpfDataplane::create(const XdpOptions &opt
 		return local.error();
 	std::unique_ptr<BpfDataplane> dp(
 		new BpfDataplane(options, std::move(*devices), std::move(*local)));
+	struct stat ns = {};
+	if (stat("/proc/thread-self/ns/net", &ns) == 0)
+		dp->netns_ino_ = ns.st_ino;
 	auto addr_types = create_addr_types_map();
 	if (!addr_types)
 		return addr_types.error();
@@ -571,6 +575,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	const bool second_chance = gen.code[k].tests != codegen::Options::Tests::Accumulate;
 	LoadOptions lo = load_options(gen);
 	lo.explain = !second_chance;
+	lo.name = program_full_name(flavor, gen.table.name, netns_ino_);
 	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
@@ -583,8 +588,8 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 		if (!again)
 			return again.error();
 		gen.code[k] = std::move(*again);
-		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(),
-				 load_options(gen));
+		lo.explain = true;
+		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 	}
 	if (!p)
 		return p.error();
@@ -658,6 +663,7 @@ Result<int> BpfDataplane::offload_fd(Generation &gen, const rtnl::Link &link)
 		return code.error();
 	LoadOptions lo; // its own Counters map, bound to the device as the program is
 	lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
+	lo.name = program_full_name(codegen::Flavor::Xdp, gen.table.name, netns_ino_, true);
 	auto p = load_program(*code, -1, -1, lo);
 	if (!p)
 		return make_error(p.error().errnum, "offloading to " + name_of(link.name) +

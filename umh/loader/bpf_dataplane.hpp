@@ -179,6 +179,7 @@ private:
 	std::string link_name(int ifindex) const;
 
 	XdpOptions options_;
+	uint64_t netns_ino_ = 0; // the namespace's inode number, in the programs' names
 	Fd devices_;
 	Fd local_addrs_;
 	// REJECT's ICMP rate limits, the namespace's as the kernel's are: made with the first

@@ -1,6 +1,7 @@
 // nf_conntrack as the generated programs see it: kfunc ids, struct nf_conn offsets, settings,
 // the namespace's own-flow and TCP-table maps.
 #include "loader/conntrack.hpp"
+#include "loader/map_btf.hpp"
 
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
@@ -321,10 +322,15 @@ Result<std::unique_ptr<Conntrack>> open_conntrack()
 	ct->layout.generic_timeout = sysctl("nf_conntrack_generic_timeout", 600);
 	ct->layout.tcp_loose = sysctl("nf_conntrack_tcp_loose", 1) != 0;
 
+	auto own_btf = ct_own_map_btf();
+	if (!own_btf)
+		return own_btf.error();
+	LIBBPF_OPTS(bpf_map_create_opts, own_opts);
+	own_btf->apply(own_opts);
 	const int own = bpf_map_create(static_cast<bpf_map_type>(codegen::maps::ct_own_type),
 				       "bpfilter_ctown", sizeof(codegen::maps::CtOwnKey),
 				       sizeof(codegen::maps::CtOwnValue),
-				       codegen::maps::ct_own_max_entries, nullptr);
+				       codegen::maps::ct_own_max_entries, &own_opts);
 	if (own < 0)
 		return sys_error(-own, "loader: creating the own-flows map");
 	ct->own = Fd(own);

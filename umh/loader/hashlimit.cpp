@@ -13,6 +13,7 @@
 #include <string>
 
 #include "codegen/maps.hpp"
+#include "loader/map_btf.hpp"
 
 namespace bpfilter::loader
 {
@@ -27,51 +28,31 @@ Error sys_error(int err, const std::string &what)
 	return make_error(err, what + ": " + std::strerror(err));
 }
 
-struct BtfFree {
-	void operator()(struct btf *b) const { btf__free(b); }
-};
-
 // The BTF of the map's key and value: the verifier lets a program take an entry's
 // bpf_spin_lock only where the value's type says where it is.
-struct MapBtf {
-	Fd fd;
-	uint32_t key = 0, value = 0;
-};
-
 Result<MapBtf> map_btf()
 {
-	std::unique_ptr<struct btf, BtfFree> b(btf__new_empty());
-	if (!b)
-		return sys_error(errno, "loader: making the hashlimit map's BTF");
-	const int u16 = btf__add_int(b.get(), "u16", 2, 0);
-	const int u32 = btf__add_int(b.get(), "u32", 4, 0);
-	const int u64 = btf__add_int(b.get(), "u64", 8, 0);
-	const int lock = btf__add_struct(b.get(), "bpf_spin_lock", 4);
-	int err = lock < 0 ? lock : btf__add_field(b.get(), "val", u32, 0, 0);
-	const int key =
-		btf__add_struct(b.get(), "bpfilter_hashlimit_key", sizeof(maps::HashlimitKey));
-	err = err ? err : key < 0 ? key : 0;
-	err = err ? err : btf__add_field(b.get(), "src", u32, 0, 0);
-	err = err ? err : btf__add_field(b.get(), "dst", u32, 32, 0);
-	err = err ? err : btf__add_field(b.get(), "sport", u16, 64, 0);
-	err = err ? err : btf__add_field(b.get(), "dport", u16, 80, 0);
-	const int val =
-		btf__add_struct(b.get(), "bpfilter_hashlimit_entry", sizeof(maps::HashlimitValue));
-	err = err ? err : val < 0 ? val : 0;
-	err = err ? err : btf__add_field(b.get(), "lock", lock, 0, 0);
-	err = err ? err : btf__add_field(b.get(), "pad", u32, 32, 0);
-	const char *names[] = {"expires", "prev", "w0", "w1", "w2", "w3"};
-	for (uint32_t k = 0; k < 6 && !err; k++)
-		err = btf__add_field(b.get(), names[k], u64, 64 + 64 * k, 0);
-	if (u16 < 0 || u32 < 0 || u64 < 0 || err)
-		return make_error(EINVAL, "loader: making the hashlimit map's BTF failed");
-	if (btf__load_into_kernel(b.get()) != 0)
-		return sys_error(errno, "loader: loading the hashlimit map's BTF");
-	MapBtf out;
-	out.fd = Fd(dup(btf__fd(b.get())));
-	out.key = static_cast<uint32_t>(key);
-	out.value = static_cast<uint32_t>(val);
-	return out;
+	MapBtfBuilder b;
+	const int u16 = b.u16();
+	const int u32 = b.u32();
+	const int u64 = b.u64();
+	const int lock = b.add_struct("bpf_spin_lock", 4, {{"val", u32, 0}});
+	using K = maps::HashlimitKey;
+	const int key = b.add_struct("bpfilter_hashlimit_key", sizeof(K),
+				     {{"src", u32, offsetof(K, src)},
+				      {"dst", u32, offsetof(K, dst)},
+				      {"sport", u16, offsetof(K, sport)},
+				      {"dport", u16, offsetof(K, dport)}});
+	const int val = b.add_struct("bpfilter_hashlimit_entry", sizeof(maps::HashlimitValue),
+				     {{"lock", lock, 0},
+				      {"pad", u32, 4},
+				      {"expires", u64, 8},
+				      {"prev", u64, 16},
+				      {"w0", u64, 24},
+				      {"w1", u64, 32},
+				      {"w2", u64, 40},
+				      {"w3", u64, 48}});
+	return b.load(key, val, "hashlimit");
 }
 
 } // namespace
@@ -90,9 +71,8 @@ Result<Fd> create_hashlimit_map(const ir::HashlimitTable &t)
 	if (!btf)
 		return btf.error();
 	const uint32_t max = ir::hashlimit::table_max(t.cfg, total_ram());
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<uint32_t>(btf->fd.get()),
-		    .btf_key_type_id = btf->key, .btf_value_type_id = btf->value,
-		    .map_flags = BPF_F_NO_PREALLOC);
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+	btf->apply(opts);
 	const int fd =
 		bpf_map_create(BPF_MAP_TYPE_HASH, "bpfilter_hlimit", sizeof(maps::HashlimitKey),
 			       sizeof(maps::HashlimitValue), max, &opts);

@@ -3,6 +3,7 @@
 #include "loader/program.hpp"
 
 #include "loader/conntrack.hpp"
+#include "loader/map_btf.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -12,9 +13,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <set>
 
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
@@ -61,14 +64,38 @@ std::string log_tail(const std::vector<char> &log)
 	return s;
 }
 
-// The BTF that lets the kernel verify global functions on their own: each function's
-// prototype, int f(struct bpfilter_pkt *) (the main one: int f(struct xdp_md *)), and
-// func_info naming the function at each start. Types are as small as the verifier needs:
-// a struct's size is all it reads.
+// The BTF that lets the kernel verify global functions on their own, and that carries the
+// program's whole name (its main function's, which bpftool and kallsyms show): each
+// function's prototype, int f(struct bpfilter_pkt *) (the main one: int f(struct xdp_md
+// *)), and func_info naming the function at each start. Types are as small as the
+// verifier needs: a struct's size is all it reads.
 struct Btf {
 	Fd fd;
 	std::vector<bpf_func_info> func_info;
 };
+
+// The program's functions: codegen lists them when the kernel needs their BTF (global
+// functions, callbacks); otherwise they are the main one and what calls reach (static).
+std::vector<codegen::Function> functions_of(const codegen::Program &program)
+{
+	if (!program.functions.empty())
+		return program.functions;
+	std::set<size_t> starts = {0};
+	const std::vector<bpf_insn> &insns = program.insns;
+	for (size_t i = 0; i < insns.size(); i++) {
+		const bool call = insns[i].code == (BPF_JMP | BPF_CALL) &&
+				  insns[i].src_reg == BPF_PSEUDO_CALL;
+		const bool func = insns[i].code == (BPF_LD | BPF_DW | BPF_IMM) &&
+				  insns[i].src_reg == BPF_PSEUDO_FUNC;
+		if (call || func)
+			starts.insert(static_cast<size_t>(static_cast<long>(i) + insns[i].imm + 1));
+	}
+	std::vector<codegen::Function> out;
+	out.reserve(starts.size());
+	for (size_t at : starts)
+		out.push_back({at, false});
+	return out;
+}
 
 Result<Btf> make_btf(const codegen::Program &program, const std::string &main_name)
 {
@@ -86,8 +113,9 @@ Result<Btf> make_btf(const codegen::Program &program, const std::string &main_na
 	if (!err)
 		err = btf__add_func_param(b, "ctx", ctx_ptr);
 	Btf out;
-	for (size_t k = 0; k < program.functions.size() && err >= 0; k++) {
-		const codegen::Function &fn = program.functions[k];
+	const std::vector<codegen::Function> functions = functions_of(program);
+	for (size_t k = 0; k < functions.size() && err >= 0; k++) {
+		const codegen::Function &fn = functions[k];
 		const std::string name = k == 0 ? main_name : "bpfilter_fn" + std::to_string(k);
 		const int id = btf__add_func(
 			b, name.c_str(), k == 0 || fn.global ? BTF_FUNC_GLOBAL : BTF_FUNC_STATIC,
@@ -119,13 +147,43 @@ std::string_view program_name(codegen::Flavor flavor)
 {
 	switch (flavor) {
 	case codegen::Flavor::Xdp:
-		return "bpfilter_in";
+		return "bpfilter_xdp_in";
 	case codegen::Flavor::TcIngress:
-		return "bpfilter_tc_in";
+		return "bpfilter_tc_in_";
 	case codegen::Flavor::TcEgress:
 		return "bpfilter_tc_out";
 	}
 	return "bpfilter";
+}
+
+std::string program_full_name(codegen::Flavor flavor, std::string_view table, uint64_t netns_ino,
+			      bool offload)
+{
+	// The hook, then what it serves. tc ingress's hook is one character short of the
+	// kernel's 15: the separator that follows completes it.
+	std::string name = flavor == codegen::Flavor::TcIngress ? "bpfilter_tc_in"
+								: std::string(program_name(flavor));
+	name += '_';
+	for (char c : table)
+		name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+	name += flavor == codegen::Flavor::TcEgress ? "_OUTPUT"
+		: offload			    ? "_INPUT_offload"
+						    : "_INPUT_FORWARD";
+	if (netns_ino)
+		name += "_net" + std::to_string(netns_ino);
+	return name;
+}
+
+bool is_our_program(std::string_view name, uint32_t prog_type)
+{
+	// Today's names, and the names of helpers before them (bpfilter_in, bpfilter_tc_in:
+	// bpfilter_tc_out has not changed), whose programs a newer helper adopts.
+	if (prog_type == BPF_PROG_TYPE_XDP)
+		return name == "bpfilter_xdp_in" || name == "bpfilter_in";
+	if (prog_type == BPF_PROG_TYPE_SCHED_CLS)
+		return name == "bpfilter_tc_in_" || name == "bpfilter_tc_out" ||
+		       name == "bpfilter_tc_in";
+	return false;
 }
 
 // The Counters map's entries: the programs' blocks, the base's, the fingerprint.
@@ -136,9 +194,23 @@ constexpr uint32_t counters_entries(uint32_t num_counters)
 
 Result<Fd> create_counters_map(uint32_t num_counters, uint32_t prog_ifindex)
 {
-	return create_map(maps::counters_type, counters_map_name, sizeof(uint32_t),
-			  maps::counter_block_bytes(num_counters), counters_entries(num_counters),
-			  0, prog_ifindex);
+	const uint32_t value_size = maps::counter_block_bytes(num_counters);
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_ifindex = prog_ifindex);
+	// A map bound to a device takes no BTF (the kernel's offload map ops refuse it).
+	MapBtf btf;
+	if (!prog_ifindex) {
+		auto made = counters_map_btf(value_size);
+		if (!made)
+			return made.error();
+		btf = std::move(*made);
+		btf.apply(opts);
+	}
+	const int fd =
+		bpf_map_create(static_cast<bpf_map_type>(maps::counters_type), counters_map_name,
+			       sizeof(uint32_t), value_size, counters_entries(num_counters), &opts);
+	if (fd < 0)
+		return sys_error(-fd, std::string("loader: creating map ") + counters_map_name);
+	return Fd(fd);
 }
 
 namespace
@@ -501,18 +573,18 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		    .prog_ifindex = options.prog_ifindex);
 	if (fd_array[0] >= 0)
 		opts.fd_array = fd_array.data();
-	Btf btf;
-	if (!program.functions.empty()) {
-		auto made = make_btf(program, name);
-		if (!made)
-			return made.error();
-		btf = std::move(*made);
-		opts.prog_btf_fd = static_cast<uint32_t>(btf.fd.get());
-		opts.func_info = btf.func_info.data();
-		opts.func_info_cnt = static_cast<uint32_t>(btf.func_info.size());
-		opts.func_info_rec_size = sizeof(bpf_func_info);
-	}
-	int fd = bpf_prog_load(type, name.c_str(), "GPL", insns.data(), insns.size(), &opts);
+	// The main function's BTF name is the program's whole name; the kernel keeps its first
+	// 15 characters as the program's.
+	auto made = make_btf(program, name);
+	if (!made)
+		return made.error();
+	Btf btf = std::move(*made);
+	opts.prog_btf_fd = static_cast<uint32_t>(btf.fd.get());
+	opts.func_info = btf.func_info.data();
+	opts.func_info_cnt = static_cast<uint32_t>(btf.func_info.size());
+	opts.func_info_rec_size = sizeof(bpf_func_info);
+	const std::string short_name = name.substr(0, BPF_OBJ_NAME_LEN - 1);
+	int fd = bpf_prog_load(type, short_name.c_str(), "GPL", insns.data(), insns.size(), &opts);
 	if (fd < 0 && !options.explain)
 		return sys_error(-fd, "loader: the kernel refused the program (" +
 					      std::to_string(insns.size()) + " instructions)");
@@ -524,7 +596,8 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		opts.log_buf = log.data();
 		opts.log_size = static_cast<uint32_t>(log.size());
 		opts.log_level = 1;
-		fd = bpf_prog_load(type, name.c_str(), "GPL", insns.data(), insns.size(), &opts);
+		fd = bpf_prog_load(type, short_name.c_str(), "GPL", insns.data(), insns.size(),
+				   &opts);
 		if (fd >= 0) {
 			// Accepted on the second try (a transient failure such as EAGAIN).
 		} else {
@@ -583,7 +656,7 @@ Result<LogMaps> create_log_maps()
 	auto ring = create_map(maps::log_ring_type, "bpfilter_log", 0, 0, maps::log_ring_bytes, 0);
 	if (!ring)
 		return ring.error();
-	auto lost = create_map(maps::log_lost_type, "bpfilter_loglost", sizeof(uint32_t),
+	auto lost = create_map(maps::log_lost_type, "bpfilter_lost", sizeof(uint32_t),
 			       sizeof(uint64_t), 1, 0);
 	if (!lost)
 		return lost.error();

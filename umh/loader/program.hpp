@@ -17,7 +17,7 @@ namespace bpfilter::loader
 {
 
 struct LoadOptions {
-	std::string name;	   // what bpftool prog shows; empty: program_name() of the flavor
+	std::string name;	   // program_full_name(); empty: program_name() of the flavor
 	uint32_t prog_ifindex = 0; // non-zero: load for hardware offload to this device
 	bool explain = true;	   // on refusal, load again with the verifier's log to say why
 	int counters_fd = -1;	   // the Counters map shared with the table's other programs; -1:
@@ -37,10 +37,20 @@ struct LoadOptions {
 	int recent_tmp_fd = -1;
 };
 
-// The name each flavor's programs carry (what bpftool prog shows, and how a restarted
-// helper knows its predecessor's programs): bpfilter_in (XDP), bpfilter_tc_in,
-// bpfilter_tc_out.
+// Programs' names (Documentation/design.md, "Names"). The kernel keeps 15 characters of a
+// program's name (BPF_OBJ_NAME_LEN): program_name() is those of each flavor, the hook it
+// runs at: bpfilter_xdp_in, bpfilter_tc_in_, bpfilter_tc_out. The whole name, the
+// program's main function's in its BTF, says what it serves, e.g.
+// bpfilter_xdp_in_filter_INPUT_FORWARD_net4026531840: hook, table, chains (offloaded:
+// INPUT_offload), and the network namespace by its inode number (as lsns and
+// /proc/PID/ns/net show it; 0: left out). bpftool shows the whole name of a program whose
+// name is 15 characters long.
 std::string_view program_name(codegen::Flavor flavor);
+std::string program_full_name(codegen::Flavor flavor, std::string_view table, uint64_t netns_ino,
+			      bool offload = false);
+// Is a program of this name and type (BPF_PROG_TYPE_*) one of ours, as this helper or an
+// earlier one named them? How a restarted helper knows its predecessor's programs.
+bool is_our_program(std::string_view name, uint32_t prog_type);
 
 // A program the kernel accepted, with (a reference to) its counters map. The Devices and
 // LocalAddrs maps belong to the caller and are shared between programs.

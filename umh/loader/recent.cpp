@@ -14,6 +14,7 @@
 
 #include "codegen/maps.hpp"
 #include "ir/recent.hpp"
+#include "loader/map_btf.hpp"
 
 namespace bpfilter::loader
 {
@@ -29,9 +30,11 @@ Error sys_error(int err, const std::string &what)
 }
 
 Result<Fd> make_map(bpf_map_type type, const char *name, uint32_t key, uint32_t value, uint32_t max,
-		    uint32_t flags)
+		    uint32_t flags, const MapBtf *btf = nullptr)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+	if (btf)
+		btf->apply(opts);
 	const int fd = bpf_map_create(type, name, key, value, max, &opts);
 	if (fd < 0)
 		return sys_error(-fd, std::string("loader: creating map ") + name);
@@ -66,9 +69,12 @@ RecentLists::~RecentLists()
 
 Result<std::unique_ptr<RecentLists>> RecentLists::create()
 {
-	auto entries =
-		make_map(BPF_MAP_TYPE_HASH, "bpfilter_recent", sizeof(maps::RecentKey),
-			 sizeof(maps::RecentEntry), maps::recent_max_entries, BPF_F_NO_PREALLOC);
+	auto btf = recent_entries_map_btf();
+	if (!btf)
+		return btf.error();
+	auto entries = make_map(BPF_MAP_TYPE_HASH, "bpfilter_recent", sizeof(maps::RecentKey),
+				sizeof(maps::RecentEntry), maps::recent_max_entries,
+				BPF_F_NO_PREALLOC, &*btf);
 	if (!entries)
 		return entries.error();
 	auto heads = make_map(BPF_MAP_TYPE_ARRAY, "bpfilter_rheads", sizeof(uint32_t), heads_bytes,
