@@ -387,13 +387,24 @@ void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 {
 	constexpr Reg ct = R7;
 	Label hit(em);
-	// udp_error(): the header, and a length field within the datagram.
+	// udp_error(): the header, and a length field within the datagram. The first piece of
+	// a datagram not yet whole (judged, not counted) cannot know the datagram's length:
+	// it passes the upper bound, which the judgment of the whole datagram checks.
+	// (The whole datagram keeps its first piece's MF bit, and is counted.)
+	Label whole(em), length_ok(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
 	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	em.emit(ldx(BPF_W, R2, pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
+	em.emit(ldx(BPF_W, R2, pkt, off::count_inc));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), length_ok);
+	whole.bind();
 	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
 	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
-	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	length_ok.bind();
 	em.emit(mov64(R1, IPPROTO_UDP));
 	emit_lookup(em, ctx, flavor, off::saddr, off::daddr, off::sport, off::dport, R1);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), hit);

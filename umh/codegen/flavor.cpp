@@ -25,6 +25,7 @@
 //   sees it), not what an upper device (macvlan, VLAN) already judged on its way down.
 //   Datagrams the host fragments after OUTPUT are followed as at INPUT.
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 
@@ -1064,6 +1065,19 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass,
 	em.emit(alu32_reg(BPF_ADD, R1, R2));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ip_len)); // the reassembled header's
+	// The transport header's bytes run to the reassembled end, as skb->len - dataoff does
+	// for the kernel's trackers (udp_error() checks the UDP length against the whole
+	// datagram) and REJECT's reply. A tiny first piece of TCP (fewer than the 20 bytes
+	// the header needs) keeps its own length: its flags and data offset were never
+	// parsed, and the tcp match must still drop it (Documentation/supported.md).
+	Label not_tiny(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+	em.jump(jmp32_imm(BPF_JNE, R1, IPPROTO_TCP), not_tiny);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::l4len));
+	em.jump(jmp32_imm(BPF_JLT, R1, 20), whole);
+	not_tiny.bind();
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_end));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::l4len));
 	em.jump(ja(), whole);
 
 	incomplete.bind();
