@@ -216,6 +216,27 @@ TEST(CodegenConntrack, OtherProtocolsByAddresses)
 	x.expect(gre, pass, with_policy(f, {at[1], at[5]}));
 	x.expect(from(gre, "198.51.100.11", a), pass, with_policy(f, {at[2]}));
 	x.expect(gre, pass, with_policy(f, {at[2], at[5]}));
+	// UDP-Lite: udplite_error() calls INVALID a header cut short, a checksum coverage
+	// below 8 or past the datagram, and a checksum of 0; a coverage of 0 is the whole
+	// datagram. Otherwise a flow by addresses.
+	auto udplite = [](uint16_t cscov, uint16_t check, size_t len) {
+		Packet p = from(Packet{}, a, "198.51.100.12");
+		p.proto = 136;
+		p.l4 = std::vector<uint8_t>(len, 0);
+		if (len >= 8) {
+			p.l4[4] = static_cast<uint8_t>(cscov >> 8);
+			p.l4[5] = static_cast<uint8_t>(cscov);
+			p.l4[6] = static_cast<uint8_t>(check >> 8);
+			p.l4[7] = static_cast<uint8_t>(check);
+		}
+		return p;
+	};
+	x.expect(udplite(0, 0, 4), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(7, 0x1234, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(17, 0x1234, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(16, 0, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(16, 0x1234, 16), pass, with_policy(f, {at[1], at[5]}));
+	x.expect(udplite(0, 0x1234, 16), pass, with_policy(f, {at[1], at[5]}));
 }
 
 TEST(CodegenConntrack, RefusedWithoutTheKernelsLayoutAndForCtexpire)

@@ -41,6 +41,7 @@ constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_s
 constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
 constexpr uint32_t ns_per_s = 1'000'000'000u;
 constexpr int32_t ipproto_icmpv6 = 58; // <linux/in6.h>
+constexpr int32_t ipproto_udplite = IPPROTO_UDPLITE;
 
 void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
 void emit_own_lookup(Emitter &em);
@@ -383,6 +384,19 @@ void emit_egress_first(Emitter &em)
 	done.bind();
 }
 
+// To `piece` when the packet is the first piece of a datagram not yet whole, judged but not
+// counted (the whole datagram keeps its first piece's MF bit, and is counted). Clobbers R2.
+void emit_if_piece(Emitter &em, Label &piece)
+{
+	Label whole(em);
+	em.emit(ldx(BPF_W, R2, pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
+	em.emit(ldx(BPF_W, R2, pkt, off::count_inc));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), piece);
+	whole.bind();
+}
+
 void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
 {
 	constexpr Reg ct = R7;
@@ -390,18 +404,12 @@ void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &do
 	// udp_error(): the header, and a length field within the datagram. The first piece of
 	// a datagram not yet whole (judged, not counted) cannot know the datagram's length:
 	// it passes the upper bound, which the judgment of the whole datagram checks.
-	// (The whole datagram keeps its first piece's MF bit, and is counted.)
-	Label whole(em), length_ok(em);
+	Label length_ok(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
 	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
 	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
-	em.emit(ldx(BPF_W, R2, pkt, off::frag));
-	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
-	em.emit(ldx(BPF_W, R2, pkt, off::count_inc));
-	em.jump(jmp32_imm(BPF_JEQ, R2, 0), length_ok);
-	whole.bind();
+	emit_if_piece(em, length_ok);
 	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
 	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
 	length_ok.bind();
@@ -721,6 +729,28 @@ void emit_generic(Emitter &em, Label &done)
 	em.jump(ja(), done);
 }
 
+// UDP-Lite (protocol 136): udplite_error() before the tracker makes an entry, which here is
+// bpfilter's own by addresses (Documentation/supported.md): a header cut short, a checksum
+// coverage below 8 or past the datagram, and a checksum of 0 are INVALID. The checksum
+// itself (checked at PRE_ROUTING) is not verified.
+void emit_udplite(Emitter &em, Label &done)
+{
+	Label coverage_ok(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done); // "short packet"
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
+	em.jump(jmp_imm(BPF_JEQ, R1, 0), coverage_ok); // the whole datagram
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);	      // "invalid checksum coverage"
+	emit_if_piece(em, coverage_ok);
+	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
+	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
+	coverage_ok.bind();
+	em.emit(ldx(BPF_W, R1, pkt, off::l4w4));
+	em.emit(alu32_imm(BPF_AND, R1, 0xffff));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), done); // "checksum missing"
+	emit_generic(em, done);
+}
+
 // ICMPv6 in IPv4 (protocol 58): nf_ct_l4proto_find() gives it the ICMPv6 tracker whatever
 // the family. Its tuple needs 8 bytes (icmpv6_pkt_to_tuple()), and
 // nf_conntrack_icmpv6_packet() makes an entry only for an echo or node information query:
@@ -812,7 +842,7 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
 
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
-	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em);
+	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em), udplite(em);
 	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
 	set(em, off::ct_mark, 0);
@@ -822,7 +852,10 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_UDP), udp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
 	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_icmpv6), icmpv6);
+	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_udplite), udplite);
 	emit_generic(em, done);
+	udplite.bind();
+	emit_udplite(em, done);
 	icmpv6.bind();
 	emit_icmpv6(em, done);
 	tcp.bind();
