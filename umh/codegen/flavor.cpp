@@ -1114,11 +1114,12 @@ void emit_xdp_ifname(Emitter &em, const Ctx &cx)
 
 // FORWARD's part of the prologue: what ip_forward() drops before the hook, martian
 // sources, the output device's name.
-void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Label &judge)
+void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, const Options &opts, Label &pass,
+		  Label &judge)
 {
-	Label dry(em), sources_ok(em);
+	Label dry(em), sources_ok(em), expired(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
-	em.jump(jmp_imm(BPF_JLE, R1, 1), pass); // too_many_hops: time exceeded, not FORWARD
+	em.jump(jmp_imm(BPF_JLE, R1, 1), expired); // too_many_hops: time exceeded, not FORWARD
 	// ip_forward() decreases the TTL before the hook: -m ttl sees the new one.
 	em.emit(alu32_imm(BPF_SUB, R1, 1));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ttl));
@@ -1172,6 +1173,10 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 		emit_copy_name(em, off::out_ifname);
 	}
 	em.jump(ja(), judge);
+	expired.bind();
+	if (plan.uses_conntrack)
+		emit_ct_expired_note(em, ctx, opts.flavor, opts.ct);
+	em.jump(ja(), pass);
 }
 
 // tc ingress: the host's own broadcast or multicast, looped back (dev_loopback_xmit(),
@@ -1524,7 +1529,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
-				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));
+				emit_forward(em, cx, *plan, options, pass, *judge.at(ir::Hook::Forward));
 			}
 		}
 	prologue_done:
