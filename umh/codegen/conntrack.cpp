@@ -791,7 +791,7 @@ void emit_udplite(Emitter &em, Label &done)
 	em.jump(jmp_imm(BPF_JLT, R1, 8), done); // "short packet"
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
 	em.jump(jmp_imm(BPF_JEQ, R1, 0), coverage_ok); // the whole datagram
-	em.jump(jmp_imm(BPF_JLT, R1, 8), done);	      // "invalid checksum coverage"
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);	       // "invalid checksum coverage"
 	emit_if_piece(em, coverage_ok);
 	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
 	em.jump(jmp_reg(BPF_JGT, R1, R2), done);

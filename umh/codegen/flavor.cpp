@@ -25,8 +25,8 @@
 //   sees it), not what an upper device (macvlan, VLAN) already judged on its way down.
 //   Datagrams the host fragments after OUTPUT are followed as at INPUT.
 #include <linux/if_ether.h>
-#include <linux/in.h>
 #include <linux/if_packet.h>
+#include <linux/in.h>
 #include <linux/pkt_cls.h>
 
 #include <algorithm>
@@ -1529,7 +1529,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
-				emit_forward(em, cx, *plan, options, pass, *judge.at(ir::Hook::Forward));
+				emit_forward(em, cx, *plan, options, pass,
+					     *judge.at(ir::Hook::Forward));
 			}
 		}
 	prologue_done:
