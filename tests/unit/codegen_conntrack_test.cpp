@@ -122,6 +122,56 @@ TEST(CodegenConntrack, TcpAndUdpWithoutAnEntry)
 	x.expect(short_len, pass, with_policy(f, {at[0]}));
 }
 
+// A UDP datagram in pieces: netfilter's conntrack sees it reassembled, and udp_error()
+// checks the length field against the whole datagram (skb->len - dataoff), not the first
+// piece. The first piece, judged before the datagram is whole, cannot know its length and
+// passes that bound; the whole datagram is judged by it.
+Packet udp_piece(uint16_t id, uint16_t offset, size_t payload, bool more, uint16_t udp_len)
+{
+	Packet p = from(udp_packet(5002, 53), a, z);
+	p.id = id;
+	p.frag = static_cast<uint16_t>((more ? 0x2000 : 0) | offset / 8);
+	if (offset != 0) {
+		p.l4.assign(payload, 0xab);
+	} else {
+		p.l4.resize(payload, 0xcd);
+		p.l4[4] = static_cast<uint8_t>(udp_len >> 8);
+		p.l4[5] = static_cast<uint8_t>(udp_len);
+	}
+	return p;
+}
+
+TEST(CodegenConntrack, UdpLengthAgainstTheReassembledDatagram)
+{
+	TableBuilder b;
+	b.input = {R().m(state(st_invalid)).drop(), R().m(state(st_new)).cont()};
+	Xdp x(b.build());
+	ASSERT_TRUE(x.ok()) << x.error;
+	// 64 + 40 bytes of UDP, its length field 104: NEW once whole, never INVALID.
+	x.expect(udp_piece(21, 0, 64, true, 104), pass, {});
+	EXPECT_EQ(x.run(udp_piece(21, 64, 40, false, 0).frame()), pass);
+	for (uint32_t r : {b.input_at[1], b.input_policy_at}) {
+		x.expected.at(r).packets++;
+		x.expected.at(r).bytes += 20 + 104;
+	}
+	x.expect(from(udp_packet(5003, 53), a, z), pass, {b.input_at[1], b.input_policy_at});
+	// The last piece arriving first, the first piece completing the datagram: the same.
+	x.expect(udp_piece(22, 64, 40, false, 0), pass, {});
+	EXPECT_EQ(x.run(udp_piece(22, 0, 64, true, 104).frame()), pass);
+	for (uint32_t r : {b.input_at[1], b.input_policy_at}) {
+		x.expected.at(r).packets++;
+		x.expected.at(r).bytes += 20 + 104;
+	}
+	x.expect(from(udp_packet(5004, 53), a, z), pass, {b.input_at[1], b.input_policy_at});
+	// A length field past the whole datagram (105 of 104): INVALID, dropped and counted
+	// when whole; its first piece passes. One below 8: INVALID from the first piece on.
+	x.expect(udp_piece(23, 0, 64, true, 105), pass, {});
+	EXPECT_EQ(x.run(udp_piece(23, 64, 40, false, 0).frame()), drop);
+	x.expected.at(b.input_at[0]).packets++;
+	x.expected.at(b.input_at[0]).bytes += 20 + 104;
+	x.expect(udp_piece(24, 0, 64, true, 7), drop, {});
+}
+
 TEST(CodegenConntrack, IcmpQueriesAndErrors)
 {
 	Fixture f;
@@ -166,6 +216,27 @@ TEST(CodegenConntrack, OtherProtocolsByAddresses)
 	x.expect(gre, pass, with_policy(f, {at[1], at[5]}));
 	x.expect(from(gre, "198.51.100.11", a), pass, with_policy(f, {at[2]}));
 	x.expect(gre, pass, with_policy(f, {at[2], at[5]}));
+	// UDP-Lite: udplite_error() calls INVALID a header cut short, a checksum coverage
+	// below 8 or past the datagram, and a checksum of 0; a coverage of 0 is the whole
+	// datagram. Otherwise a flow by addresses.
+	auto udplite = [](uint16_t cscov, uint16_t check, size_t len) {
+		Packet p = from(Packet{}, a, "198.51.100.12");
+		p.proto = 136;
+		p.l4 = std::vector<uint8_t>(len, 0);
+		if (len >= 8) {
+			p.l4[4] = static_cast<uint8_t>(cscov >> 8);
+			p.l4[5] = static_cast<uint8_t>(cscov);
+			p.l4[6] = static_cast<uint8_t>(check >> 8);
+			p.l4[7] = static_cast<uint8_t>(check);
+		}
+		return p;
+	};
+	x.expect(udplite(0, 0, 4), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(7, 0x1234, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(17, 0x1234, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(16, 0, 16), pass, with_policy(f, {at[0]}));
+	x.expect(udplite(16, 0x1234, 16), pass, with_policy(f, {at[1], at[5]}));
+	x.expect(udplite(0, 0x1234, 16), pass, with_policy(f, {at[1], at[5]}));
 }
 
 TEST(CodegenConntrack, RefusedWithoutTheKernelsLayoutAndForCtexpire)

@@ -41,6 +41,7 @@ constexpr int32_t ips_expected = 1, ips_seen_reply = 2, ips_confirmed = 8, ips_s
 constexpr int16_t tu_src = 0, tu_sport = 16, tu_dst = 20, tu_dport = 36, tu_proto = 38;
 constexpr uint32_t ns_per_s = 1'000'000'000u;
 constexpr int32_t ipproto_icmpv6 = 58; // <linux/in6.h>
+constexpr int32_t ipproto_udplite = IPPROTO_UDPLITE;
 
 void emit_own_key(Emitter &em, int16_t src, int16_t dst, int16_t proto_field = off::proto);
 void emit_own_lookup(Emitter &em);
@@ -383,17 +384,35 @@ void emit_egress_first(Emitter &em)
 	done.bind();
 }
 
+// To `piece` when the packet is the first piece of a datagram not yet whole, judged but not
+// counted (the whole datagram keeps its first piece's MF bit, and is counted). Clobbers R2.
+void emit_if_piece(Emitter &em, Label &piece)
+{
+	Label whole(em);
+	em.emit(ldx(BPF_W, R2, pkt, off::frag));
+	em.emit(alu32_imm(BPF_AND, R2, 0x3fff));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), whole);
+	em.emit(ldx(BPF_W, R2, pkt, off::count_inc));
+	em.jump(jmp32_imm(BPF_JEQ, R2, 0), piece);
+	whole.bind();
+}
+
 void emit_udp(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
 {
 	constexpr Reg ct = R7;
 	Label hit(em);
-	// udp_error(): the header, and a length field within the datagram.
+	// udp_error(): the header, and a length field within the datagram. The first piece of
+	// a datagram not yet whole (judged, not counted) cannot know the datagram's length:
+	// it passes the upper bound, which the judgment of the whole datagram checks.
+	Label length_ok(em);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
 	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
 	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	emit_if_piece(em, length_ok);
 	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
 	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
-	em.jump(jmp_imm(BPF_JLT, R1, 8), done);
+	length_ok.bind();
 	em.emit(mov64(R1, IPPROTO_UDP));
 	emit_lookup(em, ctx, flavor, off::saddr, off::daddr, off::sport, off::dport, R1);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), hit);
@@ -524,6 +543,50 @@ void emit_own_state(Emitter &em, bool reply)
 	set(em, off::ct_own_op, reply ? layout::ct_own_reply : layout::ct_own_new);
 }
 
+// pkt.ct_own_key for the note a forwarded TCP or UDP packet whose TTL ran out leaves
+// (emit_ct_expired_note()): its addresses and ports at the given fields, its protocol
+// marked apart from every flow of our own. Clobbers R1, R3.
+void emit_note_key(Emitter &em, int16_t src, int16_t dst, int16_t sport, int16_t dport,
+		   int16_t proto)
+{
+	em.emit(ldx(BPF_W, R3, pkt, sport));
+	em.emit(alu64_imm(BPF_LSH, R3, 16));
+	em.emit(ldx(BPF_W, R1, pkt, dport));
+	em.emit(alu64_reg(BPF_OR, R3, R1));
+	emit_own_key(em, src, dst, proto);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_own_key + 12));
+	em.emit(alu64_imm(BPF_OR, R1, static_cast<int32_t>(maps::ct_own_expired)));
+	em.emit(stx(BPF_W, pkt, R1, off::ct_own_key + 12));
+}
+
+// tc egress, an ICMP time exceeded of the kernel's whose quoted TCP or UDP packet has no
+// entry: icmp_send() attached the entry that packet made at PRE_ROUTING (nf_ct_attach())
+// before ip_forward() dropped it unconfirmed, and OUTPUT sees RELATED, in the reply
+// direction, status 0. The ingress program left a note for such a packet; without one,
+// INVALID (to `done`).
+void emit_expired_related(Emitter &em, Label &done)
+{
+	em.emit(ldx(BPF_W, R1, pkt, off::icmp_type));
+	em.jump(jmp_imm(BPF_JNE, R1, 11), done); // ICMP_TIME_EXCEEDED
+	emit_note_key(em, off::ct_in_saddr, off::ct_in_daddr, off::ct_in_sport, off::ct_in_dport,
+		      off::ct_in_proto);
+	emit_own_lookup(em);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	set(em, off::ct_statebit, st_related);
+	set(em, off::ct_dir, 1);
+	set(em, off::ct_status, 0);
+	copy(em, off::ct_proto, off::ct_in_proto);
+	copy(em, off::ct_orig_src, off::ct_in_saddr);
+	copy(em, off::ct_orig_dst, off::ct_in_daddr);
+	copy(em, off::ct_repl_src, off::ct_in_daddr);
+	copy(em, off::ct_repl_dst, off::ct_in_saddr);
+	copy(em, off::ct_orig_sport, off::ct_in_sport);
+	copy(em, off::ct_orig_dport, off::ct_in_dport);
+	copy(em, off::ct_repl_sport, off::ct_in_dport);
+	copy(em, off::ct_repl_dport, off::ct_in_sport);
+	em.jump(ja(), done);
+}
+
 // ICMP errors (nf_conntrack_icmpv4_error()): RELATED to the entry the quoted header
 // names, when the error goes where that entry's packets go; else INVALID.
 void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label &done)
@@ -550,7 +613,14 @@ void emit_related(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, Label
 	// The inverted quoted tuple, looked up as the kernel does.
 	emit_lookup(em, ctx, flavor, off::ct_in_daddr, off::ct_in_saddr, off::ct_in_dport,
 		    off::ct_in_sport, R2);
-	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	if (flavor == Flavor::TcEgress) {
+		Label found(em);
+		em.jump(jmp_imm(BPF_JNE, R0, 0), found);
+		emit_expired_related(em, done);
+		found.bind();
+	} else {
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	}
 	em.emit(mov64(ct, R0));
 	emit_view_of_entry(em, ly, ct, st_related);
 	emit_release(em, ct);
@@ -710,6 +780,28 @@ void emit_generic(Emitter &em, Label &done)
 	em.jump(ja(), done);
 }
 
+// UDP-Lite (protocol 136): udplite_error() before the tracker makes an entry, which here is
+// bpfilter's own by addresses (Documentation/supported.md): a header cut short, a checksum
+// coverage below 8 or past the datagram, and a checksum of 0 are INVALID. The checksum
+// itself (checked at PRE_ROUTING) is not verified.
+void emit_udplite(Emitter &em, Label &done)
+{
+	Label coverage_ok(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4avail));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done); // "short packet"
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_l4w1));
+	em.jump(jmp_imm(BPF_JEQ, R1, 0), coverage_ok); // the whole datagram
+	em.jump(jmp_imm(BPF_JLT, R1, 8), done);	       // "invalid checksum coverage"
+	emit_if_piece(em, coverage_ok);
+	em.emit(ldx(BPF_W, R2, pkt, off::l4len));
+	em.jump(jmp_reg(BPF_JGT, R1, R2), done);
+	coverage_ok.bind();
+	em.emit(ldx(BPF_W, R1, pkt, off::l4w4));
+	em.emit(alu32_imm(BPF_AND, R1, 0xffff));
+	em.jump(jmp32_imm(BPF_JEQ, R1, 0), done); // "checksum missing"
+	emit_generic(em, done);
+}
+
 // ICMPv6 in IPv4 (protocol 58): nf_ct_l4proto_find() gives it the ICMPv6 tracker whatever
 // the family. Its tuple needs 8 bytes (icmpv6_pkt_to_tuple()), and
 // nf_conntrack_icmpv6_packet() makes an entry only for an echo or node information query:
@@ -801,7 +893,7 @@ void emit_ct_parse(Emitter &em, Reg l4, Reg data_end, Reg l4len)
 
 void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 {
-	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em);
+	Label done(em), tcp(em), udp(em), icmp(em), icmpv6(em), udplite(em);
 	for (int16_t f = off::ct_statebit; f <= off::ct_own_op; f += 4)
 		set(em, f, 0);
 	set(em, off::ct_mark, 0);
@@ -811,7 +903,10 @@ void emit_ct_state(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_UDP), udp);
 	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
 	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_icmpv6), icmpv6);
+	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_udplite), udplite);
 	emit_generic(em, done);
+	udplite.bind();
+	emit_udplite(em, done);
 	icmpv6.bind();
 	emit_icmpv6(em, done);
 	tcp.bind();
@@ -1025,6 +1120,38 @@ void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 	em.emit(call_helper(BPF_FUNC_map_update_elem));
 	out.bind();
 	em.emit(ldx(BPF_DW, R0, R10, verdict));
+}
+
+void emit_ct_expired_note(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
+{
+	Label done(em), tracked(em);
+	em.emit(ldx(BPF_W, R1, pkt, off::frag));
+	em.jump(jmp_imm(BPF_JSET, R1, 0x3fff), done); // reassembled first: not followed here
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tracked);
+	em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_UDP), done);
+	tracked.bind();
+	emit_ct_state(em, ctx, flavor, ct);
+	// NEW without an entry of the kernel's (status 0): the packet made one, unconfirmed.
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_statebit));
+	em.jump(jmp_imm(BPF_JNE, R1, st_new), done);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), done);
+	emit_note_key(em, off::saddr, off::daddr, off::sport, off::dport, off::proto);
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	em.ld_imm64(R1, uint64_t{maps::ct_own_expired_ns});
+	em.emit(alu64_reg(BPF_ADD, R0, R1));
+	em.emit(stx(BPF_DW, R10, R0, layout::main_ct_tuple));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 8, 0));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 12, 0));
+	em.ld_map(R1, MapSlot::CtOwn);
+	em.emit(mov64(R2, pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
+	em.emit(mov64(R3, R10));
+	em.emit(alu64_imm(BPF_ADD, R3, layout::main_ct_tuple));
+	em.emit(mov64(R4, BPF_ANY));
+	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	done.bind();
 }
 
 } // namespace bpfilter::codegen

@@ -32,4 +32,10 @@ void emit_ct_reply(Emitter &em);
 // packet made. R0 and R6 (the context, `ctx`) are kept.
 void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 
+// A forwarded packet whose TTL ran out (ip_forward() drops it before FORWARD and sends
+// ICMP time exceeded): a TCP or UDP packet that would make a new entry leaves a note, by
+// which tc egress gives the kernel's error the state nf_ct_attach() gives it (RELATED,
+// reply direction). `ctx` kept; every other register but R9-R10 clobbered.
+void emit_ct_expired_note(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
+
 } // namespace bpfilter::codegen

@@ -26,6 +26,7 @@
 //   Datagrams the host fragments after OUTPUT are followed as at INPUT.
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/in.h>
 #include <linux/pkt_cls.h>
 
 #include <algorithm>
@@ -1064,6 +1065,19 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass,
 	em.emit(alu32_reg(BPF_ADD, R1, R2));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::tot_len));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ip_len)); // the reassembled header's
+	// The transport header's bytes run to the reassembled end, as skb->len - dataoff does
+	// for the kernel's trackers (udp_error() checks the UDP length against the whole
+	// datagram) and REJECT's reply. A tiny first piece of TCP (fewer than the 20 bytes
+	// the header needs) keeps its own length: its flags and data offset were never
+	// parsed, and the tcp match must still drop it (Documentation/supported.md).
+	Label not_tiny(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+	em.jump(jmp32_imm(BPF_JNE, R1, IPPROTO_TCP), not_tiny);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::l4len));
+	em.jump(jmp32_imm(BPF_JLT, R1, 20), whole);
+	not_tiny.bind();
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::fr_end));
+	em.emit(stx(BPF_W, layout::pkt, R1, off::l4len));
 	em.jump(ja(), whole);
 
 	incomplete.bind();
@@ -1100,11 +1114,12 @@ void emit_xdp_ifname(Emitter &em, const Ctx &cx)
 
 // FORWARD's part of the prologue: what ip_forward() drops before the hook, martian
 // sources, the output device's name.
-void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Label &judge)
+void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, const Options &opts, Label &pass,
+		  Label &judge)
 {
-	Label dry(em), sources_ok(em);
+	Label dry(em), sources_ok(em), expired(em);
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
-	em.jump(jmp_imm(BPF_JLE, R1, 1), pass); // too_many_hops: time exceeded, not FORWARD
+	em.jump(jmp_imm(BPF_JLE, R1, 1), expired); // too_many_hops: time exceeded, not FORWARD
 	// ip_forward() decreases the TTL before the hook: -m ttl sees the new one.
 	em.emit(alu32_imm(BPF_SUB, R1, 1));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ttl));
@@ -1158,6 +1173,10 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, Label &pass, Lab
 		emit_copy_name(em, off::out_ifname);
 	}
 	em.jump(ja(), judge);
+	expired.bind();
+	if (plan.uses_conntrack)
+		emit_ct_expired_note(em, ctx, opts.flavor, opts.ct);
+	em.jump(ja(), pass);
 }
 
 // tc ingress: the host's own broadcast or multicast, looped back (dev_loopback_xmit(),
@@ -1510,7 +1529,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
-				emit_forward(em, cx, *plan, pass, *judge.at(ir::Hook::Forward));
+				emit_forward(em, cx, *plan, options, pass,
+					     *judge.at(ir::Hook::Forward));
 			}
 		}
 	prologue_done:

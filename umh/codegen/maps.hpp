@@ -156,6 +156,10 @@ struct CtOwnValue {
 inline constexpr uint32_t ct_own_type = BPF_MAP_TYPE_LRU_HASH;
 inline constexpr uint32_t ct_own_max_entries = 16384;
 inline constexpr uint32_t ct_own_generic = 0xff000000u;
+// In CtOwnKey::proto: a forwarded packet's note that its TTL ran out
+// (codegen::emit_ct_expired_note()), kept for the kernel's time exceeded to find.
+inline constexpr uint32_t ct_own_expired = 0x100;
+inline constexpr uint64_t ct_own_expired_ns = 1'000'000'000;
 // How long a TCP entry of ours lives: nf_conntrack_tcp_timeout_syn_sent.
 inline constexpr uint32_t ct_own_tcp_timeout = 120;
 
