@@ -11,8 +11,9 @@ unload_devices() {
 		$IP addr add 10.66.0.1/24 dev brx && $IP addr add 10.66.1.1/24 dev vx1.5
 }
 check "a bridge and a VLAN" unload_devices
-expect_hooks brx "$ON_STACKED"
-expect_hooks vx1.5 "$ON_STACKED"
+# The helper hears of new devices by events, rescanned at most twice a second: wait.
+bpf_check "brx carries tc ingress and egress" wait_for 3 hooks_are brx "$ON_STACKED"
+bpf_check "vx1.5 carries tc ingress and egress" wait_for 3 hooks_are vx1.5 "$ON_STACKED"
 $BPFTOOL prog show
 $BPFTOOL net show | sed "s/^/# /"
 # With the helper dead, its programs are still attached: rmmod must still remove them.
