@@ -1052,6 +1052,22 @@ void emit_egress_unconfirm(Emitter &em, Reg ctx)
 	em.emit(mov64(R0, verdict));
 }
 
+// Stores an entry of our own flows (maps::CtOwnValue: expires, status) under
+// pkt.ct_own_key, through the stack at main_ct_tuple. Clobbers R1-R5.
+void emit_own_store(Emitter &em, Reg expires, int32_t status)
+{
+	em.emit(stx(BPF_DW, R10, expires, layout::main_ct_tuple));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 8, status));
+	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 12, 0));
+	em.ld_map(R1, MapSlot::CtOwn);
+	em.emit(mov64(R2, pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
+	em.emit(mov64(R3, R10));
+	em.emit(alu64_imm(BPF_ADD, R3, layout::main_ct_tuple));
+	em.emit(mov64(R4, BPF_ANY));
+	em.emit(call_helper(BPF_FUNC_map_update_elem));
+}
+
 } // namespace
 
 void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
@@ -1108,16 +1124,7 @@ void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct)
 
 	insert.bind();
 	em.jump(jmp_imm(BPF_JNE, R3, layout::ct_own_new), out);
-	em.emit(stx(BPF_DW, R10, R8, layout::main_ct_tuple));
-	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 8, ips_confirmed));
-	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 12, 0));
-	em.ld_map(R1, MapSlot::CtOwn);
-	em.emit(mov64(R2, pkt));
-	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
-	em.emit(mov64(R3, R10));
-	em.emit(alu64_imm(BPF_ADD, R3, layout::main_ct_tuple));
-	em.emit(mov64(R4, BPF_ANY));
-	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	emit_own_store(em, R8, ips_confirmed);
 	out.bind();
 	em.emit(ldx(BPF_DW, R0, R10, verdict));
 }
@@ -1141,16 +1148,7 @@ void emit_ct_expired_note(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &c
 	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
 	em.ld_imm64(R1, uint64_t{maps::ct_own_expired_ns});
 	em.emit(alu64_reg(BPF_ADD, R0, R1));
-	em.emit(stx(BPF_DW, R10, R0, layout::main_ct_tuple));
-	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 8, 0));
-	em.emit(st(BPF_W, R10, layout::main_ct_tuple + 12, 0));
-	em.ld_map(R1, MapSlot::CtOwn);
-	em.emit(mov64(R2, pkt));
-	em.emit(alu64_imm(BPF_ADD, R2, off::ct_own_key));
-	em.emit(mov64(R3, R10));
-	em.emit(alu64_imm(BPF_ADD, R3, layout::main_ct_tuple));
-	em.emit(mov64(R4, BPF_ANY));
-	em.emit(call_helper(BPF_FUNC_map_update_elem));
+	emit_own_store(em, R0, 0);
 	done.bind();
 }
 
