@@ -52,6 +52,8 @@ struct bpfilter_netns {
 	unsigned long pending;
 	struct list_head ev_node;
 	unsigned long next_pass;	/* ns_lock: jiffies before which no rescan */
+	unsigned long credit_at;	/* ns_lock: when the last credit was earned */
+	unsigned int credits;		/* ns_lock: rescans that may run at once */
 	bool unpriv;		/* owned by a non-initial user namespace */
 };
 
@@ -60,11 +62,16 @@ struct bpfilter_netns {
 #define BPFILTER_EV_GONE	2	/* the namespace is gone: tell the helper, free */
 
 /*
- * Rescans of one namespace are at least this far apart: the first event
- * after a quiet spell is told at once, a storm of them (renames in a loop)
- * costs the helper at most two rescans a second per namespace.
+ * Rescans of one namespace are paced by a bucket of credits: up to
+ * BPFILTER_EVENT_BURST of them run as soon as their event comes, and one
+ * more credit is earned every BPFILTER_EVENT_GAP. So the few events of a
+ * device being set up (moved in, an address added, brought up) are each
+ * told at once, and the programs learn a new address within the helper's
+ * rescan, while a storm of them (renames in a loop) costs the helper at most
+ * BPFILTER_EVENT_BURST rescans and then two a second per namespace.
  */
 #define BPFILTER_EVENT_GAP	(HZ / 2)
+#define BPFILTER_EVENT_BURST	4
 
 #define BPFILTER_CT_HELD	0
 #define BPFILTER_CT_NEW		1
@@ -138,6 +145,9 @@ int bpfilter_netns_track(struct net *net)
 	ns->cookie = net->net_cookie;
 	INIT_LIST_HEAD(&ns->tables);
 	INIT_LIST_HEAD(&ns->ev_node);
+	ns->credits = BPFILTER_EVENT_BURST;
+	ns->credit_at = jiffies;
+	ns->next_pass = jiffies;
 	spin_lock(&ns_lock);
 	list_add_tail(&ns->node, &ns_list);
 	spin_unlock(&ns_lock);
@@ -427,6 +437,27 @@ static void event_run(struct net *net, unsigned long pending, int stray)
  * One namespace's pending events, or one stray, off the queue. False when
  * none is due; *wait is then how long until the first that is (0: none).
  */
+/* A rescan of ns runs now: spends a credit, sets when the next may run. Under ns_lock. */
+static void ns_spend(struct bpfilter_netns *ns)
+{
+	unsigned long now = jiffies;
+	unsigned long earned = (now - ns->credit_at) / BPFILTER_EVENT_GAP;
+
+	if (earned) {
+		ns->credit_at += earned * BPFILTER_EVENT_GAP;
+		if (earned >= BPFILTER_EVENT_BURST - ns->credits) {
+			ns->credits = BPFILTER_EVENT_BURST;
+			ns->credit_at = now;
+		} else {
+			ns->credits += earned;
+		}
+	}
+	/* next_pass had come: a credit was there (or the namespace is going). */
+	if (ns->credits)
+		ns->credits--;
+	ns->next_pass = ns->credits ? now : ns->credit_at + BPFILTER_EVENT_GAP;
+}
+
 static bool events_one(unsigned long *wait)
 {
 	struct bpfilter_stray *st;
@@ -462,7 +493,7 @@ static bool events_one(unsigned long *wait)
 	if (ns) {
 		list_del_init(&ns->ev_node);
 		pending = xchg(&ns->pending, 0);
-		ns->next_pass = jiffies + BPFILTER_EVENT_GAP;
+		ns_spend(ns);
 		if (!test_bit(BPFILTER_EV_GONE, &pending) && ns->net)
 			net = maybe_get_net(ns->net);
 	}

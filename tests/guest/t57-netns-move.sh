@@ -53,10 +53,11 @@ check "mv0 moves back" move_back
 # mvns's table judges what mv0 receives. Wait for the replacement: the names say whose
 # programs they are (the namespace's inode).
 bpf_check "mv0 carries this namespace's programs, named for it" wait_for 3 hooks_are mv0 "$ON_ETH"
-# And for the helper to know 10.59.0.1 is local again: until its address rescan (events are
-# coalesced, rescans at least 0.5 s apart) a packet to it is taken for one to another host,
-# which a host that does not forward drops, and passes unjudged (Documentation/supported.md,
-# "Addresses"). Without this wait the first ping went uncounted in most runs.
+# And for the helper to know 10.59.0.1 is local again: until its address rescan a packet to
+# it is taken for one to another host, which a host that does not forward drops, and passes
+# unjudged (Documentation/supported.md, "Addresses"). With rescans 0.5 s apart the first ping
+# went uncounted in most runs without this wait; with the module's bucket of credits the map
+# holds the address by the time the programs are replaced.
 bpf_check "this namespace's programs know 10.59.0.1 is local" wait_for 3 local_known mv0 "0a 3b 00 01"
 check "far pings the host again: mvns's DROP rule stayed there" pings far 10.59.0.1 3
 expect_counts INPUT "6 504"
