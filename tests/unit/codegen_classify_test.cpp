@@ -464,7 +464,6 @@ TEST(CodegenClassifyLarge, HundredThousandRules)
 	}
 }
 
-
 // Service lists: runs of rules that test the same exact fields (tuple sets).
 struct Service {
 	bool src = false, dst = false;
@@ -672,13 +671,15 @@ ir::Table service_table(ServiceGen &g, uint32_t rules)
 
 // `packets` through the program and the evaluator at INPUT: verdicts and every counter. A first
 // fragment is judged and counted when its last piece comes (reassembly, as at LOCAL_IN).
-void compare_services(Xdp &x, const ir::Table &t, ServiceGen &g, int packets, const std::string &what,
-		      std::vector<Packet> extra = {}, int *hotdrops = nullptr)
+void compare_services(Xdp &x, const ir::Table &t, ServiceGen &g, int packets,
+		      const std::string &what, std::vector<Packet> extra = {},
+		      int *hotdrops = nullptr)
 {
 	std::vector<ir::Counter> want(t.rules.size());
 	const int total = packets + static_cast<int>(extra.size());
 	for (int pi = 0; pi < total; pi++) {
-		const Packet p = pi < packets ? g.packet() : extra[static_cast<size_t>(pi - packets)];
+		const Packet p =
+			pi < packets ? g.packet() : extra[static_cast<size_t>(pi - packets)];
 		const std::vector<uint8_t> dgram = p.datagram();
 		ir::PacketView view;
 		view.ip = dgram;
@@ -693,7 +694,8 @@ void compare_services(Xdp &x, const ir::Table &t, ServiceGen &g, int packets, co
 			last.frag = static_cast<uint16_t>(p.l4.size() / 8);
 			last.l4.assign(8, 0xcd);
 			last.ip_options.clear();
-			ASSERT_EQ(x.run(last.frame()), got) << what << " packet " << pi << " (last piece)";
+			ASSERT_EQ(x.run(last.frame()), got)
+				<< what << " packet " << pi << " (last piece)";
 			len += 8;
 		}
 		if (r.rejected_by) {
@@ -738,8 +740,8 @@ TEST_P(CodegenClassifyServices, RandomServiceListsAgreeWithTheEvaluator)
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		ASSERT_TRUE(x.name_device(1, "eth0"));
 		compare_services(x, t, g, 100,
-				 "seed " + std::to_string(seed) + " table " + std::to_string(ti), {},
-				 &hotdrops);
+				 "seed " + std::to_string(seed) + " table " + std::to_string(ti),
+				 {}, &hotdrops);
 	}
 	std::printf("%lu of 60 service tables classified, %lu rules in sets, %d hotdrops\n",
 		    static_cast<unsigned long>(sets), static_cast<unsigned long>(rules), hotdrops);
@@ -767,10 +769,13 @@ TEST(CodegenClassifyPlan, WhatAServiceRunIs)
 					  .m(udp({}, {53, 53}))
 					  .drop());
 	for (uint32_t i = 0; i < 10; i++) // -p tcp --dport 1000+i: another key
-		b.input.push_back(R().proto(6).m(tcp({}, {uint16_t(1000 + i), uint16_t(1000 + i)})).accept());
+		b.input.push_back(
+			R().proto(6).m(tcp({}, {uint16_t(1000 + i), uint16_t(1000 + i)})).accept());
 	b.input.push_back(R().proto(6).m(tcp({}, {1, 100})).accept()); // 100 keys: ends it
 	for (uint32_t i = 0; i < 10; i++) // ranges of 4 ports: 4 keys each
-		b.input.push_back(R().proto(17).m(udp({}, {uint16_t(10 * i), uint16_t(10 * i + 3)})).accept());
+		b.input.push_back(R().proto(17)
+					  .m(udp({}, {uint16_t(10 * i), uint16_t(10 * i + 3)}))
+					  .accept());
 	b.input.push_back(R().proto(6).m(tcp({}, {22, 22}, XT_TCP_INV_DSTPT)).drop()); // !
 	for (uint32_t i = 0; i < 10; i++) // -p 47 -d 10.1.i.0/24: no ports, no probes
 		b.input.push_back(addr_rule(true, 0x0a010000u + (i << 8), 24).proto(47).drop());
@@ -784,7 +789,7 @@ TEST(CodegenClassifyPlan, WhatAServiceRunIs)
 	EXPECT_TRUE(s[0].tuple);
 	EXPECT_EQ(s[0].first, b.input_at[0]);
 	EXPECT_EQ(s[0].end, b.input_at[10]);
-	EXPECT_EQ(s[0].data.key_words, 3u); // protocol, source, ports
+	EXPECT_EQ(s[0].data.key_words, 3u);	   // protocol, source, ports
 	EXPECT_EQ(s[0].data.keys.size(), 3u * 20); // 10 keys and 10 probes
 	EXPECT_TRUE(s[0].udp);
 	EXPECT_FALSE(s[0].tcp);
@@ -889,8 +894,12 @@ TEST(CodegenClassifyLarge, HundredThousandServices)
 	TableBuilder b;
 	const uint32_t n = 100000;
 	for (uint32_t i = 0; i < n; i++) {
-		ServiceGen::Used u{static_cast<uint8_t>(i % 3 ? 17 : 6), 0x0a000000u + i / 7, 0,
-				   {}, {static_cast<uint16_t>(1000 + i % 7), static_cast<uint16_t>(1000 + i % 7)}};
+		ServiceGen::Used u{
+			static_cast<uint8_t>(i % 3 ? 17 : 6),
+			0x0a000000u + i / 7,
+			0,
+			{},
+			{static_cast<uint16_t>(1000 + i % 7), static_cast<uint16_t>(1000 + i % 7)}};
 		g.services.push_back(u);
 		b.input.push_back(g.service_rule(u).drop());
 	}

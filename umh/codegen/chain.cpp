@@ -380,13 +380,15 @@ void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
 		em.emit(mov64(R1, probe ? static_cast<int32_t>(tuple_probe) : 0));
 	}
 	store();
-	for (auto [len, field] : {std::pair{k.src_len, off::saddr}, std::pair{k.dst_len, off::daddr}}) {
+	for (auto [len, field] :
+	     {std::pair{k.src_len, off::saddr}, std::pair{k.dst_len, off::daddr}}) {
 		if (len < 0)
 			continue;
 		em.emit(ldx(BPF_W, R1, layout::pkt, field));
 		if (len < 32)
-			em.emit(alu32_imm(BPF_AND, R1,
-					  static_cast<int32_t>(len ? htonl(~0u << (32 - len)) : 0)));
+			em.emit(alu32_imm(
+				BPF_AND, R1,
+				static_cast<int32_t>(len ? htonl(~0u << (32 - len)) : 0)));
 		store();
 	}
 	if (!k.ports())
@@ -413,8 +415,7 @@ void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
 // at offset 1 hotdrops, as a transport header cut short does (20 bytes for TCP, 8 for
 // UDP): then the probe says whether some rule of the set has the packet's protocol and
 // addresses, the first such rule would hotdrop (every rule before it failed already).
-void emit_tuple_guards(Emitter &em, const Frame &f, const AddrSet &set, Label &probe,
-		       Label &after)
+void emit_tuple_guards(Emitter &em, const Frame &f, const AddrSet &set, Label &probe, Label &after)
 {
 	namespace off = layout::pkt_off;
 	if (f.fragments) {
@@ -432,8 +433,8 @@ void emit_tuple_guards(Emitter &em, const Frame &f, const AddrSet &set, Label &p
 	}
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len));
-	for (auto [on, proto, need] : {std::tuple{set.tcp, IPPROTO_TCP, 20},
-				       std::tuple{set.udp, IPPROTO_UDP, 8}}) {
+	for (auto [on, proto, need] :
+	     {std::tuple{set.tcp, IPPROTO_TCP, 20}, std::tuple{set.udp, IPPROTO_UDP, 8}}) {
 		if (!on)
 			continue;
 		Label other(em);

@@ -573,8 +573,8 @@ std::vector<AddrSet> find_addr_sets(const ir::Table &t, const std::map<uint32_t,
 		if (s.end == i) {
 			// Not an address rule: a tuple set, perhaps.
 			uint32_t next = i + 1;
-			if (auto set = tuple_set_from(t, starts, hooks, start, i, min_rules,
-						      &next)) {
+			if (auto set =
+				    tuple_set_from(t, starts, hooks, start, i, min_rules, &next)) {
 				i = set->end;
 				out.push_back(std::move(*set));
 			} else {
