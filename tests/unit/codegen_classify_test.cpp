@@ -469,6 +469,7 @@ struct Service {
 	bool src = false, dst = false;
 	uint32_t src_len = 32, dst_len = 32;
 	bool sport = false, dport = false;
+	bool in = false; // -i eth0 or -i eth1 (the packets come in on eth0)
 	bool ports() const { return sport || dport; }
 };
 
@@ -487,6 +488,7 @@ struct ServiceGen : Gen {
 		uint8_t proto;
 		uint32_t src, dst; // host order
 		ir::PortRange sp, dp;
+		bool eth1 = false; // -i eth1, not eth0 (shape.in)
 	};
 	std::vector<Used> services;
 
@@ -495,14 +497,16 @@ struct ServiceGen : Gen {
 		new_regions();
 		services.clear();
 		const Service shapes[] = {
-			{true, false, 32, 32, false, true},  // -s a/32 -p udp --dport P
-			{false, true, 32, 24, false, true},  // -d a/24 -p tcp --dport P
-			{false, false, 32, 32, false, true}, // -p tcp --dport P
-			{true, true, 24, 32, true, true},    // -s -d --sport --dport
-			{true, false, 16, 32, false, false}, // -s a/16 -p P
-			{false, true, 32, 32, true, false},  // -d a --sport P
+			{true, false, 32, 32, false, true},	   // -s a/32 -p udp --dport P
+			{false, true, 32, 24, false, true},	   // -d a/24 -p tcp --dport P
+			{false, false, 32, 32, false, true},	   // -p tcp --dport P
+			{true, true, 24, 32, true, true},	   // -s -d --sport --dport
+			{true, false, 16, 32, false, false},	   // -s a/16 -p P
+			{false, true, 32, 32, true, false},	   // -d a --sport P
+			{true, false, 32, 32, false, true, true},  // -i -s a -p P --dport
+			{false, false, 32, 32, false, true, true}, // -i -p P --dport
 		};
-		shape = shapes[n(6)];
+		shape = shapes[n(8)];
 	}
 
 	uint16_t port() { return static_cast<uint16_t>(coin(3) ? 1 + n(8) : n(65536)); }
@@ -526,6 +530,7 @@ struct ServiceGen : Gen {
 		u.dp = shape.dport ? range() : ir::PortRange{};
 		if (shape.sport && shape.dport && coin())
 			u.sp = {u.sp.lo, u.sp.lo}; // at most 64 keys a rule
+		u.eth1 = coin(3);
 		services.push_back(u);
 		return u;
 	}
@@ -544,6 +549,8 @@ struct ServiceGen : Gen {
 		}
 		if (shape.ports())
 			r.m(u.proto == 6 ? ir::Match(tcp(u.sp, u.dp)) : ir::Match(udp(u.sp, u.dp)));
+		if (shape.in)
+			r.in(u.eth1 ? "eth1" : "eth0");
 		return r;
 	}
 
@@ -605,6 +612,10 @@ struct ServiceGen : Gen {
 				r.r.ip.proto = 0;
 			break;
 		default:
+			if (shape.in && coin()) {
+				r.in("eth+"); // not an exact name
+				break;
+			}
 			r.r.ip.dst_mask = shape.dst ? 0 : htonl(0xffffffffu);
 			r.r.ip.dst = shape.dst ? 0 : htonl(u.dst);
 			break;
@@ -827,6 +838,56 @@ TEST(CodegenClassifyPlan, WhatAServiceRunIs)
 	p.proto = 47;
 	p.daddr = 0x0a010307u;
 	x.expect(p, drop, {b.input_at[35]});
+}
+
+// -i with exact names is a key field; `eth+` ends a run (-o: ForwardServiceListsAndFragments).
+TEST(CodegenClassifyPlan, DeviceNamesInKeys)
+{
+	TableBuilder b;
+	for (uint16_t i = 0; i < 10; i++)
+		b.input.push_back(R().in(i % 2 ? "eth1" : "eth0")
+					  .proto(6)
+					  .m(tcp({}, {uint16_t(80 + i), uint16_t(80 + i)}))
+					  .drop());
+	b.input.push_back(R().in("eth+").proto(6).m(tcp({}, {99, 99})).accept());
+	for (uint16_t i = 0; i < 10; i++) // a 15-character name
+		b.input.push_back(R().in(i % 2 ? "eth0" : "abcdefghijklmno")
+					  .proto(17)
+					  .m(udp({}, {uint16_t(80 + i), uint16_t(80 + i)}))
+					  .drop());
+	const ir::Table t = b.build();
+	codegen::Options o = local_only_off();
+	o.classify_min = 8;
+	auto plan = codegen::make_plan(t, o);
+	ASSERT_TRUE(plan.ok());
+	ASSERT_EQ(plan->addr_sets.size(), 2u);
+	EXPECT_EQ(plan->addr_sets[0].end, b.input_at[10]);
+	EXPECT_EQ(plan->addr_sets[0].data.key_words, 6u);
+	EXPECT_EQ(plan->addr_sets[1].first, b.input_at[11]);
+	EXPECT_EQ(plan->addr_sets[1].data.key_words, 6u);
+	Xdp x(t, o);
+	ASSERT_TRUE(x.ok()) << x.error;
+	ASSERT_TRUE(x.name_device(1, "eth0"));
+	x.expect(tcp_packet(1, 82), drop, {b.input_at[2]});
+	x.expect(tcp_packet(1, 83), pass, {b.input_policy_at}); // eth1's
+	x.expect(tcp_packet(1, 99), pass, {b.input_at[10]});
+	x.expect(udp_packet(1, 81), drop, {b.input_at[12]});
+	x.expect(udp_packet(1, 82), pass, {b.input_policy_at}); // abcdefghijklmno's
+	ASSERT_TRUE(x.name_device(1, "eth1"));
+	x.expect(tcp_packet(1, 83), drop, {b.input_at[3]});
+	ASSERT_TRUE(x.name_device(1, "eth"));
+	x.expect(tcp_packet(1, 83), pass, {b.input_policy_at});
+	ASSERT_TRUE(x.name_device(1, "eth10"));
+	x.expect(tcp_packet(1, 81), pass, {b.input_policy_at});
+	// Cut short: the first rule whose device matches hotdrops.
+	Packet cut = tcp_packet(1, 80);
+	cut.l4.resize(10);
+	ASSERT_TRUE(x.name_device(1, "eth0"));
+	x.expect(cut, drop, {});
+	ASSERT_TRUE(x.name_device(1, "wlan0"));
+	x.expect(cut, pass, {b.input_policy_at});
+	ASSERT_TRUE(x.name_device(1, "abcdefghijklmno"));
+	x.expect(udp_packet(1, 82), drop, {b.input_at[13]});
 }
 
 // Duplicate keys: the first rule's target; rules that go on are walked in order; a key that

@@ -272,6 +272,49 @@ TEST_F(CodegenLocalOnly, ForwardServiceListsAndFragments)
 	Packet other = udp_p;
 	other.l4 = udp_hdr(5, 1000); // 1000 is a tcp rule's
 	both(other, pass, {fwd_policy});
+
+	// -i and -o names in the key: in and out of bpf-s1a here.
+	TableBuilder c;
+	for (uint16_t i = 0; i < 40; i++) {
+		const auto port = static_cast<uint16_t>(1000 + i);
+		c.forward.push_back(R().in(i % 2 ? "bpf-s1a" : "eth0")
+					    .out(i % 4 < 2 ? "bpf-s1a" : "bpf-s1b")
+					    .proto(6)
+					    .m(tcp({}, {port, port}))
+					    .drop());
+	}
+	const ir::Table t2 = c.build();
+	auto plan2 = codegen::make_plan(t2, classified);
+	ASSERT_TRUE(plan2.ok());
+	ASSERT_EQ(plan2->addr_sets.size(), 1u);
+	EXPECT_EQ(plan2->addr_sets[0].data.key_words, 10u);
+	Xdp x2(t2, classified), y2(t2, one_by_one);
+	ASSERT_TRUE(x2.ok()) << x2.error;
+	ASSERT_TRUE(y2.ok()) << y2.error;
+	for (Xdp *z : {&x2, &y2})
+		ASSERT_TRUE(loader::set_device(z->ifnames.get(), dev, info).ok());
+	const uint32_t policy2 = *t2.underflow[2], first2 = *t2.hook_entry[2];
+	const auto both2 = [&](const Packet &p, int action, std::vector<uint32_t> rules) {
+		std::vector<uint8_t> frame = p.frame();
+		std::copy(mac.begin(), mac.end(), frame.begin());
+		for (Xdp *z : {&x2, &y2}) {
+			EXPECT_EQ(z->run(frame, dev), action)
+				<< (z == &x2 ? "classified" : "one by one");
+			for (uint32_t r : rules) {
+				z->expected.at(r).packets++;
+				z->expected.at(r).bytes += p.header_tot_len();
+			}
+			EXPECT_EQ(z->counters(), z->expected)
+				<< (z == &x2 ? "classified" : "one by one");
+		}
+	};
+	for (uint16_t i = 0; i < 8; i++) {
+		Packet q = tcp_p;
+		q.l4 = tcp_hdr(5, static_cast<uint16_t>(1000 + i));
+		// In and out of bpf-s1a: the rules of odd i with i % 4 < 2 (i = 1, 5).
+		const bool hit = i % 2 == 1 && i % 4 < 2;
+		both2(q, hit ? drop : pass, {hit ? first2 + i : policy2});
+	}
 }
 
 } // namespace

@@ -361,8 +361,9 @@ void emit_addr_set_walk(Emitter &em, const Frame &f, const AddrSet &set, Label &
 
 // A tuple set's key (classify.hpp's TupleKey), on the stack below the address sets' key:
 // the words the rules' fields make, from the parsed packet (probe: the protocol's word with
-// tuple_probe, and no ports).
-constexpr int16_t tuple_key = addr_set_key - 16;
+// tuple_probe, and no ports). The main frame's FIB lookup, which lies there, is long done.
+constexpr int16_t tuple_key = addr_set_key - 4 * tuple_max_words;
+static_assert(tuple_key >= layout::main_fib);
 
 void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
 {
@@ -391,23 +392,33 @@ void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
 				static_cast<int32_t>(len ? htonl(~0u << (32 - len)) : 0)));
 		store();
 	}
-	if (!k.ports())
-		return;
-	if (probe) {
-		em.emit(st(BPF_W, R10, at, 0));
-		return;
-	}
-	if (k.sport) {
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::sport));
-		em.emit(alu32_imm(BPF_LSH, R1, 16));
-		if (k.dport) {
-			em.emit(ldx(BPF_W, R2, layout::pkt, off::dport));
-			em.emit(alu32_reg(BPF_OR, R1, R2));
+	if (k.ports()) {
+		if (probe) {
+			em.emit(st(BPF_W, R10, at, 0));
+			at = static_cast<int16_t>(at + 4);
+		} else {
+			if (k.sport) {
+				em.emit(ldx(BPF_W, R1, layout::pkt, off::sport));
+				em.emit(alu32_imm(BPF_LSH, R1, 16));
+				if (k.dport) {
+					em.emit(ldx(BPF_W, R2, layout::pkt, off::dport));
+					em.emit(alu32_reg(BPF_OR, R1, R2));
+				}
+			} else {
+				em.emit(ldx(BPF_W, R1, layout::pkt, off::dport));
+			}
+			store();
 		}
-	} else {
-		em.emit(ldx(BPF_W, R1, layout::pkt, off::dport));
 	}
-	store();
+	for (auto [tested, field] :
+	     {std::pair{k.in, off::ifname}, std::pair{k.out, off::out_ifname}}) {
+		if (!tested)
+			continue;
+		for (int16_t b = 0; b < 16; b += 4) {
+			em.emit(ldx(BPF_W, R1, layout::pkt, static_cast<int16_t>(field + b)));
+			store();
+		}
+	}
 }
 
 // Where tcp_mt() and udp_mt() cannot read the ports, the packet is not looked up by them:

@@ -7,9 +7,12 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
+#include <cstring>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "codegen/maps.hpp"
@@ -227,7 +230,36 @@ struct TupleShape {
 	bool tcp = false, udp = false;
 	uint32_t proto = 0, src = 0, dst = 0; // addresses network order, within the prefix
 	ir::PortRange sport, dport;
+	std::array<uint8_t, 16> in{}, out{}; // the names, zero after them
 };
+
+// A device name that matches exactly one name: ifname_compare_aligned() compares the bytes
+// the mask covers, so the mask must cover the name and its NUL (iptables' `-i eth0`; not
+// `eth+`), and whatever it covers after the NUL must be zero in the rule, as it is in every
+// device's name (IFNAMSIZ bytes, zero after the name). The key is the name, zero after it.
+std::optional<std::array<uint8_t, 16>> exact_name(const ir::Iface &i)
+{
+	std::array<uint8_t, 16> out{};
+	size_t k = 0;
+	for (; k < i.name.size(); k++) {
+		if (i.mask[k] != 0xff)
+			return std::nullopt;
+		if (i.name[k] == 0)
+			break;
+		out[k] = i.name[k];
+	}
+	if (k == i.name.size())
+		return std::nullopt;
+	for (size_t j = k + 1; j < i.name.size(); j++)
+		if (i.name[j] & i.mask[j])
+			return std::nullopt;
+	return out;
+}
+
+bool no_mask(const ir::Iface &i)
+{
+	return std::all_of(i.mask.begin(), i.mask.end(), [](uint8_t b) { return b == 0; });
+}
 
 std::optional<uint8_t> prefix_len(uint32_t mask_n)
 {
@@ -253,14 +285,28 @@ bool full(const ir::PortRange &r)
 std::optional<TupleShape> tuple_shape_of(const ir::Rule &r, HookSet hooks)
 {
 	if (r.matches.size() > 1 ||
-	    (r.ip.invflags & (IPT_INV_SRCIP | IPT_INV_DSTIP | IPT_INV_PROTO)))
+	    (r.ip.invflags &
+	     (IPT_INV_SRCIP | IPT_INV_DSTIP | IPT_INV_PROTO | IPT_INV_VIA_IN | IPT_INV_VIA_OUT)))
 		return std::nullopt;
 	ir::IpHeaderMatch rest = r.ip;
 	rest.src = rest.src_mask = rest.dst = rest.dst_mask = 0;
 	rest.proto = 0;
+	rest.in = rest.out = ir::Iface{};
 	if (fold_ip(rest, hooks) != Fold::Always)
 		return std::nullopt;
 	TupleShape s;
+	// A device this program's hooks never have (-o at INPUT alone) folds to a constant:
+	// the name is tested as it is, against the all-zero name the parsed packet has there.
+	for (auto [iface, tested, name] :
+	     {std::tuple{&r.ip.in, &s.key.in, &s.in}, std::tuple{&r.ip.out, &s.key.out, &s.out}}) {
+		if (no_mask(*iface))
+			continue;
+		const auto exact = exact_name(*iface);
+		if (!exact)
+			return std::nullopt;
+		*tested = true;
+		*name = *exact;
+	}
 	if (r.ip.proto > 0xff)
 		return std::nullopt; // never matches: fold_ip() has it
 	s.key.proto = r.ip.proto != 0;
@@ -309,12 +355,13 @@ std::optional<TupleShape> tuple_shape_of(const ir::Rule &r, HookSet hooks)
 			return std::nullopt;
 	}
 	// Only the address, or nothing at all: an AddrSet's shape.
-	if (!s.key.proto && !s.key.ports() && (s.key.src_len < 0 || s.key.dst_len < 0))
+	if (!s.key.proto && !s.key.ports() && !s.key.in && !s.key.out &&
+	    (s.key.src_len < 0 || s.key.dst_len < 0))
 		return std::nullopt;
 	return s;
 }
 
-using TupleWords = std::array<uint32_t, 4>;
+using TupleWords = std::array<uint32_t, tuple_max_words>;
 
 struct TupleWordsHash {
 	size_t operator()(const TupleWords &w) const
@@ -348,6 +395,12 @@ TupleWords tuple_words(const TupleKey &k, const TupleShape &s, bool probe, uint3
 		w[n++] = s.dst;
 	if (k.ports())
 		w[n++] = probe ? 0 : (k.sport ? sport << 16 : 0) | (k.dport ? dport : 0);
+	for (auto [tested, name] : {std::pair{k.in, &s.in}, std::pair{k.out, &s.out}}) {
+		if (!tested)
+			continue;
+		std::memcpy(&w[n], name->data(), name->size()); // as the program loads them
+		n += name->size() / 4;
+	}
 	return w;
 }
 

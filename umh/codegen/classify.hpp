@@ -26,7 +26,8 @@
 // Service lists (`-s a.b.c.d -p udp --dport P -j DROP`, kube-proxy's and per-host port
 // rules) are the same idea on several fields: a run of consecutive rules that all test the
 // same exact fields (the protocol, -s and/or -d with one prefix length for the whole run,
-// --sport and/or --dport of -m tcp or -m udp) is one hash keyed by the packet's fields
+// --sport and/or --dport of -m tcp or -m udp, -i and -o names without `+`) is one hash
+// keyed by the packet's fields
 // masked as the rules mask them (a *tuple set*). A rule's port range of up to
 // tuple_max_keys ports becomes that many keys. Keys are disjoint (a packet has one key), so
 // a key's value lists the rules that have it, in rule order, as above. A packet whose
@@ -60,19 +61,23 @@ inline constexpr uint32_t tuple_max_keys = 64;
 inline constexpr uint32_t tuple_probe = 0x100;
 
 // What a tuple set's key holds, u32 words in this order: the protocol (| tuple_probe), the
-// source address and the destination address (network order, masked), and the ports
-// (sport << 16 | dport, host order, each 0 where the run does not test it).
+// source address and the destination address (network order, masked), the ports
+// (sport << 16 | dport, host order, each 0 where the run does not test it), the input and
+// the output device's names (16 bytes each, zero after the name).
 struct TupleKey {
 	bool proto = false;		   // some rule tests -p (then every rule does)
 	int8_t src_len = -1, dst_len = -1; // the prefix length of -s (-d); -1: not tested
 	bool sport = false, dport = false; // -m tcp/udp --sport (--dport)
+	bool in = false, out = false;	   // -i (-o) an exact name (no `+`)
 	bool operator==(const TupleKey &) const = default;
 	bool ports() const { return sport || dport; }
 	uint32_t words() const
 	{
-		return 1u + (src_len >= 0) + (dst_len >= 0) + (ports() ? 1u : 0u);
+		return 1u + (src_len >= 0) + (dst_len >= 0) + (ports() ? 1u : 0u) + (in ? 4u : 0u) +
+		       (out ? 4u : 0u);
 	}
 };
+inline constexpr uint32_t tuple_max_words = 12;
 
 // One classified run of rules [first, end) (rules folded away at the program's hooks
 // included, never matched).
