@@ -364,6 +364,9 @@ class Generator:
 		self.r = random.Random(seed)
 		self.rx = random.Random(f"{seed}-extras")
 		self.ro = random.Random(f"{seed}-options")
+		# Whether a large case's services chain is one service list (a tuple set): a stream
+		# of its own, so that the other draws stay as they were.
+		self.rs = random.Random(f"{seed}-services")
 		# -m addrtype draws from a stream of its own: every other draw stays as it was.
 		self.ra = random.Random(f"{seed}-addrtype")
 		# So do -m mark, -m connmark and -j MARK, in a fifth of the cases: a table that
@@ -1204,15 +1207,32 @@ class Generator:
 			target = r.choice([("DROP",)] * 8 + [("ACCEPT",), ("RETURN",), ()])
 			rules.append(Rule("blocklist", groups, target))
 		rules.append(Rule("blocklist", [], ("RETURN",)))
+		# Half the time one service list: every rule -p with --dport (mostly one port, few
+		# ranges) and the same -s prefix length or none, which a classifier makes one hash
+		# lookup (tuple set); the inverted --dport and other ranges still end its runs.
+		rs = self.rs
+		uniform = rs.random() < 0.5
+		ulen = rs.choice([None, 32, 32, 24, 16])
 		for _ in range(r.randint(20, 400)):
 			proto = r.choice(["tcp", "udp"])
 			lo, hi = self._ports()
+			if uniform and rs.random() < 0.8:
+				hi = lo if rs.random() < 0.8 else min(65535, lo + rs.randint(1, 7))
 			groups = [Group("proto", False, proto=proto), Group("dport", r.random() < 0.03, lo=lo, hi=hi)]
 			if r.random() < 0.2:
 				mask = self._mask()
-				groups.append(Group("src", False, net=self._src_addr() & mask, mask=mask))
+				net = self._src_addr() & mask
+				if not uniform:
+					groups.append(Group("src", False, net=net, mask=mask))
+			if uniform and ulen is not None:
+				mask = (0xFFFFFFFF << (32 - ulen)) & 0xFFFFFFFF
+				base = _n(rs.choice(SRC_BASES))
+				net = (base + rs.choice([0, 1, 2, rs.randint(0, 255)])) & mask
+				groups.append(Group("src", False, net=net, mask=mask))
 			if r.random() < 0.1:
-				groups.append(Group("in", False, name=r.choice(IFACES)))
+				name = r.choice(IFACES)
+				if not uniform:
+					groups.append(Group("in", False, name=name))
 			rules.append(Rule("services", groups, r.choice([("ACCEPT",)] * 6 + [("DROP",), ("RETURN",), ()])))
 		return r.choice(["ACCEPT", "DROP"]), chains, rules
 

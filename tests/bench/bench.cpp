@@ -193,7 +193,8 @@ void bench_conntrack(std::vector<uint8_t> &pkt, double base)
 	       ns[0], ns[1], ns[1] - ns[0], ns[1] / base);
 }
 
-// Bytes the kernel charges for the program's address-set maps (memlock in their fdinfo).
+// Bytes the kernel charges for the program's address-set and tuple-set maps (memlock in their
+// fdinfo).
 uint64_t addr_set_bytes(int prog_fd)
 {
 	bpf_prog_info info{};
@@ -211,7 +212,8 @@ uint64_t addr_set_bytes(int prog_fd)
 		bpf_map_info mi{};
 		uint32_t mlen = sizeof(mi);
 		if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 &&
-		    std::string(mi.name) == "bpfilter_aset") {
+		    (std::string(mi.name) == "bpfilter_aset" ||
+		     std::string(mi.name) == "bpfilter_tset")) {
 			const std::string path = "/proc/self/fdinfo/" + std::to_string(fd);
 			if (FILE *f = fopen(path.c_str(), "r")) {
 				char line[256];
@@ -289,6 +291,90 @@ void bench_blocklist(const std::vector<uint32_t> &sizes, std::vector<uint8_t> &p
 	printf("(baseline %.1f ns/packet)\n", base);
 }
 
+// n rules "-s 11.X.Y.Z/32 -p udp --dport P -j DROP" (P = 1000 + i % 50000, the shape of
+// scripts/bench-updates), then the INPUT policy ACCEPT: a service list, which classification
+// judges with one tuple-set lookup.
+ir::Table service_table(uint32_t n)
+{
+	ir::Table t = blocklist_table(n);
+	for (uint32_t i = 0; i < n; ++i) {
+		ir::Rule &r = t.rules[i];
+		r.ip.proto = IPPROTO_UDP;
+		ir::UdpMatch m;
+		m.dport.lo = m.dport.hi = static_cast<uint16_t>(1000 + i % 50000);
+		r.matches = {m};
+	}
+	return t;
+}
+
+// A service list of each size, sequential (classification off) and classified (a tuple
+// set): ns/packet for a packet its first rule drops, one its last rule drops, and one no
+// rule matches (a listed source, another port).
+void bench_services(const std::vector<uint32_t> &sizes, std::vector<uint8_t> &pkt, double base)
+{
+	printf("services (-s a.b.c.d/32 -p udp --dport P -j DROP): ns/packet\n");
+	printf("%8s %12s %10s %10s %10s %10s %10s %10s\n", "rules", "code", "insns", "load_ms",
+	       "first", "last", "none", "map_KiB");
+	auto *ip = reinterpret_cast<iphdr *>(pkt.data() + sizeof(ethhdr));
+	auto *udp = reinterpret_cast<udphdr *>(pkt.data() + sizeof(ethhdr) + sizeof(iphdr));
+	const uint32_t saddr = ip->saddr;
+	const uint16_t dport = udp->dest;
+	for (uint32_t n : sizes) {
+		for (bool classify : {false, true}) {
+			ir::Table table = service_table(n);
+			codegen::Options options;
+			options.local_only = false;
+			options.classify_min =
+				classify ? codegen::Options::default_classify_min : 0;
+			const char *name = classify ? "tuple hash" : "sequential";
+			auto t0 = Clock::now();
+			auto prog = codegen::compile(table, options);
+			if (!prog) {
+				printf("%8u %12s compile failed: %s\n", n, name,
+				       prog.error().message.c_str());
+				continue;
+			}
+			auto ifnames = loader::create_devices_map();
+			auto local = loader::create_local_addrs_map();
+			if (!ifnames || !local) {
+				fprintf(stderr, "cannot create maps\n");
+				exit(1);
+			}
+			loader::LoadOptions lo;
+			lo.explain = false;
+			auto loaded = loader::load_program(*prog, ifnames->get(), local->get(), lo);
+			auto t1 = Clock::now();
+			if (!loaded) {
+				printf("%8u %12s %10zu load failed: %.120s\n", n, name,
+				       prog->insns.size(), loaded.error().message.c_str());
+				continue;
+			}
+			const int repeat = classify || n < 1000 ? 200000
+					   : n >= 10000		? 2000
+								: 20000;
+			double ns[3];
+			for (int k = 0; k < 2; k++) {
+				const uint32_t i = k == 0 ? 0 : n - 1;
+				ip->saddr = htonl(blocklist_addr(i));
+				udp->dest = htons(static_cast<uint16_t>(1000 + i % 50000));
+				ns[k] = ns_per_packet(loaded->fd(), pkt, repeat, XDP_DROP);
+			}
+			ip->saddr = htonl(blocklist_addr(0));
+			udp->dest = htons(999);
+			ns[2] = ns_per_packet(loaded->fd(), pkt, repeat, XDP_PASS);
+			ip->saddr = saddr;
+			udp->dest = dport;
+			printf("%8u %12s %10zu %10.1f %10.1f %10.1f %10.1f %10.0f\n", n, name,
+			       prog->insns.size(),
+			       std::chrono::duration<double, std::milli>(t1 - t0).count(), ns[0],
+			       ns[1], ns[2],
+			       static_cast<double>(addr_set_bytes(loaded->fd())) / 1024);
+			fflush(stdout);
+		}
+	}
+	printf("(baseline %.1f ns/packet)\n", base);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -350,5 +436,6 @@ int main(int argc, char **argv)
 		}
 	}
 	bench_blocklist(blocklist, pkt, base);
+	bench_services(blocklist, pkt, base);
 	return 0;
 }

@@ -296,13 +296,21 @@ std::vector<ir::Rule> port_rules(uint32_t n)
 	return rules;
 }
 
+// These tables are service lists, which classification would judge with one lookup
+// (classify.hpp): these tests are about the rules tested one by one at scale.
+codegen::Options one_by_one(codegen::Options o = local_only_off())
+{
+	o.classify_min = 0;
+	return o;
+}
+
 constexpr uint32_t kRules = 10000; // past one verification's reach: INPUT goes in chunks
 TEST(CodegenScale, ManyRulesLoad)
 {
 	TableBuilder b;
 	b.input = port_rules(kRules);
 	ir::Table t = b.build();
-	Xdp x(t);
+	Xdp x(t, one_by_one());
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
 	x.expect(tcp_packet(1, 1000 + kRules - 1), drop, {b.input_at[kRules - 1]});
 	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
@@ -317,10 +325,10 @@ void auto_mode_edge(uint32_t n, codegen::Options::Tests want)
 	TableBuilder b;
 	b.input = port_rules(n);
 	ir::Table t = b.build();
-	auto code = codegen::compile(t, {.local_only = false});
+	auto code = codegen::compile(t, one_by_one());
 	ASSERT_TRUE(code.ok());
 	ASSERT_EQ(code->tests, want) << "the table must be at the edge, on the faster side";
-	Xdp x(t, {.local_only = false, .tests = codegen::Options::Tests::Auto});
+	Xdp x(t, one_by_one({.local_only = false, .tests = codegen::Options::Tests::Auto}));
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
 	x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + n - 1)), drop, {b.input_at[n - 1]});
 	x.expect(tcp_packet(1, 999), pass, {b.input_policy_at});
@@ -341,10 +349,10 @@ TEST(CodegenScale, AutoFirstBranchTablesVerify)
 	b.chains = {TableBuilder::Chain{port_rules(n)}};
 	b.input = {R().jump(0)};
 	ir::Table t = b.build();
-	auto code = codegen::compile(t, {.local_only = false});
+	auto code = codegen::compile(t, one_by_one());
 	ASSERT_TRUE(code.ok());
 	ASSERT_EQ(code->tests, codegen::Options::Tests::FirstBranch);
-	Xdp x(t);
+	Xdp x(t, one_by_one());
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
 	x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + n - 1)), drop,
 		 {b.input_at[0], b.chain_start[0] + n - 1});
@@ -363,11 +371,11 @@ TEST(CodegenScale, LongInputChainInChunks)
 	b.input[return_at] = R().proto(1).ret();
 	b.chains = {{{R().src("10.0.0.9").ret(), R().drop()}}};
 	ir::Table t = b.build();
-	auto plan = codegen::make_plan(t, {});
+	auto plan = codegen::make_plan(t, one_by_one({}));
 	ASSERT_TRUE(plan.ok());
 	ASSERT_GE(plan->num_chunks, 2u);
 	ASSERT_FALSE(plan->accumulate);
-	Xdp x(t);
+	Xdp x(t, one_by_one());
 	ASSERT_TRUE(x.ok()) << x.error.substr(x.error.size() > 600 ? x.error.size() - 600 : 0);
 	for (uint32_t i : {0u, 10u, 2999u, 3001u, 4999u, 5001u, n - 1})
 		x.expect(tcp_packet(1, static_cast<uint16_t>(1000 + i)), drop, {b.input_at[i]});
@@ -403,12 +411,16 @@ TEST(CodegenScale, AutoAccumulatesOnlyWhenBranchesWouldNotVerify)
 		chain.push_back(R().proto(6).m(tcp({}, {22, 22})).accept());
 	big.chains = {TableBuilder::Chain{chain}};
 	big.input = {R().jump(0)};
-	auto b = codegen::make_plan(big.build(), {});
+	// (one by one: as a service list it would be one lookup)
+	codegen::Options o;
+	o.classify_min = 0;
+	auto b = codegen::make_plan(big.build(), o);
 	ASSERT_TRUE(b.ok());
 	EXPECT_TRUE(b->accumulate);
 	EXPECT_TRUE(b->first_branch);
 	EXPECT_TRUE((b->num_chunks == 0));
-	auto forced = codegen::make_plan(big.build(), {.tests = codegen::Options::Tests::Branch});
+	o.tests = codegen::Options::Tests::Branch;
+	auto forced = codegen::make_plan(big.build(), o);
 	ASSERT_TRUE(forced.ok());
 	EXPECT_FALSE(forced->accumulate);
 }

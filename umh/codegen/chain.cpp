@@ -3,12 +3,14 @@
 #include "codegen/chain.hpp"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "codegen/layout.hpp"
@@ -355,8 +357,130 @@ void emit_addr_set_targets(Emitter &em, const Frame &f, const AddrSet &set, uint
 	emit_addr_set_targets(em, f, set, mid, hi, next);
 }
 
+void emit_addr_set_walk(Emitter &em, const Frame &f, const AddrSet &set, Label &after);
+
+// A tuple set's key (classify.hpp's TupleKey), on the stack below the address sets' key:
+// the words the rules' fields make, from the parsed packet (probe: the protocol's word with
+// tuple_probe, and no ports). The main frame's FIB lookup, which lies there, is long done.
+constexpr int16_t tuple_key = addr_set_key - 4 * tuple_max_words;
+static_assert(tuple_key >= layout::main_fib);
+
+void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
+{
+	namespace off = layout::pkt_off;
+	int16_t at = tuple_key;
+	const auto store = [&] {
+		em.emit(stx(BPF_W, R10, R1, at));
+		at = static_cast<int16_t>(at + 4);
+	};
+	if (k.proto) {
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+		if (probe)
+			em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(tuple_probe)));
+	} else {
+		em.emit(mov64(R1, probe ? static_cast<int32_t>(tuple_probe) : 0));
+	}
+	store();
+	for (auto [len, field] :
+	     {std::pair{k.src_len, off::saddr}, std::pair{k.dst_len, off::daddr}}) {
+		if (len < 0)
+			continue;
+		em.emit(ldx(BPF_W, R1, layout::pkt, field));
+		if (len < 32)
+			em.emit(alu32_imm(
+				BPF_AND, R1,
+				static_cast<int32_t>(len ? htonl(~0u << (32 - len)) : 0)));
+		store();
+	}
+	if (k.ports()) {
+		if (probe) {
+			em.emit(st(BPF_W, R10, at, 0));
+			at = static_cast<int16_t>(at + 4);
+		} else {
+			if (k.sport) {
+				em.emit(ldx(BPF_W, R1, layout::pkt, off::sport));
+				em.emit(alu32_imm(BPF_LSH, R1, 16));
+				if (k.dport) {
+					em.emit(ldx(BPF_W, R2, layout::pkt, off::dport));
+					em.emit(alu32_reg(BPF_OR, R1, R2));
+				}
+			} else {
+				em.emit(ldx(BPF_W, R1, layout::pkt, off::dport));
+			}
+			store();
+		}
+	}
+	for (auto [tested, field] :
+	     {std::pair{k.in, off::ifname}, std::pair{k.out, off::out_ifname}}) {
+		if (!tested)
+			continue;
+		for (int16_t b = 0; b < 16; b += 4) {
+			em.emit(ldx(BPF_W, R1, layout::pkt, static_cast<int16_t>(field + b)));
+			store();
+		}
+	}
+}
+
+// Where tcp_mt() and udp_mt() cannot read the ports, the packet is not looked up by them:
+// a later fragment (where the run sees them) matches none of the rules, except that TCP
+// at offset 1 hotdrops, as a transport header cut short does (20 bytes for TCP, 8 for
+// UDP): then the probe says whether some rule of the set has the packet's protocol and
+// addresses, the first such rule would hotdrop (every rule before it failed already).
+void emit_tuple_guards(Emitter &em, const Frame &f, const AddrSet &set, Label &probe, Label &after)
+{
+	namespace off = layout::pkt_off;
+	if (f.fragments) {
+		Label whole(em);
+		em.emit(ldx(BPF_W, R1, layout::pkt, off::frag));
+		em.emit(alu32_imm(BPF_AND, R1, 0x1fff));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), whole);
+		if (set.tcp) {
+			em.jump(jmp32_imm(BPF_JNE, R1, 1), after);
+			em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+			em.jump(jmp32_imm(BPF_JEQ, R1, IPPROTO_TCP), probe);
+		}
+		em.jump(ja(), after);
+		whole.bind();
+	}
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::proto));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::l4len));
+	for (auto [on, proto, need] :
+	     {std::tuple{set.tcp, IPPROTO_TCP, 20}, std::tuple{set.udp, IPPROTO_UDP, 8}}) {
+		if (!on)
+			continue;
+		Label other(em);
+		em.jump(jmp32_imm(BPF_JNE, R1, proto), other);
+		em.jump(jmp32_imm(BPF_JLT, R2, need), probe);
+		other.bind();
+	}
+}
+
 void emit_addr_set(Emitter &em, const Frame &f, const AddrSet &set, uint32_t index)
 {
+	Label after(em), probe(em);
+	if (set.tuple) {
+		if (set.key.ports())
+			emit_tuple_guards(em, f, set, probe, after);
+		emit_tuple_key(em, set.key, false);
+		em.ld_map(R1, MapSlot::AddrSet, index);
+		em.emit(mov64(R2, R10));
+		em.emit(alu64_imm(BPF_ADD, R2, tuple_key));
+		em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+		emit_addr_set_walk(em, f, set, after);
+		if (set.key.ports()) {
+			em.jump(ja(), after);
+			probe.bind();
+			emit_tuple_key(em, set.key, true);
+			em.ld_map(R1, MapSlot::AddrSet, index);
+			em.emit(mov64(R2, R10));
+			em.emit(alu64_imm(BPF_ADD, R2, tuple_key));
+			em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+			em.jump(jmp_imm(BPF_JEQ, R0, 0), after);
+			emit_verdict(em, layout::ret_drop); // hotdrop: nothing counted
+		}
+		after.bind();
+		return;
+	}
 	em.emit(ldx(BPF_W, R1, layout::pkt,
 		    set.dst ? layout::pkt_off::daddr : layout::pkt_off::saddr));
 	if (set.data.lpm) {
@@ -374,7 +498,14 @@ void emit_addr_set(Emitter &em, const Frame &f, const AddrSet &set, uint32_t ind
 	em.emit(mov64(R2, R10));
 	em.emit(alu64_imm(BPF_ADD, R2, addr_set_key));
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
-	Label after(em);
+	emit_addr_set_walk(em, f, set, after);
+	after.bind();
+}
+
+// R0: the value the lookup found, or null (to `after`): each of its words' rules counted and
+// its target run, as far as the walk goes.
+void emit_addr_set_walk(Emitter &em, const Frame &f, const AddrSet &set, Label &after)
+{
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), after);
 	em.emit(mov64(addr_set_value, R0));
 	for (uint32_t k = 0; k < set.data.slots; k++) {
@@ -392,7 +523,6 @@ void emit_addr_set(Emitter &em, const Frame &f, const AddrSet &set, uint32_t ind
 				      next);
 		next.bind();
 	}
-	after.bind();
 }
 
 void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &table)

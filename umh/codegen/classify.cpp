@@ -1,13 +1,18 @@
-// Finding the runs of address rules that one map lookup can judge, and the map each becomes.
+// Finding the runs of address rules and of service rules that one map lookup can judge, and the
+// map each becomes.
 #include "codegen/classify.hpp"
 
 #include <arpa/inet.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
+#include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
+#include <cstring>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "codegen/maps.hpp"
@@ -219,6 +224,341 @@ Stretch stretch_from(const ir::Table &t, const std::map<uint32_t, SubprogId> &st
 	return s;
 }
 
+// A rule of a tuple set: the fields it tests (TupleKey) and their values.
+struct TupleShape {
+	TupleKey key;
+	bool tcp = false, udp = false;
+	uint32_t proto = 0, src = 0, dst = 0; // addresses network order, within the prefix
+	ir::PortRange sport, dport;
+	std::array<uint8_t, 16> in{}, out{}; // the names, zero after them
+};
+
+// A device name that matches exactly one name: ifname_compare_aligned() compares the bytes
+// the mask covers, so the mask must cover the name and its NUL (iptables' `-i eth0`; not
+// `eth+`), and whatever it covers after the NUL must be zero in the rule, as it is in every
+// device's name (IFNAMSIZ bytes, zero after the name). The key is the name, zero after it.
+std::optional<std::array<uint8_t, 16>> exact_name(const ir::Iface &i)
+{
+	std::array<uint8_t, 16> out{};
+	size_t k = 0;
+	for (; k < i.name.size(); k++) {
+		if (i.mask[k] != 0xff)
+			return std::nullopt;
+		if (i.name[k] == 0)
+			break;
+		out[k] = i.name[k];
+	}
+	if (k == i.name.size())
+		return std::nullopt;
+	for (size_t j = k + 1; j < i.name.size(); j++)
+		if (i.name[j] & i.mask[j])
+			return std::nullopt;
+	return out;
+}
+
+bool no_mask(const ir::Iface &i)
+{
+	return std::all_of(i.mask.begin(), i.mask.end(), [](uint8_t b) { return b == 0; });
+}
+
+std::optional<uint8_t> prefix_len(uint32_t mask_n)
+{
+	const uint32_t mask = ntohl(mask_n);
+	if (!cidr(mask))
+		return std::nullopt;
+	return static_cast<uint8_t>(std::popcount(mask));
+}
+
+uint32_t ports_of(const ir::PortRange &r)
+{
+	return static_cast<uint32_t>(r.hi) - r.lo + 1;
+}
+
+bool full(const ir::PortRange &r)
+{
+	return r.lo == 0 && r.hi == 0xffff;
+}
+
+// The rule's tuple shape: -p, -s, -d and one -m tcp or -m udp with ports, all exact (no `!`,
+// prefixes, port ranges of at most tuple_max_keys keys, no --tcp-flags or --tcp-option).
+// Address-only rules are an AddrSet's (shape_of()), not this.
+std::optional<TupleShape> tuple_shape_of(const ir::Rule &r, HookSet hooks)
+{
+	if (r.matches.size() > 1 ||
+	    (r.ip.invflags &
+	     (IPT_INV_SRCIP | IPT_INV_DSTIP | IPT_INV_PROTO | IPT_INV_VIA_IN | IPT_INV_VIA_OUT)))
+		return std::nullopt;
+	ir::IpHeaderMatch rest = r.ip;
+	rest.src = rest.src_mask = rest.dst = rest.dst_mask = 0;
+	rest.proto = 0;
+	rest.in = rest.out = ir::Iface{};
+	if (fold_ip(rest, hooks) != Fold::Always)
+		return std::nullopt;
+	TupleShape s;
+	// A device this program's hooks never have (-o at INPUT alone) folds to a constant:
+	// the name is tested as it is, against the all-zero name the parsed packet has there.
+	for (auto [iface, tested, name] :
+	     {std::tuple{&r.ip.in, &s.key.in, &s.in}, std::tuple{&r.ip.out, &s.key.out, &s.out}}) {
+		if (no_mask(*iface))
+			continue;
+		const auto exact = exact_name(*iface);
+		if (!exact)
+			return std::nullopt;
+		*tested = true;
+		*name = *exact;
+	}
+	if (r.ip.proto > 0xff)
+		return std::nullopt; // never matches: fold_ip() has it
+	s.key.proto = r.ip.proto != 0;
+	s.proto = r.ip.proto;
+	if (r.ip.src_mask) {
+		const auto len = prefix_len(r.ip.src_mask);
+		if (!len || (r.ip.src & ~r.ip.src_mask))
+			return std::nullopt;
+		s.key.src_len = static_cast<int8_t>(*len);
+		s.src = r.ip.src;
+	}
+	if (r.ip.dst_mask) {
+		const auto len = prefix_len(r.ip.dst_mask);
+		if (!len || (r.ip.dst & ~r.ip.dst_mask))
+			return std::nullopt;
+		s.key.dst_len = static_cast<int8_t>(*len);
+		s.dst = r.ip.dst;
+	}
+	if (!r.matches.empty()) {
+		const ir::Match &m = r.matches[0];
+		if (const auto *tcp = std::get_if<ir::TcpMatch>(&m)) {
+			if (tcp->invflags || tcp->option || tcp->flg_mask || tcp->flg_cmp ||
+			    r.ip.proto != IPPROTO_TCP)
+				return std::nullopt;
+			s.tcp = true;
+			s.sport = tcp->sport;
+			s.dport = tcp->dport;
+		} else if (const auto *udp = std::get_if<ir::UdpMatch>(&m)) {
+			if (udp->invflags || r.ip.proto != IPPROTO_UDP)
+				return std::nullopt;
+			s.udp = true;
+			s.sport = udp->sport;
+			s.dport = udp->dport;
+		} else {
+			return std::nullopt;
+		}
+		// A match that tests no port still hotdrops and fails on fragments: not a
+		// key's field. Empty ranges (never matching, still hotdropping) neither.
+		s.key.sport = !full(s.sport);
+		s.key.dport = !full(s.dport);
+		if (!s.key.ports() || s.sport.lo > s.sport.hi || s.dport.lo > s.dport.hi)
+			return std::nullopt;
+		if (uint64_t{s.key.sport ? ports_of(s.sport) : 1} *
+			    (s.key.dport ? ports_of(s.dport) : 1) >
+		    tuple_max_keys)
+			return std::nullopt;
+	}
+	// Only the address, or nothing at all: an AddrSet's shape.
+	if (!s.key.proto && !s.key.ports() && !s.key.in && !s.key.out &&
+	    (s.key.src_len < 0 || s.key.dst_len < 0))
+		return std::nullopt;
+	return s;
+}
+
+using TupleWords = std::array<uint32_t, tuple_max_words>;
+
+struct TupleWordsHash {
+	size_t operator()(const TupleWords &w) const
+	{
+		uint64_t h = 0xcbf29ce484222325ULL;
+		for (uint32_t x : w) {
+			h ^= x;
+			h *= 0x100000001b3ULL;
+		}
+		return static_cast<size_t>(h ^ (h >> 29));
+	}
+};
+
+struct TupleMember {
+	uint32_t rule = 0;
+	TupleShape shape;
+	uint8_t cls = 0;
+	bool ends = false;
+};
+
+// The key words of a rule (probe: without the ports), `sport` and `dport` the ports.
+TupleWords tuple_words(const TupleKey &k, const TupleShape &s, bool probe, uint32_t sport,
+		       uint32_t dport)
+{
+	TupleWords w{};
+	size_t n = 0;
+	w[n++] = s.proto | (probe ? tuple_probe : 0);
+	if (k.src_len >= 0)
+		w[n++] = s.src;
+	if (k.dst_len >= 0)
+		w[n++] = s.dst;
+	if (k.ports())
+		w[n++] = probe ? 0 : (k.sport ? sport << 16 : 0) | (k.dport ? dport : 0);
+	for (auto [tested, name] : {std::pair{k.in, &s.in}, std::pair{k.out, &s.out}}) {
+		if (!tested)
+			continue;
+		std::memcpy(&w[n], name->data(), name->size()); // as the program loads them
+		n += name->size() / 4;
+	}
+	return w;
+}
+
+// The map of members[0, count): nothing when some key meets more rules than a value holds.
+std::optional<AddrSetData> build_tuples(const TupleKey &k, const std::vector<TupleMember> &members,
+					size_t count, uint32_t first)
+{
+	std::unordered_map<TupleWords, uint32_t, TupleWordsHash> at; // key -> index in walks
+	std::vector<TupleWords> keys;
+	std::vector<Walk> walks;
+	at.reserve(count);
+	uint32_t slots = 1;
+	for (size_t m = 0; m < count; m++) {
+		const TupleShape &s = members[m].shape;
+		const ir::PortRange sp = k.sport ? s.sport : ir::PortRange{0, 0};
+		const ir::PortRange dp = k.dport ? s.dport : ir::PortRange{0, 0};
+		for (uint32_t sport = sp.lo; sport <= sp.hi; sport++) {
+			for (uint32_t dport = dp.lo; dport <= dp.hi; dport++) {
+				const TupleWords w = tuple_words(k, s, false, sport, dport);
+				auto [it, fresh] =
+					at.try_emplace(w, static_cast<uint32_t>(keys.size()));
+				if (fresh) {
+					keys.push_back(w);
+					walks.emplace_back();
+				}
+				Walk &walk = walks[it->second];
+				walk.add(static_cast<uint32_t>(m), members[m].ends);
+				if (walk.n > addr_set_max_slots)
+					return std::nullopt;
+				slots = std::max<uint32_t>(slots, walk.n);
+			}
+		}
+	}
+	const uint32_t words = k.words();
+	AddrSetData data;
+	data.lpm = false;
+	data.key_words = words;
+	data.slots = slots;
+	const auto push = [&](const TupleWords &w) {
+		data.keys.insert(data.keys.end(), w.begin(), w.begin() + words);
+	};
+	for (size_t n = 0; n < keys.size(); n++) {
+		push(keys[n]);
+		for (uint32_t s = 0; s < slots; s++) {
+			if (s >= walks[n].n) {
+				data.values.push_back(maps::addr_set_none);
+				continue;
+			}
+			const TupleMember &m = members[walks[n].m[s]];
+			data.values.push_back(maps::addr_set_word(m.cls, m.rule - first));
+		}
+	}
+	if (k.ports()) {
+		// The probes: one key per protocol and addresses some rule has.
+		std::unordered_map<TupleWords, bool, TupleWordsHash> probes;
+		for (size_t m = 0; m < count; m++) {
+			const TupleWords w = tuple_words(k, members[m].shape, true, 0, 0);
+			if (!probes.emplace(w, true).second)
+				continue;
+			push(w);
+			data.values.insert(data.values.end(), slots, maps::addr_set_none);
+		}
+	}
+	return data;
+}
+
+struct TupleStretch {
+	uint32_t end = 0;
+	TupleKey key;
+	std::vector<TupleMember> members;
+	std::vector<uint32_t> classes;
+};
+
+TupleStretch tuple_stretch_from(const ir::Table &t, const std::map<uint32_t, SubprogId> &starts,
+				HookSet hooks, uint32_t start, uint32_t i)
+{
+	TupleStretch s;
+	std::optional<TupleKey> key;
+	std::vector<ir::Target> kinds;
+	uint32_t j = i;
+	for (; j < t.rules.size(); j++) {
+		if (j != start && starts.count(j))
+			break;
+		if (j - i >= maps::addr_set_rule_mask)
+			break;
+		const ir::Rule &r = t.rules[j];
+		if (fold_ip(r.ip, hooks) == Fold::Never)
+			continue;
+		if (ends_run(t, j, hooks))
+			break;
+		const auto shape = tuple_shape_of(r, hooks);
+		if (!shape || (key && *key != shape->key))
+			break;
+		key = shape->key;
+		const ir::Target tg = effective_target(t, j);
+		auto k = std::find(kinds.begin(), kinds.end(), tg);
+		if (k == kinds.end()) {
+			if (kinds.size() == addr_set_max_classes)
+				break;
+			kinds.push_back(tg);
+			s.classes.push_back(j);
+			k = kinds.end() - 1;
+		}
+		s.members.push_back(
+			{j, *shape, static_cast<uint8_t>(k - kinds.begin()), ends_walk(tg)});
+	}
+	s.end = j;
+	s.key = key.value_or(TupleKey{});
+	return s;
+}
+
+// A tuple set from rule i on, of at least min_rules rules; where it ends in `*resume`.
+std::optional<AddrSet> tuple_set_from(const ir::Table &t,
+				      const std::map<uint32_t, SubprogId> &starts, HookSet hooks,
+				      uint32_t start, uint32_t i, uint32_t min_rules,
+				      uint32_t *resume)
+{
+	TupleStretch s = tuple_stretch_from(t, starts, hooks, start, i);
+	*resume = std::max(i + 1, s.end);
+	if (s.members.size() < min_rules)
+		return std::nullopt;
+	AddrSet set;
+	set.first = i;
+	set.end = s.end;
+	set.tuple = true;
+	set.key = s.key;
+	size_t count = s.members.size();
+	auto data = build_tuples(s.key, s.members, count, i);
+	if (!data) {
+		// Some key meets too many rules: the longest head that does not.
+		size_t lo = 1, hi = s.members.size() - 1;
+		while (lo < hi) {
+			const size_t mid = lo + (hi - lo + 1) / 2;
+			if (build_tuples(s.key, s.members, mid, i))
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		count = lo;
+		*resume = s.members[count].rule;
+		if (count < min_rules)
+			return std::nullopt;
+		data = build_tuples(s.key, s.members, count, i);
+		set.end = s.members[count].rule;
+	}
+	set.data = std::move(*data);
+	set.data.rules = static_cast<uint32_t>(count);
+	uint8_t top = 0;
+	for (size_t k = 0; k < count; k++) {
+		top = std::max(top, s.members[k].cls);
+		set.tcp |= s.members[k].shape.tcp;
+		set.udp |= s.members[k].shape.udp;
+	}
+	s.classes.resize(top + 1u);
+	set.classes = std::move(s.classes);
+	return set;
+}
+
 } // namespace
 
 ir::Target effective_target(const ir::Table &t, uint32_t i)
@@ -283,6 +623,18 @@ std::vector<AddrSet> find_addr_sets(const ir::Table &t, const std::map<uint32_t,
 		if (ends_run(t, i, hooks))
 			break;
 		Stretch s = stretch_from(t, starts, hooks, start, i);
+		if (s.end == i) {
+			// Not an address rule: a tuple set, perhaps.
+			uint32_t next = i + 1;
+			if (auto set =
+				    tuple_set_from(t, starts, hooks, start, i, min_rules, &next)) {
+				i = set->end;
+				out.push_back(std::move(*set));
+			} else {
+				i = std::max(i + 1, next);
+			}
+			continue;
+		}
 		const uint32_t resume = std::max(i + 1, s.end);
 		if (s.members.size() < min_rules) {
 			i = resume;

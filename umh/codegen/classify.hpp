@@ -22,6 +22,19 @@
 //
 // Rules that are never first keep their counters at 0 as in netfilter; the entries blob,
 // GET_ENTRIES and the counters are the same as without classification.
+//
+// Service lists (`-s a.b.c.d -p udp --dport P -j DROP`, kube-proxy's and per-host port
+// rules) are the same idea on several fields: a run of consecutive rules that all test the
+// same exact fields (the protocol, -s and/or -d with one prefix length for the whole run,
+// --sport and/or --dport of -m tcp or -m udp, -i and -o names without `+`) is one hash
+// keyed by the packet's fields
+// masked as the rules mask them (a *tuple set*). A rule's port range of up to
+// tuple_max_keys ports becomes that many keys. Keys are disjoint (a packet has one key), so
+// a key's value lists the rules that have it, in rule order, as above. A packet whose
+// ports the rules cannot read (a later fragment where the run sees them, a transport
+// header cut short) is not looked up by its ports: a later fragment matches none of the
+// run's rules, and where tcp_mt() or udp_mt() would hotdrop, a second key without the
+// ports (the *probe*) says whether some rule of the run would have got that far.
 #pragma once
 
 #include <array>
@@ -41,6 +54,30 @@ namespace bpfilter::codegen
 // it ends before the rule that would, and the rules after it are tested as before.
 inline constexpr uint32_t addr_set_max_slots = 4;
 inline constexpr uint32_t addr_set_max_classes = 16;
+// A rule whose port ranges cover more ports than this (sport ports x dport ports) ends a
+// tuple set: its keys would outgrow the rule.
+inline constexpr uint32_t tuple_max_keys = 64;
+// A tuple key's first word: the protocol, and this bit in a probe's key.
+inline constexpr uint32_t tuple_probe = 0x100;
+
+// What a tuple set's key holds, u32 words in this order: the protocol (| tuple_probe), the
+// source address and the destination address (network order, masked), the ports
+// (sport << 16 | dport, host order, each 0 where the run does not test it), the input and
+// the output device's names (16 bytes each, zero after the name).
+struct TupleKey {
+	bool proto = false;		   // some rule tests -p (then every rule does)
+	int8_t src_len = -1, dst_len = -1; // the prefix length of -s (-d); -1: not tested
+	bool sport = false, dport = false; // -m tcp/udp --sport (--dport)
+	bool in = false, out = false;	   // -i (-o) an exact name (no `+`)
+	bool operator==(const TupleKey &) const = default;
+	bool ports() const { return sport || dport; }
+	uint32_t words() const
+	{
+		return 1u + (src_len >= 0) + (dst_len >= 0) + (ports() ? 1u : 0u) + (in ? 4u : 0u) +
+		       (out ? 4u : 0u);
+	}
+};
+inline constexpr uint32_t tuple_max_words = 12;
 
 // One classified run of rules [first, end) (rules folded away at the program's hooks
 // included, never matched).
@@ -50,6 +87,9 @@ struct AddrSet {
 	uint8_t hash_len = 32;	       // !data.lpm: the prefix length every rule has
 	std::vector<uint32_t> classes; // a rule of each target class, by class number
 	AddrSetData data;
+	bool tuple = false; // a tuple set (data.key_words words a key), keyed as `key` says
+	TupleKey key;
+	bool tcp = false, udp = false; // tuple: some rule is -p tcp (udp) with ports
 };
 
 // The classified runs that start at rule i or later in the run that starts at `start` (a

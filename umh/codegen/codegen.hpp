@@ -184,7 +184,10 @@ struct AddrSetData {
 	bool lpm = true;	      // an LPM trie; else a hash keyed by the masked address
 	uint32_t slots = 1;	      // u32 words per value
 	uint32_t rules = 0;	      // rules the map stands for (those not folded away)
-	std::vector<uint32_t> keys;   // address (network order) and prefix length, in pairs
+	std::vector<uint32_t> keys;   // address (network order) and prefix length, in pairs;
+				      // a tuple set's: key_words words a key
+	uint32_t key_words = 0;	      // a tuple set (classify.hpp's TupleKey): a hash whose
+				      // keys are this many u32 words; 0: an address set
 	std::vector<uint32_t> values; // `slots` words per key
 	bool operator==(const AddrSetData &) const = default;
 };

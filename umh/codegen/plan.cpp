@@ -556,7 +556,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 
 uint64_t addr_set_tests(const AddrSet &set)
 {
-	return 4 + set.data.slots * set.classes.size();
+	// A tuple set's guards and its probe's lookup.
+	return 4 + set.data.slots * set.classes.size() + (set.tuple ? 8 : 0);
 }
 
 bool uses_skb_mark(const ir::Rule &r)

@@ -131,7 +131,7 @@ std::string ms_between(clock::time_point a, clock::time_point b)
 	return buf;
 }
 
-// Rules a program judges by address lookups (codegen/classify.hpp).
+// Rules a program judges by address or tuple lookups (codegen/classify.hpp).
 uint64_t classified_rules(const codegen::Program &p)
 {
 	uint64_t n = 0;
@@ -1355,7 +1355,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 		  (chunks ? ", chains in " + std::to_string(chunks) + " chunks" : std::string()) +
 		  (xdp.addr_sets.empty()
 			   ? std::string()
-			   : ", " + std::to_string(classified_rules(xdp)) + " address rules in " +
+			   : ", " + std::to_string(classified_rules(xdp)) +
+				     " rules classified in " +
 				     std::to_string(xdp.addr_sets.size()) + " lookups") +
 		  "): compiled and loaded in " + ms_between(t_start, t_loaded) + ", attached in " +
 		  ms_between(t_loaded, t_attached) + ", old programs quiet after " +

@@ -363,8 +363,30 @@ Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffi
 	return m;
 }
 
+// A tuple set's map: a hash whose keys are key_words u32 words.
+Result<Fd> create_tuple_set_map(const codegen::AddrSetData &set)
+{
+	const size_t words = set.key_words;
+	const size_t n = set.keys.size() / words;
+	if (set.keys.size() != words * n || set.values.size() != n * set.slots || set.slots == 0)
+		return make_error(EINVAL, "loader: a tuple set's keys and values disagree");
+	auto m = create_map(maps::addr_set_hash_type, "bpfilter_tset",
+			    static_cast<uint32_t>(4 * words), 4 * set.slots,
+			    static_cast<uint32_t>(std::max<size_t>(n, 1)), 0);
+	if (!m)
+		return m.error();
+	for (size_t k = 0; k < n; k++)
+		if (bpf_map_update_elem(m->get(), &set.keys[k * words], &set.values[k * set.slots],
+					BPF_NOEXIST))
+			return sys_error(errno, "loader: filling a tuple set (" +
+							std::to_string(n) + " keys)");
+	return m;
+}
+
 Result<Fd> create_addr_set_map(const codegen::AddrSetData &set)
 {
+	if (set.key_words)
+		return create_tuple_set_map(set);
 	const size_t n = set.keys.size() / 2;
 	if (set.keys.size() != 2 * n || set.values.size() != n * set.slots || set.slots == 0)
 		return make_error(EINVAL, "loader: an address set's keys and values disagree");
