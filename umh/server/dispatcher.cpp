@@ -277,8 +277,7 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 							std::to_string(req.optlen) + " but " +
 							std::to_string(data.size()) + " bytes"));
 			service::Reply reply = ns->service->setsockopt(req.optname, data);
-			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE &&
-			    ns->dataplane)
+			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE && ns->dataplane)
 				warn_nft_tables(cookie, ns->nft_said);
 			return reply;
 		}
@@ -332,8 +331,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	}
 	case BPFILTER_OP_DETACH: {
 		if (existing) {
-			Status st = existing->dataplane ? existing->dataplane->detach_all()
-							: Status{};
+			Status st =
+				existing->dataplane ? existing->dataplane->detach_all() : Status{};
 			erase(cookie);
 			return st ? status_reply(0) : error_reply(st.error());
 		}
@@ -420,9 +419,8 @@ void Dispatcher::report_lost_lines(uint64_t cookie, Namespace &ns)
 	}
 	if (*lost == 0)
 		return;
-	const std::string what = "bpfilter: " + std::to_string(*lost) +
-				 " LOG lines lost in " + cookie_str(cookie) +
-				 ": the ring buffer was full";
+	const std::string what = "bpfilter: " + std::to_string(*lost) + " LOG lines lost in " +
+				 cookie_str(cookie) + ": the ring buffer was full";
 	log::warn(what);
 	if (options_.log_sink)
 		options_.log_sink(service::LogLine{4, what});

@@ -157,8 +157,8 @@ std::vector<int> allowed_syscalls()
 {
 	// What the helper, glibc, libstdc++ and libbpf call while serving (measured with
 	// strace over the host and guest lanes). Absent on purpose: execve and execveat,
-	// clone and fork (but a thread: install_seccomp), ptrace, process_vm_*, module, mount, keyring, io_uring,
-	// perf_event_open, unshare, setuid and friends, kexec, reboot.
+	// clone and fork (but a thread: install_seccomp), ptrace, process_vm_*, module, mount,
+	// keyring, io_uring, perf_event_open, unshare, setuid and friends, kexec, reboot.
 	return {
 		SYS_read,
 		SYS_write,

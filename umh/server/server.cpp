@@ -21,16 +21,16 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <system_error>
-#include <thread>
 #include <cstddef>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "common/log.hpp"
@@ -338,9 +338,18 @@ std::function<void(const service::LogLine &)> kmsg_log_sink()
 	};
 }
 
+std::recursive_mutex &channel_write_lock()
+{
+	// One per process: there is one channel. Recursive: log::flush() hands lines to
+	// channel_line_writer() with it held.
+	static std::recursive_mutex lock;
+	return lock;
+}
+
 std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
 {
 	return [out_fd](const service::LogLine &line) {
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		bpfilter_log hdr = {};
 		hdr.magic = BPFILTER_LOG_MAGIC;
 		hdr.level = line.level;
@@ -359,6 +368,7 @@ std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
 log::Writer channel_line_writer(int out_fd)
 {
 	return [out_fd](int level, std::string_view text) {
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		bpfilter_log hdr = {};
 		hdr.magic = BPFILTER_LOG_MAGIC;
 		hdr.level = static_cast<uint16_t>(level);
@@ -378,8 +388,8 @@ namespace
 // namespace while it has requests, so that requests about one namespace are served in the
 // order they came and those about different namespaces at once (a large table loading in
 // one does not hold up another). Replies go out whole, one at a time, in any order: the
-// module matches them to requests by seq. The helper's queued log lines go out between
-// replies, under the same lock.
+// module matches them to requests by seq. Replies, the helper's queued log lines and LOG's
+// lines go out one at a time, whole (channel_write_lock()).
 class ChannelWorkers
 {
 public:
@@ -433,7 +443,7 @@ public:
 	// Writes a reply and the log lines queued so far, whole, between other replies.
 	void reply(uint32_t seq, const service::Reply &reply)
 	{
-		const std::lock_guard<std::mutex> hold(out_mu_);
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		Status st = write_reply(out_, seq, reply);
 		if (!st) {
 			log::error("writing a reply: " + st.error().message);
@@ -445,7 +455,7 @@ public:
 	// The log lines queued so far (none owed a place after a reply).
 	void flush_log()
 	{
-		const std::lock_guard<std::mutex> hold(out_mu_);
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		log::flush();
 	}
 
@@ -483,8 +493,7 @@ private:
 	Dispatcher &dispatcher_;
 	loader::Fd wake_;
 	std::atomic<bool> broken_{false};
-	std::mutex out_mu_; // the channel's write side: replies and log lines
-	std::mutex mu_;	    // lanes_, workers_
+	std::mutex mu_; // lanes_, workers_
 	std::condition_variable idle_;
 	std::map<uint64_t, Lane> lanes_;
 	size_t workers_ = 0;
