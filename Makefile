@@ -45,7 +45,7 @@ $(BUILD)/%.o: %.cpp $(BPF_SKELS)
 
 # The helper is static so that the module can carry it as a blob and run it anywhere.
 $(UMH): $(BUILD)/umh/main.o $(CORE_OBJS)
-	$(CXX) $(LDFLAGS) -static -o $@ $^ -lbpf -lelf -lz -lzstd
+	$(CXX) $(LDFLAGS) -static -pthread -o $@ $^ -lbpf -lelf -lz -lzstd
 
 $(PRELOAD_SO): $(PRELOAD) include/uapi/bpfilter/msg.h
 	@mkdir -p $(@D)

@@ -22,20 +22,22 @@ static const struct bpfilter_backend *const backends[] = {
 
 static const struct bpfilter_backend *backend;
 
-int bpfilter_call(struct bpfilter_msg *msg, bool killable)
+int bpfilter_helper_ready(void)
 {
 	int ret;
 
 	lockdep_assert_held(&bpfilter_mutex);
-	if (!bpfilter_umh_running()) {
-		ret = bpfilter_umh_start();
-		if (ret)
-			return ret;
-		bpfilter_netns_replay();
-		if (!bpfilter_umh_running())
-			return -EIO;
-	}
-	return bpfilter_umh_exchange(msg, killable);
+	if (bpfilter_umh_running())
+		return 0;
+	ret = bpfilter_umh_start();
+	if (ret)
+		return ret;
+	/* Requests wait here (bpfilter_mutex) until every table is back. */
+	bpfilter_netns_replay();
+	if (!bpfilter_umh_running())
+		return -EIO;
+	bpfilter_umh_publish();
+	return 0;
 }
 
 static int __init bpfilter_init(void)
@@ -57,7 +59,7 @@ static int __init bpfilter_init(void)
 	 * under way, and nothing after that may fail.
 	 */
 	mutex_lock(&bpfilter_mutex);
-	ret = bpfilter_umh_start();
+	ret = bpfilter_helper_ready();
 	mutex_unlock(&bpfilter_mutex);
 	if (ret)
 		goto err_proc;

@@ -30,12 +30,19 @@ struct bpfilter_table {
 /*
  * The list and its members change with both bpfilter_mutex and ns_lock
  * held, so either is enough to walk it. ->net is cleared under ns_lock when
- * the namespace dies; ->tables is bpfilter_mutex's.
+ * the namespace dies; ->tables and ->ct are ->lock's. An entry is freed only
+ * once its namespace is gone, so whoever holds a reference on the namespace
+ * may use its entry without either lock.
  */
 struct bpfilter_netns {
 	struct list_head node;
 	struct net *net;	/* no reference: NULL once the namespace is gone */
 	u64 cookie;
+	/*
+	 * The namespace's requests, one at a time, across their exchange; the
+	 * replay of its tables and the events about it take it too.
+	 */
+	struct mutex lock;
 	struct list_head tables;
 	/*
 	 * BPFILTER_CT_HELD: the namespace's table tests connection tracking state, so
@@ -93,6 +100,18 @@ MODULE_PARM_DESC(unpriv_max_netns,
 		 "Most network namespaces owned by non-initial user namespaces served at once (default 64)");
 static unsigned int nr_unpriv;	/* bpfilter_mutex */
 
+/*
+ * Requests of namespaces of non-initial user namespaces in flight at once
+ * (each one a worker thread in the helper): among themselves they wait for a
+ * slot, while an administrator's request never waits for theirs.
+ */
+static unsigned int unpriv_max_inflight = 2;
+module_param(unpriv_max_inflight, uint, 0644);
+MODULE_PARM_DESC(unpriv_max_inflight,
+		 "Most requests about namespaces owned by non-initial user namespaces in flight at once (default 2, at least 1)");
+static atomic_t unpriv_inflight = ATOMIC_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(unpriv_wq);
+
 static LIST_HEAD(ns_list);
 static DEFINE_SPINLOCK(ns_lock);
 static LIST_HEAD(events);	/* ns_lock: namespaces with pending events */
@@ -143,6 +162,7 @@ int bpfilter_netns_track(struct net *net)
 	nr_unpriv += ns->unpriv;
 	ns->net = net;
 	ns->cookie = net->net_cookie;
+	mutex_init(&ns->lock);
 	INIT_LIST_HEAD(&ns->tables);
 	INIT_LIST_HEAD(&ns->ev_node);
 	ns->credits = BPFILTER_EVENT_BURST;
@@ -154,18 +174,50 @@ int bpfilter_netns_track(struct net *net)
 	return 0;
 }
 
-void bpfilter_netns_save(struct net *net, void *replace, u32 len)
+static bool unpriv_slot_take(void)
+{
+	int n = atomic_read(&unpriv_inflight);
+
+	do {
+		if (n >= max(READ_ONCE(unpriv_max_inflight), 1u))
+			return false;
+	} while (!atomic_try_cmpxchg(&unpriv_inflight, &n, n + 1));
+	return true;
+}
+
+struct bpfilter_netns *bpfilter_netns_lock(struct net *net)
+{
+	struct bpfilter_netns *ns;
+
+	spin_lock(&ns_lock);
+	ns = ns_find(net);
+	spin_unlock(&ns_lock);
+	if (WARN_ON_ONCE(!ns))
+		return ERR_PTR(-EIO);
+	if (mutex_lock_killable(&ns->lock))
+		return ERR_PTR(-EINTR);
+	if (ns->unpriv && wait_event_killable(unpriv_wq, unpriv_slot_take())) {
+		mutex_unlock(&ns->lock);
+		return ERR_PTR(-EINTR);
+	}
+	return ns;
+}
+
+void bpfilter_netns_unlock(struct bpfilter_netns *ns)
+{
+	if (ns->unpriv) {
+		atomic_dec(&unpriv_inflight);
+		wake_up(&unpriv_wq);
+	}
+	mutex_unlock(&ns->lock);
+}
+
+void bpfilter_netns_save(struct bpfilter_netns *ns, void *replace, u32 len)
 {
 	const struct ipt_replace *repl = replace;
-	struct bpfilter_netns *ns;
 	struct bpfilter_table *t;
 
-	lockdep_assert_held(&bpfilter_mutex);
-	ns = ns_find(net);
-	if (WARN_ON_ONCE(!ns)) {
-		kvfree(replace);
-		return;
-	}
+	lockdep_assert_held(&ns->lock);
 	list_for_each_entry(t, &ns->tables, node) {
 		if (!strncmp(t->name, repl->name, sizeof(t->name))) {
 			kvfree(t->replace);
@@ -227,13 +279,12 @@ bool bpfilter_table_tracks(const void *replace, u32 len)
  * its namespace, as xt_conntrack's checkentry turns it on; its error fails
  * the replace.
  */
-int bpfilter_netns_ct_prepare(struct net *net, bool tracks)
+int bpfilter_netns_ct_prepare(struct bpfilter_netns *ns, struct net *net, bool tracks)
 {
-	struct bpfilter_netns *ns = ns_find(net);
 	int ret;
 
-	lockdep_assert_held(&bpfilter_mutex);
-	if (!ns || !tracks || test_bit(BPFILTER_CT_HELD, &ns->ct))
+	lockdep_assert_held(&ns->lock);
+	if (!tracks || test_bit(BPFILTER_CT_HELD, &ns->ct))
 		return 0;
 	ret = nf_ct_netns_get(net, NFPROTO_IPV4);
 	if (ret < 0) {
@@ -246,14 +297,12 @@ int bpfilter_netns_ct_prepare(struct net *net, bool tracks)
 }
 
 /* After it: hold the reference as long as the table in force tracks. */
-void bpfilter_netns_ct_commit(struct net *net, bool tracks, bool accepted)
+void bpfilter_netns_ct_commit(struct bpfilter_netns *ns, struct net *net, bool tracks,
+			      bool accepted)
 {
-	struct bpfilter_netns *ns = ns_find(net);
 	bool taken;
 
-	lockdep_assert_held(&bpfilter_mutex);
-	if (!ns)
-		return;
+	lockdep_assert_held(&ns->lock);
 	taken = test_and_clear_bit(BPFILTER_CT_NEW, &ns->ct);
 	if (!accepted) {
 		if (taken)
@@ -352,6 +401,12 @@ void bpfilter_netns_replay(void)
 
 		if (!net)
 			continue;
+		/*
+		 * After the requests that held it before the restart (their
+		 * channel is dead: they end at once); before any new one (they
+		 * wait for bpfilter_mutex, then for the helper to be published).
+		 */
+		mutex_lock(&ns->lock);
 		list_for_each_entry(t, &ns->tables, node) {
 			int ret = bpfilter_umh_running() ? replay_table(net, t) : -EIO;
 
@@ -362,6 +417,7 @@ void bpfilter_netns_replay(void)
 				pr_info("restored table %s of netns %llu\n",
 					t->name, ns->cookie);
 		}
+		mutex_unlock(&ns->lock);
 		put_net(net);
 	}
 }
@@ -375,16 +431,18 @@ void bpfilter_netns_detach_all(void)
 	if (list_empty(&ns_list))
 		return;
 	/* A dead helper's programs are still attached: a new one takes them over. */
-	if (!bpfilter_umh_running() && bpfilter_umh_start() == 0)
-		bpfilter_netns_replay();
+	bpfilter_helper_ready();
 	list_for_each_entry(ns, &ns_list, node) {
 		struct net *net = ns_get_net(ns);
 		int ret;
 
 		if (!net)
 			continue;
+		/* After the requests and events about it still in flight. */
+		mutex_lock(&ns->lock);
 		ret = bpfilter_umh_running() ?
 		      send_simple(net, BPFILTER_OP_DETACH, 0) : -EIO;
+		mutex_unlock(&ns->lock);
 		if (ret)
 			pr_err("could not detach the programs of netns %llu: %d\n",
 			       ns->cookie, ret);
@@ -411,27 +469,66 @@ static void event_gone(struct bpfilter_netns *ns)
 	ns_free(ns);
 }
 
-/* Tells the helper what changed in net (pending: BPFILTER_EV_* bits). Locked. */
-static void event_run(struct net *net, unsigned long pending, int stray)
+/*
+ * The helper's channel for an event, under bpfilter_mutex only for as long
+ * as it takes to find it. NULL: nothing to tell (rmmod under way, or a
+ * helper just restarted, which attaches to every interface as it replays).
+ */
+static struct bpfilter_chan *event_chan(void)
 {
-	if (stopping)
-		return;
-	/* A restarted helper attaches to every interface while it replays. */
-	if (!bpfilter_umh_running()) {
-		struct bpfilter_msg msg = { .req.op = BPFILTER_OP_HEALTH };
+	struct bpfilter_chan *chan = NULL;
+	bool restarted;
 
-		bpfilter_call(&msg, false);
-		kvfree(msg.reply);
-		return;
+	mutex_lock(&bpfilter_mutex);
+	if (!stopping) {
+		restarted = !bpfilter_umh_running();
+		if (!bpfilter_helper_ready() && !restarted)
+			chan = bpfilter_umh_get();
 	}
-	if (stray)
-		send_simple(net, BPFILTER_OP_LINK_STRAY, stray);
-	/* The helper rescans every link of the namespace for any of them. */
-	if (test_bit(BPFILTER_EV_LINKS, &pending))
-		send_simple(net, BPFILTER_OP_LINK_ADDED, 0);
-	if (test_bit(BPFILTER_EV_ADDRS, &pending))
-		send_simple(net, BPFILTER_OP_ADDRS_CHANGED, 0);
+	mutex_unlock(&bpfilter_mutex);
+	return chan;
 }
+
+static void send_on(struct bpfilter_chan *chan, struct net *net, u16 op, u32 arg)
+{
+	struct bpfilter_msg msg = {
+		.req.op = op,
+		.req.arg = arg,
+		.net = net,
+	};
+
+	bpfilter_umh_send(chan, &msg, false);
+	kvfree(msg.reply);
+}
+
+/*
+ * Tells the helper what changed in ns (pending: BPFILTER_EV_* bits). False
+ * when a request about ns holds it: the events wait for the next pass, and
+ * the others are not held up behind it.
+ */
+static bool event_run(struct bpfilter_netns *ns, struct net *net, unsigned long pending)
+{
+	/* bpfilter_mutex before the namespace's lock, never inside it. */
+	struct bpfilter_chan *chan = event_chan();
+
+	if (!mutex_trylock(&ns->lock)) {
+		if (chan)
+			bpfilter_umh_put(chan);
+		return false;
+	}
+	if (chan) {
+		/* The helper rescans every link of the namespace for any of them. */
+		if (test_bit(BPFILTER_EV_LINKS, &pending))
+			send_on(chan, net, BPFILTER_OP_LINK_ADDED, 0);
+		if (test_bit(BPFILTER_EV_ADDRS, &pending))
+			send_on(chan, net, BPFILTER_OP_ADDRS_CHANGED, 0);
+		bpfilter_umh_put(chan);
+	}
+	mutex_unlock(&ns->lock);
+	return true;
+}
+
+static bool ns_pend(struct bpfilter_netns *ns, int bit);
 
 /*
  * One namespace's pending events, or one stray, off the queue. False when
@@ -469,12 +566,17 @@ static bool events_one(unsigned long *wait)
 	spin_lock(&ns_lock);
 	st = list_first_entry_or_null(&strays, struct bpfilter_stray, node);
 	if (st) {
+		struct bpfilter_chan *chan;
+
 		list_del(&st->node);
 		nr_strays--;
 		spin_unlock(&ns_lock);
-		mutex_lock(&bpfilter_mutex);
-		event_run(st->net, 0, st->ifindex);
-		mutex_unlock(&bpfilter_mutex);
+		/* A namespace bpfilter does not serve: no request about it to wait for. */
+		chan = event_chan();
+		if (chan) {
+			send_on(chan, st->net, BPFILTER_OP_LINK_STRAY, st->ifindex);
+			bpfilter_umh_put(chan);
+		}
 		put_net(st->net);
 		kfree(st);
 		return true;
@@ -500,12 +602,22 @@ static bool events_one(unsigned long *wait)
 	spin_unlock(&ns_lock);
 	if (!ns)
 		return false;
-	mutex_lock(&bpfilter_mutex);
-	if (test_bit(BPFILTER_EV_GONE, &pending))
+	if (test_bit(BPFILTER_EV_GONE, &pending)) {
+		/* Nothing can ask about a namespace that is gone: quick, in the helper too. */
+		mutex_lock(&bpfilter_mutex);
 		event_gone(ns);
-	else if (net)
-		event_run(net, pending, 0);
-	mutex_unlock(&bpfilter_mutex);
+		mutex_unlock(&bpfilter_mutex);
+	} else if (net && !event_run(ns, net, pending)) {
+		spin_lock(&ns_lock);
+		if (ns->net) {
+			unsigned long bit;
+
+			for_each_set_bit(bit, &pending, BPFILTER_EV_GONE)
+				ns_pend(ns, bit);
+			ns->next_pass = jiffies + BPFILTER_EVENT_GAP;
+		}
+		spin_unlock(&ns_lock);
+	}
 	if (net)
 		put_net(net);
 	return true;

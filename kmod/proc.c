@@ -60,7 +60,7 @@ struct proc_netns {
 /*
  * Guards the lists and the /proc tree we make. Never held while waiting for
  * the helper: removing a file waits for its readers, which may be waiting
- * for bpfilter_mutex.
+ * for their namespace's lock.
  */
 static DEFINE_MUTEX(proc_lock);
 static LIST_HEAD(proc_list);
@@ -328,7 +328,7 @@ static void pn_free(struct proc_netns *pn)
 	kfree(pn);
 }
 
-void bpfilter_proc_fetch(struct net *net)
+void bpfilter_proc_fetch(struct net *net, struct bpfilter_chan *chan)
 {
 	struct bpfilter_msg msg = {
 		.req.op = BPFILTER_OP_PROC_NAMES,
@@ -338,8 +338,7 @@ void bpfilter_proc_fetch(struct net *net)
 	struct proc_netns *pn;
 	int ret;
 
-	lockdep_assert_held(&bpfilter_mutex);
-	ret = bpfilter_umh_exchange(&msg, false);
+	ret = bpfilter_umh_send(chan, &msg, false);
 	if (ret || msg.status) {
 		pr_warn_ratelimited("netns %llu: the helper did not say which /proc/net files its tables have: %d\n",
 				    net->net_cookie, ret ?: msg.status);

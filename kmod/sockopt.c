@@ -45,13 +45,11 @@ void bpfilter_who(struct net *net, char *buf, size_t len)
 }
 
 /*
- * bpfilter_mutex, taken in the order the one helper should serve: a request
- * about a namespace of the initial user namespace (the machine's own
- * administrators) goes before any about a namespace of another user
- * namespace, which steps aside while one is waiting. So an administrator
- * waits for at most the exchange in progress (its work bounded by
- * unpriv_max_entries and unpriv_max_bytes when it is another user
- * namespace's), never for a queue of them. Killable.
+ * bpfilter_mutex, taken in this order: a request about a namespace of the
+ * initial user namespace (the machine's own administrators) goes before any
+ * about a namespace of another user namespace, which steps aside while one
+ * is waiting. It is held for bookkeeping only, or while a restarted helper
+ * gets every table back. Killable.
  */
 static atomic_t admins_waiting = ATOMIC_INIT(0);
 static DECLARE_WAIT_QUEUE_HEAD(admins_wq);
@@ -78,39 +76,72 @@ static int lock_for(struct net *net)
 }
 
 /*
- * Sends msg for net and waits for the answer. On an accepted
+ * The helper, started (and every table put back) if it is not running, and
+ * net tracked: under bpfilter_mutex, briefly but for a restart.
+ */
+static int prepare(struct net *net)
+{
+	int ret = lock_for(net);
+
+	if (ret)
+		return ret;
+	ret = bpfilter_netns_track(net);
+	if (!ret)
+		ret = bpfilter_helper_ready();
+	mutex_unlock(&bpfilter_mutex);
+	return ret;
+}
+
+/*
+ * Sends msg for net and waits for the answer, holding only net's lock: the
+ * requests of other namespaces are in flight beside it. On an accepted
  * IPT_SO_SET_REPLACE, *keep (the request's payload) becomes the namespace's
  * saved table, under the same lock, so that a replay restores what the
  * helper last accepted.
  */
 static int request(struct net *net, struct bpfilter_msg *msg, void **keep)
 {
-	bool tracks = false;
-	int ret;
+	struct bpfilter_netns *ns;
+	struct bpfilter_chan *chan;
+	bool tracks = false, accepted;
+	int ret, tries = 0;
 
 	msg->net = net;
 	/* For the helper's refusal lines: who asked (pid in the initial pid namespace). */
 	msg->req.arg = task_tgid_nr(current);
-	ret = lock_for(net);
-	if (ret)
-		return ret;
-	ret = bpfilter_netns_track(net);
-	if (!ret && keep) {
+	for (;;) {
+		ret = prepare(net);
+		if (ret)
+			return ret;
+		ns = bpfilter_netns_lock(net);
+		if (IS_ERR(ns))
+			return PTR_ERR(ns);
+		chan = bpfilter_umh_get();
+		if (chan)
+			break;
+		/* The helper died since prepare(): start another, twice at most. */
+		bpfilter_netns_unlock(ns);
+		if (++tries == 3)
+			return -EIO;
+	}
+	if (keep) {
 		tracks = bpfilter_table_tracks(*keep, msg->req.data_len);
-		ret = bpfilter_netns_ct_prepare(net, tracks);
+		ret = bpfilter_netns_ct_prepare(ns, net, tracks);
 	}
 	if (!ret)
-		ret = bpfilter_call(msg, true);
+		ret = bpfilter_umh_send(chan, msg, true);
+	accepted = !ret && !msg->status && keep;
 	if (keep)
-		bpfilter_netns_ct_commit(net, tracks, !ret && !msg->status);
-	if (!ret && !msg->status && keep) {
-		bpfilter_netns_save(net, *keep, msg->req.data_len);
+		bpfilter_netns_ct_commit(ns, net, tracks, accepted);
+	if (accepted) {
+		bpfilter_netns_save(ns, *keep, msg->req.data_len);
 		*keep = NULL;
-		bpfilter_proc_fetch(net);
+		bpfilter_proc_fetch(net, chan);
 	}
-	mutex_unlock(&bpfilter_mutex);
+	bpfilter_umh_put(chan);
+	bpfilter_netns_unlock(ns);
 	/* Outside the lock: removing a /proc file waits for its readers, who take it. */
-	if (!ret && !msg->status && keep)
+	if (accepted)
 		bpfilter_proc_sync(net);
 	return ret;
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The helper's life cycle: the embedded blob in a shmem file, the helper
- * started from it, the private channel to it, one exchange at a time, stop.
+ * started from it, the private channel to it, stop. Several exchanges may be
+ * in flight on the channel: the helper reads requests in the order they were
+ * queued and answers each when it is done, in any order, matched by seq.
  *
  * Debian's 6.1 exports neither umd_load_blob() nor fork_usermode_driver()
  * nor create_pipe_files(), so: the blob goes into an unlinked shmem file,
@@ -30,6 +32,7 @@
 #include <linux/sched/signal.h>
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/umh.h>
 #include <linux/wait.h>
@@ -45,23 +48,26 @@
 /* A helper stuck in the kernel after SIGKILL is let go after this (its channel is dead). */
 #define BPFILTER_KILL_GRACE	(10 * HZ)
 
-enum chan_state {
-	CHAN_IDLE,		/* no exchange */
-	CHAN_SENDING,		/* the helper is reading the request */
-	CHAN_RECEIVING,		/* the helper is writing the reply */
-	CHAN_DONE,		/* reply complete */
-};
-
+/*
+ * A request is queued, then read by the helper (the first of the queue, spos
+ * bytes of it so far), then in flight until its reply has been written
+ * (rpos bytes so far: the header, then the data of `receiving`). Each
+ * message is on one list at a time and taken off by whoever completes it,
+ * or by its sender when it gives up, before exchange() returns.
+ */
 struct bpfilter_chan {
 	struct kref ref;
-	struct mutex io;	/* state, pos, msg, rhdr */
+	struct mutex io;	/* everything below */
 	wait_queue_head_t wq;
 	struct pid *tgid;	/* the helper's thread group, set before it runs */
-	bool dead;		/* helper gone, or the exchange broke */
+	bool dead;		/* helper gone, or the stream broke */
 	bool closing;		/* the helper reads end of stream */
-	enum chan_state state;
-	size_t pos;
-	struct bpfilter_msg *msg;
+	unsigned int queued;	/* on `queue` (read without io by poll) */
+	struct list_head queue;
+	struct list_head inflight;
+	size_t spos;
+	struct bpfilter_msg *receiving;
+	size_t rpos;
 	struct bpfilter_reply rhdr;
 	u32 seq;
 };
@@ -69,6 +75,12 @@ struct bpfilter_chan {
 static struct {
 	struct file *exe;		/* the blob, in an unlinked shmem file */
 	struct bpfilter_chan *chan;	/* the running helper, bpfilter_mutex */
+	/*
+	 * The channel requests may use without bpfilter_mutex: the running
+	 * helper's, once every namespace's table is back (lock, for readers).
+	 */
+	struct bpfilter_chan *ready;
+	spinlock_t lock;
 	atomic_t files;			/* channel files not yet released */
 	wait_queue_head_t files_wq;
 } umh;
@@ -97,8 +109,15 @@ static void chan_break(struct bpfilter_chan *chan, const char *why)
 
 static bool chan_readable(struct bpfilter_chan *chan)
 {
-	return READ_ONCE(chan->state) == CHAN_SENDING || READ_ONCE(chan->closing) ||
-	       READ_ONCE(chan->dead);
+	return READ_ONCE(chan->queued) || READ_ONCE(chan->closing) || READ_ONCE(chan->dead);
+}
+
+/* The message is answered (status, reply): its sender may go on. Under chan->io. */
+static void chan_complete(struct bpfilter_chan *chan, struct bpfilter_msg *msg)
+{
+	list_del_init(&msg->node);
+	WRITE_ONCE(msg->done, true);
+	wake_up_all(&chan->wq);
 }
 
 /*
@@ -120,34 +139,35 @@ static int chan_install_netns(struct bpfilter_msg *msg)
 	return 0;
 }
 
-static ssize_t chan_copy_request(struct bpfilter_chan *chan, char __user *buf,
-				 size_t len)
+/* Copies out the first queued request; once it is all read, it is in flight. */
+static ssize_t chan_copy_request(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
+				 char __user *buf, size_t len)
 {
-	struct bpfilter_msg *msg = chan->msg;
 	size_t hlen = sizeof(msg->req);
 	size_t total = hlen + msg->req.data_len;
 	size_t done = 0;
 
-	while (done < len && chan->pos < total) {
+	while (done < len && chan->spos < total) {
 		const char *src;
 		size_t n;
 
-		if (chan->pos < hlen) {
-			src = (const char *)&msg->req + chan->pos;
-			n = hlen - chan->pos;
+		if (chan->spos < hlen) {
+			src = (const char *)&msg->req + chan->spos;
+			n = hlen - chan->spos;
 		} else {
-			src = (const char *)msg->data + (chan->pos - hlen);
-			n = total - chan->pos;
+			src = (const char *)msg->data + (chan->spos - hlen);
+			n = total - chan->spos;
 		}
 		n = min(n, len - done);
 		if (copy_to_user(buf + done, src, n))
 			return done ? done : -EFAULT;
 		done += n;
-		chan->pos += n;
+		chan->spos += n;
 	}
-	if (chan->pos == total) {
-		chan->state = CHAN_RECEIVING;
-		chan->pos = 0;
+	if (chan->spos == total) {
+		list_move_tail(&msg->node, &chan->inflight);
+		WRITE_ONCE(chan->queued, chan->queued - 1);
+		chan->spos = 0;
 	}
 	return done;
 }
@@ -156,6 +176,7 @@ static ssize_t chan_read(struct file *file, char __user *buf, size_t len,
 			 loff_t *ppos)
 {
 	struct bpfilter_chan *chan = file->private_data;
+	struct bpfilter_msg *msg;
 	ssize_t ret;
 
 	if (!chan_is_helper(chan))
@@ -173,35 +194,48 @@ static ssize_t chan_read(struct file *file, char __user *buf, size_t len,
 			mutex_unlock(&chan->io);
 			return 0;
 		}
-		if (chan->state != CHAN_SENDING) {
+		msg = list_first_entry_or_null(&chan->queue, struct bpfilter_msg, node);
+		if (!msg) {
 			mutex_unlock(&chan->io);
 			continue;
 		}
-		if (chan->pos == 0) {
-			ret = chan_install_netns(chan->msg);
+		if (chan->spos == 0) {
+			ret = chan_install_netns(msg);
 			if (ret) {
 				/* Answer the module here; the helper never sees it. */
-				chan->msg->status = ret;
-				chan->state = CHAN_DONE;
-				wake_up_all(&chan->wq);
+				msg->status = ret;
+				WRITE_ONCE(chan->queued, chan->queued - 1);
+				chan_complete(chan, msg);
 				mutex_unlock(&chan->io);
 				continue;
 			}
 		}
-		ret = chan_copy_request(chan, buf, len);
+		ret = chan_copy_request(chan, msg, buf, len);
 		mutex_unlock(&chan->io);
 		return ret;
 	}
 }
 
-/* The reply header is complete: check it before allocating for its data. */
+/*
+ * The reply header is complete: find the request it answers among those in
+ * flight, and check it before allocating for its data.
+ */
 static int chan_reply_header(struct bpfilter_chan *chan)
 {
-	struct bpfilter_msg *msg = chan->msg;
 	const struct bpfilter_reply *r = &chan->rhdr;
+	struct bpfilter_msg *msg = NULL, *it;
 
-	if (r->magic != BPFILTER_REPLY_MAGIC || r->seq != msg->req.seq)
+	if (r->magic != BPFILTER_REPLY_MAGIC)
 		return -EBADMSG;
+	list_for_each_entry(it, &chan->inflight, node) {
+		if (it->req.seq == r->seq) {
+			msg = it;
+			break;
+		}
+	}
+	if (!msg)
+		return -EBADMSG;
+	chan->receiving = msg;
 	if (r->data_len > msg->max_reply || r->data_len > BPFILTER_MAX_DATA)
 		return -E2BIG;
 	if (!r->data_len)
@@ -257,41 +291,59 @@ static ssize_t chan_write(struct file *file, const char __user *buf,
 		ret = -EPIPE;
 		goto out;
 	}
-	if (chan->state != CHAN_RECEIVING) {
-		/* Between replies the helper writes only log lines. */
-		ret = chan_log(buf, len);
-		if (ret == -EPROTO)
-			chan_break(chan, "reply without a request");
-		goto out;
+	if (!chan->rpos) {
+		u32 magic;
+
+		/* Between replies: a log line (whole), or the start of a reply. */
+		if (len < sizeof(magic)) {
+			chan_break(chan, "short write between replies");
+			ret = -EPROTO;
+			goto out;
+		}
+		if (copy_from_user(&magic, buf, sizeof(magic))) {
+			ret = -EFAULT;
+			goto out;
+		}
+		if (magic == BPFILTER_LOG_MAGIC) {
+			ret = chan_log(buf, len);
+			if (ret == -EPROTO)
+				chan_break(chan, "malformed log line");
+			goto out;
+		}
 	}
-	while (done < len && chan->state == CHAN_RECEIVING) {
-		size_t total = hlen + (chan->pos >= hlen ? chan->rhdr.data_len : 0);
+	/* One reply at most per write: the next starts with a fresh look at its magic. */
+	while (done < len) {
+		size_t total = hlen + (chan->rpos >= hlen ? chan->rhdr.data_len : 0);
 		char *dst;
 		size_t n;
 
-		if (chan->pos < hlen)
-			dst = (char *)&chan->rhdr + chan->pos;
+		if (chan->rpos < hlen)
+			dst = (char *)&chan->rhdr + chan->rpos;
 		else
-			dst = (char *)chan->msg->reply + (chan->pos - hlen);
-		n = min(total - chan->pos, len - done);
+			dst = (char *)chan->receiving->reply + (chan->rpos - hlen);
+		n = min(total - chan->rpos, len - done);
 		if (copy_from_user(dst, buf + done, n)) {
 			ret = done ? done : -EFAULT;
 			goto out;
 		}
 		done += n;
-		chan->pos += n;
-		if (chan->pos == hlen) {
+		chan->rpos += n;
+		if (chan->rpos == hlen) {
 			ret = chan_reply_header(chan);
 			if (ret) {
 				chan_break(chan, "bad reply header");
 				goto out;
 			}
 		}
-		if (chan->pos == hlen + chan->rhdr.data_len) {
-			chan->msg->status = chan->rhdr.status;
-			chan->msg->reply_len = chan->rhdr.data_len;
-			chan->state = CHAN_DONE;
-			wake_up_all(&chan->wq);
+		if (chan->rpos == hlen + chan->rhdr.data_len) {
+			struct bpfilter_msg *msg = chan->receiving;
+
+			msg->status = chan->rhdr.status;
+			msg->reply_len = chan->rhdr.data_len;
+			chan->receiving = NULL;
+			chan->rpos = 0;
+			chan_complete(chan, msg);
+			break;
 		}
 	}
 	ret = done;
@@ -308,8 +360,8 @@ static __poll_t chan_poll(struct file *file, poll_table *wait)
 	poll_wait(file, &chan->wq, wait);
 	if (chan_readable(chan))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	if (READ_ONCE(chan->state) == CHAN_RECEIVING)
-		mask |= EPOLLOUT | EPOLLWRNORM;
+	/* Log lines may be written at any time, replies while any is owed. */
+	mask |= EPOLLOUT | EPOLLWRNORM;
 	if (READ_ONCE(chan->dead))
 		mask |= EPOLLHUP;
 	return mask;
@@ -448,15 +500,16 @@ out:
 	return ret;
 }
 
-static bool chan_over(struct bpfilter_chan *chan)
+static bool chan_over(struct bpfilter_chan *chan, struct bpfilter_msg *msg)
 {
-	return READ_ONCE(chan->state) == CHAN_DONE || READ_ONCE(chan->dead);
+	return READ_ONCE(msg->done) || READ_ONCE(chan->dead);
 }
 
-static int chan_wait_done(struct bpfilter_chan *chan, bool killable, long timeout)
+static int chan_wait_done(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
+			  bool killable, long timeout)
 {
 	if (killable) {
-		long left = wait_event_killable_timeout(chan->wq, chan_over(chan), timeout);
+		long left = wait_event_killable_timeout(chan->wq, chan_over(chan, msg), timeout);
 
 		if (left > 0)
 			return 0;
@@ -471,7 +524,7 @@ static int chan_wait_done(struct bpfilter_chan *chan, bool killable, long timeou
 			  task_pid_nr(current));
 		timeout = BPFILTER_KILLED_GRACE;
 	}
-	if (!wait_event_idle_timeout(chan->wq, chan_over(chan), timeout))
+	if (!wait_event_idle_timeout(chan->wq, chan_over(chan, msg), timeout))
 		return killable ? -EINTR : -ETIMEDOUT;
 	return 0;
 }
@@ -489,6 +542,8 @@ static int exchange(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
 	if (msg->net)
 		msg->req.netns_cookie = msg->net->net_cookie;
 	msg->req.netns_fd = -1;
+	msg->done = false;
+	INIT_LIST_HEAD(&msg->node);
 
 	mutex_lock(&chan->io);
 	if (chan->dead) {
@@ -496,27 +551,46 @@ static int exchange(struct bpfilter_chan *chan, struct bpfilter_msg *msg,
 		return -EIO;
 	}
 	msg->req.seq = ++chan->seq;
-	chan->msg = msg;
-	chan->pos = 0;
-	chan->state = CHAN_SENDING;
+	list_add_tail(&msg->node, &chan->queue);
+	WRITE_ONCE(chan->queued, chan->queued + 1);
 	wake_up_all(&chan->wq);
 	mutex_unlock(&chan->io);
 
-	ret = chan_wait_done(chan, killable, timeout);
+	ret = chan_wait_done(chan, msg, killable, timeout);
 
 	mutex_lock(&chan->io);
-	if (chan->state == CHAN_DONE) {
+	if (msg->done) {
 		ret = 0;
 	} else {
+		/*
+		 * Given up on (or the helper is gone): off the channel's lists
+		 * before msg goes out of scope. Half read or half answered, the
+		 * stream cannot go on; waiting for the answer ran out, so the
+		 * helper is killed anyway.
+		 */
 		if (!ret)
 			ret = -EIO;
 		chan_break(chan, ret == -EIO ? "helper died" : "no answer in time");
+		if (chan->receiving == msg) {
+			chan->receiving = NULL;
+			chan->rpos = 0;
+		}
+		if (list_first_entry_or_null(&chan->queue, struct bpfilter_msg, node) == msg)
+			chan->spos = 0;
+		if (!list_empty(&msg->node)) {
+			bool queued = false;
+			struct bpfilter_msg *it;
+
+			list_for_each_entry(it, &chan->queue, node)
+				queued |= it == msg;
+			if (queued)
+				WRITE_ONCE(chan->queued, chan->queued - 1);
+			list_del_init(&msg->node);
+		}
 		kvfree(msg->reply);
 		msg->reply = NULL;
 		msg->reply_len = 0;
 	}
-	chan->msg = NULL;
-	chan->state = CHAN_IDLE;
 	mutex_unlock(&chan->io);
 	return ret;
 }
@@ -546,6 +620,9 @@ static void umh_kill(void)
 
 	if (!chan)
 		return;
+	spin_lock(&umh.lock);
+	umh.ready = NULL;
+	spin_unlock(&umh.lock);
 	umh.chan = NULL;
 	mutex_lock(&chan->io);
 	chan->dead = true;
@@ -584,6 +661,48 @@ int bpfilter_umh_exchange(struct bpfilter_msg *msg, bool killable)
 	return ret;
 }
 
+void bpfilter_umh_publish(void)
+{
+	lockdep_assert_held(&bpfilter_mutex);
+	spin_lock(&umh.lock);
+	umh.ready = umh.chan;
+	spin_unlock(&umh.lock);
+}
+
+struct bpfilter_chan *bpfilter_umh_get(void)
+{
+	struct bpfilter_chan *chan;
+
+	spin_lock(&umh.lock);
+	chan = umh.ready;
+	if (chan && !READ_ONCE(chan->dead))
+		kref_get(&chan->ref);
+	else
+		chan = NULL;
+	spin_unlock(&umh.lock);
+	return chan;
+}
+
+void bpfilter_umh_put(struct bpfilter_chan *chan)
+{
+	kref_put(&chan->ref, chan_free);
+}
+
+/*
+ * An exchange without bpfilter_mutex. A failure (no answer in time, the
+ * helper gone) has broken the channel: SIGKILL now, so that the helper stops
+ * whatever it does; the next request, under bpfilter_mutex, waits for its
+ * exit and starts another (bpfilter_umh_running()).
+ */
+int bpfilter_umh_send(struct bpfilter_chan *chan, struct bpfilter_msg *msg, bool killable)
+{
+	int ret = exchange(chan, msg, killable, BPFILTER_KERNEL_TIMEOUT);
+
+	if (ret && chan->tgid)
+		kill_pid(chan->tgid, SIGKILL, 1);
+	return ret;
+}
+
 static int umh_health(struct bpfilter_chan *chan)
 {
 	struct bpfilter_msg msg = { .req.op = BPFILTER_OP_HEALTH };
@@ -611,6 +730,8 @@ int bpfilter_umh_start(void)
 	kref_init(&s.chan->ref);
 	mutex_init(&s.chan->io);
 	init_waitqueue_head(&s.chan->wq);
+	INIT_LIST_HEAD(&s.chan->queue);
+	INIT_LIST_HEAD(&s.chan->inflight);
 
 	/* Rewritten by umh_init(); an empty path would make the call a no-op. */
 	strscpy(s.path, "bpfilter_umh", sizeof(s.path));
@@ -667,6 +788,7 @@ int __init bpfilter_umh_init(void)
 
 	atomic_set(&umh.files, 0);
 	init_waitqueue_head(&umh.files_wq);
+	spin_lock_init(&umh.lock);
 	exe = shmem_file_setup("bpfilter_umh", len, VM_NORESERVE);
 	if (IS_ERR(exe))
 		return PTR_ERR(exe);

@@ -152,4 +152,37 @@ cat /tmp/lc.read
 check "8. the reader opened the file, and its read after rmmod failed" sh -c "[ $lc_rc -ne 0 ] && grep -q opened /tmp/lc.read && ! grep -q '^read' /tmp/lc.read"
 check "8. nothing is left" lc_clean
 
+# 9. Two namespaces' restores in flight at once (the channel carries both, the helper
+#    works on both), the helper killed under them: both callers return, each namespace is
+#    served again by a new helper with its last table; then both in flight again and rmmod.
+lc_ns_table() { $IP netns exec "$1" $IPT -S INPUT | grep -c -- '-j DROP'; }
+check "modprobe bpfilter (9)" $MODPROBE bpfilter
+check "9. two namespaces with a table each" sh -c "$IP netns add lc9a && $IP netns add lc9b &&
+	$IP netns exec lc9a $IPT -A INPUT -s 10.9.0.1 -j DROP && $IP netns exec lc9b $IPT -A INPUT -s 10.9.0.2 -j DROP"
+$IP netns exec lc9a $IPT_RESTORE /tmp/lc.v4 >/tmp/lc.out 2>&1 &
+lc_pid=$!
+$IP netns exec lc9b $IPT_RESTORE /tmp/lc.v4 >/tmp/lc.out2 2>&1 &
+lc_pid2=$!
+sleep "$lc_half"
+check "9. kill -9 the helper with both in flight" kill -9 "$(helper_pid)"
+wait "$lc_pid"
+lc_rc=$?
+wait "$lc_pid2"
+echo "# 9. the restores exited $lc_rc and $?"
+# Either table, the one before the restore or the restore's, never none or a mix.
+lc_n=$(lc_ns_table lc9a)
+check "9. a new helper serves the first namespace its last table ($lc_n rules)" sh -c "[ '$lc_n' = 1 ] || [ '$lc_n' = $lc_rules ]"
+lc_n=$(lc_ns_table lc9b)
+check "9. and the second ($lc_n rules)" sh -c "[ '$lc_n' = 1 ] || [ '$lc_n' = $lc_rules ]"
+$IP netns exec lc9a $IPT_RESTORE /tmp/lc.v4 >/tmp/lc.out 2>&1 &
+lc_pid=$!
+$IP netns exec lc9b $IPT_RESTORE /tmp/lc.v4 >/tmp/lc.out2 2>&1 &
+lc_pid2=$!
+sleep "$lc_half"
+check "9. rmmod with restores in flight in two namespaces finishes" lc_rmmod
+wait "$lc_pid" "$lc_pid2"
+$IP netns del lc9a
+$IP netns del lc9b
+check "9. nothing is left" lc_clean
+
 check "life cycle: no warning, oops or hung task in the kernel log" lc_log_clean

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <linux/netlink.h>
 
@@ -118,6 +119,17 @@ TEST(Sandbox, AllowsWhatTheHelperUsesOnly)
 				  return 5;
 			  if (fork() != -1 || errno != EPERM)
 				  return 6;
+			  // Threads (the module's helper serves namespaces on several), which
+			  // inherit the filter and the capabilities.
+			  std::string thread_caps;
+			  std::thread t([&] {
+				  thread_caps = status_field("CapEff");
+				  if (fork() != -1 || errno != EPERM)
+					  thread_caps = "fork";
+			  });
+			  t.join();
+			  if (thread_caps != status_field("CapEff"))
+				  return 7;
 			  return 0;
 		  }),
 		  0);

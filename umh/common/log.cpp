@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <mutex>
 #include <string>
 
 namespace bpfilter::log
@@ -34,10 +35,9 @@ struct State {
 	Writer channel;
 	std::deque<Queued> queue;
 	uint64_t queue_lost = 0;
-	bool in_scope = false;
-	uint64_t cookie = 0;
-	std::string who;
 	Limiter limiter;
+	// The helper serves namespaces on several threads: everything above is this lock's.
+	std::mutex mu;
 };
 
 State &state()
@@ -45,6 +45,14 @@ State &state()
 	static State s;
 	return s;
 }
+
+// The request a thread serves: each worker names its own namespace and caller.
+struct ThreadScope {
+	bool in_scope = false;
+	uint64_t cookie = 0;
+	std::string who;
+};
+thread_local ThreadScope scope;
 
 void to_kmsg_or_stderr(int kern_level, const char *level, const std::string &record)
 {
@@ -65,20 +73,21 @@ void to_kmsg_or_stderr(int kern_level, const char *level, const std::string &rec
 void emit(const char *level, int kern_level, std::string_view line)
 {
 	State &s = state();
+	const std::lock_guard<std::mutex> hold(s.mu);
 	if (kern_level > s.max_kern_level)
 		return;
 	std::string prefix = "bpfilter: ";
-	if (s.in_scope) {
+	if (scope.in_scope) {
 		// Warnings and errors (refusals, which cost a caller little to provoke) are
 		// limited; an info line comes with work done (a table in force), bounded by that.
 		uint64_t dropped = 0;
 		if (kern_level <= 4 &&
-		    !s.limiter.allow(s.cookie, std::chrono::steady_clock::now(), dropped))
+		    !s.limiter.allow(scope.cookie, std::chrono::steady_clock::now(), dropped))
 			return;
 		if (dropped)
 			prefix += "(" + std::to_string(dropped) +
 				  " lines of this namespace dropped by the rate limit) ";
-		prefix += s.who + ": ";
+		prefix += scope.who + ": ";
 	}
 	for (std::string &record : split_records(prefix, line, record_max)) {
 		if (s.channel) {
@@ -155,6 +164,7 @@ bool Limiter::allow(uint64_t key, std::chrono::steady_clock::time_point now, uin
 void set_sink(Sink sink)
 {
 	State &s = state();
+	const std::lock_guard<std::mutex> hold(s.mu);
 	s.sink = sink;
 	if (sink == Sink::Kmsg && s.kmsg_fd < 0)
 		s.kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
@@ -162,12 +172,15 @@ void set_sink(Sink sink)
 
 void set_channel(Writer writer)
 {
-	state().channel = std::move(writer);
+	State &s = state();
+	const std::lock_guard<std::mutex> hold(s.mu);
+	s.channel = std::move(writer);
 }
 
 void flush()
 {
 	State &s = state();
+	const std::lock_guard<std::mutex> hold(s.mu);
 	if (s.queue_lost) {
 		s.queue.push_front({4, "bpfilter: " + std::to_string(s.queue_lost) +
 					       " log lines lost: too many in one request"});
@@ -183,17 +196,15 @@ void flush()
 
 Scope::Scope(uint64_t netns_cookie, std::string who)
 {
-	State &s = state();
-	s.in_scope = true;
-	s.cookie = netns_cookie;
-	s.who = std::move(who);
+	scope.in_scope = true;
+	scope.cookie = netns_cookie;
+	scope.who = std::move(who);
 }
 
 Scope::~Scope()
 {
-	State &s = state();
-	s.in_scope = false;
-	s.who.clear();
+	scope.in_scope = false;
+	scope.who.clear();
 }
 
 bool set_level(std::string_view name)
@@ -207,7 +218,9 @@ bool set_level(std::string_view name)
 		level = 6;
 	else
 		return false;
-	state().max_kern_level = level;
+	State &s = state();
+	const std::lock_guard<std::mutex> hold(s.mu);
+	s.max_kern_level = level;
 	return true;
 }
 

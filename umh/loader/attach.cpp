@@ -37,8 +37,9 @@ std::string errstr(int err)
 	return strerror(err < 0 ? -err : err);
 }
 
-// The helper is single-threaded: one request at a time, one kernel answer to keep.
-std::string kernel_message;
+// One kernel answer to keep per thread: each serves one request at a time (libbpf calls
+// print_libbpf on the thread that made the call).
+thread_local std::string kernel_message;
 
 int print_libbpf(enum libbpf_print_level level, const char *format, va_list args)
 {

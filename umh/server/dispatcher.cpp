@@ -51,7 +51,7 @@ void warn_nft_tables(uint64_t cookie, std::string &said)
 class NetnsVisit
 {
 public:
-	NetnsVisit(int own, bool &healthy) : own_(own), healthy_(healthy) {}
+	NetnsVisit(int own, std::atomic<bool> &healthy) : own_(own), healthy_(healthy) {}
 	Status enter(int target)
 	{
 		if (setns(target, CLONE_NEWNET) < 0)
@@ -67,13 +67,13 @@ public:
 			log::error(
 				std::string("cannot return to the helper's network namespace: ") +
 				strerror(errno));
-			healthy_ = false;
+			healthy_.store(false);
 		}
 	}
 
 private:
 	int own_;
-	bool &healthy_;
+	std::atomic<bool> &healthy_;
 	bool entered_ = false;
 };
 
@@ -135,38 +135,74 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const DispatcherOptions &
 		new Dispatcher(options, std::move(own), current_netns_cookie()));
 }
 
-Result<Dispatcher::Namespace *> Dispatcher::get_or_create(uint64_t cookie)
+Dispatcher::NamespacePtr Dispatcher::find(uint64_t cookie) const
 {
+	const std::lock_guard<std::mutex> hold(map_mu_);
 	auto it = namespaces_.find(cookie);
-	if (it != namespaces_.end())
-		return &it->second;
+	return it == namespaces_.end() ? nullptr : it->second;
+}
 
+Result<Dispatcher::NamespacePtr> Dispatcher::create(uint64_t cookie,
+						    std::unique_lock<std::mutex> &hold)
+{
 	// The watcher's socket would keep a namespace alive: only the helper's own gets one.
 	loader::XdpOptions xdp = options_.xdp;
 	xdp.watch = xdp.watch && cookie == own_cookie_;
-	Namespace ns;
+	auto ns = std::make_shared<Namespace>();
 	if (options_.make_dataplane) {
-		ns.service = std::make_unique<service::TableService>(options_.make_dataplane());
+		ns->service = std::make_unique<service::TableService>(options_.make_dataplane());
 	} else {
 		auto dp = loader::BpfDataplane::create(xdp);
 		if (!dp)
 			return dp.error();
-		ns.dataplane = dp->get();
-		ns.service = std::make_unique<service::TableService>(std::move(*dp));
+		ns->dataplane = dp->get();
+		ns->service = std::make_unique<service::TableService>(std::move(*dp));
 	}
-	Status st = ns.service->init();
+	Status st = ns->service->init();
 	if (!st)
 		return make_error(st.error().errnum, "installing the initial table in " +
 							     cookie_str(cookie) + ": " +
 							     st.error().message);
 	log::info("serving " + cookie_str(cookie) + " (XDP mode " +
 		  std::string(loader::to_string(xdp.mode)) + ")");
-	return &namespaces_.emplace(cookie, std::move(ns)).first->second;
+	hold = std::unique_lock<std::mutex>(ns->mu);
+	const std::lock_guard<std::mutex> map(map_mu_);
+	namespaces_[cookie] = ns;
+	return ns;
+}
+
+void Dispatcher::erase(uint64_t cookie)
+{
+	NamespacePtr ns;
+	{
+		const std::lock_guard<std::mutex> hold(map_mu_);
+		auto it = namespaces_.find(cookie);
+		if (it == namespaces_.end())
+			return;
+		ns = std::move(it->second);
+		namespaces_.erase(it);
+	}
+	// Whoever holds the namespace's lock holds a reference too: the last one frees it.
+}
+
+std::vector<Dispatcher::Idle> Dispatcher::idle_namespaces() const
+{
+	std::vector<Idle> idle;
+	const std::lock_guard<std::mutex> hold(map_mu_);
+	for (const auto &[cookie, ns] : namespaces_) {
+		std::unique_lock<std::mutex> lock(ns->mu, std::try_to_lock);
+		if (lock.owns_lock())
+			idle.push_back(Idle{cookie, ns, std::move(lock)});
+	}
+	return idle;
 }
 
 Status Dispatcher::serve_own_namespace()
 {
-	auto ns = get_or_create(own_cookie_);
+	if (find(own_cookie_))
+		return {};
+	std::unique_lock<std::mutex> hold;
+	auto ns = create(own_cookie_, hold);
 	if (!ns)
 		return ns.error();
 	return {};
@@ -180,7 +216,7 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const u
 	if (req.op == BPFILTER_OP_NETNS_GONE) {
 		// The namespace is gone, and its devices with their programs: no descriptor
 		// can name it any more, the cookie does.
-		namespaces_.erase(req.netns_cookie);
+		erase(req.netns_cookie);
 		return status_reply(0);
 	}
 
@@ -215,12 +251,23 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	const bool sockopt = req.op == BPFILTER_OP_SETSOCKOPT || req.op == BPFILTER_OP_GETSOCKOPT;
 	const std::string who = sockopt ? caller(req.arg) : "";
 	log::Scope scope(cookie, cookie_str(cookie) + (who.empty() ? "" : ", " + who));
+	// The namespace's state, held for the request (the serving loop reads its events
+	// only while no request holds it). Declared in this order: unlocked, then let go.
+	NamespacePtr found = find(cookie);
+	std::unique_lock<std::mutex> hold;
+	if (found)
+		hold = std::unique_lock<std::mutex>(found->mu);
+	Namespace *const existing = found.get();
 	switch (req.op) {
 	case BPFILTER_OP_SETSOCKOPT:
 	case BPFILTER_OP_GETSOCKOPT: {
-		auto ns = get_or_create(cookie);
-		if (!ns)
-			return error_reply(ns.error());
+		if (!found) {
+			auto made = create(cookie, hold);
+			if (!made)
+				return error_reply(made.error());
+			found = *made;
+		}
+		Namespace *ns = found.get();
 		if (req.op == BPFILTER_OP_SETSOCKOPT) {
 			// The module copies only what ip_tables reads (the header and its
 			// entries), which may be less than the caller's optlen, never more.
@@ -229,31 +276,28 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 					EINVAL, "setsockopt request with optlen " +
 							std::to_string(req.optlen) + " but " +
 							std::to_string(data.size()) + " bytes"));
-			service::Reply reply = (*ns)->service->setsockopt(req.optname, data);
-			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE &&
-			    (*ns)->dataplane)
-				warn_nft_tables(cookie, (*ns)->nft_said);
+			service::Reply reply = ns->service->setsockopt(req.optname, data);
+			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE && ns->dataplane)
+				warn_nft_tables(cookie, ns->nft_said);
 			return reply;
 		}
-		return (*ns)->service->getsockopt(req.optname, req.optlen, data);
+		return ns->service->getsockopt(req.optname, req.optlen, data);
 	}
 	case BPFILTER_OP_LINK_ADDED:
 	case BPFILTER_OP_ADDRS_CHANGED: {
 		// Without a table there is nothing to attach: the first request attaches
 		// everywhere.
-		auto it = namespaces_.find(cookie);
-		if (it == namespaces_.end() || !it->second.dataplane)
+		if (!existing || !existing->dataplane)
 			return status_reply(0);
 		Status st = req.op == BPFILTER_OP_LINK_ADDED
-				    ? it->second.dataplane->link_added(static_cast<int>(req.arg))
-				    : it->second.dataplane->addrs_changed();
+				    ? existing->dataplane->link_added(static_cast<int>(req.arg))
+				    : existing->dataplane->addrs_changed();
 		return st ? status_reply(0) : error_reply(st.error());
 	}
 	case BPFILTER_OP_HASHLIMIT_READ: {
-		auto it = namespaces_.find(cookie);
-		if (it == namespaces_.end() || !it->second.dataplane)
+		if (!existing || !existing->dataplane)
 			return status_reply(-ENOENT);
-		auto text = it->second.dataplane->hashlimit_proc(
+		auto text = existing->dataplane->hashlimit_proc(
 			std::string(reinterpret_cast<const char *>(data.data()), data.size()));
 		if (!text)
 			return text.error().errnum == ENOENT ? status_reply(-ENOENT)
@@ -269,11 +313,10 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 			names.insert(names.end(), name.begin(), name.end());
 			names.push_back(0);
 		};
-		auto it = namespaces_.find(cookie);
-		if (it != namespaces_.end() && it->second.dataplane) {
-			for (const auto &name : it->second.dataplane->recent_names())
+		if (existing && existing->dataplane) {
+			for (const auto &name : existing->dataplane->recent_names())
 				add('r', name);
-			for (const auto &[name, fd] : it->second.dataplane->htables())
+			for (const auto &[name, fd] : existing->dataplane->htables())
 				add('h', name);
 		}
 		return service::Reply{0, std::move(names)};
@@ -281,17 +324,16 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 	case BPFILTER_OP_LINK_STRAY: {
 		// A device that brought another namespace's programs along into one that
 		// keeps no table here.
-		if (namespaces_.count(cookie))
+		if (existing)
 			return status_reply(0);
 		Status st = loader::detach_stray(static_cast<int>(req.arg));
 		return st ? status_reply(0) : error_reply(st.error());
 	}
 	case BPFILTER_OP_DETACH: {
-		auto it = namespaces_.find(cookie);
-		if (it != namespaces_.end()) {
-			Status st = it->second.dataplane ? it->second.dataplane->detach_all()
-							 : Status{};
-			namespaces_.erase(it);
+		if (existing) {
+			Status st =
+				existing->dataplane ? existing->dataplane->detach_all() : Status{};
+			erase(cookie);
 			return st ? status_reply(0) : error_reply(st.error());
 		}
 		if (options_.make_dataplane)
@@ -315,7 +357,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 std::vector<int> Dispatcher::event_fds() const
 {
 	std::vector<int> fds;
-	for (const auto &[cookie, ns] : namespaces_) {
+	for (const Idle &idle : idle_namespaces()) {
+		const Namespace &ns = *idle.ns;
 		if (!ns.dataplane)
 			continue;
 		for (int fd : ns.dataplane->event_fds())
@@ -363,32 +406,33 @@ void Dispatcher::print_log(uint64_t cookie, Namespace &ns)
 }
 
 // Lines lost to a full ring: said where the lines go, once a tick at most.
-void Dispatcher::report_lost_lines()
+void Dispatcher::report_lost_lines(uint64_t cookie, Namespace &ns)
 {
-	for (auto &[cookie, ns] : namespaces_) {
-		loader::LogRing *ring = ns.dataplane ? ns.dataplane->log_ring() : nullptr;
-		if (!ring)
-			continue;
-		print_log(cookie, ns); // what came with the lost ones, first
-		auto lost = ring->newly_lost();
-		if (!lost) {
-			log::error(lost.error().message);
-			continue;
-		}
-		if (*lost == 0)
-			continue;
-		const std::string what = "bpfilter: " + std::to_string(*lost) +
-					 " LOG lines lost in " + cookie_str(cookie) +
-					 ": the ring buffer was full";
-		log::warn(what);
-		if (options_.log_sink)
-			options_.log_sink(service::LogLine{4, what});
+	loader::LogRing *ring = ns.dataplane ? ns.dataplane->log_ring() : nullptr;
+	if (!ring)
+		return;
+	print_log(cookie, ns); // what came with the lost ones, first
+	auto lost = ring->newly_lost();
+	if (!lost) {
+		log::error(lost.error().message);
+		return;
 	}
+	if (*lost == 0)
+		return;
+	const std::string what = "bpfilter: " + std::to_string(*lost) + " LOG lines lost in " +
+				 cookie_str(cookie) + ": the ring buffer was full";
+	log::warn(what);
+	if (options_.log_sink)
+		options_.log_sink(service::LogLine{4, what});
 }
 
 void Dispatcher::on_event(int fd)
 {
-	for (auto &[cookie, ns] : namespaces_) {
+	// A namespace a request holds now is skipped: its descriptors stay readable, and
+	// event_fds() offers them again once it is idle.
+	for (Idle &idle : idle_namespaces()) {
+		const uint64_t cookie = idle.cookie;
+		Namespace &ns = *idle.ns;
 		if (!ns.dataplane)
 			continue;
 		if (ns.dataplane->log_ring() && ns.dataplane->log_ring()->fd() == fd) {
@@ -408,29 +452,30 @@ void Dispatcher::on_event(int fd)
 
 void Dispatcher::tick()
 {
-	report_lost_lines();
-	for (auto &[cookie, ns] : namespaces_) {
+	// Namespaces a request holds now get their turn at a later tick.
+	for (Idle &idle : idle_namespaces()) {
+		Namespace &ns = *idle.ns;
+		report_lost_lines(idle.cookie, ns);
 		if (!ns.dataplane)
 			continue;
 		if (Status st = ns.dataplane->hashlimit_gc(); !st)
-			log::error("-m hashlimit's garbage collection in " + cookie_str(cookie) +
-				   ": " + st.error().message);
+			log::error("-m hashlimit's garbage collection in " +
+				   cookie_str(idle.cookie) + ": " + st.error().message);
+		if (idle.cookie != own_cookie_)
+			continue;
+		if (Status st = ns.dataplane->refresh_groups(); !st)
+			log::error("following multicast groups: " + st.error().message);
 	}
-	auto it = namespaces_.find(own_cookie_);
-	if (it == namespaces_.end() || !it->second.dataplane)
-		return;
-	Status st = it->second.dataplane->refresh_groups();
-	if (!st)
-		log::error("following multicast groups: " + st.error().message);
 }
 
 Status Dispatcher::detach_own()
 {
-	auto it = namespaces_.find(own_cookie_);
-	if (it == namespaces_.end())
+	NamespacePtr ns = find(own_cookie_);
+	if (!ns)
 		return {};
-	Status st = it->second.dataplane ? it->second.dataplane->detach_all() : Status{};
-	namespaces_.erase(it);
+	std::unique_lock<std::mutex> hold(ns->mu);
+	Status st = ns->dataplane ? ns->dataplane->detach_all() : Status{};
+	erase(own_cookie_);
 	return st;
 }
 

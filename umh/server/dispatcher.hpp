@@ -2,10 +2,12 @@
 // for the request.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -29,6 +31,10 @@ struct DispatcherOptions {
 	std::function<std::unique_ptr<service::Dataplane>()> make_dataplane;
 };
 
+// Requests about different namespaces may be handled on different threads at once; those
+// about one namespace must come one at a time (serve_channel gives each namespace one
+// worker). event_fds(), on_event() and tick() (the serving loop's thread) skip a namespace
+// while a request about it is being handled, and never wait for one.
 class Dispatcher
 {
 public:
@@ -56,12 +62,15 @@ public:
 	Status detach_own();
 
 	// False once the helper could not return to its own namespace: it must exit.
-	bool healthy() const { return healthy_; }
+	bool healthy() const { return healthy_.load(); }
 
 	uint64_t own_cookie() const { return own_cookie_; }
 
 private:
 	struct Namespace {
+		// Held while a request about the namespace is handled, and by the serving
+		// loop (try_lock only) while it reads the namespace's events.
+		std::mutex mu;
 		std::unique_ptr<service::TableService> service;
 		// Owned by service; null when options.make_dataplane made the data plane.
 		loader::BpfDataplane *dataplane = nullptr;
@@ -69,17 +78,32 @@ private:
 	};
 
 	Dispatcher(const DispatcherOptions &options, loader::Fd own_netns, uint64_t own_cookie);
-	Result<Namespace *> get_or_create(uint64_t cookie);
+	using NamespacePtr = std::shared_ptr<Namespace>;
+	NamespacePtr find(uint64_t cookie) const;
+	// Makes the namespace's state; the caller holds its lock (`hold`) on return.
+	Result<NamespacePtr> create(uint64_t cookie, std::unique_lock<std::mutex> &hold);
+	// Forgets the namespace; its state goes once the last user lets go of it.
+	void erase(uint64_t cookie);
+	// The namespaces no request is being handled about, each locked (try_lock).
+	struct Idle {
+		uint64_t cookie;
+		NamespacePtr ns;
+		std::unique_lock<std::mutex> hold;
+	};
+	std::vector<Idle> idle_namespaces() const;
 	service::Reply handle_in_netns(const bpfilter_request &req, uint64_t cookie,
 				       std::span<const uint8_t> data);
 	void print_log(uint64_t cookie, Namespace &ns);
-	void report_lost_lines();
+	void report_lost_lines(uint64_t cookie, Namespace &ns);
 
 	DispatcherOptions options_;
 	loader::Fd own_netns_;
 	uint64_t own_cookie_ = 0;
-	std::map<uint64_t, Namespace> namespaces_;
-	bool healthy_ = true;
+	// The map (not the namespaces in it, each its own mu's): map_mu_. Lock order: a
+	// namespace's mu, then map_mu_; the serving loop takes mu only with try_lock.
+	mutable std::mutex map_mu_;
+	std::map<uint64_t, NamespacePtr> namespaces_;
+	std::atomic<bool> healthy_{true};
 };
 
 // The cookie of the network namespace the calling thread is in (0 when the kernel has none).

@@ -14,14 +14,23 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "common/log.hpp"
@@ -60,41 +69,6 @@ ReadResult bad(int err, std::string why, bool can_reply)
 	r.error = make_error(err, std::move(why));
 	r.can_reply = can_reply;
 	return r;
-}
-
-// Answers a request from the module on out. False when the connection must close.
-bool answer(const bpfilter_request &hdr, std::span<const uint8_t> data, int out,
-	    Dispatcher &dispatcher)
-{
-	service::Reply reply = dispatcher.handle(hdr, data);
-	Status st = write_reply(out, hdr.seq, reply);
-	if (!st) {
-		log::error("writing a reply: " + st.error().message);
-		return false;
-	}
-	return true;
-}
-
-// Answers a malformed request if its header allows, before the connection closes.
-void refuse(const ReadResult &r, int out)
-{
-	log::error("malformed request: " + r.error.message);
-	if (r.can_reply)
-		(void)write_reply(out, r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
-}
-
-// Answers one request read from in, on out. False when the connection must close.
-bool serve_one(int in, int out, Dispatcher &dispatcher, bool &eof)
-{
-	ReadResult r = read_request(in);
-	eof = r.kind == ReadResult::Kind::Eof;
-	if (eof)
-		return false;
-	if (r.kind == ReadResult::Kind::Bad) {
-		refuse(r, out);
-		return false;
-	}
-	return answer(r.req.hdr, r.req.data, out, dispatcher);
 }
 
 // The front door's bounds (Documentation/security.md): how many clients at once, how long
@@ -364,9 +338,18 @@ std::function<void(const service::LogLine &)> kmsg_log_sink()
 	};
 }
 
+std::recursive_mutex &channel_write_lock()
+{
+	// One per process: there is one channel. Recursive: log::flush() hands lines to
+	// channel_line_writer() with it held.
+	static std::recursive_mutex lock;
+	return lock;
+}
+
 std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
 {
 	return [out_fd](const service::LogLine &line) {
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		bpfilter_log hdr = {};
 		hdr.magic = BPFILTER_LOG_MAGIC;
 		hdr.level = line.level;
@@ -385,6 +368,7 @@ std::function<void(const service::LogLine &)> channel_log_sink(int out_fd)
 log::Writer channel_line_writer(int out_fd)
 {
 	return [out_fd](int level, std::string_view text) {
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
 		bpfilter_log hdr = {};
 		hdr.magic = BPFILTER_LOG_MAGIC;
 		hdr.level = static_cast<uint16_t>(level);
@@ -397,13 +381,135 @@ log::Writer channel_line_writer(int out_fd)
 	};
 }
 
+namespace
+{
+
+// The module's channel with several requests in flight: one worker thread for each
+// namespace while it has requests, so that requests about one namespace are served in the
+// order they came and those about different namespaces at once (a large table loading in
+// one does not hold up another). Replies go out whole, one at a time, in any order: the
+// module matches them to requests by seq. Replies, the helper's queued log lines and LOG's
+// lines go out one at a time, whole (channel_write_lock()).
+class ChannelWorkers
+{
+public:
+	ChannelWorkers(int out, Dispatcher &dispatcher) : out_(out), dispatcher_(dispatcher)
+	{
+		wake_ = loader::Fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	}
+	ChannelWorkers(const ChannelWorkers &) = delete;
+	ChannelWorkers &operator=(const ChannelWorkers &) = delete;
+
+	// Readable when a worker has finished a request (its namespace's events may be read
+	// again); -1 without one.
+	int wake_fd() const { return wake_.get(); }
+	void drain_wake()
+	{
+		uint64_t n;
+		if (wake_)
+			(void)!read(wake_.get(), &n, sizeof(n));
+	}
+	bool broken() const { return broken_.load(); }
+
+	// Queues req on its namespace's lane, starting a worker for the lane if none runs.
+	void submit(Request req)
+	{
+		const uint64_t key = req.hdr.netns_cookie;
+		std::unique_lock<std::mutex> hold(mu_);
+		Lane &lane = lanes_[key];
+		lane.queue.push_back(std::move(req));
+		if (lane.running)
+			return;
+		lane.running = true;
+		workers_++;
+		hold.unlock();
+		try {
+			std::thread([this, key] { run(key); }).detach();
+		} catch (const std::system_error &e) {
+			// No thread (a limit): served here, one at a time, as before threads.
+			log::error(std::string("cannot start a worker thread, serving in line: ") +
+				   e.what());
+			run(key);
+		}
+	}
+
+	// Waits until every queued request has been answered.
+	void wait_idle()
+	{
+		std::unique_lock<std::mutex> hold(mu_);
+		idle_.wait(hold, [this] { return workers_ == 0; });
+	}
+
+	// Writes a reply and the log lines queued so far, whole, between other replies.
+	void reply(uint32_t seq, const service::Reply &reply)
+	{
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
+		Status st = write_reply(out_, seq, reply);
+		if (!st) {
+			log::error("writing a reply: " + st.error().message);
+			broken_.store(true);
+		}
+		log::flush();
+	}
+
+	// The log lines queued so far (none owed a place after a reply).
+	void flush_log()
+	{
+		const std::lock_guard<std::recursive_mutex> hold(channel_write_lock());
+		log::flush();
+	}
+
+private:
+	struct Lane {
+		std::deque<Request> queue;
+		bool running = false;
+	};
+
+	void run(uint64_t key)
+	{
+		for (;;) {
+			Request req;
+			{
+				std::unique_lock<std::mutex> hold(mu_);
+				auto it = lanes_.find(key);
+				if (it->second.queue.empty()) {
+					lanes_.erase(it);
+					if (--workers_ == 0)
+						idle_.notify_all();
+					break;
+				}
+				req = std::move(it->second.queue.front());
+				it->second.queue.pop_front();
+			}
+			service::Reply r = dispatcher_.handle(req.hdr, req.data);
+			reply(req.hdr.seq, r);
+			const uint64_t one = 1;
+			if (wake_)
+				(void)!write(wake_.get(), &one, sizeof(one));
+		}
+	}
+
+	int out_;
+	Dispatcher &dispatcher_;
+	loader::Fd wake_;
+	std::atomic<bool> broken_{false};
+	std::mutex mu_; // lanes_, workers_
+	std::condition_variable idle_;
+	std::map<uint64_t, Lane> lanes_;
+	size_t workers_ = 0;
+};
+
+} // namespace
+
 int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 {
 	Ticker ticker;
+	ChannelWorkers workers(out_fd, dispatcher);
 	for (;;) {
-		// The LOG rings too: their lines go out between requests.
+		// The LOG rings too (of namespaces no request holds): their lines go out
+		// between replies.
 		std::vector<int> events = dispatcher.event_fds();
-		std::vector<struct pollfd> pfds{{in_fd, POLLIN, 0}};
+		std::vector<struct pollfd> pfds{{in_fd, POLLIN, 0}, {workers.wake_fd(), POLLIN, 0}};
 		for (int fd : events)
 			pfds.push_back({fd, POLLIN, 0});
 		const int n = poll(pfds.data(), pfds.size(), tick_ms);
@@ -412,23 +518,37 @@ int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 			return 1;
 		}
 		ticker.maybe(dispatcher);
+		if (workers.broken() || !dispatcher.healthy())
+			return 1;
 		if (n <= 0)
 			continue;
+		if (pfds[1].revents)
+			workers.drain_wake();
 		for (size_t i = 0; i < events.size(); i++)
-			if (pfds[1 + i].revents)
+			if (pfds[2 + i].revents)
 				dispatcher.on_event(events[i]);
-		// No reply is owed here: the lines logged since the last one may go.
-		log::flush();
+		workers.flush_log();
 		if (!pfds[0].revents)
 			continue;
-		bool eof = false;
-		const bool served = serve_one(in_fd, out_fd, dispatcher, eof);
-		// The request's log lines, now that its reply is out.
-		log::flush();
-		if (!served)
-			return eof ? 0 : 1;
-		if (!dispatcher.healthy())
+		ReadResult r = read_request(in_fd);
+		if (r.kind == ReadResult::Kind::Eof) {
+			// The module closes the channel once it expects no more answers.
+			workers.wait_idle();
+			workers.flush_log();
+			return 0;
+		}
+		if (r.kind == ReadResult::Kind::Bad) {
+			// Answered if its header allows; the stream cannot be resynchronised.
+			log::error("malformed request: " + r.error.message);
+			if (r.can_reply)
+				workers.reply(r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
 			return 1;
+		}
+		if (r.req.hdr.op == BPFILTER_OP_HEALTH) {
+			workers.reply(r.req.hdr.seq, service::Reply{0, {}});
+			continue;
+		}
+		workers.submit(std::move(r.req));
 	}
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ Status write_reply(int fd, uint32_t seq, const service::Reply &reply);
 // printk_devkmsg's rate limit are dropped by the kernel). The module's channel: a
 // struct bpfilter_log message, which the module printk()s.
 std::function<void(const service::LogLine &)> kmsg_log_sink();
+// The module's channel is written by several threads (a worker per namespace, the serving
+// loop): every message on it (a reply, a log line) is written whole with this held.
+std::recursive_mutex &channel_write_lock();
 std::function<void(const service::LogLine &)> channel_log_sink(int out_fd);
 // The helper's own lines through the module's channel (log::set_channel), as LOG's are.
 log::Writer channel_line_writer(int out_fd);

@@ -3,10 +3,13 @@
  * bpfilter request protocol: what the kernel module (or the userspace
  * front door) sends to the usermode helper, and what the helper answers.
  *
- * One request, then one reply, over a byte stream. A request is a
- * struct bpfilter_request followed by data_len bytes of optval; a reply is
- * a struct bpfilter_reply followed by data_len bytes. All fields are in
- * host byte order: both ends run on the same machine.
+ * Requests and replies over a byte stream; each reply names its request by
+ * seq. On the module's channel several requests may be in flight and their
+ * replies come in any order (those about one network namespace in order);
+ * through the front door a client sends one and waits for its reply.
+ * A request is a struct bpfilter_request followed by data_len bytes of
+ * optval; a reply is a struct bpfilter_reply followed by data_len bytes.
+ * All fields are in host byte order: both ends run on the same machine.
  */
 #ifndef _UAPI_BPFILTER_MSG_H
 #define _UAPI_BPFILTER_MSG_H
