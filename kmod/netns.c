@@ -79,6 +79,8 @@ struct bpfilter_netns {
  */
 #define BPFILTER_EVENT_GAP	(HZ / 2)
 #define BPFILTER_EVENT_BURST	4
+/* How soon events held up by a request about their namespace are tried again. */
+#define BPFILTER_EVENT_RETRY	(HZ / 20)
 
 #define BPFILTER_CT_HELD	0
 #define BPFILTER_CT_NEW		1
@@ -614,7 +616,14 @@ static bool events_one(unsigned long *wait)
 
 			for_each_set_bit(bit, &pending, BPFILTER_EV_GONE)
 				ns_pend(ns, bit);
-			ns->next_pass = jiffies + BPFILTER_EVENT_GAP;
+			/*
+			 * No rescan ran: the credit comes back, and the events are
+			 * tried again soon (a trylock), to be told as soon as the
+			 * request is answered.
+			 */
+			if (ns->credits < BPFILTER_EVENT_BURST)
+				ns->credits++;
+			ns->next_pass = jiffies + BPFILTER_EVENT_RETRY;
 		}
 		spin_unlock(&ns_lock);
 	}
