@@ -134,8 +134,7 @@ TEST(AbiU32, TheIrIsTheTestsAsSent)
 	EXPECT_EQ(m.tests[0].values, (std::vector<ir::U32Match::Range>{{0x45, 0x45}}));
 	ASSERT_EQ(m.tests[1].locs.size(), 1u);
 	EXPECT_EQ(m.tests[1].locs[0].number, 16u);
-	EXPECT_EQ(m.tests[1].values,
-		  (std::vector<ir::U32Match::Range>{{1, 2}, {9, 3}}));
+	EXPECT_EQ(m.tests[1].values, (std::vector<ir::U32Match::Range>{{1, 2}, {9, 3}}));
 }
 
 } // namespace

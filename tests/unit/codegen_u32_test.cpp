@@ -182,17 +182,18 @@ TEST(U32Known, RealExpressions)
 {
 	// 0>>22&0x3C@12>>26&0x3C@0>>24=0x45: the first byte of TCP payload is 0x45.
 	const U32Test payload = t({{0, 0},
-				{22, op_rsh},
-				{0x3c, op_and},
-				{12, op_at},
-				{26, op_rsh},
-				{0x3c, op_and},
-				{0, op_at},
-				{24, op_rsh}},
-			       {{0x45, 0x45}});
+				   {22, op_rsh},
+				   {0x3c, op_and},
+				   {12, op_at},
+				   {26, op_rsh},
+				   {0x3c, op_and},
+				   {0, op_at},
+				   {24, op_rsh}},
+				  {{0x45, 0x45}});
 	// 0>>22&0x3C@8>>15&1=1: a DNS response (QR bit).
-	const U32Test dns = t({{0, 0}, {22, op_rsh}, {0x3c, op_and}, {8, op_at}, {15, op_rsh}, {1, op_and}},
-			   {{1, 1}});
+	const U32Test dns =
+		t({{0, 0}, {22, op_rsh}, {0x3c, op_and}, {8, op_at}, {15, op_rsh}, {1, op_and}},
+		  {{1, 1}});
 	// 0>>24&0xF=6:15: IP options present (ihl 6 to 15); 4&0x3FFF=0x2000: a first fragment
 	// header (MF, offset 0); 6&0xFF=1,17: ICMP or UDP.
 	const U32Test options = t({{0, 0}, {24, op_rsh}, {0xf, op_and}}, {{6, 15}});

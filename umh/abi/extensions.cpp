@@ -310,7 +310,7 @@ int check_u32(std::span<const uint8_t> data)
 				data[l + offsetof(struct xt_u32_location_element, nextop)];
 			if ((op == XT_U32_LEFTSH || op == XT_U32_RIGHTSH) &&
 			    load<uint32_t>(data, l + offsetof(struct xt_u32_location_element,
-							       number)) >= 32)
+							      number)) >= 32)
 				return -EINVAL;
 		}
 	}

@@ -81,7 +81,8 @@ void emit_test(Emitter &em, const ir::U32Match::Test &t, Label &fail)
 			em.jump(jmp_reg(BPF_JGT, R4, len), fail);
 			em.emit(mov64(R4, at));
 			em.emit(alu64_imm(BPF_ADD, R4, static_cast<int32_t>(number)));
-			em.emit(alu64_imm(BPF_AND, R4, 0xffff)); // the same offset; bounds for the verifier
+			em.emit(alu64_imm(BPF_AND, R4,
+					  0xffff)); // the same offset; bounds for the verifier
 			emit_read(em);
 			break;
 		default: // the kernel's switch does nothing

@@ -617,9 +617,10 @@ bool u32_mt(const U32Match &info, const Param &par)
 					break;
 				}
 			}
-			if (std::none_of(t.values.begin(), t.values.end(), [&](const U32Match::Range &r) {
-				    return r.min <= val && val <= r.max;
-			    }))
+			if (std::none_of(t.values.begin(), t.values.end(),
+					 [&](const U32Match::Range &r) {
+						 return r.min <= val && val <= r.max;
+					 }))
 				return false;
 		}
 		return true;
