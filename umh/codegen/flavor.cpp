@@ -332,7 +332,7 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 		em.emit(stx(BPF_B, layout::pkt, ihl, snap_off(offsetof(maps::LogSnap, l2len))));
 	if (cx.tc())
 		em.emit(stx(BPF_W, layout::pkt, ihl, off::l3off));
-	else
+	else if (!opts.offload) // the offload flavor's parsed packet ends before it
 		em.emit(st(BPF_W, layout::pkt, off::l3off, ETH_HLEN));
 	em.emit(mov64(ihl, R5));
 
