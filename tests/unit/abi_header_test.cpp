@@ -72,8 +72,9 @@ TEST(AbiHeader, Revisions)
 	EXPECT_EQ(abi::find_revision(ExtKind::Match, "mac", 0), 0);
 	EXPECT_EQ(abi::find_revision(ExtKind::Match, "ah", 0), 0);
 	EXPECT_EQ(abi::find_revision(ExtKind::Match, "esp", 0), 0);
-	// Not translated: missing, as on a kernel without them.
-	EXPECT_EQ(abi::find_revision(ExtKind::Match, "u32", 0), -ENOENT);
+	EXPECT_EQ(abi::find_revision(ExtKind::Match, "u32", 0), 0);
+	EXPECT_EQ(abi::find_revision(ExtKind::Match, "u32", 1), -EPROTONOSUPPORT);
+	// Not translated: missing, as on a kernel without it.
 	EXPECT_EQ(abi::find_revision(ExtKind::Match, "string", 0), -ENOENT);
 }
 

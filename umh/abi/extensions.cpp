@@ -22,6 +22,7 @@
 #include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter/xt_u32.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter_ipv4/ipt_ah.h>
 #include <linux/netfilter_ipv4/ipt_ttl.h>
@@ -46,7 +47,7 @@ constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN
 constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
 constexpr uint32_t owner_hooks = (1u << 3) | (1u << 4);		  // LOCAL_OUT, POST_ROUTING
 
-constexpr std::array<Extension, 35> registry = {{
+constexpr std::array<Extension, 36> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -140,6 +141,8 @@ constexpr std::array<Extension, 35> registry = {{
 	 0,
 	 {},
 	 owner_hooks},
+	// xt_u32: revision 0 for NFPROTO_UNSPEC, any table and hook.
+	{ExtKind::Match, ExtId::U32, "u32", 0, true, sizeof(struct xt_u32), 0},
 }};
 
 static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
@@ -149,6 +152,7 @@ static_assert(sizeof(struct xt_mac_info) == 12 && sizeof(struct ipt_ah) == 12 &&
 	      sizeof(struct xt_esp) == 12);
 
 static_assert(sizeof(struct xt_owner_match_info) == 20);
+static_assert(sizeof(struct xt_u32) == 1984 && sizeof(struct xt_u32_test) == 180);
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
 static_assert(sizeof(struct ipt_icmp) == 4 && sizeof(struct xt_multiport_v1) == 48);
@@ -287,17 +291,37 @@ int check_multiport(std::span<const uint8_t> data, uint16_t proto, uint8_t ip_in
 	return 0;
 }
 
+// u32_mt_checkentry(), in its order: the counts within their arrays, shifts below 32.
+int check_u32(std::span<const uint8_t> data)
+{
+	using T = struct xt_u32_test;
+	constexpr size_t max = XT_U32_MAXSIZE + 1;
+	if (data[offsetof(struct xt_u32, ntests)] > max)
+		return -EINVAL;
+	for (size_t i = 0; i < data[offsetof(struct xt_u32, ntests)]; i++) {
+		const size_t t = offsetof(struct xt_u32, tests) + i * sizeof(T);
+		const uint8_t nnums = data[t + offsetof(T, nnums)];
+		if (nnums > max || data[t + offsetof(T, nvalues)] > max)
+			return -EINVAL;
+		for (size_t j = 1; j < nnums; j++) {
+			const size_t l = t + offsetof(T, location) +
+					 j * sizeof(struct xt_u32_location_element);
+			const uint8_t op =
+				data[l + offsetof(struct xt_u32_location_element, nextop)];
+			if ((op == XT_U32_LEFTSH || op == XT_U32_RIGHTSH) &&
+			    load<uint32_t>(data, l + offsetof(struct xt_u32_location_element,
+							      number)) >= 32)
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 // Why a match iptables users meet is missing on purpose, for the log line of a refusal.
 std::string_view not_translated(ExtKind kind, std::string_view name)
 {
 	if (kind != ExtKind::Match)
 		return {};
-	if (name == "u32")
-		return " (not translated by bpfilter: -m u32 reads at offsets it computes from the "
-		       "packet, anywhere in the datagram; at INPUT that is the reassembled "
-		       "datagram, "
-		       "whose later pieces the data plane follows without their payload, so no "
-		       "program can give xt_u32's answer for every packet)";
 	if (name == "string")
 		return " (not translated by bpfilter: -m string searches the whole reassembled "
 		       "datagram, up to 65535 bytes, for a pattern of up to 128; the data plane "
@@ -417,6 +441,8 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		return check_recent(data);
 	case ExtId::Owner:
 		return check_owner(data);
+	case ExtId::U32:
+		return check_u32(data);
 	case ExtId::Length: // no checkentry
 	case ExtId::Tos:
 	case ExtId::Pkttype:

@@ -52,7 +52,8 @@ enum class ExtId : uint8_t {
 	Esp,
 	Hashlimit,
 	Recent,
-	Owner
+	Owner,
+	U32
 };
 
 struct Extension {

@@ -18,6 +18,7 @@
 #include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_state.h>
 #include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter/xt_u32.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
 #include <linux/netfilter_ipv4/ipt_ah.h>
 #include <linux/netfilter_ipv4/ipt_ttl.h>
@@ -278,6 +279,35 @@ ir::Match header_match_of(ExtId id, std::span<const uint8_t> d)
 	}
 }
 
+// -m u32: the tests and their counts as u32_match_it() walks them (check_u32() bounded them).
+ir::U32Match u32_of(std::span<const uint8_t> d)
+{
+	using T = struct xt_u32_test;
+	using L = struct xt_u32_location_element;
+	using V = struct xt_u32_value_element;
+	ir::U32Match m;
+	m.invert = d[offsetof(struct xt_u32, invert)];
+	const uint8_t ntests = d[offsetof(struct xt_u32, ntests)];
+	for (size_t i = 0; i < ntests; i++) {
+		const size_t t = offsetof(struct xt_u32, tests) + i * sizeof(T);
+		ir::U32Match::Test test;
+		// u32_match_it() reads location[0] even when nnums is 0.
+		const size_t nnums = std::max<size_t>(d[t + offsetof(T, nnums)], 1);
+		for (size_t j = 0; j < nnums; j++) {
+			const size_t l = t + offsetof(T, location) + j * sizeof(L);
+			test.locs.push_back({load<uint32_t>(d, l + offsetof(L, number)),
+					     d[l + offsetof(L, nextop)]});
+		}
+		for (size_t j = 0; j < d[t + offsetof(T, nvalues)]; j++) {
+			const size_t v = t + offsetof(T, value) + j * sizeof(V);
+			test.values.push_back({load<uint32_t>(d, v + offsetof(V, min)),
+					       load<uint32_t>(d, v + offsetof(V, max))});
+		}
+		m.tests.push_back(std::move(test));
+	}
+	return m;
+}
+
 // The rule's htable: the first rule of a name makes it (htable_create()); a later one of the
 // same name must agree on rate matching (hashlimit_mt_check_common(): EINVAL).
 Result<ir::HashlimitMatch> hashlimit_of(std::span<const uint8_t> d, uint8_t revision,
@@ -423,6 +453,9 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Owner:
 				rule.matches.emplace_back(owner_of(data));
+				break;
+			case ExtId::U32:
+				rule.matches.emplace_back(u32_of(data));
 				break;
 			case ExtId::Length:
 			case ExtId::Ttl:

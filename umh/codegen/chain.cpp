@@ -566,6 +566,8 @@ void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &
 				emit_hashlimit(c, x, table.hashlimits.at(x.table), plan.hz);
 			else if constexpr (std::is_same_v<T, ir::RecentMatch>)
 				emit_recent(c, x, plan);
+			else if constexpr (std::is_same_v<T, ir::U32Match>)
+				emit_u32(c, x);
 			else if constexpr (std::is_same_v<T, ir::OwnerMatch>)
 				emit_owner_match(c, x, plan);
 			else

@@ -35,6 +35,7 @@ enum class MapSlot : uint8_t {
 	RecentEntries, // hash: -m recent's entries of every list (one per namespace)
 	RecentHeads,   // array of one: each list's mask, ring size and LRU clock (per namespace)
 	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted
+	U32Buf,	       // array, an entry per CPU: the datagram -m u32 reads (one per program)
 	AddrSet,       // LPM trie or hash: a classified run of address rules (MapRef::index:
 		       // Program::addr_sets)
 };

@@ -330,6 +330,10 @@ void emit_parse_ip(Emitter &em, const Ctx &cx, const Options &opts, bool logs, L
 		em.emit(mov64(R0, ihl)); // the link-layer length, for the length check below
 	if (cx.tc() && logs)
 		em.emit(stx(BPF_B, layout::pkt, ihl, snap_off(offsetof(maps::LogSnap, l2len))));
+	if (cx.tc())
+		em.emit(stx(BPF_W, layout::pkt, ihl, off::l3off));
+	else if (!opts.offload) // the offload flavor's parsed packet ends before it
+		em.emit(st(BPF_W, layout::pkt, off::l3off, ETH_HLEN));
 	em.emit(mov64(ihl, R5));
 
 	em.emit(ldx(BPF_H, totlen, R2, 2));
@@ -750,6 +754,34 @@ void emit_log_copy(Emitter &em, const Ctx &cx)
 	em.emit(stx(BPF_B, layout::pkt, R5, at(offsetof(snap, flags))));
 }
 
+// -m u32: the IP datagram, from its header up to its total length (at most 65535 bytes),
+// into this CPU's U32Buf value, for the rules' code, which has no context to read it with;
+// off::u32_len says how much is there. bpf_*_load_bytes() reads XDP frags and an skb's
+// pages as well. The prologue checked that the frame holds tot_len bytes from l3off.
+void emit_u32_copy(Emitter &em, const Ctx &cx)
+{
+	Label done(em);
+	em.emit(st(BPF_W, layout::pkt, off::u32_len, 0));
+	em.emit(call_helper(BPF_FUNC_get_smp_processor_id));
+	em.emit(stx(BPF_W, layout::pkt, R0, off::u32_key));
+	em.ld_map(R1, MapSlot::U32Buf);
+	em.emit(mov64(R2, layout::pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::u32_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done); // a CPU the map has no entry for: nothing read
+	em.emit(mov64(R3, R0));
+	em.emit(ldx(BPF_W, R4, layout::pkt, off::tot_len));
+	em.emit(alu64_imm(BPF_AND, R4, 0xffff)); // bounds for the verifier
+	em.jump(jmp_imm(BPF_JLT, R4, 1), done);
+	em.emit(stx(BPF_W, layout::pkt, R4, off::u32_len));
+	em.emit(ldx(BPF_W, R2, layout::pkt, off::l3off));
+	em.emit(mov64(R1, ctx));
+	em.emit(call_helper(cx.load_bytes));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(st(BPF_W, layout::pkt, off::u32_len, 0));
+	done.bind();
+}
+
 // R0 = the LocalAddrs entry holding the address at pkt + `field`, or 0.
 void emit_local_lookup(Emitter &em, int16_t field)
 {
@@ -923,6 +955,9 @@ void emit_frags(Emitter &em, const Ctx &cx, bool logs, Label &dry, Label &pass,
 	em.emit(alu32_imm(BPF_AND, R1, 0x3fff));
 	em.jump(jmp32_imm(BPF_JEQ, R1, 0), whole);
 
+	// A piece: every judgment from here (dry or whole) is of a datagram whose bytes are not
+	// all here; -m u32 reads none of them (its every read is out of bounds).
+	em.emit(st(BPF_W, layout::pkt, off::u32_len, 0));
 	emit_frag_key(em);
 
 	em.ld_map(R1, MapSlot::Frags);
@@ -1475,6 +1510,8 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			emit_l2(em, cx);
 		if (plan->logs)
 			emit_log_copy(em, cx);
+		if (plan->uses_u32)
+			emit_u32_copy(em, cx);
 		if (marks) {
 			em.emit(ldx(BPF_W, R1, layout::pkt, off::rj_mark));
 			em.jump(jmp32_imm(BPF_JNE, R1, 0), marked);

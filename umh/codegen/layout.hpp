@@ -228,7 +228,14 @@ inline constexpr int16_t own_lo = 1064;	  // u32: the groups' binary search: fir
 inline constexpr int16_t own_hi = 1068;	  // u32: one past the last
 inline constexpr int16_t own_n = 1072;	  // u32: group_info->ngroups
 inline constexpr int16_t own_g = 1076;	  // u32: a group read
-inline constexpr int16_t size = 1080;
+// -m u32 (match_u32.cpp): the frame offset of the IP header (tc; XDP's is ETH_HLEN); how many
+// bytes of the datagram the prologue copied into this CPU's U32Buf value (maps::u32_*), 0
+// for a piece of a datagram the hook judges reassembled, whose bytes are not all there;
+// the U32Buf key (this CPU), written before each lookup.
+inline constexpr int16_t l3off = 1080;	 // u32
+inline constexpr int16_t u32_len = 1084; // u32
+inline constexpr int16_t u32_key = 1088; // u32
+inline constexpr int16_t size = 1096;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

@@ -116,6 +116,13 @@ inline constexpr int16_t dev = 8;
 // (layout::pkt_off) of the packet this CPU is judging.
 inline constexpr uint32_t scratch_type = BPF_MAP_TYPE_PERCPU_ARRAY;
 
+// U32Buf: BPF_MAP_TYPE_ARRAY with an entry per possible CPU (key: the CPU), the IP
+// datagram -m u32 reads, up to its total length (at most 65535 bytes): beyond the per-CPU
+// value limit of 32 KiB, so a plain array indexed by CPU. u32_buf_size leaves room for a
+// 4-byte read at any offset below 65536, so that the verifier sees every read in bounds.
+inline constexpr uint32_t u32_buf_type = BPF_MAP_TYPE_ARRAY;
+inline constexpr uint32_t u32_buf_size = 65536 + 8;
+
 // Frags: BPF_MAP_TYPE_LRU_HASH, the datagrams whose fragments are arriving. Key as
 // ip_defrag() finds its queue (addresses, IP id, protocol); value a parsed packet
 // (layout::pkt_off, size bytes) whose fr_* fields follow the reassembly. The least

@@ -142,6 +142,9 @@ void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTab
 void emit_mark(Cond &c, const ir::MarkMatch &m);
 void emit_connmark(Cond &c, const ir::ConnmarkMatch &m);
 
+// -m u32: u32_mt() on the datagram the prologue copied (emit_u32_copy()).
+void emit_u32(Cond &c, const ir::U32Match &m);
+
 struct Plan;
 // -m recent: recent_mt() on the rule's list in the namespace's RecentEntries map.
 void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan);

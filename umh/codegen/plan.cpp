@@ -340,6 +340,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 					std::holds_alternative<ir::MacMatch>(m);
 			if (auto *e = std::get_if<ir::EcnMatch>(&m))
 				plan.uses_ecn_tcp |= (e->operation & 0x30) != 0; // ECE, CWR
+			plan.uses_u32 |= std::holds_alternative<ir::U32Match>(m);
 			plan.uses_owner |= std::holds_alternative<ir::OwnerMatch>(m) &&
 					   options.flavor == Flavor::TcEgress;
 		}
@@ -655,6 +656,9 @@ Status check_offload(const ir::Table &t)
 					 std::holds_alternative<ir::ConnmarkMatch>(m))
 					why = "-m mark and -m connmark read the skb's or the "
 					      "connection's mark, which a NIC never sees";
+				else if (std::holds_alternative<ir::U32Match>(m))
+					why = "-m u32 copies the datagram out with "
+					      "bpf_xdp_load_bytes(), a helper of the host";
 				else if (std::holds_alternative<ir::OwnerMatch>(m))
 					why = "-m owner reads the sending socket, which INPUT "
 					      "never has";

@@ -61,6 +61,8 @@ struct Plan {
 	// layout::pkt_off::pkttype and mac_*. Some rule tests TCP's ECN bits (-m ecn): th13.
 	bool uses_l2 = false;
 	bool uses_ecn_tcp = false;
+	// Some rule is -m u32: the prologue copies the datagram into U32Buf (emit_u32_copy()).
+	bool uses_u32 = false;
 	// Some rule is -m owner and the program judges OUTPUT: the prologue finds the sending
 	// socket (emit_owner()), with the kernel's layout (Options::owner).
 	bool uses_owner = false;

@@ -580,8 +580,58 @@ bool owner_mt(const OwnerMatch &info, const Param &par)
 	return true;
 }
 
+// u32_match_it() and u32_mt(): skb->len is the datagram's length.
+bool u32_mt(const U32Match &info, const Param &par)
+{
+	const uint64_t len = par.skb.size();
+	const auto match_it = [&] {
+		for (const U32Match::Test &t : info.tests) {
+			uint32_t at = 0;
+			uint32_t pos = t.locs.empty() ? 0 : t.locs[0].number;
+			if (len < 4 || pos > len - 4)
+				return false;
+			uint32_t val = be32(par.skb, pos);
+			for (size_t i = 1; i < t.locs.size(); i++) {
+				const uint32_t number = t.locs[i].number;
+				switch (t.locs[i].nextop) {
+				case 0: // XT_U32_AND
+					val &= number;
+					break;
+				case 1: // XT_U32_LEFTSH
+					val <<= number;
+					break;
+				case 2: // XT_U32_RIGHTSH
+					val >>= number;
+					break;
+				case 3: // XT_U32_AT
+					if (static_cast<uint32_t>(at + val) < at)
+						return false;
+					at += val;
+					pos = number;
+					if (static_cast<uint32_t>(at + 4) < at || len < at + 4u ||
+					    pos > len - at - 4)
+						return false;
+					val = be32(par.skb, static_cast<size_t>(at) + pos);
+					break;
+				default:
+					break;
+				}
+			}
+			if (std::none_of(t.values.begin(), t.values.end(),
+					 [&](const U32Match::Range &r) {
+						 return r.min <= val && val <= r.max;
+					 }))
+				return false;
+		}
+		return true;
+	};
+	return (match_it() ^ info.invert) != 0;
+}
+
 bool run_match(const Match &m, Param &par, const Table &table)
 {
+	if (auto *x = std::get_if<U32Match>(&m))
+		return u32_mt(*x, par);
 	if (auto *x = std::get_if<OwnerMatch>(&m))
 		return owner_mt(*x, par);
 	if (auto *x = std::get_if<MarkMatch>(&m))

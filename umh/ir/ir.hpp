@@ -266,6 +266,31 @@ struct OwnerMatch {
 	bool operator==(const OwnerMatch &) const = default;
 };
 
+// -m u32 (struct xt_u32, revision 0), as u32_match_it() reads it: every test must hold.
+// A test reads the big-endian u32 at location[0].number, then applies each later
+// element's operator (XT_U32_AND, _LEFTSH, _RIGHTSH, _AT; any other nextop does nothing)
+// with its number, and holds when the value is in one of its ranges. `invert` is the u8
+// the caller sent: the match is u32_match_it() ^ invert, so any value above 1 passes.
+struct U32Match {
+	struct Loc {
+		uint32_t number = 0;
+		uint8_t nextop = 0;
+		bool operator==(const Loc &) const = default;
+	};
+	struct Range {
+		uint32_t min = 0, max = 0;
+		bool operator==(const Range &) const = default;
+	};
+	struct Test {
+		std::vector<Loc> locs;	   // nnums (at least 1: location[0] is always read)
+		std::vector<Range> values; // nvalues, likewise
+		bool operator==(const Test &) const = default;
+	};
+	std::vector<Test> tests;
+	uint8_t invert = 0;
+	bool operator==(const U32Match &) const = default;
+};
+
 // A list the table's recent rules name, as recent_mt_check() would make it: the first
 // rule's mask, and the largest stamp ring any of its rules asks for (nstamps_max_mask).
 struct RecentList {
@@ -280,7 +305,7 @@ struct RecentList {
 using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
 			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
 			   LengthMatch, TtlMatch, TosMatch, EcnMatch, PkttypeMatch, MacMatch,
-			   SpiMatch, HashlimitMatch, RecentMatch, OwnerMatch>;
+			   SpiMatch, HashlimitMatch, RecentMatch, OwnerMatch, U32Match>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {

@@ -468,6 +468,22 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		frags = std::move(*m);
 	}
 
+	// -m u32's copy of the datagram: a value per CPU, made only for programs that read it.
+	Fd u32_buf;
+	if (std::any_of(
+		    program.map_refs.begin(), program.map_refs.end(),
+		    [](const codegen::MapRef &r) { return r.slot == codegen::MapSlot::U32Buf; })) {
+		auto ncpus = possible_cpus();
+		if (!ncpus)
+			return ncpus.error();
+		auto m = create_map(maps::u32_buf_type, "bpfilter_u32", sizeof(uint32_t),
+				    maps::u32_buf_size, static_cast<uint32_t>(*ncpus), 0,
+				    options.prog_ifindex);
+		if (!m)
+			return m.error();
+		u32_buf = std::move(*m);
+	}
+
 	// REJECT's rate limits: the namespace's maps, or ours when there are none.
 	Fd icmp_global, icmp_peers;
 	for (const codegen::MapRef &ref : program.map_refs) {
@@ -556,6 +572,9 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			break;
 		case codegen::MapSlot::RecentTmp:
 			fd = options.recent_tmp_fd;
+			break;
+		case codegen::MapSlot::U32Buf:
+			fd = u32_buf.get();
 			break;
 		case codegen::MapSlot::AddrSet:
 			fd = ref.index < addr_sets.size() ? addr_sets[ref.index].get() : -1;
