@@ -397,6 +397,8 @@ public:
 	{
 		wake_ = loader::Fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	}
+	// The workers are detached: every one must be done with this and the dispatcher first.
+	~ChannelWorkers() { wait_idle(); }
 	ChannelWorkers(const ChannelWorkers &) = delete;
 	ChannelWorkers &operator=(const ChannelWorkers &) = delete;
 
@@ -540,6 +542,8 @@ int serve_channel(int in_fd, int out_fd, Dispatcher &dispatcher)
 		if (r.kind == ReadResult::Kind::Bad) {
 			// Answered if its header allows; the stream cannot be resynchronised.
 			log::error("malformed request: " + r.error.message);
+			// The requests before it are answered first, as they were read first.
+			workers.wait_idle();
 			if (r.can_reply)
 				workers.reply(r.req.hdr.seq, service::Reply{-r.error.errnum, {}});
 			return 1;
