@@ -362,7 +362,8 @@ void emit_addr_set_walk(Emitter &em, const Frame &f, const AddrSet &set, Label &
 // A tuple set's key (classify.hpp's TupleKey), on the stack below the address sets' key:
 // the words the rules' fields make, from the parsed packet (probe: the protocol's word with
 // tuple_probe, and no ports). The main frame's FIB lookup, which lies there, is long done.
-constexpr int16_t tuple_key = addr_set_key - 4 * tuple_max_words;
+constexpr int16_t tuple_key =
+	static_cast<int16_t>(addr_set_key - 4 * static_cast<int>(tuple_max_words));
 static_assert(tuple_key >= layout::main_fib);
 
 void emit_tuple_key(Emitter &em, const TupleKey &k, bool probe)
