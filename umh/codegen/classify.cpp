@@ -27,6 +27,21 @@ namespace
 
 using Kind = ir::Target::Kind;
 
+// The class number of rule j's target tg in a set whose targets so far are `kinds` (a
+// rule of each in `classes`): a new class when tg is new, none past the set's limit.
+std::optional<uint8_t> target_class(std::vector<ir::Target> &kinds, std::vector<uint32_t> &classes,
+				    const ir::Target &tg, uint32_t j)
+{
+	auto k = std::find(kinds.begin(), kinds.end(), tg);
+	if (k != kinds.end())
+		return static_cast<uint8_t>(k - kinds.begin());
+	if (kinds.size() == addr_set_max_classes)
+		return std::nullopt;
+	kinds.push_back(tg);
+	classes.push_back(j);
+	return static_cast<uint8_t>(kinds.size() - 1);
+}
+
 // A rule that tests one address against a prefix and nothing else.
 struct Shape {
 	bool any = false; // neither address tested: the /0 of either
@@ -208,16 +223,10 @@ Stretch stretch_from(const ir::Table &t, const std::map<uint32_t, SubprogId> &st
 			dst = shape->dst;
 		}
 		const ir::Target tg = effective_target(t, j);
-		auto k = std::find(kinds.begin(), kinds.end(), tg);
-		if (k == kinds.end()) {
-			if (kinds.size() == addr_set_max_classes)
-				break;
-			kinds.push_back(tg);
-			s.classes.push_back(j);
-			k = kinds.end() - 1;
-		}
-		s.members.push_back({j, shape->addr, shape->len,
-				     static_cast<uint8_t>(k - kinds.begin()), ends_walk(tg)});
+		const auto k = target_class(kinds, s.classes, tg, j);
+		if (!k)
+			break;
+		s.members.push_back({j, shape->addr, shape->len, *k, ends_walk(tg)});
 	}
 	s.end = j;
 	s.dst = dst.value_or(false);
@@ -496,16 +505,10 @@ TupleStretch tuple_stretch_from(const ir::Table &t, const std::map<uint32_t, Sub
 			break;
 		key = shape->key;
 		const ir::Target tg = effective_target(t, j);
-		auto k = std::find(kinds.begin(), kinds.end(), tg);
-		if (k == kinds.end()) {
-			if (kinds.size() == addr_set_max_classes)
-				break;
-			kinds.push_back(tg);
-			s.classes.push_back(j);
-			k = kinds.end() - 1;
-		}
-		s.members.push_back(
-			{j, *shape, static_cast<uint8_t>(k - kinds.begin()), ends_walk(tg)});
+		const auto k = target_class(kinds, s.classes, tg, j);
+		if (!k)
+			break;
+		s.members.push_back({j, *shape, *k, ends_walk(tg)});
 	}
 	s.end = j;
 	s.key = key.value_or(TupleKey{});
