@@ -435,11 +435,11 @@ TEST_F(CodegenReject, OutputAnswersThroughLo)
 	// The sender is not this host: the reply would be routed away, which is not done.
 	EXPECT_EQ(run(x, u.frame()).action, TC_ACT_SHOT);
 	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.1"), 32).ok());
-	// From the packet's destination (icmp_send() would take our own address, which lo's
-	// ingress refuses as a martian source).
+	// From our own address, the sender's: icmp_send() routes back to it with no source,
+	// and the output route to a local address takes the address itself.
 	Out o = run(x, u.frame());
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
-	EXPECT_EQ(o.frame, unreach(u, 3, lo_eth, id_of(o.frame), u.daddr));
+	EXPECT_EQ(o.frame, unreach(u, 3, lo_eth, id_of(o.frame), u.saddr));
 	o = run(x, t.frame());
 	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
 	EXPECT_EQ(o.frame, reset(t, lo_eth));
@@ -449,8 +449,29 @@ TEST_F(CodegenReject, OutputAnswersThroughLo)
 	skb.ifindex = 1;
 	EXPECT_EQ(run_tc(x, u.frame(), skb), TC_ACT_REDIRECT);
 	EXPECT_EQ(skb.mark, codegen::layout::reply_mark_magic);
-	// To a local address: no reply, for the same reason.
+	// A sender's address in a local route with a preferred source (an address of lo's
+	// with a prefix, 127/8): the route's preferred source.
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.0"), 31, 1, ip4("10.0.0.7"))
+			    .ok());
+	ASSERT_TRUE(loader::delete_local_addr(x.local.get(), ip4("10.0.0.1"), 32).ok());
+	o = run(x, u.frame());
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, unreach(u, 3, lo_eth, id_of(o.frame), ip4h("10.0.0.7")));
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.1"), 32).ok());
+	// To a local address (RTCF_LOCAL): from the packet's destination; a reset swaps the
+	// addresses as always.
 	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.2"), 32).ok());
+	o = run(x, u.frame());
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, unreach(u, 3, lo_eth, id_of(o.frame), u.daddr));
+	o = run(x, t.frame());
+	EXPECT_EQ(o.action, TC_ACT_REDIRECT);
+	EXPECT_EQ(o.frame, reset(t, lo_eth));
+	// Not to a local broadcast address.
+	ASSERT_TRUE(loader::add_local_addr(x.local.get(), ip4("10.0.0.2"), 32,
+					   codegen::maps::local_delivered |
+						   codegen::maps::broadcast_addr)
+			    .ok());
 	EXPECT_EQ(run(x, u.frame()).action, TC_ACT_SHOT);
 	EXPECT_EQ(run(x, t.frame()).action, TC_ACT_SHOT);
 }

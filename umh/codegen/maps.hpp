@@ -82,15 +82,29 @@ struct LocalAddrKey {
 	uint32_t prefixlen;
 	uint32_t addr; // network byte order
 };
-using LocalAddrValue = uint8_t;
-inline constexpr LocalAddrValue local_delivered = 1;
-inline constexpr LocalAddrValue martian_source = 2;
+// flags: the bits below. prefsrc: a local route's preferred source (RTA_PREFSRC, network
+// byte order, 0 for none), the source ip_route_output_key_hash() gives a flow to an
+// address of that route (RTN_LOCAL: fib_prefsrc, else the address itself): OUTPUT's
+// ICMP error to this host (REJECT) takes it.
+struct LocalAddrValue {
+	uint8_t flags;
+	uint8_t pad[3];
+	uint32_t prefsrc;
+};
+namespace local_addr_off
+{
+inline constexpr int16_t flags = 0;
+inline constexpr int16_t prefsrc = 4;
+} // namespace local_addr_off
+using LocalAddrFlags = uint8_t;
+inline constexpr LocalAddrFlags local_delivered = 1;
+inline constexpr LocalAddrFlags martian_source = 2;
 // An address of an ipvlan device: its lower device's rx_handler hands packets for it to
 // the ipvlan device, and the ipvlan device sends through the lower one, so the lower's
 // programs leave those to the ipvlan device's.
-inline constexpr LocalAddrValue ipvlan_addr = 4;
+inline constexpr LocalAddrFlags ipvlan_addr = 4;
 // A broadcast route's address (RTN_BROADCAST): REJECT sends no reply to it.
-inline constexpr LocalAddrValue broadcast_addr = 8;
+inline constexpr LocalAddrFlags broadcast_addr = 8;
 inline constexpr uint32_t local_addrs_type = BPF_MAP_TYPE_LPM_TRIE;
 inline constexpr uint32_t local_addrs_max_entries = 4096;
 

@@ -17,8 +17,7 @@
 // - FORWARD's ICMP error: from the route's preferred source (emit_route()), quoting the
 //   datagram with the TTL ip_forward() decremented.
 // Not done here (Documentation/supported.md): the transport checksum check before
-// replying, echoed IP options, OUTPUT's replies to this host's own addresses, OUTPUT's
-// ICMP source (ours is the packet's destination, not our address).
+// replying, echoed IP options, OUTPUT's replies to a raw socket's foreign source.
 #include "codegen/reject.hpp"
 
 #include <linux/icmp.h>
@@ -137,7 +136,7 @@ void emit_ip_csum(Emitter &em)
 // (judged here on its pieces), not a later fragment (icmp_send(), nf_reject_ip_tcphdr_get()).
 // And never to a broadcast or multicast destination (RTCF_BROADCAST, RTCF_MULTICAST).
 // Leaves the reply's source address in rj_saddr: the packet's destination (icmp_send()
-// takes it at INPUT, RTCF_LOCAL; at OUTPUT it would take our own address, see above).
+// takes it at INPUT, RTCF_LOCAL), at OUTPUT our own address (below).
 void emit_checks(Emitter &em, const Site &s, Label &drop)
 {
 	em.emit(ldx(BPF_W, R1, pkt, off::count_inc));
@@ -170,21 +169,33 @@ void emit_checks(Emitter &em, const Site &s, Label &drop)
 	em.emit(stx(BPF_W, pkt, R1, off::rj_saddr));
 	Label not_local(em);
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), not_local);
-	em.emit(ldx(BPF_B, R1, R0, 0));
+	em.emit(ldx(BPF_B, R1, R0, maps::local_addr_off::flags));
 	em.emit(alu32_imm(BPF_AND, R1, maps::broadcast_addr));
 	em.jump(jmp32_imm(BPF_JNE, R1, 0), drop);
-	if (s.egress()) {
-		// OUTPUT's reply goes to the sender, this host, into lo's ingress, where input
-		// routing takes a packet from one of our own addresses for a martian: none to a
-		// packet for this host (Documentation/supported.md).
-		em.jump(ja(), drop);
+	if (!s.egress()) {
+		not_local.bind();
+		return;
 	}
+	// OUTPUT: the reply goes to the sender, this host. A raw socket's packet with a
+	// foreign source would be routed away: not done here (Documentation/supported.md).
+	// To one of our addresses (RTCF_LOCAL), icmp_send() replies from the destination;
+	// else from the source ip_route_output_key_hash() gives a flow to the sender's
+	// address: its local route's preferred source, or that address itself.
+	Label local(em), has_prefsrc(em), done(em);
+	em.jump(ja(), local);
 	not_local.bind();
-	if (s.egress()) {
-		// A raw socket's packet with a foreign source would be routed away: not done here.
-		emit_local_lookup(em, off::saddr);
-		em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
-	}
+	emit_local_lookup(em, off::saddr);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
+	em.emit(ldx(BPF_W, R1, R0, maps::local_addr_off::prefsrc));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), has_prefsrc);
+	em.emit(ldx(BPF_W, R1, pkt, off::saddr));
+	has_prefsrc.bind();
+	em.emit(stx(BPF_W, pkt, R1, off::rj_saddr));
+	em.jump(ja(), done);
+	local.bind();
+	emit_local_lookup(em, off::saddr);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), drop);
+	done.bind();
 }
 
 // R1 = the original IP header in the packet, R2 = data_end, with `need` bytes of it

@@ -460,7 +460,7 @@ Status BpfDataplane::sync_local_routes(const std::vector<rtnl::Link> &links)
 	for (const auto &l : links)
 		if (l.kind == "ipvlan" || l.kind == "ipvtap")
 			ipvlans.insert(l.ifindex);
-	std::map<std::pair<uint32_t, uint8_t>, uint8_t> now;
+	std::map<std::pair<uint32_t, uint8_t>, LocalEntry> now;
 	for (const auto &r : *dumped) {
 		uint8_t v = codegen::maps::local_delivered;
 		if (!r.local)
@@ -469,19 +469,23 @@ Status BpfDataplane::sync_local_routes(const std::vector<rtnl::Link> &links)
 			v |= codegen::maps::martian_source;
 		if (r.local && ipvlans.count(r.oif))
 			v |= codegen::maps::ipvlan_addr;
-		now[{r.addr, r.prefixlen}] |= v;
+		LocalEntry &e = now[{r.addr, r.prefixlen}];
+		e.flags |= v;
+		if (r.local && !e.prefsrc)
+			e.prefsrc = r.prefsrc;
 	}
 	BF_TRY(sync_addr_types_map(links, *custom));
 	groups_ = joined_groups();
 	for (uint32_t group : groups_)
-		now[{group, 32}] |= codegen::maps::local_delivered;
+		now[{group, 32}].flags |= codegen::maps::local_delivered;
 	// Add (or change) before removing: an address that moves is never missing in between.
-	for (const auto &[key, v] : now) {
+	for (const auto &[key, e] : now) {
 		auto it = routes_.find(key);
-		if (it != routes_.end() && it->second == v)
+		if (it != routes_.end() && it->second == e)
 			continue;
-		BF_TRY(add_local_addr(local_addrs_.get(), key.first, key.second, v));
-		routes_[key] = v;
+		BF_TRY(add_local_addr(local_addrs_.get(), key.first, key.second, e.flags,
+				      e.prefsrc));
+		routes_[key] = e;
 	}
 	for (auto it = routes_.begin(); it != routes_.end();) {
 		if (now.count(it->first)) {

@@ -186,9 +186,15 @@ private:
 	// table that rejects, kept across tables.
 	Fd icmp_global_, icmp_peers_;
 	std::optional<rtnl::Watcher> watcher_;
-	std::map<int, DeviceInfo> devices_held_;		 // what Devices holds
-	std::map<std::pair<uint32_t, uint8_t>, uint8_t> routes_; // what LocalAddrs holds
-	std::vector<uint32_t> groups_;				 // the joined groups among them
+	std::map<int, DeviceInfo> devices_held_; // what Devices holds
+	// What LocalAddrs holds for a prefix (codegen::maps::LocalAddrValue).
+	struct LocalEntry {
+		uint8_t flags = 0;
+		uint32_t prefsrc = 0;
+		bool operator==(const LocalEntry &) const = default;
+	};
+	std::map<std::pair<uint32_t, uint8_t>, LocalEntry> routes_; // what LocalAddrs holds
+	std::vector<uint32_t> groups_;				    // the joined groups among them
 	// -m addrtype's routes (MapSlot::AddrTypes), kept with the local routes.
 	Fd addr_types_;
 	std::vector<ir::AddrtypeRoute> addr_types_held_;

@@ -791,12 +791,13 @@ Status delete_device(int devices_fd, uint32_t ifindex)
 	return {};
 }
 
-Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t value)
+Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t flags,
+		      uint32_t prefsrc_be)
 {
 	if (prefixlen > 32)
 		return make_error(EINVAL, "loader: an IPv4 prefix is at most 32 bits");
 	const maps::LocalAddrKey key{prefixlen, addr_be};
-	const maps::LocalAddrValue v = value;
+	const maps::LocalAddrValue v{flags, {}, prefsrc_be};
 	if (bpf_map_update_elem(local_addrs_fd, &key, &v, BPF_ANY) != 0)
 		return sys_error(errno, "loader: adding a local address");
 	return {};

@@ -159,7 +159,8 @@ struct DeviceInfo {
 // Keep them in step with the namespace's devices and local routes.
 Status set_device(int devices_fd, uint32_t ifindex, const DeviceInfo &info);
 Status delete_device(int devices_fd, uint32_t ifindex); // ENOENT when it was not there
-Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t value = 1);
+Status add_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen, uint8_t flags = 1,
+		      uint32_t prefsrc_be = 0);
 Status delete_local_addr(int local_addrs_fd, uint32_t addr_be, uint8_t prefixlen);
 // Make the AddrTypes map hold exactly `routes` (what it holds is `held`, kept in step):
 // added and changed entries first, then the ones that went.

@@ -123,6 +123,8 @@ bool parse_local_route(const struct nlmsghdr *h, LocalRoute &route)
 				      memcpy(&route.addr, data, 4);
 			      else if (type == RTA_OIF && len >= 4)
 				      memcpy(&route.oif, data, 4);
+			      else if (type == RTA_PREFSRC && len >= 4)
+				      memcpy(&route.prefsrc, data, 4);
 		      });
 	return table == RT_TABLE_LOCAL;
 }

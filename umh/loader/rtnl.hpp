@@ -31,8 +31,9 @@ struct Link {
 struct LocalRoute {
 	uint32_t addr = 0; // network byte order
 	uint8_t prefixlen = 32;
-	bool local = true; // RTN_LOCAL (an address of the host), else RTN_BROADCAST
-	int oif = 0;	   // the device that holds the address
+	bool local = true;    // RTN_LOCAL (an address of the host), else RTN_BROADCAST
+	int oif = 0;	      // the device that holds the address
+	uint32_t prefsrc = 0; // RTA_PREFSRC, network byte order; 0 for none
 	bool operator==(const LocalRoute &) const = default;
 	auto operator<=>(const LocalRoute &) const = default;
 };
