@@ -111,6 +111,32 @@ TEST(NfLog, PrefixLevelAndMark)
 	EXPECT_NE(got->text.find(" LEN=13 MARK=0x2a "), std::string::npos) << got->text;
 }
 
+// --log-uid: UID= GID= after the transport header, before MARK=, when OUTPUT's program read
+// the socket's credentials (has_uid); nothing without the flag or without credentials.
+TEST(NfLog, UidAndGidOfTheSocket)
+{
+	const Capture c = read_capture();
+	auto rec = record(c.frames.at("udp"), 4, XT_LOG_UID);
+	auto *r = reinterpret_cast<maps::LogRecord *>(rec.data());
+	r->snap.mark = 0x2a;
+	r->has_uid = 1;
+	r->uid = 1234;
+	r->gid = 4321;
+	auto got = service::format_log(rec);
+	ASSERT_TRUE(got.ok());
+	EXPECT_NE(got->text.find(" LEN=13 UID=1234 GID=4321 MARK=0x2a "), std::string::npos)
+		<< got->text;
+	r->has_uid = 0;
+	got = service::format_log(rec);
+	ASSERT_TRUE(got.ok());
+	EXPECT_EQ(got->text.find("UID="), std::string::npos) << got->text;
+	r->has_uid = 1;
+	r->flags = 0;
+	got = service::format_log(rec);
+	ASSERT_TRUE(got.ok());
+	EXPECT_EQ(got->text.find("UID="), std::string::npos) << got->text;
+}
+
 TEST(NfLog, OutputHasNoMac)
 {
 	const Capture c = read_capture();

@@ -145,6 +145,7 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 // Where a LOG rule keeps its record's address across the name lookups: below the map key,
 // in any frame (the main program's FIB lookup, which lies there, is long done).
 constexpr int16_t log_rec_slot = -16;
+constexpr uint8_t log_uid = 0x08; // XT_LOG_UID
 static_assert(layout::main_key == -8 && layout::sub_key == -8);
 
 void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
@@ -159,8 +160,25 @@ void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
 	em.emit(mov64(R3, 0));
 	em.emit(call_helper(BPF_FUNC_ringbuf_reserve));
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), lost);
-	em.emit(st(BPF_W, R0, field(offsetof(rec, level)),
+	em.emit(st(BPF_H, R0, field(offsetof(rec, level)),
 		   static_cast<int32_t>(info.level | info.flags << 8)));
+	// --log-uid: nf_log_dump_sk_uid_gid() prints the file credentials of skb->sk when it
+	// is a full socket of the hook's namespace with a file: what emit_owner() found, but
+	// a request socket's listener.
+	em.emit(st(BPF_H, R0, field(offsetof(rec, has_uid)), 0));
+	if ((info.flags & log_uid) && f.plan.uses_owner) {
+		Label no_uid(em);
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::own_kind));
+		em.jump(jmp32_imm(BPF_JNE, R1, layout::owner_file), no_uid);
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::own_req));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), no_uid);
+		em.emit(st(BPF_B, R0, field(offsetof(rec, has_uid)), 1));
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::own_uid));
+		em.emit(stx(BPF_W, R0, R1, field(offsetof(rec, uid))));
+		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::own_gid));
+		em.emit(stx(BPF_W, R0, R1, field(offsetof(rec, gid))));
+		no_uid.bind();
+	}
 	em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::tot_len));
 	em.emit(stx(BPF_W, R0, R1, field(offsetof(rec, len))));
 	std::array<char, sizeof(rec::prefix)> prefix{};

@@ -235,6 +235,9 @@ inline constexpr int16_t own_g = 1076;	  // u32: a group read
 inline constexpr int16_t l3off = 1080;	 // u32
 inline constexpr int16_t u32_len = 1084; // u32
 inline constexpr int16_t u32_key = 1088; // u32
+// u32: emit_owner() found a request socket (TCP_NEW_SYN_RECV) and read its listener's
+// credentials, which -m owner takes (skb_to_full_sk()) and LOG's UID= does not (sk_fullsock()).
+inline constexpr int16_t own_req = 1092;
 inline constexpr int16_t size = 1096;
 } // namespace pkt_off
 

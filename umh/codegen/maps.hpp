@@ -269,13 +269,15 @@ inline constexpr uint8_t log_snap_vlan = 4;
 inline constexpr uint8_t log_snap_forward = 8; // FORWARD: ip_forward() took one off the TTL
 
 struct LogRecord {
-	uint8_t level; // xt_log_info.level
-	uint8_t flags; // xt_log_info.logflags
-	uint16_t pad;
+	uint8_t level;	 // xt_log_info.level
+	uint8_t flags;	 // xt_log_info.logflags
+	uint8_t has_uid; // uid and gid are the sending socket's (--log-uid at OUTPUT)
+	uint8_t pad;
 	uint32_t len;	      // the datagram's length as the hook sees it (skb->len)
 	char prefix[32];      // xt_log_info.prefix, NUL-terminated
 	char in[16], out[16]; // the devices' names, all zero where the hook has none
 	LogSnap snap;
+	uint32_t uid, gid; // with has_uid: the file's fsuid and fsgid, as init_user_ns sees them
 };
 inline constexpr uint32_t log_ring_type = BPF_MAP_TYPE_RINGBUF;
 inline constexpr uint32_t log_ring_bytes = 256u << 10; // about 900 lines between two polls
@@ -369,7 +371,7 @@ inline constexpr uint32_t addr_set_word(uint32_t cls, uint32_t rule_in_run)
 }
 
 static_assert(sizeof(LogSnap) == 192);
-static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192);
+static_assert(sizeof(LogRecord) == 8 + 32 + 32 + 192 + 8);
 static_assert(sizeof(CounterValue) == 16);
 static_assert(sizeof(FragKey) == 12);
 static_assert(sizeof(CtOwnKey) == 16 && sizeof(CtOwnValue) == 16);

@@ -114,6 +114,7 @@ void emit_owner(Emitter &em, const OwnerLayout &ly)
 	Label none(em), done(em), own(em);
 	em.emit(st(BPF_W, layout::pkt, off::own_kind, layout::owner_none));
 	em.emit(st(BPF_DW, layout::pkt, off::own_gi, 0));
+	em.emit(st(BPF_W, layout::pkt, off::own_req, 0));
 	// REJECT's reply that another hook (or OUTPUT itself) redirected here carries the
 	// rejected packet's skb->sk; netfilter's has nf_send_reset()'s (none: ip_local_out() of
 	// a fresh skb) or icmp_send()'s (the namespace's ICMP control socket: no file).
@@ -137,6 +138,7 @@ void emit_owner(Emitter &em, const OwnerLayout &ly)
 	em.emit(ldx(BPF_W, R1, layout::pkt, off::own_g));
 	em.jump(jmp32_imm(BPF_JEQ, R1, tcp_time_wait), none);
 	em.jump(jmp32_imm(BPF_JNE, R1, tcp_new_syn_recv), full);
+	em.emit(st(BPF_W, layout::pkt, off::own_req, 1));
 	emit_follow(em, ly.rsk_listener, none);
 	full.bind();
 	// !net_eq(net, sock_net(sk)): the device's namespace is the hook's.

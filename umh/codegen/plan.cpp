@@ -345,6 +345,11 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 					   options.flavor == Flavor::TcEgress;
 		}
 		const ir::Target &tg = t.rules[i].target;
+		// LOG --log-uid at OUTPUT prints the sending socket's credentials where the
+		// kernel's layout is known (loader/owner.cpp); without it, no UID= (supported.md).
+		plan.uses_owner |= tg.kind == Kind::Log &&
+				   (tg.log.flags & 0x08) != 0 && // XT_LOG_UID
+				   options.flavor == Flavor::TcEgress && options.owner.known();
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");
 	}

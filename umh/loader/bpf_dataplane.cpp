@@ -997,6 +997,19 @@ Status BpfDataplane::check(const ir::Table &table) const
 			owner_ = *ly;
 		}
 	}
+	// LOG --log-uid at OUTPUT reads the same objects; without their layout it prints no
+	// UID=, as before (Documentation/supported.md, LOG).
+	if (!owner_.known() &&
+	    std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+		    return r.target.kind == ir::Target::Kind::Log &&
+			   (r.target.log.flags & 0x08) != 0; // XT_LOG_UID
+	    })) {
+		if (auto ly = owner_layout())
+			owner_ = *ly;
+		else
+			log::warn("LOG --log-uid: OUTPUT's lines get no UID= GID=: " +
+				  ly.error().message);
+	}
 	if (table.limit_slots) {
 		if (options_.mode == XdpMode::Offload)
 			return make_error(EOPNOTSUPP, "-m limit cannot run offloaded to a NIC (it "

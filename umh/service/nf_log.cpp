@@ -340,7 +340,9 @@ Result<LogLine> format_log(std::span<const uint8_t> record, LogDialect dialect)
 	if (d.cut)
 		m.add("[bpfilter: the rest is past the %u bytes of headers a record holds] ",
 		      codegen::maps::log_snap_bytes);
-	// (UID= and GID= need the socket's file, which no hook's program can read.)
+	// nf_log_dump_sk_uid_gid(): OUTPUT's program read them (LogRecord::has_uid).
+	if ((rec.flags & XT_LOG_UID) && rec.has_uid)
+		m.add("UID=%u GID=%u ", rec.uid, rec.gid);
 	if (snap.mark)
 		m.add("MARK=0x%x ", snap.mark);
 	return LogLine{static_cast<uint8_t>(rec.level & 7), std::move(m.text)};
