@@ -1,21 +1,17 @@
-// xdpbench: the bench's traffic source (XDP_TX live frames into a veth), bare XDP_DROP, and
-// ns/packet of an attached program.
+// xdpbench: the bench's traffic (XDP_TX live frames into a veth), bare XDP_DROP, ns/packet.
 //
-//   xdpbench gro IFNAME                   turn GRO on (veth then receives redirected frames on
-//   NAPI) xdpbench flood IFNAME SECONDS DSTMAC PACKET
-//                                         BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on an
-//                                         XDP_TX program, ingress IFNAME: every frame leaves IFNAME
-//                                         (a veth: it enters its peer); calls of ~0.2 s until
-//                                         SECONDS
-//   xdpbench drop IFNAME                  attach a bare XDP_DROP program (driver mode, no link)
-//   xdpbench detach IFNAME                detach whatever XDP program IFNAME has
-//   xdpbench query IFNAME                 print the id of IFNAME's XDP program (0: none)
-//   xdpbench cost IFNAME VERDICT PACKET   BPF_PROG_TEST_RUN of IFNAME's XDP program on PACKET,
-//   ingress
-//                                         IFNAME: ns/packet (best of 5) and whether it returned
-//                                         VERDICT (drop, pass)
+//   xdpbench gro IFNAME      GRO on (veth then takes frames redirected into it on NAPI)
+//   xdpbench drop IFNAME     attach a bare XDP_DROP program (driver mode, no link)
+//   xdpbench detach IFNAME   detach whatever XDP program IFNAME has
+//   xdpbench query IFNAME    print the id of IFNAME's XDP program (0: none)
+//   xdpbench flood IFNAME SECONDS SRCMAC DSTMAC PACKET
+//       BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on an XDP_TX program, ingress
+//       IFNAME: every frame leaves IFNAME (a veth: it enters the peer); calls of ~0.2 s
+//   xdpbench cost IFNAME drop|pass SRCMAC DSTMAC PACKET
+//       BPF_PROG_TEST_RUN of IFNAME's XDP program on PACKET arriving on IFNAME: ns/packet
+//       (best of 5) and whether it returned the verdict named
 //
-// PACKET is SRC:SPORT-DST:DPORT, a UDP datagram of 18 bytes of payload (60-byte frame).
+// PACKET is SRC:SPORT-DST:DPORT: a UDP datagram, 18 bytes of payload, in a 60-byte frame.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -92,8 +88,8 @@ bool parse_mac(const char *text, uint8_t mac[ETH_ALEN])
 	return true;
 }
 
-// SRC:SPORT-DST:DPORT as a 60-byte Ethernet frame to dst_mac (UDP checksum 0: none).
-std::vector<uint8_t> frame(const char *spec, const uint8_t dst_mac[ETH_ALEN])
+// SRC:SPORT-DST:DPORT as a 60-byte Ethernet frame (UDP checksum 0: none).
+std::vector<uint8_t> frame(const char *spec, const char *src_mac, const char *dst_mac)
 {
 	char src[32], dst[32];
 	unsigned sport, dport;
@@ -104,9 +100,10 @@ std::vector<uint8_t> frame(const char *spec, const uint8_t dst_mac[ETH_ALEN])
 	}
 	std::vector<uint8_t> pkt(sizeof(ethhdr) + sizeof(iphdr) + sizeof(udphdr) + 18, 0);
 	auto *eth = reinterpret_cast<ethhdr *>(pkt.data());
-	memcpy(eth->h_dest, dst_mac, ETH_ALEN);
-	const uint8_t src_mac[ETH_ALEN] = {0x02, 0xbe, 0x4c, 0, 0, 1};
-	memcpy(eth->h_source, src_mac, ETH_ALEN);
+	if (!parse_mac(src_mac, eth->h_source) || !parse_mac(dst_mac, eth->h_dest)) {
+		fprintf(stderr, "xdpbench: bad MAC %s or %s\n", src_mac, dst_mac);
+		exit(2);
+	}
 	eth->h_proto = htons(ETH_P_IP);
 	auto *ip = reinterpret_cast<iphdr *>(pkt.data() + sizeof(ethhdr));
 	ip->version = 4;
@@ -144,21 +141,17 @@ int gro(const char *ifname)
 // Frames offered in calls of about 0.2 s each (each call sets up a page pool) for
 // `seconds`. Prints "frames F seconds S calls C": F frames went through the program,
 // each XDP_TX (the kernel turns it into a redirect to the same device).
-int flood(const char *ifname, double seconds, const char *mac_text, const char *spec)
+int flood(const char *ifname, double seconds, const char *src_mac, const char *dst_mac,
+	  const char *spec)
 {
-	uint8_t mac[ETH_ALEN];
-	if (!parse_mac(mac_text, mac)) {
-		fprintf(stderr, "xdpbench: bad MAC %s\n", mac_text);
-		return 2;
-	}
-	auto pkt = frame(spec, mac);
+	auto pkt = frame(spec, src_mac, dst_mac);
 	const int prog = verdict_prog(XDP_TX, "bench_xdp_tx");
 	xdp_md ctx{};
 	ctx.data_end = static_cast<uint32_t>(pkt.size());
 	ctx.ingress_ifindex = ifindex_of(ifname);
 	uint64_t frames = 0;
 	unsigned calls = 0;
-	uint32_t repeat = 20000; // grown or shrunk toward 0.2 s a call
+	uint32_t repeat = 256; // grown or shrunk toward 0.2 s a call
 	const auto t0 = Clock::now();
 	double elapsed = 0;
 	while (elapsed < seconds) {
@@ -208,7 +201,8 @@ int detach(const char *ifname)
 // ns/packet of the program on IFNAME's XDP hook, as the kernel times BPF_PROG_TEST_RUN
 // (best of 5 runs of a repeat sized to about 20 ms), on PACKET arriving on IFNAME.
 // Prints "ns N verdict V ok|unexpected".
-int cost(const char *ifname, const char *verdict, const char *spec)
+int cost(const char *ifname, const char *verdict, const char *src_mac, const char *dst_mac,
+	 const char *spec)
 {
 	const uint32_t want = !strcmp(verdict, "drop") ? XDP_DROP : XDP_PASS;
 	const uint32_t id = attached(ifname);
@@ -219,8 +213,7 @@ int cost(const char *ifname, const char *verdict, const char *spec)
 	const int prog = bpf_prog_get_fd_by_id(id);
 	if (prog < 0)
 		die("bpf_prog_get_fd_by_id");
-	const uint8_t mac[ETH_ALEN] = {0x02, 0xbe, 0x4c, 0, 0, 2};
-	auto pkt = frame(spec, mac);
+	auto pkt = frame(spec, src_mac, dst_mac);
 	xdp_md ctx{};
 	ctx.data_end = static_cast<uint32_t>(pkt.size());
 	ctx.ingress_ifindex = ifindex_of(ifname);
@@ -255,8 +248,8 @@ int main(int argc, char **argv)
 	const std::string cmd = argc > 1 ? argv[1] : "";
 	if (cmd == "gro" && argc == 3)
 		return gro(argv[2]);
-	if (cmd == "flood" && argc == 6)
-		return flood(argv[2], atof(argv[3]), argv[4], argv[5]);
+	if (cmd == "flood" && argc == 7)
+		return flood(argv[2], atof(argv[3]), argv[4], argv[5], argv[6]);
 	if (cmd == "drop" && argc == 3)
 		return attach_drop(argv[2]);
 	if (cmd == "detach" && argc == 3)
@@ -265,10 +258,11 @@ int main(int argc, char **argv)
 		printf("%u\n", attached(argv[2]));
 		return 0;
 	}
-	if (cmd == "cost" && argc == 5)
-		return cost(argv[2], argv[3], argv[4]);
-	fprintf(stderr, "usage: xdpbench gro|drop|detach|query IFNAME\n"
-			"       xdpbench flood IFNAME SECONDS DSTMAC SRC:SPORT-DST:DPORT\n"
-			"       xdpbench cost IFNAME drop|pass SRC:SPORT-DST:DPORT\n");
+	if (cmd == "cost" && argc == 7)
+		return cost(argv[2], argv[3], argv[4], argv[5], argv[6]);
+	fprintf(stderr,
+		"usage: xdpbench gro|drop|detach|query IFNAME\n"
+		"       xdpbench flood IFNAME SECONDS SRCMAC DSTMAC SRC:SPORT-DST:DPORT\n"
+		"       xdpbench cost IFNAME drop|pass SRCMAC DSTMAC SRC:SPORT-DST:DPORT\n");
 	return 2;
 }
