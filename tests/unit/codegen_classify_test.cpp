@@ -3,6 +3,8 @@
 // service lists with duplicates, port ranges, short packets and fragments; mixed targets, up to
 // 100k rules.
 #include <random>
+#include <set>
+#include <vector>
 
 #include "codegen/plan.hpp"
 #include "codegen_harness.hpp"
@@ -224,6 +226,23 @@ void compare(Xdp &x, const ir::Table &t, Gen &g, int packets, const std::string 
 	}
 }
 
+// Every set's keys distinct: the loader fills a set's map with one batch, which cannot
+// refuse a key it already has (the kernel's batch takes no BPF_NOEXIST).
+void expect_distinct_keys(const ir::Table &t, const codegen::Options &o, const std::string &what)
+{
+	auto code = codegen::compile(t, o);
+	ASSERT_TRUE(code.ok()) << what;
+	for (const codegen::AddrSetData &set : code->addr_sets) {
+		const size_t w = set.key_words ? set.key_words : 2;
+		std::set<std::vector<uint32_t>> seen;
+		for (size_t k = 0; k + w <= set.keys.size(); k += w)
+			ASSERT_TRUE(seen.emplace(set.keys.begin() + static_cast<long>(k),
+						 set.keys.begin() + static_cast<long>(k + w))
+					    .second)
+				<< what << ": a key twice in a set";
+	}
+}
+
 uint64_t classified(const ir::Table &t, const codegen::Options &o)
 {
 	auto plan = codegen::make_plan(t, o);
@@ -251,6 +270,7 @@ TEST_P(CodegenClassify, RandomBlocklistsAgreeWithTheEvaluator)
 		ASSERT_TRUE(codegen::check(c.table).ok());
 		sets += classified(c.table, o) > 0;
 		rules += classified(c.table, o);
+		expect_distinct_keys(c.table, o, "table " + std::to_string(ti));
 		Xdp x(c.table, o);
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		ASSERT_TRUE(x.name_device(1, "eth0"));
@@ -385,6 +405,36 @@ TEST(CodegenClassifyPlan, DuplicatesAndSlashZero)
 	x.expect(p, drop, {b.input_at[2], b.input_at[6]});
 	p.daddr = 0x0b000001u;
 	x.expect(p, pass, {b.input_at[2], b.input_policy_at});
+}
+
+// An address with bits beyond its mask (a blob iptables would not write) never matches in
+// ip_packet_match(); as a key it would stand for its prefix in the trie (which compares the
+// prefix's bits only) and meet its masked twin. fold_ip() drops the rule from the set.
+TEST(CodegenClassifyPlan, UnmaskedAddressesAreNotKeys)
+{
+	TableBuilder b;
+	for (uint32_t i = 0; i < 8; i++)
+		b.input.push_back(addr_rule(true, 0x0a000000u + (i << 8), i ? 24 : 16).drop());
+	ir::Rule odd = addr_rule(true, 0x0b000000u, 24).drop();
+	odd.ip.dst |= htonl(5); // 11.0.0.5/24
+	b.input.push_back(odd);
+	b.input.push_back(addr_rule(true, 0x0b000000u, 16).cont());
+	b.input_policy = Kind::Accept;
+	const ir::Table t = b.build();
+	codegen::Options o = local_only_off();
+	o.classify_min = 8;
+	auto plan = codegen::make_plan(t, o);
+	ASSERT_TRUE(plan.ok());
+	ASSERT_EQ(plan->addr_sets.size(), 1u);
+	EXPECT_TRUE(plan->addr_sets[0].data.lpm);
+	EXPECT_EQ(plan->classified_rules, 9u); // the rules around it
+	Xdp x(t, o);
+	ASSERT_TRUE(x.ok()) << x.error;
+	Packet p = udp_packet(1, 2);
+	p.daddr = 0x0b000005u; // in the odd rule's prefix: it does not match
+	x.expect(p, pass, {b.input_at[9], b.input_policy_at});
+	p.daddr = 0x0a000305u;
+	x.expect(p, drop, {b.input_at[0]});
 }
 
 // A program has room for 64 maps: past what the other maps leave, the largest runs get one
@@ -747,6 +797,7 @@ TEST_P(CodegenClassifyServices, RandomServiceListsAgreeWithTheEvaluator)
 		ASSERT_TRUE(checked.ok()) << checked.error().message;
 		sets += classified(t, o) > 0;
 		rules += classified(t, o);
+		expect_distinct_keys(t, o, "table " + std::to_string(ti));
 		Xdp x(t, o);
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		ASSERT_TRUE(x.name_device(1, "eth0"));

@@ -5,7 +5,10 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
+#include <vector>
 
 #include "codegen/insn.hpp"
 #include "codegen/maps.hpp"
@@ -152,6 +155,77 @@ TEST(CodegenLoader, ProgramAndCountersCarryNamesAndBtf)
 	ASSERT_NE(mi.btf_id, 0u);
 	EXPECT_EQ(btf_type_name(mi.btf_id, mi.btf_value_type_id), "bpfilter_counters");
 	EXPECT_EQ(btf_type_name(mi.btf_id, mi.btf_key_type_id), "u32");
+}
+
+// The ids of the maps a program uses.
+std::set<uint32_t> map_ids(int prog_fd)
+{
+	std::vector<uint32_t> ids(64);
+	struct bpf_prog_info info = {};
+	info.nr_map_ids = static_cast<uint32_t>(ids.size());
+	info.map_ids = reinterpret_cast<uintptr_t>(ids.data());
+	uint32_t len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+		return {};
+	return {ids.begin(), ids.begin() + std::min<uint32_t>(info.nr_map_ids, 64)};
+}
+
+// XDP and tc ingress both judge INPUT: given the table's SetMaps, their equal sets are one
+// map, filled once; a set that differs gets its own.
+TEST(CodegenLoader, ProgramsShareEqualSetMaps)
+{
+	TableBuilder b;
+	for (uint32_t i = 0; i < 40; i++)
+		b.input.push_back(R().src(("10.0.0." + std::to_string(i + 1)).c_str()).drop());
+	const ir::Table t = b.build();
+	auto devices = loader::create_devices_map();
+	auto local = loader::create_local_addrs_map();
+	ASSERT_TRUE(devices.ok() && local.ok());
+	loader::SetMaps sets;
+	loader::LoadOptions lo;
+	lo.set_maps = &sets;
+	std::vector<std::set<uint32_t>> used;
+	std::vector<codegen::Program> code;
+	for (auto f : {codegen::Flavor::Xdp, codegen::Flavor::TcIngress}) {
+		codegen::Options o = local_only_off();
+		o.flavor = f;
+		auto c = codegen::compile(t, o);
+		ASSERT_TRUE(c.ok()) << c.error().message;
+		ASSERT_EQ(c->addr_sets.size(), 1u);
+		code.push_back(std::move(*c));
+	}
+	ASSERT_EQ(code[0].addr_sets[0], code[1].addr_sets[0]);
+	std::vector<loader::LoadedProgram> progs;
+	for (const codegen::Program &c : code) {
+		auto p = loader::load_program(c, devices->get(), local->get(), lo);
+		ASSERT_TRUE(p.ok()) << p.error().message;
+		used.push_back(map_ids(p->fd()));
+		progs.push_back(std::move(*p));
+	}
+	auto set_fd = sets.get(code[0].addr_sets[0]); // the one made for XDP
+	ASSERT_TRUE(set_fd.ok());
+	struct bpf_map_info mi = {};
+	uint32_t len = sizeof(mi);
+	ASSERT_EQ(bpf_obj_get_info_by_fd(*set_fd, &mi, &len), 0);
+	EXPECT_TRUE(used[0].count(mi.id)) << "XDP's program does not use the set's map";
+	EXPECT_TRUE(used[1].count(mi.id)) << "tc ingress's program does not use the set's map";
+	// Filled once, with every key: 40 /32s in a hash.
+	uint32_t key = 0, next = 0, keys = 0;
+	for (const void *prev = nullptr; bpf_map_get_next_key(*set_fd, prev, &next) == 0;
+	     prev = &key, key = next)
+		keys++;
+	EXPECT_EQ(keys, 40u);
+
+	// Another set's contents: another map.
+	codegen::Program other = code[0];
+	other.addr_sets[0].values[0] ^= 1;
+	auto other_fd = sets.get(other.addr_sets[0]);
+	ASSERT_TRUE(other_fd.ok());
+	EXPECT_NE(*other_fd, *set_fd);
+	sets.forget(other);
+	auto again = sets.get(code[1].addr_sets[0]);
+	ASSERT_TRUE(again.ok());
+	EXPECT_EQ(*again, *set_fd);
 }
 
 TEST(CodegenLoader, AProgramOfOneFunctionHasItsNameInBtf)

@@ -578,6 +578,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	// A faster form the kernel refuses has a second chance: no need to ask why.
 	const bool second_chance = gen.code[k].tests != codegen::Options::Tests::Accumulate;
 	LoadOptions lo = load_options(gen);
+	lo.set_maps = &gen.set_maps;
 	lo.explain = !second_chance;
 	lo.name = program_full_name(flavor, gen.table.name, netns_ino_);
 	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
@@ -591,6 +592,7 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 			codegen_options(flavor, codegen::Options::Tests::Accumulate, gen));
 		if (!again)
 			return again.error();
+		gen.set_maps.forget(gen.code[k]);
 		gen.code[k] = std::move(*again);
 		lo.explain = true;
 		p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);

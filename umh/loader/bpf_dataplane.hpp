@@ -138,6 +138,7 @@ private:
 		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
 		std::vector<codegen::Options::RecentRef> recent; // its -m recent lists' numbers
 		std::array<codegen::Program, 3> code;
+		SetMaps set_maps; // code's sets' maps, shared by the programs
 		std::array<std::optional<LoadedProgram>, 3> prog;
 		std::map<int, LoadedProgram> offloaded;
 		Status offloadable; // codegen::check_offload(table)

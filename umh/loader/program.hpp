@@ -16,6 +16,8 @@
 namespace bpfilter::loader
 {
 
+class SetMaps;
+
 struct LoadOptions {
 	std::string name;	   // program_full_name(); empty: program_name() of the flavor
 	uint32_t prog_ifindex = 0; // non-zero: load for hardware offload to this device
@@ -35,6 +37,7 @@ struct LoadOptions {
 	int recent_entries_fd = -1; // the namespace's -m recent maps (RecentLists)
 	int recent_heads_fd = -1;
 	int recent_tmp_fd = -1;
+	SetMaps *set_maps = nullptr; // the table's set maps; null: the program makes its own
 };
 
 // Programs' names (Documentation/design.md, "Names"). The kernel keeps 15 characters of a
@@ -101,6 +104,26 @@ Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffi
 
 // The map of a classified run of address rules (MapSlot::AddrSet), filled.
 Result<Fd> create_addr_set_map(const codegen::AddrSetData &set);
+
+// A table's set maps (MapSlot::AddrSet), one per distinct set. The XDP and tc ingress
+// programs both judge INPUT and FORWARD and mostly hold equal sets: one map, made and
+// filled once, serves both (the programs hold their own references to it).
+class SetMaps
+{
+public:
+	// The map for `set`: one made for an equal set, or one made and filled now. `set` must
+	// outlive this object's use of it, or be forgotten first.
+	Result<int> get(const codegen::AddrSetData &set);
+	// Drop what was made for `program`'s sets, before the program is replaced.
+	void forget(const codegen::Program &program);
+
+private:
+	struct Made {
+		const codegen::AddrSetData *set;
+		Fd fd;
+	};
+	std::vector<Made> made_;
+};
 
 // A Counters map for a table of num_counters rules, to share between its programs.
 //
