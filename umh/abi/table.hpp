@@ -37,6 +37,19 @@ struct StoredTable {
 	bool operator==(const StoredTable &) const = default;
 };
 
+// A StoredTable kept compressed (zstd) while it is in force: only GET_ENTRIES and a program
+// compiled later (the IR built again) read its entries, and at 100k rules they are 15 to 20
+// MiB of ipt_entry headers that differ in a few bytes each (Documentation/design.md,
+// "Memory").
+struct PackedTable {
+	StoredTable meta; // entries empty
+	size_t size = 0;  // of the entries
+	std::vector<uint8_t> packed;
+};
+// Consumes the table's entries (freed before it returns).
+Result<PackedTable> pack(StoredTable table);
+Result<StoredTable> unpack(const PackedTable &table);
+
 // IPT_SO_SET_REPLACE's argument once validated.
 struct Replace {
 	StoredTable table;
@@ -63,8 +76,10 @@ Result<ir::Table> to_ir(const StoredTable &table);
 std::vector<uint8_t> initial_filter_entries();
 StoredTable initial_filter_table();
 
-// struct ipt_getinfo as get_info fills it: 84 bytes.
+// struct ipt_getinfo as get_info fills it: 84 bytes (size: of the entries).
 std::vector<uint8_t> getinfo_reply(const StoredTable &table);
+std::vector<uint8_t> getinfo_reply(const PackedTable &table);
+std::vector<uint8_t> getinfo_reply(const StoredTable &table, size_t size);
 
 // The entries as copy_entries_to_user writes them: each entry's header, the counters given
 // (one per entry), each match and target header with the extension's name, NUL and
@@ -73,6 +88,9 @@ std::vector<uint8_t> getinfo_reply(const StoredTable &table);
 // between an ERROR target and the next entry) are zero.
 std::vector<uint8_t> entries_to_user(const StoredTable &table,
 				     std::span<const ir::Counter> counters);
+// The same, written to `out` (entries.size() bytes).
+void entries_to_user(const StoredTable &table, std::span<const ir::Counter> counters,
+		     std::span<uint8_t> out);
 
 // IPT_SO_SET_ADD_COUNTERS's argument once xt_copy_counters accepted it.
 struct CountersInfo {
