@@ -61,6 +61,9 @@ struct Replace {
 // extension check, in the kernel's order and with its errno (EINVAL, ENOMEM, ELOOP, ENOENT,
 // EPROTOTYPE). The message names the entry (index and offset) and the check that failed.
 Result<Replace> parse_replace(std::span<const uint8_t> optval);
+// The same, the entries made of the request's own bytes (moved to its front) rather than a
+// copy: at 100k rules a copy is 15 to 20 MiB of the helper's peak.
+Result<Replace> parse_replace(std::vector<uint8_t> &&optval);
 
 // __do_replace's checks against the table in place: num_counters that cannot be allocated
 // (ENOMEM), a table other than filter (ENOENT), valid_hooks that differ (EINVAL), and

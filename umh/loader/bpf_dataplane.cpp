@@ -597,6 +597,12 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	if (!p)
 		return p.error();
 	gen.prog[k].emplace(std::move(*p));
+	// Its maps are filled: the sets' keys and values (MiBs at 100k rules) are not needed
+	// again while the table is in force; their sizes stay for the log.
+	for (codegen::AddrSetData &set : gen.code[k].addr_sets) {
+		set.keys = std::vector<uint32_t>();
+		set.values = std::vector<uint32_t>();
+	}
 	return gen.prog[k]->fd();
 }
 

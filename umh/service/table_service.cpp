@@ -113,45 +113,57 @@ Status TableService::init()
 	return {};
 }
 
+Reply TableService::setsockopt(uint32_t optname, std::vector<uint8_t> &&optval)
+{
+	if (optname == IPT_SO_SET_REPLACE)
+		return set_replace(std::move(optval));
+	return setsockopt(optname, std::span<const uint8_t>(optval));
+}
+
+Reply TableService::set_replace(std::vector<uint8_t> &&optval)
+{
+	State &st = *state_;
+	auto repl = abi::parse_replace(std::move(optval));
+	if (!repl.ok())
+		return fail(repl.error(), "IPT_SO_SET_REPLACE refused");
+	if (!st.installed)
+		return fail(make_error(ENOENT, "no table \"" + repl->table.name + "\""),
+			    "IPT_SO_SET_REPLACE refused");
+	if (auto s = abi::check_replace(*repl, st.table->meta); !s.ok()) {
+		// EAGAIN is the ordinary answer to a concurrent update: iptables retries.
+		if (s.error().errnum == EAGAIN)
+			return fail(EAGAIN);
+		return fail(s.error(), "IPT_SO_SET_REPLACE refused");
+	}
+	auto ir = abi::to_ir(repl->table);
+	if (!ir.ok())
+		return fail(ir.error(), "IPT_SO_SET_REPLACE refused");
+	auto table = packed(std::move(repl->table));
+	if (!table)
+		return fail(table.error(), "IPT_SO_SET_REPLACE failed");
+	if (auto s = dataplane_->check(*ir); !s.ok())
+		return fail(s.error(), "IPT_SO_SET_REPLACE refused by the data plane");
+	auto old = dataplane_->replace(std::move(*ir), ir_source(*table));
+	if (!old.ok())
+		return fail(old.error(), "IPT_SO_SET_REPLACE failed to install");
+	// get_old_counters(): the old table's final counts, ADD_COUNTERS included.
+	std::vector<ir::Counter> counters = std::move(*old);
+	counters.resize(repl->num_counters);
+	for (size_t k = 0; k < counters.size() && k < st.added.size(); k++) {
+		counters[k].packets += st.added[k].packets;
+		counters[k].bytes += st.added[k].bytes;
+	}
+	st.table = std::move(*table);
+	st.added.assign(st.table->meta.offsets.size(), ir::Counter{});
+	return Reply{0, abi::counters_to_user(counters)};
+}
+
 Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval)
 {
 	State &st = *state_;
 	switch (optname) {
-	case IPT_SO_SET_REPLACE: {
-		auto repl = abi::parse_replace(optval);
-		if (!repl.ok())
-			return fail(repl.error(), "IPT_SO_SET_REPLACE refused");
-		if (!st.installed)
-			return fail(make_error(ENOENT, "no table \"" + repl->table.name + "\""),
-				    "IPT_SO_SET_REPLACE refused");
-		if (auto s = abi::check_replace(*repl, st.table->meta); !s.ok()) {
-			// EAGAIN is the ordinary answer to a concurrent update: iptables retries.
-			if (s.error().errnum == EAGAIN)
-				return fail(EAGAIN);
-			return fail(s.error(), "IPT_SO_SET_REPLACE refused");
-		}
-		auto ir = abi::to_ir(repl->table);
-		if (!ir.ok())
-			return fail(ir.error(), "IPT_SO_SET_REPLACE refused");
-		auto table = packed(std::move(repl->table));
-		if (!table)
-			return fail(table.error(), "IPT_SO_SET_REPLACE failed");
-		if (auto s = dataplane_->check(*ir); !s.ok())
-			return fail(s.error(), "IPT_SO_SET_REPLACE refused by the data plane");
-		auto old = dataplane_->replace(std::move(*ir), ir_source(*table));
-		if (!old.ok())
-			return fail(old.error(), "IPT_SO_SET_REPLACE failed to install");
-		// get_old_counters(): the old table's final counts, ADD_COUNTERS included.
-		std::vector<ir::Counter> counters = std::move(*old);
-		counters.resize(repl->num_counters);
-		for (size_t k = 0; k < counters.size() && k < st.added.size(); k++) {
-			counters[k].packets += st.added[k].packets;
-			counters[k].bytes += st.added[k].bytes;
-		}
-		st.table = std::move(*table);
-		st.added.assign(st.table->meta.offsets.size(), ir::Counter{});
-		return Reply{0, abi::counters_to_user(counters)};
-	}
+	case IPT_SO_SET_REPLACE:
+		return set_replace(std::vector<uint8_t>(optval.begin(), optval.end()));
 	case IPT_SO_SET_ADD_COUNTERS: {
 		auto info = abi::parse_counters(optval);
 		if (!info.ok())
