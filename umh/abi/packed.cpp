@@ -19,8 +19,7 @@ Result<PackedTable> pack(StoredTable table)
 	// Not zeroed: only the pages zstd writes become resident.
 	const size_t bound = ZSTD_compressBound(p.size);
 	auto buf = std::make_unique_for_overwrite<uint8_t[]>(bound);
-	const size_t n =
-		ZSTD_compress(buf.get(), bound, table.entries.data(), p.size, pack_level);
+	const size_t n = ZSTD_compress(buf.get(), bound, table.entries.data(), p.size, pack_level);
 	if (ZSTD_isError(n))
 		return make_error(ENOMEM, std::string("compressing the stored table: ") +
 						  ZSTD_getErrorName(n));
@@ -37,9 +36,9 @@ Result<StoredTable> unpack(const PackedTable &table)
 	const size_t n = ZSTD_decompress(t.entries.data(), t.entries.size(), table.packed.data(),
 					 table.packed.size());
 	if (ZSTD_isError(n) || n != table.size)
-		return make_error(EIO, "the stored table does not unpack: " +
-					       std::string(ZSTD_isError(n) ? ZSTD_getErrorName(n)
-									   : "short"));
+		return make_error(
+			EIO, "the stored table does not unpack: " +
+				     std::string(ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short"));
 	return t;
 }
 

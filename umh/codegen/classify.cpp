@@ -427,7 +427,7 @@ private:
 	}
 	std::vector<uint32_t> &keys_;
 	uint32_t words_;
-	size_t base_; // keys before this index's first
+	size_t base_;		      // keys before this index's first
 	std::vector<uint32_t> slots_; // key number + 1; 0: empty
 	uint32_t count_ = 0;
 };
@@ -470,7 +470,7 @@ std::optional<AddrSetData> build_tuples(const TupleKey &k, const std::vector<Tup
 	data.lpm = false;
 	data.key_words = words;
 	data.keys.reserve(count * words * (k.ports() ? 2 : 1)); // one key and probe a rule
-	std::vector<Walk> walks; // by key number
+	std::vector<Walk> walks;				// by key number
 	walks.reserve(count);
 	TupleIndex at(data.keys, words, count);
 	uint32_t slots = 1;

@@ -1444,8 +1444,8 @@ Result<const ir::Table *> BpfDataplane::Generation::ir(std::optional<ir::Table> 
 				  "building the table's IR again: " + table.error().message);
 	if (table->rules.size() != num_rules)
 		return make_error(EIO, "building the table's IR again: " +
-					       std::to_string(table->rules.size()) + " rules, not " +
-					       std::to_string(num_rules));
+					       std::to_string(table->rules.size()) +
+					       " rules, not " + std::to_string(num_rules));
 	table->hashlimits = hashlimits; // as replace() settled them
 	keep = std::move(*table);
 	return &*keep;
@@ -1491,8 +1491,7 @@ Status BpfDataplane::add_counters(const std::vector<ir::Counter> &add)
 		return make_error(
 			EINVAL,
 			"adding " + std::to_string(add.size()) + " counters to a table of " +
-				std::to_string(current_ ? current_->num_rules : 0) +
-				" rules");
+				std::to_string(current_ ? current_->num_rules : 0) + " rules");
 	std::vector<ir::Counter> base = current_->base;
 	base.resize(add.size());
 	for (size_t k = 0; k < add.size(); k++) {

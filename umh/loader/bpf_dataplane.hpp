@@ -75,7 +75,8 @@ public:
 	~BpfDataplane() override;
 
 	Status check(const ir::Table &table) const override;
-	Result<std::vector<ir::Counter>> replace(ir::Table table, service::IrSource source) override;
+	Result<std::vector<ir::Counter>> replace(ir::Table table,
+						 service::IrSource source) override;
 	Result<std::vector<ir::Counter>> counters() const override;
 	// Into the Counters map's base (program.hpp), where a restarted helper finds them.
 	Status add_counters(const std::vector<ir::Counter> &add) override;
@@ -130,10 +131,10 @@ private:
 	// keeps): only what the generation reads after install(), and `source` to build the
 	// IR again when a program must be compiled later (ir()).
 	struct Generation {
-		std::string name;				// ir::Table::name
-		uint32_t num_rules = 0;				// one counter each
-		std::vector<ir::HashlimitTable> hashlimits;	// as replace() settled them
-		std::vector<ir::RecentList> recent_lists;	// ir::Table::recent_lists
+		std::string name;			    // ir::Table::name
+		uint32_t num_rules = 0;			    // one counter each
+		std::vector<ir::HashlimitTable> hashlimits; // as replace() settled them
+		std::vector<ir::RecentList> recent_lists;   // ir::Table::recent_lists
 		service::IrSource source;
 		const ir::Table *installing = nullptr; // the IR, while install() holds it
 		// The IR: the one install() holds, else built again from `source` into `keep`.

@@ -148,9 +148,9 @@ Result<std::vector<codegen::Options::RecentRef>> RecentLists::prepare(const ir::
 void RecentLists::retain(const std::vector<ir::RecentList> &lists)
 {
 	for (auto it = lists_.begin(); it != lists_.end();) {
-		const bool named = std::any_of(lists.begin(), lists.end(), [&](const ir::RecentList &l) {
-			return l.name == it->first;
-		});
+		const bool named =
+			std::any_of(lists.begin(), lists.end(),
+				    [&](const ir::RecentList &l) { return l.name == it->first; });
 		if (named) {
 			++it;
 			continue;

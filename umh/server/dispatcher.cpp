@@ -245,8 +245,7 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::vector<uint8
 		return error_reply(make_error(
 			EINVAL, "request for " + cookie_str(req.netns_cookie) +
 					" came with the descriptor of " + cookie_str(cookie)));
-	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie,
-			       std::move(data));
+	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie, std::move(data));
 }
 
 service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t cookie,
@@ -282,7 +281,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 					EINVAL, "setsockopt request with optlen " +
 							std::to_string(req.optlen) + " but " +
 							std::to_string(data.size()) + " bytes"));
-			service::Reply reply = ns->service->setsockopt(req.optname, std::move(data));
+			service::Reply reply =
+				ns->service->setsockopt(req.optname, std::move(data));
 			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE && ns->dataplane)
 				warn_nft_tables(cookie, ns->nft_said);
 			return reply;

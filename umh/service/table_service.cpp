@@ -173,10 +173,11 @@ Reply TableService::setsockopt(uint32_t optname, std::span<const uint8_t> optval
 				    "IPT_SO_SET_ADD_COUNTERS refused");
 		if (info->counters.size() != st.table->meta.offsets.size())
 			return fail(
-				make_error(EINVAL, std::to_string(info->counters.size()) +
-							   " counters for a table of " +
-							   std::to_string(st.table->meta.offsets.size()) +
-							   " entries"),
+				make_error(EINVAL,
+					   std::to_string(info->counters.size()) +
+						   " counters for a table of " +
+						   std::to_string(st.table->meta.offsets.size()) +
+						   " entries"),
 				"IPT_SO_SET_ADD_COUNTERS refused");
 		// Kept with the table's own counts where the data plane can (they then
 		// survive a helper restart), else here.
