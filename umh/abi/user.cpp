@@ -1,4 +1,5 @@
 // What ip_tables writes back to the caller: GET_INFO, GET_ENTRIES and the counters arrays.
+#include <algorithm>
 #include <climits>
 
 #include "abi/extensions.hpp"
@@ -73,7 +74,7 @@ void entries_to_user(const StoredTable &table, std::span<const ir::Counter> coun
 {
 	const std::span<const uint8_t> in = table.entries;
 	uint8_t *const out = s.data();
-	std::memset(out, 0, s.size());
+	std::fill(s.begin(), s.end(), uint8_t{0}); // memset's pointer may not be null when empty
 	for (uint32_t k = 0; k < table.offsets.size(); k++) {
 		const uint32_t off = table.offsets[k];
 		// The entry up to its counters, then the counters summed for it.
