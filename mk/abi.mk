@@ -5,12 +5,12 @@ ABI_TEST_SRCS := $(sort $(wildcard tests/unit/abi_*.cpp tests/unit/service_*.cpp
 ABI_OBJS      := $(ABI_CORE_SRCS:%.cpp=$(BUILD)/%.o) $(ABI_TEST_SRCS:%.cpp=$(BUILD)/%.o)
 
 $(BUILD)/abi_unit_tests: $(ABI_OBJS)
-	$(CXX) -o $@ $^ -lgtest -lgtest_main -pthread
+	$(CXX) -o $@ $^ -lgtest -lgtest_main -pthread -lzstd
 
 # The snapshot tool needs only the ABI and the service.
 $(BUILD)/abi-tools/ipt_snapshot: tests/tools/ipt_snapshot.cpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -o $@ $^
+	$(CXX) $(CXXFLAGS) -o $@ $^ -lzstd
 
 .PHONY: abi-unit
 abi-unit: $(BUILD)/abi_unit_tests
@@ -18,8 +18,8 @@ abi-unit: $(BUILD)/abi_unit_tests
 
 $(BUILD)/abi-tools/ipt_errno: tests/tools/ipt_errno.cpp tests/unit/abi_builder.hpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -o $@ $(filter %.cpp %.o,$^)
+	$(CXX) $(CXXFLAGS) -o $@ $(filter %.cpp %.o,$^) -lzstd
 
 $(BUILD)/abi-tools/ipt_evalcheck: tests/tools/ipt_evalcheck.cpp $(filter-out $(BUILD)/tests/%,$(ABI_OBJS))
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -o $@ $^
+	$(CXX) $(CXXFLAGS) -o $@ $^ -lzstd

@@ -28,7 +28,7 @@ $(FUZZ_DIR)/libcore.a: $(FUZZ_CORE_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_replace: tests/fuzz/fuzz_replace.cpp $(FUZZ_ABI_OBJS)
-	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_ABI_OBJS)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_ABI_OBJS) -lzstd
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.cpp $(FUZZ_DIR)/libcore.a
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_DIR)/libcore.a \

@@ -1,5 +1,6 @@
 // bpfilter_umh: the helper's entry point, serving the request protocol to the kernel module or the
 // front door.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -195,6 +196,13 @@ int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	// A table's buffers (the request, its entries, its IR, the GET_ENTRIES reply) are MiBs
+	// at 100k rules and live for one request: mapped apart and unmapped when freed, they
+	// leave no dead pages behind. glibc's default raises the threshold to the largest
+	// block freed (up to 32 MiB), after which such buffers come from the heap and their
+	// pages stay resident after them (Documentation/design.md, "Memory").
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 	// Nothing below throws by design; what the standard library may still throw (out of
 	// memory) ends the helper with a line in the log rather than std::terminate.
 	try {

@@ -39,7 +39,8 @@ class CountingOnlyDataplane : public service::Dataplane
 {
 public:
 	Status check(const ir::Table &) const override { return {}; }
-	Result<std::vector<ir::Counter>> replace(ir::Table table) override
+	Result<std::vector<ir::Counter>> replace(ir::Table table,
+						 service::IrSource /*source*/) override
 	{
 		std::vector<ir::Counter> old = std::move(counters_);
 		counters_.assign(table.rules.size(), ir::Counter{});

@@ -299,7 +299,7 @@ TEST(RecentLists, OutliveAReplaceThatKeepsTheName)
 	b.input.push_back(R().m(recent("keep", rcheck)).drop());
 	Twin second(b.build(), local_only_off(), first.x.recent);
 	ASSERT_TRUE(second.x.ok()) << second.x.error;
-	second.x.recent->retain(second.table);
+	second.x.recent->retain(second.table.recent_lists);
 	EXPECT_EQ(second.x.run(from("10.0.0.5").frame()), XDP_DROP);
 	EXPECT_EQ(second.x.run(from("10.0.0.6").frame()), XDP_PASS);
 	EXPECT_FALSE(second.x.recent->show("gone").ok());

@@ -29,7 +29,8 @@ public:
 		return log_->refuse_check;
 	}
 
-	Result<std::vector<ir::Counter>> replace(ir::Table table) override
+	Result<std::vector<ir::Counter>> replace(ir::Table table,
+						 service::IrSource /*source*/) override
 	{
 		if (!log_->refuse_replace.ok())
 			return log_->refuse_replace.error();

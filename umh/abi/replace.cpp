@@ -496,13 +496,17 @@ ReplaceHeader read_header(std::span<const uint8_t> optval)
 
 } // namespace
 
-Result<Replace> parse_replace(std::span<const uint8_t> optval)
+namespace
+{
+
+// do_replace's checks of the header, before the entries are copied in.
+Result<Replace> check_header(std::span<const uint8_t> optval, ReplaceHeader &h)
 {
 	const uint64_t len = optval.size();
 	if (len < replace_size)
 		return make_error(EINVAL, "optlen " + std::to_string(len) +
 						  " is shorter than struct ipt_replace");
-	const ReplaceHeader h = read_header(optval);
+	h = read_header(optval);
 	Replace repl;
 	repl.num_counters = load<uint32_t>(optval, replace_num_counters);
 	repl.counters_ptr = load<uint64_t>(optval, replace_counters);
@@ -519,12 +523,38 @@ Result<Replace> parse_replace(std::span<const uint8_t> optval)
 	// xt_alloc_table_info()
 	if (xt_table_info_size + h.size >= xt_max_table_size)
 		return make_error(ENOMEM, "table size " + std::to_string(h.size) + " is too large");
+	return repl;
+}
+
+} // namespace
+
+Result<Replace> parse_replace(std::span<const uint8_t> optval)
+{
+	ReplaceHeader h;
+	auto repl = check_header(optval, h);
+	if (!repl.ok())
+		return repl;
 	std::vector<uint8_t> entries(optval.begin() + replace_size,
 				     optval.begin() + replace_size + h.size);
 	auto table = translate_table(h, std::move(entries));
 	if (!table.ok())
 		return table.error();
-	repl.table = std::move(*table);
+	repl->table = std::move(*table);
+	return repl;
+}
+
+Result<Replace> parse_replace(std::vector<uint8_t> &&optval)
+{
+	ReplaceHeader h;
+	auto repl = check_header(optval, h);
+	if (!repl.ok())
+		return repl;
+	optval.erase(optval.begin(), optval.begin() + replace_size);
+	optval.resize(h.size);
+	auto table = translate_table(h, std::move(optval));
+	if (!table.ok())
+		return table.error();
+	repl->table = std::move(*table);
 	return repl;
 }
 

@@ -1,4 +1,5 @@
 // What ip_tables writes back to the caller: GET_INFO, GET_ENTRIES and the counters arrays.
+#include <algorithm>
 #include <climits>
 
 #include "abi/extensions.hpp"
@@ -36,6 +37,16 @@ void extension_to_user(std::span<const uint8_t> in, std::span<uint8_t> out, uint
 
 std::vector<uint8_t> getinfo_reply(const StoredTable &table)
 {
+	return getinfo_reply(table, table.entries.size());
+}
+
+std::vector<uint8_t> getinfo_reply(const PackedTable &table)
+{
+	return getinfo_reply(table.meta, table.size);
+}
+
+std::vector<uint8_t> getinfo_reply(const StoredTable &table, size_t size)
+{
 	std::vector<uint8_t> out(getinfo_size, 0);
 	std::span<uint8_t> s = out;
 	std::memcpy(out.data(), table.name.data(),
@@ -46,20 +57,28 @@ std::vector<uint8_t> getinfo_reply(const StoredTable &table)
 		store<uint32_t>(s, getinfo_underflow + 4 * h, table.underflow[h]);
 	}
 	store<uint32_t>(s, getinfo_num_entries, static_cast<uint32_t>(table.offsets.size()));
-	store<uint32_t>(s, getinfo_size_field, static_cast<uint32_t>(table.entries.size()));
+	store<uint32_t>(s, getinfo_size_field, static_cast<uint32_t>(size));
 	return out;
 }
 
 std::vector<uint8_t> entries_to_user(const StoredTable &table,
 				     std::span<const ir::Counter> counters)
 {
+	std::vector<uint8_t> out(table.entries.size(), 0);
+	entries_to_user(table, counters, out);
+	return out;
+}
+
+void entries_to_user(const StoredTable &table, std::span<const ir::Counter> counters,
+		     std::span<uint8_t> s)
+{
 	const std::span<const uint8_t> in = table.entries;
-	std::vector<uint8_t> out(in.size(), 0);
-	std::span<uint8_t> s = out;
+	uint8_t *const out = s.data();
+	std::fill(s.begin(), s.end(), uint8_t{0}); // memset's pointer may not be null when empty
 	for (uint32_t k = 0; k < table.offsets.size(); k++) {
 		const uint32_t off = table.offsets[k];
 		// The entry up to its counters, then the counters summed for it.
-		std::memcpy(out.data() + off, in.data() + off, entry_counters);
+		std::memcpy(out + off, in.data() + off, entry_counters);
 		const ir::Counter c = k < counters.size() ? counters[k] : ir::Counter{};
 		store<uint64_t>(s, off + entry_counters, c.packets);
 		store<uint64_t>(s, off + entry_counters + 8, c.bytes);
@@ -69,7 +88,6 @@ std::vector<uint8_t> entries_to_user(const StoredTable &table,
 			extension_to_user(in, s, off + i, ExtKind::Match);
 		extension_to_user(in, s, off + target_offset, ExtKind::Target);
 	}
-	return out;
 }
 
 Result<CountersInfo> parse_counters(std::span<const uint8_t> optval)

@@ -562,7 +562,7 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 		lo.log_lost_fd = log_->maps().lost.get();
 	}
 	lo.addr_types_fd = addr_types_.get();
-	for (const ir::HashlimitTable &h : gen.table.hashlimits) {
+	for (const ir::HashlimitTable &h : gen.hashlimits) {
 		auto it = htables_.find(h.name);
 		lo.hashlimit_fds.push_back(it == htables_.end() ? -1 : it->second.map.get());
 	}
@@ -580,16 +580,19 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	LoadOptions lo = load_options(gen);
 	lo.set_maps = &gen.set_maps;
 	lo.explain = !second_chance;
-	lo.name = program_full_name(flavor, gen.table.name, netns_ino_);
+	lo.name = program_full_name(flavor, gen.name, netns_ino_);
 	auto p = load_program(gen.code[k], devices_.get(), local_addrs_.get(), lo);
 	if (!p && second_chance) {
 		log::info("the kernel refused the " + std::string(program_name(flavor)) +
 			  " program with its faster tests (" +
 			  std::to_string(gen.code[k].insns.size()) +
 			  " instructions); compiling it with a jump per rule");
+		std::optional<ir::Table> keep;
+		auto table = gen.ir(keep);
+		if (!table)
+			return table.error();
 		auto again = codegen::compile(
-			gen.table,
-			codegen_options(flavor, codegen::Options::Tests::Accumulate, gen));
+			**table, codegen_options(flavor, codegen::Options::Tests::Accumulate, gen));
 		if (!again)
 			return again.error();
 		gen.set_maps.forget(gen.code[k]);
@@ -600,6 +603,12 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	if (!p)
 		return p.error();
 	gen.prog[k].emplace(std::move(*p));
+	// Its maps are filled: the sets' keys and values (MiBs at 100k rules) are not needed
+	// again while the table is in force; their sizes stay for the log.
+	for (codegen::AddrSetData &set : gen.code[k].addr_sets) {
+		set.keys = std::vector<uint32_t>();
+		set.values = std::vector<uint32_t>();
+	}
 	return gen.prog[k]->fd();
 }
 
@@ -664,12 +673,17 @@ Result<int> BpfDataplane::offload_fd(Generation &gen, const rtnl::Link &link)
 	codegen::Options o = codegen_options(codegen::Flavor::Xdp, options_.tests, gen);
 	o.offload = true;
 	o.offload_ifname = link.name;
-	auto code = codegen::compile(gen.table, o);
+	std::optional<ir::Table> keep;
+	auto table = gen.ir(keep);
+	if (!table)
+		return table.error();
+	auto code = codegen::compile(**table, o);
 	if (!code)
 		return code.error();
+	keep.reset();
 	LoadOptions lo; // its own Counters map, bound to the device as the program is
 	lo.prog_ifindex = static_cast<uint32_t>(link.ifindex);
-	lo.name = program_full_name(codegen::Flavor::Xdp, gen.table.name, netns_ino_, true);
+	lo.name = program_full_name(codegen::Flavor::Xdp, gen.name, netns_ino_, true);
 	auto p = load_program(*code, -1, -1, lo);
 	if (!p)
 		return make_error(p.error().errnum, "offloading to " + name_of(link.name) +
@@ -1091,7 +1105,7 @@ Status BpfDataplane::check(const ir::Table &table) const
 	return codegen::check(table);
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table)
+Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table, service::IrSource source)
 {
 	BF_TRY(check(table));
 	// The table's htables: those of names the namespace has keep their configuration
@@ -1115,12 +1129,12 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table)
 		htables_[h.name] = Htable{std::move(*map), h, 0};
 		made.push_back(h.name);
 	}
-	auto r = install(std::move(table));
+	auto r = install(std::move(table), std::move(source));
 	if (!r) {
 		forget_made();
 		return r;
 	}
-	const std::vector<ir::HashlimitTable> &kept = current_->table.hashlimits;
+	const std::vector<ir::HashlimitTable> &kept = current_->hashlimits;
 	std::erase_if(htables_, [&](const auto &kv) {
 		return std::none_of(kept.begin(), kept.end(), [&](const ir::HashlimitTable &h) {
 			return h.name == kv.first;
@@ -1199,12 +1213,26 @@ Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 	return {};
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
+Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table table, service::IrSource source)
 {
 	const auto t_start = clock::now();
 	auto gen = std::make_unique<Generation>();
-	gen->table = std::move(in);
-	const ir::Table &table = gen->table;
+	gen->name = table.name;
+	gen->num_rules = static_cast<uint32_t>(table.rules.size());
+	gen->hashlimits = table.hashlimits;
+	gen->recent_lists = table.recent_lists;
+	gen->source = std::move(source);
+	// The IR is freed once compiled; what loading needs of it later comes from `source`.
+	struct Installing {
+		Generation *gen;
+		~Installing() { gen->installing = nullptr; }
+	} installing{gen.get()};
+	gen->installing = &table;
+	const bool tracks = tracks_connections(table);
+	const bool logs =
+		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+			return r.target.kind == ir::Target::Kind::Log;
+		});
 	gen->offloadable = codegen::check_offload(table);
 	gen->replies = read_reply_sysctls();
 	gen->skb_marks = codegen::needs_skb_mark(table);
@@ -1218,7 +1246,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 		icmp_global_ = std::move(*global);
 		icmp_peers_ = std::move(*peers);
 	}
-	if (!conntrack_ && tracks_connections(table)) {
+	if (!conntrack_ && tracks) {
 		auto ct = open_conntrack();
 		if (!ct)
 			return make_error(EOPNOTSUPP,
@@ -1243,7 +1271,8 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 		~RecentUndo()
 		{
 			if (armed && dp.recent_)
-				dp.recent_->retain(dp.current_ ? dp.current_->table : ir::Table{});
+				dp.recent_->retain(dp.current_ ? dp.current_->recent_lists
+							       : std::vector<ir::RecentList>{});
 		}
 	} recent_undo{*this};
 	if (!table.recent_lists.empty()) {
@@ -1284,10 +1313,10 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 			return limits.error();
 		gen->limits = std::move(*limits);
 	}
-	const bool logs =
-		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
-			return r.target.kind == ir::Target::Kind::Log;
-		});
+	// At 100k rules the IR is about a blob's size again: it goes before the programs
+	// are loaded, their maps filled and the old table's counters read.
+	gen->installing = nullptr;
+	table = ir::Table{};
 	if (logs && !log_) {
 		auto ring = LogRing::create();
 		if (!ring)
@@ -1326,7 +1355,6 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 		current_ = std::move(gen);
 		return std::vector<ir::Counter>{};
 	}
-	const bool tracks = tracks_connections(table);
 	if (options_.hold_conntrack && tracks && !holding_conntrack_) {
 		BF_TRY(hold_conntrack(true));
 		holding_conntrack_ = true;
@@ -1357,14 +1385,14 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 	wait_for_readers();
 	recent_undo.armed = false;
 	if (recent_) // the lists no rule names any more (recent_mt_destroy())
-		recent_->retain(current_->table);
+		recent_->retain(current_->recent_lists);
 	if (!old_adopted.empty())
 		carry_counters(old_adopted, *current_);
 	const auto &xdp = current_->code[0];
 	const auto form = xdp.tests;
 	const auto chunks = std::count_if(xdp.functions.begin(), xdp.functions.end(),
 					  [](const codegen::Function &fn) { return fn.global; });
-	log::info("table of " + std::to_string(table.rules.size()) + " rules in force on " +
+	log::info("table of " + std::to_string(current_->num_rules) + " rules in force on " +
 		  std::to_string(attached_.size()) + " devices (XDP " +
 		  std::to_string(xdp.insns.size()) + " instructions, " +
 		  (form == codegen::Options::Tests::Branch ? "a jump per test"
@@ -1386,7 +1414,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 	if (!counted) {
 		// The new table is in force already; report the loss, do not undo the swap.
 		log::error("reading the old table's counters: " + counted.error().message);
-		return std::vector<ir::Counter>(old->table.rules.size());
+		return std::vector<ir::Counter>(old->num_rules);
 	}
 	return counted;
 }
@@ -1397,7 +1425,7 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table in)
 // per-device offloaded ones).
 void BpfDataplane::carry_counters(const std::vector<Fd> &adopted, Generation &gen)
 {
-	const auto n = static_cast<uint32_t>(gen.table.rules.size());
+	const uint32_t n = gen.num_rules;
 	for (const Fd &prog : adopted) {
 		auto old = adopted_counters(prog.get());
 		if (!old)
@@ -1423,9 +1451,28 @@ void BpfDataplane::carry_counters(const std::vector<Fd> &adopted, Generation &ge
 		  "zero");
 }
 
+Result<const ir::Table *> BpfDataplane::Generation::ir(std::optional<ir::Table> &keep) const
+{
+	if (installing)
+		return installing;
+	if (!source)
+		return make_error(EINVAL, "the table's IR cannot be built again: no source");
+	auto table = source();
+	if (!table)
+		return make_error(table.error().errnum,
+				  "building the table's IR again: " + table.error().message);
+	if (table->rules.size() != num_rules)
+		return make_error(EIO, "building the table's IR again: " +
+					       std::to_string(table->rules.size()) +
+					       " rules, not " + std::to_string(num_rules));
+	table->hashlimits = hashlimits; // as replace() settled them
+	keep = std::move(*table);
+	return &*keep;
+}
+
 Result<std::vector<ir::Counter>> BpfDataplane::Generation::read_counters() const
 {
-	std::vector<ir::Counter> sum(table.rules.size());
+	std::vector<ir::Counter> sum(num_rules);
 	const auto add = [&](const LoadedProgram &p) -> Status {
 		auto c = p.counters();
 		if (!c)
@@ -1459,12 +1506,11 @@ Result<std::vector<ir::Counter>> BpfDataplane::counters() const
 
 Status BpfDataplane::add_counters(const std::vector<ir::Counter> &add)
 {
-	if (!current_ || add.size() != current_->table.rules.size())
+	if (!current_ || add.size() != current_->num_rules)
 		return make_error(
 			EINVAL,
 			"adding " + std::to_string(add.size()) + " counters to a table of " +
-				std::to_string(current_ ? current_->table.rules.size() : 0) +
-				" rules");
+				std::to_string(current_ ? current_->num_rules : 0) + " rules");
 	std::vector<ir::Counter> base = current_->base;
 	base.resize(add.size());
 	for (size_t k = 0; k < add.size(); k++) {

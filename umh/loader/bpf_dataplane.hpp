@@ -75,7 +75,8 @@ public:
 	~BpfDataplane() override;
 
 	Status check(const ir::Table &table) const override;
-	Result<std::vector<ir::Counter>> replace(ir::Table table) override;
+	Result<std::vector<ir::Counter>> replace(ir::Table table,
+						 service::IrSource source) override;
 	Result<std::vector<ir::Counter>> counters() const override;
 	// Into the Counters map's base (program.hpp), where a restarted helper finds them.
 	Status add_counters(const std::vector<ir::Counter> &add) override;
@@ -126,8 +127,18 @@ private:
 	};
 	// One table's programs: one per flavor shared by every device (loaded when some
 	// device needs it), or per device when offloaded, and the counters they share.
+	// The table's IR is not kept (it is as large as the table's blob, which the service
+	// keeps): only what the generation reads after install(), and `source` to build the
+	// IR again when a program must be compiled later (ir()).
 	struct Generation {
-		ir::Table table;
+		std::string name;			    // ir::Table::name
+		uint32_t num_rules = 0;			    // one counter each
+		std::vector<ir::HashlimitTable> hashlimits; // as replace() settled them
+		std::vector<ir::RecentList> recent_lists;   // ir::Table::recent_lists
+		service::IrSource source;
+		const ir::Table *installing = nullptr; // the IR, while install() holds it
+		// The IR: the one install() holds, else built again from `source` into `keep`.
+		Result<const ir::Table *> ir(std::optional<ir::Table> &keep) const;
 		codegen::ReplySysctls replies; // what REJECT's replies follow
 		// INPUT or FORWARD reads or sets marks (codegen::needs_skb_mark()): tc ingress
 		// judges every device, XDP none.
@@ -226,7 +237,7 @@ private:
 	// The kernel's HZ, for -m limit: measured when a table first needs it.
 	Result<uint32_t> kernel_hz() const;
 	// The table installed as it is, its htables settled (install() is replace()'s body).
-	Result<std::vector<ir::Counter>> install(ir::Table in);
+	Result<std::vector<ir::Counter>> install(ir::Table in, service::IrSource source);
 	// xt_hashlimit's htables: one per name, kept while some rule of the table in force
 	// names it, so that a replace that keeps a name keeps its entries and its configuration
 	// (the first rule that named it made it), as htable_find_get() does.

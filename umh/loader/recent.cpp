@@ -145,11 +145,11 @@ Result<std::vector<codegen::Options::RecentRef>> RecentLists::prepare(const ir::
 	return refs;
 }
 
-void RecentLists::retain(const ir::Table &table)
+void RecentLists::retain(const std::vector<ir::RecentList> &lists)
 {
 	for (auto it = lists_.begin(); it != lists_.end();) {
 		const bool named =
-			std::any_of(table.recent_lists.begin(), table.recent_lists.end(),
+			std::any_of(lists.begin(), lists.end(),
 				    [&](const ir::RecentList &l) { return l.name == it->first; });
 		if (named) {
 			++it;

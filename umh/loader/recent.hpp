@@ -31,9 +31,9 @@ public:
 	// and entries, and is flushed when a rule asks for a larger ring of stamps; a new
 	// one gets the first rule's mask. The table's list numbers for the code generator.
 	Result<std::vector<codegen::Options::RecentRef>> prepare(const ir::Table &table);
-	// recent_mt_destroy() of the lists no rule of `table` (the one in force) names: their
-	// entries go.
-	void retain(const ir::Table &table);
+	// recent_mt_destroy() of the lists no rule of the table in force names (`lists`, its
+	// ir::Table::recent_lists): their entries go.
+	void retain(const std::vector<ir::RecentList> &lists);
 
 	int entries_fd() const { return entries_.get(); }
 	int heads_fd() const { return heads_.get(); }

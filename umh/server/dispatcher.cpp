@@ -210,6 +210,11 @@ Status Dispatcher::serve_own_namespace()
 
 service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const uint8_t> data)
 {
+	return handle(req, std::vector<uint8_t>(data.begin(), data.end()));
+}
+
+service::Reply Dispatcher::handle(const bpfilter_request &req, std::vector<uint8_t> &&data)
+{
 	loader::Fd netns(req.netns_fd >= 0 ? req.netns_fd : -1);
 	if (req.op == BPFILTER_OP_HEALTH)
 		return status_reply(0);
@@ -228,7 +233,7 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const u
 					       " asked the helper, which serves only its own " +
 					       cookie_str(own_cookie_) +
 					       ": run iptables in the helper's network namespace"));
-		return handle_in_netns(req, cookie, data);
+		return handle_in_netns(req, cookie, std::move(data));
 	}
 
 	NetnsVisit visit(own_netns_.get(), healthy_);
@@ -240,11 +245,11 @@ service::Reply Dispatcher::handle(const bpfilter_request &req, std::span<const u
 		return error_reply(make_error(
 			EINVAL, "request for " + cookie_str(req.netns_cookie) +
 					" came with the descriptor of " + cookie_str(cookie)));
-	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie, data);
+	return handle_in_netns(req, req.netns_cookie ? req.netns_cookie : cookie, std::move(data));
 }
 
 service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t cookie,
-					   std::span<const uint8_t> data)
+					   std::vector<uint8_t> &&data)
 {
 	// Lines logged while serving name the namespace and who asked, rate-limited per
 	// namespace.
@@ -276,7 +281,8 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 					EINVAL, "setsockopt request with optlen " +
 							std::to_string(req.optlen) + " but " +
 							std::to_string(data.size()) + " bytes"));
-			service::Reply reply = ns->service->setsockopt(req.optname, data);
+			service::Reply reply =
+				ns->service->setsockopt(req.optname, std::move(data));
 			if (reply.status == 0 && req.optname == IPT_SO_SET_REPLACE && ns->dataplane)
 				warn_nft_tables(cookie, ns->nft_said);
 			return reply;

@@ -44,6 +44,8 @@ public:
 	// Answers one request. Owns req.netns_fd (when >= 0) and closes it. A request that
 	// names no namespace (netns_fd -1) is about the helper's own.
 	service::Reply handle(const bpfilter_request &req, std::span<const uint8_t> data);
+	// The same, the request's bytes given up (a table is made of them, not of a copy).
+	service::Reply handle(const bpfilter_request &req, std::vector<uint8_t> &&data);
 
 	// Sets up the helper's own namespace now (its table and programs), rather than on
 	// its first request: the front door filters from the start and fails early.
@@ -92,7 +94,7 @@ private:
 	};
 	std::vector<Idle> idle_namespaces() const;
 	service::Reply handle_in_netns(const bpfilter_request &req, uint64_t cookie,
-				       std::span<const uint8_t> data);
+				       std::vector<uint8_t> &&data);
 	void print_log(uint64_t cookie, Namespace &ns);
 	void report_lost_lines(uint64_t cookie, Namespace &ns);
 

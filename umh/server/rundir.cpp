@@ -99,7 +99,7 @@ Result<std::optional<std::vector<uint8_t>>> RunFiles::read_table() const
 	return std::optional<std::vector<uint8_t>>(std::move(blob));
 }
 
-Status RunFiles::save_table(std::span<const uint8_t> blob) const
+Status RunFiles::stage_table(std::span<const uint8_t> blob) const
 {
 	const std::string tmp = table_path_ + ".new";
 	loader::Fd fd(
@@ -115,9 +115,20 @@ Status RunFiles::save_table(std::span<const uint8_t> blob) const
 			return sys_error(errno, "writing " + tmp);
 		done += static_cast<size_t>(n);
 	}
+	return {};
+}
+
+Status RunFiles::commit_table() const
+{
+	const std::string tmp = table_path_ + ".new";
 	if (rename(tmp.c_str(), table_path_.c_str()) < 0)
 		return sys_error(errno, "renaming " + tmp);
 	return {};
+}
+
+void RunFiles::unstage_table() const
+{
+	unlink((table_path_ + ".new").c_str());
 }
 
 void RunFiles::remove_table() const

@@ -32,8 +32,11 @@ public:
 
 	// The saved table (nullopt when there is none).
 	Result<std::optional<std::vector<uint8_t>>> read_table() const;
-	// Saves a table just accepted, whole or not at all (written aside, then renamed).
-	Status save_table(std::span<const uint8_t> blob) const;
+	// Saves a table, whole or not at all: written aside before it is handled, renamed
+	// over the saved one once accepted (commit_table()), or removed (unstage_table()).
+	Status stage_table(std::span<const uint8_t> blob) const;
+	Status commit_table() const;
+	void unstage_table() const;
 	void remove_table() const;
 
 	// At a clean exit: the lock file goes while still held.

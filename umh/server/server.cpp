@@ -142,7 +142,7 @@ struct Client {
 	// Reads at most read_quantum bytes and answers the request if that completes it.
 	// False when the connection is over (closed, broken or malformed).
 	bool feed(const std::function<service::Reply(const bpfilter_request &,
-						     std::span<const uint8_t>)> &serve)
+						     std::vector<uint8_t> &&)> &serve)
 	{
 		size_t got = in.size();
 		if (got < want) {
@@ -182,10 +182,11 @@ struct Client {
 			if (in.size() < want)
 				return true;
 		}
-		service::Reply reply =
-			serve(hdr, std::span<const uint8_t>(in.data() + sizeof(hdr), hdr.data_len));
-		in.clear();
-		in.shrink_to_fit();
+		// The request's bytes go to the service, which may make a table of them.
+		in.erase(in.begin(), in.begin() + sizeof(hdr));
+		in.resize(hdr.data_len);
+		service::Reply reply = serve(hdr, std::move(in));
+		in = std::vector<uint8_t>();
 		want = sizeof(bpfilter_request);
 		have_header = false;
 		queue_reply(hdr.seq, reply);
@@ -483,7 +484,7 @@ private:
 				req = std::move(it->second.queue.front());
 				it->second.queue.pop_front();
 			}
-			service::Reply r = dispatcher_.handle(req.hdr, req.data);
+			service::Reply r = dispatcher_.handle(req.hdr, std::move(req.data));
 			reply(req.hdr.seq, r);
 			const uint64_t one = 1;
 			if (wake_)
@@ -562,7 +563,7 @@ namespace
 // A request from a front-door client: only the kinds a client may send, about the namespace
 // the client runs in, from one with CAP_NET_ADMIN there. What the client says of its
 // namespace (netns_cookie, netns_fd) is not looked at.
-service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::span<const uint8_t> data,
+service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::vector<uint8_t> &&data,
 			    Dispatcher &dispatcher, const RunFiles &files)
 {
 	const std::string who = "front door, pid " + std::to_string(peer.pid) + ": ";
@@ -590,15 +591,22 @@ service::Reply serve_client(const Peer &peer, bpfilter_request hdr, std::span<co
 	hdr.netns_cookie = 0;
 	// Who asked, for the log (Dispatcher names the caller by it).
 	hdr.arg = static_cast<uint32_t>(peer.pid);
-	service::Reply reply = dispatcher.handle(hdr, data);
-	if (hdr.op == BPFILTER_OP_SETSOCKOPT && hdr.optname == IPT_SO_SET_REPLACE &&
-	    reply.status == 0) {
-		Status st = files.save_table(data);
-		if (!st)
-			log::error("the new table is in force but could not be saved for a "
-				   "restart: " +
-				   st.error().message);
+	// A new table is written out before it is handled (the service makes the table of
+	// the request's bytes), and takes the saved one's place once it is in force.
+	const bool replace = hdr.op == BPFILTER_OP_SETSOCKOPT && hdr.optname == IPT_SO_SET_REPLACE;
+	Status staged = replace ? files.stage_table(data) : Status{};
+	service::Reply reply = dispatcher.handle(hdr, std::move(data));
+	if (!replace)
+		return reply;
+	if (reply.status != 0) {
+		files.unstage_table();
+		return reply;
 	}
+	if (staged)
+		staged = files.commit_table();
+	if (!staged)
+		log::error("the new table is in force but could not be saved for a restart: " +
+			   staged.error().message);
 	return reply;
 }
 
@@ -630,7 +638,7 @@ Status restore_table(Dispatcher &dispatcher, std::vector<uint8_t> blob)
 	req.optname = IPT_SO_SET_REPLACE;
 	req.optlen = static_cast<uint32_t>(blob.size());
 	req.data_len = req.optlen;
-	r = dispatcher.handle(req, blob);
+	r = dispatcher.handle(req, std::move(blob));
 	if (r.status < 0)
 		return make_error(-r.status, std::string("the saved table was refused: ") +
 						     strerror(-r.status));
@@ -783,8 +791,9 @@ int serve_listen(const ListenOptions &listen, DispatcherOptions options)
 			const Peer &peer = c.peer;
 			over[i] = !(c.writing() ? c.flush()
 						: c.feed([&](const bpfilter_request &hdr,
-							     std::span<const uint8_t> data) {
-							  return serve_client(peer, hdr, data,
+							     std::vector<uint8_t> &&data) {
+							  return serve_client(peer, hdr,
+									      std::move(data),
 									      dispatcher, *files);
 						  }));
 		}

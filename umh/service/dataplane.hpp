@@ -1,6 +1,7 @@
 // The service's view of the data plane: something that runs a table on packets and counts.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,6 +12,11 @@
 
 namespace bpfilter::service
 {
+
+// Builds a table's IR again from what the caller keeps of it (the stored blob), for a data
+// plane that needs the IR after replace() returned: holding it for the table's whole life
+// would double the helper's memory at 100k rules (Documentation/design.md, "Memory").
+using IrSource = std::function<Result<ir::Table>()>;
 
 // One network namespace's packet filter. The loader implements it with XDP programs;
 // unit tests of the sockopt service use an in-memory one.
@@ -28,7 +34,9 @@ public:
 	// table's final counters, one per old rule (empty when there was none), read once no
 	// packet can still reach the old program. On failure nothing changed.
 	// The table is taken by value: at 100k rules a copy is tens of MiB of the helper's peak.
-	virtual Result<std::vector<ir::Counter>> replace(ir::Table table) = 0;
+	// `source` gives the same table again (before this call's changes to it) for as long
+	// as it is installed.
+	virtual Result<std::vector<ir::Counter>> replace(ir::Table table, IrSource source) = 0;
 
 	// What the installed table has counted so far, one per rule, summed over CPUs.
 	virtual Result<std::vector<ir::Counter>> counters() const = 0;

@@ -31,6 +31,8 @@ public:
 
 	// IPT_SO_SET_REPLACE, IPT_SO_SET_ADD_COUNTERS; optval is the caller's bytes.
 	Reply setsockopt(uint32_t optname, std::span<const uint8_t> optval);
+	// The same, the caller's bytes given up: IPT_SO_SET_REPLACE makes its entries of them.
+	Reply setsockopt(uint32_t optname, std::vector<uint8_t> &&optval);
 	// IPT_SO_GET_INFO, _ENTRIES, _REVISION_MATCH, _REVISION_TARGET; optlen is the caller's
 	// *optlen, optval the input part of the buffer.
 	Reply getsockopt(uint32_t optname, uint32_t optlen, std::span<const uint8_t> optval);
@@ -38,6 +40,7 @@ public:
 	Dataplane &dataplane() { return *dataplane_; }
 
 private:
+	Reply set_replace(std::vector<uint8_t> &&optval);
 	struct State;
 	std::unique_ptr<Dataplane> dataplane_;
 	std::shared_ptr<State> state_;
