@@ -603,12 +603,21 @@ Result<int> BpfDataplane::prog_fd(Generation &gen, codegen::Flavor flavor, const
 	if (!p)
 		return p.error();
 	gen.prog[k].emplace(std::move(*p));
-	// Its maps are filled: the sets' keys and values (MiBs at 100k rules) are not needed
-	// again while the table is in force; their sizes stay for the log.
-	for (codegen::AddrSetData &set : gen.code[k].addr_sets) {
-		set.keys = std::vector<uint32_t>();
-		set.values = std::vector<uint32_t>();
-	}
+	// The maps are filled: the sets' keys and values (MiBs at 100k rules) are not needed
+	// again while the table is in force (their sizes stay for the log), once no program
+	// still to be loaded can share them (SetMaps compares sets in full).
+	const auto pending = [&] {
+		for (size_t j = 0; j < gen.code.size(); j++)
+			if (!gen.prog[j] && !gen.code[j].addr_sets.empty())
+				return true;
+		return false;
+	};
+	if (!pending())
+		for (size_t j = 0; j < gen.code.size(); j++)
+			for (codegen::AddrSetData &set : gen.code[j].addr_sets) {
+				set.keys = std::vector<uint32_t>();
+				set.values = std::vector<uint32_t>();
+			}
 	return gen.prog[k]->fd();
 }
 
