@@ -3,6 +3,7 @@
 #include "codegen/chain.hpp"
 
 #include <arpa/inet.h>
+#include <linux/netfilter/xt_LOG.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -145,7 +146,6 @@ void emit_goto(Emitter &em, const Frame &f, uint32_t to)
 // Where a LOG rule keeps its record's address across the name lookups: below the map key,
 // in any frame (the main program's FIB lookup, which lies there, is long done).
 constexpr int16_t log_rec_slot = -16;
-constexpr uint8_t log_uid = 0x08; // XT_LOG_UID
 static_assert(layout::main_key == -8 && layout::sub_key == -8);
 
 void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
@@ -166,7 +166,7 @@ void emit_log(Emitter &em, const Frame &f, const ir::LogInfo &info)
 	// is a full socket of the hook's namespace with a file: what emit_owner() found, but
 	// a request socket's listener.
 	em.emit(st(BPF_H, R0, field(offsetof(rec, has_uid)), 0));
-	if ((info.flags & log_uid) && f.plan.uses_owner) {
+	if ((info.flags & XT_LOG_UID) && f.plan.uses_owner) {
 		Label no_uid(em);
 		em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::own_kind));
 		em.jump(jmp32_imm(BPF_JNE, R1, layout::owner_file), no_uid);

@@ -2,6 +2,8 @@
 // meaning kept.
 #include "codegen/plan.hpp"
 
+#include <linux/netfilter/xt_LOG.h>
+
 #include <algorithm>
 #include <set>
 #include <string>
@@ -347,8 +349,7 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		const ir::Target &tg = t.rules[i].target;
 		// LOG --log-uid at OUTPUT prints the sending socket's credentials where the
 		// kernel's layout is known (loader/owner.cpp); without it, no UID= (supported.md).
-		plan.uses_owner |= tg.kind == Kind::Log &&
-				   (tg.log.flags & 0x08) != 0 && // XT_LOG_UID
+		plan.uses_owner |= tg.kind == Kind::Log && (tg.log.flags & XT_LOG_UID) != 0 &&
 				   options.flavor == Flavor::TcEgress && options.owner.known();
 		if ((tg.kind == Kind::Jump || tg.kind == Kind::Goto) && tg.to >= n)
 			return make_error(EINVAL, "codegen: " + at(t, i) + " jumps past the table");

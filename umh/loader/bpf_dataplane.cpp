@@ -13,6 +13,7 @@
 #include <linux/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/membarrier.h>
+#include <linux/netfilter/xt_LOG.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -1009,28 +1010,28 @@ Status BpfDataplane::check(const ir::Table &table) const
 	}
 	if (options_.mode == XdpMode::Offload)
 		BF_TRY(codegen::check_offload(table));
-	if (std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
-		    return std::any_of(r.matches.begin(), r.matches.end(), [](const ir::Match &m) {
-			    return std::holds_alternative<ir::OwnerMatch>(m);
-		    });
-	    })) {
-		BF_TRY(check_owner_userns(table));
-		if (!owner_.known()) {
-			auto ly = owner_layout();
-			if (!ly)
-				return make_error(EOPNOTSUPP, "-m owner: " + ly.error().message);
-			owner_ = *ly;
-		}
-	}
+	const bool owner =
+		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+			return std::any_of(r.matches.begin(), r.matches.end(),
+					   [](const ir::Match &m) {
+						   return std::holds_alternative<ir::OwnerMatch>(m);
+					   });
+		});
 	// LOG --log-uid at OUTPUT reads the same objects; without their layout it prints no
-	// UID=, as before (Documentation/supported.md, LOG).
-	if (!owner_.known() &&
-	    std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
-		    return r.target.kind == ir::Target::Kind::Log &&
-			   (r.target.log.flags & 0x08) != 0; // XT_LOG_UID
-	    })) {
-		if (auto ly = owner_layout())
+	// UID=, as before (Documentation/supported.md, LOG), where -m owner is refused.
+	const bool log_uid =
+		std::any_of(table.rules.begin(), table.rules.end(), [](const ir::Rule &r) {
+			return r.target.kind == ir::Target::Kind::Log &&
+			       (r.target.log.flags & XT_LOG_UID);
+		});
+	if (owner)
+		BF_TRY(check_owner_userns(table));
+	if ((owner || log_uid) && !owner_.known()) {
+		auto ly = owner_layout();
+		if (ly)
 			owner_ = *ly;
+		else if (owner)
+			return make_error(EOPNOTSUPP, "-m owner: " + ly.error().message);
 		else
 			log::warn("LOG --log-uid: OUTPUT's lines get no UID= GID=: " +
 				  ly.error().message);
