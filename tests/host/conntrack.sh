@@ -50,11 +50,13 @@ while True:
 	BF_PIDS="$BF_PIDS $!"
 	sleep 0.3
 }
+# A connect that OUTPUT drops gives up after 0.5 s: the SYN's first retransmission comes at 1 s
+# (TCP_TIMEOUT_INIT), so each side sends exactly one SYN, however loaded the machine.
 connect_reset() # NS ADDR PORT
 {
 	ip netns exec "$1" "$PYTHON" -c '
 import socket, struct, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5)
 time.sleep(0.1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
