@@ -558,6 +558,12 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				" calls deep from a built-in chain; BPF allows at most " +
 				std::to_string(max_call_frames - 1) +
 				" (each jump, goto or fall into another chain is a BPF call)");
+	// Protocol lanes copy a block's rules up to four times: not where the copies could
+	// take the program past what the verifier processes (not offloaded: the NIC's
+	// program is kept small).
+	if (!options.offload && options.lane_max_rules &&
+	    plan.tested_rules <= options.lane_max_rules)
+		plan.lane_min_block = std::max<uint32_t>(options.lane_min_block, 2);
 	return plan;
 }
 
