@@ -696,8 +696,8 @@ bool in_lane(const ir::Rule &r, size_t lane)
 	const uint16_t p = r.ip.proto;
 	if (p == 0)
 		return true; // any protocol, even inverted
-	const bool named = std::find(lane_proto.begin() + 1, lane_proto.end(), p) !=
-			   lane_proto.end();
+	const bool named =
+		std::find(lane_proto.begin() + 1, lane_proto.end(), p) != lane_proto.end();
 	if (r.ip.invflags & IPT_INV_PROTO)
 		return !named || lane_proto[lane] != p; // `! -p 50` leaves every lane
 	return named ? lane_proto[lane] == p : lane == 0;
