@@ -20,8 +20,12 @@ table()
 	echo ':OUTPUT ACCEPT [0:0]'
 	for ((i = 1; i <= n; i++)); do
 		if [ "$heavy" = 1 ]; then
-			printf -- '-A INPUT -s 192.168.%d.%d/32 -d 10.%d.%d.1/32 -i veth+ -p tcp -m tcp --sport %d:%d --dport %d -j DROP\n' \
-				$((i / 250)) $((i % 250 + 1)) $((i / 250)) $((i % 250)) $((2000 + i)) $((3000 + i)) $((1000 + i))
+			# Every fourth with -m u32 as well, so that no eight neighbours make a
+			# block for protocol lanes, which would keep the verifier's pending
+			# branches to a block's and let it take the table with a jump per test.
+			printf -- '-A INPUT -s 192.168.%d.%d/32 -d 10.%d.%d.1/32 -i veth+ -p tcp -m tcp --sport %d:%d --dport %d%s -j DROP\n' \
+				$((i / 250)) $((i % 250 + 1)) $((i / 250)) $((i % 250)) $((2000 + i)) $((3000 + i)) $((1000 + i)) \
+				"$([ $((i % 4)) = 0 ] && echo ' -m u32 --u32 6&0xff=6')"
 		elif [ "$heavy" = 3 ] || [ $((i % 2)) = 0 ]; then
 			printf -- '-A INPUT -s 192.168.%d.%d/32 -p tcp -m tcp --dport %d -j DROP\n' \
 				$((i / 250 % 250)) $((i % 250 + 1)) $((1000 + i % 50000))

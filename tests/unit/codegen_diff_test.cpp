@@ -234,7 +234,9 @@ uint32_t seed_from_env()
 
 using Tests = codegen::Options::Tests;
 
-class CodegenDiff : public ::testing::TestWithParam<Tests>
+// The form of tests, and whether every block of two or more rules gets protocol lanes
+// (chain.cpp, emit_lanes()) or none does.
+class CodegenDiff : public ::testing::TestWithParam<std::tuple<Tests, bool>>
 {
 };
 
@@ -248,7 +250,11 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 		TableBuilder b = g.table();
 		const ir::Table t = b.build();
 		ASSERT_TRUE(codegen::check(t).ok()) << "seed " << seed << " table " << ti;
-		Xdp x(t, {.local_only = false, .tests = GetParam()});
+		const auto [tests, lanes] = GetParam();
+		Xdp x(t, {.local_only = false,
+			  .tests = tests,
+			  .lane_max_rules = lanes ? ~0u : 0,
+			  .lane_min_block = 2});
 		ASSERT_TRUE(x.ok()) << "seed " << seed << " table " << ti << ": " << x.error;
 		std::vector<ir::Counter> want(t.rules.size());
 		for (int pi = 0; pi < packets; pi++) {
@@ -308,13 +314,16 @@ TEST_P(CodegenDiff, RandomTablesAgreeWithTheEvaluator)
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CodegenDiff,
-			 ::testing::Values(Tests::Branch, Tests::FirstBranch, Tests::Accumulate,
-					   Tests::Chunked),
+			 ::testing::Combine(::testing::Values(Tests::Branch, Tests::FirstBranch,
+							      Tests::Accumulate, Tests::Chunked),
+					    ::testing::Bool()),
 			 [](const auto &info) {
-				 return info.param == Tests::Branch	   ? "Branch"
-					: info.param == Tests::FirstBranch ? "FirstBranch"
-					: info.param == Tests::Chunked	   ? "Chunked"
-									   : "Accumulate";
+				 const Tests tests = std::get<0>(info.param);
+				 return std::string(tests == Tests::Branch	  ? "Branch"
+						    : tests == Tests::FirstBranch ? "FirstBranch"
+						    : tests == Tests::Chunked	  ? "Chunked"
+										  : "Accumulate") +
+					(std::get<1>(info.param) ? "Lanes" : "");
 			 });
 
 } // namespace

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <linux/netfilter/xt_LOG.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -647,6 +648,120 @@ private:
 	std::vector<Pending> pending_;
 };
 
+// Rule i's tests, count and target; the packet goes on to the code after them when the
+// rule does not match or its target goes on.
+void emit_rule(Emitter &em, Frame &f, uint32_t i, ColdCode &cold)
+{
+	const ir::Rule &r = f.table.rules[i];
+	const Fold ip = fold_ip(r.ip, f.plan.hookset);
+	if (ip == Fold::Never)
+		return;
+	if (maps::counter_block(i) != f.block || cold.due())
+		cold.flush(f);
+	// Every path to rule i passes here: runs only go forward.
+	emit_use_block(em, f, i);
+	auto next = std::make_unique<Label>(em);
+	Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next,
+	       f.plan.first_branch, f.fragments);
+	if (ip == Fold::Test)
+		emit_ip(c, r.ip, f.plan.hookset);
+	for (const ir::Match &m : r.matches)
+		emit_match(c, m, f.plan, f.table);
+	c.finish();
+	if (next->aimed_at() && em.live()) {
+		// Some packets fail the tests: the matched path goes out of line.
+		cold.add(i, std::move(next)).bind();
+	} else {
+		emit_count(em, f, i);
+		emit_target(em, f, i, nullptr);
+		next.reset(); // binds here
+	}
+}
+
+// Protocol lanes. A packet's protocol decides which rules can match it at all: a rule of
+// `-p tcp` never matches UDP, one of `! -p udp` never matches UDP either. A block of plain
+// rules is emitted once per lane (other protocols, TCP, UDP, ICMP), each copy with only
+// the rules of the block that packets of the lane can match, in rule order, and one
+// dispatch on the packet's protocol before them; the copies meet again after the block.
+// A packet runs what the rules one by one would run, less the rules it cannot match: the
+// same first match, the same counters, targets that go on lead to the next rule of the
+// lane. The Counters block is the same for the whole block, so every copy counts with
+// the block it was entered with.
+constexpr uint32_t lane_max_block = 32; // rules: each copy's jumps stay short
+constexpr std::array<uint8_t, 4> lane_proto = {0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP};
+
+// Can a packet of lane `lane` (lane_proto; 0: none of the others) match rule r?
+bool in_lane(const ir::Rule &r, size_t lane)
+{
+	const uint16_t p = r.ip.proto;
+	if (p == 0)
+		return true; // any protocol, even inverted
+	const bool named =
+		std::find(lane_proto.begin() + 1, lane_proto.end(), p) != lane_proto.end();
+	if (r.ip.invflags & IPT_INV_PROTO)
+		return !named || lane_proto[lane] != p; // `! -p 50` leaves every lane
+	return named ? lane_proto[lane] == p : lane == 0;
+}
+
+// A rule that may be in a block: within one run, with code that stays small, so that the
+// dispatch's jumps over four copies stay within a jump's 32767 instructions. u32 unrolls
+// as many tests as the user wrote; recent, hashlimit and owner are long.
+bool lane_rule(const Frame &f, uint32_t i)
+{
+	const ir::Rule &r = f.table.rules[i];
+	if (ends_run(f.table, i, f.plan.hookset) || f.plan.addr_set_at.count(i))
+		return false;
+	return std::none_of(r.matches.begin(), r.matches.end(), [](const ir::Match &m) {
+		return std::holds_alternative<ir::U32Match>(m) ||
+		       std::holds_alternative<ir::RecentMatch>(m) ||
+		       std::holds_alternative<ir::HashlimitMatch>(m) ||
+		       std::holds_alternative<ir::OwnerMatch>(m);
+	});
+}
+
+// The end of the block that starts at rule i, or i when no block starts there: too short,
+// or every rule in every lane (copies for nothing).
+uint32_t lane_block_end(const Frame &f, uint32_t i)
+{
+	const auto &rules = f.table.rules;
+	uint32_t j = i;
+	bool splits = false;
+	for (; j < rules.size() && j - i < lane_max_block; j++) {
+		if (j != i && (j == f.stop || f.plan.subprog_of.count(j)))
+			break;
+		if (maps::counter_block(j) != maps::counter_block(i) || !lane_rule(f, j))
+			break;
+		if (fold_ip(rules[j].ip, f.plan.hookset) == Fold::Never)
+			continue;
+		for (size_t lane = 0; lane < lane_proto.size(); lane++)
+			splits |= !in_lane(rules[j], lane);
+	}
+	return splits && j - i >= f.plan.lane_min_block ? j : i;
+}
+
+void emit_lanes(Emitter &em, Frame &f, uint32_t first, uint32_t end, ColdCode &cold)
+{
+	cold.flush(f);
+	emit_use_block(em, f, first);
+	const uint32_t block = f.block;
+	std::array<Label, lane_proto.size()> entry{Label(em), Label(em), Label(em), Label(em)};
+	Label after(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, layout::pkt_off::proto));
+	for (size_t lane = 1; lane < lane_proto.size(); lane++)
+		em.jump(jmp32_imm(BPF_JEQ, R1, lane_proto[lane]), entry[lane]);
+	for (size_t lane = 0; lane < lane_proto.size(); lane++) {
+		entry[lane].bind();
+		f.block = block;
+		for (uint32_t i = first; i < end; i++)
+			if (in_lane(f.table.rules[i], lane))
+				emit_rule(em, f, i, cold);
+		em.jump(ja(), after);
+		cold.flush(f);
+	}
+	after.bind();
+	f.block = block;
+}
+
 // The rules of one run, until it ends (a goto into another run, or the end of its chain).
 void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 {
@@ -665,7 +780,6 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 			emit_verdict(em, layout::ret_drop);
 			return;
 		}
-		const ir::Rule &r = rules[i];
 		if (auto it = f.plan.addr_set_at.find(i); it != f.plan.addr_set_at.end()) {
 			// Its code is long; pending jumps to the cold code must stay in range.
 			cold.flush(f);
@@ -674,29 +788,16 @@ void emit_rules(Emitter &em, Frame &f, uint32_t start, ColdCode &cold)
 			i = set.end - 1;
 			continue;
 		}
-		const Fold ip = fold_ip(r.ip, f.plan.hookset);
-		if (ip == Fold::Never)
+		if (fold_ip(rules[i].ip, f.plan.hookset) == Fold::Never)
 			continue;
-		if (maps::counter_block(i) != f.block || cold.due())
-			cold.flush(f);
-		// Every path to rule i passes here: runs only go forward.
-		emit_use_block(em, f, i);
-		auto next = std::make_unique<Label>(em);
-		Cond c(em, f.plan.accumulate ? Cond::Mode::Accumulate : Cond::Mode::Branch, *next,
-		       f.plan.first_branch, f.fragments);
-		if (ip == Fold::Test)
-			emit_ip(c, r.ip, f.plan.hookset);
-		for (const ir::Match &m : r.matches)
-			emit_match(c, m, f.plan, f.table);
-		c.finish();
-		if (next->aimed_at() && em.live()) {
-			// Some packets fail the tests: the matched path goes out of line.
-			cold.add(i, std::move(next)).bind();
-		} else {
-			emit_count(em, f, i);
-			emit_target(em, f, i, nullptr);
-			next.reset(); // binds here
+		if (f.plan.lane_min_block) {
+			if (const uint32_t end = lane_block_end(f, i); end != i) {
+				emit_lanes(em, f, i, end, cold);
+				i = end - 1;
+				continue;
+			}
 		}
+		emit_rule(em, f, i, cold);
 		if (ends_run(f.table, i, f.plan.hookset))
 			return;
 	}

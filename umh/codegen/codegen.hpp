@@ -178,6 +178,15 @@ struct Options {
 	// LPM trie) the rules' own tests are as fast as the lookup.
 	uint32_t classify_min = default_classify_min;
 	static constexpr uint32_t default_classify_min = 32;
+	// Protocol lanes (chain.cpp, emit_lanes()): a block of at least lane_min_block
+	// consecutive plain rules is emitted once per protocol (TCP, UDP, ICMP, any other),
+	// each copy holding only the rules that packets of that protocol can match, and the
+	// packet's protocol picks the copy. Tables of more than lane_max_rules tested rules
+	// get none (the copies cost instructions the verifier counts); 0: never.
+	uint32_t lane_max_rules = default_lane_max_rules;
+	uint32_t lane_min_block = default_lane_min_block;
+	static constexpr uint32_t default_lane_max_rules = 4000;
+	static constexpr uint32_t default_lane_min_block = 8;
 };
 
 // The contents of a MapSlot::AddrSet map, for the loader to fill (maps::addr_set_*).

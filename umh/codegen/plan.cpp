@@ -558,6 +558,15 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 				" calls deep from a built-in chain; BPF allows at most " +
 				std::to_string(max_call_frames - 1) +
 				" (each jump, goto or fall into another chain is a BPF call)");
+	// Protocol lanes copy a block's rules up to four times: not where the copies could
+	// take the program past what the verifier processes, so by default only where the
+	// table verifies in the plain Branch form, uncut (not offloaded: the NIC's program
+	// is kept small).
+	const bool plain =
+		options.tests != Options::Tests::Auto || (!plan.accumulate && plan.num_chunks == 0);
+	if (!options.offload && options.lane_max_rules &&
+	    plan.tested_rules <= options.lane_max_rules && plain)
+		plan.lane_min_block = std::max<uint32_t>(options.lane_min_block, 2);
 	return plan;
 }
 

@@ -77,6 +77,9 @@ struct Plan {
 	uint64_t branch_tests = 0; // tests that jump to the next rule in Cond::Mode::Branch
 	bool accumulate = false;   // rules test with Cond::Mode::Accumulate
 	bool first_branch = false; // ... but for their first test, a jump
+	// Blocks of plain rules are emitted in protocol lanes (Options::lane_max_rules), of
+	// at least this many rules; 0: no lanes.
+	uint32_t lane_min_block = 0;
 	uint64_t tested_rules = 0; // rules with code of their own
 	// Runs of address rules judged by one lookup (classify.hpp), and which starts at a rule.
 	std::vector<AddrSet> addr_sets;

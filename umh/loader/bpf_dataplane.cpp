@@ -536,6 +536,9 @@ codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 	codegen::Options o;
 	o.flavor = flavor;
 	o.tests = tests;
+	// The second chance (a jump per rule) is the plainest code: no protocol lanes.
+	if (tests == codegen::Options::Tests::Accumulate)
+		o.lane_max_rules = 0;
 	o.replies = gen.replies;
 	o.recent = gen.recent;
 	o.hz = hz_;
