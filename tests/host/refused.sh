@@ -25,7 +25,9 @@ refused()
 }
 refused "-j NFLOG, a target we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -j NFLOG
 refused "-m cpu, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m cpu --cpu 0 -j ACCEPT
-refused "-m connlimit (ENOENT)" "No chain/target/match by that name" -A INPUT -p tcp -m connlimit --connlimit-above 10
+refused "-m quota, a match we lack (ENOENT)" "No chain/target/match by that name" -A INPUT -m quota --quota 100
+# -m connlimit is translated, but a limit a list of 16 tuples cannot decide is refused.
+refused "-m connlimit above 100 (EOPNOTSUPP)" "not supported" -A INPUT -p tcp -m connlimit --connlimit-above 100
 # -m owner is translated, but only from OUTPUT (and POSTROUTING), as xt_check_match() says.
 refused "-m owner in INPUT (EINVAL)" "Invalid argument" -A INPUT -m owner --uid-owner 0
 

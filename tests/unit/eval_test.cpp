@@ -1,4 +1,7 @@
 // The reference evaluator against ipt_do_table's semantics, on tables parsed from blobs.
+#include <arpa/inet.h>
+#include <linux/netfilter/xt_connlimit.h>
+
 #include <gtest/gtest.h>
 
 #include "abi/table.hpp"
@@ -377,6 +380,118 @@ TEST(Eval, MalformedPacketsNeverReachTheTable)
 	auto r = run(*t, Bytes(19, 0x45));
 	EXPECT_FALSE(r.accept);
 	EXPECT_TRUE(r.counted_rules.empty());
+}
+
+} // namespace
+} // namespace bpfilter
+
+namespace bpfilter
+{
+namespace
+{
+
+// -m connlimit revision 1, as libxt_connlimit sends it.
+Bytes connlimit(uint32_t limit, uint32_t prefix, uint32_t flags)
+{
+	struct xt_connlimit_info i {
+	};
+	i.mask.ip = htonl(prefix ? ~0u << (32 - prefix) : 0);
+	i.limit = limit;
+	i.flags = flags;
+	return test::match("connlimit", 1, &i, sizeof(i));
+}
+
+// A SYN from src:sport to 10.0.0.1:22 and what conntrack attaches to it: a new entry, not
+// yet confirmed.
+ir::PacketView syn_view(const Bytes &pkt, uint32_t src, uint16_t sport)
+{
+	ir::PacketView v{pkt, dev("eth0"), {}, {}};
+	v.ct.has_ct = true;
+	v.ct.l4proto = IPPROTO_TCP;
+	v.ct.orig_src = htonl(src);
+	v.ct.orig_dst = htonl(0x0a000001);
+	v.ct.orig_sport = sport;
+	v.ct.orig_dport = 22;
+	return v;
+}
+
+TEST(EvalConnlimit, SshRuleRejectsTheThirdConnectionOfAnAddress)
+{
+	Builder b;
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {test::tcp(0, 0xffff, 22, 22), connlimit(2, 32, 0)},
+			     Target::drop()});
+	b.rule("INPUT", Rule{Ip().proto(IPPROTO_TCP),
+			     {connlimit(1, 24, XT_CONNLIMIT_INVERT | XT_CONNLIMIT_DADDR)},
+			     Target::accept()});
+	const ir::Table t = table_of(b);
+	ASSERT_EQ(t.connlimit_slots, 2u);
+	const auto &m = std::get<ir::ConnlimitMatch>(t.rules[0].matches[1]);
+	EXPECT_EQ(m.limit, 2u);
+	EXPECT_EQ(m.mask, 0xffffffffu);
+	EXPECT_EQ(m.slot, 0u);
+	const auto &up = std::get<ir::ConnlimitMatch>(t.rules[1].matches[0]);
+	EXPECT_EQ(up.mask, htonl(0xffffff00));
+	EXPECT_EQ(up.flags, uint32_t{XT_CONNLIMIT_INVERT | XT_CONNLIMIT_DADDR});
+	EXPECT_EQ(up.slot, 1u);
+
+	ir::EvalState st = ir::initial_state(t, 250, 100);
+	auto send = [&](uint32_t src, uint16_t sport) {
+		const Bytes p = datagram(IPPROTO_TCP, tcp_seg(sport, 22), src);
+		st.jiffies += 10;
+		return ir::evaluate(t, ir::Hook::LocalIn, syn_view(p, src, sport), st);
+	};
+	auto established = [&](uint32_t src, uint16_t sport) {
+		st.conntrack[{htonl(src), htonl(0x0a000001), sport, 22, IPPROTO_TCP}] = {3, true};
+	};
+	// Rule 1 counts, by destination /24, the SYNs that rule 0 lets through: upto 1.
+	auto r = send(0x0a000002, 1000);
+	EXPECT_TRUE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{1});
+	established(0x0a000002, 1000);
+	r = send(0x0a000002, 1001);
+	EXPECT_TRUE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{2}); // the policy: rule 1 counts two
+	established(0x0a000002, 1001);
+	r = send(0x0a000002, 1002); // three from .2: above 2
+	EXPECT_FALSE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{0});
+	r = send(0x0a000003, 1003); // another address: one for rule 0, three for rule 1
+	EXPECT_TRUE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{2});
+	// The first connection closes (TIME_WAIT) and the dropped third never was: a new one
+	// from .2 is the second again, for both rules (1003 never got an entry either).
+	st.conntrack[{htonl(0x0a000002), htonl(0x0a000001), 1000, 22, IPPROTO_TCP}].tcp_state = 7;
+	r = send(0x0a000002, 1004);
+	EXPECT_TRUE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{2});
+	EXPECT_EQ(st.connlimits[0].at(htonl(0x0a000002)).conns.size(), 2u);
+	EXPECT_EQ(st.connlimits[1].at(htonl(0x0a000000)).conns.size(), 2u);
+}
+
+TEST(EvalConnlimit, NoTupleIsAHotdrop)
+{
+	Builder b;
+	b.rule("INPUT", Rule{Ip(), {connlimit(5, 32, 0)}, Target::accept()});
+	const ir::Table t = table_of(b);
+	ir::EvalState st = ir::initial_state(t, 250, 1);
+	// A TCP packet without an entry (INVALID) and with two bytes of header: no ports.
+	const Bytes p = datagram(IPPROTO_TCP, Bytes{0, 1});
+	ir::PacketView v{p, dev("eth0"), {}, {}};
+	auto r = ir::evaluate(t, ir::Hook::LocalIn, v, st);
+	EXPECT_TRUE(r.hotdrop);
+	EXPECT_FALSE(r.accept);
+	EXPECT_TRUE(r.counted_rules.empty());
+	EXPECT_TRUE(st.connlimits[0].empty());
+	// Another protocol (ESP) has a tuple of its addresses alone: one, not above 5.
+	const Bytes esp = datagram(IPPROTO_ESP, Bytes{0, 0, 0, 0});
+	ir::PacketView g{esp, dev("eth0"), {}, {}};
+	r = ir::evaluate(t, ir::Hook::LocalIn, g, st);
+	EXPECT_FALSE(r.hotdrop);
+	EXPECT_TRUE(r.accept);
+	EXPECT_EQ(r.counted_rules, V{1});
+	ASSERT_EQ(st.connlimits[0].size(), 1u);
+	EXPECT_EQ(st.connlimits[0].begin()->second.conns.size(), 1u);
 }
 
 } // namespace

@@ -5,6 +5,7 @@
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_connlimit.h>
 #include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_dscp.h>
@@ -47,7 +48,7 @@ constexpr uint32_t reject_hooks = (1u << 1) | (1u << 2) | (1u << 3); // LOCAL_IN
 constexpr uint32_t mac_hooks = (1u << 0) | (1u << 1) | (1u << 2); // PRE_ROUTING, LOCAL_IN, FORWARD
 constexpr uint32_t owner_hooks = (1u << 3) | (1u << 4);		  // LOCAL_OUT, POST_ROUTING
 
-constexpr std::array<Extension, 36> registry = {{
+constexpr std::array<Extension, 37> registry = {{
 	{ExtKind::Target, ExtId::Standard, XT_STANDARD_TARGET, 0, false, sizeof(int), 0},
 	{ExtKind::Target, ExtId::Error, XT_ERROR_TARGET, 0, false, XT_FUNCTION_MAXNAMELEN, 0},
 	{ExtKind::Match, ExtId::Icmp, "icmp", 0, false, sizeof(struct ipt_icmp), IPPROTO_ICMP},
@@ -143,6 +144,18 @@ constexpr std::array<Extension, 36> registry = {{
 	 owner_hooks},
 	// xt_u32: revision 0 for NFPROTO_UNSPEC, any table and hook.
 	{ExtKind::Match, ExtId::U32, "u32", 0, true, sizeof(struct xt_u32), 0},
+	// xt_connlimit: revision 1 for NFPROTO_IPV4; the kernel's pointer to its counting
+	// data is not copied back (usersize).
+	{ExtKind::Match,
+	 ExtId::Connlimit,
+	 "connlimit",
+	 1,
+	 false,
+	 sizeof(struct xt_connlimit_info),
+	 0,
+	 {},
+	 0,
+	 offsetof(struct xt_connlimit_info, data)},
 }};
 
 static_assert(sizeof(struct xt_length_info) == 6 && sizeof(struct ipt_ttl_info) == 2);
@@ -152,6 +165,8 @@ static_assert(sizeof(struct xt_mac_info) == 12 && sizeof(struct ipt_ah) == 12 &&
 	      sizeof(struct xt_esp) == 12);
 
 static_assert(sizeof(struct xt_owner_match_info) == 20);
+static_assert(sizeof(struct xt_connlimit_info) == 32 &&
+	      offsetof(struct xt_connlimit_info, data) == 24);
 static_assert(sizeof(struct xt_u32) == 1984 && sizeof(struct xt_u32_test) == 180);
 
 static_assert(sizeof(struct xt_tcp) == 12 && sizeof(struct xt_udp) == 10);
@@ -443,7 +458,8 @@ int check_extension(const Extension &ext, std::span<const uint8_t> data, uint16_
 		return check_owner(data);
 	case ExtId::U32:
 		return check_u32(data);
-	case ExtId::Length: // no checkentry
+	case ExtId::Connlimit: // connlimit_mt_check only makes its counting data
+	case ExtId::Length:    // no checkentry
 	case ExtId::Tos:
 	case ExtId::Pkttype:
 	case ExtId::Mac:

@@ -6,7 +6,7 @@
 // xt_addrtype (revisions 0 and 1), xt_limit, xt_mark (mark, MARK), xt_connmark's match, and the
 // header matches xt_length, xt_hl's ttl,
 // xt_dscp's dscp and tos (revision 1), xt_ecn, xt_pkttype, xt_mac, ipt_ah and xt_esp;
-// xt_hashlimit (revisions 1 to 3).
+// xt_hashlimit (revisions 1 to 3), xt_connlimit (revision 1).
 // Anything else is missing, with the errno such a kernel gives.
 #pragma once
 
@@ -53,7 +53,8 @@ enum class ExtId : uint8_t {
 	Hashlimit,
 	Recent,
 	Owner,
-	U32
+	U32,
+	Connlimit
 };
 
 struct Extension {

@@ -2,6 +2,7 @@
 #include <endian.h>
 #include <linux/netfilter/xt_LOG.h>
 #include <linux/netfilter/xt_addrtype.h>
+#include <linux/netfilter/xt_connlimit.h>
 #include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_dscp.h>
@@ -218,6 +219,18 @@ ir::LimitMatch limit_of(std::span<const uint8_t> d, uint32_t slot)
 	m.burst = load<uint32_t>(d, offsetof(struct xt_rateinfo, burst));
 	m.credit_cap = load<uint32_t>(d, offsetof(struct xt_rateinfo, credit_cap));
 	m.cost = load<uint32_t>(d, offsetof(struct xt_rateinfo, cost));
+	m.slot = slot;
+	return m;
+}
+
+// connlimit_mt() reads the IPv4 mask, the limit and the flags; its counting data is the rule's
+// own (`slot`).
+ir::ConnlimitMatch connlimit_of(std::span<const uint8_t> d, uint32_t slot)
+{
+	ir::ConnlimitMatch m;
+	m.mask = load<uint32_t>(d, offsetof(struct xt_connlimit_info, mask));
+	m.limit = load<uint32_t>(d, offsetof(struct xt_connlimit_info, limit));
+	m.flags = load<uint32_t>(d, offsetof(struct xt_connlimit_info, flags));
 	m.slot = slot;
 	return m;
 }
@@ -444,6 +457,10 @@ Result<ir::Table> to_ir(const StoredTable &table)
 				break;
 			case ExtId::Limit:
 				rule.matches.emplace_back(limit_of(data, out.limit_slots++));
+				break;
+			case ExtId::Connlimit:
+				rule.matches.emplace_back(
+					connlimit_of(data, out.connlimit_slots++));
 				break;
 			case ExtId::Mark:
 				rule.matches.emplace_back(mark_of<ir::MarkMatch>(data));

@@ -590,6 +590,8 @@ void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &
 				emit_u32(c, x);
 			else if constexpr (std::is_same_v<T, ir::OwnerMatch>)
 				emit_owner_match(c, x, plan);
+			else if constexpr (std::is_same_v<T, ir::ConnlimitMatch>)
+				emit_connlimit(c, x);
 			else
 				emit_conntrack(c, x);
 		},

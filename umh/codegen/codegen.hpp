@@ -37,7 +37,9 @@ enum class MapSlot : uint8_t {
 	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted
 	U32Buf,	       // array, an entry per CPU: the datagram -m u32 reads (one per program)
 	AddrSet,       // LPM trie or hash: a classified run of address rules (MapRef::index:
-		       // Program::addr_sets)
+		 // Program::addr_sets)
+	Connlimit,    // hash: -m connlimit's lists of connections (one per table)
+	ConnlimitTmp, // per-CPU array of one: what the prologue worked out for each connlimit
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the

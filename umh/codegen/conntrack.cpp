@@ -19,8 +19,13 @@
 
 #include <linux/in.h>
 
+#include <cstddef>
+#include <utility>
+
 #include "codegen/layout.hpp"
 #include "codegen/maps.hpp"
+#include "codegen/matchers.hpp"
+#include "ir/connlimit.hpp"
 
 namespace bpfilter::codegen
 {
@@ -1150,6 +1155,473 @@ void emit_ct_expired_note(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &c
 	em.emit(alu64_reg(BPF_ADD, R0, R1));
 	emit_own_store(em, R0, 0);
 	done.bind();
+}
+
+} // namespace bpfilter::codegen
+
+namespace bpfilter::codegen
+{
+
+namespace
+{
+
+namespace clm = maps;
+constexpr int16_t h_tuple = offsetof(clm::ConnlimitHead, tuple);
+constexpr int16_t h_flags = offsetof(clm::ConnlimitHead, flags);
+constexpr int16_t h_mode = offsetof(clm::ConnlimitHead, mode);
+constexpr int16_t h_w = offsetof(clm::ConnlimitHead, w);
+constexpr int16_t h_keep = offsetof(clm::ConnlimitHead, keep);
+constexpr int16_t h_twin = offsetof(clm::ConnlimitHead, twin);
+constexpr int16_t h_now = offsetof(clm::ConnlimitHead, now);
+constexpr int16_t h_closed = offsetof(clm::ConnlimitHead, pad);
+constexpr int16_t c_src = offsetof(clm::ConnlimitConn, src);
+constexpr int16_t c_dst = offsetof(clm::ConnlimitConn, dst);
+constexpr int16_t c_sport = offsetof(clm::ConnlimitConn, sport);
+constexpr int16_t c_dport = offsetof(clm::ConnlimitConn, dport);
+constexpr int16_t c_proto = offsetof(clm::ConnlimitConn, proto);
+constexpr int16_t c_pad = offsetof(clm::ConnlimitConn, pad);
+constexpr int16_t c_cpu = offsetof(clm::ConnlimitConn, cpu);
+constexpr int16_t c_jiffies = offsetof(clm::ConnlimitConn, jiffies32);
+constexpr int16_t l_count = offsetof(clm::ConnlimitList, count);
+constexpr int16_t l_last_gc = offsetof(clm::ConnlimitList, last_gc);
+constexpr int16_t l_last_gc_count = offsetof(clm::ConnlimitList, last_gc_count);
+constexpr int16_t l_pad = offsetof(clm::ConnlimitList, pad);
+constexpr int16_t l_conns = offsetof(clm::ConnlimitList, conns);
+constexpr int16_t s_key = offsetof(clm::ConnlimitSlot, key);
+constexpr int16_t s_count = offsetof(clm::ConnlimitSlot, count);
+constexpr int16_t s_write = offsetof(clm::ConnlimitSlot, write);
+constexpr int16_t s_list = offsetof(clm::ConnlimitSlot, list);
+constexpr int16_t conn_size = sizeof(clm::ConnlimitConn);
+constexpr int32_t st_untracked = 256; // XT_CONNTRACK_STATE_UNTRACKED
+constexpr int32_t ips_assured = 4;
+constexpr uint8_t tcp_time_wait = 7, tcp_close = 8; // enum tcp_conntrack
+
+int16_t off16(size_t v)
+{
+	return static_cast<int16_t>(v);
+}
+
+// Copies a ConnlimitConn (20 bytes) from src + so to dst + d. Clobbers R3.
+void copy_conn(Emitter &em, Reg dst, int16_t d, Reg src, int16_t so)
+{
+	em.emit(ldx(BPF_DW, R3, src, so));
+	em.emit(stx(BPF_DW, dst, R3, d));
+	em.emit(ldx(BPF_DW, R3, src, off16(so + 8)));
+	em.emit(stx(BPF_DW, dst, R3, off16(d + 8)));
+	em.emit(ldx(BPF_W, R3, src, off16(so + 16)));
+	em.emit(stx(BPF_W, dst, R3, off16(d + 16)));
+}
+
+// Jumps to `differ` unless the tuple at R8 + c equals the packet's (R7 + h_tuple).
+void emit_conn_differs(Emitter &em, int16_t c, Label &differ)
+{
+	for (auto [o, size] : {std::pair{c_src, BPF_W}, std::pair{c_dst, BPF_W},
+			       std::pair{c_sport, BPF_W}, std::pair{c_proto, BPF_B}}) {
+		em.emit(ldx(static_cast<uint8_t>(size), R1, R8, off16(c + o)));
+		em.emit(ldx(static_cast<uint8_t>(size), R2, R7, off16(h_tuple + o)));
+		em.jump(jmp_reg(BPF_JNE, R1, R2), differ);
+	}
+}
+
+// R0 = the kernel's entry (or 0) for the TCP or UDP tuple at base + c (ports host order),
+// protocol in R1: the stack's tuple and options, as emit_lookup() fills them.
+void emit_lookup_conn(Emitter &em, Reg ctx, Flavor flavor, Reg base, int16_t c)
+{
+	constexpr int16_t t = layout::main_ct_tuple, o = layout::main_ct_opts;
+	em.emit(stx(BPF_B, R10, R1, o + 8));
+	em.emit(ldx(BPF_W, R1, base, off16(c + c_src)));
+	em.emit(stx(BPF_W, R10, R1, t));
+	em.emit(ldx(BPF_W, R1, base, off16(c + c_dst)));
+	em.emit(stx(BPF_W, R10, R1, t + 4));
+	em.emit(ldx(BPF_H, R1, base, off16(c + c_sport)));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_H, R10, R1, t + 8));
+	em.emit(ldx(BPF_H, R1, base, off16(c + c_dport)));
+	em.emit(be(R1, 16));
+	em.emit(stx(BPF_H, R10, R1, t + 10));
+	em.emit(st(BPF_W, R10, o, -1)); // netns_id: BPF_F_CURRENT_NETNS
+	em.emit(st(BPF_W, R10, o + 4, 0));
+	em.emit(st(BPF_B, R10, o + 9, 0));
+	em.emit(st(BPF_H, R10, o + 10, 0));
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, t));
+	em.emit(mov64(R3, 12));
+	em.emit(mov64(R4, R10));
+	em.emit(alu64_imm(BPF_ADD, R4, o));
+	em.emit(mov64(R5, 12));
+	em.call_kfunc(flavor == Flavor::Xdp ? Kfunc::XdpCtLookup : Kfunc::SkbCtLookup);
+}
+
+// The packet's tuple into the head, as get_ct_or_tuple_from_skb() finds it: the view's
+// entry (its original tuple, confirmed, assured), or, for a packet conntrack attaches no
+// entry to (INVALID, UNTRACKED), nf_ct_get_tuplepr()'s and the kernel's entry for it.
+void emit_connlimit_tuple(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly)
+{
+	Label from_packet(em), done(em), no_tuple(em), ports(em), icmp(em), have(em);
+	em.emit(st(BPF_W, R7, h_flags, 0));
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_statebit));
+	em.jump(jmp_imm(BPF_JSET, R1, st_invalid | st_untracked), from_packet);
+	auto put = [&](int16_t to, uint8_t size, int16_t from) {
+		em.emit(ldx(BPF_W, R1, pkt, from));
+		em.emit(stx(size, R7, R1, off16(h_tuple + to)));
+	};
+	put(c_src, BPF_W, off::ct_orig_src);
+	put(c_dst, BPF_W, off::ct_orig_dst);
+	put(c_sport, BPF_H, off::ct_orig_sport);
+	put(c_dport, BPF_H, off::ct_orig_dport);
+	put(c_proto, BPF_B, off::ct_proto);
+	em.emit(ldx(BPF_W, R1, pkt, off::ct_status));
+	em.emit(mov64(R2, R1));
+	em.emit(alu64_imm(BPF_AND, R2, ips_confirmed));
+	em.emit(alu64_imm(BPF_RSH, R2, 2)); // connlimit_confirmed
+	em.emit(alu64_imm(BPF_AND, R1, ips_assured));
+	em.emit(alu64_reg(BPF_OR, R1, R2)); // connlimit_assured
+	em.emit(alu64_imm(BPF_OR, R1, clm::connlimit_tuple));
+	em.emit(stx(BPF_W, R7, R1, h_flags));
+	em.jump(ja(), done);
+
+	from_packet.bind();
+	put(c_src, BPF_W, off::saddr);
+	put(c_dst, BPF_W, off::daddr);
+	put(c_proto, BPF_B, off::proto);
+	em.emit(st(BPF_W, R7, off16(h_tuple + c_sport), 0));
+	em.emit(ldx(BPF_W, R1, pkt, off::proto));
+	for (int32_t p : {int32_t{IPPROTO_TCP}, int32_t{IPPROTO_UDP}, int32_t{IPPROTO_DCCP},
+			  int32_t{IPPROTO_SCTP}, ipproto_udplite})
+		em.jump(jmp_imm(BPF_JEQ, R1, p), ports);
+	em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
+	em.jump(jmp_imm(BPF_JEQ, R1, ipproto_icmpv6), icmp);
+	em.jump(ja(), have);
+	ports.bind(); // "only need first 4 bytes to get ports"
+	em.emit(ldx(BPF_W, R1, pkt, off::l4len));
+	em.jump(jmp_imm(BPF_JLT, R1, 4), no_tuple);
+	put(c_sport, BPF_H, off::sport);
+	put(c_dport, BPF_H, off::dport);
+	em.jump(ja(), have);
+	icmp.bind(); // icmp_pkt_to_tuple(): the whole 8-byte header
+	em.emit(ldx(BPF_W, R1, pkt, off::l4len));
+	em.jump(jmp_imm(BPF_JLT, R1, 8), no_tuple);
+	put(c_sport, BPF_H, off::ct_l4w1);
+	em.emit(ldx(BPF_W, R1, pkt, off::icmp_type));
+	em.emit(alu32_imm(BPF_LSH, R1, 8));
+	em.emit(ldx(BPF_W, R2, pkt, off::icmp_code));
+	em.emit(alu32_reg(BPF_OR, R1, R2));
+	em.emit(stx(BPF_H, R7, R1, off16(h_tuple + c_dport)));
+	have.bind();
+	em.emit(st(BPF_W, R7, h_flags, clm::connlimit_tuple));
+	{
+		// nf_conntrack_find_get() of that tuple (TCP and UDP: the kfuncs' protocols).
+		Label tracked(em);
+		em.emit(ldx(BPF_W, R1, pkt, off::proto));
+		em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tracked);
+		em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_UDP), done);
+		tracked.bind();
+		emit_lookup_conn(em, ctx, flavor, R7, h_tuple);
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+		em.emit(ldx(BPF_DW, R1, R0, ly.status));
+		em.emit(alu64_imm(BPF_AND, R1, ips_assured));
+		em.emit(alu64_imm(BPF_OR, R1, clm::connlimit_tuple | clm::connlimit_confirmed));
+		em.emit(stx(BPF_W, R7, R1, h_flags));
+		emit_release(em, R0);
+		em.jump(ja(), done);
+	}
+	no_tuple.bind();
+	em.emit(st(BPF_W, R7, h_flags, 0));
+	done.bind();
+}
+
+// One tuple of the list at R8 (index i): find_or_evict() and what __nf_conncount_add() or
+// __nf_conncount_gc_list() does with it, by the head's mode; a tuple kept goes to the
+// slot's new list at R7 + s.
+void emit_connlimit_conn(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, int16_t s,
+			 uint32_t i, Label &end)
+{
+	const auto c = off16(l_conns + conn_size * i);
+	Label keep(em), drop(em), found(em), notfound(em), twin(em), own(em), next(em);
+	em.emit(ldx(BPF_W, R1, R8, l_count));
+	em.jump(jmp32_imm(BPF_JLE, R1, static_cast<int32_t>(i)), end);
+	em.emit(ldx(BPF_W, R1, R7, h_keep));
+	em.jump(jmp32_imm(BPF_JNE, R1, 0), keep);
+	em.emit(st(BPF_W, R7, h_closed, 0));
+	em.emit(ldx(BPF_B, R1, R8, off16(c + c_proto)));
+	{
+		Label tracked(em);
+		em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_TCP), tracked);
+		em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_UDP), own);
+		tracked.bind();
+	}
+	emit_lookup_conn(em, ctx, flavor, R8, c);
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), notfound);
+	{
+		// already_closed(): TIME_WAIT or CLOSE.
+		Label open(em), closed(em);
+		em.emit(ldx(BPF_B, R1, R8, off16(c + c_proto)));
+		em.jump(jmp_imm(BPF_JNE, R1, IPPROTO_TCP), open);
+		em.emit(ldx(BPF_B, R1, R0, ly.tcp_state));
+		em.jump(jmp_imm(BPF_JEQ, R1, tcp_time_wait), closed);
+		em.jump(jmp_imm(BPF_JNE, R1, tcp_close), open);
+		closed.bind();
+		em.emit(st(BPF_W, R7, h_closed, 1));
+		open.bind();
+	}
+	emit_release(em, R0);
+	em.jump(ja(), found);
+
+	// Every other protocol: bpfilter's own table (maps::CtOwnKey), as the view reads it.
+	own.bind();
+	{
+		constexpr int16_t k = layout::main_ct_tuple;
+		Label icmp(em), keyed(em);
+		em.emit(ldx(BPF_W, R1, R8, off16(c + c_src)));
+		em.emit(stx(BPF_W, R10, R1, k));
+		em.emit(ldx(BPF_W, R1, R8, off16(c + c_dst)));
+		em.emit(stx(BPF_W, R10, R1, k + 4));
+		em.emit(ldx(BPF_B, R1, R8, off16(c + c_proto)));
+		em.emit(stx(BPF_W, R10, R1, k + 12));
+		em.jump(jmp_imm(BPF_JEQ, R1, IPPROTO_ICMP), icmp);
+		em.emit(alu32_imm(BPF_OR, R1, static_cast<int32_t>(maps::ct_own_generic)));
+		em.jump(ja(), keyed);
+		icmp.bind(); // type << 24 | code << 16 | id
+		em.emit(ldx(BPF_H, R1, R8, off16(c + c_dport)));
+		em.emit(alu32_imm(BPF_LSH, R1, 16));
+		em.emit(ldx(BPF_H, R2, R8, off16(c + c_sport)));
+		em.emit(alu32_reg(BPF_OR, R1, R2));
+		keyed.bind();
+		em.emit(stx(BPF_W, R10, R1, k + 8));
+		em.ld_map(R1, MapSlot::CtOwn);
+		em.emit(mov64(R2, R10));
+		em.emit(alu64_imm(BPF_ADD, R2, k));
+		em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+		em.jump(jmp_imm(BPF_JEQ, R0, 0), notfound);
+		em.emit(ldx(BPF_DW, R1, R0, offsetof(maps::CtOwnValue, expires)));
+		em.emit(ldx(BPF_DW, R2, R7, h_now));
+		em.jump(jmp_reg(BPF_JGE, R2, R1), notfound); // lapsed
+		em.jump(ja(), found);
+	}
+
+	found.bind();
+	{
+		Label differs(em);
+		em.emit(ldx(BPF_W, R1, R7, h_mode));
+		em.jump(jmp_imm(BPF_JNE, R1, clm::connlimit_walk), differs);
+		emit_conn_differs(em, c, differs);
+		em.jump(ja(), twin); // seen twice: no re-add
+		differs.bind();
+	}
+	em.emit(ldx(BPF_W, R1, R7, h_closed));
+	em.jump(jmp_imm(BPF_JNE, R1, 0), drop);
+	em.jump(ja(), keep);
+
+	notfound.bind();
+	// Gone: evicted when this CPU added it or it is two jiffies old, else it may be about
+	// to be confirmed.
+	em.emit(ldx(BPF_H, R1, R8, off16(c + c_cpu)));
+	em.emit(ldx(BPF_H, R2, R7, off16(h_tuple + c_cpu)));
+	em.jump(jmp_reg(BPF_JEQ, R1, R2), drop);
+	em.emit(ldx(BPF_W, R1, R7, off16(h_tuple + c_jiffies)));
+	em.emit(ldx(BPF_W, R2, R8, off16(c + c_jiffies)));
+	em.emit(alu32_reg(BPF_SUB, R1, R2));
+	em.jump(jmp32_imm(BPF_JGE, R1, 2), drop);
+	{
+		Label differs(em);
+		em.emit(ldx(BPF_W, R1, R7, h_mode));
+		em.jump(jmp_imm(BPF_JNE, R1, clm::connlimit_walk), differs);
+		emit_conn_differs(em, c, differs);
+		em.jump(ja(), twin); // already there
+		differs.bind();
+	}
+	em.jump(ja(), keep);
+
+	twin.bind();
+	em.emit(st(BPF_W, R7, h_twin, 1));
+	em.emit(st(BPF_W, R7, h_keep, 1));
+	keep.bind();
+	em.emit(ldx(BPF_W, R1, R7, h_w));
+	em.emit(mov64(R2, R1));
+	em.emit(alu64_imm(BPF_AND, R2, clm::connlimit_conns - 1));
+	em.emit(alu64_imm(BPF_MUL, R2, conn_size));
+	em.emit(alu64_reg(BPF_ADD, R2, R7));
+	copy_conn(em, R2, off16(s + s_list + l_conns), R8, c);
+	em.emit(alu32_imm(BPF_ADD, R1, 1));
+	em.emit(stx(BPF_W, R7, R1, h_w));
+	drop.bind();
+}
+
+// One match's slot: its key, and the count and new list count_tree() would give.
+void emit_connlimit_slot(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ly, const ir::Rule &r,
+			 const ir::ConnlimitMatch &m)
+{
+	const auto s = off16(sizeof(clm::ConnlimitHead) + sizeof(clm::ConnlimitSlot) * m.slot);
+	Label next(em), have_list(em), walk(em), end(em), no_gc(em), counted(em);
+	em.emit(st(BPF_W, R7, off16(s + s_count), 0));
+	em.emit(st(BPF_W, R7, off16(s + s_write), 0));
+	// A rule of another protocol never reaches its match.
+	if (r.ip.proto && !(r.ip.invflags & 0x40)) { // IPT_INV_PROTO
+		em.emit(ldx(BPF_W, R1, pkt, off::proto));
+		em.jump(jmp_imm(BPF_JNE, R1, r.ip.proto), next);
+	}
+	em.emit(st(BPF_W, R7, off16(s + s_key + offsetof(clm::ConnlimitKey, slot)),
+		   static_cast<int32_t>(m.slot)));
+	em.emit(ldx(BPF_W, R1, pkt, (m.flags & 2) ? off::daddr : off::saddr)); // DADDR
+	em.emit(alu32_imm(BPF_AND, R1, static_cast<int32_t>(m.mask)));
+	em.emit(stx(BPF_W, R7, R1, off16(s + s_key + offsetof(clm::ConnlimitKey, addr))));
+	em.emit(ldx(BPF_W, R1, R7, h_flags));
+	em.jump(jmp_imm(BPF_JEQ, R1, 0), next); // no tuple: 0, a hotdrop
+	em.ld_map(R1, MapSlot::Connlimit);
+	em.emit(mov64(R2, R7));
+	em.emit(alu64_imm(BPF_ADD, R2, s + s_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JNE, R0, 0), have_list);
+	// insert_tree(): a new list of this one tuple.
+	em.emit(st(BPF_W, R7, off16(s + s_list + l_count), 1));
+	em.emit(ldx(BPF_W, R1, R7, off16(h_tuple + c_jiffies)));
+	em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_last_gc)));
+	em.emit(st(BPF_W, R7, off16(s + s_list + l_last_gc_count), 0));
+	em.emit(st(BPF_W, R7, off16(s + s_list + l_pad), 0));
+	copy_conn(em, R7, off16(s + s_list + l_conns), R7, h_tuple);
+	em.emit(st(BPF_W, R7, off16(s + s_count), 1));
+	em.emit(st(BPF_W, R7, off16(s + s_write), 1));
+	em.jump(ja(), next);
+
+	have_list.bind();
+	em.emit(mov64(R8, R0));
+	em.emit(st(BPF_W, R7, h_w, 0));
+	em.emit(st(BPF_W, R7, h_keep, 0));
+	em.emit(st(BPF_W, R7, h_twin, 0));
+	em.emit(st(BPF_W, R7, h_mode, clm::connlimit_walk));
+	em.emit(ldx(BPF_W, R2, R7, h_flags));
+	em.emit(ldx(BPF_W, R3, R7, off16(h_tuple + c_jiffies)));
+	{
+		Label not_assured(em), unconfirmed(em);
+		em.emit(mov64(R1, R2));
+		em.emit(alu64_imm(BPF_AND, R1, clm::connlimit_confirmed | clm::connlimit_assured));
+		em.jump(jmp_imm(BPF_JNE, R1, clm::connlimit_confirmed | clm::connlimit_assured),
+			not_assured);
+		// Assured: nothing added; count_tree() collects the list (not an emptied one,
+		// nor one collected in this jiffy) and counts it.
+		em.emit(ldx(BPF_W, R1, R8, l_count));
+		em.jump(jmp32_imm(BPF_JEQ, R1, 0), next);
+		em.emit(ldx(BPF_W, R4, R8, l_last_gc));
+		em.jump(jmp32_reg(BPF_JNE, R4, R3), no_gc);
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_count)));
+		em.jump(ja(), next);
+		no_gc.bind();
+		em.emit(st(BPF_W, R7, h_mode, clm::connlimit_gc));
+		em.jump(ja(), walk);
+		not_assured.bind();
+		em.jump(jmp_imm(BPF_JSET, R2, clm::connlimit_confirmed), walk);
+		// The same-jiffy skip: added without a walk.
+		em.emit(ldx(BPF_W, R4, R8, l_last_gc));
+		em.jump(jmp32_reg(BPF_JNE, R4, R3), walk);
+		em.emit(ldx(BPF_W, R1, R8, l_count));
+		em.emit(ldx(BPF_W, R4, R8, l_last_gc_count));
+		em.emit(alu32_reg(BPF_SUB, R1, R4));
+		em.jump(jmp32_imm(BPF_JGE, R1, static_cast<int32_t>(ir::connlimit::gc_max_collect)),
+			walk);
+		em.emit(st(BPF_W, R7, h_mode, clm::connlimit_append));
+		em.emit(st(BPF_W, R7, h_keep, 1));
+	}
+	walk.bind();
+	// At most connlimit_conns tuples: the walk never collects more than 64, so its bound
+	// (CONNCOUNT_GC_MAX_COLLECT) is never reached.
+	static_assert(clm::connlimit_conns <= ir::connlimit::gc_max_collect);
+	for (uint32_t i = 0; i < clm::connlimit_conns; i++)
+		emit_connlimit_conn(em, ctx, flavor, ly, s, i, end);
+	end.bind();
+	{
+		// The walk done (not cut short by a twin): last_gc is now; else the list's.
+		Label kept(em), header(em);
+		em.emit(ldx(BPF_W, R1, R7, h_twin));
+		em.jump(jmp32_imm(BPF_JNE, R1, 0), kept);
+		em.emit(ldx(BPF_W, R1, R7, h_mode));
+		em.jump(jmp32_imm(BPF_JEQ, R1, clm::connlimit_append), kept);
+		em.emit(ldx(BPF_W, R1, R7, off16(h_tuple + c_jiffies)));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_last_gc)));
+		em.emit(ldx(BPF_W, R1, R7, h_w));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_last_gc_count)));
+		em.jump(ja(), header);
+		kept.bind();
+		em.emit(ldx(BPF_W, R1, R8, l_last_gc));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_last_gc)));
+		em.emit(ldx(BPF_W, R1, R8, l_last_gc_count));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_last_gc_count)));
+		header.bind();
+		em.emit(st(BPF_W, R7, off16(s + s_list + l_pad), 0));
+	}
+	{
+		// add_new_node, unless a twin was found or the list was only collected. A full
+		// list counts the tuple without keeping it (supported.md).
+		Label stored(em), full(em);
+		em.emit(ldx(BPF_W, R1, R7, h_w));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_count)));
+		em.emit(stx(BPF_W, R7, R1, off16(s + s_list + l_count)));
+		em.emit(ldx(BPF_W, R2, R7, h_twin));
+		em.jump(jmp32_imm(BPF_JNE, R2, 0), stored);
+		em.emit(ldx(BPF_W, R2, R7, h_mode));
+		em.jump(jmp32_imm(BPF_JEQ, R2, clm::connlimit_gc), stored);
+		em.emit(mov64(R2, R1));
+		em.emit(alu32_imm(BPF_ADD, R2, 1));
+		em.emit(stx(BPF_W, R7, R2, off16(s + s_count)));
+		em.jump(jmp32_imm(BPF_JGE, R1, static_cast<int32_t>(clm::connlimit_conns)), full);
+		em.emit(stx(BPF_W, R7, R2, off16(s + s_list + l_count)));
+		em.emit(mov64(R2, R1));
+		em.emit(alu64_imm(BPF_AND, R2, clm::connlimit_conns - 1));
+		em.emit(alu64_imm(BPF_MUL, R2, conn_size));
+		em.emit(alu64_reg(BPF_ADD, R2, R7));
+		em.emit(mov64(R4, R7));
+		copy_conn(em, R2, off16(s + s_list + l_conns), R4, h_tuple);
+		full.bind();
+		stored.bind();
+	}
+	em.emit(st(BPF_W, R7, off16(s + s_write), 1));
+	next.bind();
+}
+
+} // namespace
+
+void emit_connlimit_probe_call(Emitter &em, Reg ctx, SubprogId id)
+{
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, pkt));
+	em.call(id);
+}
+
+void emit_connlimit_probe(Emitter &em, SubprogId id, Flavor flavor, const CtLayout &ly,
+			  const ir::Table &table, HookSet hooks)
+{
+	constexpr Reg ctx = R6;
+	em.begin_subprog(id);
+	em.emit(mov64(ctx, R1));
+	em.emit(mov64(pkt, R2));
+	Label done(em);
+	em.emit(st(BPF_W, R10, layout::main_key, 0));
+	em.ld_map(R1, MapSlot::ConnlimitTmp);
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, layout::main_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JNE, R0, 0), done);
+	em.emit(mov64(R0, 0));
+	em.emit(exit());
+	done.bind();
+	em.emit(mov64(R7, R0));
+	em.emit(call_helper(BPF_FUNC_jiffies64));
+	em.emit(stx(BPF_W, R7, R0, off16(h_tuple + c_jiffies)));
+	em.emit(call_helper(BPF_FUNC_get_smp_processor_id));
+	em.emit(stx(BPF_H, R7, R0, off16(h_tuple + c_cpu)));
+	em.emit(st(BPF_B, R7, off16(h_tuple + c_pad), 0));
+	em.emit(call_helper(BPF_FUNC_ktime_get_ns));
+	em.emit(stx(BPF_DW, R7, R0, h_now));
+	emit_connlimit_tuple(em, ctx, flavor, ly);
+	for (const ir::Rule &r : table.rules) {
+		if (fold_ip(r.ip, hooks) == Fold::Never)
+			continue;
+		for (const ir::Match &m : r.matches)
+			if (auto *x = std::get_if<ir::ConnlimitMatch>(&m))
+				emit_connlimit_slot(em, ctx, flavor, ly, r, *x);
+	}
+	em.emit(mov64(R0, 0));
+	em.emit(exit());
 }
 
 } // namespace bpfilter::codegen

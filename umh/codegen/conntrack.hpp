@@ -38,4 +38,16 @@ void emit_ct_confirm(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 // reply direction). `ctx` kept; every other register but R9-R10 clobbered.
 void emit_ct_expired_note(Emitter &em, Reg ctx, Flavor flavor, const CtLayout &ct);
 
+// After emit_ct_state(), for a table with -m connlimit: a call of the function
+// emit_connlimit_probe() makes, with the context. Clobbers R0-R5.
+void emit_connlimit_probe_call(Emitter &em, Reg ctx, SubprogId id);
+
+// That function (subprogram `id`, arguments the context and the parsed packet): for each of
+// the table's connlimit matches whose rule `hooks` can reach, what count_tree() would find
+// for this packet (the kernel's entries of its list's tuples looked up, with the kfuncs, as
+// find_or_evict() does) into the ConnlimitTmp map (maps::ConnlimitSlot); the match takes
+// it from there (emit_connlimit()).
+void emit_connlimit_probe(Emitter &em, SubprogId id, Flavor flavor, const CtLayout &ct,
+			  const ir::Table &table, HookSet hooks);
+
 } // namespace bpfilter::codegen

@@ -1221,7 +1221,8 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, const Options &o
 // it: no martian checks. The copies of a datagram the host sent in pieces (a raw socket's
 // own fragments) are reassembled before INPUT (ip_local_deliver()), as any others: on to
 // `reassemble`, emit_frags().
-void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &reassemble)
+void emit_looped(Emitter &em, const ir::Table &table, const Plan &plan, const CtLayout &ct,
+		 Label &reassemble)
 {
 	size_t out = plan.hooks.size();
 	for (size_t k = 0; k < plan.hooks.size(); k++)
@@ -1242,6 +1243,8 @@ void emit_looped(Emitter &em, const Plan &plan, const CtLayout &ct, Label &reass
 		}
 		if (plan.uses_conntrack)
 			emit_ct_state(em, ctx, Flavor::TcIngress, ct);
+		if (plan.uses_conntrack && table.connlimit_slots)
+			emit_connlimit_probe_call(em, ctx, plan.connlimit_probe_id());
 		// OUTPUT judged the original, which the host allocated: PACKET_HOST.
 		if (plan.uses_l2)
 			em.emit(st(BPF_W, layout::pkt, off::pkttype, 0));
@@ -1562,7 +1565,7 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			em.jump(ja(), first);
 			if (looped.aimed_at()) {
 				looped.bind();
-				emit_looped(em, *plan, options.ct, reassemble);
+				emit_looped(em, table, *plan, options.ct, reassemble);
 			}
 			if (judge.count(ir::Hook::Forward)) {
 				forward.bind();
@@ -1621,6 +1624,9 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 			if (plan->hook_is_fn(k)) {
 				if (plan->uses_conntrack)
 					emit_ct_state(em, ctx, options.flavor, options.ct);
+				if (plan->uses_conntrack && table.connlimit_slots)
+					emit_connlimit_probe_call(em, ctx,
+								  plan->connlimit_probe_id());
 				if (plan->uses_conntrack && cx.egress())
 					emit_ct_reply(em);
 				em.emit(mov64(R1, layout::pkt));
@@ -1662,6 +1668,9 @@ Result<Program> compile(const ir::Table &table, const Options &options)
 	}
 	if (em.called(plan->recent_walk_id()))
 		emit_recent_walk(em, plan->recent_walk_id());
+	if (em.called(plan->connlimit_probe_id()))
+		emit_connlimit_probe(em, plan->connlimit_probe_id(), options.flavor, options.ct,
+				     table, plan->hookset);
 	auto program = std::move(em).finish(static_cast<uint32_t>(table.rules.size()));
 	if (program) {
 		program->tests = !plan->accumulate    ? Options::Tests::Branch

@@ -238,7 +238,10 @@ inline constexpr int16_t u32_key = 1088; // u32
 // u32: emit_owner() found a request socket (TCP_NEW_SYN_RECV) and read its listener's
 // credentials, which -m owner takes (skb_to_full_sk()) and LOG's UID= does not (sk_fullsock()).
 inline constexpr int16_t own_req = 1092;
-inline constexpr int16_t size = 1096;
+// u32: -m connlimit counted 0 (connlimit_mt() hotdrops); u32: the count is above the limit.
+inline constexpr int16_t cl_drop = 1096;
+inline constexpr int16_t cl_res = 1100;
+inline constexpr int16_t size = 1104;
 } // namespace pkt_off
 
 inline constexpr uint32_t ct_own_none = 0, ct_own_new = 1, ct_own_reply = 2;

@@ -340,6 +340,77 @@ inline constexpr uint32_t recent_max_lists = 1024;
 inline constexpr uint32_t recent_max_entries = 100 * recent_max_lists;
 static_assert(sizeof(RecentKey) == 8 && sizeof(RecentEntry) == 16 + 8 * 256 &&
 	      sizeof(RecentHead) == 16);
+// -m connlimit (ir/connlimit.hpp has the semantics). Connlimit: BPF_MAP_TYPE_HASH
+// (BPF_F_NO_PREALLOC), one per table, made anew when a table is set as netfilter makes each
+// rule's nf_conncount_data: a match's list of connection tuples (struct nf_conncount_list)
+// by its slot and masked address. ConnlimitTmp: a per-CPU array of one ConnlimitWork, what
+// the prologue (which has the context the conntrack kfuncs need) works out for each of the
+// table's matches before the chains run: the packet's tuple, and per match the count and
+// the list as the match would leave it, which the match stores when the rule reaches it.
+struct ConnlimitKey {
+	uint32_t slot;
+	uint32_t addr; // network order, masked
+};
+// struct nf_conncount_tuple: the tuple as ir::connlimit::Tuple (ports host order), the CPU
+// and (u32)jiffies of its add.
+struct ConnlimitConn {
+	uint32_t src, dst;
+	uint16_t sport, dport;
+	uint8_t proto;
+	uint8_t pad;
+	uint16_t cpu;
+	uint32_t jiffies32;
+};
+inline constexpr uint32_t connlimit_conns = 16; // a list's tuples at most (a power of 2)
+struct ConnlimitList {
+	uint32_t count;
+	uint32_t last_gc;
+	uint32_t last_gc_count;
+	uint32_t pad;
+	ConnlimitConn conns[connlimit_conns];
+};
+// One match's part of ConnlimitWork: its key, the count (0: connlimit_mt() hotdrops),
+// whether the list changed (the match stores `list` under `key`), and the list.
+struct ConnlimitSlot {
+	ConnlimitKey key;
+	uint32_t count;
+	uint32_t write;
+	ConnlimitList list;
+};
+inline constexpr uint32_t connlimit_max_slots = 32;
+// The prologue's state: the packet's tuple (cpu and jiffies32 those of this packet),
+// `flags` (connlimit_tuple, _confirmed, _assured), the walk's mode and progress.
+struct ConnlimitHead {
+	ConnlimitConn tuple;
+	uint32_t flags;
+	uint32_t mode; // connlimit_gc, _walk, _append
+	uint32_t w;    // tuples kept so far
+	uint32_t keep; // keep every tuple from here on (a twin was found, or no walk)
+	uint32_t twin; // the packet's tuple is in the list
+	uint32_t key;  // the ConnlimitTmp key (0)
+	uint64_t now;  // bpf_ktime_get_ns(), for bpfilter's own entries (CtOwn)
+	uint64_t pad;
+};
+inline constexpr uint32_t connlimit_tuple = 1, connlimit_confirmed = 2, connlimit_assured = 4;
+inline constexpr uint32_t connlimit_gc = 0, connlimit_walk = 1, connlimit_append = 2;
+inline constexpr uint32_t connlimit_type = BPF_MAP_TYPE_HASH;
+inline constexpr uint32_t connlimit_max_entries = 65536;
+inline constexpr uint32_t connlimit_tmp_type = BPF_MAP_TYPE_PERCPU_ARRAY;
+inline constexpr uint32_t connlimit_tmp_bytes(uint32_t slots)
+{
+	return static_cast<uint32_t>(sizeof(ConnlimitHead) + sizeof(ConnlimitSlot) * slots);
+}
+// Limits a list of connlimit_conns tuples decides as the kernel's unbounded list would: a
+// count above the limit is reached before the list is full, or no count exceeds the limit
+// (the kernel's lists stop at INT_MAX).
+inline constexpr bool connlimit_countable(uint32_t limit)
+{
+	return limit < connlimit_conns || limit >= 0x7fffffffu;
+}
+static_assert(sizeof(ConnlimitConn) == 20 && sizeof(ConnlimitList) == 16 + 20 * connlimit_conns &&
+	      sizeof(ConnlimitSlot) == 16 + sizeof(ConnlimitList) && sizeof(ConnlimitHead) == 64);
+static_assert(connlimit_tmp_bytes(connlimit_max_slots) <= (32u << 10));
+
 // Counters of the offload flavor (codegen::Options::offload): a device's program counts in
 // a BPF_MAP_TYPE_ARRAY bound to the device (map_ifindex), since a NIC has no per-CPU maps:
 // one entry (key 0) of CounterValue per rule, in blocks of counters_per_block as the

@@ -145,6 +145,10 @@ void emit_connmark(Cond &c, const ir::ConnmarkMatch &m);
 // -m u32: u32_mt() on the datagram the prologue copied (emit_u32_copy()).
 void emit_u32(Cond &c, const ir::U32Match &m);
 
+// -m connlimit: connlimit_mt() on what the prologue worked out (emit_connlimit_probe()):
+// the rule's list stored, the count compared, 0 a hotdrop.
+void emit_connlimit(Cond &c, const ir::ConnlimitMatch &m);
+
 struct Plan;
 // -m recent: recent_mt() on the rule's list in the namespace's RecentEntries map.
 void emit_recent(Cond &c, const ir::RecentMatch &m, const Plan &plan);

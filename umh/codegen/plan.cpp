@@ -9,6 +9,7 @@
 #include <string>
 
 #include "codegen/codegen.hpp"
+#include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
 #include "codegen/reject.hpp"
 
@@ -144,12 +145,29 @@ namespace
 Status check_emittable(const ir::Table &t, uint32_t i)
 {
 	const ir::Rule &r = t.rules[i];
-	for (const ir::Match &m : r.matches)
+	for (const ir::Match &m : r.matches) {
 		if (auto *ct = std::get_if<ir::ConntrackMatch>(&m);
 		    ct && (ct->match_flags & (1 << 7))) // XT_CONNTRACK_EXPIRES
 			return make_error(EOPNOTSUPP, "codegen: " + at(t, i) +
 							      ": -m conntrack --ctexpire is not "
 							      "supported by bpfilter");
+		if (auto *cl = std::get_if<ir::ConnlimitMatch>(&m);
+		    cl && !maps::connlimit_countable(cl->limit))
+			return make_error(
+				EOPNOTSUPP,
+				"codegen: " + at(t, i) + ": -m connlimit with a limit of " +
+					std::to_string(cl->limit) +
+					" is not supported by bpfilter: a key's list holds at "
+					"most " +
+					std::to_string(maps::connlimit_conns) +
+					" connections, so only limits below that (or of 2^31 - 1 "
+					"and more, which no count passes) are counted exactly");
+	}
+	if (t.connlimit_slots > maps::connlimit_max_slots)
+		return make_error(EOPNOTSUPP,
+				  "codegen: the table has " + std::to_string(t.connlimit_slots) +
+					  " -m connlimit matches, bpfilter counts at most " +
+					  std::to_string(maps::connlimit_max_slots));
 	return {};
 }
 
@@ -336,7 +354,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		BF_TRY(check_emittable(t, i));
 		for (const ir::Match &m : t.rules[i].matches)
 			plan.uses_conntrack |= std::holds_alternative<ir::ConntrackMatch>(m) ||
-					       std::holds_alternative<ir::ConnmarkMatch>(m);
+					       std::holds_alternative<ir::ConnmarkMatch>(m) ||
+					       std::holds_alternative<ir::ConnlimitMatch>(m);
 		for (const ir::Match &m : t.rules[i].matches) {
 			plan.uses_l2 |= std::holds_alternative<ir::PkttypeMatch>(m) ||
 					std::holds_alternative<ir::MacMatch>(m);
@@ -655,9 +674,11 @@ Status check_offload(const ir::Table &t)
 			}
 			const char *why = nullptr;
 			for (const ir::Match &m : r.matches) {
-				if (std::holds_alternative<ir::ConntrackMatch>(m))
-					why = "-m state/conntrack reads the host's connection "
-					      "table (kernel functions a NIC cannot call)";
+				if (std::holds_alternative<ir::ConntrackMatch>(m) ||
+				    std::holds_alternative<ir::ConnlimitMatch>(m))
+					why = "-m state/conntrack/connlimit read the host's "
+					      "connection table (kernel functions a NIC cannot "
+					      "call)";
 				else if (std::holds_alternative<ir::LimitMatch>(m))
 					why = "-m limit reads the host's jiffies";
 				else if (std::holds_alternative<ir::AddrtypeMatch>(m))

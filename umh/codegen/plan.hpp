@@ -98,6 +98,9 @@ struct Plan {
 	}
 	// -m recent's callback for bpf_for_each_map_elem() (match_recent.cpp).
 	SubprogId recent_walk_id() const { return hook_fn_id(hooks.size()); }
+	// -m connlimit's prologue part (emit_connlimit_probe()), a function of its own so that
+	// its length stays out of the prologue's jumps.
+	SubprogId connlimit_probe_id() const { return recent_walk_id() + 1; }
 };
 
 // Is rule i's test known to pass for every packet at each of `hooks` (no matches, an

@@ -458,6 +458,80 @@ bool spi_mt(const SpiMatch &info, Param &par)
 	return (spi >= info.min && spi <= info.max) ^ info.invert;
 }
 
+// get_ct_or_tuple_from_skb(): the attached entry's original tuple, or nf_ct_get_tuplepr()'s
+// (none for a later fragment or a transport header too short for the ports or the ICMP
+// header) and the entry nf_conntrack_find_get() finds for it.
+connlimit::Packet conncount_packet(const Param &par)
+{
+	constexpr uint32_t ips_assured = 4, ips_confirmed = 8;
+	connlimit::Packet p;
+	p.cpu = par.state->cpu;
+	p.jiffies = static_cast<uint32_t>(par.state->jiffies);
+	const PacketView::CtView &ct = *par.ct;
+	if (ct.has_ct) {
+		p.tuple = connlimit::Tuple{ct.orig_src, ct.orig_dst, ct.orig_sport, ct.orig_dport,
+					   ct.l4proto};
+		p.confirmed = (ct.status & ips_confirmed) != 0;
+		p.assured = (ct.status & ips_assured) != 0;
+		return p;
+	}
+	if (par.fragoff != 0)
+		return p;
+	connlimit::Tuple t;
+	std::memcpy(&t.src, par.skb.data() + 12, 4);
+	std::memcpy(&t.dst, par.skb.data() + 16, 4);
+	t.proto = par.skb[9];
+	switch (t.proto) {
+	case 1:	   // ICMP
+	case 58: { // ICMPv6's pkt_to_tuple reads the same 8 bytes
+		auto h = header_pointer(par, par.thoff, 8);
+		if (!h)
+			return p;
+		t.sport = be16(*h, 4);
+		t.dport = static_cast<uint16_t>((*h)[0] << 8 | (*h)[1]);
+		break;
+	}
+	case 6:	    // TCP
+	case 17:    // UDP
+	case 33:    // DCCP
+	case 132:   // SCTP
+	case 136: { // UDP-Lite
+		auto h = header_pointer(par, par.thoff, 4);
+		if (!h)
+			return p;
+		t.sport = be16(*h, 0);
+		t.dport = be16(*h, 2);
+		break;
+	}
+	default:
+		break;
+	}
+	p.tuple = t;
+	if (auto it = par.state->conntrack.find(t); it != par.state->conntrack.end()) {
+		p.confirmed = true;
+		p.assured = it->second.assured;
+	}
+	return p;
+}
+
+// connlimit_mt() for IPv4: the rule's lists (by slot), keyed by the masked address.
+bool connlimit_mt(const ConnlimitMatch &info, Param &par)
+{
+	constexpr uint32_t xt_connlimit_invert = 1, xt_connlimit_daddr = 2;
+	EvalState &st = *par.state;
+	if (info.slot >= st.connlimits.size())
+		st.connlimits.resize(info.slot + 1);
+	uint32_t key;
+	std::memcpy(&key, par.skb.data() + ((info.flags & xt_connlimit_daddr) ? 16 : 12), 4);
+	key &= info.mask;
+	const uint32_t n = connlimit::count(st.connlimits[info.slot], key, st.conntrack,
+					    conncount_packet(par));
+	const connlimit::Verdict v =
+		connlimit::decide(n, info.limit, (info.flags & xt_connlimit_invert) != 0);
+	par.hotdrop |= v.hotdrop;
+	return v.match;
+}
+
 // recent_mt() for IPv4. OUTPUT's packets are taken to have a socket of the namespace, so
 // only FORWARD adds one to the TTL ("use TTL as seen before forwarding").
 bool recent_mt(const RecentMatch &info, Param &par)
@@ -656,6 +730,8 @@ bool run_match(const Match &m, Param &par, const Table &table)
 		return hashlimit_mt(*x, par, table);
 	if (auto *x = std::get_if<RecentMatch>(&m))
 		return recent_mt(*x, par);
+	if (auto *x = std::get_if<ConnlimitMatch>(&m))
+		return connlimit_mt(*x, par);
 	if (auto *x = std::get_if<AddrtypeMatch>(&m))
 		return addrtype_mt(*x, par);
 	if (auto *x = std::get_if<LimitMatch>(&m))
@@ -690,6 +766,7 @@ EvalState initial_state(const Table &table, uint32_t hz, uint64_t jiffies)
 					jiffies,
 					limit::params(x->avg, x->burst, x->credit_cap, x->cost, hz)
 						.credit};
+	st.connlimits.resize(table.connlimit_slots);
 	for (const RecentList &l : table.recent_lists) {
 		recent::List list;
 		list.mask = l.mask;

@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "ir/connlimit.hpp"
 #include "ir/ir.hpp"
 #include "ir/limit.hpp"
 #include "ir/recent.hpp"
@@ -87,6 +88,11 @@ struct EvalState {
 	// The jiffies each list's matches read, where not `jiffies` (a program reads the
 	// clock at each match, so a packet that straddles a tick sees two).
 	std::vector<uint64_t> recent_jiffies;
+	// -m connlimit's lists (by ConnlimitMatch::slot), the kernel's connection table they
+	// are checked against, and the CPU the packet is judged on.
+	std::vector<connlimit::Data> connlimits;
+	connlimit::Conntrack conntrack;
+	uint32_t cpu = 0;
 };
 
 // htable_gc() at state.jiffies: every htable's expired entries go.

@@ -291,6 +291,20 @@ struct U32Match {
 	bool operator==(const U32Match &) const = default;
 };
 
+// -m connlimit (struct xt_connlimit_info, revision 1), as connlimit_mt() reads it: the key
+// is the source address (the destination with XT_CONNLIMIT_DADDR) and `mask`, network
+// order; the match is (connections > limit) xor XT_CONNLIMIT_INVERT (--connlimit-upto).
+// `slot` numbers the table's connlimit matches in blob order: each counts in lists of its
+// own (an nf_conncount_data per rule, made anew when a table is set). Semantics:
+// ir/connlimit.hpp.
+struct ConnlimitMatch {
+	uint32_t mask = 0xffffffff;
+	uint32_t limit = 0;
+	uint32_t flags = 0; // XT_CONNLIMIT_INVERT, XT_CONNLIMIT_DADDR
+	uint32_t slot = 0;
+	bool operator==(const ConnlimitMatch &) const = default;
+};
+
 // A list the table's recent rules name, as recent_mt_check() would make it: the first
 // rule's mask, and the largest stamp ring any of its rules asks for (nstamps_max_mask).
 struct RecentList {
@@ -302,10 +316,11 @@ struct RecentList {
 
 // Matches with an effect on packets. -m comment has none and does not appear here; its
 // bytes live on in the stored blob that GET_ENTRIES returns.
-using Match = std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch,
-			   ConntrackMatch, AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch,
-			   LengthMatch, TtlMatch, TosMatch, EcnMatch, PkttypeMatch, MacMatch,
-			   SpiMatch, HashlimitMatch, RecentMatch, OwnerMatch, U32Match>;
+using Match =
+	std::variant<TcpMatch, UdpMatch, IcmpMatch, MultiportMatch, IprangeMatch, ConntrackMatch,
+		     AddrtypeMatch, LimitMatch, MarkMatch, ConnmarkMatch, LengthMatch, TtlMatch,
+		     TosMatch, EcnMatch, PkttypeMatch, MacMatch, SpiMatch, HashlimitMatch,
+		     RecentMatch, OwnerMatch, U32Match, ConnlimitMatch>;
 
 // -j LOG (struct xt_log_info): level 0-7, flags XT_LOG_*, prefix NUL-terminated.
 struct LogInfo {
@@ -353,6 +368,7 @@ struct Table {
 	uint32_t limit_slots = 0;		// LimitMatch::slot runs below this
 	std::vector<HashlimitTable> hashlimits; // HashlimitMatch::table indexes this
 	std::vector<RecentList> recent_lists;	// RecentMatch::list indexes this
+	uint32_t connlimit_slots = 0;		// ConnlimitMatch::slot runs below this
 	uint32_t valid_hooks = 0;		// bit n set: hook n is served by this table
 	// For each valid hook: index of the rule where it starts, and of its policy rule.
 	std::array<std::optional<uint32_t>, num_hooks> hook_entry{};

@@ -556,6 +556,7 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 	lo.icmp_global_fd = icmp_global_.get();
 	lo.icmp_peers_fd = icmp_peers_.get();
 	lo.limits_fd = gen.limits.get();
+	lo.connlimit_fd = gen.connlimit.get();
 	if (recent_) {
 		lo.recent_entries_fd = recent_->entries_fd();
 		lo.recent_heads_fd = recent_->heads_fd();
@@ -1325,6 +1326,12 @@ Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table table, service:
 		if (!limits)
 			return limits.error();
 		gen->limits = std::move(*limits);
+	}
+	if (table.connlimit_slots) {
+		auto lists = create_connlimit_map();
+		if (!lists)
+			return lists.error();
+		gen->connlimit = std::move(*lists);
 	}
 	// At 100k rules the IR is about a blob's size again: it goes before the programs
 	// are loaded, their maps filled and the old table's counters read.

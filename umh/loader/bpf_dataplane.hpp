@@ -147,6 +147,7 @@ private:
 		uint64_t fingerprint = 0;      // of code: which table the counters count
 		std::vector<ir::Counter> base; // what the map's base holds
 		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
+		Fd connlimit; // -m connlimit's lists: each table starts with none, as netfilter's
 		std::vector<codegen::Options::RecentRef> recent; // its -m recent lists' numbers
 		std::array<codegen::Program, 3> code;
 		SetMaps set_maps; // code's sets' maps, shared by the programs

@@ -285,7 +285,8 @@ bool tracks_connections(const ir::Table &table)
 	for (const ir::Rule &r : table.rules)
 		for (const ir::Match &m : r.matches)
 			if (std::holds_alternative<ir::ConntrackMatch>(m) ||
-			    std::holds_alternative<ir::ConnmarkMatch>(m))
+			    std::holds_alternative<ir::ConnmarkMatch>(m) ||
+			    std::holds_alternative<ir::ConnlimitMatch>(m))
 				return true;
 	return false;
 }

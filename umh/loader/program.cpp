@@ -338,6 +338,13 @@ Status set_counters_base(int counters_fd, const std::vector<ir::Counter> &base)
 	return {};
 }
 
+Result<Fd> create_connlimit_map()
+{
+	return create_map(maps::connlimit_type, "bpfilter_climit", sizeof(maps::ConnlimitKey),
+			  sizeof(maps::ConnlimitList), maps::connlimit_max_entries,
+			  BPF_F_NO_PREALLOC);
+}
+
 Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffies)
 {
 	if (table.limit_slots == 0 || table.limit_slots > (64u << 20) / sizeof(maps::LimitBucket))
@@ -493,6 +500,19 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 		scratch = std::move(*m);
 	}
 
+	// -m connlimit's work area: the prologue's, per CPU, in programs that count.
+	Fd connlimit_tmp;
+	if (std::any_of(program.map_refs.begin(), program.map_refs.end(),
+			[](const codegen::MapRef &r) {
+				return r.slot == codegen::MapSlot::ConnlimitTmp;
+			})) {
+		auto m = create_map(maps::connlimit_tmp_type, "bpfilter_cltmp", sizeof(uint32_t),
+				    maps::connlimit_tmp_bytes(maps::connlimit_max_slots), 1, 0);
+		if (!m)
+			return m.error();
+		connlimit_tmp = std::move(*m);
+	}
+
 	// Only programs that use it get one: an LRU hash takes its memory up front.
 	Fd frags;
 	for (const codegen::MapRef &ref : program.map_refs) {
@@ -627,6 +647,12 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			break;
 		case codegen::MapSlot::AddrSet:
 			fd = ref.index < addr_sets.size() ? addr_sets[ref.index] : -1;
+			break;
+		case codegen::MapSlot::Connlimit:
+			fd = options.connlimit_fd;
+			break;
+		case codegen::MapSlot::ConnlimitTmp:
+			fd = connlimit_tmp.get();
 			break;
 		}
 		if (fd < 0)

@@ -31,6 +31,7 @@ struct LoadOptions {
 	int icmp_peers_fd = -1;
 	int log_ring_fd = -1;		// the namespace's LogRing and LogLost, for -j LOG (LogMaps)
 	int limits_fd = -1;		// the table's -m limit buckets (create_limits_map())
+	int connlimit_fd = -1;		// the table's -m connlimit lists (create_connlimit_map())
 	std::vector<int> hashlimit_fds; // the htables, by ir::Table::hashlimits index
 	int log_lost_fd = -1;
 	int addr_types_fd = -1;	    // the namespace's AddrTypes, for -m addrtype
@@ -101,6 +102,10 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 // The Limits map of a table with -m limit rules (codegen/maps.hpp), its buckets as
 // limit_mt_check() leaves them when the table is set at `jiffies`: full.
 Result<Fd> create_limits_map(const ir::Table &table, uint32_t hz, uint64_t jiffies);
+
+// The Connlimit map of a table with -m connlimit rules (codegen/maps.hpp), empty: every
+// list starts anew when a table is set, as each rule's nf_conncount_data does.
+Result<Fd> create_connlimit_map();
 
 // The map of a classified run of address rules (MapSlot::AddrSet), filled.
 Result<Fd> create_addr_set_map(const codegen::AddrSetData &set);
