@@ -414,7 +414,8 @@ public:
 			limit_slots = table.limit_slots;
 		}
 		if (!table.hashlimits.empty()) {
-			// -m hashlimit: the kernel's HZ, and an empty map per htable.
+			// -m hashlimit: the kernel's HZ, and the table's htables, empty, in the
+			// namespace's maps as the helper keeps them.
 			if (hz == 0) {
 				auto hz_now = loader::measure_hz();
 				if (!hz_now) {
@@ -424,15 +425,26 @@ public:
 				hz = *hz_now;
 			}
 			opts.hz = hz;
-			for (const ir::HashlimitTable &h : table.hashlimits) {
-				auto m = loader::create_hashlimit_map(h);
-				if (!m) {
-					error = m.error().message;
+			if (!htables) {
+				auto h = loader::Htables::create();
+				if (!h) {
+					error = h.error().message;
 					return;
 				}
-				lo.hashlimit_fds.push_back(m->get());
-				htables.push_back(std::move(*m));
+				htables = std::move(*h);
 			}
+			std::vector<ir::HashlimitTable> hts = table.hashlimits;
+			std::vector<std::string> made;
+			auto refs = htables->prepare(hts, made);
+			if (!refs) {
+				error = refs.error().message;
+				return;
+			}
+			opts.hashlimit = *refs;
+			for (const ir::HashlimitTable &h : hts)
+				htable_names.push_back(h.name);
+			lo.hashlimit_fd = htables->map_fd();
+			lo.hashlimit_counts_fd = htables->counts_fd();
 		}
 		if (!table.recent_lists.empty()) {
 			auto hz_now = loader::measure_hz();
@@ -594,17 +606,21 @@ public:
 	std::vector<std::map<ir::hashlimit::Key, ir::hashlimit::Entry>> hashlimit_entries()
 	{
 		std::vector<std::map<ir::hashlimit::Key, ir::hashlimit::Entry>> out;
-		for (const loader::Fd &m : htables) {
-			auto e = loader::hashlimit_entries(m.get());
-			EXPECT_TRUE(e.ok());
+		if (htable_names.empty())
+			return out;
+		auto all = htables->entries(htable_names);
+		EXPECT_TRUE(all.ok());
+		if (!all.ok())
+			return out;
+		for (const auto &entries : *all) {
 			out.emplace_back();
-			if (e.ok())
-				for (const auto &x : *e)
-					out.back()[x.key] = x.entry;
+			for (const auto &x : entries)
+				out.back()[x.key] = x.entry;
 		}
 		return out;
 	}
-	std::vector<loader::Fd> htables;	     // -m hashlimit's maps
+	std::shared_ptr<loader::Htables> htables;    // -m hashlimit's maps
+	std::vector<std::string> htable_names;	     // by ir::Table::hashlimits index
 	loader::Fd limits;			     // -m limit's buckets
 	std::shared_ptr<loader::RecentLists> recent; // -m recent's lists
 	uint32_t limit_slots = 0, hz = 0;

@@ -257,6 +257,65 @@ TEST_P(Hashlimit, OnlyPacketsThatReachItTake)
 	EXPECT_EQ(w.x.counters()[0].packets, 2u);
 }
 
+// Each htable counts its own entries against its own max, though all of them are in the
+// namespace's one map: a full htable leaves the others room.
+TEST_P(Hashlimit, MaxPerHtable)
+{
+	TableBuilder b;
+	hl::Cfg a = per_hour(3, 1, 5, hl::hash_sip);
+	a.size = a.max = 2;
+	hl::Cfg c = per_hour(3, 1, 5, hl::hash_sip);
+	c.size = c.max = 3;
+	b.input.push_back(R().proto(17).m(udp_match(53)).m(hm(3, a, 0)).accept());
+	b.input.push_back(R().proto(17).m(udp_match(54)).m(hm(3, c, 1)).accept());
+	b.input_policy = Kind::Drop;
+	ir::Table t = b.build();
+	t.hashlimits.push_back({"a", a, 3});
+	t.hashlimits.push_back({"b", c, 3});
+	Twin w(t, opts());
+	ASSERT_TRUE(w.x.ok()) << w.x.error;
+	for (const char *src : {"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}) {
+		w.send(from(src, 1000, 53), std::string("a ") + src);
+		w.send(from(src, 1000, 54), std::string("b ") + src);
+	}
+	EXPECT_EQ(w.x.counters()[0].packets, 2u);
+	EXPECT_EQ(w.x.counters()[1].packets, 3u);
+	EXPECT_EQ(w.x.htables->count("a"), 2u);
+	EXPECT_EQ(w.x.htables->count("b"), 3u);
+}
+
+// 500 names in one table (a program may use 64 maps): each htable is its own, with its own
+// burst, and the program loads.
+TEST_P(Hashlimit, ManyNames)
+{
+	constexpr uint32_t names = 500;
+	TableBuilder b;
+	std::vector<ir::HashlimitTable> hts;
+	for (uint32_t i = 0; i < names; i++) {
+		const hl::Cfg c = per_hour(3, 1, 1 + i % 3, hl::hash_sip);
+		b.input.push_back(R().proto(17)
+					  .m(udp_match(static_cast<uint16_t>(1000 + i)))
+					  .m(hm(3, c, i))
+					  .accept());
+		hts.push_back({"h" + std::to_string(i), c, 3});
+	}
+	b.input_policy = Kind::Drop;
+	ir::Table t = b.build();
+	t.hashlimits = hts;
+	Twin w(t, opts());
+	ASSERT_TRUE(w.x.ok()) << w.x.error;
+	for (uint32_t i = 0; i < names; i += 7)
+		for (int k = 0; k < 4; k++)
+			w.send(from(k % 2 ? "192.0.2.1" : "192.0.2.2", 1000,
+				    static_cast<uint16_t>(1000 + i)),
+			       "h" + std::to_string(i) + " #" + std::to_string(k));
+	for (uint32_t i = 0; i < names; i += 7) {
+		EXPECT_EQ(w.x.counters()[i].packets, 2 * std::min(2u, 1 + i % 3)) << "h" << i;
+		EXPECT_EQ(w.x.htables->count("h" + std::to_string(i)), 2u) << "h" << i;
+	}
+	EXPECT_EQ(w.x.htables->count("h1"), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Forms, Hashlimit,
 			 ::testing::Values(codegen::Options::Tests::Branch,
 					   codegen::Options::Tests::Accumulate,

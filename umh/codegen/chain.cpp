@@ -583,7 +583,8 @@ void emit_match(Cond &c, const ir::Match &m, const Plan &plan, const ir::Table &
 			else if constexpr (std::is_same_v<T, ir::SpiMatch>)
 				emit_spi(c, x);
 			else if constexpr (std::is_same_v<T, ir::HashlimitMatch>)
-				emit_hashlimit(c, x, table.hashlimits.at(x.table), plan.hz);
+				emit_hashlimit(c, x, table.hashlimits.at(x.table),
+					       plan.hashlimit.at(x.table), plan.hz);
 			else if constexpr (std::is_same_v<T, ir::RecentMatch>)
 				emit_recent(c, x, plan);
 			else if constexpr (std::is_same_v<T, ir::U32Match>)

@@ -18,28 +18,29 @@ namespace bpfilter::codegen
 // The maps a generated program uses. The loader creates them (layouts in maps.hpp)
 // and writes their fds into the ld_imm64 instructions listed in Program::map_refs.
 enum class MapSlot : uint8_t {
-	Counters,      // per-CPU array, one {packets, bytes} a rule
-	Devices,       // hash: ifindex -> the device's name, MAC and link-layer header length
-	LocalAddrs,    // LPM trie: this namespace's local and broadcast addresses
-	Scratch,       // per-CPU array of one: the parsed packet (the loader makes one per program)
-	Frags,	       // LRU hash: fragmented datagrams being reassembled (one per program)
-	CtOwn,	       // LRU hash: ICMP and other flows the kernel's lookup cannot serve
-	CtTcp,	       // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
-	IcmpGlobal,    // array of one: REJECT's ICMP token bucket (icmp_global_allow())
-	IcmpPeers,     // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
-	LogRing,       // ring buffer: -j LOG's records for the helper (one per namespace)
-	LogLost,       // per-CPU array of one: LOG records lost to a full ring
-	AddrTypes,     // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
-	Limits,	       // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
-	Hashlimit,     // hash: one of -m hashlimit's htables (MapRef::index: ir::Table::hashlimits)
-	RecentEntries, // hash: -m recent's entries of every list (one per namespace)
-	RecentHeads,   // array of one: each list's mask, ring size and LRU clock (per namespace)
-	RecentTmp,     // per-CPU array of one: a new entry, built before it is inserted
-	U32Buf,	       // array, an entry per CPU: the datagram -m u32 reads (one per program)
-	AddrSet,       // LPM trie or hash: a classified run of address rules (MapRef::index:
-		 // Program::addr_sets)
-	Connlimit,    // hash: -m connlimit's lists of connections (one per table)
-	ConnlimitTmp, // per-CPU array of one: what the prologue worked out for each connlimit
+	Counters,   // per-CPU array, one {packets, bytes} a rule
+	Devices,    // hash: ifindex -> the device's name, MAC and link-layer header length
+	LocalAddrs, // LPM trie: this namespace's local and broadcast addresses
+	Scratch,    // per-CPU array of one: the parsed packet (the loader makes one per program)
+	Frags,	    // LRU hash: fragmented datagrams being reassembled (one per program)
+	CtOwn,	    // LRU hash: ICMP and other flows the kernel's lookup cannot serve
+	CtTcp,	    // array of one: nf_conntrack_proto_tcp.c's tcp_conntracks table
+	IcmpGlobal, // array of one: REJECT's ICMP token bucket (icmp_global_allow())
+	IcmpPeers,  // LRU hash: REJECT's ICMP tokens per destination (inet_peer_xrlim_allow())
+	LogRing,    // ring buffer: -j LOG's records for the helper (one per namespace)
+	LogLost,    // per-CPU array of one: LOG records lost to a full ring
+	AddrTypes,  // LPM trie: the routes -m addrtype looks addresses up in (one per namespace)
+	Limits,	    // array of one: -m limit's token buckets (maps::LimitBucket), one a slot
+	Hashlimit,  // hash: -m hashlimit's entries of every htable (one per namespace)
+	HashlimitCounts, // array of one: each htable's count of entries (one per namespace)
+	RecentEntries,	 // hash: -m recent's entries of every list (one per namespace)
+	RecentHeads,	 // array of one: each list's mask, ring size and LRU clock (per namespace)
+	RecentTmp,	 // per-CPU array of one: a new entry, built before it is inserted
+	U32Buf,		 // array, an entry per CPU: the datagram -m u32 reads (one per program)
+	AddrSet,	 // LPM trie or hash: a classified run of address rules (MapRef::index:
+			 // Program::addr_sets)
+	Connlimit,	 // hash: -m connlimit's lists of connections (one per table)
+	ConnlimitTmp,	 // per-CPU array of one: what the prologue worked out for each connlimit
 };
 
 // Kernel functions a program calls (kfuncs of nf_conntrack), resolved by the loader in the
@@ -98,7 +99,7 @@ struct OwnerLayout {
 struct MapRef {
 	size_t insn = 0; // index of the first half of a BPF_LD_IMM64 with src_reg BPF_PSEUDO_MAP_FD
 	MapSlot slot = MapSlot::Counters;
-	uint32_t index = 0; // which one, for slots with one map per table object (Hashlimit)
+	uint32_t index = 0; // which one, for slots with one map per table object (AddrSet)
 	bool operator==(const MapRef &) const = default;
 };
 
@@ -167,6 +168,15 @@ struct Options {
 		bool operator==(const RecentRef &) const = default;
 	};
 	std::vector<RecentRef> recent = {};
+	// -m hashlimit: for each of the table's htables (ir::Table::hashlimits), its number in
+	// the namespace's maps and the entries it may hold (hashlimit::table_max() on this
+	// machine). Empty: htable k is number k, its max as on a machine of more than 1 GiB.
+	struct HashlimitRef {
+		uint32_t id = 0;
+		uint32_t max = 0;
+		bool operator==(const HashlimitRef &) const = default;
+	};
+	std::vector<HashlimitRef> hashlimit = {};
 	// The offload flavor of Xdp (Documentation/supported.md, "XDP offload"): INPUT
 	// alone, for a NIC that runs the program itself (loaded with prog_ifindex). What
 	// such a device takes: the parsed packet on the stack, the Counters map a plain

@@ -192,11 +192,11 @@ inline constexpr int16_t pkttype = 848;
 inline constexpr int16_t mac_ok = 852;
 inline constexpr int16_t mac_src = 856;
 inline constexpr int16_t l4w0 = 864; // u32, host order: transport bytes 0-3; l4len >= 4
-// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey), the
+// -m hashlimit's work area (match_hashlimit.cpp): the key (maps::HashlimitKey, 16 bytes), the
 // transport bytes 0-3 and an AH header's bytes 4-7 as they are (what proto_ports_offset()
 // points the ports at; valid when l4len >= 4, >= 8), a hotdrop flag, the clock, the answer,
 // and an entry being made or peeked at (maps::HashlimitValue).
-inline constexpr int16_t hl_key = 872;
+inline constexpr int16_t hl_key = 868;
 inline constexpr int16_t hl_ports = 884;
 inline constexpr int16_t hl_ah = 888;
 inline constexpr int16_t hl_drop = 892;

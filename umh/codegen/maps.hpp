@@ -297,11 +297,16 @@ struct LimitBucket {
 inline constexpr uint32_t limits_type = BPF_MAP_TYPE_ARRAY;
 static_assert(sizeof(LimitBucket) == 16);
 
-// Hashlimit: BPF_MAP_TYPE_HASH, one per htable (per name, as xt_hashlimit's): key
-// struct dsthash_dst's IPv4 part (network order), value struct dsthash_ent's expires and
+// Hashlimit: BPF_MAP_TYPE_HASH (no prealloc) of every htable's entries in the namespace
+// (one map, however many names: a program may use at most 64 maps), by the htable's number
+// and struct dsthash_dst's IPv4 part (network order); value struct dsthash_ent's expires and
 // rateinfo (ir::hashlimit::Entry) behind a bpf_spin_lock, which the map's BTF declares.
-// max_entries is the htable's max: an insert into a full map fails, as dsthash_alloc_init().
+// HashlimitCounts: BPF_MAP_TYPE_ARRAY (mmapable) of one value, a u64 per htable number:
+// how many entries it holds (ht->count), which a new entry must find below the htable's
+// max (dsthash_alloc_init()); the program adds to it atomically, the helper's garbage
+// collection takes from it. The helper keeps both for the namespace (loader/hashlimit.hpp).
 struct HashlimitKey {
+	uint32_t table; // the htable's number (codegen::Options::HashlimitRef::id)
 	uint32_t src, dst;
 	uint16_t sport, dport;
 };
@@ -312,7 +317,10 @@ struct HashlimitValue {
 	uint64_t w[4];
 };
 inline constexpr uint32_t hashlimit_type = BPF_MAP_TYPE_HASH;
-static_assert(sizeof(HashlimitKey) == 12 && sizeof(HashlimitValue) == 56);
+// Every htable together holds at most HASHLIMIT_MAX_SIZE entries, the most one may hold.
+inline constexpr uint32_t hashlimit_capacity = 1048576;
+inline constexpr uint32_t hashlimit_max_tables = 65536; // htables in a namespace
+static_assert(sizeof(HashlimitKey) == 16 && sizeof(HashlimitValue) == 56);
 // -m recent. RecentEntries: BPF_MAP_TYPE_HASH (no prealloc) of every list's entries in
 // the namespace, by list number and masked address; RecentHeads: BPF_MAP_TYPE_ARRAY of
 // one value, a RecentHead per list number (reached by address); RecentTmp: a per-CPU

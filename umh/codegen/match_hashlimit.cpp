@@ -1,6 +1,7 @@
 // -m hashlimit (revisions 1 to 3): hashlimit_mt_common() of xt_hashlimit.c on the rule's
-// htable, a hash map (MapSlot::Hashlimit) whose entries are updated under their
-// bpf_spin_lock as the kernel updates a dsthash_ent under its spinlock. Everything the
+// htable, the entries of its number in the namespace's hash map (MapSlot::Hashlimit), which
+// are updated under their bpf_spin_lock as the kernel updates a dsthash_ent under its
+// spinlock, and counted against the htable's max (MapSlot::HashlimitCounts). Everything the
 // configuration decides is decided here, at compile time: the generated code is the
 // straight path of ir/hashlimit.hpp for this rule, revision and HZ.
 #include <cerrno>
@@ -29,6 +30,10 @@ constexpr int16_t v_w1 = v_w0 + 8, v_w2 = v_w0 + 16, v_w3 = v_w0 + 24;
 // built in the parsed packet's work area.
 static_assert(off::hl_val % 8 == 0 && off::hl_now % 8 == 0);
 static_assert(off::hl_key + static_cast<int16_t>(sizeof(maps::HashlimitKey)) <= off::hl_ports);
+constexpr int16_t k_src = off::hl_key + offsetof(maps::HashlimitKey, src);
+constexpr int16_t k_dst = off::hl_key + offsetof(maps::HashlimitKey, dst);
+constexpr int16_t k_sport = off::hl_key + offsetof(maps::HashlimitKey, sport);
+constexpr int16_t k_dport = off::hl_key + offsetof(maps::HashlimitKey, dport);
 // Where the entry's address waits while the lock is taken and given back: the frame's map key
 // slot, which no lookup uses while a match runs (as -m limit's retries use it).
 constexpr int16_t entry_slot = layout::sub_key;
@@ -189,12 +194,13 @@ void emit_body(Emitter &em, Reg p, int16_t base, const ir::HashlimitMatch &m, co
 		em.emit(alu64_imm(BPF_XOR, R5, 1));
 }
 
-// hashlimit_init_dst(): the key in hl_key, hl_drop = 1 where the kernel cannot read the
-// ports (skb_header_pointer() fails).
-void emit_key(Emitter &em, const hl::Cfg &h)
+// hashlimit_init_dst(): the key in hl_key, behind the htable's number; hl_drop = 1 where
+// the kernel cannot read the ports (skb_header_pointer() fails).
+void emit_key(Emitter &em, const hl::Cfg &h, uint32_t id)
 {
-	em.emit(st(BPF_DW, layout::pkt, off::hl_key, 0));
-	em.emit(st(BPF_W, layout::pkt, static_cast<int16_t>(off::hl_key + 8), 0)); // not hl_ports
+	em.emit(st(BPF_W, layout::pkt, off::hl_key, static_cast<int32_t>(id)));
+	for (int16_t f : {k_src, k_dst, k_sport}) // not hl_ports, just after
+		em.emit(st(BPF_W, layout::pkt, f, 0));
 	em.emit(st(BPF_W, layout::pkt, off::hl_drop, 0));
 	const auto addr = [&](int16_t field, uint8_t bits, int16_t to) {
 		if (bits == 0)
@@ -205,9 +211,9 @@ void emit_key(Emitter &em, const hl::Cfg &h)
 		em.emit(stx(BPF_W, layout::pkt, R1, to));
 	};
 	if (h.mode & hl::hash_dip)
-		addr(off::daddr, h.dstmask, static_cast<int16_t>(off::hl_key + 4));
+		addr(off::daddr, h.dstmask, k_dst);
 	if (h.mode & hl::hash_sip)
-		addr(off::saddr, h.srcmask, off::hl_key);
+		addr(off::saddr, h.srcmask, k_src);
 	if (!(h.mode & (hl::hash_dpt | hl::hash_spt)))
 		return;
 	Label done(em), ports(em), ah(em), have(em), cut(em);
@@ -226,10 +232,10 @@ void emit_key(Emitter &em, const hl::Cfg &h)
 	em.emit(ldx(BPF_W, R3, layout::pkt, off::hl_ah));
 	have.bind(); // R3: the two ports as they are in the packet
 	if (h.mode & hl::hash_spt)
-		em.emit(stx(BPF_H, layout::pkt, R3, static_cast<int16_t>(off::hl_key + 8)));
+		em.emit(stx(BPF_H, layout::pkt, R3, k_sport));
 	if (h.mode & hl::hash_dpt) {
 		em.emit(alu32_imm(BPF_RSH, R3, 16));
-		em.emit(stx(BPF_H, layout::pkt, R3, static_cast<int16_t>(off::hl_key + 10)));
+		em.emit(stx(BPF_H, layout::pkt, R3, k_dport));
 	}
 	em.jump(ja(), done);
 	cut.bind();
@@ -237,9 +243,9 @@ void emit_key(Emitter &em, const hl::Cfg &h)
 	done.bind();
 }
 
-void lookup(Emitter &em, uint32_t index)
+void lookup(Emitter &em)
 {
-	em.ld_map(R1, MapSlot::Hashlimit, index);
+	em.ld_map(R1, MapSlot::Hashlimit);
 	em.emit(mov64(R2, layout::pkt));
 	em.emit(alu64_imm(BPF_ADD, R2, off::hl_key));
 	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
@@ -247,7 +253,16 @@ void lookup(Emitter &em, uint32_t index)
 
 } // namespace
 
-void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTable &t, uint32_t hz)
+// ht->count += add, atomically; with fetch, R2 = the count before. Clobbers R1 and R2.
+void count_add(Emitter &em, uint32_t id, int32_t add, bool fetch)
+{
+	em.ld_map_value(R1, MapSlot::HashlimitCounts, id * static_cast<uint32_t>(sizeof(uint64_t)));
+	em.emit(mov64(R2, add));
+	em.emit(fetch ? atomic_fetch_add64(R1, R2, 0) : atomic_add(BPF_DW, R1, R2, 0));
+}
+
+void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTable &t,
+		    const Options::HashlimitRef &ref, uint32_t hz)
 {
 	Emitter &em = c.em();
 	const hl::Cfg &h = t.cfg;
@@ -255,20 +270,24 @@ void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTab
 	c.skip_if_failed(skip);
 	em.emit(call_helper(BPF_FUNC_jiffies64));
 	em.emit(stx(BPF_DW, layout::pkt, R0, off::hl_now));
-	emit_key(em, h);
+	emit_key(em, h, ref.id);
 	if (h.mode & (hl::hash_dpt | hl::hash_spt))
 		c.hotdrop_if_field(off::hl_drop);
 
-	Label peek(em), result(em), have(em), relook(em), full(em);
+	Label peek(em), result(em), have(em), relook(em), give_back(em);
 	em.emit(ldx(BPF_W, R2, layout::pkt, off::count_inc));
 	em.jump(jmp32_imm(BPF_JEQ, R2, 0), peek);
-	lookup(em, m.table);
+	lookup(em);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), have);
-	// dsthash_alloc_init() and rateinfo_init(): the entry as the kernel makes it, added
-	// unless another CPU added it first (then it is found, as the kernel's race path).
+	// dsthash_alloc_init(): a place in the htable, "max count of %u reached" when its
+	// count is at max. The place is taken first, so that the count never passes max.
+	count_add(em, ref.id, 1, true);
+	em.jump(jmp_imm(BPF_JGE, R2, static_cast<int32_t>(ref.max)), give_back);
+	// rateinfo_init(): the entry as the kernel makes it, added unless another CPU added
+	// it first (then it is found, as the kernel's race path).
 	em.emit(ldx(BPF_DW, R1, layout::pkt, off::hl_now));
 	emit_init(em, layout::pkt, off::hl_val, h, m.revision, hz);
-	em.ld_map(R1, MapSlot::Hashlimit, m.table);
+	em.ld_map(R1, MapSlot::Hashlimit);
 	em.emit(mov64(R2, layout::pkt));
 	em.emit(alu64_imm(BPF_ADD, R2, off::hl_key));
 	em.emit(mov64(R3, layout::pkt));
@@ -276,12 +295,14 @@ void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTab
 	em.emit(mov64(R4, BPF_NOEXIST));
 	em.emit(call_helper(BPF_FUNC_map_update_elem));
 	em.jump(jmp_imm(BPF_JEQ, R0, 0), relook);
-	em.jump(jmp_imm(BPF_JEQ, R0, -EEXIST), relook);
-	em.jump(ja(), full); // "max count of %u reached": hotdrop
+	// Not added (another CPU's entry is there, or the namespace's map is full): the
+	// place goes back, and the entry is looked for again (another CPU's may be there).
+	give_back.bind();
+	count_add(em, ref.id, -1, false);
 	relook.bind();
-	lookup(em, m.table);
+	lookup(em);
 	em.jump(jmp_imm(BPF_JNE, R0, 0), have);
-	full.bind();
+	// Neither found nor made: hotdrop.
 	em.emit(st(BPF_W, layout::pkt, off::hl_drop, 1));
 	em.emit(st(BPF_W, layout::pkt, off::hl_res, 0));
 	em.jump(ja(), result);
@@ -303,7 +324,7 @@ void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTab
 	peek.bind();
 	{
 		Label fresh(em), body(em);
-		lookup(em, m.table);
+		lookup(em);
 		em.jump(jmp_imm(BPF_JEQ, R0, 0), fresh);
 		for (int16_t f = v_expires; f < static_cast<int16_t>(sizeof(maps::HashlimitValue));
 		     f += 8) {

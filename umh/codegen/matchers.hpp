@@ -134,8 +134,10 @@ void emit_owner(Emitter &em, const OwnerLayout &ly);
 // -m limit: takes a token from the rule's bucket (MapSlot::Limits) as limit_mt() does;
 // hz is the kernel's.
 void emit_limit(Cond &c, const ir::LimitMatch &m, uint32_t hz);
-// -m hashlimit: hashlimit_mt_common() on the rule's htable (`h`, MapSlot::Hashlimit).
-void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTable &h, uint32_t hz);
+// -m hashlimit: hashlimit_mt_common() on the rule's htable (`h`, number and max in `ref`),
+// in the namespace's MapSlot::Hashlimit.
+void emit_hashlimit(Cond &c, const ir::HashlimitMatch &m, const ir::HashlimitTable &h,
+		    const Options::HashlimitRef &ref, uint32_t hz);
 
 // -m mark on the mark the chains see (layout::pkt_off::mark), -m connmark on the connection
 // tracking view's (pkt_off::ct_mark).

@@ -12,6 +12,7 @@
 #include "codegen/maps.hpp"
 #include "codegen/matchers.hpp"
 #include "codegen/reject.hpp"
+#include "ir/hashlimit.hpp"
 
 namespace bpfilter::codegen
 {
@@ -326,6 +327,11 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 	plan.owner = options.owner;
 	for (size_t k = plan.recent.size(); k < t.recent_lists.size(); k++)
 		plan.recent.push_back({static_cast<uint32_t>(k), t.recent_lists[k].nstamps_mask});
+	plan.hashlimit = options.hashlimit;
+	for (size_t k = plan.hashlimit.size(); k < t.hashlimits.size(); k++)
+		plan.hashlimit.push_back(
+			{static_cast<uint32_t>(k),
+			 ir::hashlimit::table_max(t.hashlimits[k].cfg, uint64_t{2} << 30)});
 	plan.offload = options.offload;
 	// The offload flavor judges INPUT alone, every packet the device receives (its
 	// device forwards nothing: BpfDataplane::offload_refusal()).
@@ -417,10 +423,13 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 			for (AddrSet &set : find_addr_sets(t, plan.subprog_of, plan.hookset, start,
 							   options.classify_min))
 				found.push_back(std::move(set));
-		// A program uses at most 64 maps (the verifier's MAX_USED_MAPS), 16 of them
-		// the fixed slots and one an htable each: the largest sets get the rest but a
-		// few, the others' rules are tested one by one.
-		const size_t fixed = 16 + t.hashlimits.size() + 4;
+		// A program uses at most 64 maps (the verifier's MAX_USED_MAPS), 21 of them
+		// the other slots (every htable is in the one Hashlimit map, whatever the
+		// number of names): the largest 42 sets get the rest but one, the others'
+		// rules are tested one by one.
+		constexpr size_t other_slots = static_cast<size_t>(MapSlot::ConnlimitTmp); // but AddrSet
+		static_assert(other_slots == 21);
+		const size_t fixed = other_slots + 1;
 		const size_t max_addr_sets = fixed < 64 ? 64 - fixed : 0;
 		if (found.size() > max_addr_sets) {
 			std::stable_sort(found.begin(), found.end(),

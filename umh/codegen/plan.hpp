@@ -67,8 +67,9 @@ struct Plan {
 	// socket (emit_owner()), with the kernel's layout (Options::owner).
 	bool uses_owner = false;
 	OwnerLayout owner = {};
-	uint32_t hz = 0;			// Options::hz, for -m limit
-	std::vector<Options::RecentRef> recent; // Options::recent, one per table list
+	uint32_t hz = 0;			      // Options::hz, for -m limit
+	std::vector<Options::RecentRef> recent;	      // Options::recent, one per table list
+	std::vector<Options::HashlimitRef> hashlimit; // Options::hashlimit, one per htable
 	// Runs (by first rule) that FORWARD or OUTPUT reaches: there netfilter judges each
 	// fragment of a datagram on its own (FORWARD without connection tracking, OUTPUT
 	// what a raw socket sends in pieces), so the port matches test the fragment offset.

@@ -541,6 +541,7 @@ codegen::Options BpfDataplane::codegen_options(codegen::Flavor flavor,
 		o.lane_max_rules = 0;
 	o.replies = gen.replies;
 	o.recent = gen.recent;
+	o.hashlimit = gen.hashlimit;
 	o.hz = hz_;
 	if (conntrack_)
 		o.ct = conntrack_->layout;
@@ -567,9 +568,9 @@ LoadOptions BpfDataplane::load_options(const Generation &gen) const
 		lo.log_lost_fd = log_->maps().lost.get();
 	}
 	lo.addr_types_fd = addr_types_.get();
-	for (const ir::HashlimitTable &h : gen.hashlimits) {
-		auto it = htables_.find(h.name);
-		lo.hashlimit_fds.push_back(it == htables_.end() ? -1 : it->second.map.get());
+	if (htables_) {
+		lo.hashlimit_fd = htables_->map_fd();
+		lo.hashlimit_counts_fd = htables_->counts_fd();
 	}
 	return lo;
 }
@@ -1101,16 +1102,16 @@ Status BpfDataplane::check(const ir::Table &table) const
 								       : "overflow, try lower: ") +
 							      std::to_string(x->cfg.avg) + "/" +
 							      std::to_string(x->cfg.burst));
-				auto live = htables_.find(name);
-				if (live != htables_.end() &&
-				    ((live->second.def.cfg.mode ^ x->cfg.mode) &
-				     ir::hashlimit::rate_match))
+				const ir::HashlimitTable *live =
+					htables_ ? htables_->def(name) : nullptr;
+				if (live &&
+				    ((live->cfg.mode ^ x->cfg.mode) & ir::hashlimit::rate_match))
 					return make_error(EINVAL,
 							  "rule " + std::to_string(i) +
 								  ": hashlimit match: htable \"" +
 								  name +
 								  "\" exists with rate matching " +
-								  ((live->second.def.cfg.mode &
+								  ((live->cfg.mode &
 								    ir::hashlimit::rate_match)
 									   ? "on"
 									   : "off"));
@@ -1124,84 +1125,65 @@ Result<std::vector<ir::Counter>> BpfDataplane::replace(ir::Table table, service:
 	BF_TRY(check(table));
 	// The table's htables: those of names the namespace has keep their configuration
 	// and entries; the others are made now, and go again if the table is refused.
+	std::vector<codegen::Options::HashlimitRef> refs;
 	std::vector<std::string> made;
 	const auto forget_made = [&] {
-		for (const std::string &name : made)
-			htables_.erase(name);
+		if (!made.empty())
+			htables_->retain(current_ ? current_->hashlimits
+						  : std::vector<ir::HashlimitTable>{});
 	};
-	for (ir::HashlimitTable &h : table.hashlimits) {
-		auto live = htables_.find(h.name);
-		if (live != htables_.end()) {
-			h = live->second.def;
-			continue;
+	if (!table.hashlimits.empty()) {
+		if (!htables_) {
+			auto h = Htables::create();
+			if (!h)
+				return h.error();
+			htables_ = std::move(*h);
 		}
-		auto map = create_hashlimit_map(h);
-		if (!map) {
+		auto r = htables_->prepare(table.hashlimits, made);
+		if (!r) {
 			forget_made();
-			return map.error();
+			return r.error();
 		}
-		htables_[h.name] = Htable{std::move(*map), h, 0};
-		made.push_back(h.name);
+		refs = std::move(*r);
 	}
-	auto r = install(std::move(table), std::move(source));
+	auto r = install(std::move(table), std::move(source), std::move(refs));
 	if (!r) {
 		forget_made();
 		return r;
 	}
-	const std::vector<ir::HashlimitTable> &kept = current_->hashlimits;
-	std::erase_if(htables_, [&](const auto &kv) {
-		return std::none_of(kept.begin(), kept.end(), [&](const ir::HashlimitTable &h) {
-			return h.name == kv.first;
-		});
-	});
+	if (htables_) // the htables no rule names any more (htable_put())
+		htables_->retain(current_->hashlimits);
 	return r;
 }
 
-std::map<std::string, int> BpfDataplane::htables() const
+std::vector<std::string> BpfDataplane::htable_names() const
 {
-	std::map<std::string, int> out;
-	for (const auto &[name, h] : htables_)
-		out[name] = h.map.get();
-	return out;
+	return htables_ ? htables_->names() : std::vector<std::string>{};
 }
 
 Result<std::string> BpfDataplane::hashlimit_proc(const std::string &name) const
 {
-	auto it = htables_.find(name);
-	if (it == htables_.end())
+	if (!htables_)
 		return make_error(ENOENT, "no htable \"" + name + "\"");
-	auto entries = hashlimit_entries(it->second.map.get());
-	if (!entries)
-		return entries.error();
 	auto jiffies = read_jiffies();
 	if (!jiffies)
 		return jiffies.error();
-	return hashlimit_proc_text(*entries, it->second.def, *jiffies, hz_ ? hz_ : 250);
+	return htables_->proc(name, *jiffies, hz_ ? hz_ : 250);
 }
 
 Status BpfDataplane::hashlimit_gc()
 {
-	if (htables_.empty())
+	if (!htables_ || htables_->names().empty())
 		return {};
 	const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
 				    std::chrono::steady_clock::now().time_since_epoch())
 				    .count();
-	std::optional<uint64_t> jiffies;
-	for (auto &[name, h] : htables_) {
-		if (now_ms - h.last_gc_ms < static_cast<int64_t>(h.def.cfg.gc_interval))
-			continue;
-		if (!jiffies) {
-			auto j = read_jiffies();
-			if (!j)
-				return j.error();
-			jiffies = *j;
-		}
-		h.last_gc_ms = now_ms;
-		auto gone = loader::hashlimit_gc(h.map.get(), *jiffies);
-		if (!gone)
-			return make_error(gone.error().errnum,
-					  "htable \"" + name + "\": " + gone.error().message);
-	}
+	auto jiffies = read_jiffies();
+	if (!jiffies)
+		return jiffies.error();
+	auto gone = htables_->gc(now_ms, *jiffies);
+	if (!gone)
+		return make_error(gone.error().errnum, "htables: " + gone.error().message);
 	return {};
 }
 
@@ -1227,13 +1209,16 @@ Status BpfDataplane::attach_links(const std::vector<rtnl::Link> &links, Generati
 	return {};
 }
 
-Result<std::vector<ir::Counter>> BpfDataplane::install(ir::Table table, service::IrSource source)
+Result<std::vector<ir::Counter>>
+BpfDataplane::install(ir::Table table, service::IrSource source,
+		      std::vector<codegen::Options::HashlimitRef> hashlimit)
 {
 	const auto t_start = clock::now();
 	auto gen = std::make_unique<Generation>();
 	gen->name = table.name;
 	gen->num_rules = static_cast<uint32_t>(table.rules.size());
 	gen->hashlimits = table.hashlimits;
+	gen->hashlimit = std::move(hashlimit);
 	gen->recent_lists = table.recent_lists;
 	gen->source = std::move(source);
 	// The IR is freed once compiled; what loading needs of it later comes from `source`.

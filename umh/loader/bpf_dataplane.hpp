@@ -19,6 +19,7 @@
 #include "loader/attach.hpp"
 #include "loader/conntrack.hpp"
 #include "loader/fd.hpp"
+#include "loader/hashlimit.hpp"
 #include "loader/log_ring.hpp"
 #include "loader/program.hpp"
 #include "loader/recent.hpp"
@@ -94,8 +95,8 @@ public:
 	// -m hashlimit's garbage collection (htable_gc()): called now and then, removes the
 	// expired entries of every htable whose gcinterval has passed since its last run.
 	Status hashlimit_gc();
-	// The htables in force, by name (hashlimit_entries() reads one).
-	std::map<std::string, int> htables() const;
+	// The names of the htables in force.
+	std::vector<std::string> htable_names() const;
 	// /proc/net/ipt_hashlimit/NAME's text now (ENOENT: no htable of that name).
 	Result<std::string> hashlimit_proc(const std::string &name) const;
 
@@ -149,6 +150,7 @@ private:
 		Fd limits; // -m limit's buckets: each table starts with full ones, as netfilter's
 		Fd connlimit; // -m connlimit's lists: each table starts with none, as netfilter's
 		std::vector<codegen::Options::RecentRef> recent; // its -m recent lists' numbers
+		std::vector<codegen::Options::HashlimitRef> hashlimit; // its htables' numbers
 		std::array<codegen::Program, 3> code;
 		SetMaps set_maps; // code's sets' maps, shared by the programs
 		std::array<std::optional<LoadedProgram>, 3> prog;
@@ -237,17 +239,13 @@ public:
 private:
 	// The kernel's HZ, for -m limit: measured when a table first needs it.
 	Result<uint32_t> kernel_hz() const;
-	// The table installed as it is, its htables settled (install() is replace()'s body).
-	Result<std::vector<ir::Counter>> install(ir::Table in, service::IrSource source);
-	// xt_hashlimit's htables: one per name, kept while some rule of the table in force
-	// names it, so that a replace that keeps a name keeps its entries and its configuration
-	// (the first rule that named it made it), as htable_find_get() does.
-	struct Htable {
-		Fd map;
-		ir::HashlimitTable def;
-		int64_t last_gc_ms = 0;
-	};
-	std::map<std::string, Htable> htables_;
+	// The table installed as it is, its htables settled with their numbers (install() is
+	// replace()'s body).
+	Result<std::vector<ir::Counter>>
+	install(ir::Table in, service::IrSource source,
+		std::vector<codegen::Options::HashlimitRef> hashlimit);
+	// xt_hashlimit's htables, the namespace's: made with the first table that names one.
+	std::unique_ptr<Htables> htables_;
 	mutable uint32_t hz_ = 0;
 	mutable codegen::OwnerLayout owner_;  // -m owner's, read once (check())
 	std::map<int, bool> offload_capable_; // by ifindex, probed once

@@ -623,9 +623,10 @@ Result<LoadedProgram> load_program(const codegen::Program &program, int devices_
 			fd = options.log_lost_fd;
 			break;
 		case codegen::MapSlot::Hashlimit:
-			fd = ref.index < options.hashlimit_fds.size()
-				     ? options.hashlimit_fds[ref.index]
-				     : -1;
+			fd = options.hashlimit_fd;
+			break;
+		case codegen::MapSlot::HashlimitCounts:
+			fd = options.hashlimit_counts_fd;
 			break;
 		case codegen::MapSlot::AddrTypes:
 			fd = options.addr_types_fd;

@@ -29,10 +29,11 @@ struct LoadOptions {
 	// program gets its own when it uses them.
 	int icmp_global_fd = -1;
 	int icmp_peers_fd = -1;
-	int log_ring_fd = -1;		// the namespace's LogRing and LogLost, for -j LOG (LogMaps)
-	int limits_fd = -1;		// the table's -m limit buckets (create_limits_map())
-	int connlimit_fd = -1;		// the table's -m connlimit lists (create_connlimit_map())
-	std::vector<int> hashlimit_fds; // the htables, by ir::Table::hashlimits index
+	int log_ring_fd = -1;  // the namespace's LogRing and LogLost, for -j LOG (LogMaps)
+	int limits_fd = -1;    // the table's -m limit buckets (create_limits_map())
+	int connlimit_fd = -1; // the table's -m connlimit lists (create_connlimit_map())
+	int hashlimit_fd = -1; // the namespace's -m hashlimit maps (Htables)
+	int hashlimit_counts_fd = -1;
 	int log_lost_fd = -1;
 	int addr_types_fd = -1;	    // the namespace's AddrTypes, for -m addrtype
 	int recent_entries_fd = -1; // the namespace's -m recent maps (RecentLists)

@@ -322,7 +322,7 @@ service::Reply Dispatcher::handle_in_netns(const bpfilter_request &req, uint64_t
 		if (existing && existing->dataplane) {
 			for (const auto &name : existing->dataplane->recent_names())
 				add('r', name);
-			for (const auto &[name, fd] : existing->dataplane->htables())
+			for (const auto &name : existing->dataplane->htable_names())
 				add('h', name);
 		}
 		return service::Reply{0, std::move(names)};
