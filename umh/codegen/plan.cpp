@@ -427,7 +427,8 @@ Result<Plan> make_plan(const ir::Table &t, const Options &options)
 		// the other slots (every htable is in the one Hashlimit map, whatever the
 		// number of names): the largest 42 sets get the rest but one, the others'
 		// rules are tested one by one.
-		constexpr size_t other_slots = static_cast<size_t>(MapSlot::ConnlimitTmp); // but AddrSet
+		// Every slot but AddrSet: ConnlimitTmp is the last.
+		constexpr size_t other_slots = static_cast<size_t>(MapSlot::ConnlimitTmp);
 		static_assert(other_slots == 21);
 		const size_t fixed = other_slots + 1;
 		const size_t max_addr_sets = fixed < 64 ? 64 - fixed : 0;
