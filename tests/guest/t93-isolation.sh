@@ -28,8 +28,10 @@ dmesg | grep unpriv_max | tail -n 2 | sed 's/^/# /'
 # administrator's iptables -S (GET_INFO, GET_ENTRIES: two requests) waits for none of
 # their exchanges (no slot to wait for, its own lock), and never for the queue: checked
 # against the bound from when it waited for the exchange in progress at each request,
-# B + 2 T + 0.5 s, B the time of iptables -S alone, T that of one load at the bound alone
-# (measured above). The bound for administrators' namespaces alone is further down.
+# B + 2 T + 0.5 s, B the time of iptables -S alone, T that of one load at the bound alone,
+# measured before (above) and again after: the longer counts, since under make check the
+# guest shares the machine with other lanes and its pace can change within the test. The
+# bound for administrators' namespaces alone is further down.
 t0=$(iso_up)
 $IPT -S INPUT >/dev/null
 t1=$(iso_up)
@@ -49,8 +51,12 @@ for i in 1 2 3 4 5 6; do
 done
 touch /tmp/iso.stop
 wait
-iso_bound=$(awk -v t="$iso_t" -v b="$iso_b" 'BEGIN { print b + 2 * t + 0.5 }')
-echo "# iptables -S alone: $iso_b s; one load of $iso_max entries alone: $iso_t s; root's iptables -S beside three loading namespaces: worst $iso_worst s (bound $iso_bound s)"
+t0=$(iso_up)
+unshare -r -n $IPT_RESTORE /tmp/iso.fit || echo "# the load after failed"
+t1=$(iso_up)
+iso_t2=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+iso_bound=$(awk -v t="$iso_t" -v u="$iso_t2" -v b="$iso_b" 'BEGIN { if (u > t) t = u; print b + 2 * t + 0.5 }')
+echo "# iptables -S alone: $iso_b s; one load of $iso_max entries alone: $iso_t s before, $iso_t2 s after; root's iptables -S beside three loading namespaces: worst $iso_worst s (bound $iso_bound s)"
 check "root's iptables -S waits at most the exchanges in progress ($iso_worst s <= $iso_bound s)" \
 	awk -v w="$iso_worst" -v b="$iso_bound" 'BEGIN { exit !(w <= b) }'
 

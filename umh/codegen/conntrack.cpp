@@ -63,6 +63,26 @@ void copy(Emitter &em, int16_t to, int16_t from)
 	em.emit(stx(BPF_W, pkt, R1, to));
 }
 
+// R0 = ct (or 0) for the tuple and protocol already on the stack (main_ct_tuple, byte 8 of
+// main_ct_opts), looked up in the current namespace; the direction it was found in at
+// main_ct_opts + 9.
+void emit_lookup_call(Emitter &em, Reg ctx, Flavor flavor)
+{
+	constexpr int16_t t = layout::main_ct_tuple, o = layout::main_ct_opts;
+	em.emit(st(BPF_W, R10, o, -1)); // netns_id: BPF_F_CURRENT_NETNS
+	em.emit(st(BPF_W, R10, o + 4, 0));
+	em.emit(st(BPF_B, R10, o + 9, 0));
+	em.emit(st(BPF_H, R10, o + 10, 0));
+	em.emit(mov64(R1, ctx));
+	em.emit(mov64(R2, R10));
+	em.emit(alu64_imm(BPF_ADD, R2, t));
+	em.emit(mov64(R3, 12)); // sizeof(bpf_tuple->ipv4)
+	em.emit(mov64(R4, R10));
+	em.emit(alu64_imm(BPF_ADD, R4, o));
+	em.emit(mov64(R5, 12)); // the bpf_ct_opts of Linux 6.1
+	em.call_kfunc(flavor == Flavor::Xdp ? Kfunc::XdpCtLookup : Kfunc::SkbCtLookup);
+}
+
 // R0 = ct (or 0) for the IPv4 tuple {saddr, daddr, sport, dport} at the parsed packet's
 // fields, protocol `proto`; the direction it was found in at layout::main_ct_opts + 9.
 void emit_lookup(Emitter &em, Reg ctx, Flavor flavor, int16_t saddr, int16_t daddr, int16_t sport,
@@ -80,18 +100,7 @@ void emit_lookup(Emitter &em, Reg ctx, Flavor flavor, int16_t saddr, int16_t dad
 	em.emit(ldx(BPF_W, R1, pkt, dport));
 	em.emit(be(R1, 16));
 	em.emit(stx(BPF_H, R10, R1, t + 10));
-	em.emit(st(BPF_W, R10, o, -1)); // netns_id: BPF_F_CURRENT_NETNS
-	em.emit(st(BPF_W, R10, o + 4, 0));
-	em.emit(st(BPF_B, R10, o + 9, 0));
-	em.emit(st(BPF_H, R10, o + 10, 0));
-	em.emit(mov64(R1, ctx));
-	em.emit(mov64(R2, R10));
-	em.emit(alu64_imm(BPF_ADD, R2, t));
-	em.emit(mov64(R3, 12)); // sizeof(bpf_tuple->ipv4)
-	em.emit(mov64(R4, R10));
-	em.emit(alu64_imm(BPF_ADD, R4, o));
-	em.emit(mov64(R5, 12)); // the bpf_ct_opts of Linux 6.1
-	em.call_kfunc(flavor == Flavor::Xdp ? Kfunc::XdpCtLookup : Kfunc::SkbCtLookup);
+	emit_lookup_call(em, ctx, flavor);
 }
 
 void emit_release(Emitter &em, Reg ct)
@@ -1239,18 +1248,7 @@ void emit_lookup_conn(Emitter &em, Reg ctx, Flavor flavor, Reg base, int16_t c)
 	em.emit(ldx(BPF_H, R1, base, off16(c + c_dport)));
 	em.emit(be(R1, 16));
 	em.emit(stx(BPF_H, R10, R1, t + 10));
-	em.emit(st(BPF_W, R10, o, -1)); // netns_id: BPF_F_CURRENT_NETNS
-	em.emit(st(BPF_W, R10, o + 4, 0));
-	em.emit(st(BPF_B, R10, o + 9, 0));
-	em.emit(st(BPF_H, R10, o + 10, 0));
-	em.emit(mov64(R1, ctx));
-	em.emit(mov64(R2, R10));
-	em.emit(alu64_imm(BPF_ADD, R2, t));
-	em.emit(mov64(R3, 12));
-	em.emit(mov64(R4, R10));
-	em.emit(alu64_imm(BPF_ADD, R4, o));
-	em.emit(mov64(R5, 12));
-	em.call_kfunc(flavor == Flavor::Xdp ? Kfunc::XdpCtLookup : Kfunc::SkbCtLookup);
+	emit_lookup_call(em, ctx, flavor);
 }
 
 // The packet's tuple into the head, as get_ct_or_tuple_from_skb() finds it: the view's

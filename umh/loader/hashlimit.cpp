@@ -17,6 +17,7 @@
 
 #include "codegen/maps.hpp"
 #include "loader/map_btf.hpp"
+#include "loader/map_keys.hpp"
 
 namespace bpfilter::loader
 {
@@ -57,20 +58,6 @@ Result<MapBtf> map_btf()
 				      {"w2", u64, 40},
 				      {"w3", u64, 48}});
 	return b.load(key, val, "hashlimit");
-}
-
-// Every key of the entries map.
-std::vector<maps::HashlimitKey> keys_of(int fd)
-{
-	std::vector<maps::HashlimitKey> keys;
-	maps::HashlimitKey k{}, next{};
-	const void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		keys.push_back(next);
-		k = next;
-		prev = &k;
-	}
-	return keys;
 }
 
 constexpr size_t counts_bytes = sizeof(uint64_t) * maps::hashlimit_max_tables;
@@ -208,7 +195,7 @@ void Htables::purge(const std::set<uint32_t> &ids, bool strays)
 	if (strays)
 		for (const auto &[name, h] : tables_)
 			live.insert(h.id);
-	for (const maps::HashlimitKey &k : keys_of(map_.get()))
+	for (const maps::HashlimitKey &k : map_keys<maps::HashlimitKey>(map_.get()))
 		if (ids.count(k.table) || (strays && !live.count(k.table)))
 			bpf_map_delete_elem(map_.get(), &k);
 }
@@ -258,7 +245,7 @@ Htables::entries(const std::vector<std::string> &names) const
 		at[h->id] = k;
 	}
 	std::vector<std::vector<HashlimitEntry>> out(names.size());
-	for (const maps::HashlimitKey &k : keys_of(map_.get())) {
+	for (const maps::HashlimitKey &k : map_keys<maps::HashlimitKey>(map_.get())) {
 		auto it = at.find(k.table);
 		if (it == at.end())
 			continue;
@@ -297,7 +284,7 @@ Result<uint32_t> Htables::gc(int64_t now_ms, uint64_t jiffies)
 	if (due.empty())
 		return 0u;
 	uint32_t gone = 0;
-	for (const maps::HashlimitKey &k : keys_of(map_.get())) {
+	for (const maps::HashlimitKey &k : map_keys<maps::HashlimitKey>(map_.get())) {
 		if (!live.count(k.table)) { // a stray of a table gone (see prepare())
 			bpf_map_delete_elem(map_.get(), &k);
 			continue;

@@ -15,6 +15,7 @@
 #include "codegen/maps.hpp"
 #include "ir/recent.hpp"
 #include "loader/map_btf.hpp"
+#include "loader/map_keys.hpp"
 
 namespace bpfilter::loader
 {
@@ -39,20 +40,6 @@ Result<Fd> make_map(bpf_map_type type, const char *name, uint32_t key, uint32_t 
 	if (fd < 0)
 		return sys_error(-fd, std::string("loader: creating map ") + name);
 	return Fd(fd);
-}
-
-// Every key of the entries map.
-std::vector<maps::RecentKey> keys_of(int fd)
-{
-	std::vector<maps::RecentKey> keys;
-	maps::RecentKey k{}, next{};
-	const void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		keys.push_back(next);
-		k = next;
-		prev = &k;
-	}
-	return keys;
 }
 
 } // namespace
@@ -106,7 +93,7 @@ void RecentLists::write_head(const List &l, bool reset_seq)
 
 Status RecentLists::flush(uint32_t id)
 {
-	for (const maps::RecentKey &k : keys_of(entries_.get()))
+	for (const maps::RecentKey &k : map_keys<maps::RecentKey>(entries_.get()))
 		if (k.list == id)
 			bpf_map_delete_elem(entries_.get(), &k);
 	return {};
@@ -175,7 +162,7 @@ Result<std::string> RecentLists::show(std::string_view name) const
 		return make_error(ENOENT, "no -m recent list named " + std::string(name));
 	std::vector<std::pair<uint32_t, maps::RecentEntry>> found;
 	auto value = std::make_unique<maps::RecentEntry>();
-	for (const maps::RecentKey &k : keys_of(entries_.get())) {
+	for (const maps::RecentKey &k : map_keys<maps::RecentKey>(entries_.get())) {
 		if (k.list != it->second.id)
 			continue;
 		if (bpf_map_lookup_elem(entries_.get(), &k, value.get()) == 0)
@@ -237,7 +224,7 @@ Status RecentLists::write(std::string_view name, std::string_view input, uint64_
 		std::vector<maps::RecentKey> mine;
 		uint64_t oldest = UINT64_MAX;
 		maps::RecentKey head{};
-		for (const maps::RecentKey &k : keys_of(entries_.get())) {
+		for (const maps::RecentKey &k : map_keys<maps::RecentKey>(entries_.get())) {
 			if (k.list != l.id)
 				continue;
 			mine.push_back(k);
