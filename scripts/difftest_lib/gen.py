@@ -7,6 +7,7 @@
 # difference.
 import ipaddress
 import random
+import re
 
 from .packets import Packet
 
@@ -218,6 +219,8 @@ class Group:
 				parts.append(f"--mask {d['mask']}")
 			parts.append(f"--{d['side']}")
 			return " ".join(parts)
+		if k == "u32":
+			return f"{neg}--u32 \"{_u32_text(d['tests'])}\""
 		if k == "state":
 			return f"{neg}--state {','.join(d['states'])}"
 		if k == "ctstate":
@@ -253,11 +256,72 @@ MODULE = {"in": None, "out": None, "src": None, "dst": None, "proto": None, "fra
 	  "mark": "mark", "connmark": "connmark",
 	  # The header matches (--header-rate): one module each.
 	  "length": "length", "ttl": "ttl", "tos": "tos", "dscp": "dscp", "ecn": "ecn", "pkttype": "pkttype",
-	  "mac": "mac", "esp": "esp", "ah": "ah"}
+	  "mac": "mac", "esp": "esp", "ah": "ah",
+	  # Reads of the datagram's bytes (u32_match_it()), modelled on the packet's bytes.
+	  "u32": "u32"}
 # The peers' MAC addresses (net.py), for -m mac --mac-source.
 PEER_MAC = {"in0": "02:df:00:00:00:02", "in1": "02:df:00:00:01:02"}
 DSCP_CLASSES = {"CS0": 0, "CS1": 8, "AF11": 10, "AF41": 34, "EF": 46, "CS7": 56}
 IP_ORDER = ["in", "out", "src", "dst", "proto", "frag"]
+
+
+# -m u32: the reads the generator draws, named for the packet field each one sees (the
+# datagram as the packets here build it: a 20-byte IP header, then the transport header).
+U32_READS = {"proto": "6&0xFF", "len": "0&0xFFFF", "ttl": "8>>24", "tos": "0>>16&0xFF",
+	     "src": "12", "dst": "16", "sport": "0>>22&0x3C@0>>16", "dport": "0>>22&0x3C@0&0xFFFF",
+	     "ports": "0>>22&0x3C@0", "type": "0>>22&0x3C@0>>24", "udppay": "0>>22&0x3C@8>>24",
+	     "tcppay": "0>>22&0x3C@12>>26&0x3C@0>>24", "frag": "4&0x3FFF", "chain": "0>>22&0x3C@0@0",
+	     "end": "65532", "shl": "0>>22&0x3C@4<<8>>8"}
+
+
+def _u32_text(tests):
+	out = []
+	for read, values in tests:
+		vals = ",".join(f"{lo:#x}" if lo == hi else f"{lo:#x}:{hi:#x}" for lo, hi in values)
+		out.append(f"{U32_READS[read]}={vals}")
+	return "&&".join(out)
+
+
+def _u32_eval(tests, data):
+	"""u32_match_it() on the datagram's bytes."""
+	size = len(data)
+
+	def word(at):
+		return int.from_bytes(data[at:at + 4], "big")
+
+	for read, values in tests:
+		nums = re.findall(r"(&|<<|>>|@)?(0x[0-9A-Fa-f]+|\d+)", U32_READS[read])
+		at, pos = 0, int(nums[0][1], 0)
+		if size < 4 or pos > size - 4:
+			return False
+		val = word(pos)
+		for op, text in nums[1:]:
+			number = int(text, 0)
+			if op == "&":
+				val &= number
+			elif op == "<<":
+				val = (val << number) & 0xFFFFFFFF
+			elif op == ">>":
+				val >>= number
+			else:
+				if at + val > 0xFFFFFFFF:
+					return False
+				at += val
+				pos = number
+				if at + 4 > 0xFFFFFFFF or size < at + 4 or pos > size - at - 4:
+					return False
+				val = word(at + pos)
+		if not any(lo <= val <= hi for lo, hi in values):
+			return False
+	return True
+
+
+def _u32_match(g, f):
+	try:
+		data = Packet(**{x: v for x, v in f.items() if x in Packet.FIELDS}).build(1)
+	except Exception:
+		return False
+	return _u32_eval(g.data["tests"], data)
 
 
 def _plen(mask):
@@ -379,6 +443,7 @@ class Generator:
 		self.rhl = random.Random(f"{seed}-hashlimit")  # -m hashlimit's draws, apart
 		self.hl_names = 0
 		self.rrc = random.Random(f"{seed}-recent")  # -m recent's draws, apart
+		self.ru = random.Random(f"{seed}-u32")  # -m u32's draws, apart
 		self.frags = frags
 		self.foreign = foreign
 		self.martians = martians
@@ -492,6 +557,8 @@ class Generator:
 			groups.append(self._hashlimit())
 		if self.rrc.random() < 0.03:
 			groups.append(self._recent())
+		if self.ru.random() < 0.05:
+			groups.append(self._u32(groups))
 		return groups
 
 	# Marks a MARK rule gives and a mark rule looks for: small values that meet, all bits,
@@ -627,6 +694,58 @@ class Generator:
 		if rc.random() < 0.2:
 			d["mask"] = rc.choice(["255.255.255.0", "255.255.0.0", "0.0.0.0"])
 		return Group("recent", cmd in ("rcheck", "update") and rc.random() < 0.2, **d)
+
+	def _u32(self, groups):
+		"""-m u32: one to three tests (&&) of reads that meet the packets here (protocol,
+		length, TTL, addresses, ports and payload through @, the fragment bits) and a few that
+		run off the datagram's end, each with one to three values or ranges, inverted now and
+		then."""
+		ru = self.ru
+		proto = next((g.data["proto"] for g in groups if g.kind == "proto" and not g.inv), None)
+		reads = ["proto", "len", "ttl", "tos", "src", "dst", "frag", "end", "chain"]
+		if proto in ("tcp", "udp", None):
+			reads += ["sport", "dport", "dport", "ports", "shl"]
+		if proto in ("icmp", None):
+			reads += ["type", "type"]
+		if proto in ("udp", None):
+			reads.append("udppay")
+		if proto in ("tcp", None):
+			reads.append("tcppay")
+
+		def values(read):
+			def one():
+				if read == "proto":
+					v = ru.choice([1, 6, 17, 47, 50, 132])
+					return v, v
+				if read == "len":
+					lo = ru.choice([20, 28, 40, 41, 100, ru.randint(0, 1500)])
+					return lo, ru.choice([lo, lo + ru.randint(0, 200), 0xFFFF])
+				if read == "ttl":
+					return ru.choice([(64, 64), (0, 1), (0, 63), (65, 255), (255, 255)])
+				if read == "tos":
+					v = ru.choice([0, 0x10, 0xB8, 0x03])
+					return v, ru.choice([v, 0xFF])
+				if read in ("src", "dst"):
+					base = _n(ru.choice(SRC_BASES if read == "src" else ALL_LOCAL_DST))
+					return base, base + ru.choice([0, 0, 1, 255, 65535])
+				if read in ("sport", "dport"):
+					lo = ru.choice(PORTS + [ru.randint(0, 65535)])
+					return lo, min(0xFFFF, lo + ru.choice([0, 0, 1, 100, 65535]))
+				if read == "type":
+					v = ru.choice([0, 3, 8, 11, ru.randint(0, 255)])
+					return v, ru.choice([v, v, 255])
+				if read in ("udppay", "tcppay"):
+					v = ru.choice([0x01, 0x01, 0x08, 0, 0xFF])
+					return v, ru.choice([v, v, 0xFF])
+				if read == "frag":
+					return ru.choice([(0, 0), (0, 0), (0x2000, 0x3FFF), (1, 0x1FFF)])
+				if read == "shl":
+					return ru.choice([(0x1000, 0xFFFFFF), (0, 0xFFF)])
+				return ru.choice([(0, 0xFFFFFFFF), (0, 0xFFFF), (0x10000, 0xFFFFFFFF)])
+			return [(lo, min(hi, 0xFFFFFFFF)) for lo, hi in (one() for _ in range(ru.choice([1, 1, 1, 2, 3])))]
+
+		tests = [(read, values(read)) for read in ru.sample(reads, ru.choice([1, 1, 1, 2, 3]))]
+		return Group("u32", ru.random() < 0.2, tests=tests)
 
 	def _addrtype(self, chain):
 		"""-m addrtype: types of the source, destination or both, --limit-iface-in/-out where
@@ -834,6 +953,42 @@ class Generator:
 				f["dst"] = r.choice(ok)
 		elif k in HEADER_KINDS:
 			self._satisfy_header(f, g, want)
+		elif k == "u32":
+			self._satisfy_u32(f, g, want)
+
+	def _satisfy_u32(self, f, g, want):
+		"""_satisfy for -m u32: the fields its reads see set in (or just out of) a value of
+		each test when want, in one test when not; reads without such a field stay."""
+		ru = self.ru
+		tests = g.data["tests"]
+		miss = ru.randrange(len(tests))
+		for i, (read, values) in enumerate(tests):
+			hit = want or i != miss
+			lo, hi = ru.choice(values)
+			if hit:
+				v = ru.choice([lo, hi])
+			else:
+				outside = [x for x in (lo - 1, hi + 1) if not any(a <= x <= b for a, b in values)]
+				if not outside:
+					continue
+				v = ru.choice(outside)
+			if read == "ttl" and 0 <= v <= 255:
+				f["ttl"] = v
+			elif read == "tos" and 0 <= v <= 255:
+				f["tos"] = v
+			elif read == "src" and 0 <= v <= 0xFFFFFFFF and usable_src(_ip(v)):
+				f["src"] = _ip(v)
+			elif read in ("sport", "dport") and f.get("proto") in ("tcp", "udp") and 0 <= v <= 0xFFFF:
+				f[read] = v
+			elif read == "type" and f.get("proto") == "icmp" and 0 <= v <= 255:
+				f["type"] = v
+			elif read == "len":
+				try:
+					base = Packet(**{x: y for x, y in f.items() if x in Packet.FIELDS}).copy(len=0).ip_len()
+				except Exception:
+					continue
+				if base <= v <= 1400:
+					f["len"] = v - base
 
 	def _satisfy_header(self, f, g, want):
 		"""_satisfy for the header matches (want: the test itself, before its inversion)."""
@@ -1262,6 +1417,11 @@ class Generator:
 				random.Random(f"{self.seed}-stateful-pick").random() < self.stateful:
 			from .stateful import make_stateful  # it builds on this module
 			make_stateful(self, case)
+		if any(g.kind == "u32" for rl in case.rules for g in rl.groups):
+			# Datagrams sent in pieces are sent whole: a hook that judges one reassembled
+			# reads its bytes in netfilter, not in bpfilter (supported.md, u32).
+			case.packets = [p.copy(split=None, reverse=None) if isinstance(p, Packet) and p.split else p
+					for p in case.packets]
 		return case
 
 
@@ -1347,6 +1507,8 @@ def _group_match(g, f):
 		m = any(lo <= p <= hi for lo, hi in d["ports"] for p in ports)
 	elif k in HEADER_KINDS:
 		return _header_match(g, f)
+	elif k == "u32":
+		m = _u32_match(g, f)
 	elif k == "srcrange":
 		m = d["lo"] <= _n(f["src"]) <= d["hi"]
 	elif k == "dstrange":

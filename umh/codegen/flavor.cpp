@@ -27,9 +27,11 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/in.h>
+#include <linux/ip.h>
 #include <linux/pkt_cls.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 #include <map>
@@ -782,6 +784,34 @@ void emit_u32_copy(Emitter &em, const Ctx &cx)
 	done.bind();
 }
 
+// FORWARD: ip_decrease_ttl() on the copy -m u32 reads, as on the skb FORWARD's rules see:
+// the TTL one less (pkt_off::ttl, already decreased) and the header checksum updated as
+// the kernel updates it: the u16 as it lies in memory, `check += htons(0x0100)`, and one
+// more when that reaches 0xffff (the helper runs on the host whose byte order BPF has).
+void emit_u32_forward(Emitter &em)
+{
+	Label done(em), no_carry(em);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::u32_len));
+	em.jump(jmp_imm(BPF_JLT, R1, 20), done); // nothing copied
+	em.emit(call_helper(BPF_FUNC_get_smp_processor_id));
+	em.emit(stx(BPF_W, layout::pkt, R0, off::u32_key));
+	em.ld_map(R1, MapSlot::U32Buf);
+	em.emit(mov64(R2, layout::pkt));
+	em.emit(alu64_imm(BPF_ADD, R2, off::u32_key));
+	em.emit(call_helper(BPF_FUNC_map_lookup_elem));
+	em.jump(jmp_imm(BPF_JEQ, R0, 0), done);
+	em.emit(ldx(BPF_W, R1, layout::pkt, off::ttl));
+	em.emit(stx(BPF_B, R0, R1, offsetof(iphdr, ttl)));
+	em.emit(ldx(BPF_H, R1, R0, offsetof(iphdr, check)));
+	em.emit(alu32_imm(BPF_ADD, R1,
+			  std::endian::native == std::endian::little ? 0x0001 : 0x0100));
+	em.jump(jmp32_imm(BPF_JLT, R1, 0xffff), no_carry);
+	em.emit(alu32_imm(BPF_ADD, R1, 1));
+	no_carry.bind();
+	em.emit(stx(BPF_H, R0, R1, offsetof(iphdr, check)));
+	done.bind();
+}
+
 // R0 = the LocalAddrs entry holding the address at pkt + `field`, or 0.
 void emit_local_lookup(Emitter &em, int16_t field)
 {
@@ -1158,6 +1188,8 @@ void emit_forward(Emitter &em, const Ctx &cx, const Plan &plan, const Options &o
 	// ip_forward() decreases the TTL before the hook: -m ttl sees the new one.
 	em.emit(alu32_imm(BPF_SUB, R1, 1));
 	em.emit(stx(BPF_W, layout::pkt, R1, off::ttl));
+	if (plan.uses_u32)
+		emit_u32_forward(em);
 	if (cx.tc()) {
 		em.emit(ldx(BPF_W, R1, ctx, offsetof(__sk_buff, pkt_type)));
 		em.jump(jmp32_imm(BPF_JNE, R1, 0), pass); // not PACKET_HOST
